@@ -1,0 +1,202 @@
+//! Running one script on this host.
+//!
+//! - [`interpreter`]: language → interpreter program found on `PATH` (or why it cannot run here).
+//! - [`account`]: the OS user to run as, and whether the agent may switch to it.
+//! - `privileges`: the `pre_exec` hook that drops to that user (the crate's only `unsafe`).
+//! - [`script`]: the script file under `state_dir/scripts`.
+//! - [`kill`]: signals to a whole process group.
+//! - `supervise`: the loop over output, exit, timeout and cancel.
+//!
+//! Every file here but `privileges.rs` forbids `unsafe` (this one cannot, being its parent;
+//! it has none).
+
+pub mod account;
+pub mod interpreter;
+pub mod kill;
+mod privileges;
+pub mod script;
+mod supervise;
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use shoal_proto::agent::{ExitReason, RunTask};
+use tokio::sync::oneshot;
+
+use crate::logs::{ChunkSink, LogStream};
+
+/// How long output is still read after the script's main process exited (background children
+/// may keep the pipe open; they are neither waited for nor killed).
+pub const DRAIN: Duration = Duration::from_millis(300);
+
+/// What every execution on this agent shares.
+#[derive(Debug, Clone)]
+pub struct ExecEnv {
+    /// Where script files are written (`state_dir/scripts`).
+    pub scripts_dir: PathBuf,
+    /// SIGTERM → this long → SIGKILL.
+    pub kill_grace: Duration,
+    /// `PATH` used to find interpreters.
+    pub search_path: OsString,
+}
+
+impl ExecEnv {
+    /// Interpreters are looked up on the agent's own `PATH`.
+    pub fn new(scripts_dir: PathBuf, kill_grace: Duration) -> Self {
+        ExecEnv { scripts_dir, kill_grace, search_path: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()) }
+    }
+}
+
+/// Why the agent stops a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillReason {
+    /// `timeout_secs` elapsed.
+    Timeout,
+    /// The server asked (`Cancel`).
+    Cancel,
+    /// The agent is shutting down.
+    Shutdown,
+}
+
+impl KillReason {
+    pub fn exit_reason(self) -> ExitReason {
+        match self {
+            KillReason::Timeout => ExitReason::Timeout,
+            KillReason::Cancel => ExitReason::Cancelled,
+            // The result of a task killed by a shutdown is as unknown as one lost in a crash.
+            KillReason::Shutdown => ExitReason::AgentRestarted,
+        }
+    }
+}
+
+/// How an execution ended (log totals come from the [`LogStream`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    pub reason: ExitReason,
+    pub exit_code: Option<i32>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Process group of the script, when it started (diagnostics and tests).
+    pub pgid: Option<i32>,
+}
+
+/// Unix epoch milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Runs `task` to its end, writing its output (and the agent's own `[shoal]` notes) to `logs`.
+/// Never fails: whatever goes wrong becomes the outcome's reason plus a log line. `kill`
+/// stops the task early (dropping its sender does nothing).
+pub async fn execute<S: ChunkSink>(
+    task: &RunTask,
+    env: &ExecEnv,
+    logs: &mut LogStream<S>,
+    kill: oneshot::Receiver<KillReason>,
+) -> ExecOutcome {
+    let start_ms = now_ms();
+    let end = |reason, exit_code, pgid| ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid };
+
+    let interp = match interpreter::resolve(task.language, &env.search_path) {
+        Ok(i) => i,
+        Err(line) => {
+            logs.note(&line).await;
+            return end(ExitReason::InterpreterMissing, None, None);
+        }
+    };
+    let user = task.user.clone();
+    let account = match tokio::task::spawn_blocking(move || account::resolve(&user)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(line)) => {
+            logs.note(&line).await;
+            return end(ExitReason::UserError, None, None);
+        }
+        Err(e) => {
+            logs.note(&format!("[shoal] user lookup failed: {e}")).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+    };
+    let script = {
+        let (dir, key, ext, body) = (env.scripts_dir.clone(), task.key, interp.ext, task.script.clone());
+        let owner = account.switch.then_some((account.uid, account.gid));
+        tokio::task::spawn_blocking(move || script::write(&dir, &key, ext, &body, owner)).await
+    };
+    let script = match script {
+        Ok(Ok(path)) => path,
+        Ok(Err(e)) => {
+            logs.note(&format!("[shoal] could not write the script file: {e}")).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+        Err(e) => {
+            logs.note(&format!("[shoal] could not write the script file: {e}")).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+    };
+    let _remove_script = script::RemoveOnDrop(script.clone());
+
+    let (child, reader) = match spawn(task, &interp, &account, &script) {
+        Ok(started) => started,
+        Err(e) => {
+            let program = interp.program.display();
+            logs.note(&format!("[shoal] could not start {program}: {e}")).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+    };
+    let pgid = child.id().map(|p| p as i32);
+    let Some(pid) = pgid else {
+        // Already reaped: cannot happen before the first wait, but never unwrap on it.
+        logs.note("[shoal] the process vanished before it could be supervised").await;
+        return end(ExitReason::StartFailed, None, None);
+    };
+    tracing::debug!(key = %task.key, pid, user = %account.name, "task started");
+
+    let timeout = (task.timeout_secs > 0).then(|| Duration::from_secs(task.timeout_secs));
+    let (reason, exit_code) = supervise::supervise(child, pid, reader, timeout, kill, env.kill_grace, logs).await;
+    end(reason, exit_code, pgid)
+}
+
+/// Starts the interpreter in its own process group with stdout and stderr on one pipe.
+fn spawn(
+    task: &RunTask,
+    interp: &interpreter::Interpreter,
+    account: &account::Account,
+    script: &std::path::Path,
+) -> std::io::Result<(tokio::process::Child, tokio::net::unix::pipe::Receiver)> {
+    // Both ends are O_CLOEXEC, so other tasks' children never inherit this pipe; the write
+    // end is dup'ed onto fd 1 and 2 of this child only.
+    let (tx, rx) = tokio::net::unix::pipe::pipe()?;
+    let write_end: OwnedFd = tx.into_blocking_fd()?;
+    let mut cmd = tokio::process::Command::new(&interp.program);
+    cmd.args(&interp.pre_args)
+        .arg(script)
+        .args(&task.args)
+        .current_dir(&account.workdir)
+        .env("HOME", &account.home)
+        .env("USER", &account.name)
+        .env("LOGNAME", &account.name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(write_end.try_clone()?))
+        .stderr(Stdio::from(write_end))
+        .process_group(0)
+        .kill_on_drop(false);
+    // The agent's own settings (its token above all) are not the script's business.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SHOAL_") {
+            cmd.env_remove(name);
+        }
+    }
+    if account.switch {
+        privileges::run_as(&mut cmd, account.uid, account.gid, account.groups.clone());
+    }
+    let child = cmd.spawn();
+    // `cmd` holds the parent's copies of the write end; they must close now, or the reader
+    // would never see end-of-file.
+    drop(cmd);
+    Ok((child?, rx))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+//! Real processes: these tests run scripts on this host.
+#![forbid(unsafe_code)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use shoal_proto::agent::{ExitReason, RunTask, TaskKey};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::logs::{LogSummary, VecSink};
+
+fn task(language: i32, script: &str, user: &str) -> RunTask {
+    RunTask {
+        key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 1 },
+        language,
+        script: script.as_bytes().to_vec(),
+        args: vec![],
+        sensitive: false,
+        user: user.to_string(),
+        timeout_secs: 60,
+        output_cap: 1024 * 1024,
+    }
+}
+
+fn me() -> String {
+    nix::unistd::User::from_uid(nix::unistd::geteuid()).unwrap().unwrap().name
+}
+
+fn env(grace: Duration) -> (tempfile::TempDir, ExecEnv) {
+    let dir = tempfile::tempdir().unwrap();
+    // Let other users reach their script file (setuid test); the file itself stays 0700.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::set_permissions(&scripts, std::fs::Permissions::from_mode(0o711)).unwrap();
+    (dir, ExecEnv::new(scripts, grace))
+}
+
+async fn run(t: &RunTask) -> (ExecOutcome, String, LogSummary) {
+    let (_dir, env) = env(Duration::from_millis(500));
+    let (_keep, rx) = oneshot::channel();
+    let mut logs = LogStream::new(t.output_cap, 0, VecSink::default());
+    let out = execute(t, &env, &mut logs, rx).await;
+    let sum = logs.finish().await;
+    let scripts_left = std::fs::read_dir(&env.scripts_dir).unwrap().count();
+    assert_eq!(scripts_left, 0, "the script file is removed");
+    (out, logs.sink().text(), sum)
+}
+
+/// Non-zombie processes whose process group is `pgid`.
+fn group_members(pgid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ..." — comm may contain spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends every chunk to a channel, so a test can wait for output.
+struct ChannelSink(mpsc::UnboundedSender<Vec<u8>>);
+
+impl ChunkSink for ChannelSink {
+    async fn send_chunk(&mut self, _seq: u64, data: Vec<u8>) {
+        let _ = self.0.send(data);
+    }
+}
+
+#[tokio::test]
+async fn exit_codes_are_reported() {
+    let (out, text, sum) = run(&task(1, "echo hello; exit 3", &me())).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(3)));
+    assert_eq!(text, "hello\n");
+    assert_eq!(sum, LogSummary { chunks: 1, dropped_bytes: 0 });
+    assert!(out.start_ms > 1_600_000_000_000 && out.end_ms >= out.start_ms);
+
+    let (out, text, sum) = run(&task(1, "true", &me())).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(0)));
+    assert_eq!((text.as_str(), sum.chunks), ("", 0));
+}
+
+#[tokio::test]
+async fn stdout_and_stderr_share_one_stream_in_order() {
+    let script = "echo out1; echo err1 >&2; echo out2; echo err2 1>&2";
+    let (out, text, _) = run(&task(1, script, &me())).await;
+    assert_eq!(out.reason, ExitReason::Exited);
+    assert_eq!(text, "out1\nerr1\nout2\nerr2\n");
+}
+
+#[tokio::test]
+async fn environment_and_arguments() {
+    let mut t = task(1, r#"echo "$USER|$LOGNAME|$HOME|$#|$1|$2|$SHOAL_SECRET_TEST|$(pwd)""#, &me());
+    t.args = vec!["a b".into(), "c".into()];
+    let (_, text, _) = run(&t).await;
+    let user = nix::unistd::User::from_name(&me()).unwrap().unwrap();
+    let workdir = if user.dir.is_dir() { user.dir.clone() } else { "/tmp".into() };
+    let workdir = std::fs::canonicalize(workdir).unwrap();
+    assert_eq!(text, format!("{0}|{0}|{1}|2|a b|c||{2}\n", me(), user.dir.display(), workdir.display()));
+}
+
+#[tokio::test]
+async fn python_and_perl_run() {
+    let mut t = task(4, "import sys\nprint('py', sys.argv[1:])\n", &me());
+    t.args = vec!["x".into(), "y z".into()];
+    let (out, text, _) = run(&t).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(0)), "{text}");
+    assert_eq!(text, "py ['x', 'y z']\n");
+
+    let mut t = task(3, "print \"perl $ARGV[0]\\n\"; exit 4;", &me());
+    t.args = vec!["ok".into()];
+    let (out, text, _) = run(&t).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(4)), "{text}");
+    assert_eq!(text, "perl ok\n");
+}
+
+#[tokio::test]
+async fn bat_needs_windows() {
+    let (out, text, _) = run(&task(2, "echo hi", &me())).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::InterpreterMissing, None));
+    assert_eq!(text, format!("[shoal] bat scripts need a Windows host; this host is {}\n", std::env::consts::OS));
+}
+
+#[tokio::test]
+async fn missing_user_is_a_user_error() {
+    let (out, text, _) = run(&task(1, "echo hi", "shoal-no-such-user")).await;
+    assert_eq!(out.reason, ExitReason::UserError);
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(text, "[shoal] user \"shoal-no-such-user\" does not exist on this host\n");
+    }
+}
+
+#[tokio::test]
+async fn a_signal_is_reported_as_128_plus_signo() {
+    let (out, text, _) = run(&task(1, "echo before; kill -KILL $$", &me())).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Signaled, Some(137)));
+    assert!(text.starts_with("before\n[shoal] the script was killed by signal 9"), "{text}");
+}
+
+#[tokio::test]
+async fn start_failure_is_reported() {
+    let (_dir, mut env) = env(Duration::from_millis(100));
+    env.scripts_dir = env.scripts_dir.join("missing");
+    let (_keep, rx) = oneshot::channel();
+    let mut logs = LogStream::new(0, 0, VecSink::default());
+    let out = execute(&task(1, "true", &me()), &env, &mut logs, rx).await;
+    logs.finish().await;
+    assert_eq!(out.reason, ExitReason::StartFailed);
+    assert!(logs.sink().text().starts_with("[shoal] could not write the script file"));
+}
+
+fn pgid_from(text: &str) -> i32 {
+    let line = text.lines().find_map(|l| l.strip_prefix("pgid=")).expect("pgid line");
+    line.trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    let mut t = task(1, "echo pgid=$$; sleep 300 & sleep 300 & sleep 300", &me());
+    t.timeout_secs = 1;
+    let started = Instant::now();
+    let (out, text, _) = run(&t).await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.reason, ExitReason::Timeout, "{text}");
+    let pgid = pgid_from(&text);
+    assert_eq!(out.pgid, Some(pgid));
+    assert!(text.contains("[shoal] timed out after 1 s"), "{text}");
+    assert!(wait_for(|| group_members(pgid).is_empty(), Duration::from_secs(5)).await, "left in group {pgid}: {:?}", group_members(pgid));
+}
+
+#[tokio::test]
+async fn processes_ignoring_sigterm_get_sigkill_after_the_grace() {
+    let mut t = task(1, "trap '' TERM; echo pgid=$$; sleep 300 & sleep 300", &me());
+    t.timeout_secs = 1;
+    let (out, text, _) = run(&t).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Timeout, Some(137)), "{text}");
+    let pgid = pgid_from(&text);
+    assert!(wait_for(|| group_members(pgid).is_empty(), Duration::from_secs(5)).await, "left in group {pgid}: {:?}", group_members(pgid));
+}
+
+#[tokio::test]
+async fn cancel_kills_the_whole_process_group() {
+    let (_dir, env) = env(Duration::from_millis(500));
+    let (kill_tx, kill_rx) = oneshot::channel();
+    let (chunks_tx, mut chunks_rx) = mpsc::unbounded_channel();
+    let t = task(1, "echo pgid=$$; sleep 300 & sleep 300", &me());
+    let run = tokio::spawn(async move {
+        let mut logs = LogStream::new(0, 0, ChannelSink(chunks_tx));
+        let out = execute(&t, &env, &mut logs, kill_rx).await;
+        logs.finish().await;
+        out
+    });
+    let first = chunks_rx.recv().await.unwrap();
+    let pgid = pgid_from(&String::from_utf8_lossy(&first));
+    assert!(!group_members(pgid).is_empty());
+    kill_tx.send(KillReason::Cancel).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap();
+    assert_eq!(out.reason, ExitReason::Cancelled);
+    let mut rest = String::new();
+    while let Ok(c) = chunks_rx.try_recv() {
+        rest.push_str(&String::from_utf8_lossy(&c));
+    }
+    assert!(rest.contains("[shoal] cancelled"), "{rest}");
+    assert!(wait_for(|| group_members(pgid).is_empty(), Duration::from_secs(5)).await, "left in group {pgid}: {:?}", group_members(pgid));
+}
+
+#[tokio::test]
+async fn a_normal_exit_does_not_wait_for_or_kill_background_children() {
+    let t = task(1, "echo pgid=$$; sleep 30 & echo done", &me());
+    let started = Instant::now();
+    let (out, text, _) = run(&t).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(0)));
+    assert!(text.ends_with("done\n"), "{text}");
+    let pgid = pgid_from(&text);
+    assert_eq!(group_members(pgid).len(), 1, "the background sleep is left alone");
+    kill::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+}
+
+#[tokio::test]
+async fn output_over_the_cap_keeps_head_and_tail() {
+    // 1000 lines of exactly 10 bytes.
+    let mut t = task(1, r#"for i in $(seq 1000); do printf 'line %04d\n' $i; done"#, &me());
+    t.output_cap = 1000;
+    let (out, text, sum) = run(&t).await;
+    assert_eq!(out.reason, ExitReason::Exited);
+    assert_eq!(sum.dropped_bytes, 9000);
+    let all: String = (1..=1000).map(|i| format!("line {i:04}\n")).collect();
+    let marker = crate::logs::cap::drop_marker(9000);
+    assert_eq!(text, format!("{}{}{}", &all[..750], marker, &all[all.len() - 250..]));
+}
+
+#[tokio::test]
+async fn runs_as_another_user_when_root() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (out, text, _) = run(&task(1, "id -un; id -u; echo $HOME; pwd", "nobody")).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(0)), "{text}");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("nobody"));
+    assert_eq!(lines.next(), Some(nobody.uid.to_string().as_str()));
+    assert_eq!(lines.next(), Some(nobody.dir.to_str().unwrap()));
+    let expected_wd = if nobody.dir.is_dir() { nobody.dir.to_str().unwrap() } else { "/tmp" };
+    assert_eq!(lines.next(), Some(expected_wd));
+}

@@ -1,0 +1,482 @@
+//! What the agent keeps on disk so no result is lost across disconnects and restarts.
+//!
+//! ```text
+//! state_dir/tasks/<key>                 task record, written before the script starts
+//!                                       (JSON: when it started)
+//! state_dir/outbox/<key>/<seq>.chunk    a log chunk not yet acknowledged (raw bytes)
+//! state_dir/outbox/<key>/exit.json      the task's TaskExit, not yet acknowledged
+//! state_dir/outbox/<key>/acked          highest chunk seq acknowledged (keeps numbering
+//!                                       going if the agent must add an AgentRestarted note)
+//! ```
+//! `<key>` is the [`TaskKey`] display form `step-execute-host`. Files are written to a
+//! temporary name and renamed, so a crash never leaves half a chunk. An acknowledged exit
+//! removes the task's outbox dir and its record: the task is done.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use shoal_proto::agent::{ExitReason, LogChunk, TaskExit, TaskKey};
+use tokio::sync::mpsc;
+
+use crate::exec::now_ms;
+
+/// The log line added when a task's outcome was lost with the agent.
+pub const RESTARTED_NOTE: &str = "[shoal] the agent restarted while this task was running; its outcome is unknown\n";
+
+/// Paths of the on-disk state. Cheap to clone; holds no open files.
+///
+/// An in-memory outbox ([`Outbox::in_memory`], for simulated fleets) keeps unacknowledged
+/// chunks in the process instead: results survive reconnects but not a restart.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    state_dir: PathBuf,
+    /// Unacknowledged chunks when the outbox is in memory; `None` on disk.
+    memory: Option<Arc<Mutex<MemoryChunks>>>,
+}
+
+/// Unacknowledged chunks of an in-memory outbox, by task and seq.
+type MemoryChunks = BTreeMap<(TaskKey, u64), Vec<u8>>;
+
+/// What is pending for one task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pending {
+    /// Chunks written and not yet acknowledged.
+    pub chunks: BTreeSet<u64>,
+    /// The seq the next chunk of this task gets.
+    pub next_seq: u64,
+    /// The exit, once the task ended, until acknowledged.
+    pub exit: Option<TaskExit>,
+}
+
+/// In-memory view of the outbox and the task records.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Index {
+    pub pending: BTreeMap<TaskKey, Pending>,
+    pub records: BTreeSet<TaskKey>,
+}
+
+impl Index {
+    /// Keys for `Hello.known_tasks`: tasks with a record or something pending.
+    pub fn known_tasks(&self) -> Vec<TaskKey> {
+        let keys: BTreeSet<TaskKey> = self.records.iter().chain(self.pending.keys()).copied().collect();
+        keys.into_iter().collect()
+    }
+
+    pub fn note_chunk(&mut self, key: TaskKey, seq: u64) {
+        let p = self.pending.entry(key).or_default();
+        p.chunks.insert(seq);
+        p.next_seq = p.next_seq.max(seq + 1);
+    }
+
+    pub fn note_exit(&mut self, exit: TaskExit) {
+        let p = self.pending.entry(exit.key).or_default();
+        p.next_seq = p.next_seq.max(exit.chunks);
+        p.exit = Some(exit);
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TaskRecord {
+    start_ms: i64,
+}
+
+/// Disk work done off the session task, in order (see [`spawn_janitor`]).
+#[derive(Debug)]
+pub enum DiskOp {
+    /// Chunks `0..=upto` were acknowledged.
+    AckChunks { key: TaskKey, upto: u64 },
+    /// The exit was acknowledged: forget the task.
+    Forget { key: TaskKey },
+}
+
+impl Outbox {
+    pub fn new(state_dir: &Path) -> Self {
+        Outbox { state_dir: state_dir.to_path_buf(), memory: None }
+    }
+
+    /// An outbox that writes nothing but the state dir itself (see [`Outbox`]).
+    pub fn in_memory(state_dir: &Path) -> Self {
+        Outbox { state_dir: state_dir.to_path_buf(), memory: Some(Arc::default()) }
+    }
+
+    pub fn is_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
+    fn mem(&self) -> Option<std::sync::MutexGuard<'_, MemoryChunks>> {
+        self.memory.as_ref().map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    pub fn scripts_dir(&self) -> PathBuf {
+        self.state_dir.join("scripts")
+    }
+
+    fn records_dir(&self) -> PathBuf {
+        self.state_dir.join("tasks")
+    }
+
+    fn outbox_dir(&self) -> PathBuf {
+        self.state_dir.join("outbox")
+    }
+
+    pub fn task_dir(&self, key: &TaskKey) -> PathBuf {
+        self.outbox_dir().join(key.to_string())
+    }
+
+    pub fn record_path(&self, key: &TaskKey) -> PathBuf {
+        self.records_dir().join(key.to_string())
+    }
+
+    fn chunk_path(&self, key: &TaskKey, seq: u64) -> PathBuf {
+        self.task_dir(key).join(format!("{seq}.chunk"))
+    }
+
+    /// Creates the state dir layout. The scripts dir is 0711 so accounts the agent switches
+    /// to can reach their own (0700) script file without listing anyone else's. Blocking.
+    pub fn create_dirs(&self) -> io::Result<()> {
+        if self.is_memory() {
+            return std::fs::create_dir_all(&self.state_dir);
+        }
+        for dir in [self.records_dir(), self.outbox_dir(), self.scripts_dir()] {
+            std::fs::create_dir_all(&dir)?;
+        }
+        std::fs::set_permissions(self.scripts_dir(), std::fs::Permissions::from_mode(0o711))?;
+        Ok(())
+    }
+
+    /// Task record, before the script starts. Blocking.
+    pub fn write_record(&self, key: &TaskKey, start_ms: i64) -> io::Result<()> {
+        if self.is_memory() {
+            return Ok(());
+        }
+        let body = serde_json::to_vec(&TaskRecord { start_ms }).map_err(io::Error::other)?;
+        write_atomic(&self.record_path(key), &body)
+    }
+
+    /// A chunk, before it is sent. Blocking.
+    pub fn write_chunk(&self, key: &TaskKey, seq: u64, data: &[u8]) -> io::Result<()> {
+        if let Some(mut m) = self.mem() {
+            m.insert((*key, seq), data.to_vec());
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.task_dir(key))?;
+        write_atomic(&self.chunk_path(key, seq), data)
+    }
+
+    /// The exit, before it is sent. Blocking.
+    pub fn write_exit(&self, exit: &TaskExit) -> io::Result<()> {
+        if self.is_memory() {
+            // The exit stays in the index until acknowledged.
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.task_dir(&exit.key))?;
+        let body = serde_json::to_vec(exit).map_err(io::Error::other)?;
+        write_atomic(&self.task_dir(&exit.key).join("exit.json"), &body)
+    }
+
+    pub async fn read_chunk(&self, key: &TaskKey, seq: u64) -> io::Result<Vec<u8>> {
+        if let Some(m) = self.mem() {
+            return m.get(&(*key, seq)).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound));
+        }
+        tokio::fs::read(self.chunk_path(key, seq)).await
+    }
+
+    /// Applies an acknowledgement of chunks `0..=upto`. Blocking.
+    pub fn ack_chunks(&self, key: &TaskKey, upto: u64) -> io::Result<()> {
+        if let Some(mut m) = self.mem() {
+            let acked: Vec<_> = m.range((*key, 0)..=(*key, upto)).map(|(k, _)| *k).collect();
+            for k in acked {
+                m.remove(&k);
+            }
+            return Ok(());
+        }
+        let dir = self.task_dir(key);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        write_atomic(&dir.join("acked"), upto.to_string().as_bytes())?;
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let seq = name.to_str().and_then(|n| n.strip_suffix(".chunk")?.parse::<u64>().ok());
+            if seq.is_some_and(|s| s <= upto) {
+                remove_file(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a finished, acknowledged task. Blocking.
+    pub fn forget(&self, key: &TaskKey) -> io::Result<()> {
+        if let Some(mut m) = self.mem() {
+            m.retain(|(k, _), _| k != key);
+            return Ok(());
+        }
+        match std::fs::remove_dir_all(self.task_dir(key)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        remove_file(&self.record_path(key))
+    }
+
+    fn apply(&self, op: &DiskOp) -> io::Result<()> {
+        match op {
+            DiskOp::AckChunks { key, upto } => self.ack_chunks(key, *upto),
+            DiskOp::Forget { key } => self.forget(key),
+        }
+    }
+
+    /// Writes the end of a task whose outcome was lost (the agent restarted while it ran):
+    /// a note chunk and an `AgentRestarted` exit. Returns them, to be sent. Blocking.
+    pub fn write_restarted(&self, key: &TaskKey, next_seq: u64) -> io::Result<(LogChunk, TaskExit)> {
+        let start_ms = std::fs::read(self.record_path(key))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<TaskRecord>(&b).ok())
+            .map_or_else(now_ms, |r| r.start_ms);
+        let chunk = LogChunk { key: *key, seq: next_seq, data: RESTARTED_NOTE.as_bytes().to_vec() };
+        let exit = TaskExit {
+            key: *key,
+            reason: ExitReason::AgentRestarted,
+            exit_code: None,
+            start_ms,
+            end_ms: now_ms(),
+            chunks: next_seq + 1,
+            dropped_bytes: 0,
+        };
+        self.write_chunk(key, chunk.seq, &chunk.data)?;
+        self.write_exit(&exit)?;
+        Ok((chunk, exit))
+    }
+
+    /// Reads the records and the outbox. Tasks that have a record but no exit were running
+    /// when the agent stopped: they get their `AgentRestarted` end now. Blocking.
+    pub fn load(&self) -> io::Result<Index> {
+        let mut index = Index::default();
+        if self.is_memory() {
+            return Ok(index);
+        }
+        for entry in std::fs::read_dir(self.records_dir())? {
+            let entry = entry?;
+            match entry.file_name().to_str().and_then(|n| n.parse::<TaskKey>().ok()) {
+                Some(key) => {
+                    index.records.insert(key);
+                }
+                None => tracing::warn!(path = %entry.path().display(), "stray file in tasks dir"),
+            }
+        }
+        for entry in std::fs::read_dir(self.outbox_dir())? {
+            let entry = entry?;
+            let Some(key) = entry.file_name().to_str().and_then(|n| n.parse::<TaskKey>().ok()) else {
+                tracing::warn!(path = %entry.path().display(), "stray file in outbox dir");
+                continue;
+            };
+            index.pending.insert(key, self.load_task(&entry.path())?);
+        }
+        let orphans: Vec<TaskKey> =
+            index.records.iter().filter(|k| index.pending.get(k).and_then(|p| p.exit.as_ref()).is_none()).copied().collect();
+        for key in orphans {
+            let next_seq = index.pending.get(&key).map_or(0, |p| p.next_seq);
+            let (chunk, exit) = self.write_restarted(&key, next_seq)?;
+            tracing::warn!(%key, "task was running when the agent stopped; reporting it lost");
+            index.note_chunk(key, chunk.seq);
+            index.note_exit(exit);
+        }
+        Ok(index)
+    }
+
+    fn load_task(&self, dir: &Path) -> io::Result<Pending> {
+        let mut p = Pending::default();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(seq) = name.strip_suffix(".chunk").and_then(|s| s.parse::<u64>().ok()) {
+                p.chunks.insert(seq);
+                p.next_seq = p.next_seq.max(seq + 1);
+            } else if name == "exit.json" {
+                match serde_json::from_slice::<TaskExit>(&std::fs::read(entry.path())?) {
+                    Ok(exit) => {
+                        p.next_seq = p.next_seq.max(exit.chunks);
+                        p.exit = Some(exit);
+                    }
+                    Err(e) => tracing::warn!(path = %entry.path().display(), error = %e,
+                        "unreadable exit file; ignored"),
+                }
+            } else if name == "acked" {
+                if let Ok(n) = std::fs::read_to_string(entry.path())?.trim().parse::<u64>() {
+                    p.next_seq = p.next_seq.max(n + 1);
+                }
+            } else if name.ends_with(".tmp") {
+                remove_file(&entry.path())?;
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Runs [`DiskOp`]s one after another on a task of their own, so acknowledgements never make
+/// the session wait for the disk and are applied in the order they came.
+pub fn spawn_janitor(outbox: Outbox) -> (mpsc::Sender<DiskOp>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<DiskOp>(256);
+    let handle = tokio::spawn(async move {
+        while let Some(op) = rx.recv().await {
+            if outbox.is_memory() {
+                let _ = outbox.apply(&op);
+                continue;
+            }
+            let outbox = outbox.clone();
+            let done = tokio::task::spawn_blocking(move || (outbox.apply(&op), op)).await;
+            match done {
+                Ok((Err(e), op)) => tracing::warn!(?op, error = %e, "outbox cleanup failed"),
+                Err(e) => tracing::warn!(error = %e, "outbox cleanup panicked"),
+                Ok((Ok(()), _)) => {}
+            }
+        }
+    });
+    (tx, handle)
+}
+
+/// Writes `path` via a temporary file and a rename.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn remove_file(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: i64) -> TaskKey {
+        TaskKey { step_instance_id: n, execute_count: 0, host_id: 9 }
+    }
+
+    fn exit(k: TaskKey, chunks: u64) -> TaskExit {
+        TaskExit { key: k, reason: ExitReason::Exited, exit_code: Some(0), start_ms: 1, end_ms: 2, chunks, dropped_bytes: 0 }
+    }
+
+    fn outbox() -> (tempfile::TempDir, Outbox) {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::new(dir.path());
+        o.create_dirs().unwrap();
+        (dir, o)
+    }
+
+    #[test]
+    fn chunks_and_exit_survive_a_reload() {
+        let (_dir, o) = outbox();
+        let (a, b) = (key(1), key(2));
+        o.write_record(&a, 5).unwrap();
+        o.write_chunk(&a, 0, b"zero").unwrap();
+        o.write_chunk(&a, 1, b"one").unwrap();
+        o.write_exit(&exit(a, 2)).unwrap();
+        o.write_record(&b, 5).unwrap();
+        o.write_chunk(&b, 0, b"b0").unwrap();
+        o.write_exit(&exit(b, 1)).unwrap();
+
+        let index = o.load().unwrap();
+        assert_eq!(index.known_tasks(), vec![a, b]);
+        let pa = &index.pending[&a];
+        assert_eq!(pa.chunks.iter().copied().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(pa.exit, Some(exit(a, 2)));
+        assert_eq!(pa.next_seq, 2);
+
+        // Chunk 0 of `a` acknowledged, then all of `b`.
+        o.ack_chunks(&a, 0).unwrap();
+        o.forget(&b).unwrap();
+        let index = o.load().unwrap();
+        assert_eq!(index.known_tasks(), vec![a]);
+        assert_eq!(index.pending[&a].chunks.iter().copied().collect::<Vec<_>>(), vec![1]);
+        assert!(!o.task_dir(&b).exists() && !o.record_path(&b).exists());
+    }
+
+    #[tokio::test]
+    async fn read_back_what_was_written() {
+        let (_dir, o) = outbox();
+        o.write_chunk(&key(1), 3, &[0xff, 0, 1]).unwrap();
+        assert_eq!(o.read_chunk(&key(1), 3).await.unwrap(), vec![0xff, 0, 1]);
+    }
+
+    #[test]
+    fn a_task_running_at_a_crash_is_reported_lost_with_numbering_intact() {
+        let (_dir, o) = outbox();
+        let k = key(3);
+        o.write_record(&k, 1234).unwrap();
+        for seq in 0..4 {
+            o.write_chunk(&k, seq, b"x").unwrap();
+        }
+        // 0..=2 were acknowledged (and deleted); 3 is pending; a temp file is left over.
+        o.ack_chunks(&k, 2).unwrap();
+        std::fs::write(o.task_dir(&k).join("4.chunk.tmp"), b"half").unwrap();
+
+        let index = o.load().unwrap();
+        let p = &index.pending[&k];
+        assert_eq!(p.chunks.iter().copied().collect::<Vec<_>>(), vec![3, 4]);
+        let exit = p.exit.clone().unwrap();
+        assert_eq!(exit.reason, ExitReason::AgentRestarted);
+        assert_eq!((exit.chunks, exit.start_ms), (5, 1234));
+        assert_eq!(std::fs::read(o.task_dir(&k).join("4.chunk")).unwrap(), RESTARTED_NOTE.as_bytes());
+        // Loading again finds the same thing (the lost task is not reported twice).
+        assert_eq!(o.load().unwrap(), index);
+
+        // Everything acknowledged but the record: numbering continues after `acked`.
+        let k2 = key(4);
+        o.write_record(&k2, 1).unwrap();
+        o.write_chunk(&k2, 0, b"x").unwrap();
+        o.ack_chunks(&k2, 0).unwrap();
+        let index = o.load().unwrap();
+        assert_eq!(index.pending[&k2].exit.as_ref().unwrap().chunks, 2);
+    }
+
+    #[tokio::test]
+    async fn the_janitor_applies_ops_in_order() {
+        let (_dir, o) = outbox();
+        let k = key(5);
+        o.write_record(&k, 1).unwrap();
+        o.write_chunk(&k, 0, b"x").unwrap();
+        o.write_chunk(&k, 1, b"y").unwrap();
+        o.write_exit(&exit(k, 2)).unwrap();
+        let (tx, handle) = spawn_janitor(o.clone());
+        tx.send(DiskOp::AckChunks { key: k, upto: 0 }).await.unwrap();
+        tx.send(DiskOp::Forget { key: k }).await.unwrap();
+        drop(tx);
+        handle.await.unwrap();
+        assert!(!o.task_dir(&k).exists() && !o.record_path(&k).exists());
+        assert_eq!(o.load().unwrap(), Index::default());
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_outbox_keeps_chunks_until_acknowledged_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let o = Outbox::in_memory(&state);
+        o.create_dirs().unwrap();
+        let k = key(1);
+        o.write_record(&k, 5).unwrap();
+        for seq in 0..3 {
+            o.write_chunk(&k, seq, format!("c{seq}").as_bytes()).unwrap();
+        }
+        o.write_exit(&exit(k, 3)).unwrap();
+        assert_eq!(o.read_chunk(&k, 1).await.unwrap(), b"c1");
+        o.ack_chunks(&k, 1).unwrap();
+        assert!(o.read_chunk(&k, 1).await.is_err());
+        assert_eq!(o.read_chunk(&k, 2).await.unwrap(), b"c2");
+        o.forget(&k).unwrap();
+        assert!(o.read_chunk(&k, 2).await.is_err());
+        assert_eq!(o.load().unwrap(), Index::default());
+        assert_eq!(std::fs::read_dir(&state).unwrap().count(), 0, "nothing on disk");
+    }
+}

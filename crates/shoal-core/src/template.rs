@@ -1,0 +1,426 @@
+//! Job templates as documents: typed variables, ordered steps (script or manual
+//! confirmation) and plans. A template is stored as one JSON document per version; YAML
+//! files (`shoal template apply -f`) map onto the same types. Also here: the structured
+//! diff between two versions and the shell prelude that hands variables to scripts.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shoal_proto::jobv3::ServerDto;
+use shoal_proto::status::ScriptLanguage;
+
+use crate::JobError;
+
+/// Global variable types (`TaskVariableTypeEnum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VarType {
+    String,
+    Namespace,
+    HostList,
+    Password,
+    AssocArray,
+    IndexArray,
+}
+
+impl VarType {
+    pub fn code(self) -> i32 {
+        match self {
+            VarType::String => 1,
+            VarType::Namespace => 2,
+            VarType::HostList => 3,
+            VarType::Password => 4,
+            VarType::AssocArray => 5,
+            VarType::IndexArray => 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub var_type: VarType,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    /// Hosts, for `host_list` variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerDto>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Where a script step runs: a host-list variable, or hosts given directly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variable: Option<String>,
+    #[serde(flatten)]
+    pub server: ServerDto,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptStep {
+    /// `shell`, `python`, `perl`, `powershell` (inline scripts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// Inline script text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Library script (its online version) …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_id: Option<String>,
+    /// … or an exact library version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_version_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub param: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sensitive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// Execution account alias.
+    pub account: String,
+    pub target: Target,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ignore_error: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirm {
+    #[serde(default)]
+    pub message: String,
+    /// Who may confirm; empty: anyone who may run the job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<ScriptStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<Confirm>,
+}
+
+/// A plan: the template's chosen steps (all when empty) and variable values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Changes wait for an approver who is not their author.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub needs_approval: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<Variable>,
+    pub steps: Vec<Step>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plans: Vec<Plan>,
+}
+
+fn ident(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(f) if f.is_ascii_alphabetic() || f == '_') && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn bad(field: &str, why: impl Into<String>) -> JobError {
+    JobError::args(shoal_proto::ErrorCode::ILLEGAL_PARAM_WITH_REASON, vec![field.to_string(), why.into()])
+}
+
+impl Template {
+    /// Structural checks: unique names, one kind per step, one source per script step,
+    /// targets present, variables referenced exist with the right type.
+    pub fn validate(&self) -> Result<(), JobError> {
+        let name = self.name.trim();
+        if name.is_empty() || name.chars().count() > 60 {
+            return Err(bad("name", "1 to 60 characters"));
+        }
+        let mut vars = BTreeMap::new();
+        for v in &self.variables {
+            if !ident(&v.name) {
+                return Err(bad("variables.name", format!("{:?} is not a valid variable name", v.name)));
+            }
+            if vars.insert(v.name.as_str(), v.var_type).is_some() {
+                return Err(bad("variables.name", format!("{} is defined twice", v.name)));
+            }
+        }
+        if self.steps.is_empty() {
+            return Err(bad("steps", "a template needs at least one step"));
+        }
+        let mut names = BTreeSet::new();
+        for s in &self.steps {
+            if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
+                return Err(bad("steps.name", format!("step names must be unique and non-empty ({:?})", s.name)));
+            }
+            match (&s.script, &s.confirm) {
+                (Some(sc), None) => sc.validate(&s.name, &vars)?,
+                (None, Some(_)) => {}
+                _ => return Err(bad("steps", format!("step {:?} must be either a script or a confirm step", s.name))),
+            }
+        }
+        let mut plan_names = BTreeSet::new();
+        for p in &self.plans {
+            if p.name.trim().is_empty() || !plan_names.insert(p.name.as_str()) {
+                return Err(bad("plans.name", "plan names must be unique and non-empty"));
+            }
+            for s in &p.steps {
+                if !names.contains(s.as_str()) {
+                    return Err(bad("plans.steps", format!("plan {:?} names unknown step {s:?}", p.name)));
+                }
+            }
+            for k in p.variables.keys() {
+                if !vars.contains_key(k.as_str()) {
+                    return Err(bad("plans.variables", format!("plan {:?} sets unknown variable {k:?}", p.name)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The document without its plans (what a version stores).
+    pub fn without_plans(&self) -> Template {
+        Template { plans: vec![], ..self.clone() }
+    }
+}
+
+impl ScriptStep {
+    fn validate(&self, step: &str, vars: &BTreeMap<&str, VarType>) -> Result<(), JobError> {
+        let sources = [self.content.is_some(), self.script_id.is_some(), self.script_version_id.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            return Err(bad("steps.script", format!("step {step:?} needs exactly one of content, script_id, script_version_id")));
+        }
+        if self.content.is_some() {
+            let lang = self.language.as_deref().unwrap_or("shell");
+            ScriptLanguage::from_name(lang).ok_or_else(|| bad("steps.script.language", format!("unknown language {lang:?}")))?;
+        }
+        if self.account.trim().is_empty() {
+            return Err(bad("steps.script.account", format!("step {step:?} needs an account")));
+        }
+        if let Some(t) = self.timeout {
+            if !(1..=crate::limits::MAX_TIMEOUT_SECS).contains(&t) {
+                return Err(bad("steps.script.timeout", format!("1 to {}", crate::limits::MAX_TIMEOUT_SECS)));
+            }
+        }
+        match &self.target.variable {
+            Some(v) => match vars.get(v.as_str()) {
+                Some(VarType::HostList) => {}
+                Some(_) => return Err(bad("steps.script.target.variable", format!("{v} is not a host_list variable"))),
+                None => return Err(JobError::with(shoal_proto::ErrorCode::HOST_VAR_NOT_EXIST, v.clone())),
+            },
+            None if self.target.server.is_empty() => {
+                return Err(bad("steps.script.target", format!("step {step:?} has no target")));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// One change between two JSON documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub path: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// Structured diff: objects by key, arrays of named items (steps, variables, plans) by
+/// name, other arrays by position.
+pub fn diff(before: &Value, after: &Value) -> Vec<Change> {
+    let mut out = vec![];
+    walk("", before, after, &mut out);
+    out
+}
+
+fn named(v: &Value) -> Option<BTreeMap<String, &Value>> {
+    let items = v.as_array()?;
+    let mut m = BTreeMap::new();
+    for i in items {
+        m.insert(i.get("name")?.as_str()?.to_string(), i);
+    }
+    (m.len() == items.len()).then_some(m)
+}
+
+fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<Change>) {
+    if a == b {
+        return;
+    }
+    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => walk(&join(k), p, q, out),
+                    (p, q) => out.push(Change { path: join(k), before: p.cloned(), after: q.cloned() }),
+                }
+            }
+        }
+        (Value::Array(_), Value::Array(_)) => {
+            if let (Some(x), Some(y)) = (named(a), named(b)) {
+                let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+                for k in keys {
+                    let p = format!("{}[{k}]", if path.is_empty() { "" } else { path });
+                    match (x.get(k), y.get(k)) {
+                        (Some(p1), Some(q1)) => walk(&p, p1, q1, out),
+                        (p1, q1) => out.push(Change { path: p, before: p1.map(|v| (*v).clone()), after: q1.map(|v| (*v).clone()) }),
+                    }
+                }
+                let order = |m: &Value| m.as_array().map(|i| i.iter().map(|v| v["name"].clone()).collect::<Vec<_>>());
+                if order(a) != order(b) && x.keys().eq(y.keys()) {
+                    out.push(Change {
+                        path: format!("{path}(order)"),
+                        before: order(a).map(Value::from),
+                        after: order(b).map(Value::from),
+                    });
+                }
+            } else {
+                out.push(Change { path: path.to_string(), before: Some(a.clone()), after: Some(b.clone()) });
+            }
+        }
+        _ => out.push(Change { path: path.to_string(), before: Some(a.clone()), after: Some(b.clone()) }),
+    }
+}
+
+/// Quote for a POSIX shell single-quoted string.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Variables as shell definitions placed before a script body (after its shebang line),
+/// the way JOB hands global variables to shell scripts. Host lists become a
+/// space-separated list of their IPs.
+pub fn with_shell_variables(body: &str, vars: &[(String, VarType, String)]) -> String {
+    if vars.is_empty() {
+        return body.to_string();
+    }
+    let mut prelude = String::new();
+    for (name, ty, value) in vars {
+        if !ident(name) {
+            continue;
+        }
+        let line = match ty {
+            VarType::AssocArray | VarType::IndexArray => {
+                let flag = if *ty == VarType::AssocArray { "-A" } else { "-a" };
+                let v = value.trim();
+                let literal = if v.starts_with('(') && v.ends_with(')') { v.to_string() } else { format!("({v})") };
+                format!("declare {flag} {name}={literal}")
+            }
+            _ => format!("{name}={}", shell_quote(value)),
+        };
+        prelude.push_str(&line);
+        prelude.push('\n');
+    }
+    match body.strip_prefix("#!") {
+        Some(_) => {
+            let (first, rest) = body.split_once('\n').unwrap_or((body, ""));
+            format!("{first}\n{prelude}{rest}")
+        }
+        None => format!("{prelude}{body}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc() -> Template {
+        serde_json::from_value(json!({
+            "name": "deploy",
+            "variables": [
+                {"name": "VERSION", "type": "string", "value": "1.0"},
+                {"name": "TOKEN", "type": "password", "value": "s3cret"},
+                {"name": "HOSTS", "type": "host_list", "server": {"host_id_list": [1, 2]}}
+            ],
+            "steps": [
+                {"name": "install", "script": {"content": "echo $VERSION", "account": "root", "target": {"variable": "HOSTS"}}},
+                {"name": "check", "confirm": {"message": "ok?", "users": ["bob"]}},
+                {"name": "verify", "script": {"script_id": "abc", "account": "root", "target": {"host_id_list": [1]}, "ignore_error": true}}
+            ],
+            "plans": [{"name": "default", "variables": {"VERSION": "2.0"}}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn valid_document() {
+        doc().validate().unwrap();
+    }
+
+    #[test]
+    fn structural_errors() {
+        let mut d = doc();
+        d.steps[0].script.as_mut().unwrap().target = Target { variable: Some("NOPE".into()), server: ServerDto::default() };
+        assert_eq!(d.validate().unwrap_err().code.0, 1244008);
+        let mut d = doc();
+        d.steps[0].script.as_mut().unwrap().target = Target { variable: Some("VERSION".into()), server: ServerDto::default() };
+        assert_eq!(d.validate().unwrap_err().code.0, 1241010);
+        let mut d = doc();
+        d.steps[1].script = Some(ScriptStep::default());
+        assert!(d.validate().is_err());
+        let mut d = doc();
+        d.steps[2].name = "install".into();
+        assert!(d.validate().is_err());
+        let mut d = doc();
+        d.plans[0].steps = vec!["ghost".into()];
+        assert!(d.validate().is_err());
+        let mut d = doc();
+        d.variables[0].name = "1x".into();
+        assert!(d.validate().is_err());
+        assert!(serde_json::from_value::<Template>(json!({"name": "x", "steps": [], "surprise": 1})).is_err());
+    }
+
+    #[test]
+    fn diff_by_name_and_path() {
+        let a = serde_json::to_value(doc().without_plans()).unwrap();
+        let mut d = doc().without_plans();
+        d.variables[0].value = "1.1".into();
+        d.steps.remove(1);
+        let b = serde_json::to_value(d).unwrap();
+        let changes = diff(&a, &b);
+        let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, vec!["steps[check]", "variables[VERSION].value"]);
+        assert_eq!(changes[1].before, Some(json!("1.0")));
+        assert_eq!(changes[1].after, Some(json!("1.1")));
+        assert!(changes[0].after.is_none());
+        assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn shell_variables_go_after_the_shebang() {
+        let vars = vec![
+            ("A".to_string(), VarType::String, "it's".to_string()),
+            ("M".to_string(), VarType::AssocArray, "([k]=v)".to_string()),
+            ("L".to_string(), VarType::IndexArray, "a b".to_string()),
+        ];
+        let out = with_shell_variables("#!/bin/bash\necho $A\n", &vars);
+        assert_eq!(out, "#!/bin/bash\nA='it'\\''s'\ndeclare -A M=([k]=v)\ndeclare -a L=(a b)\necho $A\n");
+        assert_eq!(with_shell_variables("echo\n", &vars[..1]), "A='it'\\''s'\necho\n");
+    }
+}

@@ -1,0 +1,284 @@
+//! Messages between `shoal agent` and `shoal server`, one JSON text frame each.
+//!
+//! The agent dials out, sends [`AgentMsg::Hello`] and gets [`ServerMsg::Welcome`] (or
+//! [`ServerMsg::Reject`]). Tasks are keyed by [`TaskKey`]; a repeated key is the same task.
+//! Output goes up as numbered [`LogChunk`]s and ends with one [`TaskExit`]; the server
+//! acknowledges what it has committed with [`Ack`], and the agent keeps (on disk) and resends
+//! whatever is not yet acknowledged, so a result is neither lost nor applied twice.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Version of this protocol; the server refuses agents speaking another one.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Identity of one host task: `(step_instance_id, execute_count, host_id)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskKey {
+    pub step_instance_id: i64,
+    pub execute_count: i32,
+    pub host_id: i64,
+}
+
+impl fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}-{}", self.step_instance_id, self.execute_count, self.host_id)
+    }
+}
+
+impl std::str::FromStr for TaskKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut it = s.split('-');
+        let bad = || format!("bad task key {s:?}");
+        let k = TaskKey {
+            step_instance_id: it.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?,
+            execute_count: it.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?,
+            host_id: it.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?,
+        };
+        if it.next().is_some() {
+            return Err(bad());
+        }
+        Ok(k)
+    }
+}
+
+/// Facts a host registers with.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub bk_biz_id: i64,
+    pub bk_cloud_id: i64,
+    pub ip: String,
+    #[serde(default)]
+    pub set_id: Option<i64>,
+    #[serde(default)]
+    pub module_id: Option<i64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub hostname: String,
+    #[serde(default)]
+    pub os: String,
+}
+
+/// Agent → server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMsg {
+    Hello(Hello),
+    Log(LogChunk),
+    Exit(TaskExit),
+    Heartbeat,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u32,
+    /// Enrolment token.
+    pub token: String,
+    /// Stable identity of this agent, kept in its state dir.
+    pub agent_id: String,
+    pub agent_version: String,
+    pub facts: HostFacts,
+    /// Tasks this agent knows about (running, or finished with results not yet acknowledged).
+    #[serde(default)]
+    pub known_tasks: Vec<TaskKey>,
+    /// The agent's own secret (made once, kept in its state dir): bound to `agent_id` at
+    /// enrolment (which needs the token) and required on every hello after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl fmt::Debug for Hello {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hello")
+            .field("protocol", &self.protocol)
+            .field("token", &"<redacted>")
+            .field("agent_id", &self.agent_id)
+            .field("facts", &self.facts)
+            .field("known_tasks", &self.known_tasks.len())
+            .finish()
+    }
+}
+
+/// A piece of a task's interleaved stdout+stderr. `seq` counts from 0 per task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogChunk {
+    pub key: TaskKey,
+    pub seq: u64,
+    #[serde(with = "b64")]
+    pub data: Vec<u8>,
+}
+
+/// Why a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The script exited by itself; see `exit_code`.
+    Exited,
+    /// Killed by a signal it did not get from us.
+    Signaled,
+    /// Killed by the agent after `timeout_secs`.
+    Timeout,
+    /// Killed because the server asked (user terminate).
+    Cancelled,
+    /// The interpreter for the language is not installed on the host, or the language
+    /// cannot run on this OS.
+    InterpreterMissing,
+    /// The execution account's OS user does not exist, or the agent may not switch to it.
+    UserError,
+    /// The process could not be started for another reason (see the log).
+    StartFailed,
+    /// The agent restarted while the task ran; the outcome is unknown.
+    AgentRestarted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskExit {
+    pub key: TaskKey,
+    pub reason: ExitReason,
+    pub exit_code: Option<i32>,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// Number of log chunks sent for this task (chunks `0..chunks`).
+    pub chunks: u64,
+    /// Bytes dropped between head and tail because the output exceeded the cap.
+    pub dropped_bytes: u64,
+}
+
+/// Server → agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Welcome(Welcome),
+    Reject(Reject),
+    Run(RunTask),
+    Cancel { key: TaskKey },
+    Ack(Ack),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Welcome {
+    pub bk_host_id: i64,
+    pub heartbeat_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reject {
+    pub message: String,
+    /// False when retrying cannot help (bad token, wrong protocol).
+    pub retry: bool,
+}
+
+/// Run a script. Parameters arrive already split into arguments.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RunTask {
+    pub key: TaskKey,
+    pub language: i32,
+    #[serde(with = "b64")]
+    pub script: Vec<u8>,
+    pub args: Vec<String>,
+    /// Arguments are sensitive: never log them.
+    pub sensitive: bool,
+    /// OS user to run as.
+    pub user: String,
+    pub timeout_secs: u64,
+    /// Output cap in bytes; beyond it head and tail are kept.
+    pub output_cap: u64,
+}
+
+impl fmt::Debug for RunTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunTask")
+            .field("key", &self.key)
+            .field("language", &self.language)
+            .field("script_bytes", &self.script.len())
+            .field("args", if self.sensitive { &"<sensitive>" as &dyn fmt::Debug } else { &self.args })
+            .field("user", &self.user)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+/// What the server has committed: for each key, chunks `0..=upto_seq` (if any) and the exit
+/// (if `exit`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ack {
+    pub items: Vec<AckItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckItem {
+    pub key: TaskKey,
+    pub upto_seq: Option<u64>,
+    pub exit: bool,
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_key_text_round_trip() {
+        let k = TaskKey { step_instance_id: 12, execute_count: 0, host_id: 7 };
+        assert_eq!(k.to_string().parse::<TaskKey>().unwrap(), k);
+        assert!("1-2".parse::<TaskKey>().is_err());
+    }
+
+    #[test]
+    fn log_chunk_carries_arbitrary_bytes() {
+        let c = AgentMsg::Log(LogChunk {
+            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2 },
+            seq: 3,
+            data: vec![0xff, 0, b'a'],
+        });
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(text.contains("\"type\":\"log\""));
+        match serde_json::from_str::<AgentMsg>(&text).unwrap() {
+            AgentMsg::Log(l) => assert_eq!(l.data, vec![0xff, 0, b'a']),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let h = Hello {
+            protocol: 1,
+            token: "s3cret".into(),
+            agent_id: "a".into(),
+            agent_version: "0".into(),
+            facts: HostFacts::default(),
+            known_tasks: vec![],
+            credential: Some("cr3d".into()),
+        };
+        assert!(!format!("{h:?}").contains("s3cret"));
+        assert!(!format!("{h:?}").contains("cr3d"));
+        let t = RunTask {
+            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 1 },
+            language: 1,
+            script: vec![],
+            args: vec!["hunter2".into()],
+            sensitive: true,
+            user: "root".into(),
+            timeout_secs: 1,
+            output_cap: 1,
+        };
+        assert!(!format!("{t:?}").contains("hunter2"));
+    }
+}

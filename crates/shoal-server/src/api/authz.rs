@@ -1,0 +1,220 @@
+//! Authorisation: what an authenticated app may do, per scope.
+//!
+//! - Admin apps (the bootstrap app, the generated one, apps created with `admin`) may do
+//!   everything, including the platform-wide calls (apps, grants, dangerous rules, audit).
+//! - Other apps hold roles per scope (`app_grants`; scope id `*` = every scope of the type):
+//!   `run` (start and operate jobs), `manage` (scripts, templates, plans), `approve`
+//!   (approvals) and `admin` (accounts and everything else of the scope; implies the others).
+//!   Any role in a scope lets an app read that scope (jobs, logs, accounts, hosts).
+//! - Execution accounts are granted per scope by alias (`app_account_grants`, `*` = all);
+//!   a scope admin may use every account of its scope.
+//!
+//! A denial answers JOB's 9900403 with a `permission` object shaped as JOB's (§1.3), built by
+//! [`permission_object`] from the error's arguments when the envelope is rendered.
+
+use serde_json::{json, Value};
+use shoal_core::{JobError, Scope};
+use shoal_proto::ErrorCode;
+use shoal_store::trust::Grant;
+use shoal_store::AccountRow;
+
+use super::{internal, Ctx};
+
+/// What a call needs in its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Read the scope: any role grants it.
+    Access,
+    /// Start, terminate and retry jobs.
+    Run,
+    /// Manage scripts, templates and plans.
+    Manage,
+    /// Approve what waits for approval.
+    Approve,
+    /// Manage the scope's accounts and everything else in it.
+    Admin,
+}
+
+impl Role {
+    /// The grant name stored for the role (`None` for [`Role::Access`], which is implied).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Role::Access => None,
+            Role::Run => Some("run"),
+            Role::Manage => Some("manage"),
+            Role::Approve => Some("approve"),
+            Role::Admin => Some("admin"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "run" => Some(Role::Run),
+            "manage" => Some(Role::Manage),
+            "approve" => Some(Role::Approve),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    /// The action as JOB's permission center names it.
+    fn action(self) -> (&'static str, &'static str) {
+        match self {
+            Role::Access => ("access_business", "业务访问"),
+            Role::Run => ("quick_execute_script", "快速执行脚本"),
+            Role::Manage => ("manage_job_template", "作业模板管理"),
+            Role::Approve => ("approve_job", "作业审批"),
+            Role::Admin => ("manage_business", "业务管理"),
+        }
+    }
+}
+
+fn covers(g: &Grant, scope: &Scope) -> bool {
+    g.scope_type == scope.scope_type && (g.scope_id == scope.scope_id || g.scope_id == "*")
+}
+
+/// The roles the calling app holds in `scope`.
+async fn roles_in(ctx: &Ctx, scope: &Scope) -> Result<Vec<Role>, JobError> {
+    let grants = ctx.shared.store.list_grants(Some(&ctx.caller.app_code)).await.map_err(internal("list grants"))?;
+    Ok(grants.iter().filter(|g| covers(g, scope)).filter_map(|g| Role::parse(&g.role)).collect())
+}
+
+/// Allow the call when the calling app may act with `role` in `scope`; otherwise 9900403.
+pub async fn authorize(ctx: &Ctx, scope: &Scope, role: Role) -> Result<(), JobError> {
+    if ctx.caller.is_admin {
+        return Ok(());
+    }
+    let held = roles_in(ctx, scope).await?;
+    let ok = match role {
+        Role::Access => !held.is_empty(),
+        r => held.contains(&r) || held.contains(&Role::Admin),
+    };
+    if ok {
+        return Ok(());
+    }
+    tracing::info!(app_code = %ctx.caller.app_code, username = %ctx.caller.username, scope_type = %scope.scope_type,
+        scope_id = %scope.scope_id, role = ?role, "permission denied");
+    Err(denied(ctx, Some(scope), role.action()))
+}
+
+/// Platform-wide calls (apps, grants, dangerous rules, audit, agents): admin apps only.
+pub fn authorize_platform(ctx: &Ctx) -> Result<(), JobError> {
+    if ctx.caller.is_admin {
+        return Ok(());
+    }
+    tracing::info!(app_code = %ctx.caller.app_code, username = %ctx.caller.username, "platform permission denied");
+    Err(denied(ctx, None, ("manage_platform", "平台管理")))
+}
+
+/// The host registry: one business needs any role in it; every business needs an admin app.
+pub async fn authorize_hosts(ctx: &Ctx, bk_biz_id: Option<i64>) -> Result<(), JobError> {
+    match bk_biz_id {
+        Some(b) => authorize(ctx, &Scope::biz(b), Role::Access).await,
+        None => authorize_platform(ctx),
+    }
+}
+
+/// Whether the calling app may run as `account` in `scope` (1244004 when not).
+pub async fn authorize_account(ctx: &Ctx, scope: &Scope, account: &AccountRow) -> Result<(), JobError> {
+    if ctx.caller.is_admin || roles_in(ctx, scope).await?.contains(&Role::Admin) {
+        return Ok(());
+    }
+    let grants = ctx.shared.store.list_account_grants(Some(&ctx.caller.app_code)).await.map_err(internal("list account grants"))?;
+    let ok = grants.iter().any(|g| {
+        g.scope_type == scope.scope_type
+            && (g.scope_id == scope.scope_id || g.scope_id == "*")
+            && (g.alias == account.alias || g.alias == "*")
+    });
+    if ok {
+        Ok(())
+    } else {
+        tracing::info!(app_code = %ctx.caller.app_code, alias = %account.alias, "execution account not granted");
+        Err(JobError::with(ErrorCode::ACCOUNT_NO_PERMISSION, account.alias.clone()))
+    }
+}
+
+/// Whether the calling app may see `account` in lists (admins and granted accounts).
+pub async fn account_visible(ctx: &Ctx, scope: &Scope, accounts: Vec<AccountRow>) -> Result<Vec<AccountRow>, JobError> {
+    if ctx.caller.is_admin || roles_in(ctx, scope).await?.contains(&Role::Admin) {
+        return Ok(accounts);
+    }
+    let grants = ctx.shared.store.list_account_grants(Some(&ctx.caller.app_code)).await.map_err(internal("list account grants"))?;
+    Ok(accounts
+        .into_iter()
+        .filter(|a| {
+            grants.iter().any(|g| {
+                g.scope_type == scope.scope_type
+                    && (g.scope_id == scope.scope_id || g.scope_id == "*")
+                    && (g.alias == a.alias || g.alias == "*")
+            })
+        })
+        .collect())
+}
+
+/// The 9900403 error; its arguments carry what [`permission_object`] needs:
+/// `[username, action id, action name, scope type, scope id]`.
+fn denied(ctx: &Ctx, scope: Option<&Scope>, (id, name): (&str, &str)) -> JobError {
+    let (ty, sid) = scope.map(|s| (s.scope_type.clone(), s.scope_id.clone())).unwrap_or_default();
+    JobError::args(ErrorCode::BK_PERMISSION_DENIED, vec![ctx.caller.username.clone(), id.into(), name.into(), ty, sid])
+}
+
+/// JOB's `permission` object for a 9900403 answer; `None` for every other error.
+pub fn permission_object(e: &JobError) -> Option<Value> {
+    if e.code != ErrorCode::BK_PERMISSION_DENIED || e.args.len() < 5 {
+        return None;
+    }
+    let (action_id, action_name, scope_type, scope_id) = (&e.args[1], &e.args[2], &e.args[3], &e.args[4]);
+    let related = if scope_type.is_empty() {
+        json!([])
+    } else {
+        let (ty, ty_name) = if scope_type == "biz_set" { ("business_set", "业务集") } else { ("biz", "业务") };
+        json!([{
+            "system_id": "bk_cmdb", "system_name": "配置平台", "type": ty, "type_name": ty_name,
+            "instances": [[{"id": scope_id, "type": ty, "name": scope_id, "type_name": ty_name}]],
+        }])
+    };
+    Some(json!({
+        "system_id": "bk_job", "system_name": "作业平台",
+        "actions": [{"id": action_id, "name": action_name, "related_resource_types": related}],
+    }))
+}
+
+/// Running-job quotas (1244032 per scope, 1244033 per app, 1244034 in total); 0 = no limit.
+pub async fn check_quota(ctx: &Ctx, scope: &Scope) -> Result<(), JobError> {
+    let c = &ctx.shared.config;
+    let store = &ctx.shared.store;
+    if c.max_running_jobs > 0 && store.running_jobs(None, None).await.map_err(internal("count jobs"))? >= c.max_running_jobs as i64 {
+        return Err(JobError::new(ErrorCode::RUNNING_JOB_EXCEED_SYSTEM_QUOTA));
+    }
+    if c.max_running_jobs_per_scope > 0
+        && store.running_jobs(Some((&scope.scope_type, &scope.scope_id)), None).await.map_err(internal("count jobs"))?
+            >= c.max_running_jobs_per_scope as i64
+    {
+        return Err(JobError::new(ErrorCode::RUNNING_JOB_EXCEED_SCOPE_QUOTA));
+    }
+    if c.max_running_jobs_per_app > 0
+        && store.running_jobs(None, Some(&ctx.caller.app_code)).await.map_err(internal("count jobs"))? >= c.max_running_jobs_per_app as i64
+    {
+        return Err(JobError::new(ErrorCode::RUNNING_JOB_EXCEED_APP_QUOTA));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permission_object_is_jobs_shape() {
+        let e = JobError::args(
+            ErrorCode::BK_PERMISSION_DENIED,
+            vec!["u".into(), "quick_execute_script".into(), "快速执行脚本".into(), "biz".into(), "2".into()],
+        );
+        let p = permission_object(&e).unwrap();
+        assert_eq!(p["system_id"], "bk_job");
+        assert_eq!(p["actions"][0]["id"], "quick_execute_script");
+        assert_eq!(p["actions"][0]["related_resource_types"][0]["instances"][0][0]["id"], "2");
+        assert_eq!(e.message(shoal_proto::code::Lang::En), "User (u) permission not allowed, please confirm and apply permission in IAM");
+        assert!(permission_object(&JobError::internal()).is_none());
+    }
+}

@@ -1,0 +1,212 @@
+//! HTTP surface. Every JOB v3 path form lands on one dispatcher:
+//! `/api/c/compapi/v2/jobv3/<name>/` (ESB), `/api/v3/<name>` and `/api/v3/system/<name>`
+//! (API gateway, also under `/api/bk-job/<stage>`), `/api/job/v3/<service>/<name>` and
+//! `/esb/api/v3/<name>` (JOB's own gateway and backend), with or without a trailing slash.
+//! Queries answer GET and POST; parameters come from the query string, a JSON body or a
+//! form body. Shoal's own extensions live under `/api/shoal/v1/`.
+
+pub mod authz;
+pub mod envelope;
+pub mod idempotency;
+pub mod params;
+pub mod shoal;
+pub mod trust;
+pub mod v3;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use serde_json::Value;
+use shoal_core::JobError;
+use shoal_proto::code::Lang;
+
+use crate::auth::{self, Caller};
+use crate::Shared;
+pub use envelope::ApiResult;
+
+/// What a handler gets besides its parameters.
+pub struct Ctx {
+    pub shared: Arc<Shared>,
+    pub caller: Caller,
+    pub lang: Lang,
+    pub request_id: String,
+}
+
+impl Ctx {
+    /// An audit event of this request (who, which app, scope, action, resource); `detail`
+    /// gets the request id added.
+    pub fn audit_event(&self, scope: &shoal_core::Scope, action: &str, resource: impl ToString, detail: Value) -> shoal_store::AuditEvent {
+        let mut detail = if detail.is_object() { detail } else { serde_json::json!({}) };
+        detail["request_id"] = Value::String(self.request_id.clone());
+        shoal_store::AuditEvent {
+            time: shoal_core::time::now_ms(),
+            app_code: self.caller.app_code.clone(),
+            username: self.caller.username.clone(),
+            scope_type: scope.scope_type.clone(),
+            scope_id: scope.scope_id.clone(),
+            action: action.into(),
+            resource_id: resource.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Record an audit event on its own (job creation records its event in the job's
+    /// transaction instead).
+    pub async fn audit(&self, scope: &shoal_core::Scope, action: &str, resource: impl ToString, detail: Value) -> Result<(), JobError> {
+        let e = self.audit_event(scope, action, resource, detail);
+        self.shared.store.audit(&e).await.map_err(internal("audit"))
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.config.max_body_bytes;
+    Router::new()
+        .route("/api/shoal/v1/agent/ws", get(crate::gateway::ws::upgrade))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(dispatch)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+/// Which API a path names, and whether it is an app-state (`/system/`) path.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    JobV3 { name: String, system: bool },
+    Shoal { path: String },
+}
+
+pub fn route(path: &str) -> Option<Route> {
+    let mut p = path.trim_end_matches('/');
+    if let Some(rest) = p.strip_prefix("/api/bk-job/") {
+        // `/api/bk-job/<stage>/api/v3/...`
+        let slash = rest.find('/')?;
+        p = &rest[slash..];
+    }
+    let name_ok = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    let v3 = |name: &str, system: bool| name_ok(name).then(|| Route::JobV3 { name: name.to_string(), system });
+    if let Some(rest) = p.strip_prefix("/api/c/compapi/v2/jobv3/") {
+        return v3(rest, false);
+    }
+    if let Some(rest) = p.strip_prefix("/api/v3/system/") {
+        return v3(rest, true);
+    }
+    if let Some(rest) = p.strip_prefix("/api/v3/") {
+        return v3(rest, false);
+    }
+    if let Some(rest) = p.strip_prefix("/esb/api/v3/") {
+        return v3(rest, false);
+    }
+    if let Some(rest) = p.strip_prefix("/api/job/v3/") {
+        let (_svc, name) = rest.split_once('/')?;
+        return v3(name, false);
+    }
+    if let Some(rest) = p.strip_prefix("/api/shoal/v1/") {
+        return Some(Route::Shoal { path: rest.to_string() });
+    }
+    None
+}
+
+async fn dispatch(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = headers
+        .get("x-bkapi-request-id")
+        .or_else(|| headers.get("x-request-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && !v.is_empty())
+        .map(String::from)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let lang = Lang::from_header(headers.get("blueking-language").and_then(|v| v.to_str().ok()));
+    let out = handle(shared, &method, &uri, &headers, &body, lang, &request_id).await;
+    envelope::render(out, lang, &request_id)
+}
+
+async fn handle(
+    shared: Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+    lang: Lang,
+    request_id: &str,
+) -> ApiResult {
+    let Some(route) = route(uri.path()) else {
+        return Err(envelope::not_found(uri.path()));
+    };
+    if method != Method::GET && method != Method::POST && method != Method::DELETE {
+        return Err(envelope::method_not_allowed());
+    }
+    let params = params::collect(method, uri, headers, body)?;
+    let system = matches!(route, Route::JobV3 { system: true, .. });
+    let presented = auth::presented(headers, &params, system);
+    let app = match &presented.app_code {
+        Some(code) => shared.store.get_app(code).await.map_err(|e| {
+            tracing::error!(error = %e, "reading app");
+            JobError::internal()
+        })?,
+        None => None,
+    };
+    let caller = auth::verify(presented, app.as_ref())?;
+    let ctx = Ctx { shared, caller, lang, request_id: request_id.to_string() };
+    // Answers carrying a fresh app secret are never kept for replay (it is shown once).
+    if let Route::Shoal { path } = &route {
+        if trust::returns_secret(path) {
+            return trust::call(&ctx, method, path, params).await;
+        }
+    }
+    let guard = match idempotency::begin(&ctx, method, &route, headers, &params).await {
+        Ok(guard) => guard,
+        Err(answer) => return answer,
+    };
+    let method = method.clone();
+    idempotency::complete(guard, async move {
+        match route {
+            Route::JobV3 { name, .. } => v3::call(&ctx, &method, &name, params).await,
+            Route::Shoal { path } if trust::handles(&path) => trust::call(&ctx, &method, &path, params).await,
+            Route::Shoal { path } => shoal::call(&ctx, &method, &path, params).await,
+        }
+    })
+    .await
+}
+
+/// Decode a request DTO, naming the offending field in a 1240003 answer.
+pub fn decode<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, JobError> {
+    serde_path_to_error::deserialize(params).map_err(|e| {
+        let path = e.path().to_string();
+        JobError::bad_request(format!("{path}: {}", e.inner()))
+    })
+}
+
+/// Internal errors are logged with their cause; the caller sees JOB's internal error code.
+pub fn internal<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> JobError {
+    move |e| {
+        tracing::error!(error = %e, op, "internal error");
+        JobError::internal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v3(name: &str, system: bool) -> Option<Route> {
+        Some(Route::JobV3 { name: name.into(), system })
+    }
+
+    #[test]
+    fn every_path_form_routes() {
+        assert_eq!(route("/api/c/compapi/v2/jobv3/fast_execute_script/"), v3("fast_execute_script", false));
+        assert_eq!(route("/api/v3/get_job_instance_status"), v3("get_job_instance_status", false));
+        assert_eq!(route("/api/v3/system/fast_execute_script/"), v3("fast_execute_script", true));
+        assert_eq!(route("/api/bk-job/prod/api/v3/system/batch_get_job_instance_ip_log/"), v3("batch_get_job_instance_ip_log", true));
+        assert_eq!(route("/api/bk-job/stag/api/v3/get_account_list"), v3("get_account_list", false));
+        assert_eq!(route("/api/job/v3/job-execute/fast_execute_script"), v3("fast_execute_script", false));
+        assert_eq!(route("/esb/api/v3/get_job_instance_list"), v3("get_job_instance_list", false));
+        assert_eq!(route("/api/shoal/v1/hosts"), Some(Route::Shoal { path: "hosts".into() }));
+        assert_eq!(route("/api/v3/../etc"), None);
+        assert_eq!(route("/nothing"), None);
+    }
+}

@@ -1,0 +1,140 @@
+//! Shoal's own API under `/api/shoal/v1/`, in the same envelope as JOB's:
+//! - `GET hosts[?bk_biz_id=]`: the host registry.
+//! - `POST dynamic_groups` `{bk_scope_type, bk_scope_id, id?, name, set_ids?, module_ids?, selector?}`:
+//!   save a host selector usable as `dynamic_group_list` in targets.
+//! - `GET dynamic_groups?bk_scope_type=&bk_scope_id=`, `POST dynamic_groups/delete {…, id}`.
+
+pub mod checks;
+
+pub mod templates;
+
+use axum::http::Method;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shoal_core::selector::{GroupSpec, LabelSelector};
+use shoal_core::{JobError, Scope};
+use shoal_proto::jobv3::ScopeReq;
+use shoal_proto::lenient;
+use shoal_store::{GroupRow, HostRow};
+
+use super::envelope::{method_not_allowed, not_found};
+use super::{decode, internal, ApiResult, Ctx};
+
+pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiResult {
+    match (path.trim_end_matches('/'), method.clone()) {
+        (p, _) if p == "checks" || p.starts_with("checks/") => checks::call(ctx, method, p, params).await,
+        (p, _) if p.starts_with("templates") || p.starts_with("approvals") => templates::call(ctx, method, p, params).await,
+        ("hosts", Method::GET | Method::POST) => hosts(ctx, params).await,
+        ("dynamic_groups", Method::POST) => create_group(ctx, params).await,
+        ("dynamic_groups", Method::GET) => list_groups(ctx, params).await,
+        ("dynamic_groups/delete", Method::POST) => delete_group(ctx, params).await,
+        ("hosts" | "dynamic_groups" | "dynamic_groups/delete", _) => Err(method_not_allowed()),
+        (other, _) => Err(not_found(other)),
+    }
+}
+
+pub fn host_json(h: &HostRow) -> Value {
+    json!({
+        "bk_host_id": h.bk_host_id, "bk_biz_id": h.bk_biz_id, "bk_cloud_id": h.bk_cloud_id, "ip": h.ip,
+        "set_id": h.set_id, "module_id": h.module_id, "labels": h.labels, "hostname": h.hostname,
+        "os": h.os, "agent_version": h.agent_version, "alive": h.alive as i32, "last_seen": h.last_seen,
+    })
+}
+
+#[derive(Deserialize)]
+struct HostsReq {
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    bk_biz_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    selector: Option<String>,
+}
+
+async fn hosts(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: HostsReq = decode(params)?;
+    let sel = LabelSelector::parse(req.selector.as_deref().unwrap_or(""))?;
+    crate::api::authz::authorize_hosts(ctx, req.bk_biz_id).await?;
+    let mut rows = ctx.shared.store.list_hosts(req.bk_biz_id).await.map_err(internal("list hosts"))?;
+    rows.retain(|h| sel.matches(&h.labels));
+    let connected = ctx.shared.gateway.connected_set();
+    let data: Vec<Value> = rows
+        .iter()
+        .map(|h| {
+            let mut v = host_json(h);
+            v["alive"] = json!(connected.contains(&h.bk_host_id) as i32);
+            v
+        })
+        .collect();
+    Ok(json!({"total": data.len(), "data": data}))
+}
+
+#[derive(Deserialize)]
+struct GroupReq {
+    #[serde(flatten)]
+    scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    id: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_i64_list")]
+    set_ids: Option<Vec<i64>>,
+    #[serde(default, deserialize_with = "lenient::opt_i64_list")]
+    module_ids: Option<Vec<i64>>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    selector: Option<String>,
+}
+
+fn group_json(g: &GroupRow) -> Value {
+    let spec: Value = serde_json::from_str(&g.spec).unwrap_or(Value::Null);
+    json!({"id": g.id, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "name": g.name,
+           "set_ids": spec["set_ids"], "module_ids": spec["module_ids"], "selector": spec["selector"],
+           "creator": g.creator, "create_time": g.create_time})
+}
+
+async fn create_group(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: GroupReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Manage).await?;
+    let name = req.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| JobError::missing("name"))?;
+    let selector = req.selector.unwrap_or_default();
+    LabelSelector::parse(&selector)?;
+    let spec = GroupSpec { set_ids: req.set_ids.unwrap_or_default(), module_ids: req.module_ids.unwrap_or_default(), selector };
+    let id = match req.id.filter(|s| !s.trim().is_empty()) {
+        Some(id) if id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => id,
+        Some(_) => return Err(JobError::illegal("id")),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let row = GroupRow {
+        id,
+        scope_type: scope.scope_type,
+        scope_id: scope.scope_id,
+        name,
+        spec: serde_json::to_string(&spec).map_err(internal("encode group"))?,
+        creator: ctx.caller.username.clone(),
+        create_time: shoal_core::time::now_ms(),
+    };
+    ctx.shared.store.put_group(&row).await.map_err(internal("put group"))?;
+    Ok(group_json(&row))
+}
+
+async fn list_groups(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: GroupReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Access).await?;
+    let rows = ctx.shared.store.list_groups(&scope.scope_type, &scope.scope_id).await.map_err(internal("list groups"))?;
+    Ok(json!({"total": rows.len(), "data": rows.iter().map(group_json).collect::<Vec<_>>()}))
+}
+
+async fn delete_group(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: GroupReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Manage).await?;
+    let id = req.id.ok_or_else(|| JobError::missing("id"))?;
+    let store = &ctx.shared.store;
+    match store.get_group(&id).await.map_err(internal("get group"))? {
+        Some(g) if g.scope_type == scope.scope_type && g.scope_id == scope.scope_id => {
+            store.delete_group(&id).await.map_err(internal("delete group"))?;
+            Ok(json!({"id": id}))
+        }
+        _ => Err(JobError::illegal("id")),
+    }
+}

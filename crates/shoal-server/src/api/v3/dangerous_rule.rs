@@ -1,0 +1,295 @@
+//! Dangerous-statement rules (§11): `create_dangerous_rule`, `update_dangerous_rule`,
+//! `delete_dangerous_rule`, `enable_dangerous_rule`, `disable_dangerous_rule`,
+//! `get_dangerous_rule_list`, `check_script`; and [`enforce`], the check every script step
+//! passes on its final text before a job is created.
+//!
+//! Rules are platform-wide: managing them needs an admin app; `check_script` is open to any
+//! authenticated app. At execution time only custom rules decide: an enabled intercept rule
+//! that matches answers 1244019 and nothing is created; scan rules and the built-in shell
+//! checks are only recorded.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shoal_core::danger::{self, CompiledRule, Finding, Rule, RuleAction};
+use shoal_core::{JobError, Scope};
+use shoal_proto::lenient;
+use shoal_proto::status::ScriptLanguage;
+use shoal_store::trust::{DangerRecord, RuleRow};
+use shoal_store::{AuditEvent, StoreError};
+
+use crate::api::authz::authorize_platform;
+use crate::api::trust::record;
+use crate::api::{decode, internal, ApiResult, Ctx};
+
+const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RuleReq {
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    id: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    expression: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i64_list")]
+    script_language_list: Option<Vec<i64>>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    description: Option<String>,
+    #[serde(deserialize_with = "lenient::opt_i32")]
+    action: Option<i32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CheckReq {
+    #[serde(deserialize_with = "lenient::opt_i32")]
+    script_language: Option<i32>,
+    #[serde(deserialize_with = "lenient::opt_string")]
+    content: Option<String>,
+}
+
+fn rule_json(r: &RuleRow) -> Value {
+    json!({
+        "id": r.id, "expression": r.expression, "script_language_list": r.languages, "description": r.description,
+        "action": r.action, "status": r.status, "creator": r.creator, "create_time": r.create_time,
+        "last_modify_user": r.last_modify_user, "last_modify_time": r.last_modify_time,
+    })
+}
+
+fn core_rule(r: &RuleRow) -> Option<Rule> {
+    Some(Rule {
+        id: r.id,
+        expression: r.expression.clone(),
+        script_languages: r.languages.clone(),
+        description: r.description.clone(),
+        action: RuleAction::from_i32(r.action)?,
+        enabled: r.status == 1,
+    })
+}
+
+/// Validate the fields of a create or update; the expression must compile.
+fn fields(req: &RuleReq) -> Result<(String, Vec<i32>, String, i32), JobError> {
+    let expression = req.expression.clone().filter(|e| !e.trim().is_empty()).ok_or_else(|| JobError::missing("expression"))?;
+    let langs = req.script_language_list.clone().filter(|l| !l.is_empty()).ok_or_else(|| JobError::missing("script_language_list"))?;
+    let mut languages: Vec<i32> = Vec::with_capacity(langs.len());
+    for l in langs {
+        let l = i32::try_from(l)
+            .ok()
+            .filter(|l| ScriptLanguage::from_i32(*l).is_some())
+            .ok_or_else(|| JobError::illegal("script_language_list"))?;
+        if !languages.contains(&l) {
+            languages.push(l);
+        }
+    }
+    let description = req.description.clone().unwrap_or_default();
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(JobError::illegal("description"));
+    }
+    let action = req.action.ok_or_else(|| JobError::missing("action"))?;
+    let parsed = RuleAction::from_i32(action).ok_or_else(|| JobError::illegal("action"))?;
+    danger::compile(&Rule {
+        id: 0,
+        expression: expression.clone(),
+        script_languages: languages.clone(),
+        description: description.clone(),
+        action: parsed,
+        enabled: true,
+    })?;
+    Ok((expression, languages, description, action))
+}
+
+fn rule_id(req: &RuleReq) -> Result<i64, JobError> {
+    req.id.filter(|i| *i >= 1).ok_or_else(|| JobError::missing_or_illegal("id"))
+}
+
+fn not_found_as_illegal(op: &'static str) -> impl FnOnce(StoreError) -> JobError {
+    move |e| match e {
+        StoreError::NotFound(_) => JobError::illegal("id"),
+        e => internal(op)(e),
+    }
+}
+
+pub async fn create(ctx: &Ctx, params: Value) -> ApiResult {
+    authorize_platform(ctx)?;
+    let req: RuleReq = decode(params)?;
+    let (expression, languages, description, action) = fields(&req)?;
+    let now = shoal_core::time::now_ms();
+    let row = RuleRow {
+        id: 0,
+        expression,
+        languages,
+        description,
+        action,
+        status: 0,
+        creator: ctx.caller.username.clone(),
+        create_time: now,
+        last_modify_user: ctx.caller.username.clone(),
+        last_modify_time: now,
+    };
+    let created = ctx.shared.store.create_rule(&row).await.map_err(internal("create rule"))?;
+    record(ctx, "create_dangerous_rule", &created.id.to_string(), rule_json(&created)).await?;
+    Ok(rule_json(&created))
+}
+
+pub async fn update(ctx: &Ctx, params: Value) -> ApiResult {
+    authorize_platform(ctx)?;
+    let req: RuleReq = decode(params)?;
+    let id = rule_id(&req)?;
+    let (expression, languages, description, action) = fields(&req)?;
+    let now = shoal_core::time::now_ms();
+    let row = RuleRow {
+        id,
+        expression,
+        languages,
+        description,
+        action,
+        status: 0,
+        creator: String::new(),
+        create_time: 0,
+        last_modify_user: ctx.caller.username.clone(),
+        last_modify_time: now,
+    };
+    let updated = ctx.shared.store.update_rule(&row).await.map_err(not_found_as_illegal("update rule"))?;
+    record(ctx, "update_dangerous_rule", &id.to_string(), rule_json(&updated)).await?;
+    Ok(rule_json(&updated))
+}
+
+pub async fn delete(ctx: &Ctx, params: Value) -> ApiResult {
+    authorize_platform(ctx)?;
+    let req: RuleReq = decode(params)?;
+    let id = rule_id(&req)?;
+    let deleted = ctx.shared.store.delete_rule(id).await.map_err(not_found_as_illegal("delete rule"))?;
+    record(ctx, "delete_dangerous_rule", &id.to_string(), rule_json(&deleted)).await?;
+    Ok(rule_json(&deleted))
+}
+
+pub async fn set_status(ctx: &Ctx, params: Value, enable: bool) -> ApiResult {
+    authorize_platform(ctx)?;
+    let req: RuleReq = decode(params)?;
+    let id = rule_id(&req)?;
+    let now = shoal_core::time::now_ms();
+    let row = ctx
+        .shared
+        .store
+        .set_rule_status(id, enable as i32, &ctx.caller.username, now)
+        .await
+        .map_err(not_found_as_illegal("rule status"))?;
+    let action = if enable { "enable_dangerous_rule" } else { "disable_dangerous_rule" };
+    record(ctx, action, &id.to_string(), json!({})).await?;
+    Ok(rule_json(&row))
+}
+
+pub async fn list(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: RuleReq = decode(params)?;
+    let rows = ctx.shared.store.list_rules().await.map_err(internal("list rules"))?;
+    let langs: Vec<i32> = req.script_language_list.unwrap_or_default().into_iter().filter_map(|l| i32::try_from(l).ok()).collect();
+    let data: Vec<Value> = rows
+        .iter()
+        .filter(|r| req.expression.as_deref().is_none_or(|e| e.is_empty() || r.expression.contains(e)))
+        .filter(|r| req.description.as_deref().is_none_or(|d| d.is_empty() || r.description.contains(d)))
+        .filter(|r| req.action.is_none_or(|a| r.action == a))
+        .filter(|r| langs.is_empty() || langs.iter().any(|l| r.languages.contains(l)))
+        .map(rule_json)
+        .collect();
+    Ok(Value::Array(data))
+}
+
+/// Enabled custom rules, compiled; a stored rule that no longer compiles is skipped, logged.
+async fn compiled_rules(ctx: &Ctx) -> Result<Vec<CompiledRule>, JobError> {
+    let rows = ctx.shared.store.list_rules().await.map_err(internal("list rules"))?;
+    Ok(rows
+        .iter()
+        .filter(|r| r.status == 1)
+        .filter_map(|r| match core_rule(r).map(|rule| danger::compile(&rule)) {
+            Some(Ok(c)) => Some(c),
+            _ => {
+                tracing::warn!(rule_id = r.id, "dangerous rule does not compile; skipped");
+                None
+            }
+        })
+        .collect())
+}
+
+fn finding_json(f: &Finding) -> Value {
+    json!({"line": f.line, "line_content": f.line_content, "match_content": f.match_content, "level": f.level, "description": f.description})
+}
+
+pub async fn check_script(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: CheckReq = decode(params)?;
+    let language = req.script_language.ok_or_else(|| JobError::missing("script_language"))?;
+    if ScriptLanguage::from_i32(language).is_none() {
+        return Err(JobError::illegal("script_language"));
+    }
+    let content = req.content.filter(|c| !c.is_empty()).ok_or_else(|| JobError::missing("content"))?;
+    let bytes = shoal_core::validate::decode_base64(&content).ok_or_else(|| JobError::illegal("content"))?;
+    if bytes.len() > shoal_core::limits::MAX_SCRIPT_BYTES {
+        return Err(JobError::illegal("content"));
+    }
+    let rules = compiled_rules(ctx).await?;
+    let script = String::from_utf8_lossy(&bytes);
+    let mut findings = danger::check_script(language, &script, &rules);
+    findings.sort_by_key(|f| f.line);
+    Ok(Value::Array(findings.iter().map(finding_json).collect()))
+}
+
+/// The execution-time check of one script step's final text. Custom-rule hits are recorded;
+/// built-in hits are recorded as scan hits (rule id 0). Any enabled intercept rule that
+/// matches refuses the start with 1244019, after recording and auditing the refusal.
+pub async fn enforce(ctx: &Ctx, scope: &Scope, language: i32, script: &[u8], step_name: &str) -> Result<(), JobError> {
+    let rules = compiled_rules(ctx).await?;
+    let text = String::from_utf8_lossy(script);
+    let findings = danger::check_script(language, &text, &rules);
+    let custom: Vec<&Finding> = findings.iter().filter(|f| f.rule_id.is_some()).collect();
+    let blocked = danger::blocks(&custom.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
+    let hits: Vec<&Finding> = findings.iter().filter(|f| f.action.is_some()).collect();
+    if hits.is_empty() {
+        return Ok(());
+    }
+    let now = shoal_core::time::now_ms();
+    let sha = hex::encode(Sha256::digest(script));
+    let expr_of = |id: i64| rules.iter().find(|r| r.rule().id == id).map(|r| r.rule().expression.clone()).unwrap_or_default();
+    let records: Vec<DangerRecord> = hits
+        .iter()
+        .map(|f| DangerRecord {
+            id: 0,
+            time: now,
+            rule_id: f.rule_id.unwrap_or(0),
+            expression: f.rule_id.map(expr_of).unwrap_or_else(|| format!("builtin: {}", f.description)),
+            action: match f.rule_id {
+                Some(_) => f.action.map(RuleAction::code).unwrap_or(1),
+                None => RuleAction::Scan.code(),
+            },
+            blocked,
+            scope_type: scope.scope_type.clone(),
+            scope_id: scope.scope_id.clone(),
+            app_code: ctx.caller.app_code.clone(),
+            operator: ctx.caller.username.clone(),
+            language,
+            script_sha256: sha.clone(),
+            line: f.line as i64,
+            line_content: f.line_content.chars().take(1024).collect(),
+            match_content: f.match_content.chars().take(1024).collect(),
+        })
+        .collect();
+    ctx.shared.store.record_danger(&records).await.map_err(internal("record danger"))?;
+    if !blocked {
+        return Ok(());
+    }
+    let first = custom.iter().find(|f| f.action == Some(RuleAction::Intercept));
+    tracing::info!(app_code = %ctx.caller.app_code, username = %ctx.caller.username, step = step_name,
+        rule_id = first.and_then(|f| f.rule_id), line = first.map(|f| f.line), "dangerous script refused");
+    let event = AuditEvent {
+        time: now,
+        app_code: ctx.caller.app_code.clone(),
+        username: ctx.caller.username.clone(),
+        scope_type: scope.scope_type.clone(),
+        scope_id: scope.scope_id.clone(),
+        action: "dangerous_script_blocked".into(),
+        resource_id: String::new(),
+        detail: json!({"script_sha256": sha, "step": step_name, "rule_id": first.and_then(|f| f.rule_id),
+                       "line": first.map(|f| f.line), "outcome": "refused", "request_id": ctx.request_id})
+        .to_string(),
+    };
+    ctx.shared.store.audit(&event).await.map_err(internal("audit"))?;
+    Err(danger::forbidden())
+}

@@ -1,0 +1,442 @@
+//! Job templates and plans through JOB v3 (§8): `get_job_template_list`,
+//! `get_job_plan_list`, `get_job_plan_detail`, `execute_job_plan`, and
+//! `get_job_instance_global_var_value`. Templates are documents (see
+//! `shoal_core::template`); a plan is a template's chosen steps with variable values, and
+//! always runs on the template's current (approved) version.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use shoal_core::limits::{page, DEFAULT_TIMEOUT_SECS};
+use shoal_core::template::{Plan, Template, VarType, Variable};
+use shoal_core::validate::{check_callback_url, split_params};
+use shoal_core::{JobError, Scope};
+use shoal_proto::jobv3::{Page, ScopeReq, ServerDto};
+use shoal_proto::status::{launch_mode, step_type, task_type, ScriptLanguage};
+use shoal_proto::{lenient, ErrorCode};
+use shoal_store::library::{PlanRow, TemplateRow};
+use shoal_store::{NewJob, NewStep, PlanLink};
+
+use super::job_in_scope;
+use crate::api::authz::Role;
+use crate::api::{decode, internal, ApiResult, Ctx};
+use crate::engine::targets;
+use crate::engine::variables::{self, JobVar, MASK};
+
+#[derive(Deserialize, Default)]
+struct ListReq {
+    #[serde(flatten)]
+    scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    job_template_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    job_plan_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    creator: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    start: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    length: Option<i64>,
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn paged<T: serde::Serialize>(items: Vec<T>, start: i64, length: i64) -> Result<Value, JobError> {
+    let total = items.len() as i64;
+    let data: Vec<T> = items.into_iter().skip(start as usize).take(length as usize).collect();
+    serde_json::to_value(Page { start, length, total, data }).map_err(internal("encode page"))
+}
+
+fn matches(filter: &Option<String>, value: &str, fuzzy: bool) -> bool {
+    match filter.as_deref().map(str::trim).filter(|f| !f.is_empty()) {
+        None => true,
+        Some(f) if fuzzy => value.contains(f),
+        Some(f) => value == f,
+    }
+}
+
+async fn allowed(ctx: &Ctx, scope: &Scope, role: Role) -> Result<(), JobError> {
+    crate::api::authz::authorize(ctx, scope, role).await
+}
+
+pub async fn template_list(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: ListReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    allowed(ctx, &scope, Role::Access).await?;
+    let (start, length) = page(req.start, req.length);
+    let rows = ctx.shared.store.list_templates(&scope.scope_type, &scope.scope_id).await.map_err(internal("list templates"))?;
+    let items: Vec<Value> = rows
+        .iter()
+        .filter(|t| t.current_version > 0 && matches(&req.name, &t.name, true) && matches(&req.creator, &t.creator, false))
+        .map(|t| {
+            json!({"bk_scope_type": t.scope_type, "bk_scope_id": t.scope_id, "id": t.id, "name": t.name, "creator": t.creator,
+                   "create_time": t.create_time, "last_modify_user": t.last_modify_user, "last_modify_time": t.last_modify_time,
+                   "description": t.description})
+        })
+        .collect();
+    paged(items, start, length)
+}
+
+fn plan_basic(p: &PlanRow, t: &TemplateRow) -> Value {
+    json!({"bk_scope_type": p.scope_type, "bk_scope_id": p.scope_id, "id": p.id, "job_template_id": p.template_id, "name": p.name,
+           "creator": p.creator, "create_time": p.create_time, "last_modify_user": p.last_modify_user,
+           "last_modify_time": p.last_modify_time, "need_update": p.synced_version != t.latest_version})
+}
+
+pub async fn plan_list(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: ListReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    allowed(ctx, &scope, Role::Access).await?;
+    let (start, length) = page(req.start, req.length);
+    let store = &ctx.shared.store;
+    let plans = store.list_plans(&scope.scope_type, &scope.scope_id, req.job_template_id).await.map_err(internal("list plans"))?;
+    let mut items = Vec::new();
+    for p in plans.iter().filter(|p| matches(&req.name, &p.name, true) && matches(&req.creator, &p.creator, false)) {
+        if let Some(t) = store.get_template(p.template_id).await.map_err(internal("get template"))? {
+            items.push(plan_basic(p, &t));
+        }
+    }
+    paged(items, start, length)
+}
+
+/// A plan of the scope, its template and the template's current document.
+pub async fn load_plan(ctx: &Ctx, scope: &Scope, id: Option<i64>) -> Result<(PlanRow, TemplateRow, Template, Plan), JobError> {
+    let id = id.filter(|i| *i >= 1).ok_or_else(|| JobError::illegal("job_plan_id"))?;
+    let store = &ctx.shared.store;
+    let plan = store.get_plan(id).await.map_err(internal("get plan"))?;
+    let plan = plan
+        .filter(|p| p.scope_type == scope.scope_type && p.scope_id == scope.scope_id)
+        .ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_NOT_EXIST))?;
+    let t = store.get_template(plan.template_id).await.map_err(internal("get template"))?;
+    let t = t.ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_NOT_EXIST))?;
+    let v = store.get_template_version(t.id, t.current_version).await.map_err(internal("get template version"))?;
+    let v = v.ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+    let doc: Template = serde_json::from_str(&v.spec).map_err(|_| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+    let spec: Plan = serde_json::from_str(&plan.spec).map_err(|_| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+    // Open stored passwords (template defaults and the plan's values) together.
+    let mut both = Template { plans: vec![spec], ..doc };
+    crate::api::shoal::templates::open_passwords(&mut both, &ctx.shared.config.sealing_key);
+    let spec = both.plans.pop().unwrap_or_default();
+    Ok((plan, t, Template { plans: vec![], ..both }, spec))
+}
+
+/// The plan's variables: template defaults, then the plan's values.
+fn plan_variables(doc: &Template, spec: &Plan) -> Vec<Variable> {
+    doc.variables
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            match spec.variables.get(&v.name) {
+                Some(Value::String(s)) => v.value = s.clone(),
+                Some(Value::Object(_)) if v.var_type == VarType::HostList => {
+                    v.server = serde_json::from_value(spec.variables[&v.name].clone()).ok();
+                }
+                Some(other) if !other.is_null() => v.value = other.to_string(),
+                _ => {}
+            }
+            v
+        })
+        .collect()
+}
+
+fn shown_value(v: &Variable) -> &str {
+    if v.var_type == VarType::Password && !v.value.is_empty() {
+        MASK
+    } else {
+        &v.value
+    }
+}
+
+async fn account_json(ctx: &Ctx, scope: &Scope, alias: &str) -> Value {
+    match ctx.shared.store.get_account_by_alias(&scope.scope_type, &scope.scope_id, alias).await {
+        Ok(Some(a)) => json!({"id": a.id, "name": a.account, "alias": a.alias}),
+        _ => json!({"id": null, "name": null, "alias": alias}),
+    }
+}
+
+pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: ListReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    allowed(ctx, &scope, Role::Access).await?;
+    let (plan, t, doc, spec) = load_plan(ctx, &scope, req.job_plan_id).await?;
+    let vars = plan_variables(&doc, &spec);
+    let chosen = |name: &str| spec.steps.is_empty() || spec.steps.iter().any(|s| s == name);
+    let used = |name: &str| {
+        doc.steps.iter().filter(|s| chosen(&s.name)).filter_map(|s| s.script.as_ref()).any(|sc| {
+            sc.target.variable.as_deref() == Some(name)
+                || sc.content.as_deref().is_some_and(|c| c.contains(&format!("${name}")) || c.contains(&format!("${{{name}")))
+        })
+    };
+    let global_var_list: Vec<Value> = vars
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            json!({"id": i + 1, "name": v.name, "description": v.description, "type": v.var_type.code(), "required": v.required as i32,
+                   "value": shown_value(v), "server": v.server, "used": used(&v.name)})
+        })
+        .collect();
+    let mut step_list = Vec::new();
+    for (i, s) in doc.steps.iter().enumerate().filter(|(_, s)| chosen(&s.name)) {
+        let mut item = json!({"id": i + 1, "name": s.name});
+        if let Some(c) = &s.confirm {
+            item["type"] = json!(step_type::CONFIRM);
+            item["approval_info"] = json!({"approval_type": 1, "approval_user": {"user_list": c.users, "role_list": []},
+                                           "approval_message": c.message, "notify_channel": []});
+        } else if let Some(sc) = &s.script {
+            item["type"] = json!(step_type::SCRIPT);
+            let (script_type, language, content) = if let Some(c) = &sc.content {
+                let lang = ScriptLanguage::from_name(sc.language.as_deref().unwrap_or("shell")).map_or(1, |l| l as i32);
+                (1, json!(lang), json!(b64(c)))
+            } else {
+                let public = match &sc.script_id {
+                    Some(id) => ctx.shared.store.get_script(id).await.ok().flatten().is_some_and(|s| s.scope_type == "public"),
+                    None => false,
+                };
+                (if public { 3 } else { 2 }, Value::Null, Value::Null)
+            };
+            let mut server = serde_json::to_value(&sc.target.server).unwrap_or(json!({}));
+            if let Some(v) = &sc.target.variable {
+                server["variable"] = json!(v);
+            }
+            item["script_info"] = json!({
+                "script_type": script_type, "script_id": sc.script_id, "script_version_id": sc.script_version_id,
+                "script_content": content, "script_language": language, "script_param": b64(&sc.param),
+                "script_timeout": sc.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS), "account": account_json(ctx, &scope, &sc.account).await,
+                "server": server, "is_param_sensitive": sc.sensitive as i32, "is_ignore_error": sc.ignore_error as i32,
+            });
+        }
+        step_list.push(item);
+    }
+    let mut out = plan_basic(&plan, &t);
+    out["global_var_list"] = json!(global_var_list);
+    out["step_list"] = json!(step_list);
+    Ok(out)
+}
+
+#[derive(Deserialize, Default)]
+struct GlobalVarReq {
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    value: Option<String>,
+    #[serde(default)]
+    server: Option<ServerDto>,
+}
+
+#[derive(Deserialize, Default)]
+struct ExecuteReq {
+    #[serde(flatten)]
+    scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    job_plan_id: Option<i64>,
+    #[serde(default)]
+    global_var_list: Option<Vec<GlobalVarReq>>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    callback_url: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_bool")]
+    start_task: Option<bool>,
+}
+
+pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: ExecuteReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    allowed(ctx, &scope, Role::Run).await?;
+    let callback_url = req.callback_url.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(u) = &callback_url {
+        check_callback_url(u)?;
+    }
+    let (plan, t, doc, spec) = load_plan(ctx, &scope, req.job_plan_id).await?;
+    let mut vars = plan_variables(&doc, &spec);
+    for o in req.global_var_list.iter().flatten() {
+        let idx = match (o.id.filter(|i| *i >= 1), o.name.as_deref()) {
+            (Some(id), _) => (id as usize).checked_sub(1).filter(|i| *i < vars.len()),
+            (None, Some(n)) => vars.iter().position(|v| v.name == n),
+            (None, None) => None,
+        };
+        let i = idx.ok_or_else(|| JobError::illegal("global_var.id|global_var.name"))?;
+        let v = &mut vars[i];
+        if v.var_type == VarType::HostList {
+            if let Some(s) = o.server.clone().filter(|s| !s.is_empty()) {
+                v.server = Some(s);
+            }
+        } else if let Some(val) = &o.value {
+            v.value = val.clone();
+        }
+    }
+    for v in &vars {
+        let empty = match v.var_type {
+            VarType::HostList => v.server.as_ref().is_none_or(ServerDto::is_empty),
+            _ => v.value.is_empty(),
+        };
+        if v.required && empty {
+            return Err(JobError::missing(&format!("global_var.{}", v.name)));
+        }
+    }
+    let by_name: BTreeMap<&str, &Variable> = vars.iter().map(|v| (v.name.as_str(), v)).collect();
+    let store = &ctx.shared.store;
+    let max = ctx.shared.config.max_targets_per_step;
+    let chosen = |name: &str| spec.steps.is_empty() || spec.steps.iter().any(|s| s == name);
+    let mut steps = Vec::new();
+    let mut digest = Sha256::new();
+    for s in doc.steps.iter().filter(|s| chosen(&s.name)) {
+        if let Some(c) = &s.confirm {
+            steps.push(NewStep {
+                name: s.name.clone(),
+                step_type: step_type::CONFIRM,
+                confirm_message: Some(c.message.clone()),
+                confirm_users: c.users.clone(),
+                ..Default::default()
+            });
+            continue;
+        }
+        let Some(sc) = &s.script else { return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL)) };
+        let (language, script) = match &sc.content {
+            Some(c) => {
+                let l = ScriptLanguage::from_name(sc.language.as_deref().unwrap_or("shell"))
+                    .ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+                (l as i32, c.clone().into_bytes())
+            }
+            None => {
+                let (script, version) = super::script::executable(ctx, &scope, sc.script_id.as_deref(), sc.script_version_id).await?;
+                (script.script_language, version.content)
+            }
+        };
+        digest.update(&script);
+        // Dangerous-command rules see the final text the host will run, variables included.
+        let final_text = match ScriptLanguage::from_i32(language) {
+            Some(ScriptLanguage::Shell) => {
+                let vars: Vec<(String, VarType, String)> = vars
+                    .iter()
+                    .filter(|v| v.var_type != VarType::HostList)
+                    .map(|v| (v.name.clone(), v.var_type, v.value.clone()))
+                    .collect();
+                shoal_core::template::with_shell_variables(&String::from_utf8_lossy(&script), &vars).into_bytes()
+            }
+            _ => script.clone(),
+        };
+        super::dangerous_rule::enforce(ctx, &scope, language, &final_text, &s.name).await?;
+        let account = store
+            .get_account_by_alias(&scope.scope_type, &scope.scope_id, &sc.account)
+            .await
+            .map_err(internal("get account"))?
+            .ok_or_else(|| JobError::with(ErrorCode::ACCOUNT_NOT_EXIST, sc.account.clone()))?;
+        crate::api::authz::authorize_account(ctx, &scope, &account).await?;
+        let server = match &sc.target.variable {
+            Some(name) => by_name
+                .get(name.as_str())
+                .and_then(|v| v.server.clone())
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| JobError::with(ErrorCode::HOST_VAR_NOT_EXIST, name.clone()))?,
+            None => sc.target.server.clone(),
+        };
+        let hosts = targets::resolve(store.as_ref(), &scope, &server, max).await?;
+        steps.push(NewStep {
+            name: s.name.clone(),
+            step_type: step_type::SCRIPT,
+            language,
+            script,
+            args: if sc.sensitive {
+                ctx.shared.config.sealing_key.seal_all(&split_params(&sc.param)?).map_err(internal("seal params"))?
+            } else {
+                split_params(&sc.param)?
+            },
+            sensitive: sc.sensitive,
+            timeout_secs: sc.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS),
+            account_id: account.id,
+            account_user: account.account,
+            targets: hosts,
+            ignore_error: sc.ignore_error,
+            ..Default::default()
+        });
+    }
+    if steps.is_empty() {
+        return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL));
+    }
+    crate::api::authz::check_quota(ctx, &scope).await?;
+    let mut job_vars: Vec<JobVar> = vars
+        .iter()
+        .enumerate()
+        .map(|(i, v)| JobVar {
+            id: i as i64 + 1,
+            name: v.name.clone(),
+            var_type: v.var_type.code(),
+            value: v.value.clone(),
+            server: v.server.clone(),
+        })
+        .collect();
+    variables::seal(&mut job_vars, &ctx.shared.config.sealing_key).map_err(internal("seal variables"))?;
+    let now = shoal_core::time::now_ms();
+    let job = NewJob {
+        scope_type: scope.scope_type.clone(),
+        scope_id: scope.scope_id.clone(),
+        name: plan.name.clone(),
+        operator: ctx.caller.username.clone(),
+        app_code: ctx.caller.app_code.clone(),
+        task_type: task_type::PLAN,
+        launch_mode: launch_mode::API,
+        create_time: now,
+        callback_url,
+        steps,
+        plan: Some(PlanLink {
+            template_id: t.id,
+            plan_id: plan.id,
+            template_version: t.current_version,
+            variables: serde_json::to_string(&job_vars).map_err(internal("encode variables"))?,
+        }),
+        audit: ctx.audit_event(
+            &scope,
+            "execute_job_plan",
+            "",
+            json!({"job_plan_id": plan.id, "template_version": t.current_version, "script_sha256": hex::encode(digest.finalize())}),
+        ),
+    };
+    let (job_id, _) = store.create_job(&job).await.map_err(internal("create job"))?;
+    tracing::info!(job_instance_id = job_id, job_plan_id = plan.id, "plan job created");
+    if req.start_task.unwrap_or(true) {
+        ctx.shared.engine.start_job(job_id).await.map_err(internal("start job"))?;
+    }
+    Ok(json!({"job_instance_id": job_id, "job_instance_name": plan.name}))
+}
+
+#[derive(Deserialize, Default)]
+struct VarValueReq {
+    #[serde(flatten)]
+    scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    job_instance_id: Option<i64>,
+}
+
+pub async fn global_var_value(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: VarValueReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    allowed(ctx, &scope, Role::Access).await?;
+    let job = job_in_scope(ctx, &scope, req.job_instance_id).await?;
+    let store = &ctx.shared.store;
+    let vars = match store.job_plan_link(job.id).await.map_err(internal("job plan link"))? {
+        Some(link) => variables::parse(&link.variables),
+        None => vec![],
+    };
+    let shown: Vec<Value> = vars
+        .iter()
+        .map(|v| {
+            let value = if v.var_type == 4 && !v.value.is_empty() { MASK.to_string() } else { v.value.clone() };
+            json!({"id": v.id, "name": v.name, "type": v.var_type, "value": value, "server": v.server})
+        })
+        .collect();
+    let steps = store.get_steps(job.id).await.map_err(internal("get steps"))?;
+    let list: Vec<Value> = steps
+        .iter()
+        .filter(|s| s.step_type == step_type::SCRIPT)
+        .map(|s| json!({"step_instance_id": s.id, "global_var_list": shown}))
+        .collect();
+    Ok(json!({"job_instance_id": job.id, "step_instance_var_list": list}))
+}

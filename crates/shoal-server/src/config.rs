@@ -1,0 +1,128 @@
+//! Server settings. The binary layers defaults, a TOML file, `SHOAL_*` env and flags into
+//! this one struct; it is validated once at start.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `0.0.0.0:8080`.
+    pub listen: String,
+    /// Directory for the embedded SQLite store and generated credentials.
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` (or `sqlite://…`); default: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Agent enrolment token; generated into `data_dir/agent-token` when absent.
+    pub agent_token: Option<String>,
+    /// `code:secret` of an app created with full rights at start.
+    pub bootstrap_app: Option<String>,
+    /// Output kept per host task, in bytes (head and tail beyond it).
+    pub output_cap_bytes: u64,
+    /// How long a disconnected agent may take to come back before its running tasks are
+    /// marked agent-lost (310).
+    pub agent_lost_grace_secs: u64,
+    /// Heartbeat interval agents are told to use.
+    pub heartbeat_secs: u64,
+    /// Maximum targets in one script step (JOB: 50,000).
+    pub max_targets_per_step: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// PEM certificate chain for TLS on the listener (with `tls_key`); plain HTTP without.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Jobs running at once, in total (1244034); 0 = no limit.
+    pub max_running_jobs: u64,
+    /// Jobs running at once per scope (1244032); 0 = no limit.
+    pub max_running_jobs_per_scope: u64,
+    /// Jobs running at once per app (1244033); 0 = no limit.
+    pub max_running_jobs_per_app: u64,
+    /// Key for sensitive values at rest (64 hex digits); default `data_dir/secret-key`,
+    /// generated at first start. Replicas on one PostgreSQL share it.
+    pub secret_key_file: Option<PathBuf>,
+    /// The loaded key (filled at start from `secret_key_file`; never serialised).
+    #[serde(skip)]
+    pub sealing_key: crate::secrets::Key,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: None,
+            database_url: None,
+            agent_token: None,
+            bootstrap_app: None,
+            output_cap_bytes: shoal_core::limits::DEFAULT_OUTPUT_CAP,
+            agent_lost_grace_secs: 30,
+            heartbeat_secs: 10,
+            max_targets_per_step: shoal_core::limits::MAX_TARGETS_PER_STEP,
+            max_body_bytes: 32 * 1024 * 1024,
+            tls_cert: None,
+            tls_key: None,
+            max_running_jobs: 0,
+            max_running_jobs_per_scope: 0,
+            max_running_jobs_per_app: 0,
+            secret_key_file: None,
+            sealing_key: crate::secrets::Key::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| self.redacted_store_url()))
+            .field("agent_token", &self.agent_token.as_ref().map(|_| "<redacted>"))
+            .field("bootstrap_app", &self.bootstrap_app.as_ref().map(|_| "<redacted>"))
+            .field("output_cap_bytes", &self.output_cap_bytes)
+            .field("agent_lost_grace_secs", &self.agent_lost_grace_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.output_cap_bytes >= 1024, "output_cap_bytes must be at least 1024");
+        anyhow::ensure!(self.heartbeat_secs >= 1, "heartbeat_secs must be at least 1");
+        anyhow::ensure!(
+            (1..=shoal_core::limits::MAX_TARGETS_PER_STEP).contains(&self.max_targets_per_step),
+            "max_targets_per_step must be between 1 and 50000"
+        );
+        anyhow::ensure!(self.data_dir.is_some() || self.database_url.is_some(), "set data_dir (embedded SQLite) or database_url");
+        anyhow::ensure!(self.tls_cert.is_some() == self.tls_key.is_some(), "set both tls_cert and tls_key, or neither");
+        Ok(())
+    }
+
+    pub fn store_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => {
+                let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
+                format!("sqlite://{}", dir.join("shoal.db").display())
+            }
+        }
+    }
+
+    /// The store URL without a password, for logs.
+    pub fn redacted_store_url(&self) -> String {
+        let u = self.store_url();
+        match (u.find("://"), u.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let creds = &u[s + 3..at];
+                let user = creds.split(':').next().unwrap_or("");
+                format!("{}{}:***{}", &u[..s + 3], user, &u[at..])
+            }
+            _ => u,
+        }
+    }
+
+    pub fn agent_lost_grace(&self) -> Duration {
+        Duration::from_secs(self.agent_lost_grace_secs)
+    }
+}

@@ -1,0 +1,468 @@
+//! The execution engine: job → step → host tasks.
+//!
+//! - [`Engine::start_job`] moves a job and its step to running and dispatches every host
+//!   task; a host whose agent is not connected fails at once with 310.
+//! - Every host-task change is committed by the gateway's single writer, which then calls
+//!   [`Engine::on_final`]; when a step has no unfinished task left the step and the job get
+//!   their final status and the callback is queued in the same transaction.
+//! - [`Engine::terminate_job`] cancels running tasks on their agents (SIGTERM → SIGKILL of the
+//!   whole tree there) and fails waiting ones with 403.
+//! - After a restart [`Engine::start`] resumes active jobs: agents reconnect and resend what
+//!   was not acknowledged; hosts that do not come back within the grace period get 310.
+
+pub mod callback;
+mod rolling;
+pub mod step_ops;
+pub mod targets;
+pub mod variables;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use shoal_proto::agent::{RunTask, ServerMsg, TaskKey};
+use shoal_proto::status::{gse_code, host_status, RunStatus};
+use shoal_store::{JobUpdate, StepRow, StepUpdate, Store, StoreError, TaskChange};
+use tokio::sync::{watch, Notify};
+
+use crate::gateway::{Gateway, IngestItem};
+use crate::ServerConfig;
+
+pub struct Engine {
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    gateway: Arc<Gateway>,
+    /// Running steps, so dispatch does not re-read the script for every host.
+    steps: Mutex<HashMap<i64, Arc<StepRow>>>,
+    /// Wakes the callback sender.
+    callbacks: Notify,
+    /// This engine, for tasks it spawns (staggered rolling batches).
+    me: std::sync::Weak<Engine>,
+    /// Password values of running plan steps, masked in their output as it arrives.
+    redactions: Mutex<HashMap<i64, Arc<Vec<String>>>>,
+}
+
+fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem {
+    IngestItem {
+        change: TaskChange::Finished { key, status, exit_code: 0, error_code, start_time: None, end_time: now, dropped_bytes: 0 },
+        ack: None,
+    }
+}
+
+impl Engine {
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>, gateway: Arc<Gateway>) -> Arc<Engine> {
+        Arc::new_cyclic(|me| Engine {
+            config,
+            store,
+            gateway,
+            steps: Mutex::new(HashMap::new()),
+            callbacks: Notify::new(),
+            me: me.clone(),
+            redactions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A step ended: drop what was kept for it while it ran.
+    fn forget_step(&self, step_id: i64) {
+        self.steps.lock().expect("steps lock").remove(&step_id);
+        self.redactions.lock().expect("redactions lock").remove(&step_id);
+    }
+
+    /// Mask a plan step's password values in a piece of its output before it is stored.
+    pub fn redact(&self, step_id: i64, data: Vec<u8>) -> Vec<u8> {
+        let secrets = self.redactions.lock().expect("redactions lock").get(&step_id).cloned();
+        match secrets {
+            Some(s) => variables::mask_bytes(data, &s),
+            None => data,
+        }
+    }
+
+    pub(crate) fn me(&self) -> Option<Arc<Engine>> {
+        self.me.upgrade()
+    }
+
+    /// Resume active jobs and start the callback sender.
+    pub async fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), StoreError> {
+        let active = self.store.active_jobs().await?;
+        let mut resumed = 0;
+        for job in &active {
+            for step in self.store.get_steps(job.id).await? {
+                if step.status != RunStatus::Running as i32 {
+                    continue;
+                }
+                resumed += 1;
+                let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: 0 };
+                let prepared = self.prepare(step).await;
+                self.steps.lock().expect("steps lock").insert(prepared.id, prepared);
+                // Steps whose last result arrived just before the restart end now.
+                self.on_final(&[key]).await;
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(steps = resumed, "resuming running steps; waiting for their agents");
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(me.config.agent_lost_grace()).await;
+                me.sweep_lost().await;
+            });
+        }
+        let me = self.clone();
+        tokio::spawn(async move { callback::sender(me, stop).await });
+        Ok(())
+    }
+
+    async fn step(&self, step_id: i64) -> Option<Arc<StepRow>> {
+        if let Some(s) = self.steps.lock().expect("steps lock").get(&step_id) {
+            return Some(s.clone());
+        }
+        let s = self.store.get_step(step_id).await.ok()??;
+        let running = s.status == RunStatus::Running as i32;
+        let s = self.prepare(s).await;
+        if running {
+            self.steps.lock().expect("steps lock").insert(step_id, s.clone());
+        }
+        Some(s)
+    }
+
+    /// The step as agents run it: shell scripts of plan jobs get the job's variables
+    /// defined before their body.
+    async fn prepare(&self, mut step: StepRow) -> Arc<StepRow> {
+        if step.language == shoal_proto::status::ScriptLanguage::Shell as i32 {
+            if let Ok(Some(link)) = self.store.job_plan_link(step.job_instance_id).await {
+                let secrets = variables::passwords(&link.variables, &self.config.sealing_key);
+                if !secrets.is_empty() {
+                    self.redactions.lock().expect("redactions lock").insert(step.id, Arc::new(secrets));
+                }
+                let vars = variables::shell_values(&link.variables, &self.config.sealing_key);
+                let body = String::from_utf8_lossy(&step.script).into_owned();
+                step.script = shoal_core::template::with_shell_variables(&body, &vars).into_bytes();
+            }
+        }
+        Arc::new(step)
+    }
+
+    /// Move a step to running (script) or waiting for a user (confirmation) and, for a
+    /// script step, dispatch its host tasks.
+    pub(crate) async fn start_step(&self, mut step: StepRow) -> Result<(), StoreError> {
+        let now = shoal_core::time::now_ms();
+        let confirm = step.step_type == shoal_proto::status::step_type::CONFIRM;
+        let status = if confirm { RunStatus::WaitingUser } else { RunStatus::Running };
+        self.store.update_step(&StepUpdate { id: step.id, status: Some(status as i32), start_time: Some(now), end_time: None }).await?;
+        self.set_job_status(step.job_instance_id, status).await?;
+        if confirm {
+            tracing::info!(job_instance_id = step.job_instance_id, step_instance_id = step.id, "waiting for confirmation");
+            return Ok(());
+        }
+        step.status = status as i32;
+        step.start_time = Some(now);
+        let step = self.prepare(step).await;
+        self.steps.lock().expect("steps lock").insert(step.id, step.clone());
+        self.dispatch_step(&step).await
+    }
+
+    /// Running ↔ waiting-for-user while a job is active.
+    pub(crate) async fn set_job_status(&self, job_id: i64, status: RunStatus) -> Result<(), StoreError> {
+        self.store
+            .update_job(&JobUpdate {
+                id: job_id,
+                status: Some(status as i32),
+                expect_status: vec![RunStatus::Running as i32, RunStatus::WaitingUser as i32],
+                ..Default::default()
+            })
+            .await
+    }
+
+    fn run_msg(&self, key: TaskKey, step: &StepRow) -> ServerMsg {
+        ServerMsg::Run(RunTask {
+            key,
+            language: step.language,
+            script: step.script.clone(),
+            args: if step.sensitive { self.config.sealing_key.open_all(&step.args) } else { step.args.clone() },
+            sensitive: step.sensitive,
+            user: step.account_user.clone(),
+            timeout_secs: step.timeout_secs as u64,
+            output_cap: self.config.output_cap_bytes,
+        })
+    }
+
+    pub async fn start_job(&self, job_id: i64) -> Result<(), StoreError> {
+        let now = shoal_core::time::now_ms();
+        self.store
+            .update_job(&JobUpdate {
+                id: job_id,
+                status: Some(RunStatus::Running as i32),
+                start_time: Some(now),
+                expect_status: vec![RunStatus::Blank as i32],
+                ..Default::default()
+            })
+            .await?;
+        // Steps run in order: the first starts now, the next when it ends.
+        if let Some(step) = self.store.get_steps(job_id).await?.into_iter().next() {
+            self.start_step(step).await?;
+        }
+        Ok(())
+    }
+
+    async fn dispatch_step(&self, step: &StepRow) -> Result<(), StoreError> {
+        let tasks = self.store.host_tasks(step.id, step.execute_count).await?;
+        if step.execute_count == 0 {
+            if let Some(r) = self.store.step_rolling(step.id).await? {
+                return self.dispatch_rolling(step, tasks, r).await;
+            }
+        }
+        self.dispatch_tasks(step, tasks).await
+    }
+
+    /// Send the waiting ones of `tasks` to their agents; a host without a reachable agent
+    /// fails at once with 310.
+    pub(crate) async fn dispatch_tasks(&self, step: &StepRow, tasks: Vec<shoal_store::HostTaskRow>) -> Result<(), StoreError> {
+        let now = shoal_core::time::now_ms();
+        let mut changes = Vec::with_capacity(tasks.len());
+        let mut to_send = Vec::new();
+        // Agents held here, or by another replica on a shared store.
+        let reachable = self.gateway.reachable_set().await;
+        for t in tasks.iter().filter(|t| t.status == host_status::WAITING) {
+            let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
+            if reachable.contains(&t.bk_host_id) {
+                changes.push(IngestItem { change: TaskChange::Started { key, at: now }, ack: None });
+                to_send.push(key);
+            } else {
+                changes.push(finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now));
+            }
+        }
+        // Started is queued before the task goes out, so the writer sees it first.
+        self.gateway.submit(changes).await;
+        let mut lost = Vec::new();
+        for key in to_send {
+            if !self.gateway.send(key.host_id, self.run_msg(key, step)).await {
+                lost.push(finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now));
+            }
+        }
+        self.gateway.submit(lost).await;
+        tracing::info!(step_instance_id = step.id, hosts = tasks.len(), "step dispatched");
+        Ok(())
+    }
+
+    /// An agent (re)connected: send the tasks of running steps it should run and does not
+    /// know about; on a job being terminated, cancel instead.
+    pub async fn resume_host(&self, host_id: i64, known: &[TaskKey]) {
+        let pending = match self.store.pending_tasks_for_host(host_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(host_id, error = %e, "reading pending tasks");
+                return;
+            }
+        };
+        let known: BTreeSet<TaskKey> = known.iter().copied().collect();
+        let now = shoal_core::time::now_ms();
+        let mut changes = Vec::new();
+        for key in pending {
+            let Some(step) = self.step(key.step_instance_id).await else { continue };
+            let stopping = matches!(self.store.get_job(step.job_instance_id).await, Ok(Some(j)) if j.stopping);
+            if stopping {
+                if known.contains(&key) {
+                    self.gateway.send(host_id, ServerMsg::Cancel { key }).await;
+                } else {
+                    changes.push(finished(key, host_status::TERMINATE_SUCCESS, gse_code::TERMINATED, now));
+                }
+                continue;
+            }
+            if known.contains(&key) || !self.may_run_now(&step, key).await {
+                continue;
+            }
+            changes.push(IngestItem { change: TaskChange::Started { key, at: now }, ack: None });
+            self.gateway.submit(std::mem::take(&mut changes)).await;
+            self.gateway.send(host_id, self.run_msg(key, &step)).await;
+        }
+        self.gateway.submit(changes).await;
+    }
+
+    /// The agent of `host_id` did not come back: its unfinished tasks are lost.
+    pub async fn agent_lost(&self, host_id: i64) {
+        let pending = match self.store.pending_tasks_for_host(host_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(host_id, error = %e, "reading pending tasks");
+                return;
+            }
+        };
+        if pending.is_empty() {
+            return;
+        }
+        tracing::warn!(host_id, tasks = pending.len(), "agent lost; failing its unfinished tasks");
+        let now = shoal_core::time::now_ms();
+        let items = pending.into_iter().map(|k| finished(k, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now)).collect();
+        self.gateway.submit(items).await;
+    }
+
+    /// After a restart's grace period: every resumed task whose agent never came back.
+    async fn sweep_lost(&self) {
+        let steps: Vec<Arc<StepRow>> = self.steps.lock().expect("steps lock").values().cloned().collect();
+        let connected = self.gateway.reachable_set().await;
+        let now = shoal_core::time::now_ms();
+        for step in steps {
+            let Ok(tasks) = self.store.host_tasks(step.id, step.execute_count).await else { continue };
+            let items: Vec<IngestItem> = tasks
+                .iter()
+                .filter(|t| !host_status::is_final(t.status) && !connected.contains(&t.bk_host_id))
+                .map(|t| {
+                    let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
+                    finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now)
+                })
+                .collect();
+            self.gateway.submit(items).await;
+        }
+    }
+
+    pub async fn terminate_job(&self, job_id: i64) -> Result<(), StoreError> {
+        self.store
+            .update_job(&JobUpdate {
+                id: job_id,
+                status: Some(RunStatus::Stopping as i32),
+                stopping: Some(true),
+                expect_status: vec![RunStatus::Running as i32, RunStatus::WaitingUser as i32],
+                ..Default::default()
+            })
+            .await?;
+        let now = shoal_core::time::now_ms();
+        let mut running = false;
+        for step in self.store.get_steps(job_id).await? {
+            let waiting = step.status == RunStatus::WaitingUser as i32;
+            if step.status != RunStatus::Running as i32 && step.status != RunStatus::RollingWaiting as i32 && !waiting {
+                continue;
+            }
+            if waiting {
+                // A confirmation (or a rolling step between batches) has nothing running: it
+                // ends terminated at once.
+                self.store
+                    .update_step(&StepUpdate {
+                        id: step.id,
+                        status: Some(RunStatus::StopSuccess as i32),
+                        start_time: None,
+                        end_time: Some(now),
+                    })
+                    .await?;
+                self.forget_step(step.id);
+            } else {
+                running = true;
+            }
+            let mut items = Vec::new();
+            for t in self.store.host_tasks(step.id, step.execute_count).await? {
+                let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
+                let cancelled = t.status == host_status::RUNNING && self.gateway.send(t.bk_host_id, ServerMsg::Cancel { key }).await;
+                if !cancelled && !host_status::is_final(t.status) {
+                    items.push(finished(key, host_status::TERMINATE_SUCCESS, gse_code::TERMINATED, now));
+                }
+            }
+            self.gateway.submit(items).await;
+        }
+        tracing::info!(job_instance_id = job_id, "terminating job");
+        if !running {
+            self.finish_job(job_id, RunStatus::StopSuccess).await?;
+        }
+        Ok(())
+    }
+
+    /// Called by the writer with the tasks that just became final.
+    pub async fn on_final(&self, keys: &[TaskKey]) {
+        let steps: BTreeSet<(i64, i32)> = keys.iter().map(|k| (k.step_instance_id, k.execute_count)).collect();
+        for (step_id, execute_count) in steps {
+            if execute_count == 0 {
+                match self.store.step_rolling(step_id).await {
+                    Ok(Some(r)) => {
+                        if let Err(e) = self.rolling_progress(step_id, r).await {
+                            tracing::error!(step_instance_id = step_id, error = %e, "advancing rolling batches");
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "reading rolling state"),
+                }
+            }
+            match self.store.count_unfinished(step_id, execute_count).await {
+                Ok(0) => self.finish_step(step_id).await,
+                Ok(_) => {}
+                Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "counting unfinished tasks"),
+            }
+        }
+    }
+
+    async fn finish_step(&self, step_id: i64) {
+        if let Err(e) = self.try_finish_step(step_id).await {
+            tracing::error!(step_instance_id = step_id, error = %e, "finishing step");
+        }
+    }
+
+    async fn try_finish_step(&self, step_id: i64) -> Result<(), StoreError> {
+        let Some(step) = self.store.get_step(step_id).await? else { return Ok(()) };
+        if RunStatus::from_i32(step.status).is_some_and(RunStatus::is_finished) {
+            return Ok(());
+        }
+        let Some(job) = self.store.get_job(step.job_instance_id).await? else { return Ok(()) };
+        let tasks = self.store.host_tasks(step.id, step.execute_count).await?;
+        let mut status = shoal_core::outcome::step_status(tasks.iter().map(|t| t.status), job.stopping);
+        if status == RunStatus::Fail && self.store.step_extras(step.id).await?.ignore_error {
+            status = RunStatus::IgnoreError;
+        }
+        let now = shoal_core::time::now_ms();
+        // Writers on two replicas may both see the last task end: only one finalizes.
+        let finished: Vec<i32> = (0..=64).filter(|s| RunStatus::from_i32(*s).is_some_and(RunStatus::is_finished)).collect();
+        if !self.store.claim_step_end(step.id, status as i32, now, &finished).await? {
+            self.forget_step(step.id);
+            return Ok(());
+        }
+        self.forget_step(step.id);
+        tracing::info!(job_instance_id = job.id, step_instance_id = step.id, status = status as i32, hosts = tasks.len(), "step finished");
+        self.advance(&job, &step, status).await?;
+        Ok(())
+    }
+
+    /// After a step ends: the next step, or the end of the job.
+    pub(crate) async fn advance(&self, job: &shoal_store::JobRow, step: &StepRow, status: RunStatus) -> Result<(), StoreError> {
+        if job.stopping {
+            return self.finish_job(job.id, RunStatus::StopSuccess).await;
+        }
+        match status {
+            RunStatus::Success | RunStatus::IgnoreError | RunStatus::Skipped => {
+                let next = self.store.get_steps(job.id).await?.into_iter().find(|s| s.step_order > step.step_order);
+                match next {
+                    Some(next) => self.start_step(next).await,
+                    None => self.finish_job(job.id, RunStatus::Success).await,
+                }
+            }
+            other => self.finish_job(job.id, other).await,
+        }
+    }
+
+    /// Final status of a job, with its callback queued in the same transaction.
+    pub(crate) async fn finish_job(&self, job_id: i64, status: RunStatus) -> Result<(), StoreError> {
+        let Some(job) = self.store.get_job(job_id).await? else { return Ok(()) };
+        let steps = self.store.get_steps(job_id).await?;
+        let callback = job.callback_url.as_ref().map(|url| {
+            let body = shoal_proto::jobv3::CallbackBody {
+                job_instance_id: job.id,
+                status: status as i32,
+                step_instances: steps
+                    .iter()
+                    .map(|s| shoal_proto::jobv3::CallbackStep { step_instance_id: s.id, status: s.status })
+                    .collect(),
+            };
+            (url.clone(), serde_json::to_string(&body).unwrap_or_default())
+        });
+        let has_callback = callback.is_some();
+        self.store
+            .update_job(&JobUpdate {
+                id: job.id,
+                status: Some(status as i32),
+                end_time: Some(shoal_core::time::now_ms()),
+                callback,
+                expect_status: vec![RunStatus::Running as i32, RunStatus::WaitingUser as i32, RunStatus::Stopping as i32],
+                ..Default::default()
+            })
+            .await?;
+        tracing::info!(job_instance_id = job.id, status = status as i32, "job finished");
+        if has_callback {
+            self.callbacks.notify_one();
+        }
+        Ok(())
+    }
+}

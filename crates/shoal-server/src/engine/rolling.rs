@@ -1,0 +1,166 @@
+//! Rolling execution (§17): a step's hosts run in batches. Serial: one batch after the
+//! other — between batches the step is 15 (rolling-waiting); with mode 3 it waits for the
+//! user (7) after every batch until `operate_step_instance` 13; a failed batch stops the
+//! step (mode 1, 3) or is tolerated (mode 2, the step then ends 6). Parallel-staggered: every
+//! batch is dispatched at its cumulative delay; the step ends when all hosts have.
+
+use std::time::Duration;
+
+use shoal_core::rolling::{RollingConfig, RollingExecution, RollingMode};
+use shoal_proto::agent::TaskKey;
+use shoal_proto::status::{host_status, RunStatus};
+use shoal_store::library::RollingRow;
+use shoal_store::{HostTaskRow, StepRow, StepUpdate, StoreError};
+
+use super::Engine;
+
+fn config(r: &RollingRow) -> Option<RollingConfig> {
+    serde_json::from_str(&r.config).ok().and_then(|v| RollingConfig::from_json(&v).ok())
+}
+
+/// Pseudo-random number in `[lo, hi]` for stagger delays (no need for cryptographic quality).
+fn jitter(lo: u64, hi: u64) -> u64 {
+    if hi <= lo {
+        return lo;
+    }
+    let seed = uuid::Uuid::new_v4().as_u128() as u64;
+    lo + seed % (hi - lo + 1)
+}
+
+impl Engine {
+    pub(crate) async fn dispatch_rolling(&self, step: &StepRow, tasks: Vec<HostTaskRow>, r: RollingRow) -> Result<(), StoreError> {
+        let Some(cfg) = config(&r) else {
+            return self.dispatch_tasks(step, tasks).await;
+        };
+        match cfg.execution {
+            RollingExecution::Serial => {
+                let batch = r.current_batch.max(1);
+                self.store.set_rolling_batch(step.id, batch).await?;
+                tracing::info!(step_instance_id = step.id, batch, total = r.total_batches, "rolling batch started");
+                self.dispatch_tasks(step, tasks.into_iter().filter(|t| t.batch == batch).collect()).await
+            }
+            RollingExecution::Parallel(delays) => {
+                self.store.set_rolling_batch(step.id, r.total_batches).await?;
+                let offsets = delays.offsets(r.total_batches as usize, jitter);
+                let step = std::sync::Arc::new(step.clone());
+                for (i, offset) in offsets.into_iter().enumerate() {
+                    let batch = i as i32 + 1;
+                    let mine: Vec<HostTaskRow> = tasks.iter().filter(|t| t.batch == batch).cloned().collect();
+                    if offset == 0 {
+                        self.dispatch_tasks(&step, mine).await?;
+                        continue;
+                    }
+                    let me = self.me();
+                    let step = step.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(offset)).await;
+                        if let Some(me) = me {
+                            if let Err(e) = me.dispatch_tasks(&step, mine).await {
+                                tracing::error!(step_instance_id = step.id, batch, error = %e, "dispatching a staggered batch");
+                            }
+                        }
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A host task may go out now: it is not waiting in a later batch of a serial rolling step.
+    pub(crate) async fn may_run_now(&self, step: &StepRow, key: TaskKey) -> bool {
+        if key.execute_count != 0 {
+            return true;
+        }
+        let Ok(Some(r)) = self.store.step_rolling(step.id).await else { return true };
+        if !matches!(config(&r).map(|c| c.execution), Some(RollingExecution::Serial)) {
+            return true;
+        }
+        match self.store.host_tasks(step.id, 0).await {
+            Ok(tasks) => tasks
+                .iter()
+                .find(|t| t.bk_host_id == key.host_id)
+                .is_none_or(|t| t.status == host_status::RUNNING || t.batch == r.current_batch),
+            Err(_) => false,
+        }
+    }
+
+    /// After results arrive for a rolling step: when its current batch is done, decide
+    /// between the next batch, waiting for the user, or the end of the step.
+    pub(crate) async fn rolling_progress(&self, step_id: i64, r: RollingRow) -> Result<(), StoreError> {
+        let Some(step) = self.store.get_step(step_id).await? else { return Ok(()) };
+        if step.status != RunStatus::Running as i32 {
+            return Ok(());
+        }
+        let tasks = self.store.host_tasks(step_id, 0).await?;
+        let Some(job) = self.store.get_job(step.job_instance_id).await? else { return Ok(()) };
+        let cfg = config(&r);
+        let parallel = matches!(cfg.as_ref().map(|c| c.execution), Some(RollingExecution::Parallel(_)));
+        let all_final = tasks.iter().all(|t| host_status::is_final(t.status));
+        if job.stopping || parallel || cfg.is_none() {
+            if all_final {
+                self.finish_rolling_step(&step, &tasks, cfg.map(|c| c.mode)).await?;
+            }
+            return Ok(());
+        }
+        let cfg = cfg.expect("checked above");
+        let batch: Vec<&HostTaskRow> = tasks.iter().filter(|t| t.batch == r.current_batch).collect();
+        if batch.iter().any(|t| !host_status::is_final(t.status)) {
+            return Ok(());
+        }
+        let failed = batch.iter().any(|t| !host_status::is_success(t.status));
+        tracing::info!(step_instance_id = step.id, batch = r.current_batch, failed, "rolling batch finished");
+        if failed && cfg.mode != RollingMode::IgnoreFailure {
+            return self.end_step(&step, RunStatus::Fail).await;
+        }
+        if r.current_batch >= r.total_batches {
+            return self.finish_rolling_step(&step, &tasks, Some(cfg.mode)).await;
+        }
+        if cfg.mode == RollingMode::ManualConfirm {
+            self.store
+                .update_step(&StepUpdate { id: step.id, status: Some(RunStatus::WaitingUser as i32), start_time: None, end_time: None })
+                .await?;
+            self.set_job_status(job.id, RunStatus::WaitingUser).await?;
+            return Ok(());
+        }
+        self.store
+            .update_step(&StepUpdate { id: step.id, status: Some(RunStatus::RollingWaiting as i32), start_time: None, end_time: None })
+            .await?;
+        self.next_batch(&step, &r).await
+    }
+
+    /// Start the batch after the current one (also `operate_step_instance` 13).
+    pub(crate) async fn next_batch(&self, step: &StepRow, r: &RollingRow) -> Result<(), StoreError> {
+        let batch = r.current_batch + 1;
+        self.store.set_rolling_batch(step.id, batch).await?;
+        self.store
+            .update_step(&StepUpdate { id: step.id, status: Some(RunStatus::Running as i32), start_time: None, end_time: None })
+            .await?;
+        self.set_job_status(step.job_instance_id, RunStatus::Running).await?;
+        let tasks = self.store.host_tasks(step.id, 0).await?;
+        let mut running = step.clone();
+        running.status = RunStatus::Running as i32;
+        let prepared = self.step(step.id).await.map(|s| (*s).clone()).unwrap_or(running);
+        tracing::info!(step_instance_id = step.id, batch, total = r.total_batches, "rolling batch started");
+        self.dispatch_tasks(&prepared, tasks.into_iter().filter(|t| t.batch == batch).collect()).await
+    }
+
+    async fn finish_rolling_step(&self, step: &StepRow, tasks: &[HostTaskRow], mode: Option<RollingMode>) -> Result<(), StoreError> {
+        let job = self.store.get_job(step.job_instance_id).await?;
+        let stopping = job.as_ref().is_some_and(|j| j.stopping);
+        let mut status = shoal_core::outcome::step_status(tasks.iter().map(|t| t.status), stopping);
+        if status == RunStatus::Fail && mode == Some(RollingMode::IgnoreFailure) {
+            status = RunStatus::IgnoreError;
+        }
+        self.end_step(step, status).await
+    }
+
+    /// Give a step its final status and move the job on.
+    async fn end_step(&self, step: &StepRow, status: RunStatus) -> Result<(), StoreError> {
+        let now = shoal_core::time::now_ms();
+        self.store.update_step(&StepUpdate { id: step.id, status: Some(status as i32), start_time: None, end_time: Some(now) }).await?;
+        self.forget_step(step.id);
+        let Some(job) = self.store.get_job(step.job_instance_id).await? else { return Ok(()) };
+        tracing::info!(job_instance_id = job.id, step_instance_id = step.id, status = status as i32, "rolling step finished");
+        self.advance(&job, step, status).await
+    }
+}

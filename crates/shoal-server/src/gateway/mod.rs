@@ -1,0 +1,235 @@
+//! Agent gateway: which agents are connected, sending them work, and the single ingest
+//! writer that commits their logs and exits in batches before acknowledging them.
+//!
+//! Every host-task change (from agents or from the engine) goes through the one writer, so
+//! a step's completion is decided in one place and never twice.
+
+pub mod route;
+pub mod ws;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use shoal_proto::agent::{Ack, AckItem, ServerMsg, TaskKey};
+use shoal_store::{Store, TaskChange};
+use tokio::sync::{mpsc, watch};
+
+use crate::engine::Engine;
+use crate::ServerConfig;
+
+/// Most changes committed in one transaction.
+const MAX_BATCH: usize = 4096;
+/// Most log bytes committed in one transaction.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// Changes waiting for the writer. Agents wait when it is full, which bounds the memory held
+/// by log chunks in flight (at most this many chunks of at most 64 KiB, plus one batch).
+const INGEST_QUEUE: usize = 4096;
+
+fn log_bytes(item: &IngestItem) -> usize {
+    match &item.change {
+        TaskChange::Log { data, .. } => data.len(),
+        _ => 0,
+    }
+}
+
+/// Where to send the acknowledgement once a change is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckTo {
+    pub host_id: i64,
+    pub conn_id: u64,
+}
+
+pub struct IngestItem {
+    pub change: TaskChange,
+    pub ack: Option<AckTo>,
+}
+
+struct Session {
+    conn_id: u64,
+    tx: mpsc::Sender<ServerMsg>,
+}
+
+pub struct Gateway {
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    engine: OnceLock<Weak<Engine>>,
+    /// Connected agents by host id; the newest connection of a host replaces older ones.
+    sessions: Mutex<HashMap<i64, Session>>,
+    next_conn: AtomicU64,
+    ingest_tx: mpsc::Sender<IngestItem>,
+    ingest_rx: Mutex<Option<mpsc::Receiver<IngestItem>>>,
+    stop: OnceLock<watch::Receiver<bool>>,
+    /// Set when several replicas share the store (see [`route`]).
+    replica: Option<route::Replica>,
+}
+
+impl Gateway {
+    pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> Gateway {
+        let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
+        let replica = route::Replica::for_store(&store);
+        Gateway {
+            config,
+            store,
+            engine: OnceLock::new(),
+            sessions: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+            ingest_tx,
+            ingest_rx: Mutex::new(Some(ingest_rx)),
+            stop: OnceLock::new(),
+            replica,
+        }
+    }
+
+    pub fn set_engine(&self, engine: &Arc<Engine>) {
+        let _ = self.engine.set(Arc::downgrade(engine));
+    }
+
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.get().and_then(Weak::upgrade)
+    }
+
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.get().cloned().unwrap_or_else(|| watch::channel(false).1)
+    }
+
+    /// Start the ingest writer.
+    pub fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) {
+        self.start_replica(stop.clone());
+        let _ = self.stop.set(stop);
+        let rx = self.ingest_rx.lock().expect("ingest lock").take();
+        if let Some(rx) = rx {
+            let me = self.clone();
+            tokio::spawn(async move { me.writer(rx).await });
+        }
+    }
+
+    pub fn is_connected(&self, host_id: i64) -> bool {
+        self.sessions.lock().expect("sessions lock").contains_key(&host_id)
+    }
+
+    pub fn connected_set(&self) -> HashSet<i64> {
+        self.sessions.lock().expect("sessions lock").keys().copied().collect()
+    }
+
+    /// Queue a message for a host's agent; false when it is not connected (or its queue is
+    /// gone). On a shared store an agent held by another replica is reached through it.
+    pub async fn send(&self, host_id: i64, msg: ServerMsg) -> bool {
+        let tx = self.sessions.lock().expect("sessions lock").get(&host_id).map(|s| s.tx.clone());
+        match tx {
+            Some(tx) => tx.send(msg).await.is_ok(),
+            None => self.send_remote(host_id, &msg).await,
+        }
+    }
+
+    /// Queue changes for the writer.
+    pub async fn submit(&self, items: Vec<IngestItem>) {
+        for item in items {
+            if self.ingest_tx.send(item).await.is_err() {
+                tracing::error!("ingest writer is gone");
+                return;
+            }
+        }
+    }
+
+    fn register(&self, host_id: i64, tx: mpsc::Sender<ServerMsg>) -> u64 {
+        let conn_id = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let old = self.sessions.lock().expect("sessions lock").insert(host_id, Session { conn_id, tx });
+        if old.is_some() {
+            tracing::info!(host_id, "agent reconnected; replacing its previous session");
+        }
+        self.session_event(route::SessionEvent::Opened { host_id, conn_id, at: shoal_core::time::now_ms() });
+        conn_id
+    }
+
+    /// Forget a session; true when it was the host's current one.
+    fn unregister(&self, host_id: i64, conn_id: u64) -> bool {
+        let mut s = self.sessions.lock().expect("sessions lock");
+        if s.get(&host_id).is_some_and(|x| x.conn_id == conn_id) {
+            s.remove(&host_id);
+            self.session_event(route::SessionEvent::Closed { host_id, conn_id, at: shoal_core::time::now_ms() });
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn close_all(&self) {
+        self.sessions.lock().expect("sessions lock").clear();
+    }
+
+    /// After a disconnect: if the agent has not come back within the grace period, its
+    /// unfinished tasks are lost (310).
+    fn watch_lost(self: &Arc<Self>, host_id: i64) {
+        let me = self.clone();
+        let grace = self.config.agent_lost_grace();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            // A server that is shutting down judges nobody: its successor will.
+            if *me.stop_signal().borrow() || me.reachable(host_id).await {
+                return;
+            }
+            if let Some(engine) = me.engine() {
+                engine.agent_lost(host_id).await;
+            }
+        });
+    }
+
+    async fn writer(self: Arc<Self>, mut rx: mpsc::Receiver<IngestItem>) {
+        while let Some(first) = rx.recv().await {
+            let mut bytes = log_bytes(&first);
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(item) => {
+                        bytes += log_bytes(&item);
+                        batch.push(item);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let changes: Vec<TaskChange> = batch.iter().map(|i| i.change.clone()).collect();
+            let finals = loop {
+                match self.store.apply(&changes).await {
+                    Ok(f) => break f,
+                    Err(e) => {
+                        // Nothing is acknowledged until it is committed: keep trying.
+                        tracing::error!(error = %e, changes = changes.len(), "committing host-task changes failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            };
+            self.acknowledge(&batch).await;
+            if !finals.is_empty() {
+                if let Some(engine) = self.engine() {
+                    engine.on_final(&finals).await;
+                }
+            }
+        }
+    }
+
+    async fn acknowledge(&self, batch: &[IngestItem]) {
+        let mut per_conn: HashMap<AckTo, HashMap<TaskKey, AckItem>> = HashMap::new();
+        for item in batch {
+            let Some(to) = item.ack else { continue };
+            let key = item.change.key();
+            let entry = per_conn.entry(to).or_default().entry(key).or_insert(AckItem { key, upto_seq: None, exit: false });
+            match &item.change {
+                TaskChange::Log { seq, .. } => entry.upto_seq = Some(entry.upto_seq.map_or(*seq, |s| s.max(*seq))),
+                TaskChange::Finished { .. } => entry.exit = true,
+                TaskChange::Started { .. } => {}
+            }
+        }
+        for (to, items) in per_conn {
+            let tx = {
+                let s = self.sessions.lock().expect("sessions lock");
+                s.get(&to.host_id).filter(|s| s.conn_id == to.conn_id).map(|s| s.tx.clone())
+            };
+            // A connection that is gone gets nothing: its agent resends and is acked then.
+            if let Some(tx) = tx {
+                let _ = tx.send(ServerMsg::Ack(Ack { items: items.into_values().collect() })).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! One agent session over WebSocket: hello → welcome, resume its tasks, then relay frames
+//! both ways until either side goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures_util::StreamExt;
+use shoal_proto::agent::{AgentMsg, Hello, Reject, ServerMsg, Welcome, PROTOCOL_VERSION};
+use shoal_store::TaskChange;
+use tokio::sync::mpsc;
+
+use super::{AckTo, IngestItem};
+use crate::Shared;
+
+/// Largest frame an agent may send (a log chunk is at most 64 KiB before base64).
+const MAX_FRAME: usize = 4 * 1024 * 1024;
+/// WebSocket read buffer per agent session (a larger frame still arrives whole).
+const READ_BUFFER: usize = 4 * 1024;
+
+pub async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    // The read buffer is zero-filled up to its size before every read and stays resident:
+    // the 128 KiB default cost a memset per frame and 128 KiB per idle agent.
+    ws.max_message_size(MAX_FRAME).read_buffer_size(READ_BUFFER).on_upgrade(move |socket| session(shared, socket))
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(text) => socket.send(Message::Text(text.into())).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn read_hello(socket: &mut WebSocket) -> Option<Hello> {
+    let first = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.ok()??.ok()?;
+    match first {
+        Message::Text(t) => match serde_json::from_str::<AgentMsg>(&t) {
+            Ok(AgentMsg::Hello(h)) => Some(h),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
+    let Some(hello) = read_hello(&mut socket).await else {
+        let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "expected hello".into(), retry: false })).await;
+        return;
+    };
+    if hello.protocol != PROTOCOL_VERSION {
+        let message = format!("protocol {} not supported; server speaks {PROTOCOL_VERSION}", hello.protocol);
+        let _ = send(&mut socket, &ServerMsg::Reject(Reject { message, retry: false })).await;
+        return;
+    }
+    if hello.agent_id.is_empty() || hello.agent_id.len() > 128 || hello.facts.ip.parse::<std::net::Ipv4Addr>().is_err() {
+        let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "invalid agent id or ip".into(), retry: false })).await;
+        return;
+    }
+    // Enrolment token (first hello of an agent id) or the agent's own credential after it.
+    if let Err(why) = crate::auth::admit_agent(&shared, &hello).await {
+        let _ = send(&mut socket, &ServerMsg::Reject(why)).await;
+        return;
+    }
+    let now = shoal_core::time::now_ms();
+    let host_id = match shared.store.upsert_host(&hello.agent_id, &hello.facts, &hello.agent_version, now).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "registering host");
+            let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "server error".into(), retry: true })).await;
+            return;
+        }
+    };
+    let heartbeat = shared.config.heartbeat_secs;
+    if !send(&mut socket, &ServerMsg::Welcome(Welcome { bk_host_id: host_id, heartbeat_secs: heartbeat })).await {
+        return;
+    }
+    let gateway = shared.gateway.clone();
+    let (tx, mut rx) = mpsc::channel::<ServerMsg>(1024);
+    let conn_id = gateway.register(host_id, tx);
+    tracing::info!(host_id, ip = %hello.facts.ip, agent_id = %hello.agent_id, "agent connected");
+
+    // Resume: what this host should be running that the agent does not already know about.
+    shared.engine.resume_host(host_id, &hello.known_tasks).await;
+
+    let ack = Some(AckTo { host_id, conn_id });
+    let idle = Duration::from_secs(heartbeat * 3 + 5);
+    let mut stop = gateway.stop_signal();
+    // Agents drop a link that stays silent for three heartbeats: ping them as often.
+    let mut ping = tokio::time::interval(Duration::from_secs(heartbeat));
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            _ = ping.tick() => {
+                if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
+            }
+            incoming = tokio::time::timeout(idle, socket.next()) => {
+                let msg = match incoming {
+                    Err(_) => { tracing::warn!(host_id, "agent silent too long; closing"); break; }
+                    Ok(None) | Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(m))) => m,
+                };
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let parsed: AgentMsg = match serde_json::from_str(&text) {
+                    Ok(m) => m,
+                    Err(e) => { tracing::warn!(host_id, error = %e, "bad frame from agent"); continue; }
+                };
+                let change = match parsed {
+                    AgentMsg::Heartbeat | AgentMsg::Hello(_) => continue,
+                    AgentMsg::Log(c) if c.key.host_id == host_id => TaskChange::Log { key: c.key, seq: c.seq, data: shared.engine.redact(c.key.step_instance_id, c.data) },
+                    AgentMsg::Exit(x) if x.key.host_id == host_id => {
+                        let (status, error_code) = shoal_core::outcome::host_result(x.reason, x.exit_code);
+                        TaskChange::Finished {
+                            key: x.key,
+                            status,
+                            exit_code: x.exit_code.unwrap_or(0),
+                            error_code,
+                            start_time: Some(x.start_ms),
+                            end_time: x.end_ms,
+                            dropped_bytes: x.dropped_bytes as i64,
+                        }
+                    }
+                    AgentMsg::Log(_) | AgentMsg::Exit(_) => {
+                        tracing::warn!(host_id, "agent reported a task of another host; ignored");
+                        continue;
+                    }
+                };
+                gateway.submit(vec![IngestItem { change, ack }]).await;
+            }
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                let last = matches!(out, ServerMsg::Reject(_));
+                if !send(&mut socket, &out).await || last { break; }
+            }
+            _ = stop.changed() => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+    if gateway.unregister(host_id, conn_id) {
+        tracing::info!(host_id, "agent disconnected");
+        let _ = shared.store.set_host_alive(host_id, false, shoal_core::time::now_ms()).await;
+        if !*gateway.stop_signal().borrow() {
+            gateway.watch_lost(host_id);
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The Shoal server: JOB v3 API, execution engine and agent gateway in one library, started
+//! by [`run`] (the binary, `shoal dev` and tests all call it).
+//!
+//! # Layout
+//! - [`config`]: [`ServerConfig`], the typed settings.
+//! - [`auth`]: caller credentials (API-gateway header or ESB body fields) and app secrets.
+//! - [`api`]: HTTP routing, the JOB envelope, one module per API under `api/v3/`, Shoal's
+//!   own extensions under `api/shoal/`.
+//! - [`engine`]: job → step → host tasks: start, finish, terminate, resume after restart,
+//!   callbacks.
+//! - [`gateway`]: agent WebSocket sessions, dispatch, batched ingest of logs and exits,
+//!   liveness.
+//! - [`tls`]: TLS on the listener; [`secrets`]: sensitive values encrypted at rest.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod engine;
+pub mod gateway;
+pub mod secrets;
+pub mod tls;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use shoal_store::Store;
+use tokio::net::TcpListener;
+
+pub use config::ServerConfig;
+
+/// Everything a request handler or background task needs.
+pub struct Shared {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub engine: Arc<engine::Engine>,
+    pub gateway: Arc<gateway::Gateway>,
+    /// Agent enrolment token.
+    pub agent_token: String,
+}
+
+/// Credentials made at first start, for the caller to show.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub app_code: Option<String>,
+    pub app_credential_file: Option<std::path::PathBuf>,
+    pub agent_token_file: Option<std::path::PathBuf>,
+}
+
+/// Open the store, make first-start credentials, and serve on `listener` until `shutdown`
+/// resolves; then stop accepting, close agent sessions and return.
+pub async fn run(config: ServerConfig, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let shared = prepare(config).await?;
+    serve(shared, listener, shutdown).await
+}
+
+/// Open the store and make first-start credentials; split from [`serve`] so callers
+/// (`shoal dev`) can act between the two.
+pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
+    config.validate()?;
+    if let Some(dir) = &config.data_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    }
+    let url = config.store_url();
+    let store = shoal_store::open(&url).await.with_context(|| format!("opening store {}", config.redacted_store_url()))?;
+    tracing::info!(backend = store.backend(), "store open");
+    let (agent_token, _) = ensure_agent_token(&config)?;
+    config.sealing_key = secrets::load_or_create(&config)?;
+    ensure_apps(&config, store.as_ref()).await?;
+    let gateway = Arc::new(gateway::Gateway::new(config.clone(), store.clone()));
+    let engine = engine::Engine::new(config.clone(), store.clone(), gateway.clone());
+    gateway.set_engine(&engine);
+    Ok(Arc::new(Shared { config, store, engine, gateway, agent_token }))
+}
+
+pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    shared.gateway.start(stop_rx.clone());
+    shared.engine.start(stop_rx).await?;
+    let app = api::router(shared.clone());
+    let tls = match (&shared.config.tls_cert, &shared.config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    tracing::info!(addr = %listener.local_addr()?, backend = shared.store.backend(), tls = tls.is_some(), "shoal server listening");
+    let graceful = async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    };
+    match tls {
+        Some(acceptor) => axum::serve(tls::TlsListener::new(listener, acceptor)?, app).with_graceful_shutdown(graceful).await?,
+        // Without TCP_NODELAY a small frame written right after another waits for the
+        // peer's delayed ACK (~40 ms): every task dispatch and acknowledgement would.
+        None => {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app).with_graceful_shutdown(graceful).await?
+        }
+    }
+    shared.gateway.close_all();
+    Ok(())
+}
+
+pub(crate) fn write_secret_file(path: &Path, content: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(content.as_bytes())?;
+    Ok(())
+}
+
+/// The agent token: configured, or read from / generated into `agent-token` in the data dir.
+fn ensure_agent_token(config: &ServerConfig) -> anyhow::Result<(String, Option<std::path::PathBuf>)> {
+    if let Some(t) = config.agent_token.as_ref().filter(|t| !t.is_empty()) {
+        return Ok((t.clone(), None));
+    }
+    let dir = config.data_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
+    let path = dir.join("agent-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.trim().is_empty() {
+            return Ok((existing.trim().to_string(), Some(path)));
+        }
+    }
+    let token = auth::random_secret();
+    write_secret_file(&path, &format!("{token}\n"))?;
+    tracing::info!(path = %path.display(), "generated agent enrolment token");
+    Ok((token, Some(path)))
+}
+
+/// First start: the bootstrap app, or a generated one written to `app-credential`.
+async fn ensure_apps(config: &ServerConfig, store: &dyn Store) -> anyhow::Result<()> {
+    if let Some(spec) = config.bootstrap_app.as_ref().filter(|s| !s.is_empty()) {
+        let (code, secret) =
+            spec.split_once(':').filter(|(c, s)| !c.is_empty() && !s.is_empty()).context("SHOAL_BOOTSTRAP_APP must be code:secret")?;
+        store.put_app(&auth::new_app(code, secret, true)).await?;
+        tracing::info!(app_code = code, "bootstrap app ready");
+        return Ok(());
+    }
+    if store.count_apps().await? > 0 {
+        return Ok(());
+    }
+    let code = "shoal-admin";
+    let secret = auth::random_secret();
+    store.put_app(&auth::new_app(code, &secret, true)).await?;
+    let dir = config.data_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
+    let path = dir.join("app-credential");
+    write_secret_file(&path, &format!("{code}:{secret}\n"))?;
+    tracing::info!(path = %path.display(), app_code = code, "generated an admin app credential");
+    Ok(())
+}

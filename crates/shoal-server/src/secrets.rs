@@ -1,0 +1,126 @@
+//! Sensitive values at rest: the parameters of a step with `is_param_sensitive=1` are stored
+//! sealed (XChaCha20-Poly1305, random nonce) under the server's key, and opened only when the
+//! task is handed to the agent.
+//!
+//! The key is 32 random bytes, hex in `secret_key_file` (default `<data_dir>/secret-key`,
+//! generated at first start with mode 0600). Replicas sharing a PostgreSQL store must share
+//! the file. A sealed value reads `shoal-sealed:v1:<base64(nonce ‖ ciphertext)>`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::ServerConfig;
+
+const PREFIX: &str = "shoal-sealed:v1:";
+const NONCE_LEN: usize = 24;
+
+/// The sealing key; empty until [`load_or_create`] fills it. Never printed.
+#[derive(Clone, Default)]
+pub struct Key(Option<Arc<XChaCha20Poly1305>>);
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Key(<redacted>)" } else { "Key(<unset>)" })
+    }
+}
+
+impl Key {
+    pub fn from_bytes(bytes: &[u8; 32]) -> Key {
+        Key(Some(Arc::new(XChaCha20Poly1305::new(bytes.into()))))
+    }
+
+    /// Seal one value. Without a key (never the case in a running server) the value is
+    /// refused rather than stored in clear.
+    pub fn seal(&self, plain: &str) -> anyhow::Result<String> {
+        let cipher = self.0.as_ref().context("no sealing key loaded")?;
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = cipher.encrypt(&nonce, plain.as_bytes()).map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out)))
+    }
+
+    /// Open a sealed value; a value that is not sealed is returned as it is (rows written
+    /// before sealing existed).
+    pub fn open(&self, value: &str) -> anyhow::Result<String> {
+        let Some(b64) = value.strip_prefix(PREFIX) else { return Ok(value.to_string()) };
+        let cipher = self.0.as_ref().context("no sealing key loaded")?;
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64).context("sealed value is not base64")?;
+        anyhow::ensure!(raw.len() > NONCE_LEN, "sealed value too short");
+        let (nonce, data) = raw.split_at(NONCE_LEN);
+        let plain =
+            cipher.decrypt(XNonce::from_slice(nonce), data).map_err(|_| anyhow::anyhow!("sealed value does not open with this key"))?;
+        String::from_utf8(plain).context("sealed value is not UTF-8")
+    }
+
+    pub fn seal_all(&self, values: &[String]) -> anyhow::Result<Vec<String>> {
+        values.iter().map(|v| self.seal(v)).collect()
+    }
+
+    /// Open every value; one that does not open becomes empty (and is logged without its
+    /// content), so a task never carries ciphertext to a script.
+    pub fn open_all(&self, values: &[String]) -> Vec<String> {
+        values
+            .iter()
+            .map(|v| {
+                self.open(v).unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot open a sealed parameter");
+                    String::new()
+                })
+            })
+            .collect()
+    }
+}
+
+fn key_path(config: &ServerConfig) -> PathBuf {
+    config.secret_key_file.clone().unwrap_or_else(|| config.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")).join("secret-key"))
+}
+
+/// Read the key file, or make one (0600) at first start.
+pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Key> {
+    let path = key_path(config);
+    let hex_key = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            bytes.copy_from_slice(&XChaCha20Poly1305::generate_key(&mut OsRng));
+            let hex_key = hex::encode(bytes);
+            crate::write_secret_file(&path, &format!("{hex_key}\n"))?;
+            tracing::info!(path = %path.display(), "generated the key for sensitive values at rest");
+            hex_key
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let bytes: [u8; 32] = hex::decode(&hex_key)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
+    Ok(Key::from_bytes(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trips_and_hides_the_value() {
+        let k = Key::from_bytes(&[7; 32]);
+        let sealed = k.seal("p@ss w0rd").unwrap();
+        assert!(sealed.starts_with(PREFIX) && !sealed.contains("p@ss"));
+        assert_ne!(sealed, k.seal("p@ss w0rd").unwrap(), "random nonce");
+        assert_eq!(k.open(&sealed).unwrap(), "p@ss w0rd");
+        assert_eq!(k.open("plain").unwrap(), "plain");
+        assert!(Key::from_bytes(&[8; 32]).open(&sealed).is_err(), "another key does not open it");
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert!(k.open(&tampered).is_err());
+        assert!(Key::default().seal("x").is_err(), "no key: refuse, never store in clear");
+        assert_eq!(format!("{k:?}"), "Key(<redacted>)");
+    }
+}

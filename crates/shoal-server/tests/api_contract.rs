@@ -1,0 +1,224 @@
+//! The JOB v3 contract at the edges: authentication, path forms, parameter decoding,
+//! validation codes, accounts and limits.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use serde_json::json;
+
+on_both_stores!(auth_failures_answer_401_with_job_codes, validation_codes_match_job, accounts_round_trip, lookups_and_limits);
+
+async fn auth_failures_answer_401_with_job_codes(h: Harness) {
+    let url = format!("{}/api/v3/get_job_instance_list?bk_scope_type=biz&bk_scope_id=1", h.url);
+    let send = |auth: Option<String>| {
+        let h = &h;
+        let url = url.clone();
+        async move {
+            let mut r = h.http.get(url);
+            if let Some(a) = auth {
+                r = r.header("X-Bkapi-Authorization", a);
+            }
+            let r = r.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await.unwrap();
+            (status, v["code"].as_i64().unwrap(), v["result"].as_bool().unwrap())
+        }
+    };
+    assert_eq!(send(None).await, (401, 1247004, false));
+    assert_eq!(
+        send(Some(json!({"bk_app_code": APP, "bk_app_secret": "wrong", "bk_username": USER}).to_string())).await,
+        (401, 1240005, false)
+    );
+    assert_eq!(
+        send(Some(json!({"bk_app_code": "nobody", "bk_app_secret": SECRET, "bk_username": USER}).to_string())).await,
+        (401, 1240005, false)
+    );
+    assert_eq!(send(Some(json!({"bk_app_code": APP, "bk_app_secret": SECRET}).to_string())).await, (401, 1247002, false));
+    assert_eq!(send(Some(h.auth_header())).await, (200, 0, true));
+    // ESB body credentials, wrong secret.
+    let r = h
+        .http
+        .post(format!("{}/api/c/compapi/v2/jobv3/get_job_instance_list/", h.url))
+        .json(&json!({"bk_app_code": APP, "bk_app_secret": "nope", "bk_username": USER, "bk_biz_id": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // App-state path takes the operator from X-Bk-Username.
+    let r = h
+        .http
+        .get(format!("{}/api/bk-job/prod/api/v3/system/get_job_instance_list/?bk_scope_type=biz&bk_scope_id=1", h.url))
+        .header("X-Bkapi-Authorization", json!({"bk_app_code": APP, "bk_app_secret": SECRET}).to_string())
+        .header("X-Bk-Username", "bob")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Messages follow Blueking-Language.
+    let r = h.http.get(&url).header("Blueking-Language", "en").send().await.unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["message"], "Missing app code");
+}
+
+async fn validation_codes_match_job(mut h: Harness) {
+    h.add_agent("127.0.0.41", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let base = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "script_content": b64("echo x"), "script_language": 1,
+                      "account_alias": USER, "target_server": {"host_id_list": hosts}});
+    let with = |patch: serde_json::Value| {
+        let mut b = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        b
+    };
+    let cases = [
+        (json!({"script_content": "@@not-base64@@"}), 1241005, "script_content"),
+        (json!({"script_content": null}), 1241004, "script_version_id|script_id|script_content"),
+        (json!({"script_language": 42}), 1241005, "script_language"),
+        (json!({"target_server": null}), 1241004, "target_server"),
+        (json!({"target_server": {"host_id_list": []}}), 1244001, ""),
+        (json!({"target_server": {"host_id_list": [999999]}}), 1243053, "999999"),
+        (json!({"target_server": {"ip_list": [{"bk_cloud_id": 0, "ip": "10.9.9.9"}]}}), 1243052, "0:10.9.9.9"),
+        (json!({"target_server": {"ip_list": [{"bk_cloud_id": 0, "ip": "not-an-ip"}]}}), 1241005, ""),
+        (json!({"account_alias": null}), 1241004, "account_id|account_alias"),
+        (json!({"account_alias": "ghost"}), 1244003, "ghost"),
+        (json!({"timeout": 0}), 1240003, "timeout"),
+        (json!({"timeout": "abc"}), 1240003, "timeout"),
+        (json!({"task_name": "x".repeat(513)}), 1240003, "task_name"),
+        (json!({"callback_url": "ftp://x/"}), 1240003, "callback_url"),
+        (json!({"bk_scope_type": null, "bk_scope_id": null}), 1241004, "bk_scope_type"),
+        (json!({"script_version_id": 0}), 1241005, "script_version_id"),
+    ];
+    for (patch, code, needle) in cases {
+        let (status, v) = h.post("fast_execute_script", with(patch.clone())).await;
+        assert_eq!((status, v["code"].as_i64()), (200, Some(code)), "{patch} → {v}");
+        assert_eq!(v["result"], false);
+        assert!(v["message"].as_str().unwrap().contains(needle), "{patch} → {v}");
+        assert!(v["job_request_id"].is_string());
+    }
+    // A body that is not JSON.
+    let r = h
+        .http
+        .post(format!("{}/api/v3/fast_execute_script", h.url))
+        .header("X-Bkapi-Authorization", h.auth_header())
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], 1241022, "{v}");
+    // Nothing above created a job.
+    let (_, list) = h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1").await;
+    assert_eq!(list["data"]["total"], 0, "{list}");
+}
+
+async fn accounts_round_trip(h: Harness) {
+    let scope = json!({"bk_scope_type": "biz", "bk_scope_id": "7"});
+    let mut req = scope.clone();
+    req["account"] = json!("deploy");
+    req["type"] = json!(1);
+    req["category"] = json!(1);
+    req["description"] = json!("deploy user");
+    let (_, v) = h.post("create_account", req.clone()).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let acc = &v["data"];
+    assert_eq!((acc["alias"].as_str(), acc["os"].as_str(), acc["bk_scope_id"].as_str()), (Some("deploy"), Some("Linux"), Some("7")));
+    assert!(acc.get("password").is_none());
+    let (_, dup) = h.post("create_account", req.clone()).await;
+    assert_eq!(dup["code"], 1243007, "{dup}");
+    let (_, missing) = h.post("create_account", json!({"bk_scope_type": "biz", "bk_scope_id": "7", "type": 1, "category": 1})).await;
+    assert_eq!(missing["code"], 1241004);
+    let (_, list) = h.get("get_account_list", "bk_scope_type=biz&bk_scope_id=7&category=1").await;
+    assert_eq!(list["data"]["total"], 1, "{list}");
+    assert_eq!(list["data"]["data"][0]["account"], "deploy");
+    let (_, other_scope) = h.get("get_account_list", "bk_scope_type=biz&bk_scope_id=8").await;
+    assert_eq!(other_scope["data"]["total"], 0);
+    let id = acc["id"].as_i64().unwrap();
+    let (_, del) = h.post("delete_account", json!({"bk_scope_type": "biz", "bk_scope_id": "7", "id": id})).await;
+    assert_eq!((del["code"].as_i64(), del["data"]["id"].as_i64()), (Some(0), Some(id)));
+    let (_, again) = h.post("delete_account", json!({"bk_scope_type": "biz", "bk_scope_id": "7", "id": id})).await;
+    assert_eq!(again["code"], 1244003);
+    // Queries are served on GET only for get_*; a mutation on GET is refused.
+    let (status, _) = h.get("create_account", "bk_scope_type=biz&bk_scope_id=7").await;
+    assert_eq!(status, 405);
+}
+
+async fn lookups_and_limits(mut h: Harness) {
+    h.add_agent("127.0.0.43", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let job = h.execute("echo x", &hosts, json!({})).await;
+    let id = job["job_instance_id"].as_i64().unwrap();
+    let step = job["step_instance_id"].as_i64().unwrap();
+    h.wait_finished(id, std::time::Duration::from_secs(20)).await;
+
+    let (_, v) = h.get("get_job_instance_status", "bk_scope_type=biz&bk_scope_id=1&job_instance_id=0").await;
+    assert_eq!(v["code"], 1241007);
+    let (_, v) = h.get("get_job_instance_status", "bk_scope_type=biz&bk_scope_id=1&job_instance_id=987654").await;
+    assert_eq!(v["code"], 1244006);
+    // A job is invisible from another scope.
+    let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=2&job_instance_id={id}")).await;
+    assert_eq!(v["code"], 1244006);
+    // Without return_ip_result there is no host list; with Python's `True` there is.
+    let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={id}")).await;
+    assert!(v["data"]["step_instance_list"][0].get("step_ip_result_list").is_none(), "{v}");
+    let (_, v) = h.get("get_job_instance_status", &format!("bk_biz_id=1&job_instance_id={id}&return_ip_result=True")).await;
+    assert_eq!(v["data"]["step_instance_list"][0]["step_ip_result_list"].as_array().unwrap().len(), 1);
+    // POST works for queries too, and the trailing slash is optional.
+    let (_, v) = h.post("get_job_instance_status/", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": id})).await;
+    assert_eq!(v["data"]["finished"], true);
+    // Log queries: step of another job, too many hosts, neither host key.
+    let log_q = |extra: serde_json::Value| {
+        let mut b = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": id, "step_instance_id": step});
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    };
+    let (_, v) = h.post("batch_get_job_instance_ip_log", log_q(json!({"host_id_list": (1..=501).collect::<Vec<i64>>()}))).await;
+    assert_eq!(v["code"], 1241007);
+    let (_, v) = h.post("batch_get_job_instance_ip_log", log_q(json!({}))).await;
+    assert_eq!(v["code"], 1241007);
+    let (_, v) = h.post("batch_get_job_instance_ip_log", log_q(json!({"step_instance_id": step + 1000, "host_id_list": hosts}))).await;
+    assert_eq!(v["code"], 1244007);
+    let (_, v) = h
+        .get(
+            "get_job_instance_ip_log",
+            &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={id}&step_instance_id={step}&host_id={}", hosts[0]),
+        )
+        .await;
+    assert_eq!(v["data"]["log_content"], "x\n", "gateway doc's host_id name is accepted: {v}");
+    let (_, v) =
+        h.get("get_job_instance_ip_log", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={id}&step_instance_id={step}")).await;
+    assert_eq!(v["code"], 1241007);
+    // operate_job_instance with an unknown code.
+    let (_, v) = h
+        .post("operate_job_instance", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": id, "operation_code": 7}))
+        .await;
+    assert_eq!(v["code"], 1241002);
+    // Unknown API.
+    let (status, v) = h.post("no_such_api", json!({})).await;
+    assert_eq!((status, v["result"].as_bool()), (404, Some(false)));
+    // The target cap: a server allowing one target refuses two.
+    h.config.max_targets_per_step = 1;
+    h.restart_server().await;
+    h.add_agent("127.0.0.44", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let all = h.host_ids().await;
+    let (_, v) = h
+        .post(
+            "fast_execute_script",
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "script_content": b64("echo"), "script_language": 1,
+                   "account_alias": USER, "target_server": {"host_id_list": all}}),
+        )
+        .await;
+    assert_eq!(v["code"], 1244022, "{v}");
+}

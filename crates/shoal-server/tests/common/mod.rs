@@ -1,0 +1,357 @@
+//! Test harness: a real server on 127.0.0.1:0 with in-process agents, on SQLite or
+//! PostgreSQL; everything stops when the harness is dropped.
+
+#![allow(dead_code, unused_macros)]
+
+/// One test per store for each scenario `async fn name(h: Harness)`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                if let Some(h) = super::Harness::start(super::Backend::Sqlite).await {
+                    super::$name(h).await;
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                if let Some(h) = super::Harness::start(super::Backend::Postgres).await {
+                    super::$name(h).await;
+                }
+            }
+        }
+    )*};
+}
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use shoal_agent::AgentConfig;
+use shoal_proto::agent::HostFacts;
+use shoal_server::{ServerConfig, Shared};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub const APP: &str = "test-app";
+pub const SECRET: &str = "test-secret";
+pub const TOKEN: &str = "test-agent-token";
+pub const USER: &str = "alice";
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh PostgreSQL database for one test, or `None` (skip) when PostgreSQL is not
+/// reachable and not required (`SHOAL_REQUIRE_POSTGRES=1` / CI make that a failure).
+pub async fn postgres_url() -> Option<String> {
+    shoal_store::testing::fresh_postgres("t").await
+}
+
+pub struct Agent {
+    pub ip: String,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+    pub state_dir: PathBuf,
+}
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    pub shared: Arc<Shared>,
+    pub config: ServerConfig,
+    stop: watch::Sender<bool>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    pub agents: Vec<Agent>,
+    pub http: reqwest::Client,
+}
+
+async fn wait_stop(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+pub async fn wait_for<F, Fut>(what: &str, deadline: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if f().await {
+            return;
+        }
+        if tokio::time::Instant::now() > end {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+impl Harness {
+    /// `None` when the backend is unavailable and not required.
+    pub async fn start(backend: Backend) -> Option<Harness> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// [`Harness::start`] with settings changed by `tweak` first.
+    pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Harness> {
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(postgres_url().await?),
+        };
+        let mut config = ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            data_dir: Some(dir.path().join("server")),
+            database_url,
+            agent_token: Some(TOKEN.into()),
+            bootstrap_app: Some(format!("{APP}:{SECRET}")),
+            agent_lost_grace_secs: 2,
+            heartbeat_secs: 2,
+            ..ServerConfig::default()
+        };
+        tweak(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut h = Harness {
+            url: format!("http://{addr}"),
+            addr,
+            shared: shoal_server::prepare(config.clone()).await.expect("prepare server"),
+            config,
+            dir,
+            stop: watch::channel(false).0,
+            server: None,
+            agents: vec![],
+            http: reqwest::Client::new(),
+        };
+        h.serve(listener);
+        h.create_account(1, USER, &current_user()).await;
+        Some(h)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (tx, rx) = watch::channel(false);
+        self.stop = tx;
+        self.server = Some(tokio::spawn(shoal_server::serve(self.shared.clone(), listener, wait_stop(rx))));
+    }
+
+    /// Stop the server (agents keep running and reconnect later).
+    pub async fn stop_server(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(s) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+        }
+    }
+
+    /// Start a new server process-equivalent on the same address and store.
+    pub async fn restart_server(&mut self) {
+        self.stop_server().await;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        self.shared = shoal_server::prepare(self.config.clone()).await.expect("prepare server");
+        self.serve(listener);
+    }
+
+    pub async fn add_agent(&mut self, ip: &str, set_id: Option<i64>, module_id: Option<i64>, labels: &[(&str, &str)]) -> usize {
+        let facts = HostFacts {
+            bk_biz_id: 1,
+            bk_cloud_id: 0,
+            ip: ip.into(),
+            set_id,
+            module_id,
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+            hostname: format!("host-{ip}"),
+            os: "linux".into(),
+        };
+        let state_dir = self.dir.path().join(format!("agent-{ip}"));
+        let mut cfg = AgentConfig::new(vec![self.url.clone()], TOKEN.into(), state_dir.clone(), facts);
+        cfg.kill_grace = Duration::from_millis(500);
+        cfg.reconnect_max = Duration::from_millis(500);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(shoal_agent::run(cfg, wait_stop(rx)));
+        self.agents.push(Agent { ip: ip.into(), stop: tx, task, state_dir });
+        self.agents.len() - 1
+    }
+
+    pub async fn stop_agent(&mut self, i: usize) {
+        let _ = self.agents[i].stop.send(true);
+        let task = &mut self.agents[i].task;
+        let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+    }
+
+    /// Whether an agent's task has ended (stopped, or refused by the server).
+    pub fn agent_finished(&self, i: usize) -> bool {
+        self.agents[i].task.is_finished()
+    }
+
+    pub async fn wait_connected(&self, n: usize) {
+        let g = self.shared.gateway.clone();
+        wait_for(&format!("{n} agents"), Duration::from_secs(20), || {
+            let g = g.clone();
+            async move { g.connected_set().len() >= n }
+        })
+        .await;
+    }
+
+    pub fn auth_header(&self) -> String {
+        json!({"bk_app_code": APP, "bk_app_secret": SECRET, "bk_username": USER}).to_string()
+    }
+
+    /// POST through the API-gateway path form; returns (HTTP status, envelope).
+    pub async fn post(&self, name: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/api/v3/{name}", self.url))
+            .header("X-Bkapi-Authorization", self.auth_header())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// POST through the ESB path form with credentials in the body.
+    pub async fn post_esb(&self, name: &str, mut body: Value) -> (u16, Value) {
+        body["bk_app_code"] = json!(APP);
+        body["bk_app_secret"] = json!(SECRET);
+        body["bk_username"] = json!(USER);
+        let r = self.http.post(format!("{}/api/c/compapi/v2/jobv3/{name}/", self.url)).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
+    /// GET through the API-gateway path form with a raw query string. Queries are safe to
+    /// repeat, so a connection dropped by a restarting server is retried for a while.
+    pub async fn get(&self, name: &str, query: &str) -> (u16, Value) {
+        let mut tries = 0;
+        loop {
+            let sent = self
+                .http
+                .get(format!("{}/api/v3/{name}?{query}", self.url))
+                .header("X-Bkapi-Authorization", self.auth_header())
+                .send()
+                .await;
+            match sent {
+                Ok(r) => return (r.status().as_u16(), r.json().await.unwrap()),
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    eprintln!("GET {name}: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("GET {name}: {e}"),
+            }
+        }
+    }
+
+    pub async fn create_account(&self, biz: i64, alias: &str, os_user: &str) -> Value {
+        let (_, v) = self
+            .post("create_account", json!({"bk_scope_type": "biz", "bk_scope_id": biz.to_string(), "account": os_user, "alias": alias, "type": 1, "category": 1}))
+            .await;
+        assert_eq!(v["code"], 0, "{v}");
+        v["data"].clone()
+    }
+
+    pub async fn host_ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.shared.store.list_hosts(Some(1)).await.unwrap().iter().map(|h| h.bk_host_id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    pub async fn host_id_of(&self, ip: &str) -> i64 {
+        self.shared.store.list_hosts(Some(1)).await.unwrap().iter().find(|h| h.ip == ip).expect("host registered").bk_host_id
+    }
+
+    /// Submit a shell script on hosts; returns the answer's data.
+    pub async fn execute(&self, script: &str, hosts: &[i64], extra: Value) -> Value {
+        let mut body = json!({
+            "bk_scope_type": "biz", "bk_scope_id": "1",
+            "script_content": b64(script), "script_language": 1,
+            "account_alias": USER, "target_server": {"host_id_list": hosts},
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let (status, v) = self.post("fast_execute_script", body).await;
+        assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{v}");
+        v["data"].clone()
+    }
+
+    pub async fn status(&self, job_id: i64) -> Value {
+        let (_, v) = self
+            .get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job_id}&return_ip_result=True"))
+            .await;
+        assert_eq!(v["code"], 0, "{v}");
+        v["data"].clone()
+    }
+
+    pub async fn wait_finished(&self, job_id: i64, within: Duration) -> Value {
+        let end = tokio::time::Instant::now() + within;
+        loop {
+            let st = self.status(job_id).await;
+            if st["finished"] == json!(true) {
+                return st;
+            }
+            assert!(tokio::time::Instant::now() < end, "job {job_id} not finished in {within:?}: {st}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn logs(&self, job_id: i64, step_id: i64, hosts: &[i64]) -> BTreeMap<i64, String> {
+        let (_, v) = self
+            .post(
+                "batch_get_job_instance_ip_log",
+                json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job_id, "step_instance_id": step_id, "host_id_list": hosts}),
+            )
+            .await;
+        assert_eq!(v["code"], 0, "{v}");
+        v["data"]["script_task_logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| (l["bk_host_id"].as_i64().unwrap(), l["log_content"].as_str().unwrap().to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for a in &self.agents {
+            let _ = a.stop.send(true);
+        }
+    }
+}
+
+pub fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+pub fn current_user() -> String {
+    std::env::var("USER").ok().filter(|u| !u.is_empty()).unwrap_or_else(|| {
+        String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
+    })
+}
+
+/// Hosts of the first step of a status answer.
+pub fn hosts_of(st: &Value) -> Vec<Value> {
+    st["step_instance_list"][0]["step_ip_result_list"].as_array().cloned().unwrap_or_default()
+}
+
+/// Whether a process is alive (not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,140 @@
+//! Shoal storage: one [`Store`] trait, two backends chosen by URL scheme.
+//!
+//! # Layout
+//! - [`model`]: the rows the rest of Shoal reads and writes.
+//! - `sql`: the SQL shared by both backends, written once as a macro instantiated per backend
+//!   (both accept `$n` placeholders and `INSERT … RETURNING`).
+//! - [`sqlite`]: embedded default (`sqlite://path`), WAL; migrations in `migrations/sqlite`.
+//! - [`postgres`]: scale-out backend (`postgres://…`); migrations in `migrations/postgres`.
+//!
+//! Host-task updates and log chunks are written in batches ([`Store::apply`]): one
+//! transaction per batch, not per message.
+#![forbid(unsafe_code)]
+
+pub mod idempotency;
+pub mod library;
+pub mod model;
+pub mod postgres;
+pub mod scale;
+mod sql;
+pub mod sqlite;
+#[doc(hidden)]
+pub mod testing;
+pub mod trust;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use shoal_proto::agent::{HostFacts, TaskKey};
+
+pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
+pub use library::LibraryStore;
+pub use model::*;
+pub use scale::{RoutedMessage, ScaleStore};
+pub use trust::TrustStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    #[error("already exists: {0}")]
+    Conflict(&'static str),
+    #[error("database error during {op}: {source}")]
+    Db {
+        op: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite:// or postgres://")]
+    BadUrl(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) trait DbContext<T> {
+    fn op(self, op: &'static str) -> Result<T>;
+}
+
+impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
+    fn op(self, op: &'static str) -> Result<T> {
+        self.map_err(|source| match source {
+            sqlx::Error::RowNotFound => StoreError::NotFound(op),
+            source => StoreError::Db { op, source },
+        })
+    }
+}
+
+#[async_trait]
+pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + Send + Sync + 'static {
+    fn backend(&self) -> &'static str;
+
+    // --- apps ---
+    async fn put_app(&self, app: &AppRow) -> Result<()>;
+    async fn get_app(&self, code: &str) -> Result<Option<AppRow>>;
+    async fn count_apps(&self) -> Result<i64>;
+
+    // --- hosts ---
+    /// Register or refresh the host an agent runs on; the id is stable per agent id.
+    async fn upsert_host(&self, agent_id: &str, facts: &HostFacts, version: &str, now: i64) -> Result<i64>;
+    async fn set_host_alive(&self, host_id: i64, alive: bool, now: i64) -> Result<()>;
+    async fn list_hosts(&self, bk_biz_id: Option<i64>) -> Result<Vec<HostRow>>;
+    async fn hosts_by_ids(&self, ids: &[i64]) -> Result<Vec<HostRow>>;
+
+    // --- accounts ---
+    async fn create_account(&self, a: &AccountRow) -> Result<AccountRow>;
+    async fn list_accounts(&self, scope_type: &str, scope_id: &str) -> Result<Vec<AccountRow>>;
+    async fn get_account(&self, id: i64) -> Result<Option<AccountRow>>;
+    async fn get_account_by_alias(&self, scope_type: &str, scope_id: &str, alias: &str) -> Result<Option<AccountRow>>;
+    async fn delete_account(&self, id: i64) -> Result<()>;
+
+    // --- dynamic groups ---
+    async fn put_group(&self, g: &GroupRow) -> Result<()>;
+    async fn get_group(&self, id: &str) -> Result<Option<GroupRow>>;
+    async fn list_groups(&self, scope_type: &str, scope_id: &str) -> Result<Vec<GroupRow>>;
+    async fn delete_group(&self, id: &str) -> Result<bool>;
+
+    // --- jobs ---
+    /// Job instance, its steps, one host task per target of each script step and the audit
+    /// event, in one transaction. Returns the job id and the step ids in order.
+    async fn create_job(&self, job: &NewJob) -> Result<(i64, Vec<i64>)>;
+    async fn get_job(&self, id: i64) -> Result<Option<JobRow>>;
+    async fn list_jobs(&self, q: &JobQuery) -> Result<(i64, Vec<JobRow>)>;
+    async fn get_steps(&self, job_id: i64) -> Result<Vec<StepRow>>;
+    async fn get_step(&self, step_id: i64) -> Result<Option<StepRow>>;
+    async fn host_tasks(&self, step_id: i64, execute_count: i32) -> Result<Vec<HostTaskRow>>;
+    /// Jobs neither finished nor still blank: what the engine resumes after a restart.
+    async fn active_jobs(&self) -> Result<Vec<JobRow>>;
+    /// Non-final host tasks of running steps on one host: what an agent should be running.
+    async fn pending_tasks_for_host(&self, host_id: i64) -> Result<Vec<TaskKey>>;
+    async fn update_job(&self, u: &JobUpdate) -> Result<()>;
+    async fn update_step(&self, u: &StepUpdate) -> Result<()>;
+    /// Apply a batch of host-task changes and log chunks in one transaction. Final results
+    /// only replace non-final ones, and a chunk already stored is ignored, so a resent
+    /// message is never applied twice. Returns the keys that became final in this batch.
+    async fn apply(&self, batch: &[TaskChange]) -> Result<Vec<TaskKey>>;
+    async fn count_unfinished(&self, step_id: i64, execute_count: i32) -> Result<i64>;
+    /// Output of host tasks of one step, concatenated in order.
+    async fn read_logs(&self, step_id: i64, execute_count: i32, host_ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>>;
+
+    // --- callbacks outbox ---
+    async fn pending_callbacks(&self, limit: i64) -> Result<Vec<CallbackRow>>;
+    async fn finish_callback(&self, id: i64, attempts: i64) -> Result<()>;
+
+    // --- audit ---
+    async fn audit(&self, e: &AuditEvent) -> Result<()>;
+}
+
+/// Open the store named by `url`: `sqlite://path` (created if missing) or `postgres://…`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        Err(StoreError::BadUrl(url.to_string()))
+    }
+}

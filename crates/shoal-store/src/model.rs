@@ -1,0 +1,284 @@
+//! Rows of the store.
+
+use std::collections::BTreeMap;
+
+use shoal_proto::agent::TaskKey;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRow {
+    pub code: String,
+    pub salt: String,
+    pub secret_hash: String,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostRow {
+    pub bk_host_id: i64,
+    pub agent_id: String,
+    pub bk_biz_id: i64,
+    pub bk_cloud_id: i64,
+    pub ip: String,
+    pub set_id: Option<i64>,
+    pub module_id: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    pub hostname: String,
+    pub os: String,
+    pub agent_version: String,
+    pub alive: bool,
+    pub last_seen: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccountRow {
+    pub id: i64,
+    pub scope_type: String,
+    pub scope_id: String,
+    pub account: String,
+    pub alias: String,
+    pub category: i32,
+    pub account_type: i32,
+    pub description: Option<String>,
+    pub creator: String,
+    pub create_time: i64,
+    pub last_modify_user: String,
+    pub last_modify_time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    pub id: String,
+    pub scope_type: String,
+    pub scope_id: String,
+    pub name: String,
+    /// JSON of `shoal_core::selector::GroupSpec`.
+    pub spec: String,
+    pub creator: String,
+    pub create_time: i64,
+}
+
+/// A target host of a new job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetHost {
+    pub bk_host_id: i64,
+    pub ip: String,
+    pub bk_cloud_id: i64,
+}
+
+#[derive(Clone)]
+pub struct NewJob {
+    pub scope_type: String,
+    pub scope_id: String,
+    pub name: String,
+    pub operator: String,
+    pub app_code: String,
+    pub task_type: i32,
+    pub launch_mode: i32,
+    pub create_time: i64,
+    pub callback_url: Option<String>,
+    /// Steps in the order they run.
+    pub steps: Vec<NewStep>,
+    /// Set when the job runs a plan.
+    pub plan: Option<PlanLink>,
+    pub audit: AuditEvent,
+}
+
+/// One step of a new job: a script step (with its targets) or a manual confirmation.
+#[derive(Clone, Default)]
+pub struct NewStep {
+    pub name: String,
+    pub step_type: i32,
+    pub language: i32,
+    pub script: Vec<u8>,
+    pub args: Vec<String>,
+    pub sensitive: bool,
+    pub timeout_secs: i64,
+    pub account_id: i64,
+    pub account_user: String,
+    pub targets: Vec<TargetHost>,
+    pub ignore_error: bool,
+    pub confirm_message: Option<String>,
+    pub confirm_users: Vec<String>,
+    /// Rolling execution: the config (JSON) and the batch sizes, in target order.
+    pub rolling: Option<NewRolling>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRolling {
+    pub config: String,
+    pub batch_sizes: Vec<usize>,
+}
+
+/// The plan a job instance runs, and the variable values it ran with (JSON).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanLink {
+    pub template_id: i64,
+    pub plan_id: i64,
+    pub template_version: i64,
+    pub variables: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRow {
+    pub id: i64,
+    pub scope_type: String,
+    pub scope_id: String,
+    pub name: String,
+    pub operator: String,
+    pub app_code: String,
+    pub task_type: i32,
+    pub launch_mode: i32,
+    pub status: i32,
+    pub stopping: bool,
+    pub create_time: i64,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub callback_url: Option<String>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct StepRow {
+    pub id: i64,
+    pub job_instance_id: i64,
+    pub step_order: i32,
+    pub name: String,
+    pub step_type: i32,
+    pub status: i32,
+    pub execute_count: i32,
+    pub create_time: i64,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub language: i32,
+    pub script: Vec<u8>,
+    pub args: Vec<String>,
+    pub sensitive: bool,
+    pub timeout_secs: i64,
+    pub account_id: i64,
+    pub account_user: String,
+}
+
+impl std::fmt::Debug for StepRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepRow")
+            .field("id", &self.id)
+            .field("job_instance_id", &self.job_instance_id)
+            .field("status", &self.status)
+            .field("execute_count", &self.execute_count)
+            .field("script_bytes", &self.script.len())
+            .field("sensitive", &self.sensitive)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTaskRow {
+    pub step_instance_id: i64,
+    pub execute_count: i32,
+    pub bk_host_id: i64,
+    pub ip: String,
+    pub bk_cloud_id: i64,
+    pub status: i32,
+    pub exit_code: i32,
+    pub error_code: i32,
+    pub tag: String,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub dropped_bytes: i64,
+    /// Rolling batch (1-based; 0 when the step does not roll).
+    pub batch: i32,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JobQuery {
+    pub scope_type: String,
+    pub scope_id: String,
+    pub create_time_start: Option<i64>,
+    pub create_time_end: Option<i64>,
+    pub job_instance_id: Option<i64>,
+    pub operator: Option<String>,
+    pub name: Option<String>,
+    pub launch_mode: Option<i32>,
+    pub task_type: Option<i32>,
+    pub status: Option<i32>,
+    pub ip: Option<String>,
+    pub start: i64,
+    pub length: i64,
+}
+
+/// Change of a job row; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default)]
+pub struct JobUpdate {
+    pub id: i64,
+    pub status: Option<i32>,
+    pub stopping: Option<bool>,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    /// When the job finishes: the callback to enqueue in the same transaction.
+    pub callback: Option<(String, String)>,
+    /// Only apply when the current status is one of these.
+    pub expect_status: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StepUpdate {
+    pub id: i64,
+    pub status: Option<i32>,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+}
+
+/// One change to host tasks, applied by [`crate::Store::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskChange {
+    /// Dispatched to the agent: waiting → running.
+    Started {
+        key: TaskKey,
+        at: i64,
+    },
+    Log {
+        key: TaskKey,
+        seq: u64,
+        data: Vec<u8>,
+    },
+    /// A final status; ignored when the task is already final.
+    Finished {
+        key: TaskKey,
+        status: i32,
+        exit_code: i32,
+        error_code: i32,
+        start_time: Option<i64>,
+        end_time: i64,
+        dropped_bytes: i64,
+    },
+}
+
+impl TaskChange {
+    pub fn key(&self) -> TaskKey {
+        match self {
+            TaskChange::Started { key, .. } | TaskChange::Log { key, .. } | TaskChange::Finished { key, .. } => *key,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallbackRow {
+    pub id: i64,
+    pub job_instance_id: i64,
+    pub url: String,
+    pub body: String,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditEvent {
+    pub time: i64,
+    pub app_code: String,
+    pub username: String,
+    pub scope_type: String,
+    pub scope_id: String,
+    pub action: String,
+    pub resource_id: String,
+    /// JSON detail (script sha256, target count, outcome, request id).
+    pub detail: String,
+}

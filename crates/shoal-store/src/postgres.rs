@@ -1,0 +1,28 @@
+//! PostgreSQL backend (`postgres://…`): the scale-out store several servers share.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+
+pub struct PgStore {
+    pool: sqlx::PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str) -> crate::Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|source| crate::StoreError::Db { op: "connect postgres", source })?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+}
+
+crate::sql::impl_sql_store!(PgStore, sqlx::Postgres, "postgres");
+crate::trust::impl_trust_store!(PgStore, sqlx::Postgres);
+crate::idempotency::impl_caller_store!(PgStore, sqlx::Postgres);
+crate::library::impl_library_store!(PgStore, sqlx::Postgres);
+crate::scale::impl_scale_store!(PgStore, sqlx::Postgres, true, crate::scale::pg_listen);

@@ -1,0 +1,279 @@
+//! One store test suite, run against SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use shoal_proto::agent::{HostFacts, TaskKey};
+use shoal_store::*;
+
+async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    (open(&url).await.unwrap(), dir)
+}
+
+/// A fresh PostgreSQL database (see `shoal_store::testing`).
+async fn postgres() -> Option<Arc<dyn Store>> {
+    let url = shoal_store::testing::fresh_postgres("s").await?;
+    Some(open(&url).await.unwrap())
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                let (s, _dir) = super::sqlite().await;
+                super::$name(s).await;
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(s) = super::postgres().await {
+                    super::$name(s).await;
+                }
+            }
+        }
+    )*};
+}
+
+suite!(
+    hosts_keep_their_id,
+    accounts_are_unique_per_scope,
+    jobs_tasks_and_logs,
+    apply_is_idempotent,
+    job_queries,
+    callbacks_outbox,
+    groups_and_apps
+);
+
+fn facts(ip: &str) -> HostFacts {
+    HostFacts { bk_biz_id: 1, bk_cloud_id: 0, ip: ip.into(), ..Default::default() }
+}
+
+fn audit() -> AuditEvent {
+    AuditEvent {
+        time: 1,
+        app_code: "a".into(),
+        username: "u".into(),
+        scope_type: "biz".into(),
+        scope_id: "1".into(),
+        action: "t".into(),
+        ..Default::default()
+    }
+}
+
+fn new_job(targets: &[(i64, &str)], name: &str, t: i64) -> NewJob {
+    NewJob {
+        scope_type: "biz".into(),
+        scope_id: "1".into(),
+        name: name.into(),
+        operator: "alice".into(),
+        app_code: "app".into(),
+        task_type: 1,
+        launch_mode: 2,
+        create_time: t,
+        callback_url: None,
+        steps: vec![NewStep {
+            name: name.into(),
+            step_type: 1,
+            language: 1,
+            script: b"echo hi".to_vec(),
+            args: vec!["a b".into(), "c".into()],
+            sensitive: false,
+            timeout_secs: 60,
+            account_id: 1,
+            account_user: "root".into(),
+            targets: targets.iter().map(|(id, ip)| TargetHost { bk_host_id: *id, ip: ip.to_string(), bk_cloud_id: 0 }).collect(),
+            ..Default::default()
+        }],
+        plan: None,
+        audit: audit(),
+    }
+}
+
+async fn hosts_keep_their_id(s: Arc<dyn Store>) {
+    let a = s.upsert_host("agent-a", &facts("10.0.0.1"), "1", 10).await.unwrap();
+    let b = s.upsert_host("agent-b", &facts("10.0.0.2"), "1", 10).await.unwrap();
+    assert_ne!(a, b);
+    let mut moved = facts("10.0.0.9");
+    moved.labels.insert("env".into(), "prod".into());
+    assert_eq!(s.upsert_host("agent-a", &moved, "2", 20).await.unwrap(), a);
+    let h = &s.hosts_by_ids(&[a]).await.unwrap()[0];
+    assert_eq!((h.ip.as_str(), h.agent_version.as_str(), h.labels.get("env").map(String::as_str)), ("10.0.0.9", "2", Some("prod")));
+    s.set_host_alive(a, false, 30).await.unwrap();
+    assert!(!s.hosts_by_ids(&[a]).await.unwrap()[0].alive);
+    assert_eq!(s.list_hosts(Some(1)).await.unwrap().len(), 2);
+    assert_eq!(s.list_hosts(Some(2)).await.unwrap().len(), 0);
+    assert_eq!(s.hosts_by_ids(&[a, b, 999]).await.unwrap().len(), 2);
+}
+
+async fn accounts_are_unique_per_scope(s: Arc<dyn Store>) {
+    let row = AccountRow {
+        id: 0,
+        scope_type: "biz".into(),
+        scope_id: "1".into(),
+        account: "root".into(),
+        alias: "root".into(),
+        category: 1,
+        account_type: 1,
+        description: None,
+        creator: "u".into(),
+        create_time: 1,
+        last_modify_user: "u".into(),
+        last_modify_time: 1,
+    };
+    let a = s.create_account(&row).await.unwrap();
+    assert!(a.id > 0);
+    assert!(matches!(s.create_account(&row).await, Err(StoreError::Conflict(_))));
+    let other = AccountRow { scope_id: "2".into(), ..row.clone() };
+    s.create_account(&other).await.unwrap();
+    assert_eq!(s.get_account_by_alias("biz", "1", "root").await.unwrap().unwrap().id, a.id);
+    s.delete_account(a.id).await.unwrap();
+    assert!(s.get_account(a.id).await.unwrap().is_none());
+}
+
+async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
+    let (job, step) = s.create_job(&new_job(&[(1, "10.0.0.1"), (2, "10.0.0.2")], "j", 100)).await.map(|(j, st)| (j, st[0])).unwrap();
+    let j = s.get_job(job).await.unwrap().unwrap();
+    assert_eq!((j.status, j.operator.as_str()), (1, "alice"));
+    let steps = s.get_steps(job).await.unwrap();
+    assert_eq!(steps.len(), 1);
+    assert_eq!(steps[0].args, vec!["a b", "c"]);
+    assert_eq!(steps[0].script, b"echo hi");
+    let tasks = s.host_tasks(step, 0).await.unwrap();
+    assert_eq!(tasks.iter().map(|t| (t.bk_host_id, t.status)).collect::<Vec<_>>(), vec![(1, 5), (2, 5)]);
+    // Pending tasks only show for running steps.
+    assert!(s.pending_tasks_for_host(1).await.unwrap().is_empty());
+    s.update_step(&StepUpdate { id: step, status: Some(2), start_time: Some(101), end_time: None }).await.unwrap();
+    let k1 = TaskKey { step_instance_id: step, execute_count: 0, host_id: 1 };
+    let k2 = TaskKey { step_instance_id: step, execute_count: 0, host_id: 2 };
+    assert_eq!(s.pending_tasks_for_host(1).await.unwrap(), vec![k1]);
+    let finals = s
+        .apply(&[
+            TaskChange::Started { key: k1, at: 102 },
+            TaskChange::Log { key: k1, seq: 1, data: b"world\n".to_vec() },
+            TaskChange::Log { key: k1, seq: 0, data: b"hello ".to_vec() },
+            TaskChange::Finished { key: k1, status: 9, exit_code: 0, error_code: 0, start_time: None, end_time: 110, dropped_bytes: 0 },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(finals, vec![k1]);
+    assert_eq!(s.count_unfinished(step, 0).await.unwrap(), 1);
+    let t = &s.host_tasks(step, 0).await.unwrap()[0];
+    assert_eq!((t.status, t.start_time, t.end_time), (9, Some(102), Some(110)));
+    let logs = s.read_logs(step, 0, &[1, 2]).await.unwrap();
+    assert_eq!(logs, vec![(1, b"hello world\n".to_vec())]);
+    s.apply(&[TaskChange::Finished {
+        key: k2,
+        status: 104,
+        exit_code: 3,
+        error_code: 0,
+        start_time: Some(103),
+        end_time: 111,
+        dropped_bytes: 5,
+    }])
+    .await
+    .unwrap();
+    assert_eq!(s.count_unfinished(step, 0).await.unwrap(), 0);
+    let t2 = &s.host_tasks(step, 0).await.unwrap()[1];
+    assert_eq!((t2.status, t2.exit_code, t2.dropped_bytes, t2.start_time), (104, 3, 5, Some(103)));
+}
+
+async fn apply_is_idempotent(s: Arc<dyn Store>) {
+    let (_, step) = s.create_job(&new_job(&[(1, "10.0.0.1")], "j", 1)).await.map(|(j, st)| (j, st[0])).unwrap();
+    let k = TaskKey { step_instance_id: step, execute_count: 0, host_id: 1 };
+    let batch = vec![
+        TaskChange::Log { key: k, seq: 0, data: b"once\n".to_vec() },
+        TaskChange::Finished { key: k, status: 9, exit_code: 0, error_code: 0, start_time: Some(1), end_time: 2, dropped_bytes: 0 },
+    ];
+    assert_eq!(s.apply(&batch).await.unwrap(), vec![k]);
+    // The same messages resent after a reconnect change nothing.
+    assert!(s.apply(&batch).await.unwrap().is_empty());
+    // A later, different final (e.g. agent-lost) does not overwrite the first.
+    let lost = TaskChange::Finished { key: k, status: 310, exit_code: 0, error_code: -1, start_time: None, end_time: 9, dropped_bytes: 0 };
+    assert!(s.apply(&[lost]).await.unwrap().is_empty());
+    assert_eq!(s.host_tasks(step, 0).await.unwrap()[0].status, 9);
+    assert_eq!(s.read_logs(step, 0, &[1]).await.unwrap(), vec![(1, b"once\n".to_vec())]);
+    // A big batch of chunks in one call.
+    let (_, step2) = s.create_job(&new_job(&[(1, "10.0.0.1")], "j2", 2)).await.map(|(j, st)| (j, st[0])).unwrap();
+    let k2 = TaskKey { step_instance_id: step2, execute_count: 0, host_id: 1 };
+    let many: Vec<TaskChange> = (0..1200).map(|i| TaskChange::Log { key: k2, seq: i, data: format!("{i}\n").into_bytes() }).collect();
+    s.apply(&many).await.unwrap();
+    let text = String::from_utf8(s.read_logs(step2, 0, &[1]).await.unwrap().remove(0).1).unwrap();
+    assert_eq!(text.lines().count(), 1200);
+    assert!(text.starts_with("0\n1\n2\n") && text.ends_with("1199\n"));
+}
+
+async fn job_queries(s: Arc<dyn Store>) {
+    for i in 0..5 {
+        s.create_job(&new_job(&[(1, "10.0.0.1")], &format!("deploy-{i}"), 100 + i)).await.unwrap();
+    }
+    let id = s.create_job(&new_job(&[(2, "10.0.0.2")], "check_50%", 200)).await.unwrap().0;
+    let q = |f: fn(&mut JobQuery)| {
+        let mut q = JobQuery { scope_type: "biz".into(), scope_id: "1".into(), start: 0, length: 20, ..Default::default() };
+        f(&mut q);
+        q
+    };
+    let (total, rows) = s.list_jobs(&q(|_| {})).await.unwrap();
+    assert_eq!((total, rows.len(), rows[0].id), (6, 6, id));
+    assert_eq!(s.list_jobs(&q(|q| q.name = Some("deploy".into()))).await.unwrap().0, 5);
+    assert_eq!(s.list_jobs(&q(|q| q.name = Some("50%".into()))).await.unwrap().0, 1);
+    assert_eq!(s.list_jobs(&q(|q| q.ip = Some("10.0.0.2".into()))).await.unwrap().0, 1);
+    assert_eq!(s.list_jobs(&q(|q| q.create_time_start = Some(102))).await.unwrap().0, 4);
+    let (total, page) = s
+        .list_jobs(&q(|q| {
+            q.start = 4;
+            q.length = 10;
+        }))
+        .await
+        .unwrap();
+    assert_eq!((total, page.len()), (6, 2));
+    assert_eq!(s.list_jobs(&q(|q| q.scope_id = "2".into())).await.unwrap().0, 0);
+    // Status changes, guarded by the expected status.
+    s.update_job(&JobUpdate { id, status: Some(2), start_time: Some(5), expect_status: vec![1], ..Default::default() }).await.unwrap();
+    assert!(matches!(
+        s.update_job(&JobUpdate { id, status: Some(2), expect_status: vec![1], ..Default::default() }).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(s.active_jobs().await.unwrap().iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+}
+
+async fn callbacks_outbox(s: Arc<dyn Store>) {
+    let id = s.create_job(&new_job(&[(1, "10.0.0.1")], "j", 1)).await.unwrap().0;
+    s.update_job(&JobUpdate { id, status: Some(2), ..Default::default() }).await.unwrap();
+    s.update_job(&JobUpdate {
+        id,
+        status: Some(3),
+        end_time: Some(9),
+        callback: Some(("http://x/cb".into(), "{\"a\":1}".into())),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let pending = s.pending_callbacks(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!((pending[0].job_instance_id, pending[0].url.as_str()), (id, "http://x/cb"));
+    s.finish_callback(pending[0].id, 2).await.unwrap();
+    assert!(s.pending_callbacks(10).await.unwrap().is_empty());
+}
+
+async fn groups_and_apps(s: Arc<dyn Store>) {
+    let g = GroupRow {
+        id: "web".into(),
+        scope_type: "biz".into(),
+        scope_id: "1".into(),
+        name: "web".into(),
+        spec: "{}".into(),
+        creator: "u".into(),
+        create_time: 1,
+    };
+    s.put_group(&g).await.unwrap();
+    assert_eq!(s.get_group("web").await.unwrap().unwrap(), g);
+    assert_eq!(s.list_groups("biz", "1").await.unwrap().len(), 1);
+    assert!(s.delete_group("web").await.unwrap());
+    assert!(!s.delete_group("web").await.unwrap());
+    assert_eq!(s.count_apps().await.unwrap(), 0);
+    let app = AppRow { code: "c".into(), salt: "s".into(), secret_hash: "h".into(), is_admin: true, created_at: 1 };
+    s.put_app(&app).await.unwrap();
+    assert_eq!(s.get_app("c").await.unwrap().unwrap(), app);
+    s.audit(&audit()).await.unwrap();
+}

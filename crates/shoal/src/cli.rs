@@ -1,0 +1,266 @@
+//! Command-line surface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "shoal", version, about = "Run scripts on fleets of hosts. Speaks the BlueKing JOB v3 API.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (API, engine, agent gateway).
+    Server(ServerArgs),
+    /// Run the agent on a host; it dials out to the server.
+    Agent(AgentArgs),
+    /// Server and a few local agents in one process, ready to try.
+    Dev(DevArgs),
+    /// Run a script on hosts and show the results grouped.
+    Run(RunArgs),
+    /// Inspect or stop jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// The host registry.
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// The script library: versions, publish, disable.
+    #[command(subcommand)]
+    Script(crate::cmd::script::ScriptCommand),
+    /// Job templates as YAML: apply, diff, export, history, rollback, approvals, run.
+    #[command(subcommand)]
+    Template(crate::cmd::template::TemplateCommand),
+    /// Check hosts (the Shoal agent, a log collector, or a custom check script) and report.
+    Check(Box<crate::cmd::check::CheckArgs>),
+    /// Apps, their secrets and grants (admin).
+    #[command(subcommand)]
+    App(crate::cmd::trust::AppCommand),
+    /// The audit trail: list, verify the hash chain, export as JSON lines (admin).
+    #[command(subcommand)]
+    Audit(crate::cmd::trust::AuditCommand),
+    /// Revoke an agent: it is disconnected and refused from then on (admin).
+    AgentRevoke(crate::cmd::trust::RevokeAgentArgs),
+}
+
+impl Command {
+    pub fn is_daemon(&self) -> bool {
+        matches!(self, Command::Server(_) | Command::Agent(_))
+    }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ServerArgs {
+    /// TOML config file (every key can also be set as SHOAL_<KEY>).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Data directory (embedded SQLite store, generated credentials).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://… to use PostgreSQL instead of the embedded store.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Output kept per host task, in bytes [default: 5 MiB].
+    #[arg(long)]
+    pub output_cap_bytes: Option<u64>,
+    /// Seconds a disconnected agent may take to come back [default: 30].
+    #[arg(long)]
+    pub agent_lost_grace_secs: Option<u64>,
+    /// PEM certificate chain: serve HTTPS / WSS (with --tls-key).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// Server URL(s), http:// or https://; repeat or comma-separate for several.
+    #[arg(long, env = "SHOAL_SERVER", value_delimiter = ',', required = true)]
+    pub server: Vec<String>,
+    /// Enrolment token.
+    #[arg(long, env = "SHOAL_AGENT_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Where the agent keeps its identity and unacknowledged results.
+    #[arg(long, env = "SHOAL_STATE_DIR", default_value = "/var/lib/shoal-agent")]
+    pub state_dir: PathBuf,
+    #[arg(long, env = "SHOAL_BK_BIZ_ID")]
+    pub bk_biz_id: i64,
+    #[arg(long, env = "SHOAL_BK_CLOUD_ID", default_value_t = 0)]
+    pub bk_cloud_id: i64,
+    /// IPv4 to register with [default: the primary IPv4].
+    #[arg(long, env = "SHOAL_IP")]
+    pub ip: Option<String>,
+    /// Topology: set id.
+    #[arg(long = "set")]
+    pub set_id: Option<i64>,
+    /// Topology: module id.
+    #[arg(long = "module")]
+    pub module_id: Option<i64>,
+    /// Labels, k=v; repeatable.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    /// PEM CA bundle to verify an https server.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Allow plain http/ws to the server.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Where the dev store and agent state live.
+    #[arg(long, default_value = ".shoal/dev")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Number of local agents (each with its own loopback IP, 127.0.0.11, .12, …).
+    #[arg(long, default_value_t = 3)]
+    pub agents: usize,
+    /// Run this shell command on every dev host, print the results and exit.
+    #[arg(long)]
+    pub run: Option<String>,
+}
+
+/// Client connection settings (flags win over env, env over the config file).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClientArgs {
+    /// Server URL [env: SHOAL_URL].
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// Business id of the scope [env: SHOAL_BIZ, default 1].
+    #[arg(long, global = true)]
+    pub biz: Option<i64>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// Script text to run.
+    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    pub command: Option<String>,
+    /// Script file to run.
+    #[arg(short = 'f', long)]
+    pub file: Option<PathBuf>,
+    /// Language: shell, python, perl, powershell [default: from the file extension, else shell].
+    #[arg(long)]
+    pub lang: Option<String>,
+    /// Parameters passed to the script (split as a shell would).
+    #[arg(long)]
+    pub param: Option<String>,
+    /// Execution account alias [default: the current OS user].
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Timeout in seconds.
+    #[arg(long)]
+    pub timeout: Option<i64>,
+    /// Job name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Target host ids; repeatable, comma-separated.
+    #[arg(long = "host", value_delimiter = ',')]
+    pub hosts: Vec<i64>,
+    /// Target by IP, as cloud:ip or ip (cloud 0); repeatable.
+    #[arg(long = "ip", value_delimiter = ',')]
+    pub ips: Vec<String>,
+    /// Target a topology node: biz:ID, set:ID or module:ID; repeatable.
+    #[arg(long = "topo")]
+    pub topo: Vec<String>,
+    /// Target hosts whose labels match, e.g. env=prod,role!=db.
+    #[arg(long)]
+    pub selector: Option<String>,
+    /// Target every registered host of the business.
+    #[arg(long)]
+    pub all: bool,
+    /// Do not wait; print the job id.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCommand {
+    /// Status of a job, per host.
+    Status {
+        job_instance_id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Output of a job's hosts.
+    Logs {
+        job_instance_id: i64,
+        /// Only these host ids.
+        #[arg(long = "host", value_delimiter = ',')]
+        hosts: Vec<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Terminate a running job.
+    Terminate {
+        job_instance_id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Confirm the step waiting for a user (or --step ID), and go on.
+    Confirm {
+        job_instance_id: i64,
+        #[arg(long)]
+        step: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reject the step waiting for a user; the job ends.
+    Reject {
+        job_instance_id: i64,
+        #[arg(long)]
+        step: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run the failed step again: its failed hosts, or --all of them.
+    Retry {
+        job_instance_id: i64,
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        step: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Recent jobs.
+    List {
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HostCommand {
+    /// Registered hosts.
+    List {
+        /// Only hosts whose labels match.
+        #[arg(long)]
+        selector: Option<String>,
+        /// All businesses.
+        #[arg(long)]
+        all_biz: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}

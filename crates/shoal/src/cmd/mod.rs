@@ -1,0 +1,48 @@
+//! One module per subcommand.
+
+mod agent;
+pub(crate) mod check;
+mod dev;
+mod host;
+mod job;
+mod run;
+pub mod script;
+mod server;
+pub mod template;
+pub mod trust;
+
+use crate::cli::{Cli, Command};
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Run a subcommand; the value is the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Server(a) => server::run(a).await,
+        Command::Agent(a) => agent::run(a).await,
+        Command::Dev(a) => dev::run(a).await,
+        Command::Run(a) => run::run(a).await,
+        Command::Job(j) => job::run(j).await,
+        Command::Host(h) => host::run(h).await,
+        Command::Check(c) => check::run(*c).await,
+        Command::Template(t) => template::run(t).await,
+        Command::Script(c) => script::run(c).await,
+        Command::App(c) => trust::app(c).await,
+        Command::Audit(c) => trust::audit(c).await,
+        Command::AgentRevoke(a) => trust::revoke_agent(a).await,
+    }
+}

@@ -1,0 +1,18 @@
+//! `shoal server`.
+
+use anyhow::Context;
+
+use crate::cli::ServerArgs;
+use crate::server_config;
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cfg = server_config::load(&args, &env)?;
+    if args.print_config {
+        println!("# effective configuration (secrets redacted)\n{cfg:#?}\n\n# example file\n{}", server_config::EXAMPLE);
+        return Ok(0);
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
+    shoal_server::run(cfg, listener, super::shutdown_signal()).await?;
+    Ok(0)
+}

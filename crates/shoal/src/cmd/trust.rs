@@ -1,0 +1,307 @@
+//! `shoal app …`, `shoal audit …` and `shoal agent-revoke`: trust administration through the
+//! Shoal API (an admin app's credentials).
+
+use std::io::Write;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::cli::ClientArgs;
+use crate::client_config;
+
+#[derive(Subcommand, Debug)]
+pub enum AppCommand {
+    /// Apps, with whether they are admins or revoked (secrets are never shown again).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create an app; its secret is printed once.
+    Create {
+        code: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Full rights on every scope and the platform.
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Replace an app's secret; the new one is printed once, the old stops working.
+    Rotate {
+        code: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke an app: its secret stops working and its grants are dropped.
+    Revoke {
+        code: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Grant a role (run, manage, approve, admin) in a business (--biz, or --all-biz).
+    Grant(GrantArgs),
+    /// Take a role back.
+    Ungrant(GrantArgs),
+    /// Let an app run as an execution account (alias, or * for all) in a business.
+    GrantAccount(AccountGrantArgs),
+    /// Take an execution account back.
+    UngrantAccount(AccountGrantArgs),
+    /// Roles and account grants, of one app or all.
+    Grants {
+        code: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct GrantArgs {
+    pub code: String,
+    #[arg(long)]
+    pub role: String,
+    /// Every business instead of the one of --biz.
+    #[arg(long)]
+    pub all_biz: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AccountGrantArgs {
+    pub code: String,
+    /// Account alias, or * for every account of the business.
+    #[arg(long)]
+    pub alias: String,
+    #[arg(long)]
+    pub all_biz: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Audit events, filtered.
+    List {
+        /// Events at or after this time (ms since the epoch).
+        #[arg(long)]
+        since: Option<i64>,
+        /// Events at or before this time (ms since the epoch).
+        #[arg(long)]
+        until: Option<i64>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        app: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events of this business.
+        #[arg(long = "scope-biz")]
+        scope_biz: Option<i64>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Check the hash chain; exits 1 when an event was edited, removed or inserted.
+    Verify {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Every chained event as JSON lines, in chain order.
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct RevokeAgentArgs {
+    /// Host id of the agent.
+    #[arg(long, conflicts_with = "agent_id", required_unless_present = "agent_id")]
+    pub host_id: Option<i64>,
+    /// Agent id (from its state dir).
+    #[arg(long)]
+    pub agent_id: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+fn show(v: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn app(cmd: AppCommand) -> anyhow::Result<u8> {
+    match cmd {
+        AppCommand::List { client } => {
+            let r = client_config::resolve(&client)?;
+            let v: Value = r.client.shoal("apps", true, json!({})).await?;
+            if client.json {
+                return show(&v).map(|()| 0);
+            }
+            println!("{:<24} {:<6} {:<8} DESCRIPTION", "CODE", "ADMIN", "REVOKED");
+            for a in v["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<6} {:<8} {}",
+                    a["code"].as_str().unwrap_or(""),
+                    if a["admin"] == true { "yes" } else { "no" },
+                    if a["revoked"] == true { "yes" } else { "no" },
+                    a["description"].as_str().unwrap_or("")
+                );
+            }
+            Ok(0)
+        }
+        AppCommand::Create { code, description, admin, client } => {
+            let r = client_config::resolve(&client)?;
+            let v: Value = r.client.shoal("apps", false, json!({"code": code, "description": description, "admin": admin})).await?;
+            eprintln!("app {code} created; its secret is shown only now:");
+            println!("{}:{}", v["code"].as_str().unwrap_or(""), v["secret"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        AppCommand::Rotate { code, client } => {
+            let r = client_config::resolve(&client)?;
+            let v: Value = r.client.shoal("apps/rotate", false, json!({"code": code})).await?;
+            eprintln!("new secret of {code}; the old one no longer works:");
+            println!("{}:{}", v["code"].as_str().unwrap_or(""), v["secret"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        AppCommand::Revoke { code, client } => {
+            let r = client_config::resolve(&client)?;
+            let _: Value = r.client.shoal("apps/revoke", false, json!({"code": code})).await?;
+            println!("app {code} revoked");
+            Ok(0)
+        }
+        AppCommand::Grant(g) => grant(g, "grants").await,
+        AppCommand::Ungrant(g) => grant(g, "grants/delete").await,
+        AppCommand::GrantAccount(g) => grant_account(g, "account_grants").await,
+        AppCommand::UngrantAccount(g) => grant_account(g, "account_grants/delete").await,
+        AppCommand::Grants { code, client } => {
+            let r = client_config::resolve(&client)?;
+            let q = json!({"app_code": code});
+            let roles: Value = r.client.shoal("grants", true, q.clone()).await?;
+            let accounts: Value = r.client.shoal("account_grants", true, q).await?;
+            if client.json {
+                return show(&json!({"roles": roles["data"], "accounts": accounts["data"]})).map(|()| 0);
+            }
+            println!("{:<24} {:<10} {:<8} WHAT", "APP", "SCOPE", "ID");
+            for g in roles["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<10} {:<8} role {}",
+                    g["app_code"].as_str().unwrap_or(""),
+                    g["bk_scope_type"].as_str().unwrap_or(""),
+                    g["bk_scope_id"].as_str().unwrap_or(""),
+                    g["role"].as_str().unwrap_or("")
+                );
+            }
+            for g in accounts["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<10} {:<8} account {}",
+                    g["app_code"].as_str().unwrap_or(""),
+                    g["bk_scope_type"].as_str().unwrap_or(""),
+                    g["bk_scope_id"].as_str().unwrap_or(""),
+                    g["alias"].as_str().unwrap_or("")
+                );
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn grant(g: GrantArgs, path: &str) -> anyhow::Result<u8> {
+    let r = client_config::resolve(&g.client)?;
+    let scope_id = if g.all_biz { "*".to_string() } else { r.biz.to_string() };
+    let body = json!({"app_code": g.code, "bk_scope_type": "biz", "bk_scope_id": scope_id, "role": g.role});
+    let v: Value = r.client.shoal(path, false, body).await?;
+    show(&v).map(|()| 0)
+}
+
+async fn grant_account(g: AccountGrantArgs, path: &str) -> anyhow::Result<u8> {
+    let r = client_config::resolve(&g.client)?;
+    let scope_id = if g.all_biz { "*".to_string() } else { r.biz.to_string() };
+    let body = json!({"app_code": g.code, "bk_scope_type": "biz", "bk_scope_id": scope_id, "alias": g.alias});
+    let v: Value = r.client.shoal(path, false, body).await?;
+    show(&v).map(|()| 0)
+}
+
+pub async fn audit(cmd: AuditCommand) -> anyhow::Result<u8> {
+    match cmd {
+        AuditCommand::List { since, until, user, app, action, scope_biz, limit, client } => {
+            let r = client_config::resolve(&client)?;
+            let q = json!({"time_start": since, "time_end": until, "username": user, "app_code": app, "action": action,
+                           "bk_scope_type": scope_biz.map(|_| "biz"), "bk_scope_id": scope_biz.map(|b| b.to_string()), "length": limit});
+            let v: Value = r.client.shoal("audit", true, strip_nulls(q)).await?;
+            if client.json {
+                return show(&v).map(|()| 0);
+            }
+            println!("{:<6} {:<14} {:<16} {:<12} {:<10} {:<28} RESOURCE", "SEQ", "TIME", "APP", "USER", "SCOPE", "ACTION");
+            for e in v["data"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<6} {:<14} {:<16} {:<12} {:<10} {:<28} {}",
+                    e["seq"],
+                    e["time"],
+                    e["app_code"].as_str().unwrap_or(""),
+                    e["username"].as_str().unwrap_or(""),
+                    format!("{}:{}", e["bk_scope_type"].as_str().unwrap_or(""), e["bk_scope_id"].as_str().unwrap_or("")),
+                    e["action"].as_str().unwrap_or(""),
+                    e["resource_id"].as_str().unwrap_or("")
+                );
+            }
+            Ok(0)
+        }
+        AuditCommand::Verify { client } => {
+            let r = client_config::resolve(&client)?;
+            let v: Value = r.client.shoal("audit/verify", true, json!({})).await?;
+            if client.json {
+                show(&v)?;
+            } else if v["ok"] == true {
+                println!("audit chain intact: {} events checked ({} from before the chain)", v["checked"], v["unchained"]);
+            } else {
+                println!("AUDIT CHAIN BROKEN at event #{}: {}", v["broken_at"], v["reason"].as_str().unwrap_or(""));
+            }
+            Ok(if v["ok"] == true { 0 } else { 1 })
+        }
+        AuditCommand::Export { out, client } => {
+            let r = client_config::resolve(&client)?;
+            let mut sink: Box<dyn Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut after = 0i64;
+            let mut n = 0u64;
+            loop {
+                let v: Value = r.client.shoal("audit", true, json!({"after_seq": after, "length": 1000})).await?;
+                let page = v["data"].as_array().cloned().unwrap_or_default();
+                if page.is_empty() {
+                    break;
+                }
+                for e in &page {
+                    writeln!(sink, "{}", serde_json::to_string(e)?)?;
+                    after = after.max(e["seq"].as_i64().unwrap_or(after));
+                    n += 1;
+                }
+            }
+            sink.flush()?;
+            eprintln!("{n} audit events exported");
+            Ok(0)
+        }
+    }
+}
+
+fn strip_nulls(mut v: Value) -> Value {
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|_, x| !x.is_null());
+    }
+    v
+}
+
+pub async fn revoke_agent(a: RevokeAgentArgs) -> anyhow::Result<u8> {
+    let r = client_config::resolve(&a.client)?;
+    let body = strip_nulls(json!({"bk_host_id": a.host_id, "agent_id": a.agent_id}));
+    let v: Value = r.client.shoal("agents/revoke", false, body).await?;
+    println!("agent {} revoked", v["agent_id"].as_str().unwrap_or(""));
+    Ok(0)
+}

@@ -1,0 +1,102 @@
+//! Server settings, layered: defaults, then the TOML file, then `SHOAL_<KEY>` env, then
+//! flags. Every key of [`ServerConfig`] can be set each way.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde_json::Value;
+use shoal_server::ServerConfig;
+
+use crate::cli::ServerArgs;
+
+/// Annotated example configuration, printed by `shoal server --print-config` and shipped in
+/// the repository as `shoal.example.toml`.
+pub const EXAMPLE: &str = include_str!("../../../shoal.example.toml");
+
+fn apply_env(cfg: ServerConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ServerConfig> {
+    let mut v = serde_json::to_value(&cfg)?;
+    let map = v.as_object_mut().context("config is an object")?;
+    for (key, slot) in map.iter_mut() {
+        let name = format!("SHOAL_{}", key.to_ascii_uppercase());
+        let Some(raw) = env(&name) else { continue };
+        *slot = match slot {
+            Value::Number(_) => Value::Number(raw.trim().parse::<u64>().with_context(|| format!("{name} must be a number"))?.into()),
+            Value::Bool(_) => Value::Bool(matches!(raw.trim(), "1" | "true" | "yes")),
+            _ => Value::String(raw),
+        };
+    }
+    Ok(serde_json::from_value(v)?)
+}
+
+pub fn load(args: &ServerArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ServerConfig> {
+    let mut cfg = match &args.config {
+        Some(path) => read_file(path)?,
+        None => ServerConfig::default(),
+    };
+    cfg = apply_env(cfg, env)?;
+    if let Some(v) = &args.listen {
+        cfg.listen = v.clone();
+    }
+    if let Some(v) = &args.data_dir {
+        cfg.data_dir = Some(v.clone());
+    }
+    if let Some(v) = &args.database_url {
+        cfg.database_url = Some(v.clone());
+    }
+    if let Some(v) = args.output_cap_bytes {
+        cfg.output_cap_bytes = v;
+    }
+    if let Some(v) = args.agent_lost_grace_secs {
+        cfg.agent_lost_grace_secs = v;
+    }
+    if let Some(v) = &args.tls_cert {
+        cfg.tls_cert = Some(v.clone());
+    }
+    if let Some(v) = &args.tls_key {
+        cfg.tls_key = Some(v.clone());
+    }
+    if cfg.data_dir.is_none() && cfg.database_url.is_none() {
+        cfg.data_dir = Some("./shoal-data".into());
+    }
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<ServerConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("s.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\nheartbeat_secs = 4\ndata_dir = \"/tmp/x\"\n").unwrap();
+        let env = |k: &str| match k {
+            "SHOAL_HEARTBEAT_SECS" => Some("7".to_string()),
+            "SHOAL_AGENT_TOKEN" => Some("tok".to_string()),
+            _ => None,
+        };
+        let args = ServerArgs { config: Some(file), listen: Some("127.0.0.1:1".into()), ..Default::default() };
+        let cfg = load(&args, &env).unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:1");
+        assert_eq!(cfg.heartbeat_secs, 7);
+        assert_eq!(cfg.agent_token.as_deref(), Some("tok"));
+        assert_eq!(cfg.data_dir.as_deref(), Some(Path::new("/tmp/x")));
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let cfg: ServerConfig = toml::from_str(EXAMPLE).unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<ServerConfig>("listne = \"x\"").is_err());
+    }
+}

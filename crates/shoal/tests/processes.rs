@@ -1,0 +1,263 @@
+//! The `shoal` binary as people run it: a server process, agent processes, and the client
+//! commands; the server is killed with SIGKILL mid-job and started again.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+const APP: &str = "proc-app";
+const SECRET: &str = "proc-secret";
+const TOKEN: &str = "proc-token";
+
+fn start_server(port: u16, data: &Path, log: &Path) -> Child {
+    Command::new(BIN)
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .env("SHOAL_BOOTSTRAP_APP", format!("{APP}:{SECRET}"))
+        .env("SHOAL_AGENT_TOKEN", TOKEN)
+        .env("SHOAL_AGENT_LOST_GRACE_SECS", "5")
+        .stdout(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+fn start_agent(port: u16, ip: &str, module: usize, role: &str, state: &Path) -> Child {
+    Command::new(BIN)
+        .args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", "1", "--ip", ip, "--set", "1"])
+        .args(["--module", &module.to_string(), "--label", &format!("role={role}"), "--state-dir"])
+        .arg(state)
+        .env("SHOAL_AGENT_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn client(port: u16, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
+        .env("SHOAL_APP_CODE", APP)
+        .env("SHOAL_APP_SECRET", SECRET)
+        .env("SHOAL_USERNAME", "tester")
+        .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
+        .env_remove("SHOAL_BIZ")
+        .output()
+        .unwrap()
+}
+
+fn whoami() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn server_agents_cli_and_a_kill_9_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mut kids = Kids(vec![start_server(port, &data, &log)]);
+    wait_until("server to listen", Duration::from_secs(30), || listening(port));
+
+    let ips = ["127.0.0.51", "127.0.0.52", "127.0.0.53"];
+    for (i, ip) in ips.iter().enumerate() {
+        let role = if i == 0 { "web" } else { "db" };
+        kids.0.push(start_agent(port, ip, i + 1, role, &dir.path().join(format!("agent{i}"))));
+    }
+    wait_until("three hosts alive", Duration::from_secs(30), || {
+        let o = client(port, &["host", "list", "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        v["data"].as_array().is_some_and(|a| a.iter().filter(|h| h["alive"] == 1).count() == 3)
+    });
+
+    // An account for the OS user tests run as, through the JOB API as any caller would.
+    let me = whoami();
+    let http = http::post_json(
+        port,
+        "/api/v3/create_account",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
+    );
+    assert_eq!(http["code"], 0, "{http}");
+
+    // Grouped output, exit code 0.
+    let o = client(port, &["run", "--all", "-c", "echo same-answer"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("3 hosts · success (9) · exit 0"), "{out}");
+    assert_eq!(out.matches("same-answer").count(), 1, "identical answers print once: {out}");
+
+    // Failure: exit 1 and the failing group first.
+    let o = client(port, &["run", "--selector", "role=db", "-c", "echo bad; exit 4"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("2 hosts · non-zero exit (104) · exit 4"), "{out}");
+
+    // Python through --lang, by topology, as JSON.
+    let o = client(
+        port,
+        &["run", "--topo", "module:1", "--lang", "python", "-c", "import sys; print('py', sys.argv[1])", "--param", "x", "--json"],
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 1);
+    assert_eq!(v["hosts"][0]["output"], "py x\n");
+
+    // Kill the server with SIGKILL in the middle of a job; start it again; nothing is lost.
+    let o = client(port, &["run", "--all", "--no-wait", "--json", "-c", "echo begin; sleep 2; echo end"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    let job = v["job_instance_id"].as_i64().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    kids.0[0].kill().unwrap();
+    kids.0[0].wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    kids.0[0] = start_server(port, &data, &log);
+    wait_until("server back", Duration::from_secs(30), || listening(port));
+    wait_until("job to finish after the restart", Duration::from_secs(60), || {
+        let o = client(port, &["job", "status", &job, "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        v["finished"] == true
+    });
+    let o = client(port, &["job", "logs", &job, "--json"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", text(&o)));
+    assert_eq!(v["status"], 3, "{v}");
+    for h in v["hosts"].as_array().unwrap() {
+        assert_eq!(h["status"], 9, "{v}");
+        assert_eq!(h["output"], "begin\nend\n", "{v}");
+    }
+
+    // Terminate from the CLI.
+    let o = client(port, &["run", "--all", "--no-wait", "--json", "-c", "sleep 300"]);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let job = v["job_instance_id"].as_i64().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(300));
+    let o = client(port, &["job", "terminate", &job]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_until("terminated", Duration::from_secs(30), || {
+        let o = client(port, &["job", "status", &job, "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        v["job_instance"]["status"] == 11
+    });
+    let o = client(port, &["job", "list"]);
+    assert!(text(&o).contains("terminated"), "{}", text(&o));
+}
+
+#[test]
+fn templates_from_yaml_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut kids = Kids(vec![start_server(port, &dir.path().join("data"), &dir.path().join("server.log"))]);
+    wait_until("server to listen", Duration::from_secs(30), || listening(port));
+    kids.0.push(start_agent(port, "127.0.0.55", 1, "web", &dir.path().join("agent")));
+    wait_until("host alive", Duration::from_secs(30), || {
+        let v: Value = serde_json::from_slice(&client(port, &["host", "list", "--json"]).stdout).unwrap_or(Value::Null);
+        v["data"].as_array().is_some_and(|a| a.iter().any(|h| h["alive"] == 1))
+    });
+    let me = whoami();
+    let acc = http::post_json(
+        port,
+        "/api/v3/create_account",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
+    );
+    assert_eq!(acc["code"], 0, "{acc}");
+
+    let yaml = format!(
+        r#"name: rollout
+description: greet, confirm, finish
+variables:
+  - name: WHO
+    type: string
+    value: world
+  - name: PASS
+    type: password
+    value: sup3r-s3cret
+steps:
+  - name: greet
+    script:
+      content: |
+        echo "hello $WHO ($PASS)"
+      account: {me}
+      target:
+        topo_node_list: [{{id: 1, node_type: biz}}]
+  - name: gate
+    confirm:
+      message: go on?
+  - name: finish
+    script:
+      language: python
+      content: print("done")
+      account: {me}
+      target:
+        topo_node_list: [{{id: 1, node_type: biz}}]
+plans:
+  - name: default
+"#
+    );
+    let file = dir.path().join("rollout.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let o = client(port, &["template", "apply", "-f", file.to_str().unwrap(), "-m", "first"]);
+    assert!(o.status.success() && text(&o).contains("rollout: v1 (current)"), "{}", text(&o));
+    let o = client(port, &["template", "diff", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "no changes: {}", text(&o));
+
+    let o = client(port, &["template", "run", "rollout", "--var", "WHO=shoal", "--no-wait"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let job = out.split_whitespace().nth(1).unwrap().to_string();
+    wait_until("the confirmation step", Duration::from_secs(30), || {
+        let v: Value = serde_json::from_slice(&client(port, &["job", "status", &job, "--json"]).stdout).unwrap_or(Value::Null);
+        v["job_instance"]["status"] == 7
+    });
+    let o = client(port, &["job", "confirm", &job]);
+    assert!(o.status.success(), "{}", text(&o));
+    wait_until("the job to end", Duration::from_secs(30), || {
+        let v: Value = serde_json::from_slice(&client(port, &["job", "status", &job, "--json"]).stdout).unwrap_or(Value::Null);
+        v["finished"] == true
+    });
+    let o = client(port, &["job", "logs", &job]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("hello shoal (******)") && !out.contains("sup3r-s3cret"), "{out}");
+    assert!(out.contains("step 2: gate (confirmation)") && out.contains("done"), "{out}");
+
+    // A change, its history, and an export that applies back unchanged.
+    std::fs::write(&file, yaml.replace("value: world", "value: everyone")).unwrap();
+    let o = client(port, &["template", "apply", "-f", file.to_str().unwrap(), "-m", "greet everyone"]);
+    assert!(text(&o).contains("rollout: v2 (current)") && text(&o).contains("variables[WHO].value"), "{}", text(&o));
+    let o = client(port, &["template", "history", "rollout"]);
+    assert!(text(&o).contains("greet everyone") && text(&o).contains("superseded"), "{}", text(&o));
+    let o = client(port, &["template", "diff", "rollout", "v1", "v2"]);
+    assert!(text(&o).contains("\"world\" → \"everyone\""), "{}", text(&o));
+    let exported = dir.path().join("exported.yaml");
+    let o = client(port, &["template", "export", "rollout", "-o", exported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = client(port, &["template", "apply", "-f", exported.to_str().unwrap()]);
+    assert!(text(&o).contains("rollout: unchanged"), "{}", text(&o));
+    let o = client(port, &["template", "rollback", "rollout", "v1"]);
+    assert!(text(&o).contains("v1 restored as v3"), "{}", text(&o));
+}
+
+/// A tiny HTTP/1.1 client over std, so this test needs no async runtime.
+mod http {
+    use std::io::{Read, Write};
+
+    pub fn post_json(port: u16, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let body = body.to_string();
+        let auth = serde_json::json!({"bk_app_code": super::APP, "bk_app_secret": super::SECRET, "bk_username": "tester"});
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Bkapi-Authorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+        serde_json::from_str(json).unwrap_or_else(|_| panic!("bad answer: {resp}"))
+    }
+}
