@@ -13,7 +13,10 @@ struct Kill(Child);
 
 impl Drop for Kill {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-KILL", &format!("-{}", self.0.id())]).status();
+        // Signalled directly: procps-ng's `kill -KILL -PGID` reads a group id starting with 1
+        // as group -1, i.e. every process the caller may signal.
+        let pgid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
