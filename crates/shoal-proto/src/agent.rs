@@ -1,4 +1,6 @@
-//! Messages between `shoal agent` and `shoal server`, one JSON text frame each.
+//! Messages between `shoal agent` and `shoal server`, one WebSocket frame each: a JSON text
+//! frame, except log chunks, which go as binary frames ([`LogChunk::to_frame`]) so output is
+//! neither base64-encoded nor JSON-escaped on its way.
 //!
 //! The agent dials out, sends [`AgentMsg::Hello`] and gets [`ServerMsg::Welcome`] (or
 //! [`ServerMsg::Reject`]). Tasks are keyed by [`TaskKey`]; a repeated key is the same task.
@@ -12,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Version of this protocol; the server refuses agents speaking another one.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Identity of one host task: `(step_instance_id, execute_count, host_id)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -110,6 +112,41 @@ pub struct LogChunk {
     pub seq: u64,
     #[serde(with = "b64")]
     pub data: Vec<u8>,
+}
+
+/// First byte of a binary frame holding a [`LogChunk`].
+pub const LOG_FRAME: u8 = 1;
+/// Tag, step instance, execute count, host, seq.
+const LOG_HEADER: usize = 1 + 8 + 4 + 8 + 8;
+
+impl LogChunk {
+    /// The binary frame of this chunk: [`LOG_FRAME`], then `step_instance_id` (i64),
+    /// `execute_count` (i32), `host_id` (i64) and `seq` (u64), little-endian, then the bytes.
+    pub fn to_frame(&self) -> Vec<u8> {
+        let mut f = Vec::with_capacity(LOG_HEADER + self.data.len());
+        f.push(LOG_FRAME);
+        f.extend_from_slice(&self.key.step_instance_id.to_le_bytes());
+        f.extend_from_slice(&self.key.execute_count.to_le_bytes());
+        f.extend_from_slice(&self.key.host_id.to_le_bytes());
+        f.extend_from_slice(&self.seq.to_le_bytes());
+        f.extend_from_slice(&self.data);
+        f
+    }
+
+    /// Reads a frame made by [`LogChunk::to_frame`]; `None` when it is not one.
+    pub fn from_frame(f: &[u8]) -> Option<LogChunk> {
+        if f.len() < LOG_HEADER || f[0] != LOG_FRAME {
+            return None;
+        }
+        let i64_at = |at: usize| f.get(at..at + 8).and_then(|b| b.try_into().ok()).map(i64::from_le_bytes);
+        let key = TaskKey {
+            step_instance_id: i64_at(1)?,
+            execute_count: i32::from_le_bytes(f.get(9..13)?.try_into().ok()?),
+            host_id: i64_at(13)?,
+        };
+        let seq = u64::from_le_bytes(f.get(21..29)?.try_into().ok()?);
+        Some(LogChunk { key, seq, data: f[LOG_HEADER..].to_vec() })
+    }
 }
 
 /// Why a task ended.
@@ -254,6 +291,21 @@ mod tests {
             AgentMsg::Log(l) => assert_eq!(l.data, vec![0xff, 0, b'a']),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn log_frames_round_trip_and_refuse_what_is_not_one() {
+        let c = LogChunk { key: TaskKey { step_instance_id: -5, execute_count: 3, host_id: 1 << 40 }, seq: u64::MAX, data: vec![0xff, 0, b'a'] };
+        let f = c.to_frame();
+        assert_eq!(f.len(), 29 + 3);
+        assert_eq!(LogChunk::from_frame(&f), Some(c.clone()));
+        let empty = LogChunk { data: Vec::new(), ..c };
+        assert_eq!(LogChunk::from_frame(&empty.to_frame()), Some(empty));
+        assert_eq!(LogChunk::from_frame(&f[..28]), None, "short header");
+        let mut other = f.clone();
+        other[0] = 2;
+        assert_eq!(LogChunk::from_frame(&other), None, "another tag");
+        assert_eq!(LogChunk::from_frame(&[]), None);
     }
 
     #[test]

@@ -128,21 +128,20 @@ pub async fn admit_agent(shared: &crate::Shared, hello: &shoal_proto::agent::Hel
                 }
             }
             let salt = uuid::Uuid::new_v4().simple().to_string();
-            match store.issue_agent_credential(agent_id, &salt, &hash_secret(&salt, credential), shoal_core::time::now_ms()).await {
+            let now = shoal_core::time::now_ms();
+            let event = shoal_store::AuditEvent {
+                time: now,
+                app_code: String::new(),
+                username: format!("agent:{agent_id}"),
+                scope_type: "biz".into(),
+                scope_id: hello.facts.bk_biz_id.to_string(),
+                action: "enroll_agent".into(),
+                resource_id: agent_id.clone(),
+                detail: serde_json::json!({"ip": ip, "bk_cloud_id": hello.facts.bk_cloud_id, "hostname": hello.facts.hostname}).to_string(),
+            };
+            match store.issue_agent_credential(agent_id, &salt, &hash_secret(&salt, credential), now, &event).await {
                 Ok(()) => {
                     tracing::info!(%agent_id, %ip, "agent enrolled");
-                    let event = shoal_store::AuditEvent {
-                        time: shoal_core::time::now_ms(),
-                        app_code: String::new(),
-                        username: format!("agent:{agent_id}"),
-                        scope_type: "biz".into(),
-                        scope_id: hello.facts.bk_biz_id.to_string(),
-                        action: "enroll_agent".into(),
-                        resource_id: agent_id.clone(),
-                        detail: serde_json::json!({"ip": ip, "bk_cloud_id": hello.facts.bk_cloud_id, "hostname": hello.facts.hostname})
-                            .to_string(),
-                    };
-                    store.audit(&event).await.map_err(server_error)?;
                     Ok(())
                 }
                 // Two hellos raced; the loser retries and is checked against the winner.

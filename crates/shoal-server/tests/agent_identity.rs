@@ -73,6 +73,15 @@ async fn forged_agent_identity_is_refused(mut h: Harness) {
     // A new agent id cannot claim an enrolled agent's address.
     let (_, m) = greet(&h, hello("rogue-1", "127.0.0.91", Some(&"r".repeat(64)))).await;
     assert!(rejected(&m).contains("another enrolled agent"), "{m:?}");
+    // A first frame that is not a hello is refused for good.
+    let mut raw = dial(&Target::parse(&h.url, true).unwrap(), None).await.unwrap();
+    raw.send(Message::Binary(LogChunk { key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: host_a }, seq: 0, data: vec![] }.to_frame().into()))
+        .await
+        .unwrap();
+    match next_msg(&mut raw).await {
+        Some(ServerMsg::Reject(r)) => assert!(r.message.contains("expected hello") && !r.retry, "{r:?}"),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
     // Nor enrol without the token.
     let mut bad = hello("rogue-2", "127.0.0.92", Some(&"r".repeat(64)));
     bad.token = "wrong".into();
@@ -96,6 +105,9 @@ async fn forged_agent_identity_is_refused(mut h: Harness) {
     let (job, step) = (data["job_instance_id"].as_i64().unwrap(), data["step_instance_id"].as_i64().unwrap());
     let key = TaskKey { step_instance_id: step, execute_count: 0, host_id: host_a };
     send(&mut rogue, &AgentMsg::Log(LogChunk { key, seq: 0, data: b"forged-output".to_vec() })).await;
+    // In the binary form agents send too.
+    let frame = LogChunk { key, seq: 1, data: b"forged-binary".to_vec() }.to_frame();
+    rogue.send(Message::Binary(frame.into())).await.unwrap();
     let now = shoal_core::time::now_ms();
     let exit = TaskExit { key, reason: ExitReason::Exited, exit_code: Some(7), start_ms: now, end_ms: now, chunks: 1, dropped_bytes: 0 };
     send(&mut rogue, &AgentMsg::Exit(exit)).await;

@@ -198,8 +198,9 @@ pub trait TrustStore: Send + Sync {
     async fn verify_audit(&self) -> Result<ChainReport>;
 
     // --- agents ---
-    /// Store a credential for an agent id that has none; `Conflict` when it has one.
-    async fn issue_agent_credential(&self, agent_id: &str, salt: &str, secret_hash: &str, now: i64) -> Result<()>;
+    /// Enrols an agent: its credential and the audit event `event`, in one transaction.
+    /// `Conflict` when the agent id already has one.
+    async fn issue_agent_credential(&self, agent_id: &str, salt: &str, secret_hash: &str, now: i64, event: &AuditEvent) -> Result<()>;
     /// `(salt, secret_hash, revoked)` of an agent.
     async fn agent_credential(&self, agent_id: &str) -> Result<Option<(String, String, bool)>>;
     async fn revoke_agent(&self, agent_id: &str, now: i64) -> Result<bool>;
@@ -669,7 +670,8 @@ macro_rules! impl_trust_store {
                     Ok(verify_chain(&rows, Some(head)))
                 }
 
-                async fn issue_agent_credential(&self, agent_id: &str, salt: &str, secret_hash: &str, now: i64) -> Result<()> {
+                async fn issue_agent_credential(&self, agent_id: &str, salt: &str, secret_hash: &str, now: i64, event: &AuditEvent) -> Result<()> {
+                    let mut tx = self.pool.begin().await.op("begin enrolment")?;
                     let r = sqlx::query(
                         "INSERT INTO agent_credentials (agent_id, salt, secret_hash, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (agent_id) DO NOTHING",
                     )
@@ -677,12 +679,14 @@ macro_rules! impl_trust_store {
                     .bind(salt)
                     .bind(secret_hash)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .op("issue agent credential")?;
                     if r.rows_affected() == 0 {
                         return Err(StoreError::Conflict("agent credential"));
                     }
+                    insert_chained_audit(&mut tx, event).await?;
+                    tx.commit().await.op("commit enrolment")?;
                     Ok(())
                 }
 

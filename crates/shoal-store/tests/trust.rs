@@ -174,15 +174,29 @@ async fn audit_chain_detects_tampering(s: Arc<dyn Store>, raw: Raw) {
     assert!(!s.verify_audit().await.unwrap().ok());
 }
 
+fn enrolled(agent: &str) -> AuditEvent {
+    AuditEvent { username: format!("agent:{agent}"), resource_id: agent.into(), ..event("enroll_agent", "", "1") }
+}
+
 async fn agent_credentials(s: Arc<dyn Store>, _raw: Raw) {
-    s.issue_agent_credential("ag-1", "salt", "hash", 1).await.unwrap();
-    assert!(matches!(s.issue_agent_credential("ag-1", "x", "y", 2).await, Err(StoreError::Conflict(_))), "issued once");
+    s.issue_agent_credential("ag-1", "salt", "hash", 1, &enrolled("ag-1")).await.unwrap();
+    // The enrolment is audited with it; a refused one is not.
+    let audited = |n: usize| {
+        let s = s.clone();
+        async move {
+            let events = s.audit_events(&AuditQuery { action: Some("enroll_agent".into()), limit: 100, ..Default::default() }).await.unwrap();
+            assert_eq!(events.len(), n, "{events:?}");
+        }
+    };
+    audited(1).await;
+    assert!(matches!(s.issue_agent_credential("ag-1", "x", "y", 2, &enrolled("ag-1")).await, Err(StoreError::Conflict(_))), "issued once");
+    audited(1).await;
     assert_eq!(s.agent_credential("ag-1").await.unwrap(), Some(("salt".into(), "hash".into(), false)));
     assert!(s.revoke_agent("ag-1", 3).await.unwrap());
     assert!(s.agent_credential("ag-1").await.unwrap().unwrap().2);
     // Revoking an id never seen reserves it as revoked.
     s.revoke_agent("ag-2", 3).await.unwrap();
-    assert!(matches!(s.issue_agent_credential("ag-2", "x", "y", 4).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(s.issue_agent_credential("ag-2", "x", "y", 4, &enrolled("ag-2")).await, Err(StoreError::Conflict(_))));
     assert_eq!(s.agent_credential("nobody").await.unwrap(), None);
     let facts = shoal_proto::agent::HostFacts { bk_biz_id: 1, bk_cloud_id: 0, ip: "10.0.0.9".into(), ..Default::default() };
     s.upsert_host("ag-1", &facts, "1", 1).await.unwrap();

@@ -1,5 +1,5 @@
-//! An established WebSocket to a server: JSON frames in and out, with a send timeout so a
-//! stalled peer is noticed instead of blocking the agent.
+//! An established WebSocket to a server: JSON frames in and out (log chunks out as binary
+//! frames), with a send timeout so a stalled peer is noticed instead of blocking the agent.
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -35,8 +35,11 @@ impl Link {
     }
 
     pub async fn send(&mut self, msg: &AgentMsg) -> Result<(), LinkError> {
-        let text = serde_json::to_string(msg)?;
-        tokio::time::timeout(self.send_timeout, self.ws.send(Message::text(text)))
+        let frame = match msg {
+            AgentMsg::Log(chunk) => Message::binary(chunk.to_frame()),
+            _ => Message::text(serde_json::to_string(msg)?),
+        };
+        tokio::time::timeout(self.send_timeout, self.ws.send(frame))
             .await
             .map_err(|_| LinkError::Timeout("sending to the server"))??;
         Ok(())

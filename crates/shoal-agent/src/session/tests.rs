@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shoal_proto::agent::{Ack, AckItem, AgentMsg, ExitReason, Hello, Reject, RunTask, ServerMsg, TaskKey, Welcome, PROTOCOL_VERSION};
+use shoal_proto::agent::{Ack, AckItem, AgentMsg, ExitReason, Hello, LogChunk, Reject, RunTask, ServerMsg, TaskKey, Welcome, PROTOCOL_VERSION};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -53,8 +53,10 @@ impl Conn {
         loop {
             let frame =
                 tokio::time::timeout(PATIENCE, self.ws.next()).await.expect("a message from the agent").expect("connection open").unwrap();
-            if let Message::Text(t) = frame {
-                return serde_json::from_str(&t).unwrap();
+            match frame {
+                Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+                Message::Binary(b) => return AgentMsg::Log(LogChunk::from_frame(&b).expect("a log frame")),
+                _ => {}
             }
         }
     }

@@ -26,6 +26,9 @@ const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// Changes waiting for the writer. Agents wait when it is full, which bounds the memory held
 /// by log chunks in flight (at most this many chunks of at most 64 KiB, plus one batch).
 const INGEST_QUEUE: usize = 4096;
+/// Hellos handled at once (each costs a few store queries). When a whole fleet connects at
+/// once, the rest wait their turn instead of exhausting the store's connections.
+const CONCURRENT_HELLOS: usize = 8;
 
 fn log_bytes(item: &IngestItem) -> usize {
     match &item.change {
@@ -63,6 +66,8 @@ pub struct Gateway {
     stop: OnceLock<watch::Receiver<bool>>,
     /// Set when several replicas share the store (see [`route`]).
     replica: Option<route::Replica>,
+    /// Admission of agent hellos (see [`CONCURRENT_HELLOS`]).
+    pub(crate) hellos: tokio::sync::Semaphore,
 }
 
 impl Gateway {
@@ -79,6 +84,7 @@ impl Gateway {
             ingest_rx: Mutex::new(Some(ingest_rx)),
             stop: OnceLock::new(),
             replica,
+            hellos: tokio::sync::Semaphore::new(CONCURRENT_HELLOS),
         }
     }
 

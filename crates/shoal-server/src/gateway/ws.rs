@@ -8,7 +8,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures_util::StreamExt;
-use shoal_proto::agent::{AgentMsg, Hello, Reject, ServerMsg, Welcome, PROTOCOL_VERSION};
+use shoal_proto::agent::{AgentMsg, Hello, LogChunk, Reject, ServerMsg, Welcome, PROTOCOL_VERSION};
 use shoal_store::TaskChange;
 use tokio::sync::mpsc;
 
@@ -19,6 +19,11 @@ use crate::Shared;
 const MAX_FRAME: usize = 4 * 1024 * 1024;
 /// WebSocket read buffer per agent session (a larger frame still arrives whole).
 const READ_BUFFER: usize = 4 * 1024;
+/// How long an agent must take to say hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// Longest a hello waits for its turn; the agent is then told to come back later (agents
+/// give up on a welcome after 30 s).
+const HELLO_QUEUE_WAIT: Duration = Duration::from_secs(20);
 
 pub async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
     // The read buffer is zero-filled up to its size before every read and stays resident:
@@ -33,20 +38,33 @@ async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
     }
 }
 
-async fn read_hello(socket: &mut WebSocket) -> Option<Hello> {
-    let first = tokio::time::timeout(Duration::from_secs(10), socket.next()).await.ok()??.ok()?;
-    match first {
-        Message::Text(t) => match serde_json::from_str::<AgentMsg>(&t) {
-            Ok(AgentMsg::Hello(h)) => Some(h),
-            _ => None,
+/// The first frame, which must be a hello. A refusal says whether trying again can help: a
+/// hello that is late (a busy agent host) may come in time next time, a wrong one never.
+async fn read_hello(socket: &mut WebSocket) -> Result<Hello, Reject> {
+    let late = || Reject { message: format!("no hello within {} s", HELLO_WITHIN.as_secs()), retry: true };
+    let wrong = || Reject { message: "expected hello".into(), retry: false };
+    match tokio::time::timeout(HELLO_WITHIN, socket.next()).await {
+        Err(_) => Err(late()),
+        Ok(None) | Ok(Some(Err(_))) => Err(late()),
+        Ok(Some(Ok(Message::Text(t)))) => match serde_json::from_str::<AgentMsg>(&t) {
+            Ok(AgentMsg::Hello(h)) => Ok(h),
+            _ => Err(wrong()),
         },
-        _ => None,
+        Ok(Some(Ok(_))) => Err(wrong()),
     }
 }
 
 async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
-    let Some(hello) = read_hello(&mut socket).await else {
-        let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "expected hello".into(), retry: false })).await;
+    let hello = match read_hello(&mut socket).await {
+        Ok(h) => h,
+        Err(why) => {
+            let _ = send(&mut socket, &ServerMsg::Reject(why)).await;
+            return;
+        }
+    };
+    // Held until the session is registered and resumed.
+    let Ok(Ok(permit)) = tokio::time::timeout(HELLO_QUEUE_WAIT, shared.gateway.hellos.acquire()).await else {
+        let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "server busy; try again".into(), retry: true })).await;
         return;
     };
     if hello.protocol != PROTOCOL_VERSION {
@@ -83,6 +101,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
 
     // Resume: what this host should be running that the agent does not already know about.
     shared.engine.resume_host(host_id, &hello.known_tasks).await;
+    drop(permit);
 
     let ack = Some(AckTo { host_id, conn_id });
     let idle = Duration::from_secs(heartbeat * 3 + 5);
@@ -101,14 +120,17 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
                     Ok(None) | Ok(Some(Err(_))) => break,
                     Ok(Some(Ok(m))) => m,
                 };
-                let text = match msg {
-                    Message::Text(t) => t,
+                let parsed: AgentMsg = match msg {
+                    Message::Text(t) => match serde_json::from_str(&t) {
+                        Ok(m) => m,
+                        Err(e) => { tracing::warn!(host_id, error = %e, "bad frame from agent"); continue; }
+                    },
+                    Message::Binary(b) => match LogChunk::from_frame(&b) {
+                        Some(c) => AgentMsg::Log(c),
+                        None => { tracing::warn!(host_id, "bad binary frame from agent"); continue; }
+                    },
                     Message::Close(_) => break,
                     _ => continue,
-                };
-                let parsed: AgentMsg = match serde_json::from_str(&text) {
-                    Ok(m) => m,
-                    Err(e) => { tracing::warn!(host_id, error = %e, "bad frame from agent"); continue; }
                 };
                 let change = match parsed {
                     AgentMsg::Heartbeat | AgentMsg::Hello(_) => continue,
