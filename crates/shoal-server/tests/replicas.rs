@@ -29,6 +29,8 @@ impl Replica {
         let config = ServerConfig {
             listen: "127.0.0.1:0".into(),
             data_dir: Some(dir.join(name)),
+            // Replicas share the key of sensitive values (docs/scale-out.md).
+            secret_key_file: Some(dir.join("secret-key")),
             database_url: Some(database_url.to_string()),
             agent_token: Some(TOKEN.into()),
             bootstrap_app: Some(format!("{APP}:{SECRET}")),
@@ -199,6 +201,26 @@ async fn a_job_survives_the_death_of_the_replica_that_started_it() {
     .await;
     let hosts: Vec<i64> = store.list_hosts(Some(1)).await.unwrap().iter().map(|h| h.bk_host_id).collect();
     assert_eq!(hosts.len(), AGENTS);
+
+    // A sensitive parameter reaches the agents held by b too: b builds their tasks from the
+    // database, opening the sealed parameter with the key the replicas share.
+    let d = api_a
+        .post(
+            "fast_execute_script",
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "script_content": b64("echo \"p=$1\""), "script_language": 1,
+                   "script_param": b64("s3cret-value"), "is_param_sensitive": 1,
+                   "account_alias": USER, "target_server": {"host_id_list": hosts}}),
+        )
+        .await;
+    let (job0, step0) = (d["job_instance_id"].as_i64().unwrap(), d["step_instance_id"].as_i64().unwrap());
+    wait_for("the sensitive job finished", Duration::from_secs(30), || {
+        let api_b = api_b.clone();
+        async move { api_b.status(job0).await["finished"] == json!(true) }
+    })
+    .await;
+    let results = api_b.results(job0, step0).await;
+    assert_eq!(results.len(), AGENTS, "{results:?}");
+    assert!(results.values().all(|(s, log)| *s == 9 && log.contains("p=s3cret-value")), "{results:?}");
 
     // Submitted to a: b's agents get their tasks through PostgreSQL. Every task waits for a
     // flag file, so all of them are running when a dies.

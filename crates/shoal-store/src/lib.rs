@@ -116,7 +116,8 @@ pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + Send + S
     /// only replace non-final ones, and a chunk already stored is ignored, so a resent
     /// message is never applied twice. Returns the keys that became final in this batch.
     async fn apply(&self, batch: &[TaskChange]) -> Result<Vec<TaskKey>>;
-    async fn count_unfinished(&self, step_id: i64, execute_count: i32) -> Result<i64>;
+    /// Whether a host task of this step run is still waiting or running.
+    async fn any_unfinished(&self, step_id: i64, execute_count: i32) -> Result<bool>;
     /// Output of host tasks of one step, concatenated in order.
     async fn read_logs(&self, step_id: i64, execute_count: i32, host_ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>>;
 

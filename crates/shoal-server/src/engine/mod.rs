@@ -184,6 +184,19 @@ impl Engine {
         })
     }
 
+    /// The `Run` of a task routed here by the replica that dispatched it; `None` when its
+    /// step is no longer running.
+    pub(crate) async fn run_msg_for(&self, key: TaskKey) -> Option<ServerMsg> {
+        let current = |s: &StepRow| s.status == RunStatus::Running as i32 && s.execute_count == key.execute_count;
+        let mut step = self.step(key.step_instance_id).await?;
+        if !current(&step) {
+            // Kept from an earlier run of the step (finalized elsewhere, then retried).
+            self.forget_step(step.id);
+            step = self.step(key.step_instance_id).await?;
+        }
+        current(&step).then(|| self.run_msg(key, &step))
+    }
+
     pub async fn start_job(&self, job_id: i64) -> Result<(), StoreError> {
         let now = shoal_core::time::now_ms();
         self.store
@@ -353,7 +366,14 @@ impl Engine {
                     items.push(finished(key, host_status::TERMINATE_SUCCESS, gse_code::TERMINATED, now));
                 }
             }
-            self.gateway.submit(items).await;
+            if waiting {
+                // Nothing of this step runs anywhere, and the job ends below: commit its
+                // tasks' ends now, so the job is never seen finished with tasks still waiting.
+                let changes: Vec<TaskChange> = items.into_iter().map(|i| i.change).collect();
+                self.store.apply(&changes).await?;
+            } else {
+                self.gateway.submit(items).await;
+            }
         }
         tracing::info!(job_instance_id = job_id, "terminating job");
         if !running {
@@ -378,9 +398,9 @@ impl Engine {
                     Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "reading rolling state"),
                 }
             }
-            match self.store.count_unfinished(step_id, execute_count).await {
-                Ok(0) => self.finish_step(step_id).await,
-                Ok(_) => {}
+            match self.store.any_unfinished(step_id, execute_count).await {
+                Ok(false) => self.finish_step(step_id).await,
+                Ok(true) => {}
                 Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "counting unfinished tasks"),
             }
         }
@@ -395,6 +415,8 @@ impl Engine {
     async fn try_finish_step(&self, step_id: i64) -> Result<(), StoreError> {
         let Some(step) = self.store.get_step(step_id).await? else { return Ok(()) };
         if RunStatus::from_i32(step.status).is_some_and(RunStatus::is_finished) {
+            // Finalized by another replica.
+            self.forget_step(step.id);
             return Ok(());
         }
         let Some(job) = self.store.get_job(step.job_instance_id).await? else { return Ok(()) };

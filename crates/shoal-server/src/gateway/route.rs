@@ -7,9 +7,9 @@
 //!   per replica, in order ([`Replica::events`]).
 //! - **Liveness**: every replica refreshes its row in `replicas` each [`HEARTBEAT`]; one
 //!   silent for [`REPLICA_TTL`] is dead, and so are the sessions it held.
-//! - **Routing**: a `Run` or `Cancel` for a host held elsewhere is inserted into
-//!   `routed_messages` (batched) with a NOTIFY on the holder's channel; the holder takes its
-//!   rows and hands them to the sessions. A message for a host that moved on is routed again
+//! - **Routing**: a `Run` (as its task key, see [`Routed`]) or `Cancel` for a host held
+//!   elsewhere is inserted into `routed_messages` (batched) with a NOTIFY on the holder's
+//!   channel; the holder takes its rows and hands them to the sessions. A message for a host that moved on is routed again
 //!   to where it is now, or dropped if it is nowhere (the agent is resumed when it connects,
 //!   or its task is lost after the grace period).
 //! - **Lost agents**: a sweep on every replica fails (310) the unfinished tasks of hosts
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use shoal_proto::agent::{ServerMsg, TaskKey};
 use shoal_proto::status::{gse_code, host_status};
+use serde::{Deserialize, Serialize};
 use shoal_store::{RoutedMessage, Store, TaskChange};
 use tokio::sync::{mpsc, watch};
 
@@ -34,6 +35,17 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 pub const REPLICA_TTL: Duration = Duration::from_secs(5);
 /// Most messages routed in one transaction.
 const MAX_ROUTE_BATCH: usize = 4096;
+
+/// What goes through `routed_messages`. A task to run travels as its key only: the holder
+/// builds the `Run` from the step in the database, as the sender would (variables, unsealed
+/// parameters), so task bodies and sensitive values never sit in the table, and the holder
+/// knows the step's passwords to mask in the output it ingests.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Routed {
+    Run { key: TaskKey },
+    Msg { msg: ServerMsg },
+}
 
 /// A session opening or closing, written in order.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +132,11 @@ impl Gateway {
             None => self.store.session_holder(host_id, alive_after()).await.ok().flatten(),
         };
         let Some(holder) = holder.filter(|r| *r != replica.id) else { return false };
-        let Ok(body) = serde_json::to_string(msg) else { return false };
+        let routed = match msg {
+            ServerMsg::Run(r) => Routed::Run { key: r.key },
+            other => Routed::Msg { msg: other.clone() },
+        };
+        let Ok(body) = serde_json::to_string(&routed) else { return false };
         replica.outgoing_tx.send(RoutedMessage { replica_id: holder, host_id, body }).is_ok()
     }
 
@@ -234,10 +250,22 @@ impl Gateway {
 
     async fn deliver(&self, msgs: Vec<RoutedMessage>) {
         let mut again = Vec::new();
+        let engine = self.engine();
         for m in msgs {
-            let Ok(msg) = serde_json::from_str::<ServerMsg>(&m.body) else {
-                tracing::warn!(host_id = m.host_id, "undecodable routed message; dropped");
-                continue;
+            let msg = match serde_json::from_str::<Routed>(&m.body) {
+                Ok(Routed::Msg { msg }) => msg,
+                Ok(Routed::Run { key }) => match engine.as_ref() {
+                    Some(engine) => match engine.run_msg_for(key).await {
+                        Some(msg) => msg,
+                        // The step ended meanwhile (terminated, or its other hosts failed).
+                        None => continue,
+                    },
+                    None => continue,
+                },
+                Err(_) => {
+                    tracing::warn!(host_id = m.host_id, "undecodable routed message; dropped");
+                    continue;
+                }
             };
             let tx = self.sessions.lock().expect("sessions lock").get(&m.host_id).map(|s| s.tx.clone());
             match tx {
