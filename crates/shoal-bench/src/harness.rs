@@ -81,12 +81,15 @@ impl Api {
     }
 
     /// Polls every `poll` until the job is finished; returns the status with host results.
-    pub async fn wait_finished(&self, job_id: i64, poll: Duration, within: Duration) -> anyhow::Result<Value> {
+    /// Polls (without host results) until the job is finished; then the full status, and
+    /// the moment `finished` was first seen (the full answer is fetched after it).
+    pub async fn wait_finished(&self, job_id: i64, poll: Duration, within: Duration) -> anyhow::Result<(Value, Instant)> {
         let end = Instant::now() + within;
         loop {
             let st = self.status(job_id, false).await?;
             if st["finished"] == json!(true) {
-                return self.status(job_id, true).await;
+                let seen = Instant::now();
+                return Ok((self.status(job_id, true).await?, seen));
             }
             if Instant::now() > end {
                 bail!("job {job_id} not finished within {within:?}");

@@ -133,8 +133,9 @@ fn fleet_config(servers: Vec<String>, dir: &std::path::Path, executor: Arc<dyn E
 async fn timed_job(api: &Api, script: &str, hosts: &[i64], poll: Duration, within: Duration) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     let job = api.execute(script, hosts).await?;
-    let st = api.wait_finished(job, poll, within).await?;
-    let took = t0.elapsed();
+    // Submit → `finished`; checking every host's result comes after.
+    let (st, seen) = api.wait_finished(job, poll, within).await?;
+    let took = seen - t0;
     let (ok, total) = host_results(&st);
     if ok != hosts.len() || total != hosts.len() {
         bail!("job {job}: {ok} of {total} host results successful, expected {}", hosts.len());

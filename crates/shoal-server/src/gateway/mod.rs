@@ -44,6 +44,29 @@ pub struct AckTo {
     pub conn_id: u64,
 }
 
+/// What an acknowledgement needs of a committed change.
+struct Acked {
+    key: TaskKey,
+    what: AckedKind,
+}
+
+enum AckedKind {
+    Start,
+    Log(u64),
+    Exit,
+}
+
+impl Acked {
+    fn of(change: &TaskChange) -> Acked {
+        let what = match change {
+            TaskChange::Started { .. } => AckedKind::Start,
+            TaskChange::Log { seq, .. } => AckedKind::Log(*seq),
+            TaskChange::Finished { .. } => AckedKind::Exit,
+        };
+        Acked { key: change.key(), what }
+    }
+}
+
 pub struct IngestItem {
     pub change: TaskChange,
     pub ack: Option<AckTo>,
@@ -195,7 +218,9 @@ impl Gateway {
                     Err(_) => break,
                 }
             }
-            let changes: Vec<TaskChange> = batch.iter().map(|i| i.change.clone()).collect();
+            // What to acknowledge is kept aside; the changes (log data included) move.
+            let acks: Vec<(Option<AckTo>, Acked)> = batch.iter().map(|i| (i.ack, Acked::of(&i.change))).collect();
+            let changes: Vec<TaskChange> = batch.into_iter().map(|i| i.change).collect();
             let finals = loop {
                 match self.store.apply(&changes).await {
                     Ok(f) => break f,
@@ -206,7 +231,7 @@ impl Gateway {
                     }
                 }
             };
-            self.acknowledge(&batch).await;
+            self.acknowledge(&acks).await;
             if !finals.is_empty() {
                 if let Some(engine) = self.engine() {
                     engine.on_final(&finals).await;
@@ -215,16 +240,16 @@ impl Gateway {
         }
     }
 
-    async fn acknowledge(&self, batch: &[IngestItem]) {
+    async fn acknowledge(&self, batch: &[(Option<AckTo>, Acked)]) {
         let mut per_conn: HashMap<AckTo, HashMap<TaskKey, AckItem>> = HashMap::new();
-        for item in batch {
-            let Some(to) = item.ack else { continue };
-            let key = item.change.key();
+        for (to, acked) in batch {
+            let Some(to) = *to else { continue };
+            let key = acked.key;
             let entry = per_conn.entry(to).or_default().entry(key).or_insert(AckItem { key, upto_seq: None, exit: false });
-            match &item.change {
-                TaskChange::Log { seq, .. } => entry.upto_seq = Some(entry.upto_seq.map_or(*seq, |s| s.max(*seq))),
-                TaskChange::Finished { .. } => entry.exit = true,
-                TaskChange::Started { .. } => {}
+            match acked.what {
+                AckedKind::Log(seq) => entry.upto_seq = Some(entry.upto_seq.map_or(seq, |s| s.max(seq))),
+                AckedKind::Exit => entry.exit = true,
+                AckedKind::Start => {}
             }
         }
         for (to, items) in per_conn {
