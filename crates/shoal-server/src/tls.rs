@@ -77,6 +77,8 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sen
         if tx.is_closed() {
             return;
         }
+        // As on the plain listener: small frames must not wait for the peer's delayed ACK.
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let out = tx.clone();
         tokio::spawn(async move {
