@@ -224,7 +224,14 @@ pub struct RunTask {
     pub timeout_secs: u64,
     /// Output cap in bytes; beyond it head and tail are kept.
     pub output_cap: u64,
+    /// Values (a plan's passwords) the agent replaces with [`MASK`] in the task's output
+    /// before it leaves the host, also when one is split between two writes or chunks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mask: Vec<String>,
 }
+
+/// What a masked value is replaced with.
+pub const MASK: &str = "******";
 
 impl fmt::Debug for RunTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -235,6 +242,7 @@ impl fmt::Debug for RunTask {
             .field("args", if self.sensitive { &"<sensitive>" as &dyn fmt::Debug } else { &self.args })
             .field("user", &self.user)
             .field("timeout_secs", &self.timeout_secs)
+            .field("masked_values", &self.mask.len())
             .finish()
     }
 }
@@ -330,6 +338,7 @@ mod tests {
             user: "root".into(),
             timeout_secs: 1,
             output_cap: 1,
+            mask: vec!["pw".into()],
         };
         assert!(!format!("{t:?}").contains("hunter2"));
     }

@@ -15,7 +15,8 @@ on_both_stores!(
     history_diff_rollback,
     approval_flow,
     roles_gate_library_templates_and_plans,
-    dangerous_rules_cover_plan_steps
+    dangerous_rules_cover_plan_steps,
+    a_password_split_between_chunks_is_masked
 );
 
 async fn shoal(h: &Harness, user: &str, path: &str, body: Value) -> Value {
@@ -197,6 +198,36 @@ async fn plan_runs_steps_with_variables_and_confirmation(mut h: Harness) {
     assert_eq!(execute_plan(&h, 999_999, json!([])).await["code"], 1244012);
     assert_eq!(execute_plan(&h, plan, json!([{"name": "NOPE", "value": "x"}])).await["code"], 1241005);
     assert_eq!(execute_plan(&h, plan, json!([{"name": "VERSION", "value": ""}])).await["code"], 1241004);
+}
+
+async fn a_password_split_between_chunks_is_masked(mut h: Harness) {
+    h.add_agent("127.0.0.74", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    // 65,530 bytes, then the password: it straddles the 64 KiB boundary between two chunks.
+    let doc = json!({
+        "name": "split",
+        "variables": [{"name": "PW", "type": "password", "value": "split-secret-42"}],
+        "steps": [{"name": "print", "script": {"content": "#!/bin/bash\nhead -c 65530 /dev/zero | tr '\\0' x; echo \"$PW\"; echo done",
+                   "account": USER, "target": {"host_id_list": hosts}}}],
+        "plans": [{"name": "default"}]
+    });
+    let out = apply(&h, USER, doc).await;
+    let plan = out["plans"][0]["id"].as_i64().unwrap();
+    let r = execute_plan(&h, plan, json!([])).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let job = r["data"]["job_instance_id"].as_i64().unwrap();
+    let st = wait_status(&h, job, 3).await;
+    let step = st["step_instance_list"][0]["step_instance_id"].as_i64().unwrap();
+    let logs = h.logs(job, step, &hosts).await;
+    let log = &logs[&hosts[0]];
+    assert!(log.ends_with("xxxx******\ndone\n"), "…{}", &log[log.len().saturating_sub(40)..]);
+    assert_eq!(log.len(), 65530 + "******\ndone\n".len());
+    // No piece of it at rest either (SQLite: the data dir).
+    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(!bytes.windows(8).any(|w| w == b"secret-4" || w == b"split-se"), "a piece of the password is stored in clear");
+    }
 }
 
 async fn failing_steps_retry_and_ignore(mut h: Harness) {

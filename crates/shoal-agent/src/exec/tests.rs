@@ -20,6 +20,7 @@ fn task(language: i32, script: &str, user: &str) -> RunTask {
         user: user.to_string(),
         timeout_secs: 60,
         output_cap: 1024 * 1024,
+        mask: vec![],
     }
 }
 

@@ -2,15 +2,18 @@
 //!
 //! - [`cap`]: which bytes are kept (a streamed head and a tail ring) and the drop marker.
 //! - [`chunker`]: when bytes leave (64 KiB gathered, or 100 ms after the first unsent byte).
-//! - [`stream`]: both together, numbering chunks and handing them to a [`ChunkSink`].
+//! - [`mask`]: secret values replaced before anything leaves the host.
+//! - [`stream`]: all together, numbering chunks and handing them to a [`ChunkSink`].
 #![forbid(unsafe_code)]
 
 pub mod cap;
 pub mod chunker;
+pub mod mask;
 pub mod stream;
 
 pub use cap::HeadTail;
 pub use chunker::Chunker;
+pub use mask::Masker;
 pub use stream::{ChunkSink, LogStream, LogSummary, VecSink};
 
 /// Largest chunk sent; a chunk leaves as soon as this much is buffered.

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use tokio::time::Instant;
 
-use super::{Chunker, HeadTail, CHUNK_BYTES, CHUNK_DELAY};
+use super::{Chunker, HeadTail, Masker, CHUNK_BYTES, CHUNK_DELAY};
 
 /// Where numbered chunks go (the session persists them and sends them up; tests collect them).
 pub trait ChunkSink {
@@ -28,13 +28,28 @@ pub struct LogStream<S> {
     next_seq: u64,
     /// Last byte accepted, so agent notes start on a line of their own.
     last_byte: Option<u8>,
+    /// Secret values to mask, if the task has any.
+    masker: Option<Masker>,
     sink: S,
 }
 
 impl<S: ChunkSink> LogStream<S> {
     /// A stream capped at `cap` bytes (0 = default cap) whose first chunk gets `first_seq`.
     pub fn new(cap: u64, first_seq: u64, sink: S) -> Self {
-        LogStream { cap: HeadTail::new(cap), chunker: Chunker::new(CHUNK_BYTES, CHUNK_DELAY), next_seq: first_seq, last_byte: None, sink }
+        LogStream {
+            cap: HeadTail::new(cap),
+            chunker: Chunker::new(CHUNK_BYTES, CHUNK_DELAY),
+            next_seq: first_seq,
+            last_byte: None,
+            masker: None,
+            sink,
+        }
+    }
+
+    /// Replace these values with `******` in everything written.
+    pub fn with_mask(mut self, secrets: &[String]) -> Self {
+        self.masker = Masker::new(secrets);
+        self
     }
 
     /// Output of the task.
@@ -42,6 +57,13 @@ impl<S: ChunkSink> LogStream<S> {
         if let Some(&b) = data.last() {
             self.last_byte = Some(b);
         }
+        match self.masker.as_mut().map(|m| m.push(data)) {
+            Some(masked) => self.admit(&masked).await,
+            None => self.admit(data).await,
+        }
+    }
+
+    async fn admit(&mut self, data: &[u8]) {
         let head = self.cap.admit(data);
         for chunk in self.chunker.push(head, Instant::now()) {
             self.emit(chunk).await;
@@ -73,6 +95,9 @@ impl<S: ChunkSink> LogStream<S> {
 
     /// Flushes, then sends the tail (with the drop marker if output was dropped).
     pub async fn finish(&mut self) -> LogSummary {
+        if let Some(rest) = self.masker.as_mut().map(Masker::finish) {
+            self.admit(&rest).await;
+        }
         self.flush().await;
         let tail = self.cap.finish();
         for piece in tail.chunks(CHUNK_BYTES) {
@@ -126,6 +151,20 @@ mod tests {
         assert_eq!(seqs, vec![0, 1, 2]);
         assert!(s.sink().0.iter().all(|(_, d)| d.len() <= CHUNK_BYTES));
         assert!(s.sink().text().ends_with("aaaaa\n[shoal] done\n"));
+    }
+
+    #[tokio::test]
+    async fn a_secret_across_a_chunk_boundary_is_masked() {
+        let mut s = LogStream::new(10 * 1024 * 1024, 0, VecSink::default()).with_mask(&["hunter2".to_string()]);
+        let mut out = vec![b'x'; CHUNK_BYTES - 3];
+        out.extend_from_slice(b"hunter2\n");
+        for piece in out.chunks(1000) {
+            s.write(piece).await;
+        }
+        s.finish().await;
+        assert!(s.sink().0.len() >= 2, "the output spans two chunks");
+        assert!(s.sink().0.iter().all(|(_, d)| !String::from_utf8_lossy(d).contains("hun")), "no piece of it in any chunk");
+        assert!(s.sink().text().ends_with("xx******\n"));
     }
 
     #[tokio::test]

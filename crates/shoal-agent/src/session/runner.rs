@@ -67,7 +67,7 @@ pub fn spawn(
     tokio::spawn(async move {
         let key = task.key;
         let sink = TaskSink { key, outbox: outbox.clone(), events: events.clone() };
-        let mut logs = LogStream::new(task.output_cap, first_seq, sink);
+        let mut logs = LogStream::new(task.output_cap, first_seq, sink).with_mask(&task.mask);
         let out = executor.execute(&task, &mut logs, kill).await;
         let summary = logs.finish().await;
         let exit = TaskExit {

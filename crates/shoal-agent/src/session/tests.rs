@@ -142,6 +142,7 @@ fn run_task(key: TaskKey, script: &str) -> ServerMsg {
         user: me(),
         timeout_secs: 600,
         output_cap: 1 << 20,
+        mask: vec![],
     })
 }
 

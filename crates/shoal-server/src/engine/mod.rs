@@ -181,6 +181,9 @@ impl Engine {
             user: step.account_user.clone(),
             timeout_secs: step.timeout_secs as u64,
             output_cap: self.config.output_cap_bytes,
+            // The agent masks the step's passwords before output leaves the host; the
+            // server masks them again at ingest.
+            mask: self.redactions.lock().expect("redactions lock").get(&step.id).map(|s| s.to_vec()).unwrap_or_default(),
         })
     }
 

@@ -8,7 +8,7 @@ use shoal_proto::jobv3::ServerDto;
 
 use crate::secrets::Key;
 
-pub const MASK: &str = "******";
+pub const MASK: &str = shoal_proto::agent::MASK;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobVar {
