@@ -122,7 +122,10 @@ pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + Send + S
     async fn read_logs(&self, step_id: i64, execute_count: i32, host_ids: &[i64]) -> Result<Vec<(i64, Vec<u8>)>>;
 
     // --- callbacks outbox ---
-    async fn pending_callbacks(&self, limit: i64) -> Result<Vec<CallbackRow>>;
+    /// Claims up to `limit` callbacks not yet sent for `claimer` (a replica): unclaimed ones,
+    /// and ones whose claim is older than `stale_before` (their sender died). Two replicas
+    /// claiming at once never get the same callback.
+    async fn claim_callbacks(&self, claimer: &str, now: i64, stale_before: i64, limit: i64) -> Result<Vec<CallbackRow>>;
     async fn finish_callback(&self, id: i64, attempts: i64) -> Result<()>;
 
     // --- audit ---

@@ -746,12 +746,22 @@ macro_rules! impl_sql_store {
                 Ok(out)
             }
 
-            async fn pending_callbacks(&self, limit: i64) -> Result<Vec<CallbackRow>> {
-                let rows = sqlx::query("SELECT id, job_instance_id, url, body, attempts FROM callbacks WHERE done = 0 ORDER BY id LIMIT $1")
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await
-                    .op("pending callbacks")?;
+            async fn claim_callbacks(&self, claimer: &str, now: i64, stale_before: i64, limit: i64) -> Result<Vec<CallbackRow>> {
+                // The condition is repeated outside the subquery: on PostgreSQL a concurrent
+                // claimer that waited for the row lock re-checks it and skips the row.
+                let rows = sqlx::query(
+                    "UPDATE callbacks SET claimed_by = $1, claimed_at = $2 \
+                     WHERE id IN (SELECT id FROM callbacks WHERE done = 0 AND (claimed_at IS NULL OR claimed_at < $3) ORDER BY id LIMIT $4) \
+                     AND done = 0 AND (claimed_at IS NULL OR claimed_at < $3) \
+                     RETURNING id, job_instance_id, url, body, attempts",
+                )
+                .bind(claimer)
+                .bind(now)
+                .bind(stale_before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .op("claim callbacks")?;
                 rows.iter()
                     .map(|r| {
                         Ok(CallbackRow {

@@ -249,11 +249,16 @@ async fn callbacks_outbox(s: Arc<dyn Store>) {
     })
     .await
     .unwrap();
-    let pending = s.pending_callbacks(10).await.unwrap();
+    let pending = s.claim_callbacks("r1", 100, 40, 10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!((pending[0].job_instance_id, pending[0].url.as_str()), (id, "http://x/cb"));
+    // Claimed: another replica does not get it while the claim is fresh...
+    assert!(s.claim_callbacks("r2", 110, 50, 10).await.unwrap().is_empty());
+    // ...but does once it is stale (its sender died mid-send).
+    let again = s.claim_callbacks("r2", 200, 150, 10).await.unwrap();
+    assert_eq!(again.iter().map(|c| c.id).collect::<Vec<_>>(), vec![pending[0].id]);
     s.finish_callback(pending[0].id, 2).await.unwrap();
-    assert!(s.pending_callbacks(10).await.unwrap().is_empty());
+    assert!(s.claim_callbacks("r3", 1000, 999, 10).await.unwrap().is_empty(), "a sent callback is never claimed again");
 }
 
 async fn groups_and_apps(s: Arc<dyn Store>) {

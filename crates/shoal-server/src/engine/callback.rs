@@ -1,6 +1,7 @@
 //! Callback sender: drains the outbox the engine fills when a job ends. As JOB does, a
 //! callback is POSTed as JSON and, if the answer is not HTTP 200, once more with the same
-//! body as `application/x-www-form-urlencoded`; then it is done either way.
+//! body as `application/x-www-form-urlencoded`; then it is done either way. Each callback is
+//! claimed by one replica before it is sent, so several replicas post it once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Engine;
+
+/// How long a claimed callback is left to its claimer (a send takes at most two 10 s tries).
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
 
 pub async fn sender(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
@@ -17,8 +21,12 @@ pub async fn sender(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
+    // Claims are per replica (or per server on SQLite); a claim older than the lease is
+    // taken over, so a callback whose sender died is still posted.
+    let claimer = engine.gateway.replica_id().map_or_else(|| "local".to_string(), str::to_string);
     loop {
-        match engine.store.pending_callbacks(64).await {
+        let now = shoal_core::time::now_ms();
+        match engine.store.claim_callbacks(&claimer, now, now - CLAIM_LEASE.as_millis() as i64, 64).await {
             Ok(rows) => {
                 for row in rows {
                     let first = client.post(&row.url).header("content-type", "application/json").body(row.body.clone()).send().await;
