@@ -303,7 +303,11 @@ mod tests {
 
     #[test]
     fn log_frames_round_trip_and_refuse_what_is_not_one() {
-        let c = LogChunk { key: TaskKey { step_instance_id: -5, execute_count: 3, host_id: 1 << 40 }, seq: u64::MAX, data: vec![0xff, 0, b'a'] };
+        let c = LogChunk {
+            key: TaskKey { step_instance_id: -5, execute_count: 3, host_id: 1 << 40 },
+            seq: u64::MAX,
+            data: vec![0xff, 0, b'a'],
+        };
         let f = c.to_frame();
         assert_eq!(f.len(), 29 + 3);
         assert_eq!(LogChunk::from_frame(&f), Some(c.clone()));

@@ -75,9 +75,11 @@ async fn forged_agent_identity_is_refused(mut h: Harness) {
     assert!(rejected(&m).contains("another enrolled agent"), "{m:?}");
     // A first frame that is not a hello is refused for good.
     let mut raw = dial(&Target::parse(&h.url, true).unwrap(), None).await.unwrap();
-    raw.send(Message::Binary(LogChunk { key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: host_a }, seq: 0, data: vec![] }.to_frame().into()))
-        .await
-        .unwrap();
+    raw.send(Message::Binary(
+        LogChunk { key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: host_a }, seq: 0, data: vec![] }.to_frame().into(),
+    ))
+    .await
+    .unwrap();
     match next_msg(&mut raw).await {
         Some(ServerMsg::Reject(r)) => assert!(r.message.contains("expected hello") && !r.retry, "{r:?}"),
         other => panic!("expected a rejection, got {other:?}"),

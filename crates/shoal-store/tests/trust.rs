@@ -184,7 +184,8 @@ async fn agent_credentials(s: Arc<dyn Store>, _raw: Raw) {
     let audited = |n: usize| {
         let s = s.clone();
         async move {
-            let events = s.audit_events(&AuditQuery { action: Some("enroll_agent".into()), limit: 100, ..Default::default() }).await.unwrap();
+            let events =
+                s.audit_events(&AuditQuery { action: Some("enroll_agent".into()), limit: 100, ..Default::default() }).await.unwrap();
             assert_eq!(events.len(), n, "{events:?}");
         }
     };

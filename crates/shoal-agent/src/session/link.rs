@@ -39,9 +39,7 @@ impl Link {
             AgentMsg::Log(chunk) => Message::binary(chunk.to_frame()),
             _ => Message::text(serde_json::to_string(msg)?),
         };
-        tokio::time::timeout(self.send_timeout, self.ws.send(frame))
-            .await
-            .map_err(|_| LinkError::Timeout("sending to the server"))??;
+        tokio::time::timeout(self.send_timeout, self.ws.send(frame)).await.map_err(|_| LinkError::Timeout("sending to the server"))??;
         Ok(())
     }
 

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use shoal_proto::agent::{Ack, AckItem, AgentMsg, ExitReason, Hello, LogChunk, Reject, RunTask, ServerMsg, TaskKey, Welcome, PROTOCOL_VERSION};
+use shoal_proto::agent::{
+    Ack, AckItem, AgentMsg, ExitReason, Hello, LogChunk, Reject, RunTask, ServerMsg, TaskKey, Welcome, PROTOCOL_VERSION,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;

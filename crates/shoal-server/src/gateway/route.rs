@@ -21,9 +21,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use shoal_proto::agent::{ServerMsg, TaskKey};
 use shoal_proto::status::{gse_code, host_status};
-use serde::{Deserialize, Serialize};
 use shoal_store::{RoutedMessage, Store, TaskChange};
 use tokio::sync::{mpsc, watch};
 
