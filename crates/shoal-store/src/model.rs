@@ -236,6 +236,13 @@ pub enum TaskChange {
         key: TaskKey,
         at: i64,
     },
+    /// Every task of a step run still waiting is dispatched: waiting → running, as one
+    /// statement (a whole step's dispatch, instead of one `Started` per host).
+    RunStarted {
+        step_instance_id: i64,
+        execute_count: i32,
+        at: i64,
+    },
     Log {
         key: TaskKey,
         seq: u64,
@@ -254,9 +261,13 @@ pub enum TaskChange {
 }
 
 impl TaskChange {
+    /// The task changed; for [`TaskChange::RunStarted`], the step run with host 0.
     pub fn key(&self) -> TaskKey {
         match self {
             TaskChange::Started { key, .. } | TaskChange::Log { key, .. } | TaskChange::Finished { key, .. } => *key,
+            TaskChange::RunStarted { step_instance_id, execute_count, .. } => {
+                TaskKey { step_instance_id: *step_instance_id, execute_count: *execute_count, host_id: 0 }
+            }
         }
     }
 }

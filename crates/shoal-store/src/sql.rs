@@ -654,6 +654,20 @@ macro_rules! impl_sql_store {
                 // VALUES columns are column1, column2, … on both backends.
                 // Only the first change of a kind per task counts: a later one would find the
                 // task already moved on, as it would applied in order.
+                for c in batch {
+                    if let TaskChange::RunStarted { step_instance_id, execute_count, at } = c {
+                        sqlx::query(
+                            "UPDATE host_tasks SET status = 7, start_time = $1 \
+                             WHERE step_instance_id = $2 AND execute_count = $3 AND status = 5",
+                        )
+                        .bind(*at)
+                        .bind(*step_instance_id)
+                        .bind(*execute_count as i64)
+                        .execute(&mut *tx)
+                        .await
+                        .op("start a step run")?;
+                    }
+                }
                 let mut seen = std::collections::HashSet::new();
                 let starts: Vec<(&TaskKey, i64)> = batch
                     .iter()

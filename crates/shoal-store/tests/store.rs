@@ -158,6 +158,13 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(finals, vec![k1]);
     assert!(s.any_unfinished(step, 0).await.unwrap());
+    // A whole-run start moves the waiting task only; the finished one stays as it is.
+    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, at: 103 }]).await.unwrap();
+    let tasks = s.host_tasks(step, 0).await.unwrap();
+    assert_eq!(
+        tasks.iter().map(|t| (t.bk_host_id, t.status, t.start_time)).collect::<Vec<_>>(),
+        vec![(1, 9, Some(102)), (2, 7, Some(103))]
+    );
     let t = &s.host_tasks(step, 0).await.unwrap()[0];
     assert_eq!((t.status, t.start_time, t.end_time), (9, Some(102), Some(110)));
     let logs = s.read_logs(step, 0, &[1, 2]).await.unwrap();

@@ -41,6 +41,15 @@ pub struct Engine {
     redactions: Mutex<HashMap<i64, Arc<Vec<String>>>>,
 }
 
+/// Which tasks of a step run a dispatch covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Covers {
+    /// Every task of the run (started with one [`TaskChange::RunStarted`]).
+    WholeRun,
+    /// Some of them (a rolling batch).
+    Some,
+}
+
 fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem {
     IngestItem {
         change: TaskChange::Finished { key, status, exit_code: 0, error_code, start_time: None, end_time: now, dropped_bytes: 0 },
@@ -225,25 +234,39 @@ impl Engine {
                 return self.dispatch_rolling(step, tasks, r).await;
             }
         }
-        self.dispatch_tasks(step, tasks).await
+        self.dispatch_tasks(step, tasks, Covers::WholeRun).await
     }
 
     /// Send the waiting ones of `tasks` to their agents; a host without a reachable agent
     /// fails at once with 310.
-    pub(crate) async fn dispatch_tasks(&self, step: &StepRow, tasks: Vec<shoal_store::HostTaskRow>) -> Result<(), StoreError> {
+    pub(crate) async fn dispatch_tasks(
+        &self,
+        step: &StepRow,
+        tasks: Vec<shoal_store::HostTaskRow>,
+        covers: Covers,
+    ) -> Result<(), StoreError> {
         let now = shoal_core::time::now_ms();
-        let mut changes = Vec::with_capacity(tasks.len());
+        let mut changes = Vec::with_capacity(if covers == Covers::WholeRun { 1 } else { tasks.len() });
         let mut to_send = Vec::new();
         // Agents held here, or by another replica on a shared store.
         let reachable = self.gateway.reachable_set().await;
         for t in tasks.iter().filter(|t| t.status == host_status::WAITING) {
             let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
             if reachable.contains(&t.bk_host_id) {
-                changes.push(IngestItem { change: TaskChange::Started { key, at: now }, ack: None });
+                if covers == Covers::Some {
+                    changes.push(IngestItem { change: TaskChange::Started { key, at: now }, ack: None });
+                }
                 to_send.push(key);
             } else {
                 changes.push(finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now));
             }
+        }
+        if covers == Covers::WholeRun {
+            // One change for the whole run (a 50,000-host step would otherwise queue 50,000
+            // before its first task went out). The hosts failed above become final after it
+            // in the same or an earlier commit: either way they end failed.
+            let run = TaskChange::RunStarted { step_instance_id: step.id, execute_count: step.execute_count, at: now };
+            changes.push(IngestItem { change: run, ack: None });
         }
         // Started is queued before the task goes out, so the writer sees it first.
         self.gateway.submit(changes).await;

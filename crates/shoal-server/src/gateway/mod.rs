@@ -59,7 +59,7 @@ enum AckedKind {
 impl Acked {
     fn of(change: &TaskChange) -> Acked {
         let what = match change {
-            TaskChange::Started { .. } => AckedKind::Start,
+            TaskChange::Started { .. } | TaskChange::RunStarted { .. } => AckedKind::Start,
             TaskChange::Log { seq, .. } => AckedKind::Log(*seq),
             TaskChange::Finished { .. } => AckedKind::Exit,
         };
