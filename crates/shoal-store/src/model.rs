@@ -231,16 +231,17 @@ pub struct StepUpdate {
 /// One change to host tasks, applied by [`crate::Store::apply`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskChange {
-    /// Dispatched to the agent: waiting → running.
+    /// One task dispatched (to an agent that reconnected): waiting → running.
     Started {
         key: TaskKey,
         at: i64,
     },
-    /// Every task of a step run still waiting is dispatched: waiting → running, as one
-    /// statement (a whole step's dispatch, instead of one `Started` per host).
+    /// The still-waiting tasks of a step run — of one rolling batch when `batch` is set —
+    /// are dispatched: waiting → running, as one statement instead of one per host.
     RunStarted {
         step_instance_id: i64,
         execute_count: i32,
+        batch: Option<i32>,
         at: i64,
     },
     Log {

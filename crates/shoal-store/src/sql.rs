@@ -655,17 +655,14 @@ macro_rules! impl_sql_store {
                 // Only the first change of a kind per task counts: a later one would find the
                 // task already moved on, as it would applied in order.
                 for c in batch {
-                    if let TaskChange::RunStarted { step_instance_id, execute_count, at } = c {
-                        sqlx::query(
-                            "UPDATE host_tasks SET status = 7, start_time = $1 \
-                             WHERE step_instance_id = $2 AND execute_count = $3 AND status = 5",
-                        )
-                        .bind(*at)
-                        .bind(*step_instance_id)
-                        .bind(*execute_count as i64)
-                        .execute(&mut *tx)
-                        .await
-                        .op("start a step run")?;
+                    if let TaskChange::RunStarted { step_instance_id, execute_count, batch, at } = c {
+                        let mut q = QueryBuilder::<$db>::new("UPDATE host_tasks SET status = 7, start_time = ");
+                        q.push_bind(*at).push(" WHERE step_instance_id = ").push_bind(*step_instance_id);
+                        q.push(" AND execute_count = ").push_bind(*execute_count as i64).push(" AND status = 5");
+                        if let Some(b) = batch {
+                            q.push(" AND batch = ").push_bind(*b as i64);
+                        }
+                        q.build().execute(&mut *tx).await.op("start a step run")?;
                     }
                 }
                 let mut seen = std::collections::HashSet::new();

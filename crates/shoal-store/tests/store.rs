@@ -159,7 +159,9 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
     assert_eq!(finals, vec![k1]);
     assert!(s.any_unfinished(step, 0).await.unwrap());
     // A whole-run start moves the waiting task only; the finished one stays as it is.
-    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, at: 103 }]).await.unwrap();
+    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, batch: Some(1), at: 103 }]).await.unwrap();
+    assert_eq!(s.host_tasks(step, 0).await.unwrap()[1].status, 5, "another batch's start leaves it waiting");
+    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, batch: None, at: 103 }]).await.unwrap();
     let tasks = s.host_tasks(step, 0).await.unwrap();
     assert_eq!(
         tasks.iter().map(|t| (t.bk_host_id, t.status, t.start_time)).collect::<Vec<_>>(),

@@ -41,15 +41,6 @@ pub struct Engine {
     redactions: Mutex<HashMap<i64, Arc<Vec<String>>>>,
 }
 
-/// Which tasks of a step run a dispatch covers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Covers {
-    /// Every task of the run (started with one [`TaskChange::RunStarted`]).
-    WholeRun,
-    /// Some of them (a rolling batch).
-    Some,
-}
-
 fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem {
     IngestItem {
         change: TaskChange::Finished { key, status, exit_code: 0, error_code, start_time: None, end_time: now, dropped_bytes: 0 },
@@ -234,41 +225,36 @@ impl Engine {
                 return self.dispatch_rolling(step, tasks, r).await;
             }
         }
-        self.dispatch_tasks(step, tasks, Covers::WholeRun).await
+        self.dispatch_tasks(step, tasks, None).await
     }
 
-    /// Send the waiting ones of `tasks` to their agents; a host without a reachable agent
-    /// fails at once with 310.
+    /// Send the waiting ones of `tasks` — the step run's, or those of rolling batch `batch` —
+    /// to their agents; a host without a reachable agent fails at once with 310.
     pub(crate) async fn dispatch_tasks(
         &self,
         step: &StepRow,
         tasks: Vec<shoal_store::HostTaskRow>,
-        covers: Covers,
+        batch: Option<i32>,
     ) -> Result<(), StoreError> {
         let now = shoal_core::time::now_ms();
-        let mut changes = Vec::with_capacity(if covers == Covers::WholeRun { 1 } else { tasks.len() });
+        let mut changes = Vec::new();
         let mut to_send = Vec::new();
         // Agents held here, or by another replica on a shared store.
         let reachable = self.gateway.reachable_set().await;
         for t in tasks.iter().filter(|t| t.status == host_status::WAITING) {
             let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
             if reachable.contains(&t.bk_host_id) {
-                if covers == Covers::Some {
-                    changes.push(IngestItem { change: TaskChange::Started { key, at: now }, ack: None });
-                }
                 to_send.push(key);
             } else {
                 changes.push(finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now));
             }
         }
-        if covers == Covers::WholeRun {
-            // One change for the whole run (a 50,000-host step would otherwise queue 50,000
-            // before its first task went out). The hosts failed above become final after it
-            // in the same or an earlier commit: either way they end failed.
-            let run = TaskChange::RunStarted { step_instance_id: step.id, execute_count: step.execute_count, at: now };
-            changes.push(IngestItem { change: run, ack: None });
-        }
-        // Started is queued before the task goes out, so the writer sees it first.
+        // One change starts them all (a 50,000-host step would otherwise queue 50,000 before
+        // its first task went out). The hosts failed above end failed whether their change is
+        // committed before it or after it in the same batch.
+        let run = TaskChange::RunStarted { step_instance_id: step.id, execute_count: step.execute_count, batch, at: now };
+        changes.push(IngestItem { change: run, ack: None });
+        // The start is queued before the tasks go out, so the writer sees it first.
         self.gateway.submit(changes).await;
         let mut lost = Vec::new();
         for key in to_send {
@@ -393,10 +379,9 @@ impl Engine {
                 }
             }
             if waiting {
-                // Nothing of this step runs anywhere, and the job ends below: commit its
-                // tasks' ends now, so the job is never seen finished with tasks still waiting.
-                let changes: Vec<TaskChange> = items.into_iter().map(|i| i.change).collect();
-                self.store.apply(&changes).await?;
+                // The job ends below: its tasks' ends are committed first, so it is never seen
+                // finished with tasks still waiting.
+                self.gateway.commit(items).await;
             } else {
                 self.gateway.submit(items).await;
             }
@@ -427,7 +412,7 @@ impl Engine {
             match self.store.any_unfinished(step_id, execute_count).await {
                 Ok(false) => self.finish_step(step_id).await,
                 Ok(true) => {}
-                Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "counting unfinished tasks"),
+                Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "looking for unfinished tasks"),
             }
         }
     }

@@ -12,7 +12,7 @@ use shoal_proto::status::{host_status, RunStatus};
 use shoal_store::library::RollingRow;
 use shoal_store::{HostTaskRow, StepRow, StepUpdate, StoreError};
 
-use super::{Covers, Engine};
+use super::Engine;
 
 fn config(r: &RollingRow) -> Option<RollingConfig> {
     serde_json::from_str(&r.config).ok().and_then(|v| RollingConfig::from_json(&v).ok())
@@ -30,14 +30,14 @@ fn jitter(lo: u64, hi: u64) -> u64 {
 impl Engine {
     pub(crate) async fn dispatch_rolling(&self, step: &StepRow, tasks: Vec<HostTaskRow>, r: RollingRow) -> Result<(), StoreError> {
         let Some(cfg) = config(&r) else {
-            return self.dispatch_tasks(step, tasks, Covers::WholeRun).await;
+            return self.dispatch_tasks(step, tasks, None).await;
         };
         match cfg.execution {
             RollingExecution::Serial => {
                 let batch = r.current_batch.max(1);
                 self.store.set_rolling_batch(step.id, batch).await?;
                 tracing::info!(step_instance_id = step.id, batch, total = r.total_batches, "rolling batch started");
-                self.dispatch_tasks(step, tasks.into_iter().filter(|t| t.batch == batch).collect(), Covers::Some).await
+                self.dispatch_tasks(step, tasks.into_iter().filter(|t| t.batch == batch).collect(), Some(batch)).await
             }
             RollingExecution::Parallel(delays) => {
                 self.store.set_rolling_batch(step.id, r.total_batches).await?;
@@ -47,7 +47,7 @@ impl Engine {
                     let batch = i as i32 + 1;
                     let mine: Vec<HostTaskRow> = tasks.iter().filter(|t| t.batch == batch).cloned().collect();
                     if offset == 0 {
-                        self.dispatch_tasks(&step, mine, Covers::Some).await?;
+                        self.dispatch_tasks(&step, mine, Some(batch)).await?;
                         continue;
                     }
                     let me = self.me();
@@ -55,7 +55,7 @@ impl Engine {
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_millis(offset)).await;
                         if let Some(me) = me {
-                            if let Err(e) = me.dispatch_tasks(&step, mine, Covers::Some).await {
+                            if let Err(e) = me.dispatch_tasks(&step, mine, Some(batch)).await {
                                 tracing::error!(step_instance_id = step.id, batch, error = %e, "dispatching a staggered batch");
                             }
                         }
@@ -141,7 +141,7 @@ impl Engine {
         running.status = RunStatus::Running as i32;
         let prepared = self.step(step.id).await.map(|s| (*s).clone()).unwrap_or(running);
         tracing::info!(step_instance_id = step.id, batch, total = r.total_batches, "rolling batch started");
-        self.dispatch_tasks(&prepared, tasks.into_iter().filter(|t| t.batch == batch).collect(), Covers::Some).await
+        self.dispatch_tasks(&prepared, tasks.into_iter().filter(|t| t.batch == batch).collect(), Some(batch)).await
     }
 
     async fn finish_rolling_step(&self, step: &StepRow, tasks: &[HostTaskRow], mode: Option<RollingMode>) -> Result<(), StoreError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use shoal_proto::agent::{Ack, AckItem, ServerMsg, TaskKey};
 use shoal_store::{Store, TaskChange};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::engine::Engine;
 use crate::ServerConfig;
@@ -44,32 +44,19 @@ pub struct AckTo {
     pub conn_id: u64,
 }
 
-/// What an acknowledgement needs of a committed change.
-struct Acked {
-    key: TaskKey,
-    what: AckedKind,
-}
-
-enum AckedKind {
-    Start,
-    Log(u64),
-    Exit,
-}
-
-impl Acked {
-    fn of(change: &TaskChange) -> Acked {
-        let what = match change {
-            TaskChange::Started { .. } | TaskChange::RunStarted { .. } => AckedKind::Start,
-            TaskChange::Log { seq, .. } => AckedKind::Log(*seq),
-            TaskChange::Finished { .. } => AckedKind::Exit,
-        };
-        Acked { key: change.key(), what }
-    }
-}
+/// Acknowledgements per agent connection, per task.
+type Acks = HashMap<AckTo, HashMap<TaskKey, AckItem>>;
 
 pub struct IngestItem {
     pub change: TaskChange,
     pub ack: Option<AckTo>,
+}
+
+/// What the writer's queue carries: changes, and markers that report when every change
+/// queued before them is committed.
+enum Ingest {
+    Change(IngestItem),
+    Committed(oneshot::Sender<()>),
 }
 
 struct Session {
@@ -84,8 +71,8 @@ pub struct Gateway {
     /// Connected agents by host id; the newest connection of a host replaces older ones.
     sessions: Mutex<HashMap<i64, Session>>,
     next_conn: AtomicU64,
-    ingest_tx: mpsc::Sender<IngestItem>,
-    ingest_rx: Mutex<Option<mpsc::Receiver<IngestItem>>>,
+    ingest_tx: mpsc::Sender<Ingest>,
+    ingest_rx: Mutex<Option<mpsc::Receiver<Ingest>>>,
     stop: OnceLock<watch::Receiver<bool>>,
     /// Set when several replicas share the store (see [`route`]).
     replica: Option<route::Replica>,
@@ -155,10 +142,19 @@ impl Gateway {
     /// Queue changes for the writer.
     pub async fn submit(&self, items: Vec<IngestItem>) {
         for item in items {
-            if self.ingest_tx.send(item).await.is_err() {
+            if self.ingest_tx.send(Ingest::Change(item)).await.is_err() {
                 tracing::error!("ingest writer is gone");
                 return;
             }
+        }
+    }
+
+    /// Queue changes for the writer and wait until they are committed.
+    pub async fn commit(&self, items: Vec<IngestItem>) {
+        self.submit(items).await;
+        let (tx, rx) = oneshot::channel();
+        if self.ingest_tx.send(Ingest::Committed(tx)).await.is_ok() {
+            let _ = rx.await;
         }
     }
 
@@ -205,23 +201,37 @@ impl Gateway {
         });
     }
 
-    async fn writer(self: Arc<Self>, mut rx: mpsc::Receiver<IngestItem>) {
-        while let Some(first) = rx.recv().await {
-            let mut bytes = log_bytes(&first);
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(item) => {
-                        bytes += log_bytes(&item);
-                        batch.push(item);
+    async fn writer(self: Arc<Self>, mut rx: mpsc::Receiver<Ingest>) {
+        let mut next = rx.recv().await;
+        while let Some(first) = next.take() {
+            // A batch: changes up to the size limits, or up to a commit marker.
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            let mut markers = Vec::new();
+            let mut item = Some(first);
+            while let Some(i) = item.take() {
+                match i {
+                    Ingest::Change(c) => {
+                        bytes += log_bytes(&c);
+                        batch.push(c);
                     }
-                    Err(_) => break,
+                    Ingest::Committed(tx) => {
+                        markers.push(tx);
+                        break;
+                    }
+                }
+                if batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                    item = rx.try_recv().ok();
                 }
             }
-            // What to acknowledge is kept aside; the changes (log data included) move.
-            let acks: Vec<(Option<AckTo>, Acked)> = batch.iter().map(|i| (i.ack, Acked::of(&i.change))).collect();
+            // What to acknowledge is worked out first; the changes (log data included) then
+            // move into the store call.
+            let acks = acks_of(&batch);
             let changes: Vec<TaskChange> = batch.into_iter().map(|i| i.change).collect();
             let finals = loop {
+                if changes.is_empty() {
+                    break Vec::new();
+                }
                 match self.store.apply(&changes).await {
                     Ok(f) => break f,
                     Err(e) => {
@@ -231,27 +241,20 @@ impl Gateway {
                     }
                 }
             };
-            self.acknowledge(&acks).await;
+            for tx in markers {
+                let _ = tx.send(());
+            }
+            self.acknowledge(acks).await;
             if !finals.is_empty() {
                 if let Some(engine) = self.engine() {
                     engine.on_final(&finals).await;
                 }
             }
+            next = rx.recv().await;
         }
     }
 
-    async fn acknowledge(&self, batch: &[(Option<AckTo>, Acked)]) {
-        let mut per_conn: HashMap<AckTo, HashMap<TaskKey, AckItem>> = HashMap::new();
-        for (to, acked) in batch {
-            let Some(to) = *to else { continue };
-            let key = acked.key;
-            let entry = per_conn.entry(to).or_default().entry(key).or_insert(AckItem { key, upto_seq: None, exit: false });
-            match acked.what {
-                AckedKind::Log(seq) => entry.upto_seq = Some(entry.upto_seq.map_or(seq, |s| s.max(seq))),
-                AckedKind::Exit => entry.exit = true,
-                AckedKind::Start => {}
-            }
-        }
+    async fn acknowledge(&self, per_conn: Acks) {
         for (to, items) in per_conn {
             let tx = {
                 let s = self.sessions.lock().expect("sessions lock");
@@ -263,4 +266,20 @@ impl Gateway {
             }
         }
     }
+}
+
+/// The acknowledgements a batch earns once committed.
+fn acks_of(batch: &[IngestItem]) -> Acks {
+    let mut per_conn = Acks::new();
+    for item in batch {
+        let Some(to) = item.ack else { continue };
+        let key = item.change.key();
+        let entry = per_conn.entry(to).or_default().entry(key).or_insert(AckItem { key, upto_seq: None, exit: false });
+        match &item.change {
+            TaskChange::Log { seq, .. } => entry.upto_seq = Some(entry.upto_seq.map_or(*seq, |s| s.max(*seq))),
+            TaskChange::Finished { .. } => entry.exit = true,
+            TaskChange::Started { .. } | TaskChange::RunStarted { .. } => {}
+        }
+    }
+    per_conn
 }

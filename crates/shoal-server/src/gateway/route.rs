@@ -9,9 +9,9 @@
 //!   silent for [`REPLICA_TTL`] is dead, and so are the sessions it held.
 //! - **Routing**: a `Run` (as its task key, see [`Routed`]) or `Cancel` for a host held
 //!   elsewhere is inserted into `routed_messages` (batched) with a NOTIFY on the holder's
-//!   channel; the holder takes its rows and hands them to the sessions. A message for a host that moved on is routed again
-//!   to where it is now, or dropped if it is nowhere (the agent is resumed when it connects,
-//!   or its task is lost after the grace period).
+//!   channel; the holder takes its rows and hands them to the sessions. A message for a host
+//!   that moved on is routed again to where it is now, or dropped if it is nowhere (the agent
+//!   is resumed when it connects, or its task is lost after the grace period).
 //! - **Lost agents**: a sweep on every replica fails (310) the unfinished tasks of hosts
 //!   whose session closed more than the grace period ago, or whose replica died more than
 //!   the grace period ago — so a job still finishes when the replica that started it, or
