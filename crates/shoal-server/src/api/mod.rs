@@ -156,6 +156,9 @@ async fn handle(
         if trust::returns_secret(path) {
             return trust::call(&ctx, method, path, params).await;
         }
+        if shoal::agents::returns_secret(method, path) {
+            return shoal::agents::call(&ctx, method, path, params).await;
+        }
     }
     let guard = match idempotency::begin(&ctx, method, &route, headers, &params).await {
         Ok(guard) => guard,

@@ -1,9 +1,9 @@
 //! One module per subcommand.
 
-mod agent;
+pub mod agent;
 pub(crate) mod check;
 mod dev;
-mod host;
+pub mod host;
 mod job;
 mod run;
 pub mod script;
@@ -44,5 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::App(c) => trust::app(c).await,
         Command::Audit(c) => trust::audit(c).await,
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,
+        Command::AgentToken(c) => agent::token(c).await,
+        Command::AgentAccept(a) => agent::accept(a).await,
     }
 }
