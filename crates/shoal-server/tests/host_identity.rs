@@ -115,7 +115,8 @@ async fn an_enrolled_agent_cannot_claim_another_hosts_facts(mut h: Harness) {
 
     // Nothing moved: the registry still says what enrolment bound.
     let hosts = h.shared.store.hosts_by_ids(&[victim, rogue_host]).await.unwrap();
-    let mut facts: Vec<(i64, &str, i64, Option<i64>)> = hosts.iter().map(|x| (x.bk_host_id, x.ip.as_str(), x.bk_biz_id, x.module_id)).collect();
+    let mut facts: Vec<(i64, &str, i64, Option<i64>)> =
+        hosts.iter().map(|x| (x.bk_host_id, x.ip.as_str(), x.bk_biz_id, x.module_id)).collect();
     facts.sort_unstable();
     let mut bound = vec![(victim, "127.0.0.81", 1, Some(5)), (rogue_host, "127.0.0.82", 1, Some(6))];
     bound.sort_unstable();
@@ -180,7 +181,11 @@ async fn tokens_hold_to_business_use_and_expiry(h: Harness) {
         created_at: 1,
         ..Default::default()
     };
-    h.shared.store.create_agent_token(&t, &shoal_store::AuditEvent { action: "create_agent_token".into(), detail: "{}".into(), ..Default::default() }).await.unwrap();
+    h.shared
+        .store
+        .create_agent_token(&t, &shoal_store::AuditEvent { action: "create_agent_token".into(), detail: "{}".into(), ..Default::default() })
+        .await
+        .unwrap();
     let (_, m) = greet(&h, hello("late", "127.0.1.4", 1, expired, &"d".repeat(40))).await;
     assert_eq!(refused(&m), "enrolment token expired");
 
@@ -196,7 +201,8 @@ async fn tokens_hold_to_business_use_and_expiry(h: Harness) {
     assert_eq!(refused(&m), "invalid enrolment token");
     // The token list shows uses, never the token.
     let listed = shoal_api(&h, "agent_tokens", json!({})).await;
-    let r = h.http.get(format!("{}/api/shoal/v1/agent_tokens", h.url)).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
+    let r =
+        h.http.get(format!("{}/api/shoal/v1/agent_tokens", h.url)).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
     let list: Value = r.json().await.unwrap();
     assert!(!list.to_string().contains(&once) && !list.to_string().contains(&multi), "{list}");
     assert_eq!(list["data"]["data"].as_array().unwrap().len(), 4, "{list} {listed}");

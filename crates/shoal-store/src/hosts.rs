@@ -89,7 +89,10 @@ pub enum EnrolRefusal {
     TokenExpired,
     TokenUsed,
     /// The token is for `token_biz`, the hello claims `claimed`.
-    TokenBusiness { token_biz: i64, claimed: i64 },
+    TokenBusiness {
+        token_biz: i64,
+        claimed: i64,
+    },
     /// Another current host holds the address.
     AddressTaken,
     /// The agent id enrolled meanwhile (two hellos of one agent raced).

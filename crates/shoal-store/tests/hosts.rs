@@ -52,7 +52,15 @@ fn facts(biz: i64, ip: &str) -> HostFacts {
 }
 
 fn event(action: &str) -> AuditEvent {
-    AuditEvent { time: 1, username: "agent:x".into(), scope_type: "biz".into(), scope_id: "1".into(), action: action.into(), detail: "{}".into(), ..Default::default() }
+    AuditEvent {
+        time: 1,
+        username: "agent:x".into(),
+        scope_type: "biz".into(),
+        scope_id: "1".into(),
+        action: action.into(),
+        detail: "{}".into(),
+        ..Default::default()
+    }
 }
 
 async fn enrol(s: &Arc<dyn Store>, agent: &str, f: &HostFacts, token: EnrolToken<'_>, now: i64) -> Result<Enrolled, EnrolRefusal> {
@@ -182,7 +190,10 @@ async fn moves_keep_addresses_unique(s: Arc<dyn Store>) {
     assert_eq!(s.move_host(9999, &HostMove::default(), &event("move_host")).await.unwrap(), Err(MoveRefusal::NoSuchHost));
     let m = HostMove { bk_biz_id: Some(7), set_id: Some(70), module_id: Some(700), ip: Some("10.0.5.9".into()), ..Default::default() };
     let moved = s.move_host(a, &m, &event("move_host")).await.unwrap().unwrap();
-    assert_eq!((moved.host.bk_biz_id, moved.host.set_id, moved.host.module_id, moved.host.ip.as_str()), (7, Some(70), Some(700), "10.0.5.9"));
+    assert_eq!(
+        (moved.host.bk_biz_id, moved.host.set_id, moved.host.module_id, moved.host.ip.as_str()),
+        (7, Some(70), Some(700), "10.0.5.9")
+    );
     let b = s.bound_host("m1").await.unwrap().unwrap();
     assert_eq!((b.host.bk_biz_id, b.host.ip.as_str()), (7, "10.0.5.9"));
     // Refreshing what the agent may report leaves the bound facts alone.
@@ -190,7 +201,10 @@ async fn moves_keep_addresses_unique(s: Arc<dyn Store>) {
     claim.labels.insert("env".into(), "prod".into());
     s.refresh_host(a, &claim, "2", 20).await.unwrap();
     let h = &s.hosts_by_ids(&[a]).await.unwrap()[0];
-    assert_eq!((h.bk_biz_id, h.ip.as_str(), h.labels.get("env").map(String::as_str), h.agent_version.as_str()), (7, "10.0.5.9", Some("prod"), "2"));
+    assert_eq!(
+        (h.bk_biz_id, h.ip.as_str(), h.labels.get("env").map(String::as_str), h.agent_version.as_str()),
+        (7, "10.0.5.9", Some("prod"), "2")
+    );
     let moves = s.audit_events(&AuditQuery { action: Some("move_host".into()), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(moves.len(), 1, "only the move that happened is recorded");
 }

@@ -110,10 +110,14 @@ fn host_id(port: u16, biz: &str, ip: &str) -> i64 {
 }
 
 fn account(port: u16, os_user: &str) {
-    let body = serde_json::json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": os_user, "alias": os_user, "type": 1, "category": 1});
+    let body =
+        serde_json::json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": os_user, "alias": os_user, "type": 1, "category": 1});
     let o = Command::new("curl")
         .args(["-s", "-X", "POST", &format!("http://127.0.0.1:{port}/api/v3/create_account"), "-H", "Content-Type: application/json"])
-        .args(["-H", &format!("X-Bkapi-Authorization: {{\"bk_app_code\":\"{APP}\",\"bk_app_secret\":\"{SECRET}\",\"bk_username\":\"admin\"}}")])
+        .args([
+            "-H",
+            &format!("X-Bkapi-Authorization: {{\"bk_app_code\":\"{APP}\",\"bk_app_secret\":\"{SECRET}\",\"bk_username\":\"admin\"}}"),
+        ])
         .args(["-d", &body.to_string()])
         .output()
         .unwrap();

@@ -80,7 +80,9 @@ pub fn check_limits(hello: &Hello) -> Result<(), String> {
             return Err(format!("label {k:?}: value must be at most {MAX_LABEL_VALUE} bytes without control characters"));
         }
     }
-    for (what, s, max) in [("hostname", &f.hostname, MAX_NAME), ("os", &f.os, MAX_NAME), ("agent version", &hello.agent_version, MAX_VERSION)] {
+    for (what, s, max) in
+        [("hostname", &f.hostname, MAX_NAME), ("os", &f.os, MAX_NAME), ("agent version", &hello.agent_version, MAX_VERSION)]
+    {
         if s.len() > max || s.chars().any(char::is_control) {
             return Err(format!("{what} must be at most {max} bytes without control characters"));
         }
@@ -198,7 +200,8 @@ async fn enrol(shared: &Shared, hello: &Hello, now: i64) -> Result<i64, Reject> 
     let salt = uuid::Uuid::new_v4().simple().to_string();
     let secret_hash = crate::auth::hash_secret(&salt, credential);
     let f = &hello.facts;
-    let detail = serde_json::json!({"ip": ip, "bk_cloud_id": f.bk_cloud_id, "set_id": f.set_id, "module_id": f.module_id, "hostname": f.hostname});
+    let detail =
+        serde_json::json!({"ip": ip, "bk_cloud_id": f.bk_cloud_id, "set_id": f.set_id, "module_id": f.module_id, "hostname": f.hostname});
     let e = Enrolment {
         agent_id,
         salt: &salt,

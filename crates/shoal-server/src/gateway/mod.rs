@@ -228,8 +228,11 @@ impl Gateway {
             // What to acknowledge is worked out first; the changes (log data included) then
             // move into the store call.
             let acks = acks_of(&batch);
-            let agent_exits: Vec<TaskKey> =
-                batch.iter().filter(|i| i.ack.is_some() && matches!(i.change, TaskChange::Finished { .. })).map(|i| i.change.key()).collect();
+            let agent_exits: Vec<TaskKey> = batch
+                .iter()
+                .filter(|i| i.ack.is_some() && matches!(i.change, TaskChange::Finished { .. }))
+                .map(|i| i.change.key())
+                .collect();
             let changes: Vec<TaskChange> = batch.into_iter().map(|i| i.change).collect();
             let finals = loop {
                 if changes.is_empty() {

@@ -191,7 +191,10 @@ pub async fn token(cmd: AgentTokenCommand) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
                 return Ok(0);
             }
-            println!("{:<6} {:<6} {:<8} {:<8} {:<6} {:<15} {:<8} DESCRIPTION", "ID", "BIZ", "PENDING", "USE", "USES", "EXPIRES_AT", "REVOKED");
+            println!(
+                "{:<6} {:<6} {:<8} {:<8} {:<6} {:<15} {:<8} DESCRIPTION",
+                "ID", "BIZ", "PENDING", "USE", "USES", "EXPIRES_AT", "REVOKED"
+            );
             for t in v["data"].as_array().into_iter().flatten() {
                 println!(
                     "{:<6} {:<6} {:<8} {:<8} {:<6} {:<15} {:<8} {}",

@@ -73,7 +73,10 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             if pending {
-                println!("{:<8} {:<6} {:<16} {:<6} {:<6} {:<6} {:<38} HOSTNAME", "HOST_ID", "BIZ", "IP", "CLOUD", "SET", "MODULE", "AGENT_ID");
+                println!(
+                    "{:<8} {:<6} {:<16} {:<6} {:<6} {:<6} {:<38} HOSTNAME",
+                    "HOST_ID", "BIZ", "IP", "CLOUD", "SET", "MODULE", "AGENT_ID"
+                );
                 let opt = |v: &Value| v.as_i64().map(|i| i.to_string()).unwrap_or_else(|| "-".into());
                 for h in hosts["data"].as_array().into_iter().flatten() {
                     println!(

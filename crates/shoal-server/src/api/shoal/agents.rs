@@ -98,7 +98,9 @@ async fn create_token(ctx: &Ctx, params: Value) -> ApiResult {
     let event = ctx.audit_event(&platform(), "create_agent_token", "", detail);
     let id = ctx.shared.store.create_agent_token(&t, &event).await.map_err(internal("create agent token"))?;
     tracing::info!(token_id = id, bk_biz_id = t.bk_biz_id, pending = t.pending, single_use = t.single_use, "enrolment token created");
-    Ok(json!({"id": id, "token": token, "bk_biz_id": t.bk_biz_id, "pending": t.pending, "single_use": t.single_use, "expires_at": t.expires_at}))
+    Ok(
+        json!({"id": id, "token": token, "bk_biz_id": t.bk_biz_id, "pending": t.pending, "single_use": t.single_use, "expires_at": t.expires_at}),
+    )
 }
 
 async fn list_tokens(ctx: &Ctx) -> ApiResult {
@@ -202,7 +204,9 @@ async fn move_host(ctx: &Ctx, params: Value) -> ApiResult {
     }
     let store = &ctx.shared.store;
     let before = store.hosts_by_ids(&[host_id]).await.map_err(internal("hosts by ids"))?.into_iter().next();
-    let from = before.as_ref().map(|h| json!({"bk_biz_id": h.bk_biz_id, "bk_cloud_id": h.bk_cloud_id, "ip": h.ip, "set_id": h.set_id, "module_id": h.module_id}));
+    let from = before
+        .as_ref()
+        .map(|h| json!({"bk_biz_id": h.bk_biz_id, "bk_cloud_id": h.bk_cloud_id, "ip": h.ip, "set_id": h.set_id, "module_id": h.module_id}));
     let to = json!({"bk_biz_id": m.bk_biz_id, "bk_cloud_id": m.bk_cloud_id, "ip": m.ip, "set_id": m.set_id, "module_id": m.module_id});
     let scope = Scope::biz(before.as_ref().map_or(0, |h| h.bk_biz_id));
     let event = ctx.audit_event(&scope, "move_host", host_id, json!({"from": from, "to": to}));
