@@ -35,6 +35,8 @@ pub struct Engine {
     steps: Mutex<HashMap<i64, Arc<StepRow>>>,
     /// Wakes the callback sender.
     callbacks: Notify,
+    /// Where callbacks may be sent (checked at submit and again at send).
+    pub callback_policy: callback::CallbackPolicy,
     /// This engine, for tasks it spawns (staggered rolling batches).
     me: std::sync::Weak<Engine>,
     /// Password values of running plan steps, masked in their output as it arrives.
@@ -50,7 +52,10 @@ fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem 
 
 impl Engine {
     pub fn new(config: ServerConfig, store: Arc<dyn Store>, gateway: Arc<Gateway>) -> Arc<Engine> {
+        // The allow-list was checked when the configuration was validated.
+        let callback_policy = callback::CallbackPolicy::new(&config.callback_allowed_base_urls).unwrap_or_default();
         Arc::new_cyclic(|me| Engine {
+            callback_policy,
             config,
             store,
             gateway,

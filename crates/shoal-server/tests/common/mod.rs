@@ -113,6 +113,8 @@ impl Harness {
             bootstrap_app: Some(format!("{APP}:{SECRET}")),
             agent_lost_grace_secs: 2,
             heartbeat_secs: 2,
+            // Test receivers listen on loopback.
+            callback_allowed_base_urls: vec!["http://127.0.0.1".into()],
             ..ServerConfig::default()
         };
         tweak(&mut config);
