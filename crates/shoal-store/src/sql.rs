@@ -401,6 +401,16 @@ macro_rules! impl_sql_store {
                 let mut audit = job.audit.clone();
                 audit.resource_id = job_id.to_string();
                 insert_audit(&mut *tx, &audit).await?;
+                // The request's idempotency key learns its job in the same transaction.
+                if let Some(k) = crate::idempotency::creating_for() {
+                    sqlx::query("UPDATE idempotency_keys SET job_instance_id = $1 WHERE app_code = $2 AND idem_key = $3 AND state = 'pending'")
+                        .bind(job_id)
+                        .bind(&k.app_code)
+                        .bind(&k.key)
+                        .execute(&mut *tx)
+                        .await
+                        .op("record the idempotency key's job")?;
+                }
                 tx.commit().await.op("commit create job")?;
                 Ok((job_id, step_ids))
             }
