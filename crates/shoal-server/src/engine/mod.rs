@@ -11,6 +11,7 @@
 //!   was not acknowledged; hosts that do not come back within the grace period get 310.
 
 pub mod callback;
+mod recovery;
 mod rolling;
 pub mod step_ops;
 pub mod targets;
@@ -110,6 +111,11 @@ impl Engine {
                 me.sweep_lost().await;
             });
         }
+        // Jobs a crash left between two changes: once agents had the grace to reconnect (a
+        // step started before would fail its hosts with 310), then periodically.
+        let me = self.clone();
+        let sweep_stop = stop.clone();
+        tokio::spawn(async move { recovery::sweeper(me, sweep_stop).await });
         let me = self.clone();
         tokio::spawn(async move { callback::sender(me, stop).await });
         Ok(())
