@@ -1,5 +1,6 @@
-//! Agent gateway: which agents are connected, sending them work, and the single ingest
-//! writer that commits their logs and exits in batches before acknowledging them.
+//! Agent gateway: admitting agents ([`enrol`]), which agents are connected, sending them work,
+//! and the single ingest writer that commits their logs and exits in batches before
+//! acknowledging them.
 //!
 //! Every host-task change (from agents or from the engine) goes through the one writer, so
 //! a step's completion is decided in one place and never twice.
