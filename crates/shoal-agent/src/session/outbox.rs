@@ -380,6 +380,32 @@ mod tests {
         TaskKey { step_instance_id: n, execute_count: 0, host_id: 9 }
     }
 
+    #[test]
+    fn the_state_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        // A state dir left world-readable by an older agent is closed on start.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let o = Outbox::new(&state);
+        o.create_dirs().unwrap();
+        o.write_record(&key(1), 5).unwrap();
+        o.write_chunk(&key(1), 0, b"secret output").unwrap();
+        let exit =
+            TaskExit { key: key(1), reason: ExitReason::Exited, exit_code: Some(0), start_ms: 1, end_ms: 2, chunks: 1, dropped_bytes: 0 };
+        o.write_exit(&exit).unwrap();
+        o.ack_chunks(&key(1), 0).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let top = if nix::unistd::geteuid().is_root() { 0o711 } else { 0o700 };
+        assert_eq!(mode(&state), top);
+        assert_eq!((mode(&state.join("tasks")), mode(&state.join("outbox"))), (0o700, 0o700));
+        assert_eq!(mode(&o.record_path(&key(1))), 0o600);
+        assert_eq!(mode(&o.task_dir(&key(1)).join("exit.json")), 0o600);
+        assert_eq!(mode(&o.task_dir(&key(1)).join("acked")), 0o600);
+        o.write_chunk(&key(1), 1, b"more").unwrap();
+        assert_eq!(mode(&o.task_dir(&key(1)).join("1.chunk")), 0o600);
+    }
+
     fn exit(k: TaskKey, chunks: u64) -> TaskExit {
         TaskExit { key: k, reason: ExitReason::Exited, exit_code: Some(0), start_ms: 1, end_ms: 2, chunks, dropped_bytes: 0 }
     }
