@@ -176,7 +176,11 @@ impl Engine {
             key,
             language: step.language,
             script: step.script.clone(),
-            args: if step.sensitive { self.config.sealing_key.open_all(&step.args) } else { step.args.clone() },
+            args: if step.sensitive {
+                self.config.sealing_key.open_all(&step.args, crate::secrets::JOB_PARAM_AAD)
+            } else {
+                step.args.clone()
+            },
             sensitive: step.sensitive,
             user: step.account_user.clone(),
             timeout_secs: step.timeout_secs as u64,
