@@ -18,8 +18,8 @@
 use shoal_proto::agent::RunTask;
 use shoal_proto::status::ScriptLanguage;
 
-/// What to write and run for a task.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to write and run for a task. Holds sensitive values: its `Debug` shows sizes only.
+#[derive(Clone)]
 pub struct Delivery {
     /// The script file's content.
     pub body: Vec<u8>,
@@ -29,6 +29,17 @@ pub struct Delivery {
     pub args: Vec<String>,
     /// Written to the script's stdin, then closed (otherwise stdin is `/dev/null`).
     pub stdin: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("body_bytes", &self.body.len())
+            .field("before_script", &self.before_script.len())
+            .field("args", &self.args.len())
+            .field("stdin_bytes", &self.stdin.as_ref().map(Vec::len))
+            .finish()
+    }
 }
 
 /// Reads the parameters from stdin and runs the script (`sys.argv[1]`) as `__main__`.
