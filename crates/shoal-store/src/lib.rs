@@ -21,6 +21,7 @@ pub mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 pub mod trust;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub use library::LibraryStore;
 pub use model::*;
 pub use scale::{RoutedMessage, ScaleStore};
 pub use trust::TrustStore;
+pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -69,7 +71,7 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 }
 
 #[async_trait]
-pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + Send + Sync + 'static {
+pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + UserStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     // --- apps ---

@@ -7,6 +7,7 @@
 pub mod checks;
 
 pub mod templates;
+pub mod users;
 
 use axum::http::Method;
 use serde::Deserialize;
