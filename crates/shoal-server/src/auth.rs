@@ -226,7 +226,8 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap, params: &Value
         None => None,
     };
     let (app, claimed) = verify(p, row.as_ref())?;
-    if !store.app_is_gateway(&app.code).await.map_err(store_error)? {
+    let (gateway, user) = store.gateway_and_user(&app.code, &claimed).await.map_err(store_error)?;
+    if !gateway {
         if claimed != app_principal_name(&app.code) {
             tracing::debug!(app_code = %app.code, claimed = %claimed, "bk_username of a non-gateway app ignored");
         }
@@ -235,7 +236,7 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap, params: &Value
     if !assertable(&claimed) {
         return Err(JobError::unauthorized(ErrorCode::MISSING_USER_INFO));
     }
-    match store.get_user(&claimed).await.map_err(store_error)? {
+    match user {
         Some(u) if u.disabled_at.is_some() => {
             tracing::info!(app_code = %app.code, username = %claimed, "gateway call for a disabled user refused");
             Err(JobError::unauthorized(ErrorCode::MISSING_USER_INFO))

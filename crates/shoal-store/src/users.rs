@@ -116,6 +116,9 @@ pub trait UserStore: Send + Sync {
     async fn set_app_gateway(&self, code: &str, trusted: bool) -> Result<()>;
     /// Whether the app is a trusted gateway (false for unknown apps).
     async fn app_is_gateway(&self, code: &str) -> Result<bool>;
+    /// In one query: whether the live app `code` is a trusted gateway, and the user `username`
+    /// if one exists (what authenticating an app call needs after its secret is checked).
+    async fn gateway_and_user(&self, code: &str, username: &str) -> Result<(bool, Option<UserRow>)>;
 }
 
 macro_rules! impl_user_store {
@@ -307,6 +310,26 @@ macro_rules! impl_user_store {
                         .await
                         .op("app gateway")?;
                     Ok(v.unwrap_or(0) != 0)
+                }
+
+                async fn gateway_and_user(&self, code: &str, username: &str) -> Result<(bool, Option<UserRow>)> {
+                    let row = sqlx::query(&format!(
+                        "SELECT a.trusted_gateway, {} FROM apps a LEFT JOIN users u ON u.username = $2 \
+                         WHERE a.code = $1 AND a.revoked_at IS NULL",
+                        USER_COLS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+                    ))
+                    .bind(code)
+                    .bind(username)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .op("gateway and user")?;
+                    let Some(r) = row else { return Ok((false, None)) };
+                    let gateway = r.try_get::<i64, _>("trusted_gateway").op("decode app")? != 0;
+                    let user = match r.try_get::<Option<String>, _>("username").op("decode user")? {
+                        Some(_) => Some(user_of(&r)?),
+                        None => None,
+                    };
+                    Ok((gateway, user))
                 }
             }
         }
