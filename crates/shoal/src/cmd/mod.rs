@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod agent;
+pub mod biz_set;
 pub(crate) mod check;
 mod dev;
 mod host;
@@ -44,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Script(c) => script::run(c).await,
         Command::App(c) => trust::app(c).await,
         Command::User(c) => user::run(c).await,
+        Command::BizSet(c) => biz_set::run(c).await,
         Command::Audit(c) => trust::audit(c).await,
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,
     }
