@@ -84,7 +84,8 @@ async fn waiting(h: &Harness, job: i64) -> i64 {
 }
 
 async fn login(h: &Harness, user: &str, password: &str) -> (u16, Value) {
-    let r = h.http.post(format!("{}/api/shoal/v1/login", h.url)).json(&json!({"username": user, "password": password})).send().await.unwrap();
+    let r =
+        h.http.post(format!("{}/api/shoal/v1/login", h.url)).json(&json!({"username": user, "password": password})).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -95,8 +96,15 @@ fn grant(who: &str, role: &str, biz: &str) -> Value {
 async fn self_approval_under_another_name_is_refused(h: Harness) {
     let secret = app_with_roles(&h, "mallory", &["manage", "approve"]).await;
     let doc = json!({"name": "guarded", "needs_approval": true, "steps": [{"name": "ok", "confirm": {"message": "go?"}}]});
-    let (_, v) = as_app(&h, "mallory", &secret, "mallory", "shoal/templates/apply", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc}))
-        .await;
+    let (_, v) = as_app(
+        &h,
+        "mallory",
+        &secret,
+        "mallory",
+        "shoal/templates/apply",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc}),
+    )
+    .await;
     assert_eq!(v["data"]["state"], "pending", "{v}");
     let review = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "name": "guarded", "version": 1});
     let (_, v) = as_app(&h, "mallory", &secret, "mallory2", "shoal/approvals/approve", review.clone()).await;
@@ -178,7 +186,15 @@ async fn user_token_calls_the_api_and_is_the_audit_user(h: Harness) {
 
     // Once trusted as a gateway, its bk_username is believed.
     admin(&h, "shoal/apps/trust", json!({"code": "ci", "trusted": true})).await;
-    let (_, v) = as_app(&h, "ci", &secret, "frank", "shoal/dynamic_groups", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "name": "g", "selector": "a=b"})).await;
+    let (_, v) = as_app(
+        &h,
+        "ci",
+        &secret,
+        "frank",
+        "shoal/dynamic_groups",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "name": "g", "selector": "a=b"}),
+    )
+    .await;
     assert_eq!(v["code"], 0, "{v}");
     let (_, v) = as_app(&h, "ci", &secret, "frank", "get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "2"})).await;
     assert_eq!(v["code"], 9900403, "{v}");
@@ -299,7 +315,8 @@ async fn password_is_an_argon2id_phc_string_and_login_checks_it(h: Harness) {
     // One's own password needs the current one.
     let (_, v) = as_token(&h, &session, "shoal/users/passwd", json!({"password": "my own new password"})).await;
     assert_eq!(v["code"], 1241004, "{v}");
-    let (_, v) = as_token(&h, &session, "shoal/users/passwd", json!({"password": "my own new password", "current_password": generated})).await;
+    let (_, v) =
+        as_token(&h, &session, "shoal/users/passwd", json!({"password": "my own new password", "current_password": generated})).await;
     assert_eq!(v["code"], 0, "{v}");
     assert_eq!(login(&h, "hank", "my own new password").await.0, 200);
     let ev = admin(&h, "shoal/audit?action=login_failed", Value::Null).await;

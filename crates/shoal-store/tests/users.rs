@@ -33,11 +33,27 @@ macro_rules! both {
 both!(users_tokens_and_sessions, gateway_mark);
 
 fn user(name: &str) -> UserRow {
-    UserRow { username: name.into(), password_hash: "$argon2id$x".into(), is_admin: false, created_by: "root".into(), created_at: 1, disabled_at: None }
+    UserRow {
+        username: name.into(),
+        password_hash: "$argon2id$x".into(),
+        is_admin: false,
+        created_by: "root".into(),
+        created_at: 1,
+        disabled_at: None,
+    }
 }
 
 fn token(id: &str, hash: &str, who: &str, kind: TokenKind, expires_at: Option<i64>) -> TokenRow {
-    TokenRow { id: id.into(), token_hash: hash.into(), username: who.into(), kind, name: "n".into(), created_at: 5, expires_at, revoked_at: None }
+    TokenRow {
+        id: id.into(),
+        token_hash: hash.into(),
+        username: who.into(),
+        kind,
+        name: "n".into(),
+        created_at: 5,
+        expires_at,
+        revoked_at: None,
+    }
 }
 
 async fn users_tokens_and_sessions(s: Arc<dyn Store>) {

@@ -58,10 +58,8 @@ pub fn resolve(args: &ClientArgs) -> anyhow::Result<Resolved> {
     };
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let url = args.url.clone().or_else(|| env("SHOAL_URL")).or(file.url).unwrap_or_else(|| "http://127.0.0.1:8080".into());
-    let (app_code, app_secret, token) = credentials(
-        (env("SHOAL_TOKEN"), env("SHOAL_APP_CODE"), env("SHOAL_APP_SECRET")),
-        (file.token, file.app_code, file.app_secret),
-    )?;
+    let (app_code, app_secret, token) =
+        credentials((env("SHOAL_TOKEN"), env("SHOAL_APP_CODE"), env("SHOAL_APP_SECRET")), (file.token, file.app_code, file.app_secret))?;
     let username = env("SHOAL_USERNAME").or(file.username).unwrap_or_else(current_os_user);
     let biz = args.biz.or_else(|| env("SHOAL_BIZ").and_then(|b| b.parse().ok())).or(file.biz).unwrap_or(1);
     let client = Client::new(ClientConfig {

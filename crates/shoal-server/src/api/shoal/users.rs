@@ -32,8 +32,17 @@ use crate::api::{decode, internal, ApiResult, Ctx};
 use crate::auth::{self, password, token};
 use crate::Shared;
 
-const PATHS: [&str; 9] =
-    ["users", "users/passwd", "users/disable", "users/enable", "users/tokens", "users/tokens/revoke", "logout", "session/refresh", "apps/trust"];
+const PATHS: [&str; 9] = [
+    "users",
+    "users/passwd",
+    "users/disable",
+    "users/enable",
+    "users/tokens",
+    "users/tokens/revoke",
+    "logout",
+    "session/refresh",
+    "apps/trust",
+];
 
 /// Whether `path` (under `/api/shoal/v1/`) is served here (besides `login`).
 pub fn handles(path: &str) -> bool {
@@ -81,7 +90,10 @@ fn check_password(p: &str) -> Result<(), JobError> {
 
 /// argon2 is CPU work of tens of milliseconds: off the async workers.
 async fn hash(p: String) -> Result<String, JobError> {
-    tokio::task::spawn_blocking(move || password::hash_password(&p)).await.map_err(internal("hash password"))?.map_err(internal("hash password"))
+    tokio::task::spawn_blocking(move || password::hash_password(&p))
+        .await
+        .map_err(internal("hash password"))?
+        .map_err(internal("hash password"))
 }
 
 async fn verify(p: String, phc: String) -> Result<bool, JobError> {
@@ -351,7 +363,8 @@ pub async fn login(shared: &std::sync::Arc<Shared>, method: &Method, params: Val
         return Err(method_not_allowed());
     }
     let req: UserReq = decode(params)?;
-    let username = req.username.as_deref().map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| JobError::missing("username"))?.to_string();
+    let username =
+        req.username.as_deref().map(str::trim).filter(|n| !n.is_empty()).ok_or_else(|| JobError::missing("username"))?.to_string();
     let given = req.password.clone().ok_or_else(|| JobError::missing("password"))?;
     if !valid_username(&username) || given.len() > 1024 {
         return Err(JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL));
