@@ -114,6 +114,8 @@ pub trait UserStore: Send + Sync {
 
     /// Mark an app as a trusted gateway or not. `NotFound` when missing or revoked.
     async fn set_app_gateway(&self, code: &str, trusted: bool) -> Result<()>;
+    /// Codes of the live apps that are trusted gateways.
+    async fn list_gateways(&self) -> Result<Vec<String>>;
     /// Whether the app is a trusted gateway (false for unknown apps).
     async fn app_is_gateway(&self, code: &str) -> Result<bool>;
     /// In one query: whether the live app `code` is a trusted gateway, and the user `username`
@@ -301,6 +303,13 @@ macro_rules! impl_user_store {
                         return Err(StoreError::NotFound("app"));
                     }
                     Ok(())
+                }
+
+                async fn list_gateways(&self) -> Result<Vec<String>> {
+                    sqlx::query_scalar("SELECT code FROM apps WHERE trusted_gateway <> 0 AND revoked_at IS NULL ORDER BY code")
+                        .fetch_all(&self.pool)
+                        .await
+                        .op("list gateways")
                 }
 
                 async fn app_is_gateway(&self, code: &str) -> Result<bool> {

@@ -91,6 +91,7 @@ async fn gateway_mark(s: Arc<dyn Store>) {
     s.create_user(&user("carol")).await.unwrap();
     let (gw, u) = s.gateway_and_user("esb", "carol").await.unwrap();
     assert!(gw && s.app_is_gateway("esb").await.unwrap());
+    assert_eq!(s.list_gateways().await.unwrap(), vec!["esb".to_string()]);
     assert_eq!(u.unwrap().username, "carol");
     assert_eq!(s.gateway_and_user("esb", "dan").await.unwrap(), (true, None));
     s.revoke_app("esb", 3).await.unwrap();

@@ -89,6 +89,10 @@ fn users_and_tokens_from_the_command_line() {
     // An app created as a trusted gateway.
     let o = admin(&["app", "create", "esb", "--trusted-gateway"]);
     assert!(o.status.success() && text(&o).contains("trusted gateway"), "{}", text(&o));
+    let o = admin(&["app", "list"]);
+    let line = |o: &Output, code: &str| String::from_utf8_lossy(&o.stdout).lines().find(|l| l.starts_with(code)).unwrap_or("").to_string();
+    assert!(line(&o, "esb ").split_whitespace().nth(2) == Some("yes"), "{}", text(&o));
+    assert!(line(&o, "root-app ").split_whitespace().nth(2) == Some("yes"), "the bootstrap app is a gateway: {}", text(&o));
     let o = admin(&["app", "trust", "esb", "--no"]);
     assert!(o.status.success() && text(&o).contains("acts as itself"), "{}", text(&o));
 }

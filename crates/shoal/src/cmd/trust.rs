@@ -155,12 +155,16 @@ pub async fn app(cmd: AppCommand) -> anyhow::Result<u8> {
             if client.json {
                 return show(&v).map(|()| 0);
             }
-            println!("{:<24} {:<6} {:<8} DESCRIPTION", "CODE", "ADMIN", "REVOKED");
+            let gateways: Value = r.client.shoal("apps/trust", true, json!({})).await?;
+            let gateways: Vec<&str> = gateways["data"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!("{:<24} {:<6} {:<8} {:<8} DESCRIPTION", "CODE", "ADMIN", "GATEWAY", "REVOKED");
             for a in v["data"].as_array().into_iter().flatten() {
+                let code = a["code"].as_str().unwrap_or("");
                 println!(
-                    "{:<24} {:<6} {:<8} {}",
-                    a["code"].as_str().unwrap_or(""),
+                    "{:<24} {:<6} {:<8} {:<8} {}",
+                    code,
                     if a["admin"] == true { "yes" } else { "no" },
+                    if gateways.contains(&code) { "yes" } else { "no" },
                     if a["revoked"] == true { "yes" } else { "no" },
                     a["description"].as_str().unwrap_or("")
                 );

@@ -11,7 +11,7 @@
 //!   (seconds; the token is answered once), `POST users/tokens/revoke {id, username?}`: a user
 //!   manages their own personal API tokens; an admin anyone's (`username`).
 //! - Admins: `POST apps/trust {code, trusted}`: whether an app is a trusted gateway (may
-//!   assert `bk_username` for someone else).
+//!   assert `bk_username` for someone else); `GET apps/trust`: the trusted gateways.
 //!
 //! Grants to users go through `grants` / `account_grants` with `app_code = "user:<name>"`.
 //! Every change and every login is an audit event. These answers carry secrets or change
@@ -62,6 +62,7 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("logout", Method::POST) => logout(ctx).await,
         ("session/refresh", Method::POST) => refresh(ctx).await,
         ("apps/trust", Method::POST) => trust_app(ctx, params).await,
+        ("apps/trust", Method::GET) => list_gateways(ctx).await,
         (p, _) if handles(p) => Err(method_not_allowed()),
         (other, _) => Err(not_found(other)),
     }
@@ -338,6 +339,12 @@ async fn refresh(ctx: &Ctx) -> ApiResult {
     }
     record(ctx, "refresh_session", &ctx.caller.username, json!({"session_id": row.id, "previous": old})).await?;
     Ok(answer)
+}
+
+async fn list_gateways(ctx: &Ctx) -> ApiResult {
+    authorize_platform(ctx)?;
+    let codes = ctx.shared.store.list_gateways().await.map_err(internal("list gateways"))?;
+    Ok(json!({"total": codes.len(), "data": codes}))
 }
 
 async fn trust_app(ctx: &Ctx, params: Value) -> ApiResult {
