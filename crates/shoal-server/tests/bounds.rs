@@ -182,3 +182,17 @@ async fn a_batch_log_read_holds_at_most_its_budget() {
     let omitted = hosts.iter().filter(|id| logs[id].contains("budget")).count();
     assert_eq!((full, omitted), (2, 1), "{logs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn agent_sessions_waiting_for_hello_are_capped() {
+    let Some(h) = Harness::start_with(Backend::Sqlite, |c| c.max_pending_agent_sessions = 2).await else { return };
+    let ws = format!("{}/api/shoal/v1/agent/ws", h.url.replacen("http", "ws", 1));
+    // Two upgrades that never say hello hold the two places.
+    let a = tokio_tungstenite::connect_async(ws.as_str()).await.expect("first upgrade");
+    let b = tokio_tungstenite::connect_async(ws.as_str()).await.expect("second upgrade");
+    match tokio_tungstenite::connect_async(ws.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 503),
+        other => panic!("a third session waiting for hello was let in: {:?}", other.map(|_| ())),
+    }
+    drop((a, b));
+}

@@ -80,6 +80,8 @@ pub struct Gateway {
     replica: Option<route::Replica>,
     /// Admission of agent hellos (see [`CONCURRENT_HELLOS`]).
     pub(crate) hellos: tokio::sync::Semaphore,
+    /// Agent sessions upgraded but not past their hello yet (`max_pending_agent_sessions`).
+    pub(crate) unhelloed: Arc<tokio::sync::Semaphore>,
     /// Why the ingest writer cannot commit right now (`None` while it can): agents keep
     /// their unacknowledged output meanwhile, and `/healthz` says so.
     ingest_fault: Mutex<Option<String>>,
@@ -87,6 +89,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub fn new(config: ServerConfig, store: Arc<dyn Store>) -> Gateway {
+        let unhelloed = Arc::new(tokio::sync::Semaphore::new(config.max_pending_agent_sessions));
         let (ingest_tx, ingest_rx) = mpsc::channel(INGEST_QUEUE);
         let replica = route::Replica::for_store(&store);
         Gateway {
@@ -100,6 +103,7 @@ impl Gateway {
             stop: OnceLock::new(),
             replica,
             hellos: tokio::sync::Semaphore::new(CONCURRENT_HELLOS),
+            unhelloed,
             ingest_fault: Mutex::new(None),
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use shoal_proto::agent::{AgentMsg, Hello, LogChunk, Reject, ServerMsg, Welcome, PROTOCOL_VERSION};
 use shoal_store::TaskChange;
@@ -27,9 +27,16 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 const HELLO_QUEUE_WAIT: Duration = Duration::from_secs(20);
 
 pub async fn upgrade(State(shared): State<Arc<Shared>>, ws: WebSocketUpgrade) -> Response {
+    // Sessions that have not said hello yet are unauthenticated: only so many at once, so
+    // a flood of upgrades cannot hold the server's sockets for the hello timeout each.
+    let Ok(unhelloed) = shared.gateway.unhelloed.clone().try_acquire_owned() else {
+        tracing::warn!("too many agent sessions waiting to say hello; upgrade refused");
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "too many agent sessions waiting to say hello; retry later\n")
+            .into_response();
+    };
     // The read buffer is zero-filled up to its size before every read and stays resident:
     // the 128 KiB default cost a memset per frame and 128 KiB per idle agent.
-    ws.max_message_size(MAX_FRAME).read_buffer_size(READ_BUFFER).on_upgrade(move |socket| session(shared, socket))
+    ws.max_message_size(MAX_FRAME).read_buffer_size(READ_BUFFER).on_upgrade(move |socket| session(shared, socket, unhelloed))
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
@@ -55,7 +62,7 @@ async fn read_hello(socket: &mut WebSocket) -> Result<Hello, Reject> {
     }
 }
 
-async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
+async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::sync::OwnedSemaphorePermit) {
     let hello = match read_hello(&mut socket).await {
         Ok(h) => h,
         Err(why) => {
@@ -63,6 +70,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
             return;
         }
     };
+    drop(unhelloed);
     // Held until the session is registered and resumed.
     let Ok(Ok(permit)) = tokio::time::timeout(HELLO_QUEUE_WAIT, shared.gateway.hellos.acquire()).await else {
         let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "server busy; try again".into(), retry: true })).await;
