@@ -11,6 +11,7 @@
 //! transaction per batch, not per message.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod idempotency;
 pub mod library;
 pub mod model;
@@ -27,6 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
+pub use admission::{AdmissionStore, JobQuota, QuotaKind};
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;
 pub use model::*;
@@ -51,6 +53,9 @@ pub enum StoreError {
     BadUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A running-job limit would be passed (nothing was created).
+    #[error("running-job quota exceeded: {0:?}")]
+    QuotaExceeded(admission::QuotaKind),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -69,7 +74,7 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 }
 
 #[async_trait]
-pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + Send + Sync + 'static {
+pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + AdmissionStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     // --- apps ---
