@@ -15,11 +15,11 @@ use crate::{AuditEvent, Result};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JobQuota {
     /// Unfinished jobs in total (1244034).
-    pub system: u32,
+    pub system: u64,
     /// Unfinished jobs of the job's scope (1244032).
-    pub scope: u32,
+    pub scope: u64,
     /// Unfinished jobs of the job's app (1244033).
-    pub app: u32,
+    pub app: u64,
 }
 
 impl JobQuota {

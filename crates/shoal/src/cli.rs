@@ -43,6 +43,9 @@ pub enum Command {
     Audit(crate::cmd::trust::AuditCommand),
     /// Revoke an agent: it is disconnected and refused from then on (admin).
     AgentRevoke(crate::cmd::trust::RevokeAgentArgs),
+    /// Dangerous-command checks: turn a built-in check (rm -rf /, mkfs, …) off or on (admin).
+    #[command(subcommand)]
+    Danger(crate::cmd::danger::DangerCommand),
 }
 
 impl Command {

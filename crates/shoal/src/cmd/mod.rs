@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod agent;
+pub(crate) mod danger;
 pub(crate) mod check;
 mod dev;
 mod host;
@@ -44,5 +45,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::App(c) => trust::app(c).await,
         Command::Audit(c) => trust::audit(c).await,
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,
+        Command::Danger(c) => danger::run(c).await,
     }
 }
