@@ -27,3 +27,4 @@ crate::admission::impl_admission_store!(PgStore, sqlx::Postgres, "postgres");
 crate::idempotency::impl_caller_store!(PgStore, sqlx::Postgres);
 crate::library::impl_library_store!(PgStore, sqlx::Postgres);
 crate::scale::impl_scale_store!(PgStore, sqlx::Postgres, true, crate::scale::pg_listen);
+crate::scopes::impl_scope_store!(PgStore, sqlx::Postgres);

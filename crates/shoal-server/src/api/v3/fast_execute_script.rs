@@ -21,6 +21,9 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
     // Reading a stored script needs the caller's right in the scope first (the door checks
     // it again, with the rest).
     crate::api::authz::authorize(ctx, &v.scope, crate::api::authz::Role::Run).await?;
+    if let Some(u) = &v.callback_url {
+        ctx.shared.engine.callback_policy.check(u)?;
+    }
     let (language, script) = match v.source {
         ScriptSource::Inline { language, content } => (language, content),
         ScriptSource::Version(id) => {
