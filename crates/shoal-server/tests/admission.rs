@@ -111,14 +111,29 @@ async fn parameter_borne_danger_is_blocked(mut h: Harness) {
     let (_, v) = h.post("fast_execute_script", body(&hosts, script, json!({"script_param": b64("/tmp/shoal-x")}))).await;
     assert_eq!(v["code"], 0, "{v}");
     // A custom rule sees the parameters too, in any language.
-    let (_, v) = h
-        .post("create_dangerous_rule", json!({"expression": "forbidden-param", "script_language_list": [1, 4], "action": 2}))
-        .await;
+    let (_, v) =
+        h.post("create_dangerous_rule", json!({"expression": "forbidden-param", "script_language_list": [1, 4], "action": 2})).await;
     h.post("enable_dangerous_rule", json!({"id": v["data"]["id"]})).await;
-    let (_, v) = h.post("fast_execute_script", body(&hosts, "#!/bin/bash
+    let (_, v) = h
+        .post(
+            "fast_execute_script",
+            body(
+                &hosts,
+                "#!/bin/bash
 echo ok
-", json!({"script_param": b64("forbidden-param")}))).await;
+",
+                json!({"script_param": b64("forbidden-param")}),
+            ),
+        )
+        .await;
     assert_eq!(v["code"], 1244019, "{v}");
+    // A sensitive parameter is masked in what the refusal records.
+    let sealed = json!({"script_param": b64("forbidden-param-s3cr3t"), "is_param_sensitive": 1});
+    let (_, v) = h.post("fast_execute_script", body(&hosts, "#!/bin/bash\necho ok\n", sealed)).await;
+    assert_eq!(v["code"], 1244019, "{v}");
+    let (_, v) = shoal_as(&h, APP, SECRET, "danger_records", Value::Null).await;
+    assert!(v["data"].to_string().contains("forbidden-param"), "recorded: {v}");
+    assert!(!v.to_string().contains("s3cr3t"), "the sensitive value is recorded: {v}");
     let mut py = body(&hosts, "print('ok')", json!({"script_param": b64("--forbidden-param")}));
     py["script_language"] = json!(4);
     let (_, v) = h.post("fast_execute_script", py).await;
@@ -205,7 +220,8 @@ async fn retry_rechecks_rules(mut h: Harness) {
     assert_eq!(st["job_instance"]["status"], 4, "failed: {st}");
     intercept_rule(&h, "retry-marker").await;
     for code in [2, 8] {
-        let op = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job, "step_instance_id": step, "operation_code": code});
+        let op =
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job, "step_instance_id": step, "operation_code": code});
         let (_, v) = h.post("operate_step_instance", op).await;
         assert_eq!(v["code"], 1244019, "retry {code}: {v}");
     }

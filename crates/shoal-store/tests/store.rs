@@ -354,6 +354,9 @@ async fn builtin_toggles_are_stored_and_audited(s: Arc<dyn Store>) {
     assert_eq!(s.disabled_builtins().await.unwrap(), vec!["rm-root".to_string()]);
     assert!(s.set_builtin_disabled("rm-root", false, "admin", 7, &ev("enable_danger_builtin")).await.unwrap());
     assert!(s.disabled_builtins().await.unwrap().is_empty());
-    let events = s.audit_events(&shoal_store::trust::AuditQuery { action: Some("disable_danger_builtin".into()), limit: 100, ..Default::default() }).await.unwrap();
+    let events = s
+        .audit_events(&shoal_store::trust::AuditQuery { action: Some("disable_danger_builtin".into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(events.len(), 2);
 }

@@ -738,7 +738,6 @@ mod tests {
         assert!(check_script(PYTHON, "print(1)", &[]).is_empty());
     }
 
-
     #[test]
     fn every_rm_root_spelling_is_blocked() {
         assert!(RM_ROOT_SPELLINGS.len() >= 21);

@@ -57,9 +57,13 @@ pub struct Analysis {
 
 /// Analyses `script` run with positional parameters `params` (`$1` is `params[0]`).
 pub fn analyse(script: &str, params: &[String]) -> Analysis {
-    let mut a = Analyzer { params, vars: HashMap::new(), out: Analysis::default(), depth: 0, at_line: None, functions: Vec::new() };
-    a.script(script);
-    a.out
+    // The parser traces every word it reads; scripts and parameters may carry secrets, so
+    // nothing of the analysis reaches the process's logs.
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+        let mut a = Analyzer { params, vars: HashMap::new(), out: Analysis::default(), depth: 0, at_line: None, functions: Vec::new() };
+        a.script(script);
+        a.out
+    })
 }
 
 fn options() -> ParserOptions {

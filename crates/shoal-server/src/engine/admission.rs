@@ -122,6 +122,7 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
                     language: s.language as i32,
                     script: &text,
                     params: &s.params,
+                    sensitive: s.sensitive,
                     step_name: &s.name,
                     stage: "admission",
                     job_instance_id: None,
@@ -230,6 +231,7 @@ pub async fn recheck(ctx: &Ctx, job: &JobRow, stage: Stage, step: Option<&StepRo
             language: s.language,
             script: &text,
             params: &params,
+            sensitive: s.sensitive,
             step_name: &s.name,
             stage: match stage {
                 Stage::DeferredStart => "start",
@@ -272,4 +274,3 @@ async fn resolve_account(ctx: &Ctx, scope: &Scope, account: &AccountRef) -> Resu
         JobError::with(ErrorCode::ACCOUNT_NOT_EXIST, name)
     })
 }
-

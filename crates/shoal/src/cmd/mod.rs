@@ -2,8 +2,8 @@
 
 mod agent;
 pub mod biz_set;
-pub(crate) mod danger;
 pub(crate) mod check;
+pub(crate) mod danger;
 mod dev;
 mod host;
 mod job;

@@ -296,6 +296,8 @@ pub struct Checked<'a> {
     pub script: &'a [u8],
     /// The positional parameters, opened.
     pub params: &'a [String],
+    /// Whether the parameters are sensitive: then they are masked in what is recorded.
+    pub sensitive: bool,
     pub step_name: &'a str,
     /// `admission`, `start` or `retry`: where the decision is taken (audit detail).
     pub stage: &'static str,
@@ -318,6 +320,8 @@ pub async fn enforce(ctx: &Ctx, scope: &Scope, c: &Checked<'_>) -> Result<(), Jo
     }
     let now = shoal_core::time::now_ms();
     let sha = hex::encode(Sha256::digest(c.script));
+    let secrets: Vec<String> = if c.sensitive { c.params.iter().filter(|p| !p.is_empty()).cloned().collect() } else { vec![] };
+    let shown = |text: &str| crate::engine::variables::mask(text, &secrets).chars().take(1024).collect::<String>();
     let expr_of = |id: i64| rules.iter().find(|r| r.rule().id == id).map(|r| r.rule().expression.clone()).unwrap_or_default();
     let records: Vec<DangerRecord> = hits
         .iter()
@@ -335,8 +339,8 @@ pub async fn enforce(ctx: &Ctx, scope: &Scope, c: &Checked<'_>) -> Result<(), Jo
             language: c.language,
             script_sha256: sha.clone(),
             line: f.line as i64,
-            line_content: f.line_content.chars().take(1024).collect(),
-            match_content: f.match_content.chars().take(1024).collect(),
+            line_content: shown(&f.line_content),
+            match_content: shown(&f.match_content),
         })
         .collect();
     ctx.shared.store.record_danger(&records).await.map_err(internal("record danger"))?;

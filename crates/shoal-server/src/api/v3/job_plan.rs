@@ -13,12 +13,12 @@ use sha2::{Digest, Sha256};
 use shoal_core::limits::{page, DEFAULT_TIMEOUT_SECS};
 use shoal_core::template::{Plan, Template, VarType, Variable};
 use shoal_core::validate::split_params;
+use shoal_core::validate::AccountRef;
 use shoal_core::{JobError, Scope};
 use shoal_proto::jobv3::{Page, ScopeReq, ServerDto};
 use shoal_proto::status::{launch_mode, step_type, task_type, ScriptLanguage};
 use shoal_proto::{lenient, ErrorCode};
 use shoal_store::library::{PlanRow, TemplateRow};
-use shoal_core::validate::AccountRef;
 use shoal_store::PlanLink;
 
 use super::job_in_scope;
@@ -300,7 +300,8 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
             }
             None => {
                 let (script, version) = super::script::executable(ctx, &scope, sc.script_id.as_deref(), sc.script_version_id).await?;
-                let l = ScriptLanguage::from_i32(script.script_language).ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+                let l =
+                    ScriptLanguage::from_i32(script.script_language).ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
                 (l, version.content)
             }
         };
