@@ -37,7 +37,7 @@ pub enum QuotaKind {
 }
 
 /// Advisory-lock key serialising quota-limited job creation on PostgreSQL ("shoal-q").
-pub const QUOTA_LOCK_KEY: i64 = 0x7368_6f61_6c2d_71;
+pub const QUOTA_LOCK_KEY: i64 = 0x0073_686f_616c_2d71;
 
 #[async_trait]
 pub trait AdmissionStore {

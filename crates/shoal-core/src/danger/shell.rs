@@ -375,7 +375,7 @@ impl Analyzer<'_> {
         use ast::{IoFileRedirectKind as K, IoFileRedirectTarget as T, IoRedirect as R};
         let line = self.line(line);
         match r {
-            R::File(_, kind, T::Filename(w)) if matches!(kind, K::Write | K::Append | K::Clobber | K::ReadAndWrite) => {
+            R::File(_, K::Write | K::Append | K::Clobber | K::ReadAndWrite, T::Filename(w)) => {
                 let target = self.expand_joined(w, line);
                 self.out.redirects.push((line, target));
                 None
