@@ -134,7 +134,7 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
                     language: s.language as i32,
                     script: s.script.clone(),
                     args: if s.sensitive {
-                        ctx.shared.config.sealing_key.seal_all(&s.params).map_err(internal("seal params"))?
+                        ctx.shared.config.sealing_key.seal_all(&s.params, crate::secrets::JOB_PARAM_AAD).map_err(internal("seal params"))?
                     } else {
                         s.params.clone()
                     },
@@ -225,7 +225,8 @@ pub async fn recheck(ctx: &Ctx, job: &JobRow, stage: Stage, step: Option<&StepRo
             .filter(|a| a.scope_type == scope.scope_type && a.scope_id == scope.scope_id)
             .ok_or_else(|| JobError::with(ErrorCode::ACCOUNT_NOT_EXIST, s.account_user.clone()))?;
         authz::authorize_account(ctx, &scope, &account).await?;
-        let params = if s.sensitive { ctx.shared.config.sealing_key.open_all(&s.args) } else { s.args.clone() };
+        let params =
+            if s.sensitive { ctx.shared.config.sealing_key.open_all(&s.args, crate::secrets::JOB_PARAM_AAD) } else { s.args.clone() };
         let text = final_text(s.language, &s.script, &shell_vars);
         let checked = Checked {
             language: s.language,
