@@ -599,6 +599,9 @@ pub const RM_ROOT_SPELLINGS: &[&str] = &[
     "sh <<'EOF'\nrm -rf /\nEOF",
     "echo 'rm -rf /' | sh",
     "echo 'sh -c \"rm -rf /\"' | bash",
+    "f() { rm -rf \"$1\"; }; f /",
+    "wipe() {\n  rm -rf \"$@\"\n}\nwipe -- /",
+    "g() { rm \"$@\"; }; h() { g -rf \"$1\"; }; h /",
 ];
 
 #[cfg(test)]
@@ -824,6 +827,7 @@ mod tests {
             "echo hello > /dev/null",
             "f() { echo hi; }; f | f",
             "main() { run | tee log & }",
+            "f() { rm -rf \"$1\"; }; f /tmp/x",
         ];
         for script in harmless {
             let f = builtin_findings(script);

@@ -10,7 +10,8 @@
 //! `echo … | base64 -d | sh` chains (the literal is decoded).
 //!
 //! The analysis over-approximates: assignments count whatever the control flow, so a
-//! variable that is only sometimes `/` is taken as `/`. What cannot be known (a variable set
+//! variable that is only sometimes `/` is taken as `/`. A call of a function the script
+//! defined walks the function's body again with the call's arguments as `$1…`. What cannot be known (a variable set
 //! by another program, `curl … | sh`) stays an unexpanded `$NAME` and matches nothing.
 
 use std::collections::HashMap;
@@ -60,7 +61,15 @@ pub fn analyse(script: &str, params: &[String]) -> Analysis {
     // The parser traces every word it reads; scripts and parameters may carry secrets, so
     // nothing of the analysis reaches the process's logs.
     tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-        let mut a = Analyzer { params, vars: HashMap::new(), out: Analysis::default(), depth: 0, at_line: None, functions: Vec::new() };
+        let mut a = Analyzer {
+            params: params.to_vec(),
+            vars: HashMap::new(),
+            out: Analysis::default(),
+            depth: 0,
+            at_line: None,
+            functions: Vec::new(),
+            defined: HashMap::new(),
+        };
         a.script(script);
         a.out
     })
@@ -79,8 +88,9 @@ fn line_of(loc: Option<brush_parser::SourceSpan>) -> usize {
     loc.map_or(1, |l| l.start.line.max(1))
 }
 
-struct Analyzer<'p> {
-    params: &'p [String],
+struct Analyzer {
+    /// Positional parameters in effect (the script's, or a called function's arguments).
+    params: Vec<String>,
     /// Variables assigned so far (any branch).
     vars: HashMap<String, String>,
     out: Analysis,
@@ -89,6 +99,8 @@ struct Analyzer<'p> {
     at_line: Option<usize>,
     /// Names of the functions being walked (for the fork bomb).
     functions: Vec<String>,
+    /// Functions defined so far: a call walks the body again with the call's arguments.
+    defined: HashMap<String, ast::CompoundCommand>,
 }
 
 /// The words of a pipeline stage that feeds the next one, when they are known.
@@ -97,7 +109,7 @@ enum Stdin {
     Text(String),
 }
 
-impl Analyzer<'_> {
+impl Analyzer {
     fn line(&self, local: usize) -> usize {
         self.at_line.unwrap_or(local)
     }
@@ -192,6 +204,7 @@ impl Analyzer<'_> {
                 }
             }
             ast::Command::Function(f) => {
+                self.defined.insert(f.fname.value.clone(), f.body.0.clone());
                 self.functions.push(f.fname.value.clone());
                 self.compound(&f.body.0);
                 self.functions.pop();
@@ -322,6 +335,17 @@ impl Analyzer<'_> {
         }
         let name = words.get(stripped_start).map(|w| super::basename(w).to_string()).unwrap_or_default();
         let args = &words[(stripped_start + 1).min(words.len())..];
+        // A call of a function the script defined: its body runs with these arguments.
+        if let Some(body) = words.get(stripped_start).and_then(|w| self.defined.get(w)).cloned() {
+            if self.depth < MAX_DEPTH {
+                let saved = (std::mem::replace(&mut self.params, args.to_vec()), self.at_line);
+                self.at_line = Some(line);
+                self.depth += 1;
+                self.compound(&body);
+                self.depth -= 1;
+                (self.params, self.at_line) = saved;
+            }
+        }
         let mut output = Stdin::Unknown;
         match name.as_str() {
             "eval" => self.nested(line, &args.join(" ")),
