@@ -23,6 +23,7 @@ pub mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 pub mod trust;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -36,6 +37,7 @@ pub use model::*;
 pub use scale::{RoutedMessage, ScaleStore};
 pub use scopes::{BizSetRow, ScopeStore};
 pub use trust::TrustStore;
+pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,7 +102,9 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 }
 
 #[async_trait]
-pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + AdmissionStore + Send + Sync + 'static {
+pub trait Store:
+    LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + AdmissionStore + Send + Sync + 'static
+{
     fn backend(&self) -> &'static str;
 
     // --- apps ---
