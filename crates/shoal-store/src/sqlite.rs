@@ -80,6 +80,7 @@ impl SqliteStore {
 
 crate::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::trust::impl_trust_store!(SqliteStore, sqlx::Sqlite);
+crate::hosts::impl_host_store!(SqliteStore, sqlx::Sqlite);
 crate::users::impl_user_store!(SqliteStore, sqlx::Sqlite);
 crate::admission::impl_admission_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::idempotency::impl_caller_store!(SqliteStore, sqlx::Sqlite);

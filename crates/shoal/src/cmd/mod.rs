@@ -1,11 +1,11 @@
 //! One module per subcommand.
 
-mod agent;
+pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
 pub(crate) mod danger;
 mod dev;
-mod host;
+pub mod host;
 mod job;
 mod run;
 pub mod script;
@@ -49,6 +49,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::BizSet(c) => biz_set::run(c).await,
         Command::Audit(c) => trust::audit(c).await,
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,
+        Command::AgentToken(c) => agent::token(c).await,
+        Command::AgentAccept(a) => agent::accept(a).await,
         Command::Danger(c) => danger::run(c).await,
     }
 }
