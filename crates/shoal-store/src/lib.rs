@@ -12,6 +12,7 @@
 //! transaction per batch, not per message.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod hosts;
 pub mod idempotency;
 pub mod library;
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
+pub use admission::{AdmissionStore, JobQuota, QuotaKind};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;
@@ -58,6 +60,9 @@ pub enum StoreError {
     BadUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A running-job limit would be passed (nothing was created).
+    #[error("running-job quota exceeded: {0:?}")]
+    QuotaExceeded(admission::QuotaKind),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -100,7 +105,9 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 }
 
 #[async_trait]
-pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + HostStore + Send + Sync + 'static {
+pub trait Store:
+    LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + HostStore + AdmissionStore + Send + Sync + 'static
+{
     fn backend(&self) -> &'static str;
 
     // --- apps ---

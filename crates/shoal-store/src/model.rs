@@ -82,6 +82,8 @@ pub struct NewJob {
     /// Set when the job runs a plan.
     pub plan: Option<PlanLink>,
     pub audit: AuditEvent,
+    /// Running-job limits taken atomically with the creation (see `crate::admission`).
+    pub quota: crate::admission::JobQuota,
 }
 
 /// One step of a new job: a script step (with its targets) or a manual confirmation.

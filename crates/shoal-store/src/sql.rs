@@ -321,6 +321,7 @@ macro_rules! impl_sql_store {
                 .fetch_one(&mut *tx)
                 .await
                 .op("insert job")?;
+                admission_sql::take_quota_slot(&mut tx, job).await?;
                 let mut step_ids = Vec::with_capacity(job.steps.len());
                 for (order, step) in job.steps.iter().enumerate() {
                     let args = serde_json::to_string(&step.args).unwrap_or_else(|_| "[]".into());

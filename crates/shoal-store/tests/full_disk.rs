@@ -59,6 +59,7 @@ fn job() -> NewJob {
             action: "t".into(),
             ..Default::default()
         },
+        quota: Default::default(),
     }
 }
 

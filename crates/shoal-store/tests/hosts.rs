@@ -243,6 +243,7 @@ async fn chunks_for_finished_or_unknown_tasks_are_not_stored(s: Arc<dyn Store>) 
         }],
         plan: None,
         audit: event("create_job"),
+        quota: Default::default(),
     };
     let (_, steps) = s.create_job(&job).await.unwrap();
     let k = TaskKey { step_instance_id: steps[0], execute_count: 0, host_id: 1 };

@@ -42,7 +42,9 @@ suite!(
     apply_is_idempotent,
     job_queries,
     callbacks_outbox,
-    groups_and_apps
+    groups_and_apps,
+    quota_is_taken_with_the_creation,
+    builtin_toggles_are_stored_and_audited
 );
 
 fn facts(ip: &str) -> HostFacts {
@@ -87,6 +89,7 @@ fn new_job(targets: &[(i64, &str)], name: &str, t: i64) -> NewJob {
         }],
         plan: None,
         audit: audit(),
+        quota: Default::default(),
     }
 }
 
@@ -305,4 +308,55 @@ async fn groups_and_apps(s: Arc<dyn Store>) {
     s.put_app(&app).await.unwrap();
     assert_eq!(s.get_app("c").await.unwrap().unwrap(), app);
     s.audit(&audit()).await.unwrap();
+}
+
+/// 20 creations racing for an app limit of 5: exactly 5 jobs exist afterwards, the others are
+/// refused with the app quota, and the per-scope and total limits answer likewise.
+async fn quota_is_taken_with_the_creation(s: Arc<dyn Store>) {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let s = s.clone();
+        set.spawn(async move {
+            let mut job = new_job(&[], &format!("q{i}"), i);
+            job.quota = JobQuota { system: 0, scope: 0, app: 5 };
+            s.create_job(&job).await
+        });
+    }
+    let (mut ok, mut refused) = (0, 0);
+    while let Some(r) = set.join_next().await {
+        match r.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::QuotaExceeded(QuotaKind::App)) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!((ok, refused), (5, 15));
+    assert_eq!(s.running_jobs(None, Some("app")).await.unwrap(), 5);
+    let mut job = new_job(&[], "scope", 99);
+    job.quota = JobQuota { system: 0, scope: 5, app: 0 };
+    assert!(matches!(s.create_job(&job).await, Err(StoreError::QuotaExceeded(QuotaKind::Scope))));
+    job.quota = JobQuota { system: 5, scope: 0, app: 0 };
+    assert!(matches!(s.create_job(&job).await, Err(StoreError::QuotaExceeded(QuotaKind::System))));
+    // Another app is not held by this app's limit; no limit at all always creates.
+    job.app_code = "other".into();
+    job.quota = JobQuota { system: 0, scope: 0, app: 5 };
+    s.create_job(&job).await.unwrap();
+    job.quota = JobQuota::default();
+    s.create_job(&job).await.unwrap();
+    assert_eq!(s.running_jobs(None, None).await.unwrap(), 7);
+}
+
+async fn builtin_toggles_are_stored_and_audited(s: Arc<dyn Store>) {
+    assert!(s.disabled_builtins().await.unwrap().is_empty());
+    let ev = |action: &str| AuditEvent { action: action.into(), ..audit() };
+    assert!(s.set_builtin_disabled("rm-root", true, "admin", 5, &ev("disable_danger_builtin")).await.unwrap());
+    assert!(!s.set_builtin_disabled("rm-root", true, "admin", 6, &ev("disable_danger_builtin")).await.unwrap());
+    assert_eq!(s.disabled_builtins().await.unwrap(), vec!["rm-root".to_string()]);
+    assert!(s.set_builtin_disabled("rm-root", false, "admin", 7, &ev("enable_danger_builtin")).await.unwrap());
+    assert!(s.disabled_builtins().await.unwrap().is_empty());
+    let events = s
+        .audit_events(&shoal_store::trust::AuditQuery { action: Some("disable_danger_builtin".into()), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
 }

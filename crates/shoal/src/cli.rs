@@ -55,6 +55,9 @@ pub enum Command {
     AgentToken(crate::cmd::agent::AgentTokenCommand),
     /// Accept a pending agent: its host becomes a target (admin).
     AgentAccept(crate::cmd::agent::AcceptArgs),
+    /// Dangerous-command checks: turn a built-in check (rm -rf /, mkfs, …) off or on (admin).
+    #[command(subcommand)]
+    Danger(crate::cmd::danger::DangerCommand),
 }
 
 impl Command {

@@ -181,26 +181,8 @@ pub fn permission_object(e: &JobError) -> Option<Value> {
     }))
 }
 
-/// Running-job quotas (1244032 per scope, 1244033 per app, 1244034 in total); 0 = no limit.
-pub async fn check_quota(ctx: &Ctx, scope: &Scope) -> Result<(), JobError> {
-    let c = &ctx.shared.config;
-    let store = &ctx.shared.store;
-    if c.max_running_jobs > 0 && store.running_jobs(None, None).await.map_err(internal("count jobs"))? >= c.max_running_jobs as i64 {
-        return Err(JobError::new(ErrorCode::RUNNING_JOB_EXCEED_SYSTEM_QUOTA));
-    }
-    if c.max_running_jobs_per_scope > 0
-        && store.running_jobs(Some((&scope.scope_type, &scope.scope_id)), None).await.map_err(internal("count jobs"))?
-            >= c.max_running_jobs_per_scope as i64
-    {
-        return Err(JobError::new(ErrorCode::RUNNING_JOB_EXCEED_SCOPE_QUOTA));
-    }
-    if c.max_running_jobs_per_app > 0
-        && store.running_jobs(None, Some(&ctx.caller.app_code)).await.map_err(internal("count jobs"))? >= c.max_running_jobs_per_app as i64
-    {
-        return Err(JobError::new(ErrorCode::RUNNING_JOB_EXCEED_APP_QUOTA));
-    }
-    Ok(())
-}
+// Running-job quotas (1244034 / 1244032 / 1244033) are taken with the job's creation, in
+// its transaction: see `engine::admission` and `shoal_store::admission`.
 
 #[cfg(test)]
 mod tests {

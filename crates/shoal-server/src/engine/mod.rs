@@ -10,6 +10,7 @@
 //! - After a restart [`Engine::start`] resumes active jobs: agents reconnect and resend what
 //!   was not acknowledged; hosts that do not come back within the grace period get 310.
 
+pub mod admission;
 pub mod callback;
 mod recovery;
 mod rolling;

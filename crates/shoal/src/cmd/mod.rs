@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
+pub(crate) mod danger;
 mod dev;
 pub mod host;
 mod job;
@@ -50,5 +51,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,
         Command::AgentToken(c) => agent::token(c).await,
         Command::AgentAccept(a) => agent::accept(a).await,
+        Command::Danger(c) => danger::run(c).await,
     }
 }

@@ -30,6 +30,7 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
     match (path.trim_end_matches('/'), method.clone()) {
         (p, _) if agents::handles(p) => agents::call(ctx, method, p, params).await,
         (p, _) if p == "checks" || p.starts_with("checks/") => checks::call(ctx, method, p, params).await,
+        (p, _) if p.starts_with("danger/") => crate::api::v3::dangerous_rule::builtins_call(ctx, method, p, params).await,
         (p, _) if p.starts_with("templates") || p.starts_with("approvals") => templates::call(ctx, method, p, params).await,
         ("hosts", Method::GET | Method::POST) => hosts(ctx, params).await,
         ("dynamic_groups", Method::POST) => create_group(ctx, params).await,

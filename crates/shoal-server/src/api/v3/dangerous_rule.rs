@@ -4,10 +4,12 @@
 //! passes on its final text before a job is created.
 //!
 //! Rules are platform-wide: managing them needs an admin app; `check_script` is open to any
-//! authenticated app. At execution time only custom rules decide: an enabled intercept rule
-//! that matches answers 1244019 and nothing is created; scan rules and the built-in shell
-//! checks are only recorded.
+//! authenticated app. At execution time an enabled intercept rule or an enabled built-in
+//! shell check ([`danger::BUILTINS`], each can be turned off by an admin through
+//! [`builtins_call`]) that matches answers 1244019 and nothing is created or started; scan
+//! rules are only recorded.
 
+use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -19,6 +21,7 @@ use shoal_store::trust::{DangerRecord, RuleRow};
 use shoal_store::{AuditEvent, StoreError};
 
 use crate::api::authz::authorize_platform;
+use crate::api::envelope::{method_not_allowed, not_found};
 use crate::api::trust::record;
 use crate::api::{decode, internal, ApiResult, Ctx};
 
@@ -214,6 +217,60 @@ fn finding_json(f: &Finding) -> Value {
     json!({"line": f.line, "line_content": f.line_content, "match_content": f.match_content, "level": f.level, "description": f.description})
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BuiltinReq {
+    #[serde(deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+}
+
+/// Shoal's built-in checks under `/api/shoal/v1/danger/`, admin apps only:
+/// `GET danger/builtins` (name, description, enabled), `POST danger/builtins/disable {name}`,
+/// `POST danger/builtins/enable {name}`. Each change is audited with the change.
+pub async fn builtins_call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiResult {
+    authorize_platform(ctx)?;
+    match (path, method.clone()) {
+        ("danger/builtins", Method::GET | Method::POST) => {
+            let disabled = ctx.shared.store.disabled_builtins().await.map_err(internal("disabled builtins"))?;
+            let data: Vec<Value> = danger::BUILTINS
+                .iter()
+                .map(|b| json!({"name": b.name, "description": b.description, "enabled": !disabled.iter().any(|d| d == b.name)}))
+                .collect();
+            Ok(Value::Array(data))
+        }
+        ("danger/builtins/disable", Method::POST) => set_builtin(ctx, params, true).await,
+        ("danger/builtins/enable", Method::POST) => set_builtin(ctx, params, false).await,
+        ("danger/builtins" | "danger/builtins/disable" | "danger/builtins/enable", _) => Err(method_not_allowed()),
+        (other, _) => Err(not_found(other)),
+    }
+}
+
+async fn set_builtin(ctx: &Ctx, params: Value, disable: bool) -> ApiResult {
+    let req: BuiltinReq = decode(params)?;
+    let name = req.name.filter(|n| !n.trim().is_empty()).ok_or_else(|| JobError::missing("name"))?;
+    let builtin = danger::builtin(name.trim()).ok_or_else(|| JobError::illegal("name"))?;
+    let action = if disable { "disable_danger_builtin" } else { "enable_danger_builtin" };
+    let event = AuditEvent {
+        time: shoal_core::time::now_ms(),
+        app_code: ctx.caller.app_code.clone(),
+        username: ctx.caller.username.clone(),
+        scope_type: String::new(),
+        scope_id: String::new(),
+        action: action.into(),
+        resource_id: builtin.name.into(),
+        detail: json!({"request_id": ctx.request_id}).to_string(),
+    };
+    let now = shoal_core::time::now_ms();
+    let changed = ctx
+        .shared
+        .store
+        .set_builtin_disabled(builtin.name, disable, &ctx.caller.username, now, &event)
+        .await
+        .map_err(internal("builtin toggle"))?;
+    tracing::info!(app_code = %ctx.caller.app_code, builtin = builtin.name, disable, changed, "built-in dangerous check toggled");
+    Ok(json!({"name": builtin.name, "description": builtin.description, "enabled": !disable, "changed": changed}))
+}
+
 pub async fn check_script(ctx: &Ctx, params: Value) -> ApiResult {
     let req: CheckReq = decode(params)?;
     let language = req.script_language.ok_or_else(|| JobError::missing("script_language"))?;
@@ -226,27 +283,45 @@ pub async fn check_script(ctx: &Ctx, params: Value) -> ApiResult {
         return Err(JobError::illegal("content"));
     }
     let rules = compiled_rules(ctx).await?;
+    let disabled = ctx.shared.store.disabled_builtins().await.map_err(internal("disabled builtins"))?;
     let script = String::from_utf8_lossy(&bytes);
-    let mut findings = danger::check_script(language, &script, &rules);
-    findings.sort_by_key(|f| f.line);
+    let findings = danger::check(language, &script, &[], &rules, &disabled);
     Ok(Value::Array(findings.iter().map(finding_json).collect()))
 }
 
-/// The execution-time check of one script step's final text. Custom-rule hits are recorded;
-/// built-in hits are recorded as scan hits (rule id 0). Any enabled intercept rule that
-/// matches refuses the start with 1244019, after recording and auditing the refusal.
-pub async fn enforce(ctx: &Ctx, scope: &Scope, language: i32, script: &[u8], step_name: &str) -> Result<(), JobError> {
+/// What a dangerous-command check is about: the step's final text and its parameters.
+pub struct Checked<'a> {
+    pub language: i32,
+    /// The text the host will run (variables included).
+    pub script: &'a [u8],
+    /// The positional parameters, opened.
+    pub params: &'a [String],
+    /// Whether the parameters are sensitive: then they are masked in what is recorded.
+    pub sensitive: bool,
+    pub step_name: &'a str,
+    /// `admission`, `start` or `retry`: where the decision is taken (audit detail).
+    pub stage: &'static str,
+    pub job_instance_id: Option<i64>,
+}
+
+/// The execution-time check of one script step's final text and parameters, run by the
+/// admission door (`engine::admission`) at creation, deferred start and retry. Every hit is
+/// recorded; an enabled intercept rule or an enabled built-in that matches refuses with
+/// 1244019, after recording and auditing the refusal.
+pub async fn enforce(ctx: &Ctx, scope: &Scope, c: &Checked<'_>) -> Result<(), JobError> {
     let rules = compiled_rules(ctx).await?;
-    let text = String::from_utf8_lossy(script);
-    let findings = danger::check_script(language, &text, &rules);
-    let custom: Vec<&Finding> = findings.iter().filter(|f| f.rule_id.is_some()).collect();
-    let blocked = danger::blocks(&custom.iter().map(|f| (*f).clone()).collect::<Vec<_>>());
+    let disabled = ctx.shared.store.disabled_builtins().await.map_err(internal("disabled builtins"))?;
+    let text = String::from_utf8_lossy(c.script);
+    let findings = danger::check(c.language, &text, c.params, &rules, &disabled);
+    let blocked = danger::blocks(&findings);
     let hits: Vec<&Finding> = findings.iter().filter(|f| f.action.is_some()).collect();
     if hits.is_empty() {
         return Ok(());
     }
     let now = shoal_core::time::now_ms();
-    let sha = hex::encode(Sha256::digest(script));
+    let sha = hex::encode(Sha256::digest(c.script));
+    let secrets: Vec<String> = if c.sensitive { c.params.iter().filter(|p| !p.is_empty()).cloned().collect() } else { vec![] };
+    let shown = |text: &str| crate::engine::variables::mask(text, &secrets).chars().take(1024).collect::<String>();
     let expr_of = |id: i64| rules.iter().find(|r| r.rule().id == id).map(|r| r.rule().expression.clone()).unwrap_or_default();
     let records: Vec<DangerRecord> = hits
         .iter()
@@ -254,30 +329,28 @@ pub async fn enforce(ctx: &Ctx, scope: &Scope, language: i32, script: &[u8], ste
             id: 0,
             time: now,
             rule_id: f.rule_id.unwrap_or(0),
-            expression: f.rule_id.map(expr_of).unwrap_or_else(|| format!("builtin: {}", f.description)),
-            action: match f.rule_id {
-                Some(_) => f.action.map(RuleAction::code).unwrap_or(1),
-                None => RuleAction::Scan.code(),
-            },
+            expression: f.rule_id.map(expr_of).unwrap_or_else(|| format!("builtin {}: {}", f.builtin.unwrap_or(""), f.description)),
+            action: f.action.map(RuleAction::code).unwrap_or(1),
             blocked,
             scope_type: scope.scope_type.clone(),
             scope_id: scope.scope_id.clone(),
             app_code: ctx.caller.app_code.clone(),
             operator: ctx.caller.username.clone(),
-            language,
+            language: c.language,
             script_sha256: sha.clone(),
             line: f.line as i64,
-            line_content: f.line_content.chars().take(1024).collect(),
-            match_content: f.match_content.chars().take(1024).collect(),
+            line_content: shown(&f.line_content),
+            match_content: shown(&f.match_content),
         })
         .collect();
     ctx.shared.store.record_danger(&records).await.map_err(internal("record danger"))?;
     if !blocked {
         return Ok(());
     }
-    let first = custom.iter().find(|f| f.action == Some(RuleAction::Intercept));
-    tracing::info!(app_code = %ctx.caller.app_code, username = %ctx.caller.username, step = step_name,
-        rule_id = first.and_then(|f| f.rule_id), line = first.map(|f| f.line), "dangerous script refused");
+    let first = findings.iter().find(|f| f.action == Some(RuleAction::Intercept));
+    tracing::info!(app_code = %ctx.caller.app_code, username = %ctx.caller.username, step = c.step_name, stage = c.stage,
+        job_instance_id = c.job_instance_id, rule_id = first.and_then(|f| f.rule_id), builtin = first.and_then(|f| f.builtin),
+        line = first.map(|f| f.line), "dangerous script refused");
     let event = AuditEvent {
         time: now,
         app_code: ctx.caller.app_code.clone(),
@@ -285,9 +358,10 @@ pub async fn enforce(ctx: &Ctx, scope: &Scope, language: i32, script: &[u8], ste
         scope_type: scope.scope_type.clone(),
         scope_id: scope.scope_id.clone(),
         action: "dangerous_script_blocked".into(),
-        resource_id: String::new(),
-        detail: json!({"script_sha256": sha, "step": step_name, "rule_id": first.and_then(|f| f.rule_id),
-                       "line": first.map(|f| f.line), "outcome": "refused", "request_id": ctx.request_id})
+        resource_id: c.job_instance_id.map(|id| id.to_string()).unwrap_or_default(),
+        detail: json!({"script_sha256": sha, "step": c.step_name, "stage": c.stage, "rule_id": first.and_then(|f| f.rule_id),
+                       "builtin": first.and_then(|f| f.builtin), "line": first.map(|f| f.line), "outcome": "refused",
+                       "request_id": ctx.request_id})
         .to_string(),
     };
     ctx.shared.store.audit(&event).await.map_err(internal("audit"))?;

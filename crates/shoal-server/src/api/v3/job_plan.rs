@@ -13,17 +13,18 @@ use sha2::{Digest, Sha256};
 use shoal_core::limits::{page, DEFAULT_TIMEOUT_SECS};
 use shoal_core::template::{Plan, Template, VarType, Variable};
 use shoal_core::validate::split_params;
+use shoal_core::validate::AccountRef;
 use shoal_core::{JobError, Scope};
 use shoal_proto::jobv3::{Page, ScopeReq, ServerDto};
 use shoal_proto::status::{launch_mode, step_type, task_type, ScriptLanguage};
 use shoal_proto::{lenient, ErrorCode};
 use shoal_store::library::{PlanRow, TemplateRow};
-use shoal_store::{NewJob, NewStep, PlanLink};
+use shoal_store::PlanLink;
 
 use super::job_in_scope;
 use crate::api::authz::Role;
 use crate::api::{decode, internal, ApiResult, Ctx};
-use crate::engine::targets;
+use crate::engine::admission::{self, JobRequest, ScriptStep, StepRequest};
 use crate::engine::variables::{self, JobVar, MASK};
 
 #[derive(Deserialize, Default)]
@@ -328,20 +329,12 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
         }
     }
     let by_name: BTreeMap<&str, &Variable> = vars.iter().map(|v| (v.name.as_str(), v)).collect();
-    let store = &ctx.shared.store;
-    let max = ctx.shared.config.max_targets_per_step;
     let chosen = |name: &str| spec.steps.is_empty() || spec.steps.iter().any(|s| s == name);
     let mut steps = Vec::new();
     let mut digest = Sha256::new();
     for s in doc.steps.iter().filter(|s| chosen(&s.name)) {
         if let Some(c) = &s.confirm {
-            steps.push(NewStep {
-                name: s.name.clone(),
-                step_type: step_type::CONFIRM,
-                confirm_message: Some(c.message.clone()),
-                confirm_users: c.users.clone(),
-                ..Default::default()
-            });
+            steps.push(StepRequest::Confirm { name: s.name.clone(), message: c.message.clone(), users: c.users.clone() });
             continue;
         }
         let Some(sc) = &s.script else { return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL)) };
@@ -349,33 +342,16 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
             Some(c) => {
                 let l = ScriptLanguage::from_name(sc.language.as_deref().unwrap_or("shell"))
                     .ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
-                (l as i32, c.clone().into_bytes())
+                (l, c.clone().into_bytes())
             }
             None => {
                 let (script, version) = step_script(ctx, &scope, sc).await?;
-                (script.script_language, version.content)
+                let l =
+                    ScriptLanguage::from_i32(script.script_language).ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+                (l, version.content)
             }
         };
         digest.update(&script);
-        // Dangerous-command rules see the final text the host will run, variables included.
-        let final_text = match ScriptLanguage::from_i32(language) {
-            Some(ScriptLanguage::Shell) => {
-                let vars: Vec<(String, VarType, String)> = vars
-                    .iter()
-                    .filter(|v| v.var_type != VarType::HostList)
-                    .map(|v| (v.name.clone(), v.var_type, v.value.clone()))
-                    .collect();
-                shoal_core::template::with_shell_variables(&String::from_utf8_lossy(&script), &vars).into_bytes()
-            }
-            _ => script.clone(),
-        };
-        super::dangerous_rule::enforce(ctx, &scope, language, &final_text, &s.name).await?;
-        let account = store
-            .get_account_by_alias(&scope.scope_type, &scope.scope_id, &sc.account)
-            .await
-            .map_err(internal("get account"))?
-            .ok_or_else(|| JobError::with(ErrorCode::ACCOUNT_NOT_EXIST, sc.account.clone()))?;
-        crate::api::authz::authorize_account(ctx, &scope, &account).await?;
         let server = match &sc.target.variable {
             Some(name) => by_name
                 .get(name.as_str())
@@ -384,34 +360,22 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
                 .ok_or_else(|| JobError::with(ErrorCode::HOST_VAR_NOT_EXIST, name.clone()))?,
             None => sc.target.server.clone(),
         };
-        let hosts = targets::resolve(store.as_ref(), &scope, &server, max).await?;
-        steps.push(NewStep {
+        steps.push(StepRequest::Script(ScriptStep {
             name: s.name.clone(),
-            step_type: step_type::SCRIPT,
             language,
             script,
-            args: if sc.sensitive {
-                ctx.shared
-                    .config
-                    .sealing_key
-                    .seal_all(&split_params(&sc.param)?, crate::secrets::JOB_PARAM_AAD)
-                    .map_err(internal("seal params"))?
-            } else {
-                split_params(&sc.param)?
-            },
+            params: split_params(&sc.param)?,
             sensitive: sc.sensitive,
             timeout_secs: sc.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS),
-            account_id: account.id,
-            account_user: account.account,
-            targets: hosts,
+            account: AccountRef::Alias(sc.account.clone()),
+            target: server,
+            rolling: None,
             ignore_error: sc.ignore_error,
-            ..Default::default()
-        });
+        }));
     }
-    if steps.is_empty() {
-        return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL));
-    }
-    crate::api::authz::check_quota(ctx, &scope).await?;
+    // Dangerous-command rules see the final text the host will run, variables included.
+    let shell_vars: Vec<(String, VarType, String)> =
+        vars.iter().filter(|v| v.var_type != VarType::HostList).map(|v| (v.name.clone(), v.var_type, v.value.clone())).collect();
     let mut job_vars: Vec<JobVar> = vars
         .iter()
         .enumerate()
@@ -424,36 +388,26 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
         })
         .collect();
     variables::seal(&mut job_vars, &ctx.shared.config.sealing_key).map_err(internal("seal variables"))?;
-    let now = shoal_core::time::now_ms();
-    let job = NewJob {
-        scope_type: scope.scope_type.clone(),
-        scope_id: scope.scope_id.clone(),
+    let request = JobRequest {
+        scope: scope.clone(),
         name: plan.name.clone(),
-        operator: ctx.caller.username.clone(),
-        app_code: ctx.caller.app_code.clone(),
         task_type: task_type::PLAN,
         launch_mode: launch_mode::API,
-        create_time: now,
         callback_url,
+        start: req.start_task.unwrap_or(true),
         steps,
+        shell_vars,
         plan: Some(PlanLink {
             template_id: t.id,
             plan_id: plan.id,
             template_version: t.current_version,
             variables: serde_json::to_string(&job_vars).map_err(internal("encode variables"))?,
         }),
-        audit: ctx.audit_event(
-            &scope,
-            "execute_job_plan",
-            "",
-            json!({"job_plan_id": plan.id, "template_version": t.current_version, "script_sha256": hex::encode(digest.finalize())}),
-        ),
+        audit_action: "execute_job_plan",
+        audit_detail: json!({"job_plan_id": plan.id, "template_version": t.current_version, "script_sha256": hex::encode(digest.finalize())}),
     };
-    let (job_id, _) = store.create_job(&job).await.map_err(internal("create job"))?;
+    let job_id = admission::admit(ctx, request).await?.job_id;
     tracing::info!(job_instance_id = job_id, job_plan_id = plan.id, "plan job created");
-    if req.start_task.unwrap_or(true) {
-        ctx.shared.engine.start_job(job_id).await.map_err(internal("start job"))?;
-    }
     Ok(json!({"job_instance_id": job_id, "job_instance_name": plan.name}))
 }
 

@@ -1,7 +1,7 @@
 //! JOB v3 APIs, one module per API family.
 
 mod account;
-mod dangerous_rule;
+pub(crate) mod dangerous_rule;
 mod fast_execute_script;
 mod get_job_instance_ip_log;
 mod get_job_instance_list;

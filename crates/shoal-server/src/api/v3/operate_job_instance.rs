@@ -1,4 +1,5 @@
-//! `operate_job_instance` (§7.1): 1 terminate, 2 start a job created with `start_task=false`.
+//! `operate_job_instance` (§7.1): 1 terminate, 2 start a job created with `start_task=false`
+//! (after the admission checks run again, `engine::admission::recheck`).
 
 use serde_json::{json, Value};
 use shoal_core::{JobError, Scope};
@@ -8,6 +9,7 @@ use shoal_proto::ErrorCode;
 
 use super::job_in_scope;
 use crate::api::{decode, internal, ApiResult, Ctx};
+use crate::engine::admission::{self, Stage};
 
 pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
     let req: OperateJobReq = decode(params)?;
@@ -31,6 +33,8 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
             if job.status != RunStatus::Blank as i32 {
                 return Err(JobError::with(ErrorCode::REPEAT_START_JOB, job.id.to_string()));
             }
+            // Admission is decided again now: rules, grants and accounts may have changed.
+            admission::recheck(ctx, &job, Stage::DeferredStart, None).await?;
             engine.start_job(job.id).await.map_err(internal("start job"))?;
             "start_job"
         }

@@ -37,6 +37,10 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
         .ok_or_else(|| JobError::new(ErrorCode::ILLEGAL_PARAM))?;
     let step = ctx.shared.store.get_step(step_id).await.map_err(internal("get step"))?;
     let step = step.filter(|s| s.job_instance_id == job.id).ok_or_else(|| JobError::new(ErrorCode::STEP_INSTANCE_NOT_EXIST))?;
+    if code == 2 || code == 8 {
+        // A retry runs the step again: admission is decided again (rules, grants, accounts).
+        crate::engine::admission::recheck(ctx, &job, crate::engine::admission::Stage::Retry, Some(&step)).await?;
+    }
     match ctx.shared.engine.operate_step(&job, &step, code, &ctx.caller.username).await {
         Ok(()) => {}
         Err(StepOpError::WrongState) => return Err(JobError::new(ErrorCode::UNSUPPORTED_OPERATION)),

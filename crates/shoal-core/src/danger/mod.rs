@@ -26,6 +26,8 @@ pub const DANGEROUS_SCRIPT_FORBIDDEN_EXECUTION: ErrorCode = ErrorCode(1244019);
 /// JOB's limit on a rule's expression (`create_dangerous_rule`).
 pub const MAX_EXPRESSION_CHARS: usize = 250;
 
+pub mod shell;
+
 /// Compiled-program cap: a 250-character expression such as `(\w{100}){100}` would otherwise
 /// expand to megabytes of automaton.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -118,6 +120,8 @@ pub struct Finding {
     pub description: String,
     /// The custom rule that matched; `None` for built-in checks.
     pub rule_id: Option<i64>,
+    /// The built-in that matched ([`BuiltIn::name`]); `None` for custom rules and advice.
+    pub builtin: Option<&'static str>,
     /// `None` for findings that are advice only (the shebang warning).
     pub action: Option<RuleAction>,
 }
@@ -132,59 +136,123 @@ pub fn forbidden() -> JobError {
     JobError::new(DANGEROUS_SCRIPT_FORBIDDEN_EXECUTION)
 }
 
-/// Checks `script` line by line: enabled custom rules for `language`, and for shell the
-/// built-ins. Blank and comment lines are skipped (see [`is_comment`]); a shell script's first
-/// line must be a shebang.
+/// Checks `script` as [`check`] does, without parameters and with every built-in on.
 pub fn check_script(language: i32, script: &str, rules: &[CompiledRule]) -> Vec<Finding> {
+    check(language, script, &[], rules, &[])
+}
+
+/// Checks `script`, run with positional parameters `params`, for `language`:
+///
+/// - every language: enabled custom rules on each raw line (blank and comment lines skipped,
+///   see [`is_comment`]) and on the parameters' text;
+/// - shell: the script is parsed (see [`shell`]) and the custom rules run again on each
+///   normalised command (quotes resolved, variables and `$1…` expanded, `eval` / `sh -c` /
+///   `base64 -d | sh` payloads included); the built-ins ([`BUILTINS`]) not named in
+///   `disabled_builtins` run on the normalised commands of the script and of the parameters'
+///   text; the first line must be a shebang.
+///
+/// One finding per (source, line): a rule that matches both the raw line and its normalised
+/// command reports once.
+pub fn check(language: i32, script: &str, params: &[String], rules: &[CompiledRule], disabled_builtins: &[String]) -> Vec<Finding> {
     let shell = language == ScriptLanguage::Shell as i32;
     let rules: Vec<&CompiledRule> = rules.iter().filter(|r| r.applies_to(language)).collect();
     let script = script.strip_prefix('\u{feff}').unwrap_or(script);
+    let lines: Vec<&str> = script.lines().collect();
+    let raw_line = |line: usize| lines.get(line.wrapping_sub(1)).map_or(String::new(), |l| l.to_string());
     let mut out = Vec::new();
-    for (index, raw) in script.lines().enumerate() {
-        let line = index + 1;
-        let trimmed = raw.trim();
-        if index == 0 && shell && !trimmed.starts_with("#!") {
-            out.push(Finding {
-                line,
-                line_content: raw.to_string(),
+    let mut seen = std::collections::HashSet::new();
+    let mut push = |out: &mut Vec<Finding>, f: Finding| {
+        let key = (f.rule_id, f.builtin, f.line);
+        if seen.insert(key) {
+            out.push(f);
+        }
+    };
+    if shell && lines.first().is_some_and(|l| !l.trim().starts_with("#!")) {
+        push(
+            &mut out,
+            Finding {
+                line: 1,
+                line_content: lines[0].to_string(),
                 match_content: String::new(),
                 level: LEVEL_WARNING,
                 description: "missing shebang (#!/bin/bash)".to_string(),
                 rule_id: None,
+                builtin: None,
                 action: None,
-            });
+            },
+        );
+    }
+    if shell {
+        let analysis = shell::analyse(script, params);
+        for (builtin, line, matched) in builtin_hits(&analysis, &lines, disabled_builtins) {
+            push(&mut out, builtin_finding(builtin, line, raw_line(line), matched));
         }
-        if trimmed.is_empty() || is_comment(language, trimmed) {
-            continue;
-        }
-        if shell {
-            for (builtin, matched) in builtin_hits(trimmed) {
-                out.push(Finding {
-                    line,
-                    line_content: raw.to_string(),
-                    match_content: matched,
-                    level: LEVEL_FATAL,
-                    description: builtin.description.to_string(),
-                    rule_id: None,
-                    action: Some(RuleAction::Intercept),
-                });
-            }
-        }
-        for rule in &rules {
-            if let Some(m) = rule.regex.find(raw) {
-                out.push(Finding {
-                    line,
-                    line_content: raw.to_string(),
-                    match_content: m.as_str().to_string(),
-                    level: LEVEL_FATAL,
-                    description: rule.rule.description.clone(),
-                    rule_id: Some(rule.rule.id),
-                    action: Some(rule.rule.action),
-                });
+        for command in &analysis.commands {
+            let text = command.text();
+            for rule in &rules {
+                if let Some(m) = rule.regex.find(&text) {
+                    push(&mut out, rule_finding(rule, command.line, raw_line(command.line), m.as_str()));
+                }
             }
         }
     }
+    for (index, raw) in lines.iter().enumerate() {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || is_comment(language, trimmed) {
+            continue;
+        }
+        for rule in &rules {
+            if let Some(m) = rule.regex.find(raw) {
+                push(&mut out, rule_finding(rule, index + 1, raw.to_string(), m.as_str()));
+            }
+        }
+    }
+    // The parameters' own text: a rule or built-in that matches it is reported on line 0.
+    if !params.is_empty() {
+        let text = params.join(" ");
+        for rule in &rules {
+            if let Some(m) = rule.regex.find(&text) {
+                push(&mut out, rule_finding(rule, 0, PARAMS_LINE.to_string(), m.as_str()));
+            }
+        }
+        if shell {
+            let analysis = shell::analyse(&text, &[]);
+            for (builtin, _, matched) in builtin_hits(&analysis, &[], disabled_builtins) {
+                push(&mut out, builtin_finding(builtin, 0, PARAMS_LINE.to_string(), matched));
+            }
+        }
+    }
+    out.sort_by_key(|f| f.line);
     out
+}
+
+/// What a finding on the parameters shows as its line.
+pub const PARAMS_LINE: &str = "(script_param)";
+
+fn rule_finding(rule: &CompiledRule, line: usize, line_content: String, matched: &str) -> Finding {
+    Finding {
+        line,
+        line_content,
+        match_content: matched.to_string(),
+        level: LEVEL_FATAL,
+        description: rule.rule.description.clone(),
+        rule_id: Some(rule.rule.id),
+        builtin: None,
+        action: Some(rule.rule.action),
+    }
+}
+
+fn builtin_finding(builtin: &'static BuiltIn, line: usize, line_content: String, matched: String) -> Finding {
+    Finding {
+        line,
+        line_content,
+        match_content: matched,
+        level: LEVEL_FATAL,
+        description: builtin.description.to_string(),
+        rule_id: None,
+        builtin: Some(builtin.name),
+        action: Some(RuleAction::Intercept),
+    }
 }
 
 /// Whether a trimmed, non-empty line is a comment in `language`: `#` for shell, perl, python
@@ -210,9 +278,10 @@ fn is_rem(line: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Built-in checks (shell)
 
-/// A built-in shell check: either over the words of each simple command on the line, or over
-/// the raw line for shapes that are not a command (the fork bomb, redirections).
+/// A built-in shell check over the analysed script (see [`shell::Analysis`]).
 pub struct BuiltIn {
+    /// Stable name an admin uses to turn the check off (`shoal danger builtin disable NAME`).
+    pub name: &'static str,
     pub description: &'static str,
     matcher: Matcher,
 }
@@ -220,32 +289,57 @@ pub struct BuiltIn {
 enum Matcher {
     /// Gets one simple command's words, wrappers (`sudo`, `env`, …) already removed.
     Command(fn(&[String]) -> bool),
-    /// Gets the trimmed line, returns the matched text.
-    Line(fn(&str) -> Option<&str>),
+    /// Gets each file an output redirection writes.
+    Redirect(fn(&str) -> bool),
+    /// A function that calls itself twice in one pipeline; on unparsable lines, the regex.
+    ForkBomb,
 }
 
-/// The destructive forms every shell script is checked for.
+/// The destructive forms every shell script is checked for. Each intercepts (1244019) unless
+/// an admin turned it off.
 pub const BUILTINS: &[BuiltIn] = &[
-    BuiltIn { description: "recursive rm of the root directory (rm -rf /)", matcher: Matcher::Command(rm_root) },
-    BuiltIn { description: "mkfs formats a block device", matcher: Matcher::Command(mkfs_device) },
-    BuiltIn { description: "dd writes over a disk device", matcher: Matcher::Command(dd_to_disk) },
-    BuiltIn { description: "output redirected over a disk device", matcher: Matcher::Line(redirect_to_disk) },
-    BuiltIn { description: "fork bomb", matcher: Matcher::Line(fork_bomb) },
+    BuiltIn { name: "rm-root", description: "recursive rm of the root directory (rm -rf /)", matcher: Matcher::Command(rm_root) },
+    BuiltIn { name: "mkfs-device", description: "mkfs formats a block device", matcher: Matcher::Command(mkfs_device) },
+    BuiltIn { name: "dd-device", description: "dd writes over a disk device", matcher: Matcher::Command(dd_to_disk) },
+    BuiltIn { name: "redirect-device", description: "output redirected over a disk device", matcher: Matcher::Redirect(is_disk_device) },
+    BuiltIn { name: "fork-bomb", description: "fork bomb", matcher: Matcher::ForkBomb },
+    BuiltIn { name: "chmod-root", description: "recursive chmod or chown of the root directory", matcher: Matcher::Command(chmod_root) },
 ];
 
-fn builtin_hits(line: &str) -> Vec<(&'static BuiltIn, String)> {
-    let commands: Vec<(&str, Vec<String>)> = simple_commands(line).into_iter().map(|c| (c, words(c))).collect();
+/// The built-in with this name.
+pub fn builtin(name: &str) -> Option<&'static BuiltIn> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+fn builtin_hits(analysis: &shell::Analysis, lines: &[&str], disabled: &[String]) -> Vec<(&'static BuiltIn, usize, String)> {
     let mut hits = Vec::new();
-    for builtin in BUILTINS {
+    for builtin in BUILTINS.iter().filter(|b| !disabled.iter().any(|d| d == b.name)) {
         match builtin.matcher {
             Matcher::Command(check) => {
-                if let Some((text, _)) = commands.iter().find(|(_, w)| check(strip_wrappers(w))) {
-                    hits.push((builtin, text.trim().to_string()));
+                for c in &analysis.commands {
+                    let words = strip_wrappers(&c.words);
+                    if check(words) {
+                        hits.push((builtin, c.line, words.join(" ")));
+                    }
                 }
             }
-            Matcher::Line(check) => {
-                if let Some(m) = check(line) {
-                    hits.push((builtin, m.to_string()));
+            Matcher::Redirect(check) => {
+                for (line, target) in &analysis.redirects {
+                    if check(target) {
+                        hits.push((builtin, *line, format!("> {target}")));
+                    }
+                }
+            }
+            Matcher::ForkBomb => {
+                for (line, name) in &analysis.fork_bombs {
+                    hits.push((builtin, *line, format!("{name}() {{ {name} | {name} & }}")));
+                }
+                if analysis.parse_failed {
+                    for (i, l) in lines.iter().enumerate() {
+                        if let Some(m) = fork_bomb(l) {
+                            hits.push((builtin, i + 1, m.to_string()));
+                        }
+                    }
                 }
             }
         }
@@ -254,8 +348,8 @@ fn builtin_hits(line: &str) -> Vec<(&'static BuiltIn, String)> {
 }
 
 /// Splits a line into simple commands at unquoted `;`, `&`, `|`, `(`, `)` and backticks, and
-/// stops at an unquoted `#` that starts a word. Braces are left alone so `/{a,b}` stays a word.
-fn simple_commands(line: &str) -> Vec<&str> {
+/// stops at an unquoted `#` that starts a word: the fallback for a line the parser refuses.
+pub(crate) fn split_simple_commands(line: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut single, mut double, mut escaped) = (false, false, false);
     let mut start = 0;
@@ -292,39 +386,41 @@ fn simple_commands(line: &str) -> Vec<&str> {
     out
 }
 
-/// The words of a simple command with quotes removed; unbalanced quotes fall back to
-/// whitespace splitting.
-fn words(command: &str) -> Vec<String> {
-    shell_words::split(command).unwrap_or_else(|_| command.split_whitespace().map(String::from).collect())
-}
-
 /// Drops what runs the real command: assignments, `sudo`/`env`/`nice`… with their options,
 /// and keywords such as `then` or `do` that precede a command on the same line.
-fn strip_wrappers(mut words: &[String]) -> &[String] {
+pub(crate) fn strip_wrappers(mut words: &[String]) -> &[String] {
     while let Some(first) = words.first() {
         let word = first.as_str();
-        if is_assignment(word)
-            || matches!(word, "{" | "!" | "if" | "then" | "else" | "elif" | "do" | "while" | "until")
-            || matches!(word, "exec" | "command" | "builtin" | "nohup" | "time")
-        {
+        if is_assignment(word) || matches!(word, "{" | "!" | "if" | "then" | "else" | "elif" | "do" | "while" | "until") {
             words = &words[1..];
             continue;
         }
-        let with_argument: &[&str] = match basename(word) {
+        let name = basename(word);
+        let with_argument: &[&str] = match name {
             "sudo" | "doas" => &["-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-T", "-U", "-R"],
             "env" => &["-u", "-C", "-S", "--unset", "--chdir"],
             "nice" => &["-n", "--adjustment"],
+            "ionice" => &["-c", "-n", "-p", "-t"],
+            "xargs" => &["-I", "-n", "-P", "-d", "-L", "-s", "-a", "-E", "--delimiter", "--max-args", "--max-procs"],
+            "timeout" => &["-s", "-k", "--signal", "--kill-after"],
+            "stdbuf" => &["-i", "-o", "-e"],
+            "exec" => &["-a"],
+            "command" | "builtin" | "nohup" | "time" | "setsid" | "busybox" | "chronic" | "unbuffer" => &[],
             _ => break,
         };
         words = &words[1..];
         while let Some(w) = words.first() {
             if with_argument.contains(&w.as_str()) {
                 words = &words[words.len().min(2)..];
-            } else if w.starts_with('-') || is_assignment(w) {
+            } else if (w.starts_with('-') && w.len() > 1) || is_assignment(w) {
                 words = &words[1..];
             } else {
                 break;
             }
+        }
+        // `timeout DURATION command…`
+        if name == "timeout" && !words.is_empty() {
+            words = &words[1..];
         }
     }
     words
@@ -341,7 +437,7 @@ fn is_assignment(word: &str) -> bool {
     }
 }
 
-fn basename(path: &str) -> &str {
+pub(crate) fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
@@ -365,6 +461,16 @@ fn rm_root(words: &[String]) -> bool {
         }
     }
     recursive && root
+}
+
+/// `chmod` or `chown`/`chgrp` with a recursive option on the root directory (any mode).
+fn chmod_root(words: &[String]) -> bool {
+    let Some((cmd, args)) = words.split_first() else { return false };
+    if !matches!(basename(cmd), "chmod" | "chown" | "chgrp") {
+        return false;
+    }
+    let recursive = args.iter().any(|a| a == "--recursive" || (a.starts_with('-') && !a.starts_with("--") && a.contains('R')));
+    recursive && args.iter().any(|a| is_root(a))
 }
 
 /// Whether a path names the root directory or everything directly in it: `/`, `//`, `/.`,
@@ -405,11 +511,6 @@ fn is_disk_device(path: &str) -> bool {
     path.strip_prefix("/dev/").is_some_and(|dev| DISKS.iter().any(|d| dev.starts_with(d)))
 }
 
-fn redirect_to_disk(line: &str) -> Option<&str> {
-    static REDIRECT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r">\|?\s*(/dev/[\w/.-]+)").expect("valid regex"));
-    REDIRECT.captures_iter(line).find(|c| is_disk_device(&c[1])).map(|c| c.get(0).map_or("", |m| m.as_str()))
-}
-
 /// `f(){ f|f& };f` for any function name, `:` included, however spaced.
 fn fork_bomb(line: &str) -> Option<&str> {
     static BOMB: LazyLock<Regex> =
@@ -417,6 +518,91 @@ fn fork_bomb(line: &str) -> Option<&str> {
     // The regex crate has no backreferences: compare the three names here.
     BOMB.captures_iter(line).find(|c| c[1] == c[2] && c[2] == c[3]).map(|c| c.get(0).map_or("", |m| m.as_str()))
 }
+
+/// Spellings of `rm -rf /` that bash runs as exactly that: every one must be blocked (the
+/// test table of the core and server suites, kept here so both use the same list).
+pub const RM_ROOT_SPELLINGS: &[&str] = &[
+    "rm -rf /",
+    "rm -fr /",
+    "rm -Rf /",
+    "rm -r -f /",
+    "rm -R -f /",
+    "rm -r /",
+    "rm --recursive --force /",
+    "rm --rec --force /",
+    "rm -rf --no-preserve-root /",
+    "rm -rf / --no-preserve-root",
+    "rm -rf -- /",
+    "rm -rf /*",
+    "rm -rf //",
+    "rm -rf /.",
+    "rm -rf /tmp/..",
+    "rm -rf /tmp/x /",
+    "rm -rf \"/\"",
+    "rm -rf '/*'",
+    "r\"\"m -rf /",
+    "'rm' -rf /",
+    "\"rm\" \"-rf\" \"/\"",
+    "r'm' -r''f /''",
+    "\\rm -rf /",
+    "\\r\\m -rf \\/",
+    "$'\\x72\\x6d' -rf /",
+    "$'\\162m' -rf $'\\x2f'",
+    "rm${IFS}-rf${IFS}/",
+    "rm$IFS-rf$IFS/",
+    "rm -rf \\\n  /",
+    "rm \\\n -rf \\\n /",
+    "a=rm; $a -rf /",
+    "a=rm\nb=-rf\n$a $b /",
+    "x=/; rm -rf $x",
+    "x=/\nrm -rf \"$x\"",
+    "c='rm -rf /'; $c",
+    "export T=/; rm -rf ${T}",
+    "rm -rf ${x:-/}",
+    "rm -rf \"$(echo /)\"",
+    "rm -rf `echo /`",
+    "/bin/rm -rf /",
+    "/usr/bin/rm -rf /",
+    "sudo rm -rf /",
+    "sudo -u root -E rm -rf /",
+    "env rm -rf /",
+    "env LANG=C rm -rf /",
+    "X=1 rm -rf /",
+    "command rm -rf /",
+    "exec rm -rf /",
+    "nohup rm -rf / &",
+    "timeout 10 rm -rf /",
+    "busybox rm -rf /",
+    "nice -n 5 rm -rf /",
+    "echo / | xargs rm -rf",
+    "cd /tmp && rm -rf /",
+    "true; rm -rf / ; echo done",
+    "if true; then rm -rf /; fi",
+    "for d in /; do rm -rf $d; done",
+    "out=$(rm -rf /)",
+    "out=`rm -rf /`",
+    "(rm -rf /)",
+    "{ rm -rf /; }",
+    "eval \"rm -rf /\"",
+    "eval rm -rf /",
+    "a=r; b=m; eval \"$a$b -rf /\"",
+    "sh -c \"rm -rf /\"",
+    "bash -c 'rm -rf /'",
+    "sudo bash -ec 'rm -rf /'",
+    "su -c 'rm -rf /' root",
+    "echo cm0gLXJmIC8= | base64 -d | sh",
+    "echo 'cm0gLXJmIC8=' | base64 --decode | bash",
+    "printf cm0gLXJmIC8= | base64 -d | sudo sh",
+    "eval \"$(echo cm0gLXJmIC8= | base64 -d)\"",
+    "bash <<< 'rm -rf /'",
+    "base64 -d <<< cm0gLXJmIC8= | sh",
+    "sh <<'EOF'\nrm -rf /\nEOF",
+    "echo 'rm -rf /' | sh",
+    "echo 'sh -c \"rm -rf /\"' | bash",
+    "f() { rm -rf \"$1\"; }; f /",
+    "wipe() {\n  rm -rf \"$@\"\n}\nwipe -- /",
+    "g() { rm \"$@\"; }; h() { g -rf \"$1\"; }; h /",
+];
 
 #[cfg(test)]
 mod tests {
@@ -556,60 +742,140 @@ mod tests {
     }
 
     #[test]
-    fn destructive_shell_forms_are_fatal_and_intercepted() {
-        let dangerous = [
-            ("rm -rf /", "rm -rf /"),
-            ("rm -fr /", "rm -fr /"),
-            ("rm -Rf /", "rm -Rf /"),
-            ("rm -r -f /", "rm -r -f /"),
-            ("rm -r /", "rm -r /"),
-            ("rm --recursive --force /", "rm --recursive --force /"),
-            ("rm --rec --force /", "rm --rec --force /"),
-            ("rm -rf /*", "rm -rf /*"),
-            ("rm -rf \"/\"", "rm -rf \"/\""),
-            ("rm -rf '/*'", "rm -rf '/*'"),
-            ("rm -rf //", "rm -rf //"),
-            ("rm -rf /.", "rm -rf /."),
-            ("rm -rf /tmp/..", "rm -rf /tmp/.."),
-            ("rm -rf -- /", "rm -rf -- /"),
-            ("rm -rf / --no-preserve-root", "rm -rf / --no-preserve-root"),
-            ("rm -rf /tmp/x /", "rm -rf /tmp/x /"),
-            ("/bin/rm -rf /", "/bin/rm -rf /"),
-            ("\\rm -rf /", "\\rm -rf /"),
-            ("sudo rm -rf --no-preserve-root /", "sudo rm -rf --no-preserve-root /"),
-            ("sudo -u root -E rm -rf /", "sudo -u root -E rm -rf /"),
-            ("env LANG=C rm -rf /", "env LANG=C rm -rf /"),
-            ("X=1 rm -rf /", "X=1 rm -rf /"),
-            ("  rm \t -rf \t  /  ", "rm \t -rf \t  /"),
-            ("cd /tmp && rm -rf /", "rm -rf /"),
-            ("true; rm -rf / ; echo done", "rm -rf /"),
-            ("if true; then rm -rf /; fi", "then rm -rf /"),
-            ("out=$(rm -rf /)", "rm -rf /"),
-            ("nohup rm -rf / &", "nohup rm -rf /"),
-            ("mkfs.ext4 /dev/sda", "mkfs.ext4 /dev/sda"),
-            ("mkfs -t xfs /dev/nvme0n1p1", "mkfs -t xfs /dev/nvme0n1p1"),
-            ("sudo mke2fs /dev/vdb", "sudo mke2fs /dev/vdb"),
-            ("dd if=/dev/zero of=/dev/sda bs=1M", "dd if=/dev/zero of=/dev/sda bs=1M"),
-            ("dd if=/dev/urandom of=/dev/sdb1", "dd if=/dev/urandom of=/dev/sdb1"),
-            ("cat image > /dev/sda", "> /dev/sda"),
-            (":(){ :|:& };:", ":(){ :|:& }"),
-            (":() { : | : & } ; :", ":() { : | : & }"),
-            ("bomb(){ bomb|bomb& };bomb", "bomb(){ bomb|bomb& }"),
-        ];
-        for (line, matched) in dangerous {
-            let f = builtin_findings(line);
-            assert_eq!(f.len(), 1, "{line:?}: {f:?}");
-            let f = &f[0];
-            assert_eq!((f.line, f.level, f.rule_id, f.action), (2, LEVEL_FATAL, None, Some(RuleAction::Intercept)), "{line}");
-            assert_eq!(f.line_content, line);
-            assert_eq!(f.match_content, matched, "{line}");
-            assert!(blocks(std::slice::from_ref(f)));
+    fn every_rm_root_spelling_is_blocked() {
+        assert!(RM_ROOT_SPELLINGS.len() >= 21);
+        for script in RM_ROOT_SPELLINGS {
+            let f = builtin_findings(script);
+            let hit = f.iter().find(|x| x.builtin == Some("rm-root"));
+            let Some(hit) = hit else { panic!("{script:?} passed: {f:?}") };
+            assert_eq!((hit.level, hit.rule_id, hit.action), (LEVEL_FATAL, None, Some(RuleAction::Intercept)), "{script}");
+            assert!(blocks(&f), "{script}");
         }
+    }
+
+    #[test]
+    fn rm_root_finding_points_at_its_line_with_the_normalised_command() {
+        let f = builtin_findings("echo start\nr\"\"m -rf${IFS}/\necho end");
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].line, f[0].line_content.as_str(), f[0].match_content.as_str()), (3, "r\"\"m -rf${IFS}/", "rm -rf /"));
+        // A continuation line reports where the command starts.
+        let f = builtin_findings("rm -rf \\\n /");
+        assert_eq!(f[0].line, 2);
+    }
+
+    #[test]
+    fn other_destructive_forms_are_blocked() {
+        let dangerous = [
+            ("mkfs.ext4 /dev/sda", "mkfs-device"),
+            ("mkfs -t xfs /dev/nvme0n1p1", "mkfs-device"),
+            ("sudo mke2fs /dev/vdb", "mkfs-device"),
+            ("d=/dev/sda; mkfs.ext4 $d", "mkfs-device"),
+            ("dd if=/dev/zero of=/dev/sda bs=1M", "dd-device"),
+            ("dd if=/dev/urandom of=/dev/sdb1", "dd-device"),
+            ("dd if=/dev/zero \"of=/dev/sda\"", "dd-device"),
+            ("cat image > /dev/sda", "redirect-device"),
+            ("echo x >/dev/nvme0n1", "redirect-device"),
+            ("dev=/dev/sda; cat x > \"$dev\"", "redirect-device"),
+            ("echo x &> /dev/sda", "redirect-device"),
+            (":(){ :|:& };:", "fork-bomb"),
+            (":() { : | : & } ; :", "fork-bomb"),
+            ("bomb(){ bomb|bomb& };bomb", "fork-bomb"),
+            ("f() {\n  f | f &\n}\nf", "fork-bomb"),
+            ("chmod -R 777 /", "chmod-root"),
+            ("chmod --recursive 000 /", "chmod-root"),
+            ("sudo chown -R nobody /", "chmod-root"),
+            ("eval 'chmod -R 777 /'", "chmod-root"),
+        ];
+        for (script, name) in dangerous {
+            let f = builtin_findings(script);
+            assert!(f.iter().any(|x| x.builtin == Some(name) && x.action == Some(RuleAction::Intercept)), "{script:?}: {f:?}");
+        }
+    }
+
+    /// Look-alikes that run nothing destructive and must pass. Deliberately allowed: text
+    /// that is only printed or stored (`echo "rm -rf /"`, a heredoc to `cat`, a decoded
+    /// payload that is not run), targets that are not the root (`/tmp/*`, `./build`), and
+    /// variables whose value the script does not set (`"$DIR"`): those are left to custom rules.
+    #[test]
+    fn look_alikes_pass() {
+        let harmless = [
+            "rm -rf ./build",
+            "rm -rf build/",
+            "rm -rf /tmp/*",
+            "rm -rf \"$DIR\"",
+            "rm -rf \"${BUILD_DIR:?}/out\"",
+            "x=/tmp; rm -rf $x",
+            "x=/; x=/opt/app; echo $x",
+            "rm -f /",
+            "rm /",
+            "echo \"rm -rf /\"",
+            "echo 'rm -rf /' >> /tmp/notes",
+            "printf '%s\\n' 'rm -rf /'",
+            "grep -r 'rm -rf /' .",
+            "# rm -rf /",
+            "cat <<EOF\nrm -rf /\nEOF",
+            "echo cm0gLXJmIC8= | base64 -d",
+            "echo cm0gLXJmIC8= | base64 -d > /tmp/payload",
+            "sh -c 'ls /'",
+            "eval \"ls -la /\"",
+            "bash -c 'rm -rf /tmp/x'",
+            "ls -la / | xargs echo",
+            "echo /tmp/a | xargs rm -rf",
+            "chmod -R 755 /opt/app",
+            "chmod 755 /",
+            "dd if=/dev/sda of=/backup/sda.img",
+            "echo hello > /dev/null",
+            "f() { echo hi; }; f | f",
+            "main() { run | tee log & }",
+            "f() { rm -rf \"$1\"; }; f /tmp/x",
+        ];
+        for script in harmless {
+            let f = builtin_findings(script);
+            assert!(f.is_empty(), "{script:?} matched: {f:?}");
+        }
+    }
+
+    #[test]
+    fn parameters_are_checked_as_the_scripts_arguments_and_as_text() {
+        let params = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let script = "#!/bin/bash\nrm -rf \"$1\"\n";
+        let f = check(SHELL, script, &params(&["/"]), &[], &[]);
+        assert!(f.iter().any(|x| x.builtin == Some("rm-root") && x.line == 2), "{f:?}");
+        assert!(check(SHELL, script, &params(&["/tmp/x"]), &[], &[]).is_empty());
+        let f = check(SHELL, "#!/bin/bash\nrm $2 \"$@\"\n", &params(&["/", "-rf"]), &[], &[]);
+        assert!(blocks(&f), "{f:?}");
+        // The parameters' own text, for custom rules and built-ins alike.
+        let rules = [compiled(9, "secret-token", &[SHELL, PYTHON], RuleAction::Intercept)];
+        let f = check(PYTHON, "print(1)", &params(&["--secret-token"]), &rules, &[]);
+        assert_eq!((f.len(), f[0].line, f[0].line_content.as_str()), (1, 0, PARAMS_LINE), "{f:?}");
+        let f = check(SHELL, "#!/bin/sh\neval \"$@\"\n", &params(&["rm", "-rf", "/"]), &[], &[]);
+        assert!(blocks(&f), "{f:?}");
+    }
+
+    #[test]
+    fn a_disabled_builtin_does_not_report() {
+        let disabled = vec!["rm-root".to_string()];
+        assert!(check(SHELL, "#!/bin/sh\nrm -rf /\n", &[], &[], &disabled).is_empty());
+        assert!(!check(SHELL, "#!/bin/sh\nmkfs.ext4 /dev/sda\n", &[], &[], &disabled).is_empty());
+        assert!(builtin("rm-root").is_some() && builtin("nope").is_none());
+    }
+
+    #[test]
+    fn custom_rules_see_the_normalised_command_and_the_raw_line() {
+        let rules = [compiled(4, r"^curl .*\| *sh$|rm -rf /opt", &[SHELL], RuleAction::Intercept)];
+        // Normalised: quotes and variables resolved.
+        let f = check(SHELL, "#!/bin/sh\nd=/opt; 'rm' -rf \"$d\"/app\n", &[], &rules, &[]);
+        assert_eq!(f.iter().filter(|x| x.rule_id == Some(4)).count(), 1, "{f:?}");
+        // Raw: a rule on the line as written (one finding per line, not two).
+        let rules = [compiled(5, r"rm -rf /opt", &[SHELL], RuleAction::Scan)];
+        let f = check(SHELL, "#!/bin/sh\nrm -rf /opt/app\n", &[], &rules, &[]);
+        assert_eq!(f.len(), 1, "{f:?}");
     }
 
     #[test]
     fn builtin_descriptions_come_from_the_table() {
         let f = builtin_findings("dd if=/dev/zero of=/dev/sda");
+        assert_eq!(f[0].builtin, Some("dd-device"));
         assert_eq!(f[0].description, "dd writes over a disk device");
         assert!(BUILTINS.iter().any(|b| b.description == f[0].description));
     }
@@ -655,7 +921,6 @@ mod tests {
             "echo 'rm -rf /' >> /tmp/notes",
             "printf '%s\\n' rm -rf /",
             "chmod -R 755 /opt/app",
-            "chown -R app:app /",
             "grep -r foo /etc",
             "cp -r /etc /backup",
             "tar -czf /backup/root.tgz /",
