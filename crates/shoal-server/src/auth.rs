@@ -1,7 +1,11 @@
 //! Who is calling. Apps authenticate with `bk_app_code` + `bk_app_secret`, either in the
 //! `X-Bkapi-Authorization` header (API-gateway style) or in the body / query string (ESB
 //! style), and act for a user (`bk_username`; on `/system/` paths `X-Bk-Username` wins).
-//! Secrets are stored as salted SHA-256.
+//! App secrets are stored as argon2id ([`password`]); rows from before hold salted SHA-256,
+//! which still verifies and is replaced by argon2id on the first successful call. Agent
+//! credentials (random, 256 bits, never chosen by a person) stay salted SHA-256.
+
+pub mod password;
 
 use axum::http::HeaderMap;
 use serde_json::Value;
@@ -29,9 +33,44 @@ pub fn hash_secret(salt: &str, secret: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// A new app row whose secret is stored as argon2id (the salt is inside the PHC string).
 pub fn new_app(code: &str, secret: &str, is_admin: bool) -> AppRow {
-    let salt = uuid::Uuid::new_v4().simple().to_string();
-    AppRow { code: code.to_string(), secret_hash: hash_secret(&salt, secret), salt, is_admin, created_at: shoal_core::time::now_ms() }
+    AppRow { code: code.to_string(), secret_hash: password::hash(secret), salt: String::new(), is_admin, created_at: shoal_core::time::now_ms() }
+}
+
+/// Successful app-secret verifications, so argon2 runs once per app and secret, not per call.
+pub static SECRET_CACHE: std::sync::LazyLock<password::VerifyCache> = std::sync::LazyLock::new(password::VerifyCache::default);
+
+/// At most this many argon2 verifications at once: a stream of wrong secrets costs the
+/// callers time, not every core of the server.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Whether `secret` is `app`'s secret: argon2id, or a legacy salted SHA-256 row, which is
+/// upgraded to argon2id in `store` on success (only if nobody changed the row meanwhile).
+pub async fn check_app_secret(store: &dyn shoal_store::Store, app: &AppRow, secret: &str) -> bool {
+    if SECRET_CACHE.hit(&app.code, &app.secret_hash, secret) {
+        return true;
+    }
+    if !password::is_argon2(&app.secret_hash) {
+        if !same(&app.secret_hash, &hash_secret(&app.salt, secret)) {
+            return false;
+        }
+        let (code, old, secret) = (app.code.clone(), app.secret_hash.clone(), secret.to_string());
+        let Ok(new) = tokio::task::spawn_blocking(move || password::hash(&secret)).await else { return true };
+        match store.upgrade_app_secret(&code, &old, &new).await {
+            Ok(true) => tracing::info!(app_code = %code, "app secret rehashed with argon2id"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, app_code = %code, "could not rehash a legacy app secret"),
+        }
+        return true;
+    }
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else { return false };
+    let (stored, presented) = (app.secret_hash.clone(), secret.to_string());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&stored, &presented)).await.unwrap_or(false);
+    if ok {
+        SECRET_CACHE.remember(&app.code, &app.secret_hash, secret);
+    }
+    ok
 }
 
 /// Compare without an early exit on the first differing byte.
@@ -75,12 +114,14 @@ pub fn presented(headers: &HeaderMap, params: &Value, system_path: bool) -> Pres
     p
 }
 
-/// Check presented credentials against the app's stored hash.
-pub fn verify(p: Presented, app: Option<&AppRow>) -> Result<Caller, JobError> {
+/// Check presented credentials against the app's stored hash ([`check_app_secret`]).
+pub async fn verify(store: &dyn shoal_store::Store, p: Presented, app: Option<&AppRow>) -> Result<Caller, JobError> {
     let code = p.app_code.ok_or_else(|| JobError::unauthorized(ErrorCode::MISSING_APP_CODE))?;
     let secret = p.app_secret.ok_or_else(|| JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL))?;
-    let app = app.filter(|a| same(&a.secret_hash, &hash_secret(&a.salt, &secret)));
-    let app = app.ok_or_else(|| JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL))?;
+    let app = match app {
+        Some(a) if check_app_secret(store, a, &secret).await => a,
+        _ => return Err(JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL)),
+    };
     let username = p.username.ok_or_else(|| JobError::unauthorized(ErrorCode::MISSING_USER_INFO))?;
     Ok(Caller { app_code: code, username, is_admin: app.is_admin })
 }
@@ -168,16 +209,18 @@ mod tests {
         assert_eq!(p.username.as_deref(), Some("u2"));
     }
 
-    #[test]
-    fn verify_codes() {
+    #[tokio::test]
+    async fn verify_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = shoal_store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let app = new_app("a", "s", false);
         let ok = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: Some("u".into()) };
-        assert!(verify(ok, Some(&app)).is_ok());
-        let e = verify(Presented::default(), Some(&app)).unwrap_err();
+        assert!(verify(store.as_ref(), ok, Some(&app)).await.is_ok());
+        let e = verify(store.as_ref(), Presented::default(), Some(&app)).await.unwrap_err();
         assert_eq!((e.code.0, e.http_status), (1247004, 401));
         let wrong = Presented { app_code: Some("a".into()), app_secret: Some("x".into()), username: Some("u".into()) };
-        assert_eq!(verify(wrong, Some(&app)).unwrap_err().http_status, 401);
+        assert_eq!(verify(store.as_ref(), wrong, Some(&app)).await.unwrap_err().http_status, 401);
         let nouser = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: None };
-        assert_eq!(verify(nouser, Some(&app)).unwrap_err().code.0, 1247002);
+        assert_eq!(verify(store.as_ref(), nouser, Some(&app)).await.unwrap_err().code.0, 1247002);
     }
 }

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// Key for sensitive values at rest (64 hex digits); default `data_dir/secret-key`,
     /// generated at first start. Replicas on one PostgreSQL share it.
     pub secret_key_file: Option<PathBuf>,
+    /// Key of the audit chain's MACs (64 hex digits), kept outside the database; default
+    /// `data_dir/audit-key`, generated at first start. Replicas on one PostgreSQL share it.
+    pub audit_key_file: Option<PathBuf>,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -67,6 +70,7 @@ impl Default for ServerConfig {
             max_running_jobs_per_scope: 0,
             max_running_jobs_per_app: 0,
             secret_key_file: None,
+            audit_key_file: None,
             sealing_key: crate::secrets::Key::default(),
         }
     }

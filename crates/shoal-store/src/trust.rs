@@ -287,6 +287,10 @@ pub trait TrustStore: Send + Sync {
     async fn create_app(&self, app: &crate::AppRow, description: &str) -> Result<()>;
     /// Replace the secret of a live app; `NotFound` when missing or revoked.
     async fn rotate_app(&self, code: &str, salt: &str, secret_hash: &str) -> Result<()>;
+    /// Replace a live app's secret hash by `new_hash` (salt cleared: argon2 keeps its own)
+    /// only if it is still `old_hash`: rehashing a legacy secret never undoes a rotation
+    /// that happened meanwhile. Whether it replaced it.
+    async fn upgrade_app_secret(&self, code: &str, old_hash: &str, new_hash: &str) -> Result<bool>;
     /// Revoke: the secret no longer verifies, grants are dropped. `NotFound` when missing.
     async fn revoke_app(&self, code: &str, now: i64) -> Result<()>;
     async fn set_app_admin(&self, code: &str, is_admin: bool) -> Result<()>;
@@ -515,6 +519,19 @@ macro_rules! impl_trust_store {
                         return Err(StoreError::NotFound("app"));
                     }
                     Ok(())
+                }
+
+                async fn upgrade_app_secret(&self, code: &str, old_hash: &str, new_hash: &str) -> Result<bool> {
+                    let r = sqlx::query(
+                        "UPDATE apps SET salt = '', secret_hash = $1 WHERE code = $2 AND secret_hash = $3 AND revoked_at IS NULL",
+                    )
+                    .bind(new_hash)
+                    .bind(code)
+                    .bind(old_hash)
+                    .execute(&self.pool)
+                    .await
+                    .op("upgrade app secret")?;
+                    Ok(r.rows_affected() > 0)
                 }
 
                 async fn revoke_app(&self, code: &str, now: i64) -> Result<()> {
