@@ -35,7 +35,13 @@ pub fn hash_secret(salt: &str, secret: &str) -> String {
 
 /// A new app row whose secret is stored as argon2id (the salt is inside the PHC string).
 pub fn new_app(code: &str, secret: &str, is_admin: bool) -> AppRow {
-    AppRow { code: code.to_string(), secret_hash: password::hash(secret), salt: String::new(), is_admin, created_at: shoal_core::time::now_ms() }
+    AppRow {
+        code: code.to_string(),
+        secret_hash: password::hash(secret),
+        salt: String::new(),
+        is_admin,
+        created_at: shoal_core::time::now_ms(),
+    }
 }
 
 /// Successful app-secret verifications, so argon2 runs once per app and secret, not per call.

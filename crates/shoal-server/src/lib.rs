@@ -65,8 +65,7 @@ pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     }
     let url = config.store_url();
     let audit_key = secrets::load_or_create_audit_key(&config)?;
-    let store =
-        shoal_store::open_keyed(&url, audit_key).await.with_context(|| format!("opening store {}", config.redacted_store_url()))?;
+    let store = shoal_store::open_keyed(&url, audit_key).await.with_context(|| format!("opening store {}", config.redacted_store_url()))?;
     tracing::info!(backend = store.backend(), "store open");
     let (agent_token, _) = ensure_agent_token(&config)?;
     config.sealing_key = secrets::load_or_create(&config)?;

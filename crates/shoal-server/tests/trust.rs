@@ -423,13 +423,23 @@ async fn recreated_alias_does_not_inherit_grants(mut h: Harness) {
     let g = admin(&h, "account_grants", json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": "deploy"})).await;
     assert_eq!(g["account_id"], deploy["id"], "{g}");
     // No such account, or a named account in every business: refused with a reason.
-    let (_, v) =
-        shoal_as(&h, APP, SECRET, "account_grants", json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": "ghost"}))
-            .await;
+    let (_, v) = shoal_as(
+        &h,
+        APP,
+        SECRET,
+        "account_grants",
+        json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": "ghost"}),
+    )
+    .await;
     assert_eq!(v["code"], 1241010, "{v}");
-    let (_, v) =
-        shoal_as(&h, APP, SECRET, "account_grants", json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "*", "alias": "deploy"}))
-            .await;
+    let (_, v) = shoal_as(
+        &h,
+        APP,
+        SECRET,
+        "account_grants",
+        json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "*", "alias": "deploy"}),
+    )
+    .await;
     assert_eq!(v["code"], 1241010, "{v}");
 
     let (_, v) = call_as(&h, "ci", &secret, "fast_execute_script", script_body(&hosts, "deploy", "echo granted")).await;

@@ -950,7 +950,8 @@ mod tests {
         (1..=n as i64)
             .map(|seq| {
                 let event = ev(&format!("act{seq}"));
-                let hash = if (seq as usize) <= legacy { legacy_audit_hash(&prev, seq, &event) } else { audit_hash(key, &prev, seq, &event) };
+                let hash =
+                    if (seq as usize) <= legacy { legacy_audit_hash(&prev, seq, &event) } else { audit_hash(key, &prev, seq, &event) };
                 let row = AuditRow { id: seq, seq: Some(seq), event, prev_hash: prev.clone(), hash: hash.clone() };
                 prev = hash;
                 row

@@ -142,7 +142,13 @@ async fn grants_and_app_lifecycle(s: Arc<dyn Store>, _raw: Raw) {
     s.put_grant(&g, "root", 5).await.unwrap();
     s.put_grant(&g, "root", 6).await.unwrap(); // idempotent
     let deploy = s.create_account(&account("deploy")).await.unwrap();
-    let ag = AccountGrant { app_code: "ci".into(), scope_type: "biz".into(), scope_id: "1".into(), account_id: deploy.id, alias: "deploy".into() };
+    let ag = AccountGrant {
+        app_code: "ci".into(),
+        scope_type: "biz".into(),
+        scope_id: "1".into(),
+        account_id: deploy.id,
+        alias: "deploy".into(),
+    };
     s.put_account_grant(&ag, "root", 5).await.unwrap();
     assert_eq!(s.list_grants(Some("ci")).await.unwrap(), vec![g.clone()]);
     assert_eq!(s.list_account_grants(None).await.unwrap(), vec![ag.clone()]);
@@ -179,7 +185,13 @@ fn account(alias: &str) -> AccountRow {
 async fn account_grants_follow_the_account_not_its_alias(s: Arc<dyn Store>, _raw: Raw) {
     s.create_app(&app("ci"), "").await.unwrap();
     let deploy = s.create_account(&account("deploy")).await.unwrap();
-    let g = AccountGrant { app_code: "ci".into(), scope_type: "biz".into(), scope_id: "1".into(), account_id: deploy.id, alias: "deploy".into() };
+    let g = AccountGrant {
+        app_code: "ci".into(),
+        scope_type: "biz".into(),
+        scope_id: "1".into(),
+        account_id: deploy.id,
+        alias: "deploy".into(),
+    };
     s.put_account_grant(&g, "root", 1).await.unwrap();
     let all = AccountGrant { account_id: ALL_ACCOUNTS, alias: "*".into(), scope_id: "2".into(), ..g.clone() };
     s.put_account_grant(&all, "root", 1).await.unwrap();
@@ -350,8 +362,10 @@ async fn audit_chain_detects_every_tampering(s: Arc<dyn Store>, raw: Raw) {
         }
         Raw::Sqlite(_) => {
             // SQLite cannot drop a constraint; a copy of the table without it stands in.
-            raw.exec_script("CREATE TABLE loose AS SELECT * FROM audit_events; DROP TABLE audit_events; ALTER TABLE loose RENAME TO audit_events;")
-                .await;
+            raw.exec_script(
+                "CREATE TABLE loose AS SELECT * FROM audit_events; DROP TABLE audit_events; ALTER TABLE loose RENAME TO audit_events;",
+            )
+            .await;
             raw.exec(&insert("NULL").replace("(time,", "(id, time,").replace("VALUES (1,", "VALUES (999, 1,")).await;
         }
     }

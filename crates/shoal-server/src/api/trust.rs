@@ -264,8 +264,9 @@ async fn granted_account(ctx: &Ctx, scope_type: &str, scope_id: &str, alias: &st
             .tap_reason("a named account belongs to one scope: give bk_scope_id, or alias *"));
     }
     let account = ctx.shared.store.get_account_by_alias(scope_type, scope_id, alias).await.map_err(internal("get account"))?;
-    let account = account
-        .ok_or_else(|| JobError::with(shoal_proto::ErrorCode::ILLEGAL_PARAM_WITH_REASON, "alias").tap_reason("no such account in this scope"))?;
+    let account = account.ok_or_else(|| {
+        JobError::with(shoal_proto::ErrorCode::ILLEGAL_PARAM_WITH_REASON, "alias").tap_reason("no such account in this scope")
+    })?;
     Ok((account.id, account.alias))
 }
 
@@ -287,7 +288,9 @@ async fn change_account_grant(ctx: &Ctx, params: Value, add: bool) -> ApiResult 
     let action = if add { "grant_account" } else { "revoke_account" };
     let detail = json!({"bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias, "account_id": g.account_id});
     record(ctx, action, &g.app_code, detail).await?;
-    Ok(json!({"app_code": g.app_code, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias, "account_id": g.account_id}))
+    Ok(
+        json!({"app_code": g.app_code, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias, "account_id": g.account_id}),
+    )
 }
 
 async fn list_grants(ctx: &Ctx, params: Value) -> ApiResult {
