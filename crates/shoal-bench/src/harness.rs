@@ -123,6 +123,8 @@ fn server_config(dir: &Path, database_url: Option<String>) -> ServerConfig {
         database_url,
         agent_token: Some(TOKEN.into()),
         bootstrap_app: Some(format!("{APP}:{SECRET}")),
+        // Every simulated agent connects from 127.0.0.1.
+        max_connections_per_source: 0,
         ..ServerConfig::default()
     }
 }
@@ -162,6 +164,7 @@ impl Child {
         }
         cmd.env("SHOAL_BOOTSTRAP_APP", format!("{APP}:{SECRET}"))
             .env("SHOAL_AGENT_TOKEN", TOKEN)
+            .env("SHOAL_MAX_CONNECTIONS_PER_SOURCE", "0")
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::from(std::fs::File::create(dir.join("server.log"))?));

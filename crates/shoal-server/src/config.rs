@@ -46,6 +46,22 @@ pub struct ServerConfig {
     /// Key of the audit chain's MACs (64 hex digits), kept outside the database; default
     /// `data_dir/audit-key`, generated at first start. Replicas on one PostgreSQL share it.
     pub audit_key_file: Option<PathBuf>,
+    /// Base URLs callbacks may go to (like JOB's `allowedBaseUrls`); empty = any public
+    /// address. Loopback, link-local and private addresses are refused unless a base URL
+    /// here names that host.
+    pub callback_allowed_base_urls: Vec<String>,
+    /// Longest wait for a request's headers, and for the next request on an idle
+    /// keep-alive connection (seconds).
+    pub header_read_timeout_secs: u64,
+    /// Longest time an API request may take before it is answered with a timeout (seconds).
+    pub request_timeout_secs: u64,
+    /// Connections open at once from one source address (0 = no limit). Agents behind
+    /// one NAT address count together: raise it for large NATed fleets.
+    pub max_connections_per_source: usize,
+    /// Connections open at once in total (0 = no limit).
+    pub max_connections: usize,
+    /// Agent WebSocket sessions that have not said hello yet, at once.
+    pub max_pending_agent_sessions: usize,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -71,6 +87,12 @@ impl Default for ServerConfig {
             max_running_jobs_per_app: 0,
             secret_key_file: None,
             audit_key_file: None,
+            callback_allowed_base_urls: Vec::new(),
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 120,
+            max_connections_per_source: 2048,
+            max_connections: 60_000,
+            max_pending_agent_sessions: 1024,
             sealing_key: crate::secrets::Key::default(),
         }
     }
@@ -100,6 +122,10 @@ impl ServerConfig {
         );
         anyhow::ensure!(self.data_dir.is_some() || self.database_url.is_some(), "set data_dir (embedded SQLite) or database_url");
         anyhow::ensure!(self.tls_cert.is_some() == self.tls_key.is_some(), "set both tls_cert and tls_key, or neither");
+        crate::engine::callback::CallbackPolicy::new(&self.callback_allowed_base_urls)?;
+        anyhow::ensure!(self.header_read_timeout_secs >= 1, "header_read_timeout_secs must be at least 1");
+        anyhow::ensure!(self.request_timeout_secs >= 1, "request_timeout_secs must be at least 1");
+        anyhow::ensure!(self.max_pending_agent_sessions >= 1, "max_pending_agent_sessions must be at least 1");
         Ok(())
     }
 

@@ -10,12 +10,14 @@
 //!   callbacks.
 //! - [`gateway`]: agent WebSocket sessions, dispatch, batched ingest of logs and exits,
 //!   liveness.
+//! - [`conn`]: connection caps (per source, in total) and deadlines on the listener.
 //! - [`tls`]: TLS on the listener; [`secrets`]: sensitive values encrypted at rest.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod engine;
 pub mod gateway;
 pub mod secrets;
@@ -91,16 +93,10 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Fu
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
+    let listener = conn::LimitedListener::new(listener, conn::Limits::new(&shared.config));
     match tls {
         Some(acceptor) => axum::serve(tls::TlsListener::new(listener, acceptor)?, app).with_graceful_shutdown(graceful).await?,
-        // Without TCP_NODELAY a small frame written right after another waits for the
-        // peer's delayed ACK (~40 ms): every task dispatch and acknowledgement would.
-        None => {
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, app).with_graceful_shutdown(graceful).await?
-        }
+        None => axum::serve(listener, app).with_graceful_shutdown(graceful).await?,
     }
     shared.gateway.close_all();
     Ok(())

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
+
+use crate::conn::{Limited, LimitedListener};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::rustls::ServerConfig as RustlsConfig;
 use tokio_rustls::server::TlsStream;
@@ -43,12 +45,12 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
 /// are dropped.
 pub struct TlsListener {
     local: SocketAddr,
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    rx: mpsc::Receiver<(TlsStream<Limited<TcpStream>>, SocketAddr)>,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
+    pub fn new(listener: LimitedListener, acceptor: TlsAcceptor) -> std::io::Result<TlsListener> {
         let local = listener.local_addr()?;
         let (tx, rx) = mpsc::channel(64);
         let accept_task = tokio::spawn(accept_loop(listener, acceptor, tx));
@@ -62,23 +64,15 @@ impl Drop for TlsListener {
     }
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>) {
+async fn accept_loop(mut listener: LimitedListener, acceptor: TlsAcceptor, tx: mpsc::Sender<(TlsStream<Limited<TcpStream>>, SocketAddr)>) {
     let permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        // Connections over the caps are dropped by the listener, before any handshake.
+        let (tcp, peer) = listener.accept().await;
         if tx.is_closed() {
             return;
         }
-        // As on the plain listener: small frames must not wait for the peer's delayed ACK.
-        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let out = tx.clone();
         tokio::spawn(async move {
@@ -95,7 +89,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sen
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsStream<Limited<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -6,6 +6,24 @@ use async_trait::async_trait;
 
 use crate::Result;
 
+/// The idempotency key (app code, key) of the request running in this task. A job created
+/// while it is set records its id on the key's row in the job's own transaction, so after a
+/// crash a retry finds the job that was made instead of making another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdemKey {
+    pub app_code: String,
+    pub key: String,
+}
+
+tokio::task_local! {
+    pub static CREATING_FOR: IdemKey;
+}
+
+/// The key of the request creating a job in this task, if any.
+pub fn creating_for() -> Option<IdemKey> {
+    CREATING_FOR.try_with(Clone::clone).ok()
+}
+
 /// Where a reserved idempotency key stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdemState {
@@ -37,6 +55,10 @@ pub struct IdemRow {
     pub answer: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// The server instance (replica id, or the process's boot id) handling the request.
+    pub owner: String,
+    /// The job the request created, recorded in the job's transaction.
+    pub job_instance_id: Option<i64>,
 }
 
 /// The outcome of reserving a key.
@@ -99,8 +121,28 @@ pub struct CheckUpdate {
 pub trait CallerStore: Send + Sync {
     /// Reserve `(app_code, key)` for a request: insert a pending row unless a live row
     /// exists (expired rows are replaced). Exactly one of concurrent callers gets `Reserved`.
-    async fn reserve_idempotency(&self, app_code: &str, key: &str, request_hash: &str, now: i64, pending_until: i64)
-        -> Result<Reservation>;
+    async fn reserve_idempotency(
+        &self,
+        app_code: &str,
+        key: &str,
+        request_hash: &str,
+        owner: &str,
+        now: i64,
+        pending_until: i64,
+    ) -> Result<Reservation>;
+    /// Take a pending key over from `dead_owner` when its request made no job; true when
+    /// this caller holds it now.
+    async fn take_over_idempotency(
+        &self,
+        app_code: &str,
+        key: &str,
+        dead_owner: &str,
+        owner: &str,
+        now: i64,
+        pending_until: i64,
+    ) -> Result<bool>;
+    /// Whether replica `id` has sent a heartbeat after `alive_after`.
+    async fn replica_alive(&self, id: &str, alive_after: i64) -> Result<bool>;
     async fn get_idempotency(&self, app_code: &str, key: &str) -> Result<Option<IdemRow>>;
     /// Store the answer of the request holding the key.
     async fn complete_idempotency(&self, app_code: &str, key: &str, http_status: i32, answer: &str, expires_at: i64) -> Result<()>;
@@ -132,7 +174,7 @@ macro_rules! impl_caller_store {
 
             type DbRow = <$db as sqlx::Database>::Row;
 
-            const IDEM_COLS: &str = "app_code, idem_key, request_hash, state, http_status, answer, created_at, expires_at";
+            const IDEM_COLS: &str = "app_code, idem_key, request_hash, state, http_status, answer, created_at, expires_at, owner, job_instance_id";
             const CHECK_COLS: &str = "id, check_name, scope_type, scope_id, hosts, run_id, status, app_code, username, job_instance_id, step_instance_id, infos, report, created_at, updated_at, expires_at";
 
             fn idem_of(r: &DbRow) -> Result<IdemRow> {
@@ -150,6 +192,8 @@ macro_rules! impl_caller_store {
                     answer: r.try_get("answer").op("decode idempotency key")?,
                     created_at: r.try_get("created_at").op("decode idempotency key")?,
                     expires_at: r.try_get("expires_at").op("decode idempotency key")?,
+                    owner: r.try_get("owner").op("decode idempotency key")?,
+                    job_instance_id: r.try_get("job_instance_id").op("decode idempotency key")?,
                 })
             }
 
@@ -181,6 +225,7 @@ macro_rules! impl_caller_store {
                     app_code: &str,
                     key: &str,
                     request_hash: &str,
+                    owner: &str,
                     now: i64,
                     pending_until: i64,
                 ) -> Result<Reservation> {
@@ -192,14 +237,15 @@ macro_rules! impl_caller_store {
                         .await
                         .op("expire idempotency key")?;
                     let inserted = sqlx::query(
-                        "INSERT INTO idempotency_keys (app_code, idem_key, request_hash, state, created_at, expires_at) \
-                         VALUES ($1, $2, $3, 'pending', $4, $5) ON CONFLICT (app_code, idem_key) DO NOTHING RETURNING idem_key",
+                        "INSERT INTO idempotency_keys (app_code, idem_key, request_hash, state, created_at, expires_at, owner) \
+                         VALUES ($1, $2, $3, 'pending', $4, $5, $6) ON CONFLICT (app_code, idem_key) DO NOTHING RETURNING idem_key",
                     )
                     .bind(app_code)
                     .bind(key)
                     .bind(request_hash)
                     .bind(now)
                     .bind(pending_until)
+                    .bind(owner)
                     .fetch_optional(&self.pool)
                     .await
                     .op("reserve idempotency key")?;
@@ -211,6 +257,41 @@ macro_rules! impl_caller_store {
                         // Released between our insert and read: a retry of the caller will reserve it.
                         None => Err(StoreError::Conflict("idempotency key released concurrently")),
                     }
+                }
+
+                async fn take_over_idempotency(
+                    &self,
+                    app_code: &str,
+                    key: &str,
+                    dead_owner: &str,
+                    owner: &str,
+                    now: i64,
+                    pending_until: i64,
+                ) -> Result<bool> {
+                    let r = sqlx::query(
+                        "UPDATE idempotency_keys SET owner = $1, created_at = $2, expires_at = $3 \
+                         WHERE app_code = $4 AND idem_key = $5 AND state = 'pending' AND owner = $6 AND job_instance_id IS NULL",
+                    )
+                    .bind(owner)
+                    .bind(now)
+                    .bind(pending_until)
+                    .bind(app_code)
+                    .bind(key)
+                    .bind(dead_owner)
+                    .execute(&self.pool)
+                    .await
+                    .op("take over idempotency key")?;
+                    Ok(r.rows_affected() == 1)
+                }
+
+                async fn replica_alive(&self, id: &str, alive_after: i64) -> Result<bool> {
+                    let row = sqlx::query("SELECT 1 AS one FROM replicas WHERE id = $1 AND heartbeat > $2")
+                        .bind(id)
+                        .bind(alive_after)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .op("replica alive")?;
+                    Ok(row.is_some())
                 }
 
                 async fn get_idempotency(&self, app_code: &str, key: &str) -> Result<Option<IdemRow>> {

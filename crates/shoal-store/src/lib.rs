@@ -16,6 +16,7 @@ pub mod library;
 pub mod model;
 pub mod postgres;
 pub mod scale;
+pub mod scopes;
 mod sql;
 pub mod sqlite;
 #[doc(hidden)]
@@ -31,6 +32,7 @@ pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Re
 pub use library::LibraryStore;
 pub use model::*;
 pub use scale::{RoutedMessage, ScaleStore};
+pub use scopes::{BizSetRow, ScopeStore};
 pub use trust::TrustStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +78,7 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 }
 
 #[async_trait]
-pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + Send + Sync + 'static {
+pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     // --- apps ---
@@ -97,12 +99,6 @@ pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + Send + S
     async fn get_account(&self, id: i64) -> Result<Option<AccountRow>>;
     async fn get_account_by_alias(&self, scope_type: &str, scope_id: &str, alias: &str) -> Result<Option<AccountRow>>;
     async fn delete_account(&self, id: i64) -> Result<()>;
-
-    // --- dynamic groups ---
-    async fn put_group(&self, g: &GroupRow) -> Result<()>;
-    async fn get_group(&self, id: &str) -> Result<Option<GroupRow>>;
-    async fn list_groups(&self, scope_type: &str, scope_id: &str) -> Result<Vec<GroupRow>>;
-    async fn delete_group(&self, id: &str) -> Result<bool>;
 
     // --- jobs ---
     /// Job instance, its steps, one host task per target of each script step and the audit

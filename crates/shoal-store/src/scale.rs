@@ -57,6 +57,10 @@ pub trait ScaleStore: Send + Sync {
     /// call did it. Two replicas completing the same step: exactly one gets true.
     async fn claim_step_end(&self, step_id: i64, status: i32, end_time: i64, finished: &[i32]) -> Result<bool>;
 
+    /// Moves a step that has not started (blank) to running; true when this call did it.
+    /// Recovery starts a stalled job's next step only through this, so it starts once.
+    async fn claim_step_start(&self, step_id: i64, start_time: i64) -> Result<bool>;
+
     /// Wake-ups for `channel` (PostgreSQL LISTEN); also woken after the listening connection
     /// was re-established, since notifications may have been missed. `None` on SQLite.
     async fn listen(&self, channel: &str) -> Result<Option<mpsc::Receiver<()>>>;
@@ -289,6 +293,16 @@ macro_rules! impl_scale_store {
                         q.push(")");
                     }
                     let r = q.build().execute(&self.pool).await.op("claim step end")?;
+                    Ok(r.rows_affected() > 0)
+                }
+
+                async fn claim_step_start(&self, step_id: i64, start_time: i64) -> Result<bool> {
+                    let r = sqlx::query("UPDATE step_instances SET status = 2, start_time = $1 WHERE id = $2 AND status = 1")
+                        .bind(start_time)
+                        .bind(step_id)
+                        .execute(&self.pool)
+                        .await
+                        .op("claim step start")?;
                     Ok(r.rows_affected() > 0)
                 }
 

@@ -127,18 +127,6 @@ macro_rules! impl_sql_store {
             })
         }
 
-        fn group_of(r: &DbRow) -> Result<GroupRow> {
-            Ok(GroupRow {
-                id: r.try_get("id").op("decode group")?,
-                scope_type: r.try_get("scope_type").op("decode group")?,
-                scope_id: r.try_get("scope_id").op("decode group")?,
-                name: r.try_get("name").op("decode group")?,
-                spec: r.try_get("spec").op("decode group")?,
-                creator: r.try_get("creator").op("decode group")?,
-                create_time: r.try_get("create_time").op("decode group")?,
-            })
-        }
-
         /// Appends to the keyed audit chain (see `crate::trust`), MACed with the store's key.
         async fn insert_audit(conn: &mut <$db as sqlx::Database>::Connection, key: &crate::trust::AuditKey, e: &AuditEvent) -> Result<()> {
             trust_sql::insert_chained_audit(conn, key, e).await
@@ -321,49 +309,6 @@ macro_rules! impl_sql_store {
                 tx.commit().await.op("commit delete account")
             }
 
-            async fn put_group(&self, g: &GroupRow) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO dynamic_groups (id, scope_type, scope_id, name, spec, creator, create_time) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (id) DO UPDATE SET name = excluded.name, spec = excluded.spec",
-                )
-                .bind(&g.id)
-                .bind(&g.scope_type)
-                .bind(&g.scope_id)
-                .bind(&g.name)
-                .bind(&g.spec)
-                .bind(&g.creator)
-                .bind(g.create_time)
-                .execute(&self.pool)
-                .await
-                .op("put group")?;
-                Ok(())
-            }
-
-            async fn get_group(&self, id: &str) -> Result<Option<GroupRow>> {
-                let row = sqlx::query("SELECT id, scope_type, scope_id, name, spec, creator, create_time FROM dynamic_groups WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .op("get group")?;
-                row.as_ref().map(group_of).transpose()
-            }
-
-            async fn list_groups(&self, scope_type: &str, scope_id: &str) -> Result<Vec<GroupRow>> {
-                let rows = sqlx::query(
-                    "SELECT id, scope_type, scope_id, name, spec, creator, create_time FROM dynamic_groups WHERE scope_type = $1 AND scope_id = $2 ORDER BY id",
-                )
-                .bind(scope_type)
-                .bind(scope_id)
-                .fetch_all(&self.pool)
-                .await
-                .op("list groups")?;
-                rows.iter().map(group_of).collect()
-            }
-
-            async fn delete_group(&self, id: &str) -> Result<bool> {
-                let r = sqlx::query("DELETE FROM dynamic_groups WHERE id = $1").bind(id).execute(&self.pool).await.op("delete group")?;
-                Ok(r.rows_affected() > 0)
-            }
 
             async fn create_job(&self, job: &NewJob) -> Result<(i64, Vec<i64>)> {
                 let mut tx = self.pool.begin().await.op("begin create job")?;
@@ -463,6 +408,16 @@ macro_rules! impl_sql_store {
                 let mut audit = job.audit.clone();
                 audit.resource_id = job_id.to_string();
                 insert_audit(&mut *tx, &self.audit_key, &audit).await?;
+                // The request's idempotency key learns its job in the same transaction.
+                if let Some(k) = crate::idempotency::creating_for() {
+                    sqlx::query("UPDATE idempotency_keys SET job_instance_id = $1 WHERE app_code = $2 AND idem_key = $3 AND state = 'pending'")
+                        .bind(job_id)
+                        .bind(&k.app_code)
+                        .bind(&k.key)
+                        .execute(&mut *tx)
+                        .await
+                        .op("record the idempotency key's job")?;
+                }
                 tx.commit().await.op("commit create job")?;
                 Ok((job_id, step_ids))
             }

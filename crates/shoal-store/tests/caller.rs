@@ -39,10 +39,10 @@ macro_rules! suite {
 suite!(idempotency_keys_reserve_then_answer, idempotency_keys_reserve_once_under_contention, check_records_lock_their_key);
 
 async fn idempotency_keys_reserve_then_answer(s: Arc<dyn Store>) {
-    assert_eq!(s.reserve_idempotency("app", "k1", "h1", 100, 1_000).await.unwrap(), Reservation::Reserved);
+    assert_eq!(s.reserve_idempotency("app", "k1", "h1", "me", 100, 1_000).await.unwrap(), Reservation::Reserved);
     // Another app may use the same key.
-    assert_eq!(s.reserve_idempotency("other", "k1", "h9", 100, 1_000).await.unwrap(), Reservation::Reserved);
-    let Reservation::Existing(row) = s.reserve_idempotency("app", "k1", "h2", 101, 1_000).await.unwrap() else {
+    assert_eq!(s.reserve_idempotency("other", "k1", "h9", "me", 100, 1_000).await.unwrap(), Reservation::Reserved);
+    let Reservation::Existing(row) = s.reserve_idempotency("app", "k1", "h2", "me", 101, 1_000).await.unwrap() else {
         panic!("a reserved key was reserved twice");
     };
     assert_eq!((row.state, row.request_hash.as_str(), row.answer.as_str()), (IdemState::Pending, "h1", ""));
@@ -59,10 +59,10 @@ async fn idempotency_keys_reserve_then_answer(s: Arc<dyn Store>) {
     // A pending key released can be reserved again.
     s.release_idempotency("other", "k1").await.unwrap();
     assert_eq!(s.get_idempotency("other", "k1").await.unwrap(), None);
-    assert_eq!(s.reserve_idempotency("other", "k1", "h9", 200, 10_000).await.unwrap(), Reservation::Reserved);
+    assert_eq!(s.reserve_idempotency("other", "k1", "h9", "me", 200, 10_000).await.unwrap(), Reservation::Reserved);
 
     // Past its expiry a key is free again; purge drops what expired.
-    assert_eq!(s.reserve_idempotency("app", "k1", "h3", 6_000, 7_000).await.unwrap(), Reservation::Reserved);
+    assert_eq!(s.reserve_idempotency("app", "k1", "h3", "me", 6_000, 7_000).await.unwrap(), Reservation::Reserved);
     assert_eq!(s.purge_idempotency(7_500).await.unwrap(), 1, "only app/k1 (expires 7000) is past 7500");
     assert_eq!(s.get_idempotency("app", "k1").await.unwrap(), None);
 }
@@ -71,7 +71,7 @@ async fn idempotency_keys_reserve_once_under_contention(s: Arc<dyn Store>) {
     let mut tasks = vec![];
     for _ in 0..16 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.reserve_idempotency("app", "race", "h", 10, 1_000).await.unwrap() }));
+        tasks.push(tokio::spawn(async move { s.reserve_idempotency("app", "race", "h", "me", 10, 1_000).await.unwrap() }));
     }
     let mut reserved = 0;
     for t in tasks {

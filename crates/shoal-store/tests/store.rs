@@ -280,11 +280,26 @@ async fn groups_and_apps(s: Arc<dyn Store>) {
         creator: "u".into(),
         create_time: 1,
     };
-    s.put_group(&g).await.unwrap();
-    assert_eq!(s.get_group("web").await.unwrap().unwrap(), g);
+    s.put_group(&g, &audit()).await.unwrap();
+    assert_eq!(s.get_group("biz", "1", "web").await.unwrap().unwrap(), g);
+    // The same id in another scope is another group: saving it leaves the first alone.
+    let other = GroupRow { scope_id: "2".into(), spec: r#"{"selector":"x=y"}"#.into(), ..g.clone() };
+    s.put_group(&other, &audit()).await.unwrap();
+    assert_eq!(s.get_group("biz", "1", "web").await.unwrap().unwrap(), g);
+    assert_eq!(s.get_group("biz", "2", "web").await.unwrap().unwrap(), other);
     assert_eq!(s.list_groups("biz", "1").await.unwrap().len(), 1);
-    assert!(s.delete_group("web").await.unwrap());
-    assert!(!s.delete_group("web").await.unwrap());
+    assert!(!s.delete_group("biz", "3", "web", &audit()).await.unwrap(), "no group of that id in biz 3");
+    assert!(s.delete_group("biz", "1", "web", &audit()).await.unwrap());
+    assert!(!s.delete_group("biz", "1", "web", &audit()).await.unwrap());
+    assert!(s.get_group("biz", "2", "web").await.unwrap().is_some());
+    // Business sets: undefined until an admin defines them.
+    assert!(s.get_biz_set(8_000_001).await.unwrap().is_none());
+    let set = shoal_store::BizSetRow { id: 8_000_001, name: "prod".into(), members: vec![1, 2], updated_by: "u".into(), updated_at: 1 };
+    s.put_biz_set(&set, &audit()).await.unwrap();
+    assert_eq!(s.get_biz_set(8_000_001).await.unwrap().unwrap(), set);
+    assert_eq!(s.list_biz_sets().await.unwrap(), vec![set]);
+    assert!(s.delete_biz_set(8_000_001, &audit()).await.unwrap());
+    assert!(s.get_biz_set(8_000_001).await.unwrap().is_none());
     assert_eq!(s.count_apps().await.unwrap(), 0);
     let app = AppRow { code: "c".into(), salt: "s".into(), secret_hash: "h".into(), is_admin: true, created_at: 1 };
     s.put_app(&app).await.unwrap();

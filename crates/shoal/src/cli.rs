@@ -41,6 +41,9 @@ pub enum Command {
     /// The audit trail: list, verify the hash chain, export as JSON lines (admin).
     #[command(subcommand)]
     Audit(crate::cmd::trust::AuditCommand),
+    /// Business sets: which businesses a biz_set scope reaches (admin).
+    #[command(subcommand)]
+    BizSet(crate::cmd::biz_set::BizSetCommand),
     /// Revoke an agent: it is disconnected and refused from then on (admin).
     AgentRevoke(crate::cmd::trust::RevokeAgentArgs),
 }

@@ -22,6 +22,9 @@ fn apply_env(cfg: ServerConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow:
         *slot = match slot {
             Value::Number(_) => Value::Number(raw.trim().parse::<u64>().with_context(|| format!("{name} must be a number"))?.into()),
             Value::Bool(_) => Value::Bool(matches!(raw.trim(), "1" | "true" | "yes")),
+            Value::Array(_) => {
+                Value::Array(raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.into())).collect())
+            }
             _ => Value::String(raw),
         };
     }

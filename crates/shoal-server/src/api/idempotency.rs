@@ -8,6 +8,13 @@
 //! The first request runs in its own task, so a caller that gives up (a client timeout)
 //! does not cut it short and leave the key without an answer. Internal errors are not
 //! kept: the key is released so a retry can do the work.
+//!
+//! A server can die while it holds a key. The pending row names its owner (the replica, or
+//! the server's boot id), and a job the request creates is recorded on the row in the job's
+//! own transaction. A retry that finds the owner dead either finds that job and answers as
+//! the first call would have (starting it if the crash came before its start), or finds no
+//! job and takes the key over to run the request once — never "in progress" for minutes,
+//! never twice.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -19,6 +26,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use shoal_core::JobError;
 use shoal_proto::ErrorCode;
+use shoal_store::idempotency::{IdemKey, CREATING_FOR};
 use shoal_store::{IdemRow, IdemState, Reservation, StoreError};
 
 use super::{ApiResult, Ctx, Route};
@@ -41,6 +49,47 @@ pub struct Guard {
     shared: Arc<Shared>,
     app: String,
     key: String,
+}
+
+/// This server's name on the keys it holds: its replica id on a shared store, else an id
+/// made at boot (one server per embedded store, so any other owner is a previous run).
+fn owner(shared: &Shared) -> String {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match shared.gateway.replica_id() {
+        Some(id) => id.to_string(),
+        None => BOOT.get_or_init(|| format!("boot-{}", uuid::Uuid::new_v4().simple())).clone(),
+    }
+}
+
+/// Whether the server that holds a pending key is gone.
+async fn owner_dead(shared: &Shared, me: &str, holder: &str) -> Result<bool, StoreError> {
+    if holder == me {
+        return Ok(false);
+    }
+    if shared.gateway.replica_id().is_none() {
+        return Ok(true);
+    }
+    let alive_after = shoal_core::time::now_ms() - crate::gateway::route::REPLICA_TTL.as_millis() as i64;
+    Ok(!shared.store.replica_alive(holder, alive_after).await?)
+}
+
+/// The answer the first request would have given for the job it created, starting the job
+/// when it asked to and the crash came first.
+async fn answer_for_job(ctx: &Ctx, route: &Route, params: &Value, job_id: i64) -> ApiResult {
+    let store = &ctx.shared.store;
+    let job = store.get_job(job_id).await.map_err(super::internal("get job"))?.ok_or_else(JobError::internal)?;
+    let wants_start = !matches!(params.get("start_task"), Some(Value::Bool(false)));
+    if wants_start && job.status == shoal_proto::status::RunStatus::Blank as i32 {
+        tracing::info!(job_instance_id = job_id, "starting a job whose request was cut short before its start");
+        ctx.shared.engine.start_job(job_id).await.map_err(super::internal("start job"))?;
+    }
+    match route {
+        Route::JobV3 { name, .. } if name == "execute_job_plan" => Ok(json!({"job_instance_id": job.id, "job_instance_name": job.name})),
+        _ => {
+            let step = store.get_steps(job_id).await.map_err(super::internal("get steps"))?.into_iter().next();
+            Ok(json!({"job_instance_id": job.id, "job_instance_name": job.name, "step_instance_id": step.map(|s| s.id)}))
+        }
+    }
 }
 
 fn reject(reason: &str) -> JobError {
@@ -132,11 +181,12 @@ pub async fn begin(ctx: &Ctx, method: &Method, route: &Route, headers: &HeaderMa
     let hash = request_hash(route, &ctx.caller.username, params);
     purge_now_and_then(&ctx.shared);
     let store = &ctx.shared.store;
+    let me = owner(&ctx.shared);
     let until = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     let mut pause = Duration::from_millis(10);
     loop {
         let now = shoal_core::time::now_ms();
-        let found = match store.reserve_idempotency(&app, &key, &hash, now, now + PENDING_TTL_MS).await {
+        let found = match store.reserve_idempotency(&app, &key, &hash, &me, now, now + PENDING_TTL_MS).await {
             Ok(Reservation::Reserved) => {
                 return Ok(Some(Guard { shared: ctx.shared.clone(), app, key }));
             }
@@ -151,6 +201,29 @@ pub async fn begin(ctx: &Ctx, method: &Method, route: &Route, headers: &HeaderMa
             if row.state == IdemState::Done {
                 tracing::debug!(app = %app, key = %key, "replaying an idempotent answer");
                 return Err(replay(&row));
+            }
+            if owner_dead(&ctx.shared, &me, &row.owner).await.map_err(|e| Err(super::internal("idempotency owner")(e)))? {
+                if let Some(job_id) = row.job_instance_id {
+                    tracing::info!(app = %app, key = %key, job_instance_id = job_id, "answering a retry with the job its first request made");
+                    let out = answer_for_job(ctx, route, params, job_id).await;
+                    if out.is_ok() {
+                        let (status, answer) = encode(&out);
+                        let expires = shoal_core::time::now_ms() + ANSWER_TTL_MS;
+                        store
+                            .complete_idempotency(&app, &key, status, &answer, expires)
+                            .await
+                            .map_err(|e| Err(super::internal("complete idempotency key")(e)))?;
+                    }
+                    return Err(out);
+                }
+                match store.take_over_idempotency(&app, &key, &row.owner, &me, now, now + PENDING_TTL_MS).await {
+                    Ok(true) => {
+                        tracing::info!(app = %app, key = %key, dead_owner = %row.owner, "took over a key whose request died before making anything");
+                        return Ok(Some(Guard { shared: ctx.shared.clone(), app, key }));
+                    }
+                    Ok(false) => {} // another retry took it, or the job appeared: look again
+                    Err(e) => return Err(Err(super::internal("take over idempotency key")(e))),
+                }
             }
         }
         // The first request is still running: wait for its answer.
@@ -190,8 +263,9 @@ where
         return call.await;
     };
     let store = g.shared.store.clone();
+    let creating_for = IdemKey { app_code: g.app.clone(), key: g.key.clone() };
     let task = tokio::spawn(async move {
-        let out = call.await;
+        let out = CREATING_FOR.scope(creating_for, call).await;
         let internal = matches!(&out, Err(e) if e.code == ErrorCode::INTERNAL_ERROR);
         let saved = if internal {
             store.release_idempotency(&g.app, &g.key).await
@@ -237,6 +311,8 @@ mod tests {
                 answer,
                 created_at: 0,
                 expires_at: 0,
+                owner: String::new(),
+                job_instance_id: None,
             }
         };
         let ok: ApiResult = Ok(json!({"job_instance_id": 7}));

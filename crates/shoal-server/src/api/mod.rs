@@ -65,11 +65,14 @@ impl Ctx {
 
 pub fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.config.max_body_bytes;
+    let timeout = std::time::Duration::from_secs(shared.config.request_timeout_secs);
     Router::new()
         .route("/api/shoal/v1/agent/ws", get(crate::gateway::ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(limit))
+        // A request that takes longer is answered 408 and its handler dropped.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
         .with_state(shared)
 }
 

@@ -11,6 +11,7 @@
 //!   was not acknowledged; hosts that do not come back within the grace period get 310.
 
 pub mod callback;
+mod recovery;
 mod rolling;
 pub mod step_ops;
 pub mod targets;
@@ -35,6 +36,8 @@ pub struct Engine {
     steps: Mutex<HashMap<i64, Arc<StepRow>>>,
     /// Wakes the callback sender.
     callbacks: Notify,
+    /// Where callbacks may be sent (checked at submit and again at send).
+    pub callback_policy: callback::CallbackPolicy,
     /// This engine, for tasks it spawns (staggered rolling batches).
     me: std::sync::Weak<Engine>,
     /// Password values of running plan steps, masked in their output as it arrives.
@@ -50,7 +53,10 @@ fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem 
 
 impl Engine {
     pub fn new(config: ServerConfig, store: Arc<dyn Store>, gateway: Arc<Gateway>) -> Arc<Engine> {
+        // The allow-list was checked when the configuration was validated.
+        let callback_policy = callback::CallbackPolicy::new(&config.callback_allowed_base_urls).unwrap_or_default();
         Arc::new_cyclic(|me| Engine {
+            callback_policy,
             config,
             store,
             gateway,
@@ -105,6 +111,11 @@ impl Engine {
                 me.sweep_lost().await;
             });
         }
+        // Jobs a crash left between two changes: once agents had the grace to reconnect (a
+        // step started before would fail its hosts with 310), then periodically.
+        let me = self.clone();
+        let sweep_stop = stop.clone();
+        tokio::spawn(async move { recovery::sweeper(me, sweep_stop).await });
         let me = self.clone();
         tokio::spawn(async move { callback::sender(me, stop).await });
         Ok(())

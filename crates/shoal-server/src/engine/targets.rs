@@ -1,6 +1,7 @@
 //! Target resolution (§2.3): host ids (or, when none, cloud+ip), plus every host under the
 //! topology nodes and in the dynamic groups, de-duplicated in order. Hosts must belong to
-//! the scope's business.
+//! the scope: a business's own hosts, or the hosts of a business set's member businesses (a
+//! set that is not defined reaches no host at all).
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,10 +16,26 @@ fn internal(e: shoal_store::StoreError) -> JobError {
     JobError::internal()
 }
 
+/// The businesses whose hosts a scope reaches: a business itself; a business set's members
+/// as an admin configured them (none when the set is not defined); nothing for other types.
+pub async fn scope_members(store: &dyn Store, scope: &Scope) -> Result<HashSet<i64>, JobError> {
+    if let Some(b) = scope.biz_id() {
+        return Ok(HashSet::from([b]));
+    }
+    if scope.scope_type == "biz_set" {
+        if let Ok(id) = scope.scope_id.parse::<i64>() {
+            if let Some(set) = store.get_biz_set(id).await.map_err(internal)? {
+                return Ok(set.members.into_iter().collect());
+            }
+        }
+    }
+    Ok(HashSet::new())
+}
+
 pub async fn resolve(store: &dyn Store, scope: &Scope, server: &ServerDto, max: usize) -> Result<Vec<TargetHost>, JobError> {
-    // A business set spans every business; a business sees its own hosts only.
+    let members = scope_members(store, scope).await?;
     let biz = scope.biz_id();
-    let in_scope = |h: &HostRow| biz.is_none_or(|b| h.bk_biz_id == b);
+    let in_scope = |h: &HostRow| members.contains(&h.bk_biz_id);
     let mut out: Vec<TargetHost> = Vec::new();
     let mut seen: HashSet<i64> = HashSet::new();
     let mut push = |h: &HostRow, out: &mut Vec<TargetHost>| {
@@ -32,7 +49,8 @@ pub async fn resolve(store: &dyn Store, scope: &Scope, server: &ServerDto, max: 
     let needs_registry = ids.is_none() && ips.is_some()
         || server.topo_node_list.as_ref().is_some_and(|l| !l.is_empty())
         || server.dynamic_group_list.as_ref().is_some_and(|l| !l.is_empty());
-    let registry = if needs_registry { store.list_hosts(biz).await.map_err(internal)? } else { vec![] };
+    let mut registry = if needs_registry && !members.is_empty() { store.list_hosts(biz).await.map_err(internal)? } else { vec![] };
+    registry.retain(in_scope);
 
     if let Some(ids) = ids {
         let found = store.hosts_by_ids(ids).await.map_err(internal)?;
@@ -85,8 +103,7 @@ pub async fn resolve(store: &dyn Store, scope: &Scope, server: &ServerDto, max: 
         let gid = g.id.as_deref().unwrap_or("").trim();
         let not_found =
             || JobError::args(ErrorCode::FAIL_TO_FIND_HOST_BY_DYNAMIC_GROUP, vec![gid.to_string(), "dynamic group not found".into()]);
-        let group = store.get_group(gid).await.map_err(internal)?;
-        let group = group.filter(|g| g.scope_type == scope.scope_type && g.scope_id == scope.scope_id).ok_or_else(not_found)?;
+        let group = store.get_group(&scope.scope_type, &scope.scope_id, gid).await.map_err(internal)?.ok_or_else(not_found)?;
         let spec: GroupSpec = serde_json::from_str(&group.spec).map_err(|_| not_found())?;
         let sel = LabelSelector::parse(&spec.selector)?;
         for h in &registry {

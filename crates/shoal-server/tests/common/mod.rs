@@ -113,6 +113,8 @@ impl Harness {
             bootstrap_app: Some(format!("{APP}:{SECRET}")),
             agent_lost_grace_secs: 2,
             heartbeat_secs: 2,
+            // Test receivers listen on loopback.
+            callback_allowed_base_urls: vec!["http://127.0.0.1".into()],
             ..ServerConfig::default()
         };
         tweak(&mut config);
@@ -162,8 +164,20 @@ impl Harness {
     }
 
     pub async fn add_agent(&mut self, ip: &str, set_id: Option<i64>, module_id: Option<i64>, labels: &[(&str, &str)]) -> usize {
+        self.add_agent_in(1, ip, set_id, module_id, labels).await
+    }
+
+    /// [`Harness::add_agent`] in business `bk_biz_id`.
+    pub async fn add_agent_in(
+        &mut self,
+        bk_biz_id: i64,
+        ip: &str,
+        set_id: Option<i64>,
+        module_id: Option<i64>,
+        labels: &[(&str, &str)],
+    ) -> usize {
         let facts = HostFacts {
-            bk_biz_id: 1,
+            bk_biz_id,
             bk_cloud_id: 0,
             ip: ip.into(),
             set_id,
@@ -266,7 +280,7 @@ impl Harness {
     }
 
     pub async fn host_id_of(&self, ip: &str) -> i64 {
-        self.shared.store.list_hosts(Some(1)).await.unwrap().iter().find(|h| h.ip == ip).expect("host registered").bk_host_id
+        self.shared.store.list_hosts(None).await.unwrap().iter().find(|h| h.ip == ip).expect("host registered").bk_host_id
     }
 
     /// Submit a shell script on hosts; returns the answer's data.

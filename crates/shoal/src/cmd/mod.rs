@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod agent;
+pub mod biz_set;
 pub(crate) mod check;
 mod dev;
 mod host;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Template(t) => template::run(t).await,
         Command::Script(c) => script::run(c).await,
         Command::App(c) => trust::app(c).await,
+        Command::BizSet(c) => biz_set::run(c).await,
         Command::Audit(c) => trust::audit(c).await,
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,
     }

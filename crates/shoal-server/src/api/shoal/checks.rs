@@ -10,6 +10,10 @@
 //!   (`started`, `finish`) and stores the report; each update pushes the expiry back.
 //! - `GET checks/<id>`: the record, readable at any time.
 //! - `GET checks?bk_scope_type=&bk_scope_id=&limit=`: latest records of a scope.
+//!
+//! Records belong to their scope: the key includes it, opening or updating one needs the
+//! `run` role there and reading one any role; a finished record is final (a new run opens
+//! it again). Opening and finishing a record are audited.
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,19 +24,26 @@ use shoal_proto::{lenient, ErrorCode};
 use shoal_store::idempotency::check_status;
 use shoal_store::{CheckRow, CheckUpdate};
 
+use crate::api::authz::{authorize, Role};
 use crate::api::{decode, internal, ApiResult, Ctx};
+
+fn record_scope(r: &CheckRow) -> Scope {
+    Scope { scope_type: r.scope_type.clone(), scope_id: r.scope_id.clone() }
+}
 
 /// Records live this long after their last update (the seed's 1800 s) unless asked longer.
 const DEFAULT_TTL_SECS: i64 = 1800;
 const MAX_TTL_SECS: i64 = 7 * 24 * 3600;
 const MAX_INFO_LINES: usize = 20_000;
 
-/// The record key of (check, hosts): order and duplicates of hosts do not matter.
-pub fn record_id(check: &str, hosts: &[String]) -> String {
+/// The record key of (scope, check, hosts): order and duplicates of hosts do not matter, and
+/// two scopes never share a key.
+pub fn record_id(scope: &Scope, check: &str, hosts: &[String]) -> String {
     let mut hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
     hosts.sort_unstable();
     hosts.dedup();
-    let mut parts = vec![check];
+    let scope_key = format!("{}:{}", scope.scope_type, scope.scope_id);
+    let mut parts = vec![scope_key.as_str(), check];
     parts.extend(hosts);
     format!("check_{}", &hex::encode(Sha256::digest(parts.join("_").as_bytes()))[..32])
 }
@@ -71,6 +82,7 @@ struct StartReq {
 pub async fn start(ctx: &Ctx, params: Value) -> ApiResult {
     let req: StartReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
+    authorize(ctx, &scope, Role::Run).await?;
     let check = req
         .check
         .map(|c| c.trim().to_string())
@@ -85,10 +97,10 @@ pub async fn start(ctx: &Ctx, params: Value) -> ApiResult {
     let ttl = req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS).clamp(1, MAX_TTL_SECS);
     let now = shoal_core::time::now_ms();
     let row = CheckRow {
-        id: record_id(&check, &hosts),
+        id: record_id(&scope, &check, &hosts),
         check_name: check,
-        scope_type: scope.scope_type,
-        scope_id: scope.scope_id,
+        scope_type: scope.scope_type.clone(),
+        scope_id: scope.scope_id.clone(),
         hosts: serde_json::to_string(&hosts).map_err(internal("encode hosts"))?,
         run_id: uuid::Uuid::new_v4().simple().to_string(),
         status: check_status::WAIT.into(),
@@ -104,6 +116,7 @@ pub async fn start(ctx: &Ctx, params: Value) -> ApiResult {
     };
     match ctx.shared.store.claim_check(&row, now).await.map_err(internal("claim check"))? {
         None => {
+            ctx.audit(&scope, "open_check_record", &row.id, json!({"check": row.check_name, "hosts": hosts})).await?;
             let mut v = check_json(&row, now);
             v["run_id"] = json!(row.run_id);
             Ok(v)
@@ -142,6 +155,11 @@ pub async fn update(ctx: &Ctx, id: &str, params: Value) -> ApiResult {
     let Some(row) = store.get_check(id).await.map_err(internal("get check"))? else {
         return Err(JobError::illegal("check_id"));
     };
+    let scope = record_scope(&row);
+    authorize(ctx, &scope, Role::Run).await?;
+    if row.status == check_status::FINISH {
+        return Err(JobError::args(ErrorCode::ILLEGAL_PARAM_WITH_REASON, vec!["check_id".into(), "the record is finished".into()]));
+    }
     if row.run_id != run_id {
         return Err(JobError::args(
             ErrorCode::ILLEGAL_PARAM_WITH_REASON,
@@ -178,6 +196,9 @@ pub async fn update(ctx: &Ctx, id: &str, params: Value) -> ApiResult {
         ));
     }
     let row = store.get_check(id).await.map_err(internal("get check"))?.ok_or_else(JobError::internal)?;
+    if row.status == check_status::FINISH {
+        ctx.audit(&scope, "finish_check_record", &row.id, json!({"check": row.check_name})).await?;
+    }
     Ok(check_json(&row, now))
 }
 
@@ -186,7 +207,10 @@ pub async fn show(ctx: &Ctx, id: &str) -> ApiResult {
         return Err(JobError::illegal("check_id"));
     }
     match ctx.shared.store.get_check(id).await.map_err(internal("get check"))? {
-        Some(r) => Ok(check_json(&r, shoal_core::time::now_ms())),
+        Some(r) => {
+            authorize(ctx, &record_scope(&r), Role::Access).await?;
+            Ok(check_json(&r, shoal_core::time::now_ms()))
+        }
         None => Err(JobError::illegal("check_id")),
     }
 }
@@ -202,6 +226,7 @@ struct ListReq {
 pub async fn list(ctx: &Ctx, params: Value) -> ApiResult {
     let req: ListReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
+    authorize(ctx, &scope, Role::Access).await?;
     let limit = req.limit.unwrap_or(20).clamp(1, 500);
     let rows = ctx.shared.store.list_checks(&scope.scope_type, &scope.scope_id, limit).await.map_err(internal("list checks"))?;
     let now = shoal_core::time::now_ms();
@@ -229,10 +254,12 @@ mod tests {
 
     #[test]
     fn the_key_ignores_host_order_and_duplicates() {
-        let a = record_id("agent", &["0:10.0.0.2:2".into(), "0:10.0.0.1:1".into()]);
-        let b = record_id("agent", &["0:10.0.0.1:1".into(), "0:10.0.0.2:2".into(), "0:10.0.0.1:1".into()]);
+        let biz = Scope::biz(2);
+        let a = record_id(&biz, "agent", &["0:10.0.0.2:2".into(), "0:10.0.0.1:1".into()]);
+        let b = record_id(&biz, "agent", &["0:10.0.0.1:1".into(), "0:10.0.0.2:2".into(), "0:10.0.0.1:1".into()]);
         assert_eq!(a, b);
-        assert_ne!(a, record_id("other", &["0:10.0.0.1:1".into(), "0:10.0.0.2:2".into()]));
+        assert_ne!(a, record_id(&biz, "other", &["0:10.0.0.1:1".into(), "0:10.0.0.2:2".into()]));
+        assert_ne!(a, record_id(&Scope::biz(3), "agent", &["0:10.0.0.1:1".into(), "0:10.0.0.2:2".into()]), "scopes never share a key");
         assert!(id_ok(&a));
     }
 }

@@ -3,7 +3,10 @@
 //! - `POST dynamic_groups` `{bk_scope_type, bk_scope_id, id?, name, set_ids?, module_ids?, selector?}`:
 //!   save a host selector usable as `dynamic_group_list` in targets.
 //! - `GET dynamic_groups?bk_scope_type=&bk_scope_id=`, `POST dynamic_groups/delete {…, id}`.
+//!   A group is keyed by its scope and id: a call in one scope never reaches another's group.
+//! - Business sets (`biz_sets.rs`): which businesses a `biz_set` scope reaches.
 
+pub mod biz_sets;
 pub mod checks;
 
 pub mod templates;
@@ -28,6 +31,7 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("dynamic_groups", Method::POST) => create_group(ctx, params).await,
         ("dynamic_groups", Method::GET) => list_groups(ctx, params).await,
         ("dynamic_groups/delete", Method::POST) => delete_group(ctx, params).await,
+        (p, _) if p == "biz_sets" || p.starts_with("biz_sets/") => biz_sets::call(ctx, method, p, params).await,
         ("hosts" | "dynamic_groups" | "dynamic_groups/delete", _) => Err(method_not_allowed()),
         (other, _) => Err(not_found(other)),
     }
@@ -112,7 +116,13 @@ async fn create_group(ctx: &Ctx, params: Value) -> ApiResult {
         creator: ctx.caller.username.clone(),
         create_time: shoal_core::time::now_ms(),
     };
-    ctx.shared.store.put_group(&row).await.map_err(internal("put group"))?;
+    let event = ctx.audit_event(
+        &Scope { scope_type: row.scope_type.clone(), scope_id: row.scope_id.clone() },
+        "save_dynamic_group",
+        &row.id,
+        json!({"name": row.name, "spec": spec}),
+    );
+    ctx.shared.store.put_group(&row, &event).await.map_err(internal("put group"))?;
     Ok(group_json(&row))
 }
 
@@ -129,12 +139,9 @@ async fn delete_group(ctx: &Ctx, params: Value) -> ApiResult {
     let scope = Scope::resolve(&req.scope)?;
     crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Manage).await?;
     let id = req.id.ok_or_else(|| JobError::missing("id"))?;
-    let store = &ctx.shared.store;
-    match store.get_group(&id).await.map_err(internal("get group"))? {
-        Some(g) if g.scope_type == scope.scope_type && g.scope_id == scope.scope_id => {
-            store.delete_group(&id).await.map_err(internal("delete group"))?;
-            Ok(json!({"id": id}))
-        }
-        _ => Err(JobError::illegal("id")),
+    let event = ctx.audit_event(&scope, "delete_dynamic_group", &id, json!({}));
+    match ctx.shared.store.delete_group(&scope.scope_type, &scope.scope_id, &id, &event).await.map_err(internal("delete group"))? {
+        true => Ok(json!({"id": id})),
+        false => Err(JobError::illegal("id")),
     }
 }

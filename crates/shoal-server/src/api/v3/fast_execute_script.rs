@@ -23,6 +23,9 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
     crate::api::authz::authorize(ctx, &v.scope, crate::api::authz::Role::Run).await?;
     let store = &ctx.shared.store;
 
+    if let Some(u) = &v.callback_url {
+        ctx.shared.engine.callback_policy.check(u)?;
+    }
     let (language, script) = match v.source {
         ScriptSource::Inline { language, content } => (language, content),
         ScriptSource::Version(id) => {

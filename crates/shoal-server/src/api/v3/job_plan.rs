@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shoal_core::limits::{page, DEFAULT_TIMEOUT_SECS};
 use shoal_core::template::{Plan, Template, VarType, Variable};
-use shoal_core::validate::{check_callback_url, split_params};
+use shoal_core::validate::split_params;
 use shoal_core::{JobError, Scope};
 use shoal_proto::jobv3::{Page, ScopeReq, ServerDto};
 use shoal_proto::status::{launch_mode, step_type, task_type, ScriptLanguage};
@@ -252,7 +252,7 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
     allowed(ctx, &scope, Role::Run).await?;
     let callback_url = req.callback_url.as_ref().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     if let Some(u) = &callback_url {
-        check_callback_url(u)?;
+        ctx.shared.engine.callback_policy.check(u)?;
     }
     let (plan, t, doc, spec) = load_plan(ctx, &scope, req.job_plan_id).await?;
     let mut vars = plan_variables(&doc, &spec);

@@ -1,0 +1,167 @@
+//! Bounds on what callers and peers can make the server do, on SQLite and PostgreSQL:
+//! callbacks only to allowed addresses, never following a redirect, sent concurrently so a
+//! dead endpoint delays nobody else's; idle connections closed; connections capped per source.
+
+#[macro_use]
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+on_both_stores!(callbacks_are_fenced_and_never_redirected, dead_callback_endpoints_delay_nobody);
+
+async fn callbacks_are_fenced_and_never_redirected(mut h: Harness) {
+    h.add_agent("127.0.0.91", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    // A receiver that redirects, and the place it redirects to.
+    let hits = Arc::new(AtomicUsize::new(0));
+    let target_hits = Arc::new(AtomicUsize::new(0));
+    let target = {
+        let target_hits = target_hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let t = target_hits.clone();
+            async move {
+                t.fetch_add(1, Ordering::SeqCst);
+                "ok"
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}/stolen")
+    };
+    let redirector = {
+        let hits = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            let (hits, target) = (hits.clone(), target.clone());
+            async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                (axum::http::StatusCode::TEMPORARY_REDIRECT, [("location", target)])
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}/cb")
+    };
+    let job = h.execute("echo cb", &hosts, json!({"callback_url": redirector})).await;
+    h.wait_finished(job["job_instance_id"].as_i64().unwrap(), Duration::from_secs(20)).await;
+    let h2 = hits.clone();
+    wait_for("both callback attempts", Duration::from_secs(20), || {
+        let h2 = h2.clone();
+        async move { h2.load(Ordering::SeqCst) >= 2 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(target_hits.load(Ordering::SeqCst), 0, "a redirect was followed");
+
+    // Without an allowed base URL naming it, loopback and metadata addresses are refused at submit.
+    h.shared.engine.callback_policy.check("http://127.0.0.1:9/cb").unwrap();
+    let open = shoal_server::engine::callback::CallbackPolicy::new(&[]).unwrap();
+    for bad in ["http://127.0.0.1:9/cb", "http://169.254.169.254/latest/meta-data/", "http://[::1]/", "http://10.0.0.1/"] {
+        assert!(open.check(bad).is_err(), "{bad}");
+    }
+    let fenced =
+        Harness::start_with(Backend::Sqlite, |c| c.callback_allowed_base_urls = vec!["https://hooks.example.com/".into()]).await.unwrap();
+    for bad in ["http://127.0.0.1:9/cb", "http://169.254.169.254/latest/meta-data/", "https://elsewhere.example.com/"] {
+        let v = fenced
+            .post(
+                "fast_execute_script",
+                json!({"bk_scope_type": "biz", "bk_scope_id": "1", "script_content": b64("echo"),
+            "script_language": 1, "account_alias": USER, "target_server": {"host_id_list": [1]}, "callback_url": bad}),
+            )
+            .await
+            .1;
+        assert_eq!(v["code"], 1240003, "{bad}: {v}");
+        assert!(v["message"].as_str().unwrap().contains("callback_url"), "{v}");
+    }
+}
+
+async fn dead_callback_endpoints_delay_nobody(mut h: Harness) {
+    h.add_agent("127.0.0.92", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    // Three endpoints that take 30 s to answer, then one that answers at once.
+    let answered = Arc::new(AtomicUsize::new(0));
+    let hung = {
+        let answered = answered.clone();
+        let app = axum::Router::new().fallback(move || {
+            let answered = answered.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                answered.fetch_add(1, Ordering::SeqCst);
+                "late"
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}/cb")
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(4);
+    let good = {
+        let app = axum::Router::new().fallback(move || {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(()).await;
+                "ok"
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await });
+        format!("http://{addr}/cb")
+    };
+    for _ in 0..3 {
+        let job = h.execute("true", &hosts, json!({"callback_url": hung})).await;
+        h.wait_finished(job["job_instance_id"].as_i64().unwrap(), Duration::from_secs(20)).await;
+    }
+    let job = h.execute("true", &hosts, json!({"callback_url": good})).await;
+    tokio::time::timeout(Duration::from_secs(90), rx.recv()).await.expect("the good callback arrived").unwrap();
+    // Sent one after another, the good callback would come only after the dead ones had
+    // timed out, by which time their slow answers would have been given.
+    assert_eq!(answered.load(Ordering::SeqCst), 0, "the good callback waited behind the dead endpoints");
+    let _ = job;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_capped_per_source() {
+    let Some(h) = Harness::start_with(Backend::Sqlite, |c| {
+        c.header_read_timeout_secs = 1;
+        c.max_connections_per_source = 8;
+    })
+    .await
+    else {
+        return;
+    };
+    let addr = h.addr;
+    // Silent connections are closed once the header read timeout passes.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await.expect("closed by the server");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+
+    // Eight held connections from one source: the ninth is dropped at once, an API call fails;
+    // once they are gone the API answers again.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ninth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _ = ninth.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let n = tokio::time::timeout(Duration::from_secs(5), ninth.read(&mut buf)).await.expect("dropped at once");
+    assert!(matches!(n, Ok(0) | Err(_)), "a ninth connection was served: {n:?}");
+    drop(held);
+    wait_for("the API answers again", Duration::from_secs(10), || {
+        let url = format!("{}/healthz", h.url);
+        async move { reqwest::get(url).await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+}
