@@ -49,16 +49,19 @@ pub fn verify(stored: &str, secret: &str) -> bool {
 pub const CACHE_TTL: Duration = Duration::from_secs(300);
 const CACHE_MAX: usize = 4096;
 
+/// (principal, stored hash, SHA-256 of the presented secret).
+type CacheKey = (String, String, [u8; 32]);
+
 /// Remembers successful verifications: (principal, stored hash, SHA-256 of the presented
 /// secret) → when it expires. The presented secret itself is never kept; a new stored hash
 /// (rotation, revocation) misses.
 #[derive(Default)]
 pub struct VerifyCache {
-    entries: Mutex<HashMap<(String, String, [u8; 32]), Instant>>,
+    entries: Mutex<HashMap<CacheKey, Instant>>,
 }
 
 impl VerifyCache {
-    fn key(principal: &str, stored: &str, secret: &str) -> (String, String, [u8; 32]) {
+    fn key(principal: &str, stored: &str, secret: &str) -> CacheKey {
         (principal.to_string(), stored.to_string(), Sha256::digest(secret.as_bytes()).into())
     }
 
