@@ -149,7 +149,11 @@ pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
         tracing::warn!(path = %dir.display(), old_mode = format!("{mode:o}"), "tightened the data directory to 0700");
     }
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        make_private(&entry?.path())?;
+        // A file the server cannot tighten (another owner) is reported, not fatal: the files
+        // the server itself writes are made owner-only when written.
+        if let Err(e) = make_private(&entry?.path()) {
+            tracing::error!(error = format!("{e:#}"), "a file in the data directory stays readable by others");
+        }
     }
     Ok(())
 }
