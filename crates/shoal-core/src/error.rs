@@ -49,6 +49,17 @@ impl JobError {
         Self::new(ErrorCode::INTERNAL_ERROR)
     }
 
+    /// 1240001 with HTTP 503: a component the call needs (the store) cannot serve it now;
+    /// `why` says what, for the operator.
+    pub fn unavailable(why: impl Into<String>) -> Self {
+        JobError {
+            code: ErrorCode::SERVICE_UNAVAILABLE,
+            args: vec![],
+            detail: Some(format!("Service Unavailable: {}", why.into())),
+            http_status: 503,
+        }
+    }
+
     pub fn unauthorized(code: ErrorCode) -> Self {
         JobError { code, args: vec![], detail: None, http_status: 401 }
     }

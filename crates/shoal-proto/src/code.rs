@@ -25,6 +25,7 @@ macro_rules! codes {
 
 codes! {
     OK = 0, "成功", "Success";
+    SERVICE_UNAVAILABLE = 1240001, "服务不可用", "Service Unavailable";
     INTERNAL_ERROR = 1240002, "内部服务器异常", "Internal Server Error";
     FAIL_TO_FIND_HOST_BY_DYNAMIC_GROUP = 1211003, "根据动态分组ID查找主机失败，分组ID:{0}，原因:{1}", "Fail to find host by dynamic group, id:{0}, reason:{1}";
     BAD_REQUEST = 1240003, "错误的请求", "Bad Request";

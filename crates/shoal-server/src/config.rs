@@ -62,6 +62,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Agent WebSocket sessions that have not said hello yet, at once.
     pub max_pending_agent_sessions: usize,
+    /// Most log bytes one `batch_get_job_instance_ip_log` answer carries; further hosts'
+    /// logs are marked omitted (ask for fewer hosts at a time).
+    pub log_read_budget_bytes: usize,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -93,6 +96,7 @@ impl Default for ServerConfig {
             max_connections_per_source: 2048,
             max_connections: 60_000,
             max_pending_agent_sessions: 1024,
+            log_read_budget_bytes: 64 * 1024 * 1024,
             sealing_key: crate::secrets::Key::default(),
         }
     }

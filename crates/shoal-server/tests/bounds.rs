@@ -165,3 +165,20 @@ async fn idle_connections_are_closed_and_capped_per_source() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_log_read_holds_at_most_its_budget() {
+    let Some(mut h) = Harness::start_with(Backend::Sqlite, |c| c.log_read_budget_bytes = 3000).await else { return };
+    for ip in ["127.0.0.93", "127.0.0.94", "127.0.0.95"] {
+        h.add_agent(ip, None, None, &[]).await;
+    }
+    h.wait_connected(3).await;
+    let hosts = h.host_ids().await;
+    let job = h.execute("head -c 2000 /dev/zero | tr '\\0' x", &hosts, json!({})).await;
+    let (job, step) = (job["job_instance_id"].as_i64().unwrap(), job["step_instance_id"].as_i64().unwrap());
+    h.wait_finished(job, Duration::from_secs(20)).await;
+    let logs = h.logs(job, step, &hosts).await;
+    let full = hosts.iter().filter(|id| logs[id].len() == 2000).count();
+    let omitted = hosts.iter().filter(|id| logs[id].contains("budget")).count();
+    assert_eq!((full, omitted), (2, 1), "{logs:?}");
+}

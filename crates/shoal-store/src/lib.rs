@@ -64,6 +64,30 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+impl StoreError {
+    /// Why the database cannot serve anyone right now (a full disk, a lost or refused
+    /// connection, an exhausted pool), as opposed to a fault of this one request.
+    pub fn unavailable(&self) -> Option<&'static str> {
+        let StoreError::Db { source, .. } = self else { return None };
+        match source {
+            sqlx::Error::Io(_) => Some("the database connection failed"),
+            sqlx::Error::PoolTimedOut => Some("no database connection became free in time"),
+            sqlx::Error::PoolClosed => Some("the database is shutting down"),
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // SQLite: full, I/O error, can't open, read-only, busy/locked.
+                Some("13") => Some("the database or its disk is full"),
+                Some("10") | Some("14") | Some("8") => Some("the database file cannot be written"),
+                Some("5") | Some("6") => Some("the database is locked"),
+                // PostgreSQL: insufficient resources, operator intervention, connection exception.
+                Some(c) if c.starts_with("53") => Some("the database server is out of resources (disk or memory)"),
+                Some(c) if c.starts_with("57P") || c.starts_with("08") => Some("the database server is unavailable"),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
 pub(crate) trait DbContext<T> {
     fn op(self, op: &'static str) -> Result<T>;
 }

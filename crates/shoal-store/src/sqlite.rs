@@ -53,6 +53,22 @@ impl SqliteStore {
             .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A connection whose COMMIT failed (a full disk) may still be inside a transaction,
+            // holding the write lock, with sqlx counting it as open: a later "transaction" on it
+            // would be a savepoint that commits nothing. Such a connection is closed (which rolls
+            // back) instead of going back to the pool.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::TransactionManager;
+                    // Let a queued rollback of the failed transaction run first.
+                    conn.ping().await?;
+                    let depth = <sqlx::Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(conn);
+                    if depth > 0 {
+                        tracing::warn!(depth, "closing a store connection left inside a transaction");
+                    }
+                    Ok(depth == 0)
+                })
+            })
             .connect_with(opts.clone())
             .await
             .map_err(|source| crate::StoreError::Db { op: "open sqlite", source })?;

@@ -63,12 +63,31 @@ impl Ctx {
     }
 }
 
+/// `ok`, or 503 with what is wrong: the store does not answer, or agents' results cannot be
+/// committed (a full disk).
+async fn healthz(axum::extract::State(shared): axum::extract::State<Arc<Shared>>) -> (axum::http::StatusCode, String) {
+    use axum::http::StatusCode;
+    let probe = tokio::time::timeout(std::time::Duration::from_secs(5), shared.store.count_apps()).await;
+    match probe {
+        Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "unhealthy: the store did not answer within 5 s\n".into()),
+        Ok(Err(e)) => {
+            let why = e.unavailable().map_or_else(|| e.to_string(), str::to_string);
+            return (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: the store cannot be read: {why}\n"));
+        }
+        Ok(Ok(_)) => {}
+    }
+    match shared.gateway.ingest_fault() {
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: agents' results cannot be committed: {why}\n")),
+        None => (StatusCode::OK, "ok".into()),
+    }
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.config.max_body_bytes;
     let timeout = std::time::Duration::from_secs(shared.config.request_timeout_secs);
     Router::new()
         .route("/api/shoal/v1/agent/ws", get(crate::gateway::ws::upgrade))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.
@@ -205,10 +224,15 @@ pub fn decode<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, JobErr
 }
 
 /// Internal errors are logged with their cause; the caller sees JOB's internal error code.
-pub fn internal<E: std::fmt::Display>(op: &'static str) -> impl FnOnce(E) -> JobError {
+pub fn internal<E: std::fmt::Display + 'static>(op: &'static str) -> impl FnOnce(E) -> JobError {
     move |e| {
         tracing::error!(error = %e, op, "internal error");
-        JobError::internal()
+        // A store that cannot serve anyone (a full disk, a lost database) is said as such.
+        let store_error = (&e as &dyn std::any::Any).downcast_ref::<shoal_store::StoreError>();
+        match store_error.and_then(shoal_store::StoreError::unavailable) {
+            Some(why) => JobError::unavailable(why),
+            None => JobError::internal(),
+        }
     }
 }
 

@@ -78,6 +78,9 @@ pub struct Gateway {
     replica: Option<route::Replica>,
     /// Admission of agent hellos (see [`CONCURRENT_HELLOS`]).
     pub(crate) hellos: tokio::sync::Semaphore,
+    /// Why the ingest writer cannot commit right now (`None` while it can): agents keep
+    /// their unacknowledged output meanwhile, and `/healthz` says so.
+    ingest_fault: Mutex<Option<String>>,
 }
 
 impl Gateway {
@@ -95,6 +98,7 @@ impl Gateway {
             stop: OnceLock::new(),
             replica,
             hellos: tokio::sync::Semaphore::new(CONCURRENT_HELLOS),
+            ingest_fault: Mutex::new(None),
         }
     }
 
@@ -119,6 +123,11 @@ impl Gateway {
             let me = self.clone();
             tokio::spawn(async move { me.writer(rx).await });
         }
+    }
+
+    /// Why agents' results cannot be committed now, if they cannot.
+    pub fn ingest_fault(&self) -> Option<String> {
+        self.ingest_fault.lock().expect("ingest fault").clone()
     }
 
     pub fn is_connected(&self, host_id: i64) -> bool {
@@ -233,10 +242,17 @@ impl Gateway {
                     break Vec::new();
                 }
                 match self.store.apply(&changes).await {
-                    Ok(f) => break f,
+                    Ok(f) => {
+                        if self.ingest_fault.lock().expect("ingest fault").take().is_some() {
+                            tracing::info!("committing host-task changes again");
+                        }
+                        break f;
+                    }
                     Err(e) => {
                         // Nothing is acknowledged until it is committed: keep trying.
                         tracing::error!(error = %e, changes = changes.len(), "committing host-task changes failed; retrying");
+                        let why = e.unavailable().map_or_else(|| e.to_string(), str::to_string);
+                        *self.ingest_fault.lock().expect("ingest fault") = Some(why);
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }

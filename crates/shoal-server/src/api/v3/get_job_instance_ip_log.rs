@@ -1,6 +1,11 @@
 //! `get_job_instance_ip_log` (one host) and `batch_get_job_instance_ip_log` (≤ 500 hosts),
 //! §6. Hosts are looked up among the step's own host tasks, so logs of hosts that have since
 //! left the registry are still served.
+//!
+//! A batch answer holds at most `log_read_budget_bytes` of log text: hosts are read from the
+//! store a few at a time, and once the budget is spent the remaining hosts' `log_content`
+//! says so instead (ask for fewer hosts at a time). Without it, 200 hosts × 5 MB of output
+//! would be held in memory several times over to build one answer.
 
 use std::collections::HashMap;
 
@@ -13,6 +18,9 @@ use shoal_store::{HostTaskRow, StepRow};
 
 use super::job_in_scope;
 use crate::api::{decode, internal, ApiResult, Ctx};
+
+/// Hosts whose logs are read from the store at once.
+const READ_GROUP: usize = 8;
 
 async fn step_of(ctx: &Ctx, scope: &Scope, job_id: Option<i64>, step_id: Option<i64>) -> Result<StepRow, JobError> {
     let job = job_in_scope(ctx, scope, job_id).await?;
@@ -83,22 +91,35 @@ pub async fn batch(ctx: &Ctx, params: Value) -> ApiResult {
         }
         (None, None) => vec![],
     };
-    let ids: Vec<i64> = wanted.iter().map(|t| t.bk_host_id).collect();
-    let logs: HashMap<i64, Vec<u8>> =
-        ctx.shared.store.read_logs(step.id, step.execute_count, &ids).await.map_err(internal("read logs"))?.into_iter().collect();
-    let mut logs = logs;
     let secrets = passwords(ctx, step.job_instance_id).await?;
-    let script_task_logs = wanted
-        .into_iter()
-        .map(|t| ScriptHostLogDto {
-            host_id: t.bk_host_id,
-            bk_host_id: t.bk_host_id,
-            bk_cloud_id: t.bk_cloud_id,
-            ip: t.ip.clone(),
-            ipv6: None,
-            log_content: crate::engine::variables::mask(&text(logs.remove(&t.bk_host_id).unwrap_or_default()), &secrets),
-        })
-        .collect();
+    let budget = ctx.shared.config.log_read_budget_bytes;
+    let mut spent = 0usize;
+    let mut script_task_logs = Vec::with_capacity(wanted.len());
+    for group in wanted.chunks(READ_GROUP) {
+        let ids: Vec<i64> = group.iter().map(|t| t.bk_host_id).collect();
+        let mut logs: HashMap<i64, Vec<u8>> = if spent < budget {
+            ctx.shared.store.read_logs(step.id, step.execute_count, &ids).await.map_err(internal("read logs"))?.into_iter().collect()
+        } else {
+            HashMap::new()
+        };
+        for t in group {
+            let content = if spent < budget {
+                let bytes = crate::engine::variables::mask_bytes(logs.remove(&t.bk_host_id).unwrap_or_default(), &secrets);
+                spent += bytes.len();
+                text(bytes)
+            } else {
+                format!("[log omitted: this answer reached its {budget}-byte budget; ask for fewer hosts at a time]\n")
+            };
+            script_task_logs.push(ScriptHostLogDto {
+                host_id: t.bk_host_id,
+                bk_host_id: t.bk_host_id,
+                bk_cloud_id: t.bk_cloud_id,
+                ip: t.ip.clone(),
+                ipv6: None,
+                log_content: content,
+            });
+        }
+    }
     serde_json::to_value(BatchIpLogDto {
         job_instance_id: step.job_instance_id,
         step_instance_id: step.id,
