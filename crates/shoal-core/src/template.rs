@@ -83,6 +83,12 @@ pub struct ScriptStep {
     /// … or an exact library version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script_version_id: Option<i64>,
+    /// For a `script_id` step: the library version that was online when this template
+    /// version was applied. Set by the server (a value sent by a caller is replaced); the
+    /// step runs this version, so publishing a newer one changes nothing until the template
+    /// is applied again (and, if it needs approval, approved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_version_id: Option<i64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub param: String,
     #[serde(default, skip_serializing_if = "is_false")]
@@ -202,10 +208,77 @@ impl Template {
         Ok(())
     }
 
-    /// The document without its plans (what a version stores).
+    /// The document without its plans.
     pub fn without_plans(&self) -> Template {
         Template { plans: vec![], ..self.clone() }
     }
+
+    /// Every place that holds a secret, by path: password defaults, plan values of password
+    /// variables and the parameter of sensitive steps. A plan value of a password variable
+    /// that is not a string (a number) becomes one, so it is sealed like the others.
+    pub fn secrets_mut(&mut self) -> Vec<(String, &mut String)> {
+        let pw: BTreeSet<String> = self.variables.iter().filter(|v| v.var_type == VarType::Password).map(|v| v.name.clone()).collect();
+        let mut out = vec![];
+        for v in self.variables.iter_mut().filter(|v| v.var_type == VarType::Password) {
+            out.push((format!("variables[{}].value", v.name), &mut v.value));
+        }
+        for p in self.plans.iter_mut() {
+            let name = &p.name;
+            for (k, val) in p.variables.iter_mut().filter(|(k, _)| pw.contains(k.as_str())) {
+                if !(val.is_string() || val.is_null()) {
+                    *val = Value::String(val.to_string());
+                }
+                if let Value::String(s) = val {
+                    out.push((format!("plans[{name}].variables.{k}"), s));
+                }
+            }
+        }
+        for s in self.steps.iter_mut() {
+            if let Some(sc) = s.script.as_mut().filter(|sc| sc.sensitive) {
+                out.push((format!("steps[{}].script.param", s.name), &mut sc.param));
+            }
+        }
+        out
+    }
+
+    /// The secrets by path (see [`Template::secrets_mut`]).
+    pub fn secrets(&self) -> BTreeMap<String, String> {
+        self.clone().secrets_mut().into_iter().map(|(p, v)| (p, v.clone())).collect()
+    }
+
+    /// The document as callers see it: every non-empty secret replaced by [`KEEP`].
+    pub fn masked(&self) -> Template {
+        let mut d = self.clone();
+        for (_, v) in d.secrets_mut() {
+            if !v.is_empty() {
+                *v = KEEP.to_string();
+            }
+        }
+        d
+    }
+}
+
+/// What callers see instead of a secret. Given back to `templates/apply` in the same place,
+/// it keeps the value stored there.
+pub const KEEP: &str = "******";
+
+/// Changes from `before` (none: a new template) to `after`, both with their secrets sealed.
+/// Secrets never appear: a secret whose sealed value differs shows as changed from
+/// [`KEEP`] to [`KEEP`]. A caller's value is sealed anew every time (random nonce), so a
+/// value typed in again always shows as changed — the diff says nothing about whether it
+/// equals the stored one.
+pub fn changes(before: Option<&Template>, after: &Template) -> Vec<Change> {
+    let shown = |t: &Template| serde_json::to_value(t.masked()).unwrap_or(Value::Null);
+    let Some(before) = before else { return diff(&Value::Object(Default::default()), &shown(after)) };
+    let mut out = diff(&shown(before), &shown(after));
+    let old = before.secrets();
+    for (path, new) in after.secrets() {
+        if old.get(&path).is_some_and(|o| !o.is_empty() && !new.is_empty() && *o != new) {
+            let m = Value::String(KEEP.into());
+            out.push(Change { path, before: Some(m.clone()), after: Some(m) });
+        }
+    }
+    out
 }
 
 impl ScriptStep {
@@ -410,6 +483,28 @@ mod tests {
         assert_eq!(changes[1].after, Some(json!("1.1")));
         assert!(changes[0].after.is_none());
         assert!(diff(&a, &a).is_empty());
+    }
+
+    #[test]
+    fn secrets_are_masked_and_diffed_by_sealed_value() {
+        let mut d = doc();
+        d.steps[2].script.as_mut().unwrap().param = "sealed-a".into();
+        d.steps[2].script.as_mut().unwrap().sensitive = true;
+        d.plans[0].variables.insert("TOKEN".into(), json!(1234));
+        let paths: Vec<String> = d.secrets().into_keys().collect();
+        assert_eq!(paths, vec!["plans[default].variables.TOKEN", "steps[verify].script.param", "variables[TOKEN].value"]);
+        let shown = serde_json::to_string(&d.masked()).unwrap();
+        assert!(!shown.contains("s3cret") && !shown.contains("sealed-a") && !shown.contains("1234"), "{shown}");
+        assert!(changes(Some(&d), &d.clone()).is_empty());
+        let mut e = d.clone();
+        e.variables[1].value = "other".into();
+        let c = changes(Some(&d), &e);
+        assert_eq!(c.len(), 1);
+        assert_eq!(
+            (c[0].path.as_str(), c[0].before.clone(), c[0].after.clone()),
+            ("variables[TOKEN].value", Some(json!(KEEP)), Some(json!(KEEP)))
+        );
+        assert!(!serde_json::to_string(&changes(None, &d)).unwrap().contains("s3cret"));
     }
 
     #[test]

@@ -4,7 +4,16 @@
 //!
 //! The key is 32 random bytes, hex in `secret_key_file` (default `<data_dir>/secret-key`,
 //! generated at first start with mode 0600). Replicas sharing a PostgreSQL store must share
-//! the file. A sealed value reads `shoal-sealed:v1:<base64(nonce ‖ ciphertext)>`.
+//! the file.
+//!
+//! A sealed value reads `shoal-sealed:v2:<base64(nonce ‖ ciphertext)>` and is bound to the
+//! record it belongs to by authenticated data ([`aad`]: the kind of record, its scope, its
+//! name and the field), so it opens only there: a value copied into another template, scope
+//! or field fails to open instead of being revealed. Values that reach the server from a
+//! caller go through [`Key::open_input`], which accepts only a v2 value bound to the very
+//! record being written. `v1` values (no authenticated data, written before v2) are still
+//! read from storage by [`Key::open`] — they can only have been written there by the record
+//! that holds them — and are never accepted from a caller; every re-apply seals anew as v2.
 //!
 //! The audit chain's MAC key is made and kept the same way, apart from the sealing key:
 //! `audit_key_file`, default `<data_dir>/audit-key`. And the data directory itself is kept
@@ -16,12 +25,27 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::ServerConfig;
 
-const PREFIX: &str = "shoal-sealed:v1:";
+/// Every sealed value starts with this.
+pub const SEALED: &str = "shoal-sealed:";
+const PREFIX_V1: &str = "shoal-sealed:v1:";
+const PREFIX: &str = "shoal-sealed:v2:";
+
+/// Authenticated data naming where a value belongs, e.g.
+/// `aad(&["template", "biz", "2", "deploy", "variables[TOKEN].value"])`. JSON, so no two
+/// different lists encode alike.
+pub fn aad(parts: &[&str]) -> Vec<u8> {
+    serde_json::to_vec(parts).unwrap_or_default()
+}
+
+/// Whether `value` is a sealed value (of any format version).
+pub fn is_sealed(value: &str) -> bool {
+    value.starts_with(SEALED)
+}
 const NONCE_LEN: usize = 24;
 
 /// The sealing key; empty until [`load_or_create`] fills it. Never printed.
@@ -39,41 +63,61 @@ impl Key {
         Key(Some(Arc::new(XChaCha20Poly1305::new(bytes.into()))))
     }
 
-    /// Seal one value. Without a key (never the case in a running server) the value is
-    /// refused rather than stored in clear.
-    pub fn seal(&self, plain: &str) -> anyhow::Result<String> {
+    /// Seal one value, bound to `aad`. Without a key (never the case in a running server)
+    /// the value is refused rather than stored in clear.
+    pub fn seal(&self, plain: &str, aad: &[u8]) -> anyhow::Result<String> {
         let cipher = self.0.as_ref().context("no sealing key loaded")?;
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = cipher.encrypt(&nonce, plain.as_bytes()).map_err(|_| anyhow::anyhow!("sealing failed"))?;
+        let sealed = cipher.encrypt(&nonce, Payload { msg: plain.as_bytes(), aad }).map_err(|_| anyhow::anyhow!("sealing failed"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&sealed);
         Ok(format!("{PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out)))
     }
 
-    /// Open a sealed value; a value that is not sealed is returned as it is (rows written
-    /// before sealing existed).
-    pub fn open(&self, value: &str) -> anyhow::Result<String> {
-        let Some(b64) = value.strip_prefix(PREFIX) else { return Ok(value.to_string()) };
+    /// Open a stored value sealed for `aad`. A value that is not sealed is returned as it
+    /// is (rows written before sealing existed); a v1 value (written before values were
+    /// bound to their record) opens without authenticated data.
+    pub fn open(&self, value: &str, aad: &[u8]) -> anyhow::Result<String> {
+        if let Some(b64) = value.strip_prefix(PREFIX_V1) {
+            return self.decrypt(b64, b"");
+        }
+        match value.strip_prefix(PREFIX) {
+            Some(b64) => self.decrypt(b64, aad),
+            None if is_sealed(value) => anyhow::bail!("unknown sealed value format"),
+            None => Ok(value.to_string()),
+        }
+    }
+
+    /// Check a sealed value a caller sent back: it must be a v2 value sealed for exactly
+    /// `aad`. Anything else — a value copied from another record or scope, or an old v1
+    /// value — is refused, so an API never opens what it did not seal for this place.
+    pub fn open_input(&self, value: &str, aad: &[u8]) -> anyhow::Result<String> {
+        let b64 = value.strip_prefix(PREFIX).context("only values sealed for this very record can be given back sealed")?;
+        self.decrypt(b64, aad).map_err(|_| anyhow::anyhow!("the sealed value belongs to another record or scope"))
+    }
+
+    fn decrypt(&self, b64: &str, aad: &[u8]) -> anyhow::Result<String> {
         let cipher = self.0.as_ref().context("no sealing key loaded")?;
         let raw = base64::engine::general_purpose::STANDARD.decode(b64).context("sealed value is not base64")?;
         anyhow::ensure!(raw.len() > NONCE_LEN, "sealed value too short");
         let (nonce, data) = raw.split_at(NONCE_LEN);
-        let plain =
-            cipher.decrypt(XNonce::from_slice(nonce), data).map_err(|_| anyhow::anyhow!("sealed value does not open with this key"))?;
+        let plain = cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: data, aad })
+            .map_err(|_| anyhow::anyhow!("sealed value does not open here (another key or another record)"))?;
         String::from_utf8(plain).context("sealed value is not UTF-8")
     }
 
-    pub fn seal_all(&self, values: &[String]) -> anyhow::Result<Vec<String>> {
-        values.iter().map(|v| self.seal(v)).collect()
+    pub fn seal_all(&self, values: &[String], aad: &[u8]) -> anyhow::Result<Vec<String>> {
+        values.iter().map(|v| self.seal(v, aad)).collect()
     }
 
     /// Open every value; one that does not open becomes empty (and is logged without its
     /// content), so a task never carries ciphertext to a script.
-    pub fn open_all(&self, values: &[String]) -> Vec<String> {
+    pub fn open_all(&self, values: &[String], aad: &[u8]) -> Vec<String> {
         values
             .iter()
             .map(|v| {
-                self.open(v).unwrap_or_else(|e| {
+                self.open(v, aad).unwrap_or_else(|e| {
                     tracing::error!(error = %e, "cannot open a sealed parameter");
                     String::new()
                 })
@@ -81,6 +125,9 @@ impl Key {
             .collect()
     }
 }
+
+/// Authenticated data of a job's sensitive script parameters.
+pub const JOB_PARAM_AAD: &[u8] = br#"["job","param"]"#;
 
 fn data_dir(config: &ServerConfig) -> PathBuf {
     config.data_dir.clone().unwrap_or_else(|| PathBuf::from("."))
@@ -165,18 +212,45 @@ mod tests {
     #[test]
     fn seal_round_trips_and_hides_the_value() {
         let k = Key::from_bytes(&[7; 32]);
-        let sealed = k.seal("p@ss w0rd").unwrap();
+        let here = aad(&["template", "biz", "2", "deploy", "variables[PW].value"]);
+        let sealed = k.seal("p@ss w0rd", &here).unwrap();
         assert!(sealed.starts_with(PREFIX) && !sealed.contains("p@ss"));
-        assert_ne!(sealed, k.seal("p@ss w0rd").unwrap(), "random nonce");
-        assert_eq!(k.open(&sealed).unwrap(), "p@ss w0rd");
-        assert_eq!(k.open("plain").unwrap(), "plain");
-        assert!(Key::from_bytes(&[8; 32]).open(&sealed).is_err(), "another key does not open it");
+        assert_ne!(sealed, k.seal("p@ss w0rd", &here).unwrap(), "random nonce");
+        assert_eq!(k.open(&sealed, &here).unwrap(), "p@ss w0rd");
+        assert_eq!(k.open_input(&sealed, &here).unwrap(), "p@ss w0rd");
+        assert_eq!(k.open("plain", &here).unwrap(), "plain");
+        assert!(Key::from_bytes(&[8; 32]).open(&sealed, &here).is_err(), "another key does not open it");
         let mut tampered = sealed.clone();
         tampered.pop();
         tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
-        assert!(k.open(&tampered).is_err());
-        assert!(Key::default().seal("x").is_err(), "no key: refuse, never store in clear");
+        assert!(k.open(&tampered, &here).is_err());
+        assert!(Key::default().seal("x", &here).is_err(), "no key: refuse, never store in clear");
         assert_eq!(format!("{k:?}"), "Key(<redacted>)");
+    }
+
+    #[test]
+    fn a_value_opens_only_where_it_was_sealed() {
+        let k = Key::from_bytes(&[7; 32]);
+        let here = aad(&["template", "biz", "3", "deploy", "variables[PW].value"]);
+        let sealed = k.seal("biz3-secret", &here).unwrap();
+        for elsewhere in [
+            aad(&["template", "biz", "2", "deploy", "variables[PW].value"]),
+            aad(&["template", "biz", "3", "other", "variables[PW].value"]),
+            aad(&["template", "biz", "3", "deploy", "variables[PW2].value"]),
+        ] {
+            assert!(k.open(&sealed, &elsewhere).is_err());
+            assert!(k.open_input(&sealed, &elsewhere).is_err());
+        }
+        // A v1 value (no authenticated data) is read from storage but never taken from a caller.
+        let cipher = XChaCha20Poly1305::new((&[7u8; 32]).into());
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let mut raw = nonce.to_vec();
+        raw.extend_from_slice(&cipher.encrypt(&nonce, b"old".as_slice()).unwrap());
+        let v1 = format!("{PREFIX_V1}{}", base64::engine::general_purpose::STANDARD.encode(raw));
+        assert_eq!(k.open(&v1, &here).unwrap(), "old");
+        assert!(k.open_input(&v1, &here).is_err());
+        assert!(k.open_input("plain", &here).is_err());
+        assert!(k.open("shoal-sealed:v9:xx", &here).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-on_both_stores!(sensitive_params_stay_secret);
+on_both_stores!(sensitive_params_stay_secret, a_sensitive_param_stays_out_of_argv_and_output);
 
 const SECRET_VALUE: &str = "Zq9-sensitive-VALUE-41x";
 
@@ -90,7 +90,7 @@ async fn sensitive_params_stay_secret(mut h: Harness) {
     };
     assert!(!args.is_empty());
     for a in &args {
-        assert!(a.contains("shoal-sealed:v1:") && !a.contains(SECRET_VALUE), "stored in clear: {a}");
+        assert!(a.contains("shoal-sealed:v2:") && !a.contains(SECRET_VALUE), "stored in clear: {a}");
     }
     if h.config.database_url.is_none() {
         // Every byte of the SQLite files, WAL included.
@@ -107,4 +107,57 @@ async fn sensitive_params_stay_secret(mut h: Harness) {
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
     assert!(text.contains("job created"), "logs were captured");
     assert!(!text.contains(SECRET_VALUE) && !text.contains(&b64(SECRET_VALUE)), "a log line carries the value");
+}
+
+/// Every process's command line on this host that holds `needle`.
+fn cmdlines_with(needle: &str) -> Vec<String> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(bytes) = std::fs::read(entry.path().join("cmdline")) {
+            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                out.push(String::from_utf8_lossy(&bytes).replace('\0', " "));
+            }
+        }
+    }
+    out
+}
+
+async fn a_sensitive_param_stays_out_of_argv_and_output(mut h: Harness) {
+    let _logs = captured();
+    h.add_agent("127.0.0.82", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let value = "Argv-secret-7731 with space";
+    let (started, go) = (h.dir.path().join("started"), h.dir.path().join("go"));
+    // The script holds until the test has looked at every command line on the host.
+    let script = format!(
+        "#!/bin/bash\ntouch {s}\nwhile [ ! -e {g} ]; do sleep 0.05; done\necho \"n=$# first=$1 second=$2\"",
+        s = started.display(),
+        g = go.display()
+    );
+    let param = format!("'{value}' plain-arg");
+    let data = h.execute(&script, &hosts, json!({"script_param": b64(&param), "is_param_sensitive": 1})).await;
+    let (job, step) = (data["job_instance_id"].as_i64().unwrap(), data["step_instance_id"].as_i64().unwrap());
+    wait_for("the script to start", Duration::from_secs(20), || {
+        let started = started.clone();
+        async move { started.exists() }
+    })
+    .await;
+    let seen = cmdlines_with("Argv-secret-7731");
+    std::fs::write(&go, b"").unwrap();
+    assert!(seen.is_empty(), "a sensitive parameter is in a command line: {seen:?}");
+    let st = h.wait_finished(job, Duration::from_secs(20)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    // The script got both parameters, and its output masks them.
+    let out = h.logs(job, step, &hosts).await;
+    assert_eq!(out[&hosts[0]], "n=2 first=****** second=******\n");
+
+    // Python gets them on stdin through a bootstrap, and runs as `__main__`.
+    let py =
+        "from __future__ import annotations\nimport sys\nprint(len(sys.argv), sys.argv[1] == 'Argv-secret-' + '7731 with space', __name__)";
+    let data = h.execute(py, &hosts, json!({"script_language": 4, "script_param": b64(&param), "is_param_sensitive": 1})).await;
+    let (job, step) = (data["job_instance_id"].as_i64().unwrap(), data["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(20)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    assert_eq!(h.logs(job, step, &hosts).await[&hosts[0]], "3 True __main__\n");
 }

@@ -16,7 +16,13 @@ on_both_stores!(
     approval_flow,
     roles_gate_library_templates_and_plans,
     dangerous_rules_cover_plan_steps,
-    a_password_split_between_chunks_is_masked
+    a_password_split_between_chunks_is_masked,
+    a_pending_change_cannot_switch_approval_off,
+    plan_changes_wait_for_approval,
+    a_published_script_version_waits_for_reapproval,
+    a_foreign_sealed_value_is_refused,
+    secrets_never_leave_templates,
+    diff_is_not_an_equality_oracle
 );
 
 async fn shoal(h: &Harness, user: &str, path: &str, body: Value) -> Value {
@@ -460,4 +466,264 @@ async fn dangerous_rules_cover_plan_steps(mut h: Harness) {
     assert_eq!(v["code"], 1244019, "{v}");
     let (_, list) = h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1").await;
     assert_eq!(list["data"]["total"], 0, "no job was created");
+}
+
+fn review(name: &str, version: i64) -> Value {
+    json!({"bk_scope_type": "biz", "bk_scope_id": "1", "name": name, "version": version, "comment": "ok"})
+}
+
+/// The actions of the audit events of scope biz 1, oldest first.
+async fn audit_actions(h: &Harness) -> Vec<String> {
+    let q =
+        shoal_store::trust::AuditQuery { scope_type: Some("biz".into()), scope_id: Some("1".into()), limit: 1000, ..Default::default() };
+    let rows = shoal_store::TrustStore::audit_events(h.shared.store.as_ref(), &q).await.unwrap();
+    let mut rows: Vec<_> = rows.into_iter().map(|r| (r.seq, r.event.action)).collect();
+    rows.sort();
+    rows.into_iter().map(|(_, a)| a).collect()
+}
+
+async fn a_pending_change_cannot_switch_approval_off(mut h: Harness) {
+    h.add_agent("127.0.0.78", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let mut doc = json!({"name": "held", "needs_approval": true,
+                         "steps": [{"name": "say", "script": {"content": "echo v1", "account": USER, "target": {"host_id_list": hosts}}}]});
+    let plan = apply(&h, USER, doc.clone()).await["plans"][0]["id"].as_i64().unwrap();
+    assert_eq!(shoal(&h, "bob", "approvals/approve", review("held", 1)).await["data"]["state"], "current");
+
+    // A change that turns approval off is itself a change that waits …
+    doc["needs_approval"] = json!(false);
+    let off = apply(&h, USER, doc.clone()).await;
+    assert_eq!((off["version"].as_i64(), off["state"].as_str()), (Some(2), Some("pending")), "{off}");
+    // … and until it is approved, the next apply still waits: the setting in force is v1's.
+    doc["steps"][0]["script"]["content"] = json!("echo unreviewed");
+    let next = apply(&h, USER, doc.clone()).await;
+    assert_eq!((next["version"].as_i64(), next["state"].as_str()), (Some(3), Some("pending")), "{next}");
+    assert_eq!(run_plan(&h, plan).await, "v1\n");
+    // Rejected, it changes nothing either.
+    assert_eq!(shoal(&h, "bob", "approvals/reject", review("held", 2)).await["data"]["state"], "rejected");
+    doc["steps"][0]["script"]["content"] = json!("echo still-unreviewed");
+    let after_reject = apply(&h, USER, doc.clone()).await;
+    assert_eq!(after_reject["state"], "pending", "{after_reject}");
+    let t = shoal_get(&h, "templates/history", "bk_scope_type=biz&bk_scope_id=1&name=held").await;
+    assert_eq!(t["data"]["template"]["needs_approval"], true, "{t}");
+    assert_eq!(run_plan(&h, plan).await, "v1\n");
+
+    // Approved by someone else, turning approval off holds, and then changes apply at once.
+    assert_eq!(shoal(&h, "bob", "approvals/approve", review("held", 4)).await["data"]["state"], "current");
+    assert_eq!(run_plan(&h, plan).await, "still-unreviewed\n");
+    doc["steps"][0]["script"]["content"] = json!("echo free");
+    assert_eq!(apply(&h, USER, doc).await["state"], "current");
+    // Every change, approved or not, left an audit event.
+    let actions = audit_actions(&h).await;
+    let count = |a: &str| actions.iter().filter(|x| *x == a).count();
+    assert_eq!(count("apply_template"), 5, "{actions:?}");
+    assert_eq!((count("approve_template_version"), count("reject_template_version")), (2, 1), "{actions:?}");
+}
+
+async fn plan_changes_wait_for_approval(mut h: Harness) {
+    h.add_agent("127.0.0.79", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let mut doc = json!({"name": "valued", "needs_approval": true,
+                         "variables": [{"name": "WHERE", "type": "string", "value": "default"}],
+                         "steps": [{"name": "say", "script": {"content": "echo $WHERE", "account": USER, "target": {"host_id_list": hosts}}},
+                                   {"name": "extra", "script": {"content": "echo extra", "account": USER, "target": {"host_id_list": hosts}}}],
+                         "plans": [{"name": "prod", "steps": ["say"], "variables": {"WHERE": "prod-a"}}]});
+    let plan = apply(&h, USER, doc.clone()).await["plans"][0]["id"].as_i64().unwrap();
+    assert_eq!(shoal(&h, "bob", "approvals/approve", review("valued", 1)).await["code"], 0);
+    assert_eq!(run_plan(&h, plan).await, "prod-a\n");
+    let before = audit_actions(&h).await.len();
+
+    // A plan-only change of a value: a new version that waits, with its change and audit event.
+    doc["plans"][0]["variables"]["WHERE"] = json!("prod-b");
+    let out = apply(&h, USER, doc.clone()).await;
+    assert_eq!((out["version"].as_i64(), out["state"].as_str()), (Some(2), Some("pending")), "{out}");
+    assert_eq!(out["changes"][0]["path"], "plans[prod].variables.WHERE", "{out}");
+    assert_eq!(audit_actions(&h).await.len(), before + 1, "the plan change is audited");
+    assert_eq!(run_plan(&h, plan).await, "prod-a\n", "the approved values run until the change is approved");
+    let (_, d) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id=1&job_plan_id={plan}")).await;
+    assert_eq!(d["data"]["global_var_list"][0]["value"], "prod-a", "{d}");
+    // The plan's composition too.
+    doc["plans"][0]["steps"] = json!(["say", "extra"]);
+    assert_eq!(apply(&h, USER, doc.clone()).await["state"], "pending");
+    let job = execute_plan(&h, plan, json!([])).await["data"]["job_instance_id"].as_i64().unwrap();
+    assert_eq!(wait_status(&h, job, 3).await["step_instance_list"].as_array().unwrap().len(), 1);
+    // A plan added by a pending version does not run.
+    doc["plans"].as_array_mut().unwrap().push(json!({"name": "sneaky", "steps": ["extra"]}));
+    let out = apply(&h, USER, doc).await;
+    let sneaky = out["plans"][1]["id"].as_i64().unwrap();
+    assert_eq!(execute_plan(&h, sneaky, json!([])).await["code"], 1244011);
+
+    assert_eq!(shoal(&h, "bob", "approvals/approve", review("valued", 4)).await["code"], 0);
+    let job = execute_plan(&h, plan, json!([])).await["data"]["job_instance_id"].as_i64().unwrap();
+    let st = wait_status(&h, job, 3).await;
+    assert_eq!(st["step_instance_list"].as_array().unwrap().len(), 2);
+    let s = st["step_instance_list"][0]["step_instance_id"].as_i64().unwrap();
+    assert_eq!(h.logs(job, s, &hosts).await.into_values().next().unwrap(), "prod-b\n");
+}
+
+async fn a_published_script_version_waits_for_reapproval(mut h: Harness) {
+    h.add_agent("127.0.0.80", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let scope = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+    let with = |extra: Value| {
+        let mut b = scope.clone();
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let (_, v) =
+        h.post("create_script", with(json!({"name": "lib", "script_language": 1, "content": b64("echo lib-v1"), "version": "1"}))).await;
+    let script_id = v["data"]["script_id"].as_str().unwrap().to_string();
+    let v1 = v["data"]["id"].as_i64().unwrap();
+    h.post("publish_script_version", with(json!({"script_id": script_id, "script_version_id": v1}))).await;
+    let doc = json!({"name": "uses-lib", "needs_approval": true,
+                     "steps": [{"name": "run", "script": {"script_id": script_id, "account": USER, "target": {"host_id_list": hosts}}}]});
+    let plan = apply(&h, USER, doc.clone()).await["plans"][0]["id"].as_i64().unwrap();
+    assert_eq!(shoal(&h, "bob", "approvals/approve", review("uses-lib", 1)).await["code"], 0);
+    assert_eq!(run_plan(&h, plan).await, "lib-v1\n");
+
+    // A newer published version does not reach the approved template.
+    let (_, v) =
+        h.post("create_script_version", with(json!({"script_id": script_id, "content": b64("echo lib-v2"), "version": "2"}))).await;
+    let v2 = v["data"]["id"].as_i64().unwrap();
+    h.post("publish_script_version", with(json!({"script_id": script_id, "script_version_id": v2}))).await;
+    assert_eq!(run_plan(&h, plan).await, "lib-v1\n", "the pinned version runs");
+    let (_, d) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id=1&job_plan_id={plan}")).await;
+    assert_eq!(d["data"]["step_list"][0]["script_info"]["script_version_id"], v1, "{d}");
+    // Applying again picks it up — as a change that waits for approval.
+    let out = apply(&h, USER, doc.clone()).await;
+    assert_eq!(out["state"], "pending", "{out}");
+    assert_eq!(out["changes"][0]["path"], "steps[run].script.pinned_version_id", "{out}");
+    assert_eq!(run_plan(&h, plan).await, "lib-v1\n");
+    assert_eq!(shoal(&h, "bob", "approvals/approve", review("uses-lib", 2)).await["code"], 0);
+    assert_eq!(run_plan(&h, plan).await, "lib-v2\n");
+
+    // A pinned version that was disabled fails clearly; no other version runs instead.
+    h.post("disable_script_version", with(json!({"script_id": script_id, "script_version_id": v2}))).await;
+    let (_, v) =
+        h.post("create_script_version", with(json!({"script_id": script_id, "content": b64("echo lib-v3"), "version": "3"}))).await;
+    h.post("publish_script_version", with(json!({"script_id": script_id, "script_version_id": v["data"]["id"]}))).await;
+    assert_eq!(execute_plan(&h, plan, json!([])).await["code"], 1244018);
+}
+
+async fn a_foreign_sealed_value_is_refused(mut h: Harness) {
+    h.add_agent("127.0.0.81", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let key = &h.shared.config.sealing_key;
+    let aad = |biz: &str, name: &str, path: &str| shoal_server::secrets::aad(&["template", "biz", biz, name, path]);
+    // A value sealed for business 3's template (as an export of it once carried).
+    let foreign = key.seal("biz3-password", &aad("3", "deploy", "variables[PW].value")).unwrap();
+    let doc = |value: &str| {
+        json!({"name": "deploy", "variables": [{"name": "PW", "type": "password", "value": value}],
+               "steps": [{"name": "s", "script": {"content": "echo \"$PW\"", "account": USER, "target": {"host_id_list": hosts}}}]})
+    };
+    let v = shoal(&h, USER, "templates/apply", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc(&foreign)})).await;
+    assert_eq!(v["code"], 1241010, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("another record or scope"), "{v}");
+    assert!(!v.to_string().contains("biz3-password"));
+    // Another template or another field of the same scope: refused as well.
+    for (name, path) in [("other", "variables[PW].value"), ("deploy", "variables[PW2].value")] {
+        let sealed = key.seal("x", &aad("1", name, path)).unwrap();
+        let v = shoal(&h, USER, "templates/diff", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc(&sealed)})).await;
+        assert_eq!(v["code"], 1241010, "{v}");
+    }
+    // An old unbound (v1) value is never taken from a caller.
+    let v = shoal(&h, USER, "templates/diff", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc("shoal-sealed:v1:AAAA")}))
+        .await;
+    assert_eq!(v["code"], 1241010, "{v}");
+    // The value sealed for this very place is accepted.
+    let own = key.seal("mine", &aad("1", "deploy", "variables[PW].value")).unwrap();
+    let out = apply(&h, USER, doc(&own)).await;
+    let plan = out["plans"][0]["id"].as_i64().unwrap();
+    assert_eq!(run_plan(&h, plan).await, "******\n");
+}
+
+async fn secrets_never_leave_templates(mut h: Harness) {
+    h.add_agent("127.0.0.82", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let doc = json!({"name": "secretive",
+        "variables": [{"name": "PW", "type": "password", "value": "Pw-default-8817"}],
+        "steps": [{"name": "s", "script": {"content": "#!/bin/bash\n[ \"$1\" = Param-$((9930 + 1)) ] && [ \"$PW\" = Pw-plan-$((5520 + 1)) ] && echo ok",
+                   "param": "Param-9931", "sensitive": true, "account": USER, "target": {"host_id_list": hosts}}}],
+        "plans": [{"name": "default", "variables": {"PW": "Pw-plan-5521"}}]});
+    let out = apply(&h, USER, doc.clone()).await;
+    let plan = out["plans"][0]["id"].as_i64().unwrap();
+    assert_eq!(run_plan(&h, plan).await, "ok\n", "the script gets the values");
+    // Change something else, so history has a diff to show.
+    let mut doc2 = doc.clone();
+    doc2["steps"][0]["name"] = json!("renamed");
+    apply(&h, USER, doc2).await;
+    let q = "bk_scope_type=biz&bk_scope_id=1&name=secretive";
+    let (_, detail) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id=1&job_plan_id={plan}")).await;
+    let answers = [
+        out.to_string(),
+        shoal_get(&h, "templates/export", q).await.to_string(),
+        shoal_get(&h, "templates/export", &format!("{q}&version=1")).await.to_string(),
+        shoal_get(&h, "templates/history", q).await.to_string(),
+        shoal_get(&h, "templates/version_diff", &format!("{q}&from=1&to=2")).await.to_string(),
+        shoal_get(&h, "approvals", "bk_scope_type=biz&bk_scope_id=1").await.to_string(),
+        shoal(&h, USER, "templates/diff", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc})).await.to_string(),
+        detail.to_string(),
+    ];
+    for a in &answers {
+        for secret in ["Pw-default-8817", "Param-9931", "Pw-plan-5521", "shoal-sealed"] {
+            assert!(!a.contains(secret), "{secret} in {a}");
+        }
+        let param = b64("Param-9931");
+        assert!(!a.contains(&param), "{a}");
+    }
+    assert_eq!(detail["data"]["step_list"][0]["script_info"]["script_param"], b64("******"), "{detail}");
+    // The export round-trips: `******` keeps the stored values.
+    let ex = shoal_get(&h, "templates/export", q).await;
+    assert_eq!(apply(&h, USER, ex["data"]["document"].clone()).await["changed"], false);
+    assert_eq!(run_plan(&h, plan).await, "ok\n");
+    // Not in the database files either (SQLite: the data dir).
+    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for secret in ["Pw-default-8817", "Param-9931", "Pw-plan-5521"] {
+            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} stored in clear");
+        }
+    }
+    // `******` where nothing is stored is refused rather than taken as the value.
+    let v = shoal(
+        &h,
+        USER,
+        "templates/diff",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document":
+        {"name": "fresh", "variables": [{"name": "PW", "type": "password", "value": "******"}],
+         "steps": [{"name": "s", "script": {"content": "true", "account": USER, "target": {"host_id_list": hosts}}}]}}),
+    )
+    .await;
+    assert_eq!(v["code"], 1241010, "{v}");
+}
+
+async fn diff_is_not_an_equality_oracle(mut h: Harness) {
+    h.add_agent("127.0.0.83", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let doc = |pw: &str, param: &str| {
+        json!({"name": "oracle", "variables": [{"name": "PW", "type": "password", "value": pw}],
+               "steps": [{"name": "s", "script": {"content": "true", "param": param, "sensitive": true, "account": USER, "target": {"host_id_list": hosts}}}],
+               "plans": [{"name": "default", "variables": {"PW": pw}}]})
+    };
+    apply(&h, USER, doc("right-guess", "right-param")).await;
+    let diff = |d: Value| {
+        let h = &h;
+        async move {
+            let v = shoal(h, USER, "templates/diff", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": d})).await;
+            assert_eq!(v["code"], 0, "{v}");
+            v["data"].clone()
+        }
+    };
+    let right = diff(doc("right-guess", "right-param")).await;
+    let wrong = diff(doc("wrong-guess", "wrong-param")).await;
+    assert_eq!(right, wrong, "a right guess and a wrong one look the same");
+    assert_eq!(right["changed"], true);
+    let paths: Vec<&str> = right["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, vec!["plans[default].variables.PW", "steps[s].script.param", "variables[PW].value"]);
+    assert_eq!(diff(doc("******", "******")).await["changed"], false, "the placeholder keeps");
 }

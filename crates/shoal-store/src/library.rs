@@ -98,6 +98,23 @@ pub struct PlanRow {
     pub last_modify_time: i64,
 }
 
+/// One change of a template, saved whole by [`LibraryStore::save_template_change`].
+#[derive(Debug, Clone)]
+pub struct TemplateChange {
+    /// The template; `id` 0 creates it (its `needs_approval` and description are those of
+    /// the first version).
+    pub template: TemplateRow,
+    /// The new version (`template_id` is filled in).
+    pub version: TemplateVersionRow,
+    /// The version becomes current at once; otherwise it waits as `pending` and the
+    /// template's `needs_approval` and description stay those of its current version.
+    pub make_current: bool,
+    /// Plan rows to create or update by (template, name); `template_id` is filled in.
+    pub plans: Vec<PlanRow>,
+    /// Recorded with the change; its `resource_id` becomes the template id.
+    pub audit: crate::AuditEvent,
+}
+
 /// Per-step extras of a job's steps.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepExtras {
@@ -128,18 +145,20 @@ pub trait LibraryStore: Send + Sync {
     async fn delete_script_version(&self, version_id: i64) -> Result<()>;
 
     // --- templates ---
-    /// A new template with its first version (pending when it needs approval).
-    async fn create_template(&self, t: &TemplateRow, v: &TemplateVersionRow) -> Result<i64>;
+    /// Save one change of a template — created when `template.id` is 0 — with its new
+    /// version, its plan rows and its audit event, in one transaction. Returns the template
+    /// id and the plan ids (in the order given). `Conflict` when the template was changed
+    /// meanwhile (its latest version is no longer `version - 1`) or, for a change made
+    /// current at once, when approval was turned on meanwhile.
+    async fn save_template_change(&self, c: &TemplateChange) -> Result<(i64, Vec<i64>)>;
     async fn get_template(&self, id: i64) -> Result<Option<TemplateRow>>;
     async fn get_template_by_name(&self, scope_type: &str, scope_id: &str, name: &str) -> Result<Option<TemplateRow>>;
     async fn list_templates(&self, scope_type: &str, scope_id: &str) -> Result<Vec<TemplateRow>>;
-    /// Add a version. When `make_current`, it becomes the template's current version and the
-    /// previous current one is superseded; otherwise it waits as `pending`.
-    async fn add_template_version(&self, v: &TemplateVersionRow, make_current: bool, description: &str, needs_approval: bool)
-        -> Result<()>;
     async fn get_template_version(&self, template_id: i64, version: i64) -> Result<Option<TemplateVersionRow>>;
     async fn list_template_versions(&self, template_id: i64) -> Result<Vec<TemplateVersionRow>>;
-    /// Approve (it becomes current) or reject a pending version.
+    /// Approve (it becomes current, and its `needs_approval` and description the
+    /// template's) or reject a pending version, with `audit` in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn review_template_version(
         &self,
         template_id: i64,
@@ -148,13 +167,13 @@ pub trait LibraryStore: Send + Sync {
         reviewer: &str,
         comment: &str,
         now: i64,
+        audit: &crate::AuditEvent,
     ) -> Result<()>;
     async fn pending_template_versions(&self, scope_type: &str, scope_id: &str) -> Result<Vec<TemplateVersionRow>>;
-    async fn delete_template(&self, id: i64) -> Result<()>;
+    /// Delete a template, its versions and plans, with `audit` in the same transaction.
+    async fn delete_template(&self, id: i64, audit: &crate::AuditEvent) -> Result<()>;
 
-    // --- plans ---
-    /// Create or replace a plan by (template, name); returns its id.
-    async fn put_plan(&self, p: &PlanRow) -> Result<i64>;
+    // --- plans (written with their template's changes) ---
     async fn get_plan(&self, id: i64) -> Result<Option<PlanRow>>;
     async fn list_plans(&self, scope_type: &str, scope_id: &str, template_id: Option<i64>) -> Result<Vec<PlanRow>>;
     async fn delete_plan(&self, id: i64) -> Result<()>;
@@ -491,30 +510,83 @@ macro_rules! impl_library_store {
                     Ok(())
                 }
 
-                async fn create_template(&self, t: &TemplateRow, v: &TemplateVersionRow) -> Result<i64> {
-                    let mut tx = self.pool.begin().await.op("begin create template")?;
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO templates (scope_type, scope_id, name, description, needs_approval, current_version, latest_version, creator, create_time, last_modify_user, last_modify_time) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-                    )
-                    .bind(&t.scope_type)
-                    .bind(&t.scope_id)
-                    .bind(&t.name)
-                    .bind(&t.description)
-                    .bind(t.needs_approval as i64)
-                    .bind(t.current_version)
-                    .bind(t.latest_version)
-                    .bind(&t.creator)
-                    .bind(t.create_time)
-                    .bind(&t.last_modify_user)
-                    .bind(t.last_modify_time)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| unique(e, "template name", "insert template"))?;
-                    let v = TemplateVersionRow { template_id: id, ..v.clone() };
-                    insert_tv(&mut *tx, &v).await?;
-                    tx.commit().await.op("commit create template")?;
-                    Ok(id)
+                async fn save_template_change(&self, c: &TemplateChange) -> Result<(i64, Vec<i64>)> {
+                    let (t, v) = (&c.template, &c.version);
+                    let mut tx = self.pool.begin().await.op("begin template change")?;
+                    let id = if t.id == 0 {
+                        sqlx::query_scalar(
+                            "INSERT INTO templates (scope_type, scope_id, name, description, needs_approval, current_version, latest_version, creator, create_time, last_modify_user, last_modify_time) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+                        )
+                        .bind(&t.scope_type)
+                        .bind(&t.scope_id)
+                        .bind(&t.name)
+                        .bind(&t.description)
+                        .bind(t.needs_approval as i64)
+                        .bind(if c.make_current { v.version } else { 0 })
+                        .bind(v.version)
+                        .bind(&t.creator)
+                        .bind(t.create_time)
+                        .bind(&t.last_modify_user)
+                        .bind(t.last_modify_time)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(|e| unique(e, "template name", "insert template"))?
+                    } else {
+                        let mut q = QueryBuilder::<$db>::new("UPDATE templates SET latest_version = ");
+                        q.push_bind(v.version).push(", last_modify_user = ").push_bind(&v.author).push(", last_modify_time = ").push_bind(v.created_at);
+                        if c.make_current {
+                            q.push(", current_version = ").push_bind(v.version);
+                            q.push(", description = ").push_bind(&t.description);
+                            q.push(", needs_approval = ").push_bind(t.needs_approval as i64);
+                        }
+                        q.push(" WHERE id = ").push_bind(t.id).push(" AND latest_version = ").push_bind(v.version - 1);
+                        if c.make_current {
+                            // Approval turned on by an approval committed meanwhile holds.
+                            q.push(" AND needs_approval = 0");
+                        }
+                        let r = q.build().execute(&mut *tx).await.op("update template")?;
+                        if r.rows_affected() == 0 {
+                            return Err(StoreError::Conflict("template changed meanwhile"));
+                        }
+                        if c.make_current {
+                            sqlx::query("UPDATE template_versions SET state = 'superseded' WHERE template_id = $1 AND state = 'current'")
+                                .bind(t.id)
+                                .execute(&mut *tx)
+                                .await
+                                .op("supersede current version")?;
+                        }
+                        t.id
+                    };
+                    insert_tv(&mut *tx, &TemplateVersionRow { template_id: id, ..v.clone() }).await?;
+                    let mut plan_ids = Vec::with_capacity(c.plans.len());
+                    for p in &c.plans {
+                        let pid: i64 = sqlx::query_scalar(
+                            "INSERT INTO plans (template_id, scope_type, scope_id, name, synced_version, spec, creator, create_time, last_modify_user, last_modify_time) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                             ON CONFLICT (template_id, name) DO UPDATE SET synced_version = excluded.synced_version, spec = excluded.spec, \
+                             last_modify_user = excluded.last_modify_user, last_modify_time = excluded.last_modify_time RETURNING id",
+                        )
+                        .bind(id)
+                        .bind(&p.scope_type)
+                        .bind(&p.scope_id)
+                        .bind(&p.name)
+                        .bind(p.synced_version)
+                        .bind(&p.spec)
+                        .bind(&p.creator)
+                        .bind(p.create_time)
+                        .bind(&p.last_modify_user)
+                        .bind(p.last_modify_time)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .op("put plan")?;
+                        plan_ids.push(pid);
+                    }
+                    let mut audit = c.audit.clone();
+                    audit.resource_id = id.to_string();
+                    trust_sql::insert_chained_audit(&mut *tx, &self.audit_key, &audit).await?;
+                    tx.commit().await.op("commit template change")?;
+                    Ok((id, plan_ids))
                 }
 
                 async fn get_template(&self, id: i64) -> Result<Option<TemplateRow>> {
@@ -547,35 +619,6 @@ macro_rules! impl_library_store {
                     rows.iter().map(template_of).collect()
                 }
 
-                async fn add_template_version(&self, v: &TemplateVersionRow, make_current: bool, description: &str, needs_approval: bool) -> Result<()> {
-                    let mut tx = self.pool.begin().await.op("begin add template version")?;
-                    if make_current {
-                        sqlx::query("UPDATE template_versions SET state = 'superseded' WHERE template_id = $1 AND state = 'current'")
-                            .bind(v.template_id)
-                            .execute(&mut *tx)
-                            .await
-                            .op("supersede current version")?;
-                    }
-                    insert_tv(&mut *tx, v).await?;
-                    let mut q = QueryBuilder::<$db>::new("UPDATE templates SET latest_version = ");
-                    q.push_bind(v.version)
-                        .push(", description = ")
-                        .push_bind(description)
-                        .push(", needs_approval = ")
-                        .push_bind(needs_approval as i64)
-                        .push(", last_modify_user = ")
-                        .push_bind(&v.author)
-                        .push(", last_modify_time = ")
-                        .push_bind(v.created_at);
-                    if make_current {
-                        q.push(", current_version = ").push_bind(v.version);
-                    }
-                    q.push(" WHERE id = ").push_bind(v.template_id);
-                    q.build().execute(&mut *tx).await.op("update template")?;
-                    tx.commit().await.op("commit add template version")?;
-                    Ok(())
-                }
-
                 async fn get_template_version(&self, template_id: i64, version: i64) -> Result<Option<TemplateVersionRow>> {
                     let row = sqlx::query(&format!("SELECT {TV_COLS} FROM template_versions WHERE template_id = $1 AND version = $2"))
                         .bind(template_id)
@@ -595,7 +638,16 @@ macro_rules! impl_library_store {
                     rows.iter().map(tv_of).collect()
                 }
 
-                async fn review_template_version(&self, template_id: i64, version: i64, approve: bool, reviewer: &str, comment: &str, now: i64) -> Result<()> {
+                async fn review_template_version(
+                    &self,
+                    template_id: i64,
+                    version: i64,
+                    approve: bool,
+                    reviewer: &str,
+                    comment: &str,
+                    now: i64,
+                    audit: &crate::AuditEvent,
+                ) -> Result<()> {
                     let mut tx = self.pool.begin().await.op("begin review")?;
                     if approve {
                         sqlx::query("UPDATE template_versions SET state = 'superseded' WHERE template_id = $1 AND state = 'current'")
@@ -621,13 +673,27 @@ macro_rules! impl_library_store {
                         return Err(StoreError::Conflict("version is not pending"));
                     }
                     if approve {
-                        sqlx::query("UPDATE templates SET current_version = $1 WHERE id = $2")
+                        // The approved document's approval setting and description are now
+                        // the ones in force.
+                        let spec: String = sqlx::query_scalar("SELECT spec FROM template_versions WHERE template_id = $1 AND version = $2")
+                            .bind(template_id)
                             .bind(version)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .op("read approved version")?;
+                        let doc: serde_json::Value = serde_json::from_str(&spec).unwrap_or_default();
+                        let needs_approval = doc["needs_approval"].as_bool().unwrap_or(false);
+                        let description = doc["description"].as_str().unwrap_or_default();
+                        sqlx::query("UPDATE templates SET current_version = $1, needs_approval = $2, description = $3 WHERE id = $4")
+                            .bind(version)
+                            .bind(needs_approval as i64)
+                            .bind(description)
                             .bind(template_id)
                             .execute(&mut *tx)
                             .await
                             .op("set current version")?;
                     }
+                    trust_sql::insert_chained_audit(&mut *tx, &self.audit_key, audit).await?;
                     tx.commit().await.op("commit review")?;
                     Ok(())
                 }
@@ -646,35 +712,14 @@ macro_rules! impl_library_store {
                     rows.iter().map(tv_of).collect()
                 }
 
-                async fn delete_template(&self, id: i64) -> Result<()> {
+                async fn delete_template(&self, id: i64, audit: &crate::AuditEvent) -> Result<()> {
                     let mut tx = self.pool.begin().await.op("begin delete template")?;
                     sqlx::query("DELETE FROM plans WHERE template_id = $1").bind(id).execute(&mut *tx).await.op("delete plans")?;
                     sqlx::query("DELETE FROM template_versions WHERE template_id = $1").bind(id).execute(&mut *tx).await.op("delete versions")?;
                     sqlx::query("DELETE FROM templates WHERE id = $1").bind(id).execute(&mut *tx).await.op("delete template")?;
+                    trust_sql::insert_chained_audit(&mut *tx, &self.audit_key, audit).await?;
                     tx.commit().await.op("commit delete template")?;
                     Ok(())
-                }
-
-                async fn put_plan(&self, p: &PlanRow) -> Result<i64> {
-                    sqlx::query_scalar(
-                        "INSERT INTO plans (template_id, scope_type, scope_id, name, synced_version, spec, creator, create_time, last_modify_user, last_modify_time) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                         ON CONFLICT (template_id, name) DO UPDATE SET synced_version = excluded.synced_version, spec = excluded.spec, \
-                         last_modify_user = excluded.last_modify_user, last_modify_time = excluded.last_modify_time RETURNING id",
-                    )
-                    .bind(p.template_id)
-                    .bind(&p.scope_type)
-                    .bind(&p.scope_id)
-                    .bind(&p.name)
-                    .bind(p.synced_version)
-                    .bind(&p.spec)
-                    .bind(&p.creator)
-                    .bind(p.create_time)
-                    .bind(&p.last_modify_user)
-                    .bind(p.last_modify_time)
-                    .fetch_one(&self.pool)
-                    .await
-                    .op("put plan")
                 }
 
                 async fn get_plan(&self, id: i64) -> Result<Option<PlanRow>> {

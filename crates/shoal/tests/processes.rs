@@ -201,6 +201,10 @@ plans:
     std::fs::write(&file, &yaml).unwrap();
     let o = client(port, &["template", "apply", "-f", file.to_str().unwrap(), "-m", "first"]);
     assert!(o.status.success() && text(&o).contains("rollout: v1 (current)"), "{}", text(&o));
+    // A password typed in again always differs (diff is no equality oracle); `******` keeps it.
+    let o = client(port, &["template", "diff", "-f", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "a typed password shows as changed: {}", text(&o));
+    std::fs::write(&file, yaml.replace("sup3r-s3cret", "'******'")).unwrap();
     let o = client(port, &["template", "diff", "-f", file.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "no changes: {}", text(&o));
 

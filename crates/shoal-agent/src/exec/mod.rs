@@ -4,6 +4,7 @@
 //! - [`account`]: the OS user to run as, and whether the agent may switch to it.
 //! - `privileges`: the `pre_exec` hook that drops to that user (the crate's only `unsafe`).
 //! - [`script`]: the script file under `state_dir/scripts`.
+//! - [`sensitive`]: how parameters reach the script (sensitive ones never on a command line).
 //! - [`kill`]: signals to a whole process group.
 //! - `supervise`: the loop over output, exit, timeout and cancel.
 //!
@@ -15,6 +16,7 @@ pub mod interpreter;
 pub mod kill;
 mod privileges;
 pub mod script;
+pub mod sensitive;
 mod supervise;
 
 use std::ffi::OsString;
@@ -119,8 +121,15 @@ pub async fn execute<S: ChunkSink>(
             return end(ExitReason::StartFailed, None, None);
         }
     };
+    let delivery = match sensitive::delivery(task) {
+        Ok(d) => d,
+        Err(line) => {
+            logs.note(&line).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+    };
     let script = {
-        let (dir, key, ext, body) = (env.scripts_dir.clone(), task.key, interp.ext, task.script.clone());
+        let (dir, key, ext, body) = (env.scripts_dir.clone(), task.key, interp.ext, delivery.body.clone());
         let owner = account.switch.then_some((account.uid, account.gid));
         tokio::task::spawn_blocking(move || script::write(&dir, &key, ext, &body, owner)).await
     };
@@ -137,7 +146,7 @@ pub async fn execute<S: ChunkSink>(
     };
     let _remove_script = script::RemoveOnDrop(script.clone());
 
-    let (child, reader) = match spawn(task, &interp, &account, &script) {
+    let (child, reader) = match spawn(&delivery, &interp, &account, &script) {
         Ok(started) => started,
         Err(e) => {
             let program = interp.program.display();
@@ -160,7 +169,7 @@ pub async fn execute<S: ChunkSink>(
 
 /// Starts the interpreter in its own process group with stdout and stderr on one pipe.
 fn spawn(
-    task: &RunTask,
+    task: &sensitive::Delivery,
     interp: &interpreter::Interpreter,
     account: &account::Account,
     script: &std::path::Path,
@@ -171,13 +180,14 @@ fn spawn(
     let write_end: OwnedFd = tx.into_blocking_fd()?;
     let mut cmd = tokio::process::Command::new(&interp.program);
     cmd.args(&interp.pre_args)
+        .args(&task.before_script)
         .arg(script)
         .args(&task.args)
         .current_dir(&account.workdir)
         .env("HOME", &account.home)
         .env("USER", &account.name)
         .env("LOGNAME", &account.name)
-        .stdin(Stdio::null())
+        .stdin(if task.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::from(write_end.try_clone()?))
         .stderr(Stdio::from(write_end))
         .process_group(0)
@@ -195,7 +205,15 @@ fn spawn(
     // `cmd` holds the parent's copies of the write end; they must close now, or the reader
     // would never see end-of-file.
     drop(cmd);
-    Ok((child?, rx))
+    let mut child = child?;
+    if let (Some(input), Some(mut stdin)) = (task.stdin.clone(), child.stdin.take()) {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            // A script that exits without reading makes this fail; nothing to report.
+            let _ = stdin.write_all(&input).await;
+        });
+    }
+    Ok((child, rx))
 }
 
 #[cfg(test)]

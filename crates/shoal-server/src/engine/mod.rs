@@ -40,7 +40,8 @@ pub struct Engine {
     pub callback_policy: callback::CallbackPolicy,
     /// This engine, for tasks it spawns (staggered rolling batches).
     me: std::sync::Weak<Engine>,
-    /// Password values of running plan steps, masked in their output as it arrives.
+    /// Password values and sensitive parameters of running steps, masked in their output as
+    /// it arrives (and sent to agents to mask before it leaves the host).
     redactions: Mutex<HashMap<i64, Arc<Vec<String>>>>,
 }
 
@@ -137,16 +138,20 @@ impl Engine {
     /// The step as agents run it: shell scripts of plan jobs get the job's variables
     /// defined before their body.
     async fn prepare(&self, mut step: StepRow) -> Arc<StepRow> {
+        // Sensitive parameters are masked like passwords.
+        let mut secrets = if step.sensitive { self.config.sealing_key.open_all(&step.args, crate::secrets::JOB_PARAM_AAD) } else { vec![] };
         if step.language == shoal_proto::status::ScriptLanguage::Shell as i32 {
             if let Ok(Some(link)) = self.store.job_plan_link(step.job_instance_id).await {
-                let secrets = variables::passwords(&link.variables, &self.config.sealing_key);
-                if !secrets.is_empty() {
-                    self.redactions.lock().expect("redactions lock").insert(step.id, Arc::new(secrets));
-                }
+                secrets.extend(variables::passwords(&link.variables, &self.config.sealing_key));
                 let vars = variables::shell_values(&link.variables, &self.config.sealing_key);
                 let body = String::from_utf8_lossy(&step.script).into_owned();
                 step.script = shoal_core::template::with_shell_variables(&body, &vars).into_bytes();
             }
+        }
+        secrets.retain(|s| !s.is_empty());
+        secrets.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        if !secrets.is_empty() {
+            self.redactions.lock().expect("redactions lock").insert(step.id, Arc::new(secrets));
         }
         Arc::new(step)
     }
@@ -187,7 +192,11 @@ impl Engine {
             key,
             language: step.language,
             script: step.script.clone(),
-            args: if step.sensitive { self.config.sealing_key.open_all(&step.args) } else { step.args.clone() },
+            args: if step.sensitive {
+                self.config.sealing_key.open_all(&step.args, crate::secrets::JOB_PARAM_AAD)
+            } else {
+                step.args.clone()
+            },
             sensitive: step.sensitive,
             user: step.account_user.clone(),
             timeout_secs: step.timeout_secs as u64,

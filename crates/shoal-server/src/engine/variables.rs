@@ -1,6 +1,7 @@
 //! The global variables a plan job runs with, as stored with the job (JSON), and what is
 //! derived from them: shell definitions for scripts, and the password values to mask.
-//! Password values are stored sealed (see [`crate::secrets`]) and opened only here.
+//! Password values are stored sealed (see [`crate::secrets`], bound to "a job variable named
+//! so") and opened only here; a job never takes a sealed value from a caller.
 
 use serde::{Deserialize, Serialize};
 use shoal_core::template::VarType;
@@ -38,10 +39,14 @@ pub fn parse(json: &str) -> Vec<JobVar> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
+fn var_aad(name: &str) -> Vec<u8> {
+    crate::secrets::aad(&["job", "var", name])
+}
+
 /// Seal the password values of `vars` for storage.
 pub fn seal(vars: &mut [JobVar], key: &Key) -> anyhow::Result<()> {
     for v in vars.iter_mut().filter(|v| v.var_type == 4 && !v.value.is_empty()) {
-        v.value = key.seal(&v.value)?;
+        v.value = key.seal(&v.value, &var_aad(&v.name))?;
     }
     Ok(())
 }
@@ -50,7 +55,7 @@ pub fn seal(vars: &mut [JobVar], key: &Key) -> anyhow::Result<()> {
 pub fn open(json: &str, key: &Key) -> Vec<JobVar> {
     let mut vars = parse(json);
     for v in vars.iter_mut().filter(|v| v.var_type == 4) {
-        v.value = key.open_all(std::slice::from_ref(&v.value)).remove(0);
+        v.value = key.open_all(std::slice::from_ref(&v.value), &var_aad(&v.name)).remove(0);
     }
     vars
 }

@@ -1,27 +1,34 @@
 //! Templates as code, under `/api/shoal/v1/`:
 //! - `POST templates/apply {bk_scope_type, bk_scope_id, document, summary?}`: create or change a
 //!   template from its document (plans included); every change is a new version with a change
-//!   record; templates needing approval get a pending version instead.
+//!   record and an audit event. Everything a version holds — steps, variables and values,
+//!   plans and their values, the approval setting — is one document, so when the approval
+//!   *in force* (the current approved version's) is on, any change waits as `pending`.
 //! - `POST templates/diff {…, document}`: what `apply` would change, without changing it.
 //! - `GET templates`, `GET templates/export {…, name, version?}`, `GET templates/history {…, name}`,
 //!   `GET templates/version_diff {…, name, from, to}`, `POST templates/rollback {…, name, version}`,
 //!   `POST templates/delete {…, name}`.
 //! - `GET approvals`, `POST approvals/approve|reject {…, name, version, comment}`: the author of a
 //!   change cannot approve it.
+//!
+//! Secrets (password values, plan values of password variables, parameters of sensitive
+//! steps) are sealed bound to their scope, template and place ([`secret_aad`]) and never
+//! returned: answers show `******`, which `apply` takes back as "keep the stored value".
+//! A library script step is pinned to the version online when it was applied.
 
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shoal_core::template::{diff, Change, Plan, Template, VarType};
+use shoal_core::template::{changes, Change, Plan, Template, KEEP};
 use shoal_core::{JobError, Scope};
 use shoal_proto::jobv3::ScopeReq;
 use shoal_proto::{lenient, ErrorCode};
-use shoal_store::library::{PlanRow, TemplateRow, TemplateVersionRow};
+use shoal_store::library::{PlanRow, TemplateChange, TemplateRow, TemplateVersionRow};
 use shoal_store::StoreError;
 
 use crate::api::envelope::{method_not_allowed, not_found};
 use crate::api::{decode, internal, ApiResult, Ctx};
-use crate::secrets::Key;
+use crate::secrets::{self, Key};
 
 #[derive(Deserialize, Default)]
 struct Req {
@@ -95,66 +102,102 @@ async fn version_of(ctx: &Ctx, t: &TemplateRow, v: i64) -> Result<TemplateVersio
     row.ok_or_else(|| reason("version", "no such version"))
 }
 
-/// Password values at rest are sealed: template defaults and plan values alike.
-pub(crate) fn seal_passwords(doc: &mut Template, key: &Key) -> Result<(), JobError> {
-    let names: Vec<String> = doc.variables.iter().filter(|v| v.var_type == VarType::Password).map(|v| v.name.clone()).collect();
-    let seal = |s: &str| if s.is_empty() || s.starts_with("shoal-sealed:") { Ok(s.to_string()) } else { key.seal(s) };
-    for v in doc.variables.iter_mut().filter(|v| v.var_type == VarType::Password) {
-        v.value = seal(&v.value).map_err(internal("seal password"))?;
+/// Authenticated data of the secret at `path` of template `name` in `scope`: a sealed value
+/// opens only in the same place of the same template of the same scope.
+pub(crate) fn secret_aad(scope_type: &str, scope_id: &str, name: &str, path: &str) -> Vec<u8> {
+    secrets::aad(&["template", scope_type, scope_id, name, path])
+}
+
+/// A stored version's document, secrets sealed as stored. Versions written before plans
+/// were part of the document get the plan rows' specs.
+pub(crate) async fn stored_doc(ctx: &Ctx, t: &TemplateRow, v: &TemplateVersionRow) -> Result<Template, JobError> {
+    let mut doc: Template = serde_json::from_str(&v.spec).map_err(internal("decode template"))?;
+    if doc.plans.is_empty() {
+        let rows = ctx.shared.store.list_plans(&t.scope_type, &t.scope_id, Some(t.id)).await.map_err(internal("list plans"))?;
+        doc.plans = rows.iter().filter_map(|p| serde_json::from_str(&p.spec).ok()).collect();
     }
-    for p in &mut doc.plans {
-        for (k, v) in p.variables.iter_mut() {
-            if let (true, Value::String(s)) = (names.contains(k), &*v) {
-                *v = Value::String(seal(s).map_err(internal("seal password"))?);
-            }
+    Ok(doc)
+}
+
+/// Open every secret of a stored document in place (a value that does not open is an error:
+/// it was not sealed for this place).
+pub(crate) fn open_secrets(doc: &mut Template, t: &TemplateRow, key: &Key) -> Result<(), JobError> {
+    for (path, slot) in doc.secrets_mut() {
+        *slot = key.open(slot, &secret_aad(&t.scope_type, &t.scope_id, &t.name, &path)).map_err(|e| {
+            tracing::error!(template_id = t.id, path = %path, error = %e, "a stored secret does not open");
+            JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL)
+        })?;
+    }
+    Ok(())
+}
+
+/// Seal the secrets of a caller's document for template `name` of `scope`: `******` keeps
+/// the value `prev` holds at the same place, a sealed value must be one sealed for exactly
+/// this place (anything else is refused, never opened), and any other value is sealed anew.
+fn seal_input(doc: &mut Template, prev: Option<&Template>, scope: &Scope, key: &Key) -> Result<(), JobError> {
+    let prev = prev.map(Template::secrets).unwrap_or_default();
+    let name = doc.name.clone();
+    for (path, slot) in doc.secrets_mut() {
+        let aad = secret_aad(&scope.scope_type, &scope.scope_id, &name, &path);
+        if slot.is_empty() {
+            continue;
+        }
+        if slot == KEEP {
+            let kept = prev.get(&path).filter(|v| !v.is_empty());
+            let kept = kept.ok_or_else(|| reason(&path, "`******` keeps the stored value, but nothing is stored here: give the value"))?;
+            // A value stored in clear before secrets were sealed is sealed now.
+            *slot = if secrets::is_sealed(kept) { kept.clone() } else { key.seal(kept, &aad).map_err(internal("seal secret"))? };
+        } else if secrets::is_sealed(slot) {
+            key.open_input(slot, &aad)
+                .map_err(|e| reason(&path, &format!("{e}: give the value in clear, or `******` to keep the stored one")))?;
+        } else {
+            *slot = key.seal(slot, &aad).map_err(internal("seal secret"))?;
         }
     }
     Ok(())
 }
 
-/// The document with password values opened (a value that is not sealed stays as it is).
-pub(crate) fn open_passwords(doc: &mut Template, key: &Key) {
-    let open = |s: &str| key.open_all(&[s.to_string()]).remove(0);
-    let names: Vec<String> = doc.variables.iter().filter(|v| v.var_type == VarType::Password).map(|v| v.name.clone()).collect();
-    for v in doc.variables.iter_mut().filter(|v| v.var_type == VarType::Password) {
-        v.value = open(&v.value);
+/// Pin every library-script step to the script's online version (what an approver sees
+/// is what runs); a pin sent by the caller is replaced.
+async fn pin_scripts(ctx: &Ctx, scope: &Scope, doc: &mut Template) -> Result<(), JobError> {
+    for s in doc.steps.iter_mut() {
+        let Some(sc) = s.script.as_mut() else { continue };
+        sc.pinned_version_id = None;
+        if let (Some(id), None) = (sc.script_id.as_deref(), sc.script_version_id) {
+            let (_, v) = crate::api::v3::script::executable(ctx, scope, Some(id), None).await?;
+            sc.pinned_version_id = Some(v.id);
+        }
     }
-    for p in &mut doc.plans {
-        for (k, v) in p.variables.iter_mut() {
-            if let (true, Value::String(s)) = (names.contains(k), &*v) {
-                *v = Value::String(open(s));
+    Ok(())
+}
+
+/// Whether a change of `t` must wait for approval: the approval setting in force is the
+/// current approved version's, never that of a pending or rejected one. A template with
+/// no approved version yet was created needing approval.
+async fn approval_in_force(ctx: &Ctx, t: &TemplateRow) -> Result<bool, JobError> {
+    if t.needs_approval || t.current_version == 0 {
+        return Ok(true);
+    }
+    let current = version_of(ctx, t, t.current_version).await?;
+    let doc: Value = serde_json::from_str(&current.spec).map_err(internal("decode template"))?;
+    Ok(doc["needs_approval"].as_bool().unwrap_or(false))
+}
+
+/// Stored version documents as callers see them: secrets masked, including in change lists
+/// written before sensitive parameters were sealed.
+fn scrub(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            if m.get("sensitive") == Some(&Value::Bool(true)) {
+                if let Some(p) = m.get_mut("param").filter(|p| p.as_str().is_some_and(|s| !s.is_empty())) {
+                    *p = Value::String(KEEP.into());
+                }
             }
+            m.values_mut().for_each(scrub);
         }
+        Value::Array(a) => a.iter_mut().for_each(scrub),
+        _ => {}
     }
-}
-
-fn masked(doc: &Template) -> Value {
-    let mut d = doc.without_plans();
-    for v in d.variables.iter_mut().filter(|v| v.var_type == VarType::Password && !v.value.is_empty()) {
-        v.value = "******".into();
-    }
-    serde_json::to_value(d).unwrap_or(Value::Null)
-}
-
-/// Changes between two opened documents, password values masked but their changes kept.
-pub(crate) fn changes(before: Option<&Template>, after: &Template) -> Vec<Change> {
-    let Some(before) = before else { return diff(&json!({}), &masked(after)) };
-    let mut out = diff(&masked(before), &masked(after));
-    for v in after.variables.iter().filter(|v| v.var_type == VarType::Password) {
-        let old = before.variables.iter().find(|b| b.name == v.name && b.var_type == VarType::Password);
-        if old.is_some_and(|o| o.value != v.value && !(o.value.is_empty() || v.value.is_empty())) {
-            let m = Value::String("******".into());
-            out.push(Change { path: format!("variables[{}].value", v.name), before: Some(m.clone()), after: Some(m) });
-        }
-    }
-    out
-}
-
-/// A stored version's document, passwords opened.
-pub(crate) fn opened(v: &TemplateVersionRow, key: &Key) -> Result<Template, JobError> {
-    let mut doc: Template = serde_json::from_str(&v.spec).map_err(internal("decode template"))?;
-    open_passwords(&mut doc, key);
-    Ok(doc)
 }
 
 fn template_json(t: &TemplateRow) -> Value {
@@ -164,9 +207,24 @@ fn template_json(t: &TemplateRow) -> Value {
 }
 
 fn version_json(v: &TemplateVersionRow) -> Value {
+    let mut changes = serde_json::from_str::<Value>(&v.diff).unwrap_or(json!([]));
+    // Old change lists may name a sensitive step's parameter by path.
+    let sensitive: Vec<String> = serde_json::from_str::<Template>(&v.spec)
+        .map(|d| d.steps.iter().filter(|s| s.script.as_ref().is_some_and(|sc| sc.sensitive)).map(|s| s.name.clone()).collect())
+        .unwrap_or_default();
+    for c in changes.as_array_mut().into_iter().flatten() {
+        let path = c["path"].as_str().unwrap_or_default().to_string();
+        if sensitive.iter().any(|n| path == format!("steps[{n}].script.param")) {
+            for side in ["before", "after"] {
+                if c[side].as_str().is_some_and(|s| !s.is_empty()) {
+                    c[side] = json!(KEEP);
+                }
+            }
+        }
+    }
+    scrub(&mut changes);
     json!({"version": v.version, "state": v.state, "author": v.author, "created_at": v.created_at, "summary": v.summary,
-           "changes": serde_json::from_str::<Value>(&v.diff).unwrap_or(json!([])), "reviewer": v.reviewer,
-           "review_comment": v.review_comment, "reviewed_at": v.reviewed_at})
+           "changes": changes, "reviewer": v.reviewer, "review_comment": v.review_comment, "reviewed_at": v.reviewed_at})
 }
 
 async fn list(ctx: &Ctx, params: Value) -> ApiResult {
@@ -176,125 +234,46 @@ async fn list(ctx: &Ctx, params: Value) -> ApiResult {
     Ok(json!({"total": rows.len(), "data": rows.iter().map(template_json).collect::<Vec<_>>()}))
 }
 
-/// Store a new version of `t` holding `doc` (passwords opened), current at once or pending
-/// approval.
-async fn new_version(ctx: &Ctx, t: &TemplateRow, doc: &Template, summary: String) -> Result<TemplateVersionRow, JobError> {
-    let store = &ctx.shared.store;
-    let key = &ctx.shared.config.sealing_key;
-    let before = match store.get_template_version(t.id, t.current_version).await.map_err(internal("get version"))? {
-        Some(v) => Some(opened(&v, key)?),
-        None => None,
-    };
-    let mut sealed = doc.without_plans();
-    seal_passwords(&mut sealed, key)?;
-    let make_current = !t.needs_approval;
-    let v = TemplateVersionRow {
-        template_id: t.id,
-        version: t.latest_version + 1,
-        spec: serde_json::to_string(&sealed).map_err(internal("encode template"))?,
-        state: if make_current { "current" } else { "pending" }.into(),
-        author: ctx.caller.username.clone(),
-        created_at: shoal_core::time::now_ms(),
-        summary,
-        diff: serde_json::to_string(&changes(before.as_ref(), doc)).map_err(internal("encode diff"))?,
-        reviewer: None,
-        review_comment: None,
-        reviewed_at: None,
-    };
-    store.add_template_version(&v, make_current, &doc.description, doc.needs_approval).await.map_err(internal("add version"))?;
-    Ok(v)
-}
-
-async fn apply(ctx: &Ctx, params: Value, dry_run: bool) -> ApiResult {
-    let req: Req = decode(params)?;
-    let scope = Scope::resolve(&req.scope)?;
-    let raw = req.document.clone().ok_or_else(|| JobError::missing("document"))?;
-    let mut doc: Template =
-        serde_path_to_error::deserialize(raw).map_err(|e| JobError::bad_request(format!("document.{}: {}", e.path(), e.inner())))?;
-    let key = &ctx.shared.config.sealing_key;
-    // An exported document carries sealed passwords: open them to compare and to store anew.
-    open_passwords(&mut doc, key);
-    doc.validate()?;
-    let store = &ctx.shared.store;
-    let existing = store.get_template_by_name(&scope.scope_type, &scope.scope_id, &doc.name).await.map_err(internal("get template"))?;
-    let latest = match &existing {
-        Some(t) => match store.get_template_version(t.id, t.latest_version).await.map_err(internal("get version"))? {
-            Some(v) => Some(opened(&v, key)?),
-            None => None,
-        },
-        None => None,
-    };
-    let changes = changes(latest.as_ref(), &doc);
-    if dry_run {
-        return Ok(json!({"name": doc.name, "exists": existing.is_some(), "changed": !changes.is_empty(), "changes": changes}));
-    }
-    let summary = req.summary.clone().unwrap_or_else(|| if existing.is_some() { "update".into() } else { "create".into() });
+/// Save `doc` (secrets sealed, plans filled in) as the next version of `existing` (or as a
+/// new template), current at once or pending when approval is in force, with its plan rows
+/// and its audit event in one transaction.
+async fn save_version(
+    ctx: &Ctx,
+    scope: &Scope,
+    existing: Option<&TemplateRow>,
+    doc: &Template,
+    changes: &[Change],
+    summary: String,
+    action: &str,
+) -> Result<Value, JobError> {
     let user = ctx.caller.username.clone();
     let now = shoal_core::time::now_ms();
-    let (template, version, state) = match existing {
-        None => {
-            let pending = doc.needs_approval;
-            let t = TemplateRow {
-                id: 0,
-                scope_type: scope.scope_type.clone(),
-                scope_id: scope.scope_id.clone(),
-                name: doc.name.clone(),
-                description: doc.description.clone(),
-                needs_approval: doc.needs_approval,
-                current_version: if pending { 0 } else { 1 },
-                latest_version: 1,
-                creator: user.clone(),
-                create_time: now,
-                last_modify_user: user.clone(),
-                last_modify_time: now,
-            };
-            let mut sealed = doc.without_plans();
-            seal_passwords(&mut sealed, key)?;
-            let v = TemplateVersionRow {
-                template_id: 0,
-                version: 1,
-                spec: serde_json::to_string(&sealed).map_err(internal("encode template"))?,
-                state: if pending { "pending" } else { "current" }.into(),
-                author: user.clone(),
-                created_at: now,
-                summary: summary.clone(),
-                diff: serde_json::to_string(&changes).map_err(internal("encode diff"))?,
-                reviewer: None,
-                review_comment: None,
-                reviewed_at: None,
-            };
-            let id = match store.create_template(&t, &v).await {
-                Ok(id) => id,
-                Err(StoreError::Conflict(_)) => return Err(reason("name", "a template with this name exists")),
-                Err(e) => return Err(internal("create template")(e)),
-            };
-            (TemplateRow { id, ..t }, 1, v.state)
-        }
-        Some(t) if changes.is_empty() => {
-            let state = store
-                .get_template_version(t.id, t.latest_version)
-                .await
-                .map_err(internal("get version"))?
-                .map(|v| v.state)
-                .unwrap_or_default();
-            (t.clone(), t.latest_version, state)
-        }
-        Some(t) => {
-            let v = new_version(ctx, &t, &doc, summary.clone()).await?;
-            (t, v.version, v.state)
-        }
+    let make_current = match existing {
+        None => !doc.needs_approval,
+        Some(t) => !approval_in_force(ctx, t).await?,
     };
-    // Plans: as listed in the document; a template without any gets a `default` plan.
-    let mut sealed_plans = doc.clone();
-    seal_passwords(&mut sealed_plans, key)?;
-    let mut plans = sealed_plans.plans;
-    let known = store.list_plans(&scope.scope_type, &scope.scope_id, Some(template.id)).await.map_err(internal("list plans"))?;
-    if plans.is_empty() && known.is_empty() {
-        plans.push(Plan { name: "default".into(), ..Default::default() });
-    }
-    let mut plan_out = vec![];
-    for p in &plans {
-        let row = PlanRow {
+    let state = if make_current { "current" } else { "pending" };
+    let version = existing.map_or(1, |t| t.latest_version + 1);
+    let template = match existing {
+        Some(t) => TemplateRow { description: doc.description.clone(), needs_approval: doc.needs_approval, ..t.clone() },
+        None => TemplateRow {
+            id: 0,
+            scope_type: scope.scope_type.clone(),
+            scope_id: scope.scope_id.clone(),
+            name: doc.name.clone(),
+            description: doc.description.clone(),
+            needs_approval: doc.needs_approval,
+            current_version: 0,
+            latest_version: 0,
+            creator: user.clone(),
+            create_time: now,
+            last_modify_user: user.clone(),
+            last_modify_time: now,
+        },
+    };
+    let mut plans = Vec::with_capacity(doc.plans.len());
+    for p in &doc.plans {
+        plans.push(PlanRow {
             id: 0,
             template_id: template.id,
             scope_type: scope.scope_type.clone(),
@@ -306,16 +285,84 @@ async fn apply(ctx: &Ctx, params: Value, dry_run: bool) -> ApiResult {
             create_time: now,
             last_modify_user: user.clone(),
             last_modify_time: now,
-        };
-        let id = store.put_plan(&row).await.map_err(internal("put plan"))?;
-        plan_out.push(json!({"id": id, "name": p.name}));
+        });
     }
-    if !changes.is_empty() {
-        ctx.audit(&scope, "apply_template", template.id.to_string(), json!({"version": version, "state": state, "summary": summary}))
-            .await?;
+    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+    let change = TemplateChange {
+        template,
+        version: TemplateVersionRow {
+            template_id: existing.map_or(0, |t| t.id),
+            version,
+            spec: serde_json::to_string(doc).map_err(internal("encode template"))?,
+            state: state.into(),
+            author: user,
+            created_at: now,
+            summary: summary.clone(),
+            diff: serde_json::to_string(changes).map_err(internal("encode diff"))?,
+            reviewer: None,
+            review_comment: None,
+            reviewed_at: None,
+        },
+        make_current,
+        plans,
+        audit: ctx.audit_event(scope, action, "", json!({"version": version, "state": state, "summary": summary, "changed": paths})),
+    };
+    let (id, plan_ids) = match ctx.shared.store.save_template_change(&change).await {
+        Ok(ids) => ids,
+        Err(StoreError::Conflict("template name")) => return Err(reason("name", "a template with this name exists")),
+        Err(StoreError::Conflict(_)) => return Err(reason("document", "the template was changed meanwhile: apply again")),
+        Err(e) => return Err(internal("save template change")(e)),
+    };
+    let plans: Vec<Value> = plan_ids.iter().zip(&doc.plans).map(|(id, p)| json!({"id": id, "name": p.name})).collect();
+    Ok(
+        json!({"template_id": id, "name": doc.name, "version": version, "state": state, "changed": true, "changes": changes, "plans": plans}),
+    )
+}
+
+async fn apply(ctx: &Ctx, params: Value, dry_run: bool) -> ApiResult {
+    let req: Req = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    let raw = req.document.clone().ok_or_else(|| JobError::missing("document"))?;
+    let mut doc: Template =
+        serde_path_to_error::deserialize(raw).map_err(|e| JobError::bad_request(format!("document.{}: {}", e.path(), e.inner())))?;
+    doc.validate()?;
+    let key = &ctx.shared.config.sealing_key;
+    let store = &ctx.shared.store;
+    let existing = store.get_template_by_name(&scope.scope_type, &scope.scope_id, &doc.name).await.map_err(internal("get template"))?;
+    let latest = match &existing {
+        Some(t) => Some(stored_doc(ctx, t, &version_of(ctx, t, t.latest_version).await?).await?),
+        None => None,
+    };
+    pin_scripts(ctx, &scope, &mut doc).await?;
+    seal_input(&mut doc, latest.as_ref(), &scope, key)?;
+    // Plans: as listed in the document; without any, the latest version's, or `default`.
+    if doc.plans.is_empty() {
+        doc.plans = latest.as_ref().map(|l| l.plans.clone()).unwrap_or_default();
+        if doc.plans.is_empty() {
+            doc.plans.push(Plan { name: "default".into(), ..Default::default() });
+        }
+        doc.validate()?;
     }
-    Ok(json!({"template_id": template.id, "name": template.name, "version": version, "state": state,
-              "changed": !changes.is_empty(), "changes": changes, "plans": plan_out}))
+    let changes = changes(latest.as_ref(), &doc);
+    if dry_run {
+        return Ok(json!({"name": doc.name, "exists": existing.is_some(), "changed": !changes.is_empty(), "changes": changes}));
+    }
+    let summary = req.summary.clone().unwrap_or_else(|| if existing.is_some() { "update".into() } else { "create".into() });
+    match &existing {
+        Some(t) if changes.is_empty() => {
+            let state = version_of(ctx, t, t.latest_version).await?.state;
+            let rows = store.list_plans(&scope.scope_type, &scope.scope_id, Some(t.id)).await.map_err(internal("list plans"))?;
+            let plans: Vec<Value> = doc
+                .plans
+                .iter()
+                .filter_map(|p| rows.iter().find(|r| r.name == p.name))
+                .map(|r| json!({"id": r.id, "name": r.name}))
+                .collect();
+            Ok(json!({"template_id": t.id, "name": t.name, "version": t.latest_version, "state": state,
+                      "changed": false, "changes": changes, "plans": plans}))
+        }
+        _ => save_version(ctx, &scope, existing.as_ref(), &doc, &changes, summary, "apply_template").await,
+    }
 }
 
 async fn export(ctx: &Ctx, params: Value) -> ApiResult {
@@ -324,9 +371,7 @@ async fn export(ctx: &Ctx, params: Value) -> ApiResult {
     let t = template_of(ctx, &scope, &req).await?;
     let v = version_of(ctx, &t, req.version.unwrap_or(t.current_version.max(if t.current_version == 0 { t.latest_version } else { 0 })))
         .await?;
-    let mut doc: Template = serde_json::from_str(&v.spec).map_err(internal("decode template"))?;
-    let plans = ctx.shared.store.list_plans(&scope.scope_type, &scope.scope_id, Some(t.id)).await.map_err(internal("list plans"))?;
-    doc.plans = plans.iter().filter_map(|p| serde_json::from_str(&p.spec).ok()).collect();
+    let doc = stored_doc(ctx, &t, &v).await?.masked();
     Ok(json!({"version": v.version, "state": v.state, "document": doc}))
 }
 
@@ -344,8 +389,8 @@ async fn version_diff(ctx: &Ctx, params: Value) -> ApiResult {
     let t = template_of(ctx, &scope, &req).await?;
     let from = version_of(ctx, &t, req.from.ok_or_else(|| JobError::missing("from"))?).await?;
     let to = version_of(ctx, &t, req.to.ok_or_else(|| JobError::missing("to"))?).await?;
-    let key = &ctx.shared.config.sealing_key;
-    Ok(json!({"from": from.version, "to": to.version, "changes": changes(Some(&opened(&from, key)?), &opened(&to, key)?)}))
+    let (a, b) = (stored_doc(ctx, &t, &from).await?, stored_doc(ctx, &t, &to).await?);
+    Ok(json!({"from": from.version, "to": to.version, "changes": changes(Some(&a), &b)}))
 }
 
 async fn rollback(ctx: &Ctx, params: Value) -> ApiResult {
@@ -356,19 +401,22 @@ async fn rollback(ctx: &Ctx, params: Value) -> ApiResult {
     if target.state == "pending" || target.state == "rejected" {
         return Err(reason("version", "only a version that was approved can be restored"));
     }
-    let doc = opened(&target, &ctx.shared.config.sealing_key)?;
+    let latest = stored_doc(ctx, &t, &version_of(ctx, &t, t.latest_version).await?).await?;
+    // The restored version's own document: its steps, pins, plans and sealed values.
+    let doc = stored_doc(ctx, &t, &target).await?;
+    let changes = changes(Some(&latest), &doc);
     let summary = req.summary.clone().unwrap_or_else(|| format!("rollback to v{}", target.version));
-    let v = new_version(ctx, &t, &doc, summary).await?;
-    ctx.audit(&scope, "rollback_template", t.id.to_string(), json!({"to": target.version, "version": v.version})).await?;
-    Ok(json!({"template_id": t.id, "version": v.version, "state": v.state, "restored": target.version}))
+    let mut out = save_version(ctx, &scope, Some(&t), &doc, &changes, summary, "rollback_template").await?;
+    out["restored"] = json!(target.version);
+    Ok(out)
 }
 
 async fn delete(ctx: &Ctx, params: Value) -> ApiResult {
     let req: Req = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
     let t = template_of(ctx, &scope, &req).await?;
-    ctx.shared.store.delete_template(t.id).await.map_err(internal("delete template"))?;
-    ctx.audit(&scope, "delete_template", t.id.to_string(), json!({"name": t.name})).await?;
+    let audit = ctx.audit_event(&scope, "delete_template", t.id, json!({"name": t.name}));
+    ctx.shared.store.delete_template(t.id, &audit).await.map_err(internal("delete template"))?;
     Ok(json!({"id": t.id}))
 }
 
@@ -401,12 +449,12 @@ async fn review(ctx: &Ctx, params: Value, approve: bool) -> ApiResult {
     }
     let comment = req.comment.clone().unwrap_or_default();
     let now = shoal_core::time::now_ms();
-    match ctx.shared.store.review_template_version(t.id, v.version, approve, &ctx.caller.username, &comment, now).await {
+    let action = if approve { "approve_template_version" } else { "reject_template_version" };
+    let audit = ctx.audit_event(&scope, action, t.id, json!({"version": v.version, "comment": comment}));
+    match ctx.shared.store.review_template_version(t.id, v.version, approve, &ctx.caller.username, &comment, now, &audit).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => return Err(reason("version", "this version is not waiting for approval")),
         Err(e) => return Err(internal("review")(e)),
     }
-    let action = if approve { "approve_template_version" } else { "reject_template_version" };
-    ctx.audit(&scope, action, t.id.to_string(), json!({"version": v.version, "comment": comment})).await?;
     Ok(json!({"template_id": t.id, "version": v.version, "state": if approve { "current" } else { "rejected" }}))
 }

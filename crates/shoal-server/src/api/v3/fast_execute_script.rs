@@ -88,7 +88,7 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
             language: language as i32,
             script,
             args: if v.sensitive {
-                ctx.shared.config.sealing_key.seal_all(&v.args).map_err(internal("seal params"))?
+                ctx.shared.config.sealing_key.seal_all(&v.args, crate::secrets::JOB_PARAM_AAD).map_err(internal("seal params"))?
             } else {
                 v.args.clone()
             },

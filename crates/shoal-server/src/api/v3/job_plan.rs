@@ -84,10 +84,12 @@ pub async fn template_list(ctx: &Ctx, params: Value) -> ApiResult {
     paged(items, start, length)
 }
 
+/// `need_update`: the plan was last written by a version that is not the one runs use (a
+/// change waits for approval, was rejected, or dropped the plan).
 fn plan_basic(p: &PlanRow, t: &TemplateRow) -> Value {
     json!({"bk_scope_type": p.scope_type, "bk_scope_id": p.scope_id, "id": p.id, "job_template_id": p.template_id, "name": p.name,
            "creator": p.creator, "create_time": p.create_time, "last_modify_user": p.last_modify_user,
-           "last_modify_time": p.last_modify_time, "need_update": p.synced_version != t.latest_version})
+           "last_modify_time": p.last_modify_time, "need_update": p.synced_version != t.current_version})
 }
 
 pub async fn plan_list(ctx: &Ctx, params: Value) -> ApiResult {
@@ -106,7 +108,9 @@ pub async fn plan_list(ctx: &Ctx, params: Value) -> ApiResult {
     paged(items, start, length)
 }
 
-/// A plan of the scope, its template and the template's current document.
+/// A plan of the scope, its template, the template's current (approved) document and the
+/// plan as that version defines it — its steps and values are part of what was approved.
+/// Secrets stay sealed (see [`open_plan_secrets`]).
 pub async fn load_plan(ctx: &Ctx, scope: &Scope, id: Option<i64>) -> Result<(PlanRow, TemplateRow, Template, Plan), JobError> {
     let id = id.filter(|i| *i >= 1).ok_or_else(|| JobError::illegal("job_plan_id"))?;
     let store = &ctx.shared.store;
@@ -118,13 +122,45 @@ pub async fn load_plan(ctx: &Ctx, scope: &Scope, id: Option<i64>) -> Result<(Pla
     let t = t.ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_NOT_EXIST))?;
     let v = store.get_template_version(t.id, t.current_version).await.map_err(internal("get template version"))?;
     let v = v.ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
-    let doc: Template = serde_json::from_str(&v.spec).map_err(|_| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
-    let spec: Plan = serde_json::from_str(&plan.spec).map_err(|_| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
-    // Open stored passwords (template defaults and the plan's values) together.
+    let mut doc: Template = serde_json::from_str(&v.spec).map_err(|_| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+    let spec = if doc.plans.is_empty() {
+        // A version written before plans were part of the document: the plan row, unless a
+        // later (possibly unapproved) version wrote it.
+        if plan.synced_version > t.current_version {
+            return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL));
+        }
+        serde_json::from_str(&plan.spec).map_err(|_| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?
+    } else {
+        // A plan added by a version that is not approved yet does not exist for runs.
+        let i = doc.plans.iter().position(|p| p.name == plan.name).ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+        doc.plans.swap_remove(i)
+    };
+    Ok((plan, t, Template { plans: vec![], ..doc }, spec))
+}
+
+/// Open the secrets of a loaded plan (template defaults, the plan's values, sensitive
+/// parameters), each with the authenticated data of its place.
+fn open_plan_secrets(ctx: &Ctx, t: &TemplateRow, doc: Template, spec: Plan) -> Result<(Template, Plan), JobError> {
     let mut both = Template { plans: vec![spec], ..doc };
-    crate::api::shoal::templates::open_passwords(&mut both, &ctx.shared.config.sealing_key);
+    crate::api::shoal::templates::open_secrets(&mut both, t, &ctx.shared.config.sealing_key)?;
     let spec = both.plans.pop().unwrap_or_default();
-    Ok((plan, t, Template { plans: vec![], ..both }, spec))
+    Ok((Template { plans: vec![], ..both }, spec))
+}
+
+/// The library version a script step runs: the one pinned when its template version was
+/// applied (a disabled one fails with JOB's code, never falls back to another), or the
+/// exact version named; steps of versions applied before pinning run the online version.
+async fn step_script(
+    ctx: &Ctx,
+    scope: &Scope,
+    sc: &shoal_core::template::ScriptStep,
+) -> Result<(shoal_store::library::ScriptRow, shoal_store::library::ScriptVersionRow), JobError> {
+    let (script, version) =
+        super::script::executable(ctx, scope, sc.script_id.as_deref(), sc.pinned_version_id.or(sc.script_version_id)).await?;
+    if sc.pinned_version_id.is_some() && sc.script_id.as_deref() != Some(version.script_id.as_str()) {
+        return Err(JobError::new(ErrorCode::SCRIPT_NOT_EXIST));
+    }
+    Ok((script, version))
 }
 
 /// The plan's variables: template defaults, then the plan's values.
@@ -151,6 +187,14 @@ fn shown_value(v: &Variable) -> &str {
         MASK
     } else {
         &v.value
+    }
+}
+
+fn shown_param(sc: &shoal_core::template::ScriptStep) -> &str {
+    if sc.sensitive && !sc.param.is_empty() {
+        MASK
+    } else {
+        &sc.param
     }
 }
 
@@ -206,8 +250,9 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
                 server["variable"] = json!(v);
             }
             item["script_info"] = json!({
-                "script_type": script_type, "script_id": sc.script_id, "script_version_id": sc.script_version_id,
-                "script_content": content, "script_language": language, "script_param": b64(&sc.param),
+                "script_type": script_type, "script_id": sc.script_id,
+                "script_version_id": sc.pinned_version_id.or(sc.script_version_id),
+                "script_content": content, "script_language": language, "script_param": b64(shown_param(sc)),
                 "script_timeout": sc.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS), "account": account_json(ctx, &scope, &sc.account).await,
                 "server": server, "is_param_sensitive": sc.sensitive as i32, "is_ignore_error": sc.ignore_error as i32,
             });
@@ -255,6 +300,7 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
         ctx.shared.engine.callback_policy.check(u)?;
     }
     let (plan, t, doc, spec) = load_plan(ctx, &scope, req.job_plan_id).await?;
+    let (doc, spec) = open_plan_secrets(ctx, &t, doc, spec)?;
     let mut vars = plan_variables(&doc, &spec);
     for o in req.global_var_list.iter().flatten() {
         let idx = match (o.id.filter(|i| *i >= 1), o.name.as_deref()) {
@@ -306,7 +352,7 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
                 (l as i32, c.clone().into_bytes())
             }
             None => {
-                let (script, version) = super::script::executable(ctx, &scope, sc.script_id.as_deref(), sc.script_version_id).await?;
+                let (script, version) = step_script(ctx, &scope, sc).await?;
                 (script.script_language, version.content)
             }
         };
@@ -345,7 +391,11 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
             language,
             script,
             args: if sc.sensitive {
-                ctx.shared.config.sealing_key.seal_all(&split_params(&sc.param)?).map_err(internal("seal params"))?
+                ctx.shared
+                    .config
+                    .sealing_key
+                    .seal_all(&split_params(&sc.param)?, crate::secrets::JOB_PARAM_AAD)
+                    .map_err(internal("seal params"))?
             } else {
                 split_params(&sc.param)?
             },
