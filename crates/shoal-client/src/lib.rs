@@ -45,6 +45,9 @@ pub struct ClientConfig {
     pub app_code: String,
     pub app_secret: String,
     pub username: String,
+    /// A Shoal user's bearer token (personal API token or login session): sent as
+    /// `Authorization: Bearer …` instead of the app credentials.
+    pub token: Option<String>,
     pub style: PathStyle,
     pub timeout: Duration,
     /// `Blueking-Language`: `zh-cn`/`zh` or `en` (other values are refused with 500005).
@@ -58,6 +61,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("app_code", &self.app_code)
             .field("app_secret", &"<redacted>")
             .field("username", &self.username)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("style", &self.style)
             .finish()
     }
@@ -378,6 +382,7 @@ impl Client {
             self.http.get(url).query(&pairs)
         } else {
             let body = match self.cfg.style {
+                PathStyle::Esb if self.cfg.token.is_some() => params.clone(),
                 PathStyle::Esb => merge(
                     params.clone(),
                     json!({"bk_app_code": self.cfg.app_code, "bk_app_secret": self.cfg.app_secret, "bk_username": self.cfg.username}),
@@ -386,7 +391,9 @@ impl Client {
             };
             self.http.post(url).json(&body)
         };
-        if self.cfg.style == PathStyle::Gateway {
+        if let Some(token) = &self.cfg.token {
+            req = req.bearer_auth(token);
+        } else if self.cfg.style == PathStyle::Gateway {
             let auth = json!({"bk_app_code": self.cfg.app_code, "bk_app_secret": self.cfg.app_secret, "bk_username": self.cfg.username});
             req = req.header("X-Bkapi-Authorization", auth.to_string());
         }
@@ -692,6 +699,7 @@ mod tests {
             app_code: "a".into(),
             app_secret: "s".into(),
             username: "u".into(),
+            token: None,
             style: PathStyle::Gateway,
             timeout: Duration::from_secs(1),
             language: Some("fr".into()),

@@ -1,28 +1,137 @@
-//! Who is calling. Apps authenticate with `bk_app_code` + `bk_app_secret`, either in the
-//! `X-Bkapi-Authorization` header (API-gateway style) or in the body / query string (ESB
-//! style), and act for a user (`bk_username`; on `/system/` paths `X-Bk-Username` wins).
+//! Who is calling: the call's [`Principal`].
+//!
+//! - A **user** presents `Authorization: Bearer <token>`: a personal API token or a login
+//!   session (see [`token`]); the token is checked by its SHA-256, with its user live.
+//! - An **app** presents `bk_app_code` + `bk_app_secret`, either in the
+//!   `X-Bkapi-Authorization` header (API-gateway style) or in the body / query string (ESB
+//!   style), and names a user (`bk_username`; on `/system/` paths `X-Bk-Username` wins). The
+//!   name is believed only from a **trusted gateway** app (the bootstrap app, and apps an
+//!   admin marked with `shoal app trust`), as BlueKing trusts its ESB / API gateway. Any other
+//!   app acts as itself: its calls are made by `app:<code>`, whatever name it sent.
+//!   `bk_username` stays required on every app call (JOB answers 1247002 without it, and
+//!   callers written for JOB always send it), but from a non-gateway app it is only logged.
+//!
+//! Whose grants apply ([`Caller::grantee`]): a user's own (stored under `user:<name>`); an
+//! app's own; through a gateway, the named user's when that user exists in Shoal (a disabled
+//! one is refused), else the gateway app's (BlueKing's model: the gateway vouches for people
+//! Shoal does not know).
 //! App secrets are stored as argon2id ([`password`]); rows from before hold salted SHA-256,
 //! which still verifies and is replaced by argon2id on the first successful call. Agent
 //! credentials (random, 256 bits, never chosen by a person) stay salted SHA-256.
 
 pub mod password;
+pub mod token;
 
 use axum::http::HeaderMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shoal_core::JobError;
 use shoal_proto::ErrorCode;
-use shoal_store::AppRow;
+use shoal_store::{AppRow, Store};
+
+/// Who makes a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A Shoal user, by API token or login session.
+    User { name: String },
+    /// An app acting as itself (not a trusted gateway).
+    App { code: String },
+    /// A trusted gateway app relaying a user; `known` when the user exists in Shoal.
+    Gateway { app: String, user: String, known: bool },
+}
 
 #[derive(Debug, Clone)]
 pub struct Caller {
+    pub principal: Principal,
+    /// The app the call came through (audit, idempotency keys, per-app quota); for a user's
+    /// own call `user:<name>`, so users never share those with each other or with an app.
     pub app_code: String,
+    /// The name the call is made under, unique per principal: a user's name, `app:<code>` for
+    /// an app acting as itself. Authors, approvers, confirmers and audit events use it.
     pub username: String,
+    /// Platform admin (the principal whose grants apply is an admin app or admin user).
     pub is_admin: bool,
+    /// Key of the grants that apply (`app_grants.app_code`).
+    grantee: String,
+    /// Id of the login session the call was authenticated with (logout, refresh).
+    pub session_id: Option<String>,
+}
+
+/// The grants key of a user.
+pub fn user_grantee(name: &str) -> String {
+    format!("user:{name}")
+}
+
+/// The name an app acting as itself is known by.
+pub fn app_principal_name(code: &str) -> String {
+    format!("app:{code}")
+}
+
+impl Caller {
+    pub fn user(name: &str, is_admin: bool, session_id: Option<String>) -> Caller {
+        Caller {
+            principal: Principal::User { name: name.into() },
+            app_code: user_grantee(name),
+            username: name.into(),
+            is_admin,
+            grantee: user_grantee(name),
+            session_id,
+        }
+    }
+
+    pub fn app(code: &str, is_admin: bool) -> Caller {
+        Caller {
+            principal: Principal::App { code: code.into() },
+            app_code: code.into(),
+            username: app_principal_name(code),
+            is_admin,
+            grantee: code.into(),
+            session_id: None,
+        }
+    }
+
+    /// A gateway relaying `user`: with `shoal_user` (the user exists in Shoal, live), the
+    /// user's grants and admin flag apply, else the app's.
+    pub fn gateway(app: &AppRow, user: &str, shoal_user: Option<&shoal_store::users::UserRow>) -> Caller {
+        let (grantee, is_admin) = match shoal_user {
+            Some(u) => (user_grantee(&u.username), u.is_admin),
+            None => (app.code.clone(), app.is_admin),
+        };
+        Caller {
+            principal: Principal::Gateway { app: app.code.clone(), user: user.into(), known: shoal_user.is_some() },
+            app_code: app.code.clone(),
+            username: user.into(),
+            is_admin,
+            grantee,
+            session_id: None,
+        }
+    }
+
+    /// Key of the grants (roles, execution accounts) that apply to this call.
+    pub fn grantee(&self) -> &str {
+        &self.grantee
+    }
+
+    /// The Shoal user making the call, directly or through a gateway.
+    pub fn shoal_user(&self) -> Option<&str> {
+        match &self.principal {
+            Principal::User { name } => Some(name),
+            Principal::Gateway { user, known: true, .. } => Some(user),
+            _ => None,
+        }
+    }
 }
 
 pub fn random_secret() -> String {
     format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// 256 random bits, hex.
+pub fn random_token() -> String {
+    use argon2::password_hash::rand_core::{OsRng, RngCore};
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    hex::encode(b)
 }
 
 pub fn hash_secret(salt: &str, secret: &str) -> String {
@@ -33,7 +142,6 @@ pub fn hash_secret(salt: &str, secret: &str) -> String {
     hex::encode(h.finalize())
 }
 
-/// A new app row whose secret is stored as argon2id (the salt is inside the PHC string).
 pub fn new_app(code: &str, secret: &str, is_admin: bool) -> AppRow {
     AppRow {
         code: code.to_string(),
@@ -53,7 +161,7 @@ static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(
 
 /// Whether `secret` is `app`'s secret: argon2id, or a legacy salted SHA-256 row, which is
 /// upgraded to argon2id in `store` on success (only if nobody changed the row meanwhile).
-pub async fn check_app_secret(store: &dyn shoal_store::Store, app: &AppRow, secret: &str) -> bool {
+pub async fn check_app_secret(store: &dyn Store, app: &AppRow, secret: &str) -> bool {
     if SECRET_CACHE.hit(&app.code, &app.secret_hash, secret) {
         return true;
     }
@@ -120,16 +228,66 @@ pub fn presented(headers: &HeaderMap, params: &Value, system_path: bool) -> Pres
     p
 }
 
-/// Check presented credentials against the app's stored hash ([`check_app_secret`]).
-pub async fn verify(store: &dyn shoal_store::Store, p: Presented, app: Option<&AppRow>) -> Result<Caller, JobError> {
-    let code = p.app_code.ok_or_else(|| JobError::unauthorized(ErrorCode::MISSING_APP_CODE))?;
+/// The bearer token of `Authorization: Bearer <token>`, if any.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+/// Check presented app credentials against the app's stored hash; answers the app and the
+/// user name it asserted (required: 1247002 without one).
+pub async fn verify<'a>(store: &dyn Store, p: Presented, app: Option<&'a AppRow>) -> Result<(&'a AppRow, String), JobError> {
+    let _code = p.app_code.ok_or_else(|| JobError::unauthorized(ErrorCode::MISSING_APP_CODE))?;
     let secret = p.app_secret.ok_or_else(|| JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL))?;
     let app = match app {
         Some(a) if check_app_secret(store, a, &secret).await => a,
         _ => return Err(JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL)),
     };
     let username = p.username.ok_or_else(|| JobError::unauthorized(ErrorCode::MISSING_USER_INFO))?;
-    Ok(Caller { app_code: code, username, is_admin: app.is_admin })
+    Ok((app, username))
+}
+
+/// Whether a gateway may assert `name`: no `:` (that is how app principals are named, so a
+/// gateway cannot speak as `app:ci`) and at most 128 bytes.
+fn assertable(name: &str) -> bool {
+    !name.contains(':') && name.len() <= 128
+}
+
+fn store_error(e: shoal_store::StoreError) -> JobError {
+    tracing::error!(error = %e, "reading credentials");
+    JobError::internal()
+}
+
+/// Authenticate a request: a bearer token, else app credentials (see the module doc).
+pub async fn authenticate(store: &dyn Store, headers: &HeaderMap, params: &Value, system_path: bool) -> Result<Caller, JobError> {
+    if let Some(t) = bearer(headers) {
+        return token::authenticate(store, t).await;
+    }
+    let p = presented(headers, params, system_path);
+    let row = match &p.app_code {
+        Some(code) => store.get_app(code).await.map_err(store_error)?,
+        None => None,
+    };
+    let (app, claimed) = verify(store, p, row.as_ref()).await?;
+    let (gateway, user) = store.gateway_and_user(&app.code, &claimed).await.map_err(store_error)?;
+    if !gateway {
+        if claimed != app_principal_name(&app.code) {
+            tracing::debug!(app_code = %app.code, claimed = %claimed, "bk_username of a non-gateway app ignored");
+        }
+        return Ok(Caller::app(&app.code, app.is_admin));
+    }
+    if !assertable(&claimed) {
+        return Err(JobError::unauthorized(ErrorCode::MISSING_USER_INFO));
+    }
+    match user {
+        Some(u) if u.disabled_at.is_some() => {
+            tracing::info!(app_code = %app.code, username = %claimed, "gateway call for a disabled user refused");
+            Err(JobError::unauthorized(ErrorCode::MISSING_USER_INFO))
+        }
+        Some(u) => Ok(Caller::gateway(app, &claimed, Some(&u))),
+        None => Ok(Caller::gateway(app, &claimed, None)),
+    }
 }
 
 /// Admit an agent's hello. An agent id with a credential on record must present that
@@ -219,14 +377,46 @@ mod tests {
     async fn verify_codes() {
         let dir = tempfile::tempdir().unwrap();
         let store = shoal_store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let s = store.as_ref();
         let app = new_app("a", "s", false);
         let ok = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: Some("u".into()) };
-        assert!(verify(store.as_ref(), ok, Some(&app)).await.is_ok());
-        let e = verify(store.as_ref(), Presented::default(), Some(&app)).await.unwrap_err();
+        assert_eq!(verify(s, ok, Some(&app)).await.unwrap().1, "u");
+        let e = verify(s, Presented::default(), Some(&app)).await.unwrap_err();
         assert_eq!((e.code.0, e.http_status), (1247004, 401));
         let wrong = Presented { app_code: Some("a".into()), app_secret: Some("x".into()), username: Some("u".into()) };
-        assert_eq!(verify(store.as_ref(), wrong, Some(&app)).await.unwrap_err().http_status, 401);
+        assert_eq!(verify(s, wrong, Some(&app)).await.unwrap_err().http_status, 401);
         let nouser = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: None };
-        assert_eq!(verify(store.as_ref(), nouser, Some(&app)).await.unwrap_err().code.0, 1247002);
+        assert_eq!(verify(s, nouser, Some(&app)).await.unwrap_err().code.0, 1247002);
+    }
+
+    #[test]
+    fn principals_name_and_grant_distinctly() {
+        let app = new_app("ci", "s", false);
+        let c = Caller::app("ci", false);
+        assert_eq!((c.username.as_str(), c.grantee(), c.shoal_user()), ("app:ci", "ci", None));
+        let g = Caller::gateway(&app, "bob", None);
+        assert_eq!((g.username.as_str(), g.app_code.as_str(), g.grantee()), ("bob", "ci", "ci"));
+        let u = shoal_store::users::UserRow {
+            username: "bob".into(),
+            password_hash: String::new(),
+            is_admin: false,
+            created_by: String::new(),
+            created_at: 0,
+            disabled_at: None,
+        };
+        let g = Caller::gateway(&app, "bob", Some(&u));
+        assert_eq!((g.grantee(), g.shoal_user()), ("user:bob", Some("bob")));
+        let me = Caller::user("bob", false, None);
+        assert_eq!((me.username.as_str(), me.app_code.as_str(), me.grantee()), ("bob", "user:bob", "user:bob"));
+        assert!(!assertable("app:ci") && assertable("bob"));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "bearer shoal_pat_x".parse().unwrap());
+        assert_eq!(bearer(&h), Some("shoal_pat_x"));
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
     }
 }

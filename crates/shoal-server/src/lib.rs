@@ -140,6 +140,8 @@ async fn ensure_apps(config: &ServerConfig, store: &dyn Store) -> anyhow::Result
         let (code, secret) =
             spec.split_once(':').filter(|(c, s)| !c.is_empty() && !s.is_empty()).context("SHOAL_BOOTSTRAP_APP must be code:secret")?;
         store.put_app(&auth::new_app(code, secret, true)).await?;
+        // The bootstrap app is a trusted gateway: it may assert bk_username (BlueKing callers).
+        store.set_app_gateway(code, true).await?;
         tracing::info!(app_code = code, "bootstrap app ready");
         return Ok(());
     }
@@ -149,6 +151,7 @@ async fn ensure_apps(config: &ServerConfig, store: &dyn Store) -> anyhow::Result
     let code = "shoal-admin";
     let secret = auth::random_secret();
     store.put_app(&auth::new_app(code, &secret, true)).await?;
+    store.set_app_gateway(code, true).await?;
     let dir = config.data_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
     let path = dir.join("app-credential");
     write_secret_file(&path, &format!("{code}:{secret}\n"))?;

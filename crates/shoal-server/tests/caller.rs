@@ -24,6 +24,7 @@ fn client_for(url: &str, lang: &str) -> Client {
         app_code: APP.into(),
         app_secret: SECRET.into(),
         username: USER.into(),
+        token: None,
         style: PathStyle::Gateway,
         timeout: Duration::from_secs(10),
         language: Some(lang.into()),

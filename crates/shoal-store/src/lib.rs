@@ -22,6 +22,7 @@ pub mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 pub mod trust;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub use model::*;
 pub use scale::{RoutedMessage, ScaleStore};
 pub use scopes::{BizSetRow, ScopeStore};
 pub use trust::TrustStore;
+pub use users::UserStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,7 +104,7 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 }
 
 #[async_trait]
-pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + Send + Sync + 'static {
+pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     // --- apps ---

@@ -38,6 +38,9 @@ pub enum Command {
     /// Apps, their secrets and grants (admin).
     #[command(subcommand)]
     App(crate::cmd::trust::AppCommand),
+    /// Users: their passwords, API tokens and grants (admin; a user manages their own tokens).
+    #[command(subcommand)]
+    User(crate::cmd::user::UserCommand),
     /// The audit trail: list, verify the hash chain, export as JSON lines (admin).
     #[command(subcommand)]
     Audit(crate::cmd::trust::AuditCommand),

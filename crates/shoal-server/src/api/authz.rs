@@ -2,6 +2,8 @@
 //!
 //! - Admin apps (the bootstrap app, the generated one, apps created with `admin`) may do
 //!   everything, including the platform-wide calls (apps, grants, dangerous rules, audit).
+//! - Grants are looked up for the call's grantee ([`crate::auth::Caller::grantee`]): the app,
+//!   or the user (`user:<name>`) for a user's own call or a gateway relaying a Shoal user.
 //! - Other apps hold roles per scope (`app_grants`; scope id `*` = every scope of the type):
 //!   `run` (start and operate jobs), `manage` (scripts, templates, plans), `approve`
 //!   (approvals) and `admin` (accounts and everything else of the scope; implies the others).
@@ -82,7 +84,7 @@ fn covers(g: &Grant, scope: &Scope) -> bool {
 
 /// The roles the calling app holds in `scope`.
 async fn roles_in(ctx: &Ctx, scope: &Scope) -> Result<Vec<Role>, JobError> {
-    let grants = ctx.shared.store.list_grants(Some(&ctx.caller.app_code)).await.map_err(internal("list grants"))?;
+    let grants = ctx.shared.store.list_grants(Some(ctx.caller.grantee())).await.map_err(internal("list grants"))?;
     Ok(grants.iter().filter(|g| covers(g, scope)).filter_map(|g| Role::parse(&g.role)).collect())
 }
 
@@ -134,7 +136,7 @@ pub async fn authorize_account(ctx: &Ctx, scope: &Scope, account: &AccountRow) -
     if ctx.caller.is_admin || roles_in(ctx, scope).await?.contains(&Role::Admin) {
         return Ok(());
     }
-    let grants = ctx.shared.store.list_account_grants(Some(&ctx.caller.app_code)).await.map_err(internal("list account grants"))?;
+    let grants = ctx.shared.store.list_account_grants(Some(ctx.caller.grantee())).await.map_err(internal("list account grants"))?;
     if grants.iter().any(|g| grants_account(g, scope, account)) {
         Ok(())
     } else {
@@ -150,7 +152,7 @@ pub async fn account_visible(ctx: &Ctx, scope: &Scope, accounts: Vec<AccountRow>
     if ctx.caller.is_admin || roles_in(ctx, scope).await?.contains(&Role::Admin) {
         return Ok(accounts);
     }
-    let grants = ctx.shared.store.list_account_grants(Some(&ctx.caller.app_code)).await.map_err(internal("list account grants"))?;
+    let grants = ctx.shared.store.list_account_grants(Some(ctx.caller.grantee())).await.map_err(internal("list account grants"))?;
     Ok(accounts.into_iter().filter(|a| grants.iter().any(|g| grants_account(g, scope, a))).collect())
 }
 

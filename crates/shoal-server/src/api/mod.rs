@@ -173,15 +173,13 @@ async fn handle(
     }
     let params = params::collect(method, uri, headers, body)?;
     let system = matches!(route, Route::JobV3 { system: true, .. });
-    let presented = auth::presented(headers, &params, system);
-    let app = match &presented.app_code {
-        Some(code) => shared.store.get_app(code).await.map_err(|e| {
-            tracing::error!(error = %e, "reading app");
-            JobError::internal()
-        })?,
-        None => None,
-    };
-    let caller = auth::verify(shared.store.as_ref(), presented, app.as_ref()).await?;
+    // A password login is the one call made without credentials: it makes them.
+    if let Route::Shoal { path } = &route {
+        if path.trim_end_matches('/') == "login" {
+            return shoal::users::login(&shared, method, params, request_id).await;
+        }
+    }
+    let caller = auth::authenticate(shared.store.as_ref(), headers, &params, system).await?;
     let ctx = Arc::new(Ctx { shared, caller, lang, request_id: request_id.to_string() });
     let api = route.api_name().to_string();
     let out = answer(ctx.clone(), method, route, headers, params).await;
@@ -194,10 +192,14 @@ async fn handle(
 }
 
 async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMap, params: Value) -> ApiResult {
-    // Answers carrying a fresh app secret are never kept for replay (it is shown once).
+    // Answers carrying a fresh secret (app secret, password, token) are never kept for replay
+    // (it is shown once).
     if let Route::Shoal { path } = &route {
         if trust::returns_secret(path) {
             return trust::call(&ctx, method, path, params).await;
+        }
+        if shoal::users::handles(path) {
+            return shoal::users::call(&ctx, method, path, params).await;
         }
     }
     let guard = match idempotency::begin(&ctx, method, &route, headers, &params).await {

@@ -227,7 +227,11 @@ async fn grant_target(ctx: &Ctx, req: &GrantReq) -> Result<(String, String, Stri
     if id != "*" && id.parse::<i64>().is_err() {
         return Err(JobError::illegal("bk_scope_id"));
     }
-    let live = ctx.shared.store.list_apps().await.map_err(internal("list apps"))?.iter().any(|a| a.code == code && a.revoked_at.is_none());
+    // `user:<name>` grants to a Shoal user (see `api/shoal/users.rs`).
+    let live = match code.strip_prefix("user:") {
+        Some(name) => ctx.shared.store.get_user(name).await.map_err(internal("get user"))?.is_some(),
+        None => ctx.shared.store.list_apps().await.map_err(internal("list apps"))?.iter().any(|a| a.code == code && a.revoked_at.is_none()),
+    };
     if !live {
         return Err(JobError::illegal("app_code"));
     }

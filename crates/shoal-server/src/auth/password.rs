@@ -1,35 +1,54 @@
-//! Operator-chosen secrets at rest: argon2id, in PHC strings (`$argon2id$v=19$m=…`), so the
-//! parameters and salt travel with each hash. For app secrets, and for anything else a
-//! person picks (user passwords): reuse [`hash`], [`verify`] and [`VerifyCache`].
+//! Secrets people choose, as argon2id PHC strings (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`):
+//! user passwords ([`hash_password`], [`verify_password`]) and app secrets ([`hash`],
+//! [`verify`], the same parameters).
 //!
-//! Parameters: argon2id, m = 12 MiB, t = 3, p = 1 (one of OWASP's baseline settings). A
-//! verification takes about 48 ms on the machine Shoal is tested on, measured in an
-//! optimised build under load (see `docs/security/evidence.md`), too slow to run on every
-//! API call: successful
-//! verifications are cached for a short while ([`VerifyCache`]), keyed by the stored hash,
-//! so a rotated or revoked secret stops matching at once, on every replica.
+//! Parameters: 12 MiB, 3 passes, 1 lane — one of OWASP's equivalent minimum settings for
+//! argon2id, and the one that was fastest on a small shared machine (one verification
+//! ≈ 40–60 ms on 2 busy cores with optimised code; 19 MiB × 2 took ~90 ms there, its working
+//! set falling out of cache). Passwords are verified only at login; app secrets on every
+//! app call, so successful verifications of those are cached for a short while
+//! ([`VerifyCache`]), keyed by the stored hash: a rotated or revoked secret stops matching
+//! at once, on every replica.
 
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use sha2::{Digest, Sha256};
 
-/// Memory (KiB), passes and lanes of new hashes; verification reads them from each hash.
-pub const PARAMS: (u32, u32, u32) = (12 * 1024, 3, 1);
-
 fn hasher() -> Argon2<'static> {
-    let params = Params::new(PARAMS.0, PARAMS.1, PARAMS.2, None).expect("valid argon2 parameters");
+    let params = Params::new(12 * 1024, 3, 1, None).expect("valid argon2 parameters");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-/// The argon2id PHC string of `secret`, with a fresh random salt.
-pub fn hash(secret: &str) -> String {
+/// Hash a password with a fresh random salt.
+pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
-    hasher().hash_password(secret.as_bytes(), &salt).expect("argon2 hashes any input").to_string()
+    Ok(hasher().hash_password(password.as_bytes(), &salt)?.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc` (false for a malformed one). The
+/// parameters are read from `phc`, so hashes made with older settings keep verifying.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// A hash no password matches, verified against when a login names an unknown user so that
+/// the answer takes as long as for a known one (no user enumeration by timing).
+pub fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&super::random_token()).expect("hash decoy"))
+}
+
+/// The argon2id PHC string of an app secret, with a fresh random salt.
+pub fn hash(secret: &str) -> String {
+    hash_password(secret).expect("argon2 hashes any input")
 }
 
 /// Whether `stored` is an argon2 PHC string (rather than a legacy hash).
@@ -39,10 +58,7 @@ pub fn is_argon2(stored: &str) -> bool {
 
 /// Whether `secret` matches the PHC string `stored` (false for anything not a PHC string).
 pub fn verify(stored: &str, secret: &str) -> bool {
-    match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default().verify_password(secret.as_bytes(), &parsed).is_ok(),
-        Err(_) => false,
-    }
+    verify_password(secret, stored)
 }
 
 /// How long a successful verification is remembered.
@@ -91,6 +107,16 @@ impl VerifyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phc_round_trip() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=12288,t=3,p=1$"), "{h}");
+        assert!(verify_password("correct horse", &h));
+        assert!(!verify_password("correct horsE", &h));
+        assert!(!verify_password("x", "not a phc string"));
+        assert_ne!(h, hash_password("correct horse").unwrap(), "salted");
+    }
 
     #[test]
     fn hashes_verify_and_differ_per_salt() {

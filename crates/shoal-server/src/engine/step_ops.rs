@@ -46,7 +46,10 @@ impl Engine {
             .await
     }
 
-    /// Run an operation code against a step of a job.
+    /// Run an operation code against a step of a job. `user` is the authenticated
+    /// principal's name (`Caller::username`): a Shoal user, a person relayed by a trusted
+    /// gateway app, or `app:<code>` for an app acting as itself — never a name an ordinary app
+    /// merely claimed, so a confirmation's `users` list cannot be passed by claiming a name.
     pub async fn operate_step(&self, job: &JobRow, step: &StepRow, code: i32, user: &str) -> OpResult {
         match code {
             6 => self.confirm(job, step, user).await,

@@ -109,17 +109,26 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
     // Agents drop a link that stays silent for three heartbeats: ping them as often.
     let mut ping = tokio::time::interval(Duration::from_secs(heartbeat));
     ping.tick().await;
+    // An agent that sends nothing — no frame, no pong — for `idle` is gone even if its
+    // socket is open (a stopped or hung process, a host lost without FIN or RST). The
+    // deadline moves only when something arrives, never because we sent a ping.
+    let silence = tokio::time::sleep(idle);
+    tokio::pin!(silence);
     loop {
         tokio::select! {
             _ = ping.tick() => {
                 if socket.send(Message::Ping(Default::default())).await.is_err() { break; }
             }
-            incoming = tokio::time::timeout(idle, socket.next()) => {
+            _ = &mut silence => {
+                tracing::warn!(host_id, silent_secs = idle.as_secs(), "agent silent too long (no frame, no pong); closing");
+                break;
+            }
+            incoming = socket.next() => {
                 let msg = match incoming {
-                    Err(_) => { tracing::warn!(host_id, "agent silent too long; closing"); break; }
-                    Ok(None) | Ok(Some(Err(_))) => break,
-                    Ok(Some(Ok(m))) => m,
+                    None | Some(Err(_)) => break,
+                    Some(Ok(m)) => m,
                 };
+                silence.as_mut().reset(tokio::time::Instant::now() + idle);
                 let parsed: AgentMsg = match msg {
                     Message::Text(t) => match serde_json::from_str(&t) {
                         Ok(m) => m,

@@ -121,6 +121,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
                 app_code: DEV_APP.into(),
                 app_secret: secret.clone(),
                 username: user.clone(),
+                token: None,
                 style: PathStyle::Gateway,
                 timeout: Duration::from_secs(60),
                 language: Some("en".into()),

@@ -11,6 +11,7 @@ pub mod script;
 mod server;
 pub mod template;
 pub mod trust;
+pub mod user;
 
 use crate::cli::{Cli, Command};
 
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Template(t) => template::run(t).await,
         Command::Script(c) => script::run(c).await,
         Command::App(c) => trust::app(c).await,
+        Command::User(c) => user::run(c).await,
         Command::BizSet(c) => biz_set::run(c).await,
         Command::Audit(c) => trust::audit(c).await,
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,

@@ -24,6 +24,18 @@ pub enum AppCommand {
         /// Full rights on every scope and the platform.
         #[arg(long)]
         admin: bool,
+        /// A trusted gateway: its bk_username is believed (like BlueKing's ESB / API gateway).
+        #[arg(long)]
+        trusted_gateway: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make an app a trusted gateway (it may assert bk_username for others), or stop (--no).
+    Trust {
+        code: String,
+        /// Take the trust back: the app acts as itself again.
+        #[arg(long)]
+        no: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -154,21 +166,29 @@ pub async fn app(cmd: AppCommand) -> anyhow::Result<u8> {
             if client.json {
                 return show(&v).map(|()| 0);
             }
-            println!("{:<24} {:<6} {:<8} DESCRIPTION", "CODE", "ADMIN", "REVOKED");
+            let gateways: Value = r.client.shoal("apps/trust", true, json!({})).await?;
+            let gateways: Vec<&str> = gateways["data"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!("{:<24} {:<6} {:<8} {:<8} DESCRIPTION", "CODE", "ADMIN", "GATEWAY", "REVOKED");
             for a in v["data"].as_array().into_iter().flatten() {
+                let code = a["code"].as_str().unwrap_or("");
                 println!(
-                    "{:<24} {:<6} {:<8} {}",
-                    a["code"].as_str().unwrap_or(""),
+                    "{:<24} {:<6} {:<8} {:<8} {}",
+                    code,
                     if a["admin"] == true { "yes" } else { "no" },
+                    if gateways.contains(&code) { "yes" } else { "no" },
                     if a["revoked"] == true { "yes" } else { "no" },
                     a["description"].as_str().unwrap_or("")
                 );
             }
             Ok(0)
         }
-        AppCommand::Create { code, description, admin, client } => {
+        AppCommand::Create { code, description, admin, trusted_gateway, client } => {
             let r = client_config::resolve(&client)?;
             let v: Value = r.client.shoal("apps", false, json!({"code": code, "description": description, "admin": admin})).await?;
+            if trusted_gateway {
+                let _: Value = r.client.shoal("apps/trust", false, json!({"code": code, "trusted": true})).await?;
+                eprintln!("app {code} is a trusted gateway");
+            }
             eprintln!("app {code} created; its secret is shown only now:");
             println!("{}:{}", v["code"].as_str().unwrap_or(""), v["secret"].as_str().unwrap_or(""));
             Ok(0)
@@ -184,6 +204,12 @@ pub async fn app(cmd: AppCommand) -> anyhow::Result<u8> {
             let r = client_config::resolve(&client)?;
             let _: Value = r.client.shoal("apps/revoke", false, json!({"code": code})).await?;
             println!("app {code} revoked");
+            Ok(0)
+        }
+        AppCommand::Trust { code, no, client } => {
+            let r = client_config::resolve(&client)?;
+            let _: Value = r.client.shoal("apps/trust", false, json!({"code": code, "trusted": !no})).await?;
+            println!("app {code} {}", if no { "acts as itself" } else { "is a trusted gateway" });
             Ok(0)
         }
         AppCommand::Grant(g) => grant(g, "grants").await,

@@ -10,6 +10,7 @@ pub mod biz_sets;
 pub mod checks;
 
 pub mod templates;
+pub mod users;
 
 use axum::http::Method;
 use serde::Deserialize;

@@ -444,6 +444,8 @@ async fn review(ctx: &Ctx, params: Value, approve: bool) -> ApiResult {
     if v.state != "pending" {
         return Err(reason("version", "this version is not waiting for approval"));
     }
+    // `username` names the authenticated principal (an app acting as itself is `app:<code>`,
+    // whatever bk_username it sends), so an author has no other name to approve under.
     if v.author == ctx.caller.username {
         return Err(reason("approver", "the author of a change cannot approve or reject it"));
     }
