@@ -365,7 +365,7 @@ async fn denied_calls_leave_an_audit_event(mut h: Harness) {
     assert_eq!(ev.len(), 1, "{ev:?}");
     assert_eq!(
         (ev[0]["app_code"].as_str(), ev[0]["username"].as_str(), ev[0]["bk_scope_type"].as_str(), ev[0]["bk_scope_id"].as_str()),
-        (Some("nosy"), Some("carol"), Some("biz"), Some("1"))
+        (Some("nosy"), Some("app:nosy"), Some("biz"), Some("1"))
     );
     assert_eq!(ev[0]["detail"]["permission"], "access_business", "{ev:?}");
 
