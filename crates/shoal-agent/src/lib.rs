@@ -54,7 +54,8 @@ pub enum OutboxMode {
 pub struct AgentConfig {
     /// Base URLs like `http://127.0.0.1:8080` or `https://shoal.example`; tried in turn.
     pub servers: Vec<String>,
-    /// Enrolment token, sent in `Hello.token`. Never logged.
+    /// Enrolment token, sent in `Hello.token` until the first welcome, then forgotten (an
+    /// enrolled agent's credential opens its hellos; empty is fine then). Never logged.
     pub token: String,
     /// Agent identity, task records, outbox and script files; created if missing.
     pub state_dir: PathBuf,

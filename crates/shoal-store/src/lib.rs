@@ -1,6 +1,7 @@
 //! Shoal storage: one [`Store`] trait, two backends chosen by URL scheme.
 //!
 //! # Layout
+//! - [`hosts`]: host identity — enrolment, bound facts, admin moves, enrolment tokens.
 //! - [`model`]: the rows the rest of Shoal reads and writes.
 //! - `sql`: the SQL shared by both backends, written once as a macro instantiated per backend
 //!   (both accept `$n` placeholders and `INSERT … RETURNING`).
@@ -11,6 +12,7 @@
 //! transaction per batch, not per message.
 #![forbid(unsafe_code)]
 
+pub mod hosts;
 pub mod idempotency;
 pub mod library;
 pub mod model;
@@ -29,6 +31,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
+pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;
 pub use model::*;
@@ -104,7 +107,7 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 }
 
 #[async_trait]
-pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + Send + Sync + 'static {
+pub trait Store: LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + HostStore + Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     // --- apps ---

@@ -25,6 +25,7 @@ impl PgStore {
 
 crate::sql::impl_sql_store!(PgStore, sqlx::Postgres, "postgres");
 crate::trust::impl_trust_store!(PgStore, sqlx::Postgres);
+crate::hosts::impl_host_store!(PgStore, sqlx::Postgres);
 crate::users::impl_user_store!(PgStore, sqlx::Postgres);
 crate::idempotency::impl_caller_store!(PgStore, sqlx::Postgres);
 crate::library::impl_library_store!(PgStore, sqlx::Postgres);

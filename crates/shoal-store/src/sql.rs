@@ -215,11 +215,11 @@ macro_rules! impl_sql_store {
 
             async fn list_hosts(&self, bk_biz_id: Option<i64>) -> Result<Vec<HostRow>> {
                 let rows = match bk_biz_id {
-                    Some(b) => sqlx::query(&format!("SELECT {HOST_COLS} FROM hosts WHERE bk_biz_id = $1 ORDER BY bk_host_id"))
+                    Some(b) => sqlx::query(&format!("SELECT {HOST_COLS} FROM hosts WHERE bk_biz_id = $1 AND state = 0 ORDER BY bk_host_id"))
                         .bind(b)
                         .fetch_all(&self.pool)
                         .await,
-                    None => sqlx::query(&format!("SELECT {HOST_COLS} FROM hosts ORDER BY bk_host_id")).fetch_all(&self.pool).await,
+                    None => sqlx::query(&format!("SELECT {HOST_COLS} FROM hosts WHERE state = 0 ORDER BY bk_host_id")).fetch_all(&self.pool).await,
                 }
                 .op("list hosts")?;
                 rows.iter().map(host_of).collect()
@@ -228,7 +228,7 @@ macro_rules! impl_sql_store {
             async fn hosts_by_ids(&self, ids: &[i64]) -> Result<Vec<HostRow>> {
                 let mut out = Vec::with_capacity(ids.len());
                 for chunk in ids.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(format!("SELECT {HOST_COLS} FROM hosts WHERE bk_host_id IN ("));
+                    let mut q = QueryBuilder::<$db>::new(format!("SELECT {HOST_COLS} FROM hosts WHERE state = 0 AND bk_host_id IN ("));
                     let mut sep = q.separated(", ");
                     for id in chunk {
                         sep.push_bind(*id);
@@ -602,13 +602,26 @@ macro_rules! impl_sql_store {
                         _ => None,
                     })
                     .collect();
+                // Chunks are stored only for tasks still waiting or running: output reported for a
+                // finished or unknown task is dropped (the caller still acknowledges it, so the
+                // agent does not resend it forever). Chunks of a task that finishes in this batch
+                // are inserted before the finals below, as they arrived.
                 for chunk in logs.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new("INSERT INTO log_chunks (step_instance_id, execute_count, bk_host_id, seq, data) ");
+                    let mut q = QueryBuilder::<$db>::new(
+                        "INSERT INTO log_chunks (step_instance_id, execute_count, bk_host_id, seq, data) \
+                         SELECT v.column1, v.column2, v.column3, v.column4, v.column5 FROM (",
+                    );
                     q.push_values(chunk, |mut b, (k, seq, data)| {
                         b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(*seq as i64).push_bind(*data);
                     });
-                    q.push(" ON CONFLICT DO NOTHING");
-                    q.build().execute(&mut *tx).await.op("insert log chunks")?;
+                    q.push(
+                        ") AS v JOIN host_tasks h ON h.step_instance_id = v.column1 AND h.execute_count = v.column2 \
+                         AND h.bk_host_id = v.column3 WHERE h.status IN (5, 7) ON CONFLICT DO NOTHING",
+                    );
+                    let stored = q.build().execute(&mut *tx).await.op("insert log chunks")?.rows_affected();
+                    if (stored as usize) < chunk.len() {
+                        tracing::debug!(chunks = chunk.len(), stored, "log chunks not stored: duplicates, or for finished or unknown tasks");
+                    }
                 }
                 // Starts, then finals, each as a few multi-row UPDATEs joined to a VALUES list of
                 // the batch's rows (one statement per task would cost a round trip each on

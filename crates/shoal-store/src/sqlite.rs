@@ -130,6 +130,7 @@ pub fn make_private(path: &Path) -> crate::Result<()> {
 
 crate::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::trust::impl_trust_store!(SqliteStore, sqlx::Sqlite);
+crate::hosts::impl_host_store!(SqliteStore, sqlx::Sqlite);
 crate::users::impl_user_store!(SqliteStore, sqlx::Sqlite);
 crate::idempotency::impl_caller_store!(SqliteStore, sqlx::Sqlite);
 crate::library::impl_library_store!(SqliteStore, sqlx::Sqlite);

@@ -49,6 +49,12 @@ pub enum Command {
     BizSet(crate::cmd::biz_set::BizSetCommand),
     /// Revoke an agent: it is disconnected and refused from then on (admin).
     AgentRevoke(crate::cmd::trust::RevokeAgentArgs),
+    /// Enrolment tokens: create (per business, expiring, single-use, holding agents pending),
+    /// list, revoke (admin).
+    #[command(subcommand)]
+    AgentToken(crate::cmd::agent::AgentTokenCommand),
+    /// Accept a pending agent: its host becomes a target (admin).
+    AgentAccept(crate::cmd::agent::AcceptArgs),
 }
 
 impl Command {
@@ -93,9 +99,15 @@ pub struct AgentArgs {
     /// Server URL(s), http:// or https://; repeat or comma-separate for several.
     #[arg(long, env = "SHOAL_SERVER", value_delimiter = ',', required = true)]
     pub server: Vec<String>,
-    /// Enrolment token.
-    #[arg(long, env = "SHOAL_AGENT_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// File holding the enrolment token (keep it 0600). The token may also come from the
+    /// SHOAL_AGENT_TOKEN environment variable. Only a first start needs it: once enrolled,
+    /// the agent's own credential (in --state-dir) is what the server checks.
+    #[arg(long, conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+    /// Enrolment token on the command line: visible to every local user in /proc/*/cmdline;
+    /// prefer --token-file or SHOAL_AGENT_TOKEN.
+    #[arg(long)]
+    pub token: Option<String>,
     /// Where the agent keeps its identity and unacknowledged results.
     #[arg(long, env = "SHOAL_STATE_DIR", default_value = "/var/lib/shoal-agent")]
     pub state_dir: PathBuf,
@@ -266,7 +278,13 @@ pub enum HostCommand {
         /// All businesses.
         #[arg(long)]
         all_biz: bool,
+        /// Hosts whose agents wait for `shoal agent-accept` instead (admin).
+        #[arg(long)]
+        pending: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Rebind a host's address, business or topology (admin; audited). Its agent must then
+    /// be started with the same facts, or its hello is refused.
+    Move(crate::cmd::host::MoveArgs),
 }

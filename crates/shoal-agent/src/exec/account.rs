@@ -22,6 +22,8 @@ pub struct Account {
     pub workdir: PathBuf,
     /// Whether the child must switch user (the agent runs as root).
     pub switch: bool,
+    /// The account's login shell (`SHELL` for the script); `/bin/sh` when none is set.
+    pub shell: PathBuf,
 }
 
 /// Looks `name` up. `Err` is the `[shoal]` log line for the task. Blocking (NSS).
@@ -53,7 +55,8 @@ pub fn resolve(name: &str) -> Result<Account, String> {
 
 fn account(user: User, groups: Vec<Gid>, switch: bool) -> Account {
     let workdir = if user.dir.is_dir() { user.dir.clone() } else { Path::new("/tmp").to_path_buf() };
-    Account { name: user.name, uid: user.uid, gid: user.gid, groups, home: user.dir, workdir, switch }
+    let shell = if user.shell.as_os_str().is_empty() { PathBuf::from("/bin/sh") } else { user.shell };
+    Account { name: user.name, uid: user.uid, gid: user.gid, groups, home: user.dir, workdir, switch, shell }
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ pub async fn execute<S: ChunkSink>(
     };
     let _remove_script = script::RemoveOnDrop(script.clone());
 
-    let (child, reader) = match spawn(&delivery, &interp, &account, &script) {
+    let (child, reader) = match spawn(&delivery, &interp, &account, &script, &env.search_path) {
         Ok(started) => started,
         Err(e) => {
             let program = interp.program.display();
@@ -167,12 +167,35 @@ pub async fn execute<S: ChunkSink>(
     end(reason, exit_code, pgid)
 }
 
+/// Variables of the agent's environment a script still gets, when set: locale and time zone.
+pub const PASSED_THROUGH: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
+
+/// A script's whole environment: `PATH` (the agent's interpreter search path), `HOME`,
+/// `USER`, `LOGNAME` and `SHELL` of its account, and [`PASSED_THROUGH`] when the agent has
+/// them. Nothing else of the agent's environment is inherited.
+pub fn job_env(account: &account::Account, search_path: &OsString) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("PATH".into(), search_path.clone()),
+        ("HOME".into(), account.home.clone().into_os_string()),
+        ("USER".into(), account.name.clone().into()),
+        ("LOGNAME".into(), account.name.clone().into()),
+        ("SHELL".into(), account.shell.clone().into_os_string()),
+    ];
+    for name in PASSED_THROUGH {
+        if let Some(v) = std::env::var_os(name) {
+            env.push((name.into(), v));
+        }
+    }
+    env
+}
+
 /// Starts the interpreter in its own process group with stdout and stderr on one pipe.
 fn spawn(
     task: &sensitive::Delivery,
     interp: &interpreter::Interpreter,
     account: &account::Account,
     script: &std::path::Path,
+    search_path: &OsString,
 ) -> std::io::Result<(tokio::process::Child, tokio::net::unix::pipe::Receiver)> {
     // Both ends are O_CLOEXEC, so other tasks' children never inherit this pipe; the write
     // end is dup'ed onto fd 1 and 2 of this child only.
@@ -184,20 +207,14 @@ fn spawn(
         .arg(script)
         .args(&task.args)
         .current_dir(&account.workdir)
-        .env("HOME", &account.home)
-        .env("USER", &account.name)
-        .env("LOGNAME", &account.name)
+        // Nothing of the agent's own environment (its token above all) reaches the script.
+        .env_clear()
+        .envs(job_env(account, search_path))
         .stdin(if task.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::from(write_end.try_clone()?))
         .stderr(Stdio::from(write_end))
         .process_group(0)
         .kill_on_drop(false);
-    // The agent's own settings (its token above all) are not the script's business.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SHOAL_") {
-            cmd.env_remove(name);
-        }
-    }
     if account.switch {
         privileges::run_as(&mut cmd, account.uid, account.gid, account.groups.clone());
     }

@@ -126,6 +126,20 @@ async fn environment_and_arguments() {
 }
 
 #[tokio::test]
+async fn the_job_environment_is_minimal() {
+    // The test process has plenty of variables of its own (CARGO_*, …): none may reach a job.
+    let (_, text, _) = run(&task(1, "env | cut -d= -f1 | sort", &me())).await;
+    let names: Vec<&str> = text.lines().collect();
+    let allowed = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "PWD", "SHLVL", "_", "OLDPWD"];
+    for n in &names {
+        assert!(allowed.contains(n), "{n} leaked into the job's environment: {names:?}");
+    }
+    for n in ["PATH", "HOME", "USER", "LOGNAME", "SHELL"] {
+        assert!(names.contains(&n), "{n} missing: {names:?}");
+    }
+}
+
+#[tokio::test]
 async fn python_and_perl_run() {
     let mut t = task(4, "import sys\nprint('py', sys.argv[1:])\n", &me());
     t.args = vec!["x".into(), "y z".into()];

@@ -73,6 +73,11 @@ impl Agent {
         }
     }
 
+    /// Drops the enrolment token (once welcomed, the agent's credential is what counts).
+    pub fn forget_token(&mut self) {
+        self.token = String::new();
+    }
+
     pub fn hello(&self) -> Hello {
         Hello {
             protocol: PROTOCOL_VERSION,

@@ -1,6 +1,7 @@
 //! The agent's stable identity: a v4 UUID created once in `state_dir/agent_id`.
 #![forbid(unsafe_code)]
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// Reads `state_dir/agent_id`, creating it on first start. Blocking.
@@ -9,6 +10,8 @@ pub fn load_or_create(state_dir: &Path) -> std::io::Result<String> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
+                // Made 0644 by agents before 0600 was the rule.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
                 return Ok(id.to_string());
             }
             tracing::warn!(path = %path.display(), "agent_id is not a UUID; making a new one");
@@ -24,10 +27,12 @@ pub fn load_or_create(state_dir: &Path) -> std::io::Result<String> {
 /// Reads `state_dir/agent_credential` (mode 0600), creating it on first start: the secret
 /// the server binds to this agent's id at enrolment. Blocking.
 pub fn load_or_create_credential(state_dir: &Path) -> std::io::Result<String> {
-    use std::os::unix::fs::PermissionsExt;
     let path = state_dir.join("agent_credential");
     match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() >= 32 => return Ok(text.trim().to_string()),
+        Ok(text) if text.trim().len() >= 32 => {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            return Ok(text.trim().to_string());
+        }
         Ok(_) => tracing::warn!(path = %path.display(), "agent_credential is too short; making a new one"),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),

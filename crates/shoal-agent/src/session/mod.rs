@@ -27,7 +27,6 @@ pub mod outbox;
 pub mod runner;
 
 use std::future::Future;
-use std::os::unix::fs::PermissionsExt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,8 +64,6 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
         let state_dir = config.state_dir.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StartError> {
             let err = |source| StartError::StateDir { path: state_dir.clone(), source };
-            std::fs::create_dir_all(&state_dir).map_err(err)?;
-            warn_if_unreachable(&state_dir);
             outbox.create_dirs().map_err(err)?;
             let id = identity::load_or_create(&state_dir).map_err(err)?;
             let credential = identity::load_or_create_credential(&state_dir).map_err(err)?;
@@ -102,6 +99,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
                 tracing::info!(server = %target.base, bk_host_id = welcome.bk_host_id,
                     heartbeat_secs = welcome.heartbeat_secs, "connected");
                 backoff.reset();
+                // Enrolled: the credential opens every later hello; the token is not kept.
+                agent.forget_token();
                 match serve(&mut agent, &mut link, &welcome, shutdown.as_mut()).await {
                     Ok(()) => {
                         link.close().await;
@@ -168,19 +167,6 @@ async fn serve<S: Future<Output = ()>>(
             Some(event) = agent.events.recv() => agent.on_event(event, Some(link)).await?,
             _ = ticker.tick() => link.send(&AgentMsg::Heartbeat).await?,
             _ = &mut silence => return Err(LinkError::Timeout("no frame from the server for 3 heartbeats")),
-        }
-    }
-}
-
-/// Scripts run as other users must reach `state_dir/scripts`; say so if they cannot.
-fn warn_if_unreachable(state_dir: &std::path::Path) {
-    if !nix::unistd::geteuid().is_root() {
-        return;
-    }
-    if let Ok(meta) = std::fs::metadata(state_dir) {
-        if meta.permissions().mode() & 0o001 == 0 {
-            tracing::warn!(path = %state_dir.display(),
-                "state dir is not searchable by other users; scripts run as other accounts will fail to start");
         }
     }
 }

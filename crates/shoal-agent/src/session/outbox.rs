@@ -136,16 +136,24 @@ impl Outbox {
         self.task_dir(key).join(format!("{seq}.chunk"))
     }
 
-    /// Creates the state dir layout. The scripts dir is 0711 so accounts the agent switches
-    /// to can reach their own (0700) script file without listing anyone else's. Blocking.
+    /// Creates the state dir layout and (re)sets its modes, also on a state dir made by an
+    /// older agent. Blocking.
+    ///
+    /// The state dir is 0700; for a root agent it is 0711 instead, so that accounts the agent
+    /// switches to can traverse it to their own (0700) script file in the 0711 scripts dir
+    /// — they can list neither. Task records and the outbox are 0700 dirs of 0600 files, and
+    /// the identity and credential files are 0600: no job can read the agent's state.
     pub fn create_dirs(&self) -> io::Result<()> {
+        std::fs::create_dir_all(&self.state_dir)?;
+        let top = if nix::unistd::geteuid().is_root() { 0o711 } else { 0o700 };
+        std::fs::set_permissions(&self.state_dir, std::fs::Permissions::from_mode(top))?;
         if self.is_memory() {
-            return std::fs::create_dir_all(&self.state_dir);
+            return Ok(());
         }
-        for dir in [self.records_dir(), self.outbox_dir(), self.scripts_dir()] {
+        for (dir, mode) in [(self.records_dir(), 0o700), (self.outbox_dir(), 0o700), (self.scripts_dir(), 0o711)] {
             std::fs::create_dir_all(&dir)?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))?;
         }
-        std::fs::set_permissions(self.scripts_dir(), std::fs::Permissions::from_mode(0o711))?;
         Ok(())
     }
 
@@ -342,10 +350,18 @@ pub fn spawn_janitor(outbox: Outbox) -> (mpsc::Sender<DiskOp>, tokio::task::Join
 }
 
 /// Writes `path` via a temporary file and a rename.
+/// Writes `data` to `path` through a temporary file, readable by the agent's user only (0600:
+/// output and records are nobody else's business, even inside the private state dir).
 pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
-    std::fs::write(&tmp, data)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    // A temporary file left by an older agent keeps its mode through `open`.
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(data)?;
+    drop(f);
     std::fs::rename(&tmp, path)
 }
 
@@ -362,6 +378,32 @@ mod tests {
 
     fn key(n: i64) -> TaskKey {
         TaskKey { step_instance_id: n, execute_count: 0, host_id: 9 }
+    }
+
+    #[test]
+    fn the_state_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        // A state dir left world-readable by an older agent is closed on start.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let o = Outbox::new(&state);
+        o.create_dirs().unwrap();
+        o.write_record(&key(1), 5).unwrap();
+        o.write_chunk(&key(1), 0, b"secret output").unwrap();
+        let exit =
+            TaskExit { key: key(1), reason: ExitReason::Exited, exit_code: Some(0), start_ms: 1, end_ms: 2, chunks: 1, dropped_bytes: 0 };
+        o.write_exit(&exit).unwrap();
+        o.ack_chunks(&key(1), 0).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let top = if nix::unistd::geteuid().is_root() { 0o711 } else { 0o700 };
+        assert_eq!(mode(&state), top);
+        assert_eq!((mode(&state.join("tasks")), mode(&state.join("outbox"))), (0o700, 0o700));
+        assert_eq!(mode(&o.record_path(&key(1))), 0o600);
+        assert_eq!(mode(&o.task_dir(&key(1)).join("exit.json")), 0o600);
+        assert_eq!(mode(&o.task_dir(&key(1)).join("acked")), 0o600);
+        o.write_chunk(&key(1), 1, b"more").unwrap();
+        assert_eq!(mode(&o.task_dir(&key(1)).join("1.chunk")), 0o600);
     }
 
     fn exit(k: TaskKey, chunks: u64) -> TaskExit {

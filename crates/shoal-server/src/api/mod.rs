@@ -198,6 +198,9 @@ async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMa
         if trust::returns_secret(path) {
             return trust::call(&ctx, method, path, params).await;
         }
+        if shoal::agents::returns_secret(method, path) {
+            return shoal::agents::call(&ctx, method, path, params).await;
+        }
         if shoal::users::handles(path) {
             return shoal::users::call(&ctx, method, path, params).await;
         }

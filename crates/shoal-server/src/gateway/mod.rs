@@ -1,9 +1,11 @@
-//! Agent gateway: which agents are connected, sending them work, and the single ingest
-//! writer that commits their logs and exits in batches before acknowledging them.
+//! Agent gateway: admitting agents ([`enrol`]), which agents are connected, sending them work,
+//! and the single ingest writer that commits their logs and exits in batches before
+//! acknowledging them.
 //!
 //! Every host-task change (from agents or from the engine) goes through the one writer, so
 //! a step's completion is decided in one place and never twice.
 
+pub mod enrol;
 pub mod route;
 pub mod ws;
 
@@ -236,6 +238,11 @@ impl Gateway {
             // What to acknowledge is worked out first; the changes (log data included) then
             // move into the store call.
             let acks = acks_of(&batch);
+            let agent_exits: Vec<TaskKey> = batch
+                .iter()
+                .filter(|i| i.ack.is_some() && matches!(i.change, TaskChange::Finished { .. }))
+                .map(|i| i.change.key())
+                .collect();
             let changes: Vec<TaskChange> = batch.into_iter().map(|i| i.change).collect();
             let finals = loop {
                 if changes.is_empty() {
@@ -259,6 +266,14 @@ impl Gateway {
             };
             for tx in markers {
                 let _ = tx.send(());
+            }
+            // An exit for a task already final (or unknown) changed nothing; it is still
+            // acknowledged, so the agent stops resending it. Its output was refused likewise.
+            if !agent_exits.is_empty() {
+                let became: HashSet<&TaskKey> = finals.iter().collect();
+                for key in agent_exits.iter().filter(|k| !became.contains(k)) {
+                    tracing::info!(task = %key, "exit for a finished or unknown task; not stored");
+                }
             }
             self.acknowledge(acks).await;
             if !finals.is_empty() {

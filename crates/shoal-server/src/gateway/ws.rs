@@ -15,8 +15,9 @@ use tokio::sync::mpsc;
 use super::{AckTo, IngestItem};
 use crate::Shared;
 
-/// Largest frame an agent may send (a log chunk is at most 64 KiB before base64).
-const MAX_FRAME: usize = 4 * 1024 * 1024;
+/// Largest frame an agent may send: a log chunk is at most 64 KiB (binary), a hello with every
+/// limit of [`super::enrol`] reached under 1 MiB.
+const MAX_FRAME: usize = 1024 * 1024;
 /// WebSocket read buffer per agent session (a larger frame still arrives whole).
 const READ_BUFFER: usize = 4 * 1024;
 /// How long an agent must take to say hello.
@@ -72,21 +73,11 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket) {
         let _ = send(&mut socket, &ServerMsg::Reject(Reject { message, retry: false })).await;
         return;
     }
-    if hello.agent_id.is_empty() || hello.agent_id.len() > 128 || hello.facts.ip.parse::<std::net::Ipv4Addr>().is_err() {
-        let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "invalid agent id or ip".into(), retry: false })).await;
-        return;
-    }
-    // Enrolment token (first hello of an agent id) or the agent's own credential after it.
-    if let Err(why) = crate::auth::admit_agent(&shared, &hello).await {
-        let _ = send(&mut socket, &ServerMsg::Reject(why)).await;
-        return;
-    }
-    let now = shoal_core::time::now_ms();
-    let host_id = match shared.store.upsert_host(&hello.agent_id, &hello.facts, &hello.agent_version, now).await {
+    // Limits, credential or enrolment token, and the facts the host is bound to.
+    let host_id = match super::enrol::admit(&shared, &hello).await {
         Ok(id) => id,
-        Err(e) => {
-            tracing::error!(error = %e, "registering host");
-            let _ = send(&mut socket, &ServerMsg::Reject(Reject { message: "server error".into(), retry: true })).await;
+        Err(why) => {
+            let _ = send(&mut socket, &ServerMsg::Reject(why)).await;
             return;
         }
     };

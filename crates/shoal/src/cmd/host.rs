@@ -1,18 +1,96 @@
-//! `shoal host list`.
+//! `shoal host list`, `shoal host move`.
 
-use serde_json::Value;
+use clap::Args;
+use serde_json::{json, Value};
 
-use crate::cli::HostCommand;
+use crate::cli::{ClientArgs, HostCommand};
 use crate::client_config;
+
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// The host to rebind.
+    #[arg(long)]
+    pub host_id: i64,
+    /// New IPv4 address.
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// New cloud area id.
+    #[arg(long)]
+    pub cloud: Option<i64>,
+    /// New set id.
+    #[arg(long = "set")]
+    pub set_id: Option<i64>,
+    /// New module id.
+    #[arg(long = "module")]
+    pub module_id: Option<i64>,
+    /// (`--biz B` moves the host to business B.)
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+async fn move_host(a: MoveArgs) -> anyhow::Result<u8> {
+    anyhow::ensure!(
+        a.ip.is_some() || a.cloud.is_some() || a.set_id.is_some() || a.module_id.is_some() || a.client.biz.is_some(),
+        "nothing to move: give --biz, --set, --module, --ip or --cloud"
+    );
+    let r = client_config::resolve(&a.client)?;
+    let mut body = json!({"bk_host_id": a.host_id, "bk_biz_id": a.client.biz, "bk_cloud_id": a.cloud, "ip": a.ip,
+                          "set_id": a.set_id, "module_id": a.module_id});
+    if let Some(m) = body.as_object_mut() {
+        m.retain(|_, v| !v.is_null());
+    }
+    let h: Value = r.client.shoal("hosts/move", false, body).await?;
+    if a.client.json {
+        println!("{}", serde_json::to_string_pretty(&h)?);
+        return Ok(0);
+    }
+    let opt = |v: &Value| v.as_i64().map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+    println!(
+        "host {} is now business {}, {}:{}, set {}, module {}; start its agent with the same facts",
+        h["bk_host_id"],
+        h["bk_biz_id"],
+        h["bk_cloud_id"],
+        h["ip"].as_str().unwrap_or(""),
+        opt(&h["set_id"]),
+        opt(&h["module_id"])
+    );
+    Ok(0)
+}
 
 pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
     match cmd {
-        HostCommand::List { selector, all_biz, client } => {
+        HostCommand::Move(a) => move_host(a).await,
+        HostCommand::List { selector, all_biz, pending, client } => {
             let r = client_config::resolve(&client)?;
             let biz = (!all_biz).then_some(r.biz);
-            let hosts: Value = r.client.hosts(biz, selector.as_deref()).await?;
+            let hosts: Value = if pending {
+                r.client.shoal("agents/pending", true, json!({})).await?
+            } else {
+                r.client.hosts(biz, selector.as_deref()).await?
+            };
             if client.json {
                 println!("{}", serde_json::to_string_pretty(&hosts)?);
+                return Ok(0);
+            }
+            if pending {
+                println!(
+                    "{:<8} {:<6} {:<16} {:<6} {:<6} {:<6} {:<38} HOSTNAME",
+                    "HOST_ID", "BIZ", "IP", "CLOUD", "SET", "MODULE", "AGENT_ID"
+                );
+                let opt = |v: &Value| v.as_i64().map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+                for h in hosts["data"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<8} {:<6} {:<16} {:<6} {:<6} {:<6} {:<38} {}",
+                        h["bk_host_id"].to_string(),
+                        h["bk_biz_id"].to_string(),
+                        h["ip"].as_str().unwrap_or(""),
+                        h["bk_cloud_id"].to_string(),
+                        opt(&h["set_id"]),
+                        opt(&h["module_id"]),
+                        h["agent_id"].as_str().unwrap_or(""),
+                        h["hostname"].as_str().unwrap_or("")
+                    );
+                }
                 return Ok(0);
             }
             println!(

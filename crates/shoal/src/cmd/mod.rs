@@ -1,10 +1,10 @@
 //! One module per subcommand.
 
-mod agent;
+pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
 mod dev;
-mod host;
+pub mod host;
 mod job;
 mod run;
 pub mod script;
@@ -48,5 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::BizSet(c) => biz_set::run(c).await,
         Command::Audit(c) => trust::audit(c).await,
         Command::AgentRevoke(a) => trust::revoke_agent(a).await,
+        Command::AgentToken(c) => agent::token(c).await,
+        Command::AgentAccept(a) => agent::accept(a).await,
     }
 }

@@ -1,11 +1,13 @@
 //! Shoal's own API under `/api/shoal/v1/`, in the same envelope as JOB's:
-//! - `GET hosts[?bk_biz_id=]`: the host registry.
+//! - `GET hosts[?bk_biz_id=]`: the host registry (accepted hosts only).
+//! - [`agents`]: enrolment tokens, pending agents, host moves (admins).
 //! - `POST dynamic_groups` `{bk_scope_type, bk_scope_id, id?, name, set_ids?, module_ids?, selector?}`:
 //!   save a host selector usable as `dynamic_group_list` in targets.
 //! - `GET dynamic_groups?bk_scope_type=&bk_scope_id=`, `POST dynamic_groups/delete {…, id}`.
 //!   A group is keyed by its scope and id: a call in one scope never reaches another's group.
 //! - Business sets (`biz_sets.rs`): which businesses a `biz_set` scope reaches.
 
+pub mod agents;
 pub mod biz_sets;
 pub mod checks;
 
@@ -26,6 +28,7 @@ use super::{decode, internal, ApiResult, Ctx};
 
 pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiResult {
     match (path.trim_end_matches('/'), method.clone()) {
+        (p, _) if agents::handles(p) => agents::call(ctx, method, p, params).await,
         (p, _) if p == "checks" || p.starts_with("checks/") => checks::call(ctx, method, p, params).await,
         (p, _) if p.starts_with("templates") || p.starts_with("approvals") => templates::call(ctx, method, p, params).await,
         ("hosts", Method::GET | Method::POST) => hosts(ctx, params).await,
