@@ -15,7 +15,9 @@
 //! app's own; through a gateway, the named user's when that user exists in Shoal (a disabled
 //! one is refused), else the gateway app's (BlueKing's model: the gateway vouches for people
 //! Shoal does not know).
-//! App secrets are stored as salted SHA-256.
+//! App secrets are stored as argon2id ([`password`]); rows from before hold salted SHA-256,
+//! which still verifies and is replaced by argon2id on the first successful call. Agent
+//! credentials (random, 256 bits, never chosen by a person) stay salted SHA-256.
 
 pub mod password;
 pub mod token;
@@ -141,8 +143,48 @@ pub fn hash_secret(salt: &str, secret: &str) -> String {
 }
 
 pub fn new_app(code: &str, secret: &str, is_admin: bool) -> AppRow {
-    let salt = uuid::Uuid::new_v4().simple().to_string();
-    AppRow { code: code.to_string(), secret_hash: hash_secret(&salt, secret), salt, is_admin, created_at: shoal_core::time::now_ms() }
+    AppRow {
+        code: code.to_string(),
+        secret_hash: password::hash(secret),
+        salt: String::new(),
+        is_admin,
+        created_at: shoal_core::time::now_ms(),
+    }
+}
+
+/// Successful app-secret verifications, so argon2 runs once per app and secret, not per call.
+pub static SECRET_CACHE: std::sync::LazyLock<password::VerifyCache> = std::sync::LazyLock::new(password::VerifyCache::default);
+
+/// At most this many argon2 verifications at once: a stream of wrong secrets costs the
+/// callers time, not every core of the server.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// Whether `secret` is `app`'s secret: argon2id, or a legacy salted SHA-256 row, which is
+/// upgraded to argon2id in `store` on success (only if nobody changed the row meanwhile).
+pub async fn check_app_secret(store: &dyn Store, app: &AppRow, secret: &str) -> bool {
+    if SECRET_CACHE.hit(&app.code, &app.secret_hash, secret) {
+        return true;
+    }
+    if !password::is_argon2(&app.secret_hash) {
+        if !same(&app.secret_hash, &hash_secret(&app.salt, secret)) {
+            return false;
+        }
+        let (code, old, secret) = (app.code.clone(), app.secret_hash.clone(), secret.to_string());
+        let Ok(new) = tokio::task::spawn_blocking(move || password::hash(&secret)).await else { return true };
+        match store.upgrade_app_secret(&code, &old, &new).await {
+            Ok(true) => tracing::info!(app_code = %code, "app secret rehashed with argon2id"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, app_code = %code, "could not rehash a legacy app secret"),
+        }
+        return true;
+    }
+    let Ok(_slot) = ARGON2_SLOTS.acquire().await else { return false };
+    let (stored, presented) = (app.secret_hash.clone(), secret.to_string());
+    let ok = tokio::task::spawn_blocking(move || password::verify(&stored, &presented)).await.unwrap_or(false);
+    if ok {
+        SECRET_CACHE.remember(&app.code, &app.secret_hash, secret);
+    }
+    ok
 }
 
 /// Compare without an early exit on the first differing byte.
@@ -195,11 +237,13 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// Check presented app credentials against the app's stored hash; answers the app and the
 /// user name it asserted (required: 1247002 without one).
-pub fn verify(p: Presented, app: Option<&AppRow>) -> Result<(&AppRow, String), JobError> {
+pub async fn verify<'a>(store: &dyn Store, p: Presented, app: Option<&'a AppRow>) -> Result<(&'a AppRow, String), JobError> {
     let _code = p.app_code.ok_or_else(|| JobError::unauthorized(ErrorCode::MISSING_APP_CODE))?;
     let secret = p.app_secret.ok_or_else(|| JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL))?;
-    let app = app.filter(|a| same(&a.secret_hash, &hash_secret(&a.salt, &secret)));
-    let app = app.ok_or_else(|| JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL))?;
+    let app = match app {
+        Some(a) if check_app_secret(store, a, &secret).await => a,
+        _ => return Err(JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL)),
+    };
     let username = p.username.ok_or_else(|| JobError::unauthorized(ErrorCode::MISSING_USER_INFO))?;
     Ok((app, username))
 }
@@ -225,7 +269,7 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap, params: &Value
         Some(code) => store.get_app(code).await.map_err(store_error)?,
         None => None,
     };
-    let (app, claimed) = verify(p, row.as_ref())?;
+    let (app, claimed) = verify(store, p, row.as_ref()).await?;
     let (gateway, user) = store.gateway_and_user(&app.code, &claimed).await.map_err(store_error)?;
     if !gateway {
         if claimed != app_principal_name(&app.code) {
@@ -262,17 +306,20 @@ mod tests {
         assert_eq!(p.username.as_deref(), Some("u2"));
     }
 
-    #[test]
-    fn verify_codes() {
+    #[tokio::test]
+    async fn verify_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = shoal_store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let s = store.as_ref();
         let app = new_app("a", "s", false);
         let ok = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: Some("u".into()) };
-        assert_eq!(verify(ok, Some(&app)).unwrap().1, "u");
-        let e = verify(Presented::default(), Some(&app)).unwrap_err();
+        assert_eq!(verify(s, ok, Some(&app)).await.unwrap().1, "u");
+        let e = verify(s, Presented::default(), Some(&app)).await.unwrap_err();
         assert_eq!((e.code.0, e.http_status), (1247004, 401));
         let wrong = Presented { app_code: Some("a".into()), app_secret: Some("x".into()), username: Some("u".into()) };
-        assert_eq!(verify(wrong, Some(&app)).unwrap_err().http_status, 401);
+        assert_eq!(verify(s, wrong, Some(&app)).await.unwrap_err().http_status, 401);
         let nouser = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: None };
-        assert_eq!(verify(nouser, Some(&app)).unwrap_err().code.0, 1247002);
+        assert_eq!(verify(s, nouser, Some(&app)).await.unwrap_err().code.0, 1247002);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// Key for sensitive values at rest (64 hex digits); default `data_dir/secret-key`,
     /// generated at first start. Replicas on one PostgreSQL share it.
     pub secret_key_file: Option<PathBuf>,
+    /// Key of the audit chain's MACs (64 hex digits), kept outside the database; default
+    /// `data_dir/audit-key`, generated at first start. Replicas on one PostgreSQL share it.
+    pub audit_key_file: Option<PathBuf>,
     /// Base URLs callbacks may go to (like JOB's `allowedBaseUrls`); empty = any public
     /// address. Loopback, link-local and private addresses are refused unless a base URL
     /// here names that host.
@@ -86,6 +89,7 @@ impl Default for ServerConfig {
             max_running_jobs_per_scope: 0,
             max_running_jobs_per_app: 0,
             secret_key_file: None,
+            audit_key_file: None,
             callback_allowed_base_urls: Vec::new(),
             header_read_timeout_secs: 10,
             request_timeout_secs: 120,

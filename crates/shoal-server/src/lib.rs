@@ -63,10 +63,11 @@ pub async fn run(config: ServerConfig, listener: TcpListener, shutdown: impl Fut
 pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     config.validate()?;
     if let Some(dir) = &config.data_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+        secrets::secure_data_dir(dir)?;
     }
     let url = config.store_url();
-    let store = shoal_store::open(&url).await.with_context(|| format!("opening store {}", config.redacted_store_url()))?;
+    let audit_key = secrets::load_or_create_audit_key(&config)?;
+    let store = shoal_store::open_keyed(&url, audit_key).await.with_context(|| format!("opening store {}", config.redacted_store_url()))?;
     tracing::info!(backend = store.backend(), "store open");
     let (agent_token, _) = ensure_agent_token(&config)?;
     config.sealing_key = secrets::load_or_create(&config)?;

@@ -14,8 +14,13 @@
 //! record being written. `v1` values (no authenticated data, written before v2) are still
 //! read from storage by [`Key::open`] — they can only have been written there by the record
 //! that holds them — and are never accepted from a caller; every re-apply seals anew as v2.
+//!
+//! The audit chain's MAC key is made and kept the same way, apart from the sealing key:
+//! `audit_key_file`, default `<data_dir>/audit-key`. And the data directory itself is kept
+//! owner-only ([`secure_data_dir`]): 0700, every file in it 0600.
 
-use std::path::PathBuf;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -124,30 +129,80 @@ impl Key {
 /// Authenticated data of a job's sensitive script parameters.
 pub const JOB_PARAM_AAD: &[u8] = br#"["job","param"]"#;
 
-fn key_path(config: &ServerConfig) -> PathBuf {
-    config.secret_key_file.clone().unwrap_or_else(|| config.data_dir.clone().unwrap_or_else(|| PathBuf::from(".")).join("secret-key"))
+fn data_dir(config: &ServerConfig) -> PathBuf {
+    config.data_dir.clone().unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Read the key file, or make one (0600) at first start.
-pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Key> {
-    let path = key_path(config);
-    let hex_key = match std::fs::read_to_string(&path) {
-        Ok(text) => text.trim().to_string(),
+fn key_path(config: &ServerConfig) -> PathBuf {
+    config.secret_key_file.clone().unwrap_or_else(|| data_dir(config).join("secret-key"))
+}
+
+fn audit_key_path(config: &ServerConfig) -> PathBuf {
+    config.audit_key_file.clone().unwrap_or_else(|| data_dir(config).join("audit-key"))
+}
+
+/// Read 32 bytes (64 hex digits) from `path`, or make them (0600) at first start. A key file
+/// others can read is tightened.
+fn load_or_create_bytes(path: &Path, what: &str) -> anyhow::Result<[u8; 32]> {
+    let hex_key = match std::fs::read_to_string(path) {
+        Ok(text) => {
+            make_private(path)?;
+            text.trim().to_string()
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut bytes = [0u8; 32];
             bytes.copy_from_slice(&XChaCha20Poly1305::generate_key(&mut OsRng));
             let hex_key = hex::encode(bytes);
-            crate::write_secret_file(&path, &format!("{hex_key}\n"))?;
-            tracing::info!(path = %path.display(), "generated the key for sensitive values at rest");
+            crate::write_secret_file(path, &format!("{hex_key}\n"))?;
+            tracing::info!(path = %path.display(), "generated the {what}");
             hex_key
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let bytes: [u8; 32] = hex::decode(&hex_key)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
-    Ok(Key::from_bytes(&bytes))
+    hex::decode(&hex_key).ok().and_then(|b| b.try_into().ok()).with_context(|| format!("{} must hold 64 hex digits", path.display()))
+}
+
+/// Read the key file, or make one (0600) at first start.
+pub fn load_or_create(config: &ServerConfig) -> anyhow::Result<Key> {
+    Ok(Key::from_bytes(&load_or_create_bytes(&key_path(config), "key for sensitive values at rest")?))
+}
+
+/// The audit chain's MAC key, read or made (0600) like the sealing key. Replicas on one
+/// PostgreSQL store share the file; losing it makes the chain unverifiable from then on.
+pub fn load_or_create_audit_key(config: &ServerConfig) -> anyhow::Result<shoal_store::trust::AuditKey> {
+    Ok(shoal_store::trust::AuditKey::from_bytes(load_or_create_bytes(&audit_key_path(config), "audit chain key")?))
+}
+
+/// Make `path` 0600 if it is a file others can read or write; logs when it changed it.
+pub fn make_private(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_file() && mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+        tracing::warn!(path = %path.display(), old_mode = format!("{mode:o}"), "tightened a file in the data directory to 0600");
+    }
+    Ok(())
+}
+
+/// Create the data directory owner-only (0700), or tighten an existing one, and every file
+/// directly in it to 0600 (the database and its WAL, keys, generated credentials): they hold
+/// job output, secret hashes and keys.
+pub fn secure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    let mode = std::fs::metadata(dir).with_context(|| format!("reading {}", dir.display()))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("restricting {}", dir.display()))?;
+        tracing::warn!(path = %dir.display(), old_mode = format!("{mode:o}"), "tightened the data directory to 0700");
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        // A file the server cannot tighten (another owner) is reported, not fatal: the files
+        // the server itself writes are made owner-only when written.
+        if let Err(e) = make_private(&entry?.path()) {
+            tracing::error!(error = format!("{e:#}"), "a file in the data directory stays readable by others");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -196,5 +251,20 @@ mod tests {
         assert!(k.open_input(&v1, &here).is_err());
         assert!(k.open_input("plain", &here).is_err());
         assert!(k.open("shoal-sealed:v9:xx", &here).is_err());
+    }
+
+    #[test]
+    fn data_dir_and_its_files_are_tightened() {
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        secure_data_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let f = dir.join("shoal.db");
+        std::fs::write(&f, b"x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        secure_data_dir(&dir).unwrap();
+        assert_eq!((mode(&dir), mode(&f)), (0o700, 0o600));
     }
 }

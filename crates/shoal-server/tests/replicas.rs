@@ -31,6 +31,8 @@ impl Replica {
             data_dir: Some(dir.join(name)),
             // Replicas share the key of sensitive values (docs/scale-out.md).
             secret_key_file: Some(dir.join("secret-key")),
+            // ...and the audit chain's key: one chain, one key.
+            audit_key_file: Some(dir.join("audit-key")),
             database_url: Some(database_url.to_string()),
             agent_token: Some(TOKEN.into()),
             bootstrap_app: Some(format!("{APP}:{SECRET}")),

@@ -1,6 +1,8 @@
 //! Trust end to end, on SQLite and PostgreSQL: apps and grants with every denial path, execution
 //! accounts, dangerous-command rules (scan, intercept, check), the audit chain detecting an
-//! edited row, agent revocation, and sensitive values kept out of answers.
+//! edited row, agent revocation, and sensitive values kept out of answers; evidence and at
+//! rest: denied calls audited, the chain checked against an exported head, files owner-only,
+//! account grants bound to the account's id, app secrets in argon2id.
 
 #[macro_use]
 mod common;
@@ -12,7 +14,11 @@ on_both_stores!(
     apps_grants_and_every_denial,
     dangerous_rules_scan_intercept_and_check,
     audit_is_chained_filtered_and_tamper_evident,
-    revoked_agent_is_refused
+    revoked_agent_is_refused,
+    denied_calls_leave_an_audit_event,
+    audit_verify_checks_an_exported_head,
+    recreated_alias_does_not_inherit_grants,
+    app_secrets_are_argon2_and_legacy_ones_upgraded
 );
 
 /// Call a JOB v3 API as another app.
@@ -324,4 +330,191 @@ async fn revoked_agent_is_refused(mut h: Harness) {
     let job = v["data"]["job_instance_id"].as_i64().unwrap();
     let st = h.wait_finished(job, std::time::Duration::from_secs(20)).await;
     assert_eq!(hosts_of(&st)[0]["status"], 310, "a revoked host gets no task: {st}");
+}
+
+/// Run SQL on the server's database behind its back, as someone with database access.
+async fn tamper(h: &Harness, sql: &str) {
+    match &h.config.database_url {
+        Some(url) => {
+            let p = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(sql).execute(&p).await.unwrap();
+        }
+        None => {
+            let path = h.config.data_dir.clone().unwrap().join("shoal.db");
+            let p = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            sqlx::query(sql).execute(&p).await.unwrap();
+        }
+    }
+}
+
+async fn denials(h: &Harness, api: &str) -> Vec<Value> {
+    admin(h, &format!("audit?action=denied:{api}"), Value::Null).await["data"].as_array().unwrap().clone()
+}
+
+async fn denied_calls_leave_an_audit_event(mut h: Harness) {
+    h.add_agent("127.0.0.65", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let secret = admin(&h, "apps", json!({"code": "nosy"})).await["secret"].as_str().unwrap().to_string();
+    let list_q = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+
+    // 9900403 in a scope.
+    let (_, v) = call_as(&h, "nosy", &secret, "get_job_instance_list", list_q).await;
+    assert_denied(&v, "access_business");
+    let ev = denials(&h, "get_job_instance_list").await;
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(
+        (ev[0]["app_code"].as_str(), ev[0]["username"].as_str(), ev[0]["bk_scope_type"].as_str(), ev[0]["bk_scope_id"].as_str()),
+        (Some("nosy"), Some("app:nosy"), Some("biz"), Some("1"))
+    );
+    assert_eq!(ev[0]["detail"]["permission"], "access_business", "{ev:?}");
+
+    // A platform call.
+    let (_, v) = shoal_as(&h, "nosy", &secret, "apps", Value::Null).await;
+    assert_denied(&v, "manage_platform");
+    assert_eq!(denials(&h, "apps").await.len(), 1);
+
+    // 1244004: an execution account not granted.
+    admin(&h, "grants", json!({"app_code": "nosy", "bk_scope_type": "biz", "bk_scope_id": "1", "role": "run"})).await;
+    let (_, v) = call_as(&h, "nosy", &secret, "fast_execute_script", script_body(&hosts, USER, "echo hi")).await;
+    assert_eq!(v["code"], 1244004, "{v}");
+    let ev = denials(&h, "fast_execute_script").await;
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!((ev[0]["bk_scope_id"].as_str(), ev[0]["detail"]["alias"].as_str()), (Some("1"), Some(USER)), "{ev:?}");
+
+    // Denial events are part of the chain.
+    assert_eq!(admin(&h, "audit/verify", Value::Null).await["ok"], true);
+}
+
+async fn audit_verify_checks_an_exported_head(h: Harness) {
+    for code in ["a1", "a2", "a3"] {
+        admin(&h, "apps", json!({"code": code})).await;
+    }
+    let v = admin(&h, "audit/verify", Value::Null).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let head = v["head"].as_str().unwrap().to_string();
+    let (seq, _) = head.split_once(':').unwrap();
+    let seq: i64 = seq.parse().unwrap();
+    let v = admin(&h, &format!("audit/verify?expect_head={head}"), Value::Null).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let (_, v) = shoal_as(&h, APP, SECRET, "audit/verify?expect_head=nonsense", Value::Null).await;
+    assert_eq!(v["code"], 1241010, "{v}");
+
+    // Cut the last event off and move the head back: consistent on its own...
+    let rows = admin(&h, &format!("audit?after_seq={}", seq - 2), Value::Null).await;
+    let before = rows["data"][0].clone();
+    assert_eq!(before["seq"].as_i64(), Some(seq - 1));
+    tamper(&h, &format!("DELETE FROM audit_events WHERE seq = {seq}")).await;
+    tamper(&h, &format!("UPDATE audit_head SET seq = {}, hash = '{}' WHERE id = 1", seq - 1, before["hash"].as_str().unwrap())).await;
+    assert_eq!(admin(&h, "audit/verify", Value::Null).await["ok"], true);
+    // ...but not against the head kept elsewhere.
+    let v = admin(&h, &format!("audit/verify?expect_head={head}"), Value::Null).await;
+    assert_eq!((v["ok"].as_bool(), v["broken_at"].as_i64()), (Some(false), Some(seq)), "{v}");
+}
+
+async fn recreated_alias_does_not_inherit_grants(mut h: Harness) {
+    h.add_agent("127.0.0.66", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let me = current_user();
+    let deploy = h.create_account(1, "deploy", &me).await;
+    let secret = admin(&h, "apps", json!({"code": "ci"})).await["secret"].as_str().unwrap().to_string();
+    admin(&h, "grants", json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "1", "role": "run"})).await;
+    let g = admin(&h, "account_grants", json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": "deploy"})).await;
+    assert_eq!(g["account_id"], deploy["id"], "{g}");
+    // No such account, or a named account in every business: refused with a reason.
+    let (_, v) = shoal_as(
+        &h,
+        APP,
+        SECRET,
+        "account_grants",
+        json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": "ghost"}),
+    )
+    .await;
+    assert_eq!(v["code"], 1241010, "{v}");
+    let (_, v) = shoal_as(
+        &h,
+        APP,
+        SECRET,
+        "account_grants",
+        json!({"app_code": "ci", "bk_scope_type": "biz", "bk_scope_id": "*", "alias": "deploy"}),
+    )
+    .await;
+    assert_eq!(v["code"], 1241010, "{v}");
+
+    let (_, v) = call_as(&h, "ci", &secret, "fast_execute_script", script_body(&hosts, "deploy", "echo granted")).await;
+    assert_eq!(v["code"], 0, "{v}");
+
+    // The account is deleted and made again under the same alias (in real life as root).
+    let (_, v) = h.post("delete_account", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "id": deploy["id"]})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let again = h.create_account(1, "deploy", &me).await;
+    assert_ne!(again["id"], deploy["id"]);
+    let (_, v) = call_as(&h, "ci", &secret, "fast_execute_script", script_body(&hosts, "deploy", "echo inherited?")).await;
+    assert_eq!(v["code"], 1244004, "the old grant does not carry over: {v}");
+    let grants = admin(&h, "account_grants?app_code=ci", Value::Null).await;
+    assert_eq!(grants["total"], 0, "{grants}");
+    let (_, v) = call_as(&h, "ci", &secret, "get_account_list", json!({"bk_scope_type": "biz", "bk_scope_id": "1"})).await;
+    assert_eq!(v["data"]["total"], 0, "{v}");
+}
+
+async fn app_secrets_are_argon2_and_legacy_ones_upgraded(h: Harness) {
+    let store = &h.shared.store;
+    let secret = admin(&h, "apps", json!({"code": "fresh"})).await["secret"].as_str().unwrap().to_string();
+    let stored = store.get_app("fresh").await.unwrap().unwrap();
+    assert!(stored.secret_hash.starts_with("$argon2id$"), "{stored:?}");
+    assert!(!stored.secret_hash.contains(&secret));
+    let rotated = admin(&h, "apps/rotate", json!({"code": "fresh"})).await["secret"].as_str().unwrap().to_string();
+    assert!(store.get_app("fresh").await.unwrap().unwrap().secret_hash.starts_with("$argon2id$"));
+    let (_, v) = shoal_as(&h, "fresh", &rotated, "apps", Value::Null).await;
+    assert_eq!(v["code"], 9900403, "authenticated (then denied): {v}");
+
+    // An operator-chosen secret stored by an older version: salted SHA-256.
+    let salt = "0123456789abcdef";
+    let legacy = shoal_store::AppRow {
+        code: "old".into(),
+        salt: salt.into(),
+        secret_hash: shoal_server::auth::hash_secret(salt, "hunter2"),
+        is_admin: true,
+        created_at: 1,
+    };
+    store.put_app(&legacy).await.unwrap();
+    let (status, v) = shoal_as(&h, "old", "wrong", "apps", Value::Null).await;
+    assert_eq!((status, v["code"].as_i64()), (401, Some(1240005)));
+    assert_eq!(store.get_app("old").await.unwrap().unwrap().secret_hash, legacy.secret_hash, "no upgrade on a wrong secret");
+    let (_, v) = shoal_as(&h, "old", "hunter2", "apps", Value::Null).await;
+    assert_eq!(v["code"], 0, "the legacy hash still verifies: {v}");
+    let upgraded = store.get_app("old").await.unwrap().unwrap();
+    assert!(upgraded.secret_hash.starts_with("$argon2id$") && upgraded.salt.is_empty(), "upgraded on success: {upgraded:?}");
+    let (_, v) = shoal_as(&h, "old", "hunter2", "apps", Value::Null).await;
+    assert_eq!(v["code"], 0, "and verifies as argon2id: {v}");
+    let (status, _) = shoal_as(&h, "old", "hunter3", "apps", Value::Null).await;
+    assert_eq!(status, 401);
+}
+
+/// After a server start (and a restart over files left world-readable), the data directory
+/// is 0700 and the database, its WAL and shared memory and both keys are 0600.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn data_dir_and_its_files_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = Harness::start(Backend::Sqlite).await.unwrap();
+    admin(&h, "apps", json!({"code": "x"})).await;
+    let dir = h.config.data_dir.clone().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let files = ["shoal.db", "shoal.db-wal", "shoal.db-shm", "secret-key", "audit-key"];
+    let check = |when: &str| {
+        assert_eq!(mode(&dir), 0o700, "{when}: data dir");
+        for f in files {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{when}: {f}");
+        }
+    };
+    check("first start");
+    h.stop_server().await;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in files {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    h.restart_server().await;
+    admin(&h, "apps", json!({"code": "y"})).await;
+    check("restart");
 }

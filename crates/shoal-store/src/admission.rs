@@ -132,7 +132,7 @@ macro_rules! impl_admission_store {
                             .op("enable builtin")?
                             .rows_affected()
                     };
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit builtin toggle")?;
                     Ok(changed > 0)
                 }

@@ -362,7 +362,7 @@ macro_rules! impl_host_store {
                     };
                     let mut event = e.event.clone();
                     event.detail = with_detail(&event.detail, serde_json::json!({"bk_host_id": host_id, "token_id": token_id, "pending": pending}));
-                    super::trust_sql::insert_chained_audit(&mut tx, &event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, &event).await?;
                     tx.commit().await.op("commit enrolment")?;
                     Ok(Ok(Enrolled { host_id, pending, token_id }))
                 }
@@ -413,7 +413,7 @@ macro_rules! impl_host_store {
                         Err(err) if unique_violation(&err) => return Ok(Err(MoveRefusal::AddressTaken)),
                         Err(err) => return Err(StoreError::Db { op: "move host", source: err }),
                     };
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit host move")?;
                     Ok(Ok(host))
                 }
@@ -428,7 +428,7 @@ macro_rules! impl_host_store {
                     if r.rows_affected() == 0 {
                         return Ok(false);
                     }
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit accept")?;
                     Ok(true)
                 }
@@ -460,7 +460,7 @@ macro_rules! impl_host_store {
                     .op("insert agent token")?;
                     let mut event = event.clone();
                     event.resource_id = id.to_string();
-                    super::trust_sql::insert_chained_audit(&mut tx, &event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, &event).await?;
                     tx.commit().await.op("commit agent token")?;
                     Ok(id)
                 }
@@ -484,7 +484,7 @@ macro_rules! impl_host_store {
                     if r.rows_affected() == 0 {
                         return Ok(false);
                     }
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit token revoke")?;
                     Ok(true)
                 }

@@ -63,6 +63,13 @@ pub enum StoreError {
     /// A running-job limit would be passed (nothing was created).
     #[error("running-job quota exceeded: {0:?}")]
     QuotaExceeded(admission::QuotaKind),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -164,12 +171,26 @@ pub trait Store:
     async fn audit(&self, e: &AuditEvent) -> Result<()>;
 }
 
-/// Open the store named by `url`: `sqlite://path` (created if missing) or `postgres://…`.
+/// Open the store named by `url` (`sqlite://path`, created if missing, or `postgres://…`)
+/// with a throwaway audit key: for tools and tests. What it appends to the audit chain
+/// verifies only through this handle; a server uses [`open_keyed`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, trust::AuditKey::ephemeral()).await
+}
+
+/// Open the store with the server's audit key, and seal the events of an older version's
+/// unkeyed chain ([`TrustStore::seal_legacy_audit`]).
+pub async fn open_keyed(url: &str, audit_key: trust::AuditKey) -> Result<Arc<dyn Store>> {
+    let store = open_with(url, audit_key).await?;
+    store.seal_legacy_audit(shoal_core::time::now_ms()).await?;
+    Ok(store)
+}
+
+async fn open_with(url: &str, audit_key: trust::AuditKey) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(Arc::new(sqlite::SqliteStore::open(url, audit_key).await?))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        Ok(Arc::new(postgres::PgStore::open(url).await?))
+        Ok(Arc::new(postgres::PgStore::open(url, audit_key).await?))
     } else {
         Err(StoreError::BadUrl(url.to_string()))
     }

@@ -584,7 +584,7 @@ macro_rules! impl_library_store {
                     }
                     let mut audit = c.audit.clone();
                     audit.resource_id = id.to_string();
-                    trust_sql::insert_chained_audit(&mut *tx, &audit).await?;
+                    trust_sql::insert_chained_audit(&mut *tx, &self.audit_key, &audit).await?;
                     tx.commit().await.op("commit template change")?;
                     Ok((id, plan_ids))
                 }
@@ -693,7 +693,7 @@ macro_rules! impl_library_store {
                             .await
                             .op("set current version")?;
                     }
-                    trust_sql::insert_chained_audit(&mut *tx, audit).await?;
+                    trust_sql::insert_chained_audit(&mut *tx, &self.audit_key, audit).await?;
                     tx.commit().await.op("commit review")?;
                     Ok(())
                 }
@@ -717,7 +717,7 @@ macro_rules! impl_library_store {
                     sqlx::query("DELETE FROM plans WHERE template_id = $1").bind(id).execute(&mut *tx).await.op("delete plans")?;
                     sqlx::query("DELETE FROM template_versions WHERE template_id = $1").bind(id).execute(&mut *tx).await.op("delete versions")?;
                     sqlx::query("DELETE FROM templates WHERE id = $1").bind(id).execute(&mut *tx).await.op("delete template")?;
-                    trust_sql::insert_chained_audit(&mut *tx, audit).await?;
+                    trust_sql::insert_chained_audit(&mut *tx, &self.audit_key, audit).await?;
                     tx.commit().await.op("commit delete template")?;
                     Ok(())
                 }

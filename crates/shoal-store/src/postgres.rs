@@ -6,10 +6,12 @@ use sqlx::postgres::PgPoolOptions;
 
 pub struct PgStore {
     pool: sqlx::PgPool,
+    /// MACs the audit chain (see `crate::trust`); replicas share it.
+    audit_key: crate::trust::AuditKey,
 }
 
 impl PgStore {
-    pub async fn open(url: &str) -> crate::Result<PgStore> {
+    pub async fn open(url: &str, audit_key: crate::trust::AuditKey) -> crate::Result<PgStore> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
@@ -17,7 +19,7 @@ impl PgStore {
             .await
             .map_err(|source| crate::StoreError::Db { op: "connect postgres", source })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, audit_key })
     }
 }
 

@@ -89,7 +89,7 @@ macro_rules! impl_scope_store {
                     .execute(&mut *tx)
                     .await
                     .op("put group")?;
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit put group")
                 }
 
@@ -126,7 +126,7 @@ macro_rules! impl_scope_store {
                     if r.rows_affected() == 0 {
                         return Ok(false);
                     }
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit delete group")?;
                     Ok(true)
                 }
@@ -147,7 +147,7 @@ macro_rules! impl_scope_store {
                     .execute(&mut *tx)
                     .await
                     .op("put business set")?;
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit put business set")
                 }
 
@@ -174,7 +174,7 @@ macro_rules! impl_scope_store {
                     if r.rows_affected() == 0 {
                         return Ok(false);
                     }
-                    super::trust_sql::insert_chained_audit(&mut tx, event).await?;
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit delete business set")?;
                     Ok(true)
                 }

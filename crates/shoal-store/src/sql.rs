@@ -127,9 +127,9 @@ macro_rules! impl_sql_store {
             })
         }
 
-        /// Appends to the hash-chained audit trail (see `crate::trust`).
-        async fn insert_audit(conn: &mut <$db as sqlx::Database>::Connection, e: &AuditEvent) -> Result<()> {
-            trust_sql::insert_chained_audit(conn, e).await
+        /// Appends to the keyed audit chain (see `crate::trust`), MACed with the store's key.
+        async fn insert_audit(conn: &mut <$db as sqlx::Database>::Connection, key: &crate::trust::AuditKey, e: &AuditEvent) -> Result<()> {
+            trust_sql::insert_chained_audit(conn, key, e).await
         }
 
         #[async_trait]
@@ -298,8 +298,15 @@ macro_rules! impl_sql_store {
             }
 
             async fn delete_account(&self, id: i64) -> Result<()> {
-                sqlx::query("DELETE FROM accounts WHERE id = $1").bind(id).execute(&self.pool).await.op("delete account")?;
-                Ok(())
+                // Its grants go with it: a new account under the same alias starts with none.
+                let mut tx = self.pool.begin().await.op("begin delete account")?;
+                sqlx::query("DELETE FROM app_account_grants WHERE account_id = $1 AND account_id <> 0")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .op("delete account grants")?;
+                sqlx::query("DELETE FROM accounts WHERE id = $1").bind(id).execute(&mut *tx).await.op("delete account")?;
+                tx.commit().await.op("commit delete account")
             }
 
 
@@ -401,7 +408,7 @@ macro_rules! impl_sql_store {
                 }
                 let mut audit = job.audit.clone();
                 audit.resource_id = job_id.to_string();
-                insert_audit(&mut *tx, &audit).await?;
+                insert_audit(&mut *tx, &self.audit_key, &audit).await?;
                 // The request's idempotency key learns its job in the same transaction.
                 if let Some(k) = crate::idempotency::creating_for() {
                     sqlx::query("UPDATE idempotency_keys SET job_instance_id = $1 WHERE app_code = $2 AND idem_key = $3 AND state = 'pending'")
@@ -767,7 +774,7 @@ macro_rules! impl_sql_store {
 
             async fn audit(&self, e: &AuditEvent) -> Result<()> {
                 let mut tx = self.pool.begin().await.op("begin audit")?;
-                insert_audit(&mut *tx, e).await?;
+                insert_audit(&mut *tx, &self.audit_key, e).await?;
                 tx.commit().await.op("commit audit")
             }
         }

@@ -1,5 +1,9 @@
-//! Embedded SQLite backend (`sqlite://path/to/shoal.db`), WAL mode.
+//! Embedded SQLite backend (`sqlite://path/to/shoal.db`), WAL mode. The database, its WAL
+//! and shared-memory files are owner-only (0600): they hold every job's output and the
+//! secret hashes.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -8,6 +12,8 @@ use sqlx::Connection;
 
 pub struct SqliteStore {
     pool: sqlx::SqlitePool,
+    /// MACs the audit chain (see `crate::trust`).
+    audit_key: crate::trust::AuditKey,
     /// The background checkpointer; stopped with the store.
     _checkpointer: Checkpointer,
 }
@@ -25,9 +31,14 @@ impl Drop for Checkpointer {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> crate::Result<SqliteStore> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|_| crate::StoreError::BadUrl(url.to_string()))?
+    pub async fn open(url: &str, audit_key: crate::trust::AuditKey) -> crate::Result<SqliteStore> {
+        let opts = SqliteConnectOptions::from_str(url).map_err(|_| crate::StoreError::BadUrl(url.to_string()))?;
+        let file = opts.get_filename().to_path_buf();
+        let in_memory = file.as_os_str().is_empty() || file.to_str().is_some_and(|f| f.starts_with(':'));
+        if !in_memory {
+            create_private(&file)?;
+        }
+        let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -62,6 +73,15 @@ impl SqliteStore {
             .await
             .map_err(|source| crate::StoreError::Db { op: "open sqlite", source })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        if !in_memory {
+            // SQLite gives the -wal and -shm files the database's mode, but they may predate
+            // this version (or a looser umask): tighten all three.
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = file.clone().into_os_string();
+                name.push(suffix);
+                make_private(Path::new(&name))?;
+            }
+        }
         let mut conn = SqliteConnection::connect_with(&opts).await.map_err(|source| crate::StoreError::Db { op: "open sqlite", source })?;
         let checkpointer = Checkpointer(tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
@@ -74,8 +94,38 @@ impl SqliteStore {
                 }
             }
         }));
-        Ok(SqliteStore { pool, _checkpointer: checkpointer })
+        Ok(SqliteStore { pool, audit_key, _checkpointer: checkpointer })
     }
+}
+
+fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> crate::StoreError {
+    crate::StoreError::Io { op, path: path.to_path_buf(), source: e }
+}
+
+/// Create the database file owner-only before SQLite does (it would use 0644 & ~umask).
+fn create_private(path: &Path) -> crate::Result<()> {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A missing directory is reported by SQLite itself, as before.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_error("create database file", path, e)),
+    }
+}
+
+/// Make `path` owner-only (0600) if it exists and is wider; logs when it changed a mode.
+pub fn make_private(path: &Path) -> crate::Result<()> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_error("stat database file", path, e)),
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if meta.is_file() && mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| io_error("chmod database file", path, e))?;
+        tracing::warn!(path = %path.display(), old_mode = format!("{mode:o}"), "tightened a database file to 0600");
+    }
+    Ok(())
 }
 
 crate::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");

@@ -1,6 +1,7 @@
 //! The trust commands as an admin runs them against a server process: `shoal app …` (secret
 //! shown once, works, stops working when rotated or revoked), `shoal audit verify` (exit 1
-//! after a row is edited in the database) and `shoal audit export` (JSON lines).
+//! after every kind of tampering in the database, including the tail cut off with the head
+//! rewritten, caught with `--expect-head`) and `shoal audit export` (JSON lines and the head).
 
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -85,31 +86,95 @@ fn apps_and_audit_from_the_command_line() {
     assert!(admin(&["app", "revoke", "ci"]).status.success());
     assert!(!shoal(&url, "ci", &new_secret, &["job", "list"]).status.success(), "a revoked app is refused");
 
-    // Audit: intact, exported, then broken by an edit in the database.
+    // Audit: intact, exported with its head, then broken by tampering in the database.
     let o = admin(&["audit", "verify"]);
     assert!(o.status.success(), "{}", text(&o));
     let out = dir.path().join("audit.jsonl");
-    let o = admin(&["audit", "export", "--out", out.to_str().unwrap()]);
+    let head_file = dir.path().join("audit.head");
+    let o = admin(&["audit", "export", "--out", out.to_str().unwrap(), "--head-out", head_file.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let actions: Vec<&str> = lines.iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["create_app", "grant_role", "rotate_app", "revoke_app"]);
+    assert_eq!(actions, ["create_app", "grant_role", "denied:apps", "rotate_app", "revoke_app"]);
+    let head = std::fs::read_to_string(&head_file).unwrap().trim().to_string();
+    assert!(text(&o).contains(&format!("head {head}")), "{}", text(&o));
+    assert_eq!(head, format!("5:{}", lines[4]["hash"].as_str().unwrap()));
     let o = admin(&["audit", "list", "--action", "revoke_app"]);
     assert!(text(&o).contains("revoke_app"), "{}", text(&o));
+    let o = admin(&["audit", "verify", "--expect-head", &head]);
+    assert!(o.status.success(), "{}", text(&o));
 
     let db = data.join("shoal.db");
-    let edit = Command::new("python3")
-        .arg("-c")
-        .arg(format!(
-            "import sqlite3; c = sqlite3.connect('{}'); c.execute(\"UPDATE audit_events SET username = 'mallory' WHERE seq = 2\"); c.commit()",
-            db.display()
-        ))
-        .status();
-    if !edit.is_ok_and(|s| s.success()) {
-        eprintln!("SKIPPING the tamper step: python3 with sqlite3 is not available");
+    let sql = |stmts: &str| {
+        Command::new("python3")
+            .arg("-c")
+            .arg(format!("import sqlite3; c = sqlite3.connect('{}'); c.executescript(\"{stmts}\"); c.commit()", db.display()))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["audit", "verify"];
+        args.extend_from_slice(extra);
+        admin(&args)
+    };
+    if !sql("SELECT 1;") {
+        eprintln!("SKIPPING the tamper steps: python3 with sqlite3 is not available");
         return;
     }
-    let o = admin(&["audit", "verify"]);
+    let h4 = lines[3]["hash"].as_str().unwrap();
+    let broken = |o: &Output, at: &str| {
+        assert_eq!(o.status.code(), Some(1), "{}", text(o));
+        assert!(text(o).contains(&format!("BROKEN at event #{at}")), "{}", text(o));
+    };
+    // Edited.
+    assert!(sql("UPDATE audit_events SET username = 'mallory' WHERE seq = 2;"));
+    broken(&verify(&[]), "2");
+    assert!(sql("UPDATE audit_events SET username = 'admin' WHERE seq = 2;"));
+    assert!(verify(&[]).status.success());
+    // Reordered.
+    assert!(sql("UPDATE audit_events SET seq = 100 WHERE seq = 2; UPDATE audit_events SET seq = 2 WHERE seq = 3; UPDATE audit_events SET seq = 3 WHERE seq = 100;"));
+    broken(&verify(&[]), "2");
+    assert!(sql("UPDATE audit_events SET seq = 100 WHERE seq = 2; UPDATE audit_events SET seq = 2 WHERE seq = 3; UPDATE audit_events SET seq = 3 WHERE seq = 100;"));
+    // Recomputed with plain SHA-256 after an edit (the whole chain and the head).
+    let rechain = r#"
+import sqlite3, hashlib, json
+c = sqlite3.connect('DB')
+prev = ''
+for r in c.execute('SELECT seq, time, app_code, username, scope_type, scope_id, action, resource_id, detail FROM audit_events ORDER BY seq').fetchall():
+    h = hashlib.sha256(json.dumps([prev] + list(r), separators=(',', ':'), ensure_ascii=False).encode()).hexdigest()
+    c.execute('UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?', (prev, h, r[0]))
+    c.execute('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1', (r[0], h))
+    prev = h
+c.commit()
+"#;
+    assert!(sql("UPDATE audit_events SET username = 'mallory' WHERE seq = 2;"));
+    let recomputed = Command::new("python3").arg("-c").arg(rechain.replace("DB", &db.display().to_string())).status().unwrap();
+    assert!(recomputed.success());
+    let o = verify(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("BROKEN at event #2"), "{}", text(&o));
+    assert!(text(&o).contains("does not end in a keyed event"), "{}", text(&o));
+    // Put the genuine chain back from the export: intact again.
+    for e in &lines {
+        let stmt = format!(
+            "UPDATE audit_events SET username = '{}', prev_hash = '{}', hash = '{}' WHERE seq = {};",
+            e["username"].as_str().unwrap(),
+            e["prev_hash"].as_str().unwrap(),
+            e["hash"].as_str().unwrap(),
+            e["seq"]
+        );
+        assert!(sql(&stmt));
+    }
+    assert!(sql(&format!("UPDATE audit_head SET seq = 5, hash = '{}' WHERE id = 1;", lines[4]["hash"].as_str().unwrap())));
+    assert!(verify(&[]).status.success(), "{}", text(&verify(&[])));
+    // Truncated at the tail with the head rewritten: passes alone, fails against the head.
+    assert!(sql(&format!("DELETE FROM audit_events WHERE seq = 5; UPDATE audit_head SET seq = 4, hash = '{h4}' WHERE id = 1;")));
+    assert!(verify(&[]).status.success());
+    broken(&verify(&["--expect-head", &head]), "5");
+    // A forged event without a chain position (the NOT NULL constraint dropped first).
+    assert!(sql("CREATE TABLE loose AS SELECT * FROM audit_events; DROP TABLE audit_events; ALTER TABLE loose RENAME TO audit_events; \
+                 INSERT INTO audit_events (id, time, app_code, username, scope_type, scope_id, action, resource_id, detail, seq, prev_hash, hash) \
+                 VALUES (999, 1, 'root-app', 'mallory', '', '', 'grant_role', '', '{}', NULL, '', '');"));
+    let o = verify(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("no chain position"), "{}", text(&o));
 }

@@ -102,6 +102,16 @@ pub enum Route {
     Shoal { path: String },
 }
 
+impl Route {
+    /// The API's name (`fast_execute_script`, `apps/rotate`), as audit events name it.
+    pub fn api_name(&self) -> &str {
+        match self {
+            Route::JobV3 { name, .. } => name,
+            Route::Shoal { path } => path.trim_end_matches('/'),
+        }
+    }
+}
+
 pub fn route(path: &str) -> Option<Route> {
     let mut p = path.trim_end_matches('/');
     if let Some(rest) = p.strip_prefix("/api/bk-job/") {
@@ -170,7 +180,18 @@ async fn handle(
         }
     }
     let caller = auth::authenticate(shared.store.as_ref(), headers, &params, system).await?;
-    let ctx = Ctx { shared, caller, lang, request_id: request_id.to_string() };
+    let ctx = Arc::new(Ctx { shared, caller, lang, request_id: request_id.to_string() });
+    let api = route.api_name().to_string();
+    let out = answer(ctx.clone(), method, route, headers, params).await;
+    // Every refusal of an authenticated caller is evidence too: recorded here, the one door
+    // all APIs leave through.
+    if let Err(e) = &out {
+        authz::record_denial(&ctx, &api, e).await;
+    }
+    out
+}
+
+async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMap, params: Value) -> ApiResult {
     // Answers carrying a fresh secret (app secret, password, token) are never kept for replay
     // (it is shown once).
     if let Route::Shoal { path } = &route {

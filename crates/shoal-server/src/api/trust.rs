@@ -4,9 +4,11 @@
 //! - `GET grants[?app_code=]`; `POST grants {app_code, bk_scope_type, bk_scope_id|"*", role}`;
 //!   `POST grants/delete {…}`; roles: run, manage, approve, admin.
 //! - `GET account_grants[?app_code=]`; `POST account_grants {app_code, bk_scope_type,
-//!   bk_scope_id|"*", alias|"*"}`; `POST account_grants/delete {…}`.
+//!   bk_scope_id, alias|"*"}` (the alias is resolved to the account's id, which the grant
+//!   follows; `bk_scope_id` `*` only with alias `*`); `POST account_grants/delete {…}`.
 //! - `GET audit?time_start=&time_end=&username=&app_code=&bk_scope_type=&bk_scope_id=&action=&after_seq=&length=`
-//!   (ms timestamps; up to 1000 events in chain order); `GET audit/verify`.
+//!   (ms timestamps; up to 1000 events in chain order); `GET audit/verify[?expect_head=SEQ:HASH]`
+//!   (the chain under the audit key; `head` in the answer is what to keep elsewhere).
 //! - `GET danger_records?since=&length=`: recorded dangerous-rule hits, newest first.
 //! - `POST agents/revoke {agent_id | bk_host_id}`: the agent is refused from then on.
 //!
@@ -18,7 +20,7 @@ use serde_json::{json, Value};
 use shoal_core::JobError;
 use shoal_proto::agent::{Reject, ServerMsg};
 use shoal_proto::lenient;
-use shoal_store::trust::{AccountGrant, AuditQuery, AuditRow, Grant};
+use shoal_store::trust::{AccountGrant, AuditQuery, AuditRow, ChainHead, Grant, ALL_ACCOUNTS};
 use shoal_store::{AuditEvent, StoreError};
 
 use super::authz::{authorize_platform, Role};
@@ -65,7 +67,7 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("account_grants", Method::POST) => change_account_grant(ctx, params, true).await,
         ("account_grants/delete", Method::POST) => change_account_grant(ctx, params, false).await,
         ("audit", Method::GET | Method::POST) => audit_events(ctx, params).await,
-        ("audit/verify", Method::GET | Method::POST) => verify(ctx).await,
+        ("audit/verify", Method::GET | Method::POST) => verify(ctx, params).await,
         ("danger_records", Method::GET | Method::POST) => danger_records(ctx, params).await,
         ("agents/revoke", Method::POST) => revoke_agent(ctx, params).await,
         _ => Err(method_not_allowed()),
@@ -164,6 +166,7 @@ async fn rotate_app(ctx: &Ctx, params: Value) -> ApiResult {
         Err(StoreError::NotFound(_)) => return Err(JobError::illegal("code")),
         Err(e) => return Err(internal("rotate app")(e)),
     }
+    auth::SECRET_CACHE.forget(&code);
     record(ctx, "rotate_app", &code, json!({})).await?;
     tracing::info!(app_code = %code, "app secret rotated");
     Ok(json!({"code": code, "secret": secret}))
@@ -181,6 +184,7 @@ async fn revoke_app(ctx: &Ctx, params: Value) -> ApiResult {
         Err(StoreError::NotFound(_)) => return Err(JobError::illegal("code")),
         Err(e) => return Err(internal("revoke app")(e)),
     }
+    auth::SECRET_CACHE.forget(&code);
     record(ctx, "revoke_app", &code, json!({})).await?;
     tracing::info!(app_code = %code, "app revoked");
     Ok(json!({"code": code, "revoked": true}))
@@ -252,6 +256,24 @@ async fn change_grant(ctx: &Ctx, params: Value, add: bool) -> ApiResult {
     Ok(json!({"app_code": g.app_code, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "role": g.role}))
 }
 
+/// The account an account-grant request names: `*` (every account of the scope), or the
+/// account with that alias in that one scope, by id — so the grant stays with the account and
+/// does not pass to another one created later under the same alias.
+async fn granted_account(ctx: &Ctx, scope_type: &str, scope_id: &str, alias: &str) -> Result<(i64, String), JobError> {
+    if alias == "*" {
+        return Ok((ALL_ACCOUNTS, "*".into()));
+    }
+    if scope_id == "*" {
+        return Err(JobError::with(shoal_proto::ErrorCode::ILLEGAL_PARAM_WITH_REASON, "alias")
+            .tap_reason("a named account belongs to one scope: give bk_scope_id, or alias *"));
+    }
+    let account = ctx.shared.store.get_account_by_alias(scope_type, scope_id, alias).await.map_err(internal("get account"))?;
+    let account = account.ok_or_else(|| {
+        JobError::with(shoal_proto::ErrorCode::ILLEGAL_PARAM_WITH_REASON, "alias").tap_reason("no such account in this scope")
+    })?;
+    Ok((account.id, account.alias))
+}
+
 async fn change_account_grant(ctx: &Ctx, params: Value, add: bool) -> ApiResult {
     let req: GrantReq = decode(params)?;
     let alias = req.alias.as_deref().map(str::trim).filter(|a| !a.is_empty()).ok_or_else(|| JobError::missing("alias"))?;
@@ -259,7 +281,8 @@ async fn change_account_grant(ctx: &Ctx, params: Value, add: bool) -> ApiResult 
         return Err(JobError::illegal("alias"));
     }
     let (app_code, scope_type, scope_id) = grant_target(ctx, &req).await?;
-    let g = AccountGrant { app_code, scope_type, scope_id, alias: alias.into() };
+    let (account_id, alias) = granted_account(ctx, &scope_type, &scope_id, alias).await?;
+    let g = AccountGrant { app_code, scope_type, scope_id, account_id, alias };
     let store = &ctx.shared.store;
     if add {
         store.put_account_grant(&g, &ctx.caller.username, shoal_core::time::now_ms()).await.map_err(internal("put account grant"))?;
@@ -267,8 +290,11 @@ async fn change_account_grant(ctx: &Ctx, params: Value, add: bool) -> ApiResult 
         return Err(JobError::illegal("alias"));
     }
     let action = if add { "grant_account" } else { "revoke_account" };
-    record(ctx, action, &g.app_code, json!({"bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias})).await?;
-    Ok(json!({"app_code": g.app_code, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias}))
+    let detail = json!({"bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias, "account_id": g.account_id});
+    record(ctx, action, &g.app_code, detail).await?;
+    Ok(
+        json!({"app_code": g.app_code, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias, "account_id": g.account_id}),
+    )
 }
 
 async fn list_grants(ctx: &Ctx, params: Value) -> ApiResult {
@@ -286,7 +312,7 @@ async fn list_account_grants(ctx: &Ctx, params: Value) -> ApiResult {
     let rows = ctx.shared.store.list_account_grants(req.app_code.as_deref()).await.map_err(internal("list account grants"))?;
     let data: Vec<Value> = rows
         .iter()
-        .map(|g| json!({"app_code": g.app_code, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias}))
+        .map(|g| json!({"app_code": g.app_code, "bk_scope_type": g.scope_type, "bk_scope_id": g.scope_id, "alias": g.alias, "account_id": g.account_id}))
         .collect();
     Ok(json!({"total": data.len(), "data": data}))
 }
@@ -351,13 +377,30 @@ async fn audit_events(ctx: &Ctx, params: Value) -> ApiResult {
     Ok(json!({"total": data.len(), "data": data}))
 }
 
-async fn verify(ctx: &Ctx) -> ApiResult {
-    let r = ctx.shared.store.verify_audit().await.map_err(internal("verify audit"))?;
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct VerifyReq {
+    /// `SEQ:HASH` exported earlier: the chain must still contain it.
+    #[serde(deserialize_with = "lenient::opt_string")]
+    expect_head: Option<String>,
+}
+
+async fn verify(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: VerifyReq = decode(params)?;
+    let expect = match nonempty(req.expect_head) {
+        Some(h) => Some(
+            h.parse::<ChainHead>()
+                .map_err(|why| JobError::with(shoal_proto::ErrorCode::ILLEGAL_PARAM_WITH_REASON, "expect_head").tap_reason(&why))?,
+        ),
+        None => None,
+    };
+    let r = ctx.shared.store.verify_audit(expect.as_ref()).await.map_err(internal("verify audit"))?;
     if let Some((seq, why)) = &r.broken {
         tracing::error!(seq, reason = %why, "audit chain broken");
     }
     Ok(json!({
-        "ok": r.ok(), "checked": r.checked, "unchained": r.unchained,
+        "ok": r.ok(), "checked": r.checked, "legacy": r.legacy,
+        "head": r.head.as_ref().map(|h| h.to_string()),
         "broken_at": r.broken.as_ref().map(|b| b.0), "reason": r.broken.as_ref().map(|b| b.1.clone()),
     }))
 }

@@ -12,6 +12,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
         println!("# effective configuration (secrets redacted)\n{cfg:#?}\n\n# example file\n{}", server_config::EXAMPLE);
         return Ok(0);
     }
+    // Everything the server creates (database, WAL, keys, credentials) is owner-only.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let listener = tokio::net::TcpListener::bind(&cfg.listen).await.with_context(|| format!("listening on {}", cfg.listen))?;
     shoal_server::run(cfg, listener, super::shutdown_signal()).await?;
     Ok(0)

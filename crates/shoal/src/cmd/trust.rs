@@ -55,7 +55,8 @@ pub enum AppCommand {
     Grant(GrantArgs),
     /// Take a role back.
     Ungrant(GrantArgs),
-    /// Let an app run as an execution account (alias, or * for all) in a business.
+    /// Let an app run as an execution account (alias, or * for all) in a business. The grant
+    /// follows that account: deleted and created again under the alias, it is not granted.
     GrantAccount(AccountGrantArgs),
     /// Take an execution account back.
     UngrantAccount(AccountGrantArgs),
@@ -82,7 +83,7 @@ pub struct GrantArgs {
 #[derive(Args, Debug)]
 pub struct AccountGrantArgs {
     pub code: String,
-    /// Account alias, or * for every account of the business.
+    /// Account alias (it must exist), or * for every account of the business.
     #[arg(long)]
     pub alias: String,
     #[arg(long)]
@@ -115,16 +116,26 @@ pub enum AuditCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Check the hash chain; exits 1 when an event was edited, removed or inserted.
+    /// Check the keyed chain; exits 1 when an event was edited, inserted, reordered or
+    /// removed, or the chain was recomputed without the server's audit key.
     Verify {
+        /// A head exported earlier (`SEQ:HASH`, from `audit export`): the chain must still
+        /// contain it, which catches the tail cut off together with a rewritten head.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_head: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Every chained event as JSON lines, in chain order.
+    /// Every chained event as JSON lines, in chain order, up to the chain's head; the head
+    /// (`SEQ:HASH`) is printed last on stderr, to keep somewhere the database is not, for
+    /// `audit verify --expect-head`.
     Export {
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Also write the head (`SEQ:HASH`) to this file.
+        #[arg(long)]
+        head_out: Option<std::path::PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -278,40 +289,64 @@ pub async fn audit(cmd: AuditCommand) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        AuditCommand::Verify { client } => {
+        AuditCommand::Verify { expect_head, client } => {
             let r = client_config::resolve(&client)?;
-            let v: Value = r.client.shoal("audit/verify", true, json!({})).await?;
+            let v: Value = r.client.shoal("audit/verify", true, strip_nulls(json!({"expect_head": expect_head}))).await?;
             if client.json {
                 show(&v)?;
             } else if v["ok"] == true {
-                println!("audit chain intact: {} events checked ({} from before the chain)", v["checked"], v["unchained"]);
+                println!(
+                    "audit chain intact: {} events checked ({} from before the audit key); head {}",
+                    v["checked"],
+                    v["legacy"],
+                    v["head"].as_str().unwrap_or("(empty)")
+                );
             } else {
                 println!("AUDIT CHAIN BROKEN at event #{}: {}", v["broken_at"], v["reason"].as_str().unwrap_or(""));
             }
             Ok(if v["ok"] == true { 0 } else { 1 })
         }
-        AuditCommand::Export { out, client } => {
+        AuditCommand::Export { out, head_out, client } => {
             let r = client_config::resolve(&client)?;
+            // The head first: the export stops there, and is only worth keeping if the chain
+            // verifies.
+            let v: Value = r.client.shoal("audit/verify", true, json!({})).await?;
+            if v["ok"] != true {
+                eprintln!("AUDIT CHAIN BROKEN at event #{}: {}", v["broken_at"], v["reason"].as_str().unwrap_or(""));
+                return Ok(1);
+            }
+            let head = v["head"].as_str().map(String::from);
+            let last: i64 = head.as_deref().and_then(|h| h.split_once(':')).and_then(|(s, _)| s.parse().ok()).unwrap_or(0);
             let mut sink: Box<dyn Write> = match &out {
                 Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
                 None => Box::new(std::io::stdout().lock()),
             };
             let mut after = 0i64;
             let mut n = 0u64;
-            loop {
+            'pages: while after < last {
                 let v: Value = r.client.shoal("audit", true, json!({"after_seq": after, "length": 1000})).await?;
                 let page = v["data"].as_array().cloned().unwrap_or_default();
                 if page.is_empty() {
                     break;
                 }
                 for e in &page {
+                    let seq = e["seq"].as_i64().unwrap_or(after);
+                    if seq > last {
+                        break 'pages;
+                    }
                     writeln!(sink, "{}", serde_json::to_string(e)?)?;
-                    after = after.max(e["seq"].as_i64().unwrap_or(after));
+                    after = after.max(seq);
                     n += 1;
                 }
             }
             sink.flush()?;
             eprintln!("{n} audit events exported");
+            if let Some(h) = &head {
+                if let Some(p) = &head_out {
+                    std::fs::write(p, format!("{h}\n"))?;
+                }
+                eprintln!("head {h}");
+            }
             Ok(0)
         }
     }
