@@ -13,20 +13,6 @@ use serde_json::{json, Value};
 
 on_both_stores!(a_key_left_pending_by_a_crash_before_the_job_is_taken_over, a_key_left_pending_after_the_job_answers_with_that_job);
 
-async fn sql(h: &Harness, q: &str) {
-    match &h.config.database_url {
-        Some(url) => {
-            let p = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(q).execute(&p).await.unwrap();
-        }
-        None => {
-            let path = h.config.data_dir.clone().unwrap().join("shoal.db");
-            let p = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-            sqlx::query(q).execute(&p).await.unwrap();
-        }
-    }
-}
-
 async fn post_with_key(h: &Harness, key: &str, body: &Value) -> Value {
     let r = h
         .http
@@ -58,7 +44,7 @@ async fn a_key_left_pending_by_a_crash_before_the_job_is_taken_over(mut h: Harne
     let first = post_with_key(&h, "crash-1", &body(host)).await;
     assert_eq!(first["code"], 0, "{first}");
     h.wait_finished(first["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(20)).await;
-    sql(&h, "UPDATE idempotency_keys SET state = 'pending', answer = '', owner = 'boot-dead', job_instance_id = NULL WHERE idem_key = 'crash-1'").await;
+    h.sql("UPDATE idempotency_keys SET state = 'pending', answer = '', owner = 'boot-dead', job_instance_id = NULL WHERE idem_key = 'crash-1'").await;
     let before = job_count(&h).await;
     let started = tokio::time::Instant::now();
     let retry = post_with_key(&h, "crash-1", &body(host)).await;
@@ -80,7 +66,7 @@ async fn a_key_left_pending_after_the_job_answers_with_that_job(mut h: Harness) 
     let job = first["data"]["job_instance_id"].as_i64().unwrap();
     h.wait_finished(job, Duration::from_secs(20)).await;
     // The job committed with its key; the crash came before the answer was stored.
-    sql(&h, "UPDATE idempotency_keys SET state = 'pending', answer = '', owner = 'boot-dead' WHERE idem_key = 'crash-2'").await;
+    h.sql("UPDATE idempotency_keys SET state = 'pending', answer = '', owner = 'boot-dead' WHERE idem_key = 'crash-2'").await;
     let before = job_count(&h).await;
     let retry = post_with_key(&h, "crash-2", &body(host)).await;
     assert_eq!(retry["code"], 0, "{retry}");

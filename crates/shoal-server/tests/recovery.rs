@@ -12,20 +12,6 @@ use serde_json::json;
 
 on_both_stores!(a_running_job_whose_steps_ended_is_finished, a_started_job_whose_step_never_started_runs_once);
 
-async fn sql(h: &Harness, q: &str) {
-    match &h.config.database_url {
-        Some(url) => {
-            let p = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(q).execute(&p).await.unwrap();
-        }
-        None => {
-            let path = h.config.data_dir.clone().unwrap().join("shoal.db");
-            let p = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-            sqlx::query(q).execute(&p).await.unwrap();
-        }
-    }
-}
-
 async fn a_running_job_whose_steps_ended_is_finished(mut h: Harness) {
     h.add_agent("127.0.0.97", None, None, &[]).await;
     h.wait_connected(1).await;
@@ -34,8 +20,8 @@ async fn a_running_job_whose_steps_ended_is_finished(mut h: Harness) {
     h.wait_finished(job, Duration::from_secs(20)).await;
     // The crash came after the step's end and before the job's, a minute ago.
     h.stop_server().await;
-    sql(&h, &format!("UPDATE job_instances SET status = 2, end_time = NULL WHERE id = {job}")).await;
-    sql(&h, &format!("UPDATE step_instances SET end_time = end_time - 60000 WHERE job_instance_id = {job}")).await;
+    h.sql(&format!("UPDATE job_instances SET status = 2, end_time = NULL WHERE id = {job}")).await;
+    h.sql(&format!("UPDATE step_instances SET end_time = end_time - 60000 WHERE job_instance_id = {job}")).await;
     h.restart_server().await;
     let st = h.wait_finished(job, Duration::from_secs(20)).await;
     assert_eq!(st["job_instance"]["status"], 3, "{st}");
@@ -49,7 +35,7 @@ async fn a_started_job_whose_step_never_started_runs_once(mut h: Harness) {
     let (job, step) = (job["job_instance_id"].as_i64().unwrap(), job["step_instance_id"].as_i64().unwrap());
     // The crash came after the job was marked running and before its first step started.
     h.stop_server().await;
-    sql(&h, &format!("UPDATE job_instances SET status = 2, start_time = create_time - 60000 WHERE id = {job}")).await;
+    h.sql(&format!("UPDATE job_instances SET status = 2, start_time = create_time - 60000 WHERE id = {job}")).await;
     h.restart_server().await;
     let st = h.wait_finished(job, Duration::from_secs(30)).await;
     assert_eq!(st["job_instance"]["status"], 3, "{st}");

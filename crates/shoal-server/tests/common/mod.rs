@@ -300,6 +300,21 @@ impl Harness {
         v["data"].clone()
     }
 
+    /// Change the database behind Shoal's back (a crash's leftovers, tampering).
+    pub async fn sql(&self, q: &str) {
+        match &self.config.database_url {
+            Some(url) => {
+                let p = sqlx::PgPool::connect(url).await.unwrap();
+                sqlx::query(q).execute(&p).await.unwrap();
+            }
+            None => {
+                let path = self.config.data_dir.clone().unwrap().join("shoal.db");
+                let p = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+                sqlx::query(q).execute(&p).await.unwrap();
+            }
+        }
+    }
+
     pub async fn status(&self, job_id: i64) -> Value {
         let (_, v) = self
             .get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job_id}&return_ip_result=True"))
