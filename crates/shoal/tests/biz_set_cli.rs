@@ -1,28 +1,17 @@
 //! `shoal biz-set …` against a server process: define, list and delete a business set.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-struct Kid(Child);
-
-impl Drop for Kid {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
+use common::*;
 
 #[test]
 fn business_sets_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = Kid(Command::new(BIN)
+    let port = free_port();
+    let _server = Kids(vec![Command::new(BIN)
         .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.path().join("data"))
         .env("SHOAL_BOOTSTRAP_APP", "root-app:root-secret")
@@ -30,13 +19,9 @@ fn business_sets_from_the_command_line() {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap());
+        .unwrap()]);
     let url = format!("http://127.0.0.1:{port}");
-    let end = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("the server", Duration::from_secs(30), || listening(port));
     let shoal = |args: &[&str]| {
         Command::new(BIN)
             .args(args)
