@@ -400,7 +400,10 @@ async fn ansible(hosts: usize, runs: usize) -> anyhow::Result<()> {
     let server = Child::start(dir.path(), None).await?;
     let scripts = dir.path().join("scripts");
     std::fs::create_dir_all(&scripts)?;
-    let real: Arc<dyn Executor> = Arc::new(ProcessExecutor { env: shoal_agent::exec::ExecEnv::new(scripts, Duration::from_secs(1)) });
+    // Each task in its cgroup where this host allows it, as a real agent does.
+    let placement = shoal_agent::exec::cgroup::Placement::detect("bench");
+    let env = shoal_agent::exec::ExecEnv::new(scripts, Duration::from_secs(1), placement);
+    let real: Arc<dyn Executor> = Arc::new(ProcessExecutor { env });
     let mut cfg = fleet_config(vec![server.url.clone()], dir.path(), real);
     cfg.outbox = OutboxMode::Disk;
     let fleet = Fleet::start(&cfg, hosts).await;

@@ -124,10 +124,6 @@ fn account(port: u16, os_user: &str) {
     assert!(String::from_utf8_lossy(&o.stdout).contains("\"code\":0"), "{}", text(&o));
 }
 
-fn whoami() -> String {
-    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }

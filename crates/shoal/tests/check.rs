@@ -35,22 +35,6 @@ fn json_of(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("not JSON: {}", text(o)))
 }
 
-fn post_json(port: u16, path: &str, body: Value) -> Value {
-    use std::io::{Read, Write};
-    let body = body.to_string();
-    let auth = json!({"bk_app_code": APP, "bk_app_secret": SECRET, "bk_username": "tester"});
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Bkapi-Authorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap_or("")).unwrap_or_else(|_| panic!("bad answer: {resp}"))
-}
-
 fn start_agent(port: u16, ip: &str, state: &Path) -> Child {
     Command::new(BIN)
         .args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", "1", "--ip", ip, "--state-dir"])
@@ -95,6 +79,7 @@ fn check_a_fleet_with_a_stopped_agent_and_a_garbage_host() {
     let me = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string();
     let acc = post_json(
         port,
+        (APP, SECRET),
         "/api/v3/create_account",
         json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
     );

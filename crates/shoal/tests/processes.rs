@@ -52,10 +52,6 @@ fn client(port: u16, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn whoami() -> String {
-    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
-}
-
 #[test]
 fn server_agents_cli_and_a_kill_9_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -78,8 +74,9 @@ fn server_agents_cli_and_a_kill_9_restart() {
 
     // An account for the OS user tests run as, through the JOB API as any caller would.
     let me = whoami();
-    let http = http::post_json(
+    let http = post_json(
         port,
+        (APP, SECRET),
         "/api/v3/create_account",
         json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
     );
@@ -158,8 +155,9 @@ fn templates_from_yaml_files() {
         v["data"].as_array().is_some_and(|a| a.iter().any(|h| h["alive"] == 1))
     });
     let me = whoami();
-    let acc = http::post_json(
+    let acc = post_json(
         port,
+        (APP, SECRET),
         "/api/v3/create_account",
         json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
     );
@@ -245,23 +243,3 @@ plans:
     assert!(text(&o).contains("v1 restored as v3"), "{}", text(&o));
 }
 
-/// A tiny HTTP/1.1 client over std, so this test needs no async runtime.
-mod http {
-    use std::io::{Read, Write};
-
-    pub fn post_json(port: u16, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let body = body.to_string();
-        let auth = serde_json::json!({"bk_app_code": super::APP, "bk_app_secret": super::SECRET, "bk_username": "tester"});
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Bkapi-Authorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).unwrap();
-        let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
-        serde_json::from_str(json).unwrap_or_else(|_| panic!("bad answer: {resp}"))
-    }
-}

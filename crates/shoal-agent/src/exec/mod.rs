@@ -5,15 +5,21 @@
 //! - `privileges`: the `pre_exec` hook that drops to that user (the crate's only `unsafe`).
 //! - [`script`]: the script file under `state_dir/scripts`.
 //! - [`sensitive`]: how parameters reach the script (sensitive ones never on a command line).
-//! - [`kill`]: signals to a whole process group.
+//! - [`cgroup`]: a cgroup (v2) per task where the agent can make one, so stopping a task
+//!   reaches every process it started.
+//! - [`kill`]: signals to a whole task (its process group and its cgroup).
+//! - [`leftovers`]: where a started task's processes are (kept in its task record), and
+//!   killing what is left of a task that was running when the agent stopped.
 //! - `supervise`: the loop over output, exit, timeout and cancel.
 //!
 //! Every file here but `privileges.rs` forbids `unsafe` (this one cannot, being its parent;
 //! it has none).
 
 pub mod account;
+pub mod cgroup;
 pub mod interpreter;
 pub mod kill;
+pub mod leftovers;
 mod privileges;
 pub mod script;
 pub mod sensitive;
@@ -23,16 +29,33 @@ use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use shoal_proto::agent::{ExitReason, RunTask};
+use shoal_proto::agent::{ExitReason, RunTask, TaskKey};
 use tokio::sync::oneshot;
 
+use self::cgroup::{Placement, TaskCgroup};
+use self::leftovers::Whereabouts;
 use crate::logs::{ChunkSink, LogStream};
 
 /// How long output is still read after the script's main process exited (background children
 /// may keep the pipe open; they are neither waited for nor killed).
 pub const DRAIN: Duration = Duration::from_millis(300);
+
+/// Told where a task's processes are as soon as its script has started (the agent keeps it
+/// in the task record, for recovery after a crash). Called off the async threads.
+#[derive(Clone)]
+pub struct StartedHook(pub Arc<NoteStarted>);
+
+/// See [`StartedHook`].
+pub type NoteStarted = dyn Fn(&TaskKey, &Whereabouts) + Send + Sync;
+
+impl std::fmt::Debug for StartedHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartedHook")
+    }
+}
 
 /// What every execution on this agent shares.
 #[derive(Debug, Clone)]
@@ -43,12 +66,22 @@ pub struct ExecEnv {
     pub kill_grace: Duration,
     /// `PATH` used to find interpreters.
     pub search_path: OsString,
+    /// A cgroup per task, or process groups only (and why).
+    pub placement: Placement,
+    /// Where started tasks are reported (none: nowhere).
+    pub on_started: Option<StartedHook>,
 }
 
 impl ExecEnv {
     /// Interpreters are looked up on the agent's own `PATH`.
-    pub fn new(scripts_dir: PathBuf, kill_grace: Duration) -> Self {
-        ExecEnv { scripts_dir, kill_grace, search_path: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()) }
+    pub fn new(scripts_dir: PathBuf, kill_grace: Duration, placement: Placement) -> Self {
+        ExecEnv {
+            scripts_dir,
+            kill_grace,
+            search_path: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            placement,
+            on_started: None,
+        }
     }
 }
 
@@ -146,7 +179,31 @@ pub async fn execute<S: ChunkSink>(
     };
     let _remove_script = script::RemoveOnDrop(script.clone());
 
-    let (child, reader) = match spawn(&delivery, &interp, &account, &script, &env.search_path) {
+    let cgroup = match &env.placement {
+        Placement::Cgroups(_) => {
+            let path = env.placement.task_cgroup(&task.key);
+            match path.map(TaskCgroup::create).transpose() {
+                Ok(cg) => cg,
+                Err(e) => {
+                    logs.note(&format!("[shoal] cannot create this task's cgroup ({e}): {PGROUP_ONLY}")).await;
+                    None
+                }
+            }
+        }
+        Placement::ProcessGroup { why } => {
+            logs.note(&format!("[shoal] {why}: {PGROUP_ONLY}")).await;
+            None
+        }
+    };
+    let join = match cgroup.as_ref().map(TaskCgroup::procs_for_join).transpose() {
+        Ok(fd) => fd.map(OwnedFd::from),
+        Err(e) => {
+            logs.note(&format!("[shoal] cannot open this task's cgroup: {e}")).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+    };
+
+    let (child, reader) = match spawn(&delivery, &interp, &account, &script, &env.search_path, join) {
         Ok(started) => started,
         Err(e) => {
             let program = interp.program.display();
@@ -161,11 +218,35 @@ pub async fn execute<S: ChunkSink>(
         return end(ExitReason::StartFailed, None, None);
     };
     tracing::debug!(key = %task.key, pid, user = %account.name, "task started");
+    if let Some(hook) = env.on_started.clone() {
+        let (key, path) = (task.key, cgroup.as_ref().map(|c| c.path.clone()));
+        let noted = tokio::task::spawn_blocking(move || (hook.0)(&key, &Whereabouts::started(path, pid))).await;
+        if let Err(e) = noted {
+            tracing::warn!(key = %task.key, error = %e, "recording where the task runs failed");
+        }
+    }
 
     let timeout = (task.timeout_secs > 0).then(|| Duration::from_secs(task.timeout_secs));
-    let (reason, exit_code) = supervise::supervise(child, pid, reader, timeout, kill, env.kill_grace, logs).await;
+    let target = kill::Target { pgid: pid, cgroup: cgroup.clone() };
+    let (reason, exit_code) = supervise::supervise(child, &target, reader, timeout, kill, env.kill_grace, logs).await;
+    if let Some(cg) = cgroup {
+        // A task that was stopped leaves nothing behind; one that ended by itself may leave
+        // a service it started, which keeps the cgroup until it ends.
+        let stopped = !matches!(reason, ExitReason::Exited | ExitReason::Signaled);
+        let grace = env.kill_grace;
+        let _ = tokio::task::spawn_blocking(move || {
+            if stopped {
+                cg.kill_all(grace);
+            }
+            cg.remove();
+        })
+        .await;
+    }
     end(reason, exit_code, pgid)
 }
+
+/// The limitation stated in the log of a task without a cgroup.
+const PGROUP_ONLY: &str = "timeout and terminate reach this task's process group only (daemons it starts with setsid escape them)";
 
 /// Variables of the agent's environment a script still gets, when set: locale and time zone.
 pub const PASSED_THROUGH: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
@@ -189,13 +270,15 @@ pub fn job_env(account: &account::Account, search_path: &OsString) -> Vec<(OsStr
     env
 }
 
-/// Starts the interpreter in its own process group with stdout and stderr on one pipe.
+/// Starts the interpreter in its own process group (and cgroup, when `join_cgroup` is its
+/// `cgroup.procs`) with stdout and stderr on one pipe.
 fn spawn(
     task: &sensitive::Delivery,
     interp: &interpreter::Interpreter,
     account: &account::Account,
     script: &std::path::Path,
     search_path: &OsString,
+    join_cgroup: Option<OwnedFd>,
 ) -> std::io::Result<(tokio::process::Child, tokio::net::unix::pipe::Receiver)> {
     // Both ends are O_CLOEXEC, so other tasks' children never inherit this pipe; the write
     // end is dup'ed onto fd 1 and 2 of this child only.
@@ -215,6 +298,9 @@ fn spawn(
         .stderr(Stdio::from(write_end))
         .process_group(0)
         .kill_on_drop(false);
+    if let Some(procs) = join_cgroup {
+        privileges::join_cgroup(&mut cmd, procs);
+    }
     if account.switch {
         privileges::run_as(&mut cmd, account.uid, account.gid, account.groups.clone());
     }

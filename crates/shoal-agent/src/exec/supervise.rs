@@ -1,5 +1,6 @@
 //! The life of a started script: read its output, wait for its exit, enforce the timeout,
-//! obey a kill request, and stop the whole process group (SIGTERM → grace → SIGKILL).
+//! obey a kill request, and stop the whole task — process group and cgroup (SIGTERM → grace →
+//! SIGKILL).
 #![forbid(unsafe_code)]
 
 use std::os::unix::process::ExitStatusExt;
@@ -26,11 +27,11 @@ struct Stopping {
     killed: bool,
 }
 
-/// Supervises `child` (leader of process group `pgid`) until it has exited and its output is
-/// read (or [`DRAIN`] has passed since it exited). Returns the exit reason and code.
+/// Supervises `child` (leader of `task`'s process group) until it has exited and its output
+/// is read (or [`DRAIN`] has passed since it exited). Returns the exit reason and code.
 pub(super) async fn supervise<S: ChunkSink>(
     mut child: Child,
-    pgid: i32,
+    task: &kill::Target,
     mut output: pipe::Receiver,
     timeout: Option<Duration>,
     mut kill_rx: oneshot::Receiver<KillReason>,
@@ -57,7 +58,7 @@ pub(super) async fn supervise<S: ChunkSink>(
                 Ok(0) => eof = true,
                 Ok(n) => logs.write(&buf[..n]).await,
                 Err(e) => {
-                    tracing::warn!(pgid, error = %e, "reading task output failed");
+                    tracing::warn!(pgid = task.pgid, error = %e, "reading task output failed");
                     eof = true;
                 }
             },
@@ -74,7 +75,7 @@ pub(super) async fn supervise<S: ChunkSink>(
                 stop_now = r.ok();
             }
             _ = sleep_until(kill_at.unwrap_or(never)), if running && kill_at.is_some() => {
-                kill::signal_group(pgid, Signal::SIGKILL);
+                task.signal(Signal::SIGKILL);
                 if let Some(s) = stopping.as_mut() {
                     s.killed = true;
                 }
@@ -84,17 +85,17 @@ pub(super) async fn supervise<S: ChunkSink>(
         }
         if let Some(reason) = stop_now {
             logs.note(&stop_note(reason, timeout, grace)).await;
-            kill::signal_group(pgid, Signal::SIGTERM);
+            task.signal(Signal::SIGTERM);
             stopping = Some(Stopping { reason, kill_at: Instant::now() + grace, killed: false });
         }
     }
 
-    // The leader is gone; whatever else of the group survived the SIGTERM gets the rest of
-    // the grace period, then SIGKILL. (On a normal exit the group is left alone.)
+    // The leader is gone; whatever else of the task survived the SIGTERM gets the rest of
+    // the grace period, then SIGKILL. (On a normal exit the rest is left alone.)
     if let Some(s) = stopping.filter(|s| !s.killed) {
-        if kill::group_alive(pgid) {
+        if task.alive() {
             sleep_until(s.kill_at).await;
-            kill::signal_group(pgid, Signal::SIGKILL);
+            task.signal(Signal::SIGKILL);
         }
     }
 
@@ -127,5 +128,5 @@ fn stop_note(reason: KillReason, timeout: Option<Duration>, grace: Duration) -> 
         KillReason::Cancel => "cancelled".to_string(),
         KillReason::Shutdown => "the agent is shutting down".to_string(),
     };
-    format!("[shoal] {what}; stopping the process group (SIGTERM, SIGKILL after {} ms)", grace.as_millis())
+    format!("[shoal] {what}; stopping all its processes (SIGTERM, SIGKILL after {} ms)", grace.as_millis())
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use shoal_proto::agent::{ExitReason, RunTask, TaskKey};
 use tokio::sync::{mpsc, oneshot};
 
+use super::cgroup::Placement;
 use super::*;
 use crate::logs::{LogSummary, VecSink};
 
@@ -28,21 +29,57 @@ fn me() -> String {
     nix::unistd::User::from_uid(nix::unistd::geteuid()).unwrap().unwrap().name
 }
 
-fn env(grace: Duration) -> (tempfile::TempDir, ExecEnv) {
+/// A test's scripts dir and its agent cgroup dir, removed when the test ends.
+struct Scratch {
+    _dir: tempfile::TempDir,
+    placement: Placement,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // Background children a test left running go with it.
+        if let Placement::Cgroups(dir) = &self.placement {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if e.path().is_dir() {
+                    super::cgroup::TaskCgroup::at(&e.path()).kill_all(Duration::from_secs(2));
+                }
+            }
+        }
+        self.placement.release();
+    }
+}
+
+/// Scripts in a fresh dir; tasks in cgroups where this host allows it (as the agent would).
+fn env(grace: Duration) -> (Scratch, ExecEnv) {
     let dir = tempfile::tempdir().unwrap();
     // Let other users reach their script file (setuid test); the file itself stays 0700.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
     let scripts = dir.path().join("scripts");
     std::fs::create_dir(&scripts).unwrap();
     std::fs::set_permissions(&scripts, std::fs::Permissions::from_mode(0o711)).unwrap();
-    (dir, ExecEnv::new(scripts, grace))
+    let name = format!("test-{}", dir.path().file_name().unwrap().to_string_lossy());
+    let placement = Placement::detect(&name);
+    let env = ExecEnv::new(scripts, grace, placement.clone());
+    (Scratch { _dir: dir, placement }, env)
+}
+
+/// Whether process `pid` exists and is not a zombie.
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.split_whitespace().next() != Some("Z")))
+        .unwrap_or(false)
 }
 
 async fn run(t: &RunTask) -> (ExecOutcome, String, LogSummary) {
     let (_dir, env) = env(Duration::from_millis(500));
+    run_in(t, &env).await
+}
+
+async fn run_in(t: &RunTask, env: &ExecEnv) -> (ExecOutcome, String, LogSummary) {
     let (_keep, rx) = oneshot::channel();
     let mut logs = LogStream::new(t.output_cap, 0, VecSink::default());
-    let out = execute(t, &env, &mut logs, rx).await;
+    let out = execute(t, env, &mut logs, rx).await;
     let sum = logs.finish().await;
     let scripts_left = std::fs::read_dir(&env.scripts_dir).unwrap().count();
     assert_eq!(scripts_left, 0, "the script file is removed");
@@ -244,11 +281,69 @@ async fn cancel_kills_the_whole_process_group() {
     assert!(wait_for(|| group_members(pgid).is_empty(), Duration::from_secs(5)).await, "left in group {pgid}: {:?}", group_members(pgid));
 }
 
+fn daemon_from(text: &str) -> i32 {
+    let line = text.lines().find_map(|l| l.strip_prefix("daemon=")).expect("daemon line");
+    line.trim().parse().unwrap()
+}
+
+/// As root, every task gets its cgroup, and a timeout reaches a `setsid` daemon (which left
+/// the process group); without cgroups, the task's log says what a timeout cannot reach.
+#[tokio::test]
+async fn a_timeout_reaches_setsid_daemons_through_the_cgroup() {
+    let (_dir, env) = env(Duration::from_millis(300));
+    let mut t = task(1, "setsid sh -c 'echo daemon=$$; exec sleep 300' & sleep 300", &me());
+    t.timeout_secs = 1;
+    let (out, text, _) = run_in(&t, &env).await;
+    assert_eq!(out.reason, ExitReason::Timeout, "{text}");
+    let daemon = daemon_from(&text);
+    match &env.placement {
+        Placement::Cgroups(dir) => {
+            assert!(wait_for(|| !running(daemon), Duration::from_secs(5)).await, "the setsid daemon survived: {text}");
+            assert!(!dir.join(t.key.to_string()).exists(), "the task's cgroup is removed");
+        }
+        Placement::ProcessGroup { why } => {
+            assert!(!nix::unistd::geteuid().is_root(), "root gets cgroups: {why}");
+            assert!(text.contains("reach this task's process group only"), "{text}");
+            kill::signal_group(daemon, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_cgroups_the_limitation_is_in_the_log() {
+    let (_dir, mut env) = env(Duration::from_millis(300));
+    env.placement = Placement::ProcessGroup { why: "no cgroup2 hierarchy is mounted".into() };
+    let (out, text, _) = run_in(&task(1, "echo hi", &me()), &env).await;
+    assert_eq!(out.reason, ExitReason::Exited);
+    assert_eq!(
+        text,
+        "[shoal] no cgroup2 hierarchy is mounted: timeout and terminate reach this task's process group only \
+         (daemons it starts with setsid escape them)\nhi\n"
+    );
+}
+
+#[tokio::test]
+async fn a_service_left_by_a_normal_exit_keeps_its_cgroup_until_it_ends() {
+    let (_dir, env) = env(Duration::from_millis(300));
+    let t = task(1, "setsid sh -c 'echo daemon=$$; exec sleep 1' & echo done", &me());
+    let (out, text, _) = run_in(&t, &env).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(0)), "{text}");
+    let daemon = daemon_from(&text);
+    assert!(running(daemon), "the service keeps running");
+    if let Placement::Cgroups(dir) = &env.placement {
+        assert!(dir.join(t.key.to_string()).exists(), "its cgroup stays while it runs");
+        assert!(wait_for(|| !running(daemon), Duration::from_secs(5)).await);
+        env.placement.sweep();
+        assert!(!dir.join(t.key.to_string()).exists(), "an empty cgroup is swept");
+    }
+}
+
 #[tokio::test]
 async fn a_normal_exit_does_not_wait_for_or_kill_background_children() {
+    let (_dir, env) = env(Duration::from_millis(500));
     let t = task(1, "echo pgid=$$; sleep 30 & echo done", &me());
     let started = Instant::now();
-    let (out, text, _) = run(&t).await;
+    let (out, text, _) = run_in(&t, &env).await;
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(0)));
     assert!(text.ends_with("done\n"), "{text}");

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::error::LinkError;
 use super::executor::{Executor, ProcessExecutor};
 use super::link::Link;
-use super::outbox::{DiskOp, Index, Outbox};
+use super::outbox::{DiskOp, Index, Outbox, TaskRecord};
 use super::runner::{self, TaskEvent};
+use crate::exec::leftovers::Whereabouts;
 use crate::exec::{now_ms, ExecEnv, KillReason};
 
 /// Room for task events before running tasks have to wait for the session task.
@@ -166,7 +167,7 @@ impl Agent {
         if self.index.records.contains(&key) {
             // It ran before the agent restarted and its outcome is lost.
             let outbox = self.outbox.clone();
-            let written = tokio::task::spawn_blocking(move || outbox.write_restarted(&key, next_seq)).await;
+            let written = tokio::task::spawn_blocking(move || outbox.write_lost(&key, next_seq)).await;
             return match written {
                 Ok(Ok((chunk, exit))) => {
                     self.on_event(TaskEvent::Chunk(chunk), Some(&mut *link)).await?;
@@ -179,16 +180,26 @@ impl Agent {
                 Err(e) => std::panic::resume_unwind(e.into_panic()),
             };
         }
+        // The record comes first: a task the agent could forget (a crash before its exit is
+        // written) would be run again when the server asks again. No record, no run.
+        let record = TaskRecord { start_ms: now_ms(), whereabouts: Whereabouts { cgroup: self.executor.task_cgroup(&key), ..Default::default() } };
         let outbox = self.outbox.clone();
         let recorded = if outbox.is_memory() {
-            Ok(outbox.write_record(&key, now_ms()))
+            Ok(outbox.write_record(&key, &record))
         } else {
-            tokio::task::spawn_blocking(move || outbox.write_record(&key, now_ms())).await
+            tokio::task::spawn_blocking(move || outbox.write_record(&key, &record)).await
         };
         match recorded {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(%key, error = %e,
-                "cannot record the task; running it anyway (a restart would forget it)"),
+            Ok(Err(e)) => {
+                tracing::error!(%key, error = %e, "cannot record the task; not running it");
+                let outbox = self.outbox.clone();
+                let (chunk, exit) = tokio::task::spawn_blocking(move || outbox.write_not_run(&key, next_seq, &e))
+                    .await
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                self.on_event(TaskEvent::Chunk(chunk), Some(&mut *link)).await?;
+                return self.on_event(TaskEvent::Exit(exit), Some(link)).await;
+            }
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         }
         self.index.records.insert(key);

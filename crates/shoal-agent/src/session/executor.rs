@@ -5,9 +5,10 @@
 #![forbid(unsafe_code)]
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 
-use shoal_proto::agent::{ExitReason, RunTask};
+use shoal_proto::agent::{ExitReason, RunTask, TaskKey};
 use tokio::sync::oneshot;
 
 use super::runner::TaskSink;
@@ -19,6 +20,11 @@ pub type ExecFuture<'a> = Pin<Box<dyn Future<Output = ExecOutcome> + Send + 'a>>
 /// Runs one task to its end, writing its output to `logs`. `kill` stops it early.
 pub trait Executor: Send + Sync + 'static {
     fn execute<'a>(&'a self, task: &'a RunTask, logs: &'a mut LogStream<TaskSink>, kill: oneshot::Receiver<KillReason>) -> ExecFuture<'a>;
+
+    /// The cgroup the task will run in, if any (kept in its record before it starts).
+    fn task_cgroup(&self, _key: &TaskKey) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Real processes (see [`crate::exec`]).
@@ -30,6 +36,10 @@ pub struct ProcessExecutor {
 impl Executor for ProcessExecutor {
     fn execute<'a>(&'a self, task: &'a RunTask, logs: &'a mut LogStream<TaskSink>, kill: oneshot::Receiver<KillReason>) -> ExecFuture<'a> {
         Box::pin(exec::execute(task, &self.env, logs, kill))
+    }
+
+    fn task_cgroup(&self, key: &TaskKey) -> Option<PathBuf> {
+        self.env.placement.task_cgroup(key)
     }
 }
 

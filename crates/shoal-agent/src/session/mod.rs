@@ -42,7 +42,8 @@ use self::error::{LinkError, StartError};
 use self::executor::ProcessExecutor;
 use self::link::{Incoming, Link};
 use self::outbox::Outbox;
-use crate::exec::ExecEnv;
+use crate::exec::cgroup::Placement;
+use crate::exec::{ExecEnv, StartedHook};
 use crate::{AgentConfig, OutboxMode};
 
 /// Runs the agent until `shutdown` resolves (→ `Ok`) or a server refuses it for good
@@ -59,25 +60,46 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
         OutboxMode::Disk => Outbox::new(&config.state_dir),
         OutboxMode::Memory => Outbox::in_memory(&config.state_dir),
     };
-    let (agent_id, credential, index) = {
+    let (agent_id, credential, index, placement) = {
         let outbox = outbox.clone();
         let state_dir = config.state_dir.clone();
+        let cgroups = config.executor.is_none() && config.outbox == OutboxMode::Disk;
         tokio::task::spawn_blocking(move || -> Result<_, StartError> {
             let err = |source| StartError::StateDir { path: state_dir.clone(), source };
             outbox.create_dirs().map_err(err)?;
             let id = identity::load_or_create(&state_dir).map_err(err)?;
             let credential = identity::load_or_create_credential(&state_dir).map_err(err)?;
+            // Kills what is left of tasks that were running when the agent stopped.
             let index = outbox.load().map_err(err)?;
-            Ok((id, credential, index))
+            let placement = if cgroups {
+                Placement::detect(&id)
+            } else {
+                Placement::ProcessGroup { why: "simulated or in-memory agent".into() }
+            };
+            placement.sweep();
+            Ok((id, credential, index, placement))
         })
         .await
         .context("preparing the state dir")??
     };
-    tracing::info!(%agent_id, pending = index.pending.len(), "shoal agent starting");
+    match &placement {
+        Placement::Cgroups(dir) => tracing::info!(%agent_id, pending = index.pending.len(), cgroups = %dir.display(), "shoal agent starting"),
+        Placement::ProcessGroup { why } => tracing::warn!(%agent_id, pending = index.pending.len(),
+            "shoal agent starting without cgroups ({why}); stopping a task reaches its process group only"),
+    }
 
     let executor = match &config.executor {
         Some(e) => e.clone(),
-        None => Arc::new(ProcessExecutor { env: ExecEnv::new(outbox.scripts_dir(), config.kill_grace) }),
+        None => {
+            let mut env = ExecEnv::new(outbox.scripts_dir(), config.kill_grace, placement.clone());
+            let records = outbox.clone();
+            env.on_started = Some(StartedHook(Arc::new(move |key, whereabouts| {
+                if let Err(e) = records.note_started(key, whereabouts) {
+                    tracing::warn!(%key, error = %e, "cannot note where the task runs; a crash would leave it running");
+                }
+            })));
+            Arc::new(ProcessExecutor { env })
+        }
     };
     let mut agent = Agent::with_executor(agent_id, config.token, config.facts, outbox, executor, index);
     agent.credential = Some(credential);
@@ -119,6 +141,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
         }
     };
     agent.shutdown(config.kill_grace).await;
+    let _ = tokio::task::spawn_blocking(move || placement.release()).await;
     tracing::info!("shoal agent stopped");
     result
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! state_dir/tasks/<key>                 task record, written before the script starts
-//!                                       (JSON: when it started)
+//!                                       (JSON: when it started, and where its processes
+//!                                       are: cgroup, process group; see exec::leftovers)
 //! state_dir/outbox/<key>/<seq>.chunk    a log chunk not yet acknowledged (raw bytes)
 //! state_dir/outbox/<key>/exit.json      the task's TaskExit, not yet acknowledged
 //! state_dir/outbox/<key>/acked          highest chunk seq acknowledged (keeps numbering
@@ -23,10 +24,12 @@ use serde::{Deserialize, Serialize};
 use shoal_proto::agent::{ExitReason, LogChunk, TaskExit, TaskKey};
 use tokio::sync::mpsc;
 
+use crate::exec::leftovers::{self, Whereabouts};
 use crate::exec::now_ms;
 
-/// The log line added when a task's outcome was lost with the agent.
-pub const RESTARTED_NOTE: &str = "[shoal] the agent restarted while this task was running; its outcome is unknown\n";
+/// The start of the log line added when a task's outcome was lost with the agent (what was
+/// done about its leftover processes follows).
+pub const RESTARTED_NOTE: &str = "[shoal] the agent restarted while this task was running; its outcome is unknown";
 
 /// Paths of the on-disk state. Cheap to clone; holds no open files.
 ///
@@ -80,9 +83,13 @@ impl Index {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct TaskRecord {
-    start_ms: i64,
+/// What the agent keeps about a task from before its script starts until its exit is
+/// acknowledged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub start_ms: i64,
+    #[serde(flatten)]
+    pub whereabouts: Whereabouts,
 }
 
 /// Disk work done off the session task, in order (see [`spawn_janitor`]).
@@ -158,12 +165,25 @@ impl Outbox {
     }
 
     /// Task record, before the script starts. Blocking.
-    pub fn write_record(&self, key: &TaskKey, start_ms: i64) -> io::Result<()> {
+    pub fn write_record(&self, key: &TaskKey, record: &TaskRecord) -> io::Result<()> {
         if self.is_memory() {
             return Ok(());
         }
-        let body = serde_json::to_vec(&TaskRecord { start_ms }).map_err(io::Error::other)?;
+        let body = serde_json::to_vec(record).map_err(io::Error::other)?;
         write_atomic(&self.record_path(key), &body)
+    }
+
+    fn read_record(&self, key: &TaskKey) -> Option<TaskRecord> {
+        serde_json::from_slice(&std::fs::read(self.record_path(key)).ok()?).ok()
+    }
+
+    /// Adds where a started task's processes are to its record. Blocking.
+    pub fn note_started(&self, key: &TaskKey, whereabouts: &Whereabouts) -> io::Result<()> {
+        if self.is_memory() {
+            return Ok(());
+        }
+        let start_ms = self.read_record(key).map_or_else(now_ms, |r| r.start_ms);
+        self.write_record(key, &TaskRecord { start_ms, whereabouts: whereabouts.clone() })
     }
 
     /// A chunk, before it is sent. Blocking.
@@ -240,29 +260,43 @@ impl Outbox {
     }
 
     /// Writes the end of a task whose outcome was lost (the agent restarted while it ran):
-    /// a note chunk and an `AgentRestarted` exit. Returns them, to be sent. Blocking.
-    pub fn write_restarted(&self, key: &TaskKey, next_seq: u64) -> io::Result<(LogChunk, TaskExit)> {
-        let start_ms = std::fs::read(self.record_path(key))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<TaskRecord>(&b).ok())
-            .map_or_else(now_ms, |r| r.start_ms);
-        let chunk = LogChunk { key: *key, seq: next_seq, data: RESTARTED_NOTE.as_bytes().to_vec() };
-        let exit = TaskExit {
-            key: *key,
-            reason: ExitReason::AgentRestarted,
-            exit_code: None,
-            start_ms,
-            end_ms: now_ms(),
-            chunks: next_seq + 1,
-            dropped_bytes: 0,
-        };
-        self.write_chunk(key, chunk.seq, &chunk.data)?;
+    /// a note chunk (with `what_was_done` about its leftover processes) and an
+    /// `AgentRestarted` exit. Returns them, to be sent. Blocking.
+    pub fn write_restarted(&self, key: &TaskKey, next_seq: u64, what_was_done: &str) -> io::Result<(LogChunk, TaskExit)> {
+        let start_ms = self.read_record(key).map_or_else(now_ms, |r| r.start_ms);
+        let note = format!("{RESTARTED_NOTE}; {what_was_done}\n");
+        self.write_end(ended(*key, next_seq, ExitReason::AgentRestarted, start_ms, note))
+    }
+
+    /// A task that was running when the agent stopped: kills what is left of its processes,
+    /// then writes its `AgentRestarted` end (see [`Outbox::write_restarted`]). Blocking.
+    pub fn write_lost(&self, key: &TaskKey, next_seq: u64) -> io::Result<(LogChunk, TaskExit)> {
+        let done = leftovers::stop(&self.read_record(key).unwrap_or_default().whereabouts);
+        tracing::warn!(%key, leftovers = %done, "task was running when the agent stopped; reporting it lost");
+        self.write_restarted(key, next_seq, &done)
+    }
+
+    /// Writes the end of a task that was not run because its record could not be written
+    /// (running it would risk running it twice after a restart). Returns the end to send;
+    /// when even that cannot be written, it is still returned (to be sent from memory).
+    pub fn write_not_run(&self, key: &TaskKey, next_seq: u64, error: &io::Error) -> (LogChunk, TaskExit) {
+        let note = format!("[shoal] the task was not started: the agent cannot record it ({error})\n");
+        let end = ended(*key, next_seq, ExitReason::StartFailed, now_ms(), note);
+        if let Err(e) = self.write_end(end.clone()) {
+            tracing::error!(%key, error = %e, "cannot keep the task's end in the outbox; sending it anyway");
+        }
+        end
+    }
+
+    fn write_end(&self, (chunk, exit): (LogChunk, TaskExit)) -> io::Result<(LogChunk, TaskExit)> {
+        self.write_chunk(&chunk.key, chunk.seq, &chunk.data)?;
         self.write_exit(&exit)?;
         Ok((chunk, exit))
     }
 
     /// Reads the records and the outbox. Tasks that have a record but no exit were running
-    /// when the agent stopped: they get their `AgentRestarted` end now. Blocking.
+    /// when the agent stopped: what is left of their processes is killed, and they get their
+    /// `AgentRestarted` end now. Blocking.
     pub fn load(&self) -> io::Result<Index> {
         let mut index = Index::default();
         if self.is_memory() {
@@ -289,8 +323,7 @@ impl Outbox {
             index.records.iter().filter(|k| index.pending.get(k).and_then(|p| p.exit.as_ref()).is_none()).copied().collect();
         for key in orphans {
             let next_seq = index.pending.get(&key).map_or(0, |p| p.next_seq);
-            let (chunk, exit) = self.write_restarted(&key, next_seq)?;
-            tracing::warn!(%key, "task was running when the agent stopped; reporting it lost");
+            let (chunk, exit) = self.write_lost(&key, next_seq)?;
             index.note_chunk(key, chunk.seq);
             index.note_exit(exit);
         }
@@ -365,6 +398,13 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// A task's last chunk (`note`) and its exit.
+fn ended(key: TaskKey, seq: u64, reason: ExitReason, start_ms: i64, note: String) -> (LogChunk, TaskExit) {
+    let chunk = LogChunk { key, seq, data: note.into_bytes() };
+    let exit = TaskExit { key, reason, exit_code: None, start_ms, end_ms: now_ms(), chunks: seq + 1, dropped_bytes: 0 };
+    (chunk, exit)
+}
+
 fn remove_file(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -375,6 +415,10 @@ fn remove_file(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rec(start_ms: i64) -> TaskRecord {
+        TaskRecord { start_ms, whereabouts: Whereabouts::default() }
+    }
 
     fn key(n: i64) -> TaskKey {
         TaskKey { step_instance_id: n, execute_count: 0, host_id: 9 }
@@ -389,7 +433,7 @@ mod tests {
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
         let o = Outbox::new(&state);
         o.create_dirs().unwrap();
-        o.write_record(&key(1), 5).unwrap();
+        o.write_record(&key(1), &rec(5)).unwrap();
         o.write_chunk(&key(1), 0, b"secret output").unwrap();
         let exit =
             TaskExit { key: key(1), reason: ExitReason::Exited, exit_code: Some(0), start_ms: 1, end_ms: 2, chunks: 1, dropped_bytes: 0 };
@@ -421,11 +465,11 @@ mod tests {
     fn chunks_and_exit_survive_a_reload() {
         let (_dir, o) = outbox();
         let (a, b) = (key(1), key(2));
-        o.write_record(&a, 5).unwrap();
+        o.write_record(&a, &rec(5)).unwrap();
         o.write_chunk(&a, 0, b"zero").unwrap();
         o.write_chunk(&a, 1, b"one").unwrap();
         o.write_exit(&exit(a, 2)).unwrap();
-        o.write_record(&b, 5).unwrap();
+        o.write_record(&b, &rec(5)).unwrap();
         o.write_chunk(&b, 0, b"b0").unwrap();
         o.write_exit(&exit(b, 1)).unwrap();
 
@@ -456,7 +500,7 @@ mod tests {
     fn a_task_running_at_a_crash_is_reported_lost_with_numbering_intact() {
         let (_dir, o) = outbox();
         let k = key(3);
-        o.write_record(&k, 1234).unwrap();
+        o.write_record(&k, &rec(1234)).unwrap();
         for seq in 0..4 {
             o.write_chunk(&k, seq, b"x").unwrap();
         }
@@ -470,13 +514,14 @@ mod tests {
         let exit = p.exit.clone().unwrap();
         assert_eq!(exit.reason, ExitReason::AgentRestarted);
         assert_eq!((exit.chunks, exit.start_ms), (5, 1234));
-        assert_eq!(std::fs::read(o.task_dir(&k).join("4.chunk")).unwrap(), RESTARTED_NOTE.as_bytes());
+        let note = String::from_utf8(std::fs::read(o.task_dir(&k).join("4.chunk")).unwrap()).unwrap();
+        assert_eq!(note, format!("{RESTARTED_NOTE}; it had not started a process\n"));
         // Loading again finds the same thing (the lost task is not reported twice).
         assert_eq!(o.load().unwrap(), index);
 
         // Everything acknowledged but the record: numbering continues after `acked`.
         let k2 = key(4);
-        o.write_record(&k2, 1).unwrap();
+        o.write_record(&k2, &rec(1)).unwrap();
         o.write_chunk(&k2, 0, b"x").unwrap();
         o.ack_chunks(&k2, 0).unwrap();
         let index = o.load().unwrap();
@@ -487,7 +532,7 @@ mod tests {
     async fn the_janitor_applies_ops_in_order() {
         let (_dir, o) = outbox();
         let k = key(5);
-        o.write_record(&k, 1).unwrap();
+        o.write_record(&k, &rec(1)).unwrap();
         o.write_chunk(&k, 0, b"x").unwrap();
         o.write_chunk(&k, 1, b"y").unwrap();
         o.write_exit(&exit(k, 2)).unwrap();
@@ -507,7 +552,7 @@ mod tests {
         let o = Outbox::in_memory(&state);
         o.create_dirs().unwrap();
         let k = key(1);
-        o.write_record(&k, 5).unwrap();
+        o.write_record(&k, &rec(5)).unwrap();
         for seq in 0..3 {
             o.write_chunk(&k, seq, format!("c{seq}").as_bytes()).unwrap();
         }

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::outbox::{Outbox, RESTARTED_NOTE};
+use super::outbox::{Outbox, TaskRecord, RESTARTED_NOTE};
 use crate::{AgentConfig, HostFacts};
 
 const PATIENCE: Duration = Duration::from_secs(15);
@@ -294,7 +294,7 @@ async fn shutdown_kills_tasks_and_the_next_start_reports_them() {
     assert_eq!(exit.reason, ExitReason::AgentRestarted);
 
     // As if the agent had crashed while `lost` ran: a record and nothing else.
-    outbox.write_record(&lost, 42).unwrap();
+    outbox.write_record(&lost, &TaskRecord { start_ms: 42, ..Default::default() }).unwrap();
 
     let agent = AgentUnderTest::start(&server.url(), state.path());
     let mut conn = server.accept().await;
@@ -316,7 +316,7 @@ async fn shutdown_kills_tasks_and_the_next_start_reports_them() {
         .collect();
     assert_eq!(summary, vec![(k, "log", 0), (k, "log", 1), (k, "exit", 2), (lost, "log", 0), (lost, "exit", 1)]);
     match &got[3] {
-        AgentMsg::Log(c) => assert_eq!(c.data, RESTARTED_NOTE.as_bytes()),
+        AgentMsg::Log(c) => assert_eq!(c.data, format!("{RESTARTED_NOTE}; it had not started a process\n").as_bytes()),
         _ => unreachable!(),
     }
     match &got[4] {
@@ -350,4 +350,36 @@ fn run_is_send() {
     fn assert_send<T: Send>(_: T) {}
     let config = AgentConfig::new(vec![], "t".into(), "/nonexistent".into(), HostFacts::default());
     assert_send(crate::run(config, async {}));
+}
+
+/// No record, no run: a task the agent cannot record (it would forget it in a crash and run
+/// it again when asked again) is answered as not started, and its script never runs.
+#[tokio::test]
+async fn a_task_that_cannot_be_recorded_is_not_run() {
+    let state = tempfile::tempdir().unwrap();
+    let marks = tempfile::tempdir().unwrap();
+    let server = FakeServer::start().await;
+    let agent = AgentUnderTest::start(&server.url(), state.path());
+    let mut conn = server.accept().await;
+    conn.welcome(30).await;
+    // The records dir becomes unusable (even for root): a file where the dir was.
+    let tasks = state.path().join("tasks");
+    std::fs::remove_dir_all(&tasks).unwrap();
+    std::fs::write(&tasks, b"").unwrap();
+    let ran = marks.path().join("ran");
+    conn.send(run_task(key(7), &format!("touch {}", ran.display()))).await;
+    match conn.recv().await {
+        AgentMsg::Log(c) => {
+            let text = String::from_utf8_lossy(&c.data);
+            assert!(text.starts_with("[shoal] the task was not started: the agent cannot record it"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match conn.recv().await {
+        AgentMsg::Exit(e) => assert_eq!((e.key, e.reason, e.chunks), (key(7), ExitReason::StartFailed, 1)),
+        other => panic!("{other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ran.exists(), "the script ran without a record");
+    agent.stop().await.unwrap();
 }

@@ -7,12 +7,23 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 
-/// Child processes, killed when the test ends however it ends.
+/// Child processes, stopped when the test ends however it ends: SIGTERM (so agents clean up
+/// after themselves), then SIGKILL for what has not exited within 5 s.
 pub struct Kids(pub Vec<Child>);
 
 impl Drop for Kids {
     fn drop(&mut self) {
         for c in &mut self.0 {
+            if !matches!(c.try_wait(), Ok(None)) {
+                continue; // already gone (and maybe reaped: its pid may be someone else's now)
+            }
+            let _ = std::process::Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+        }
+        let end = Instant::now() + Duration::from_secs(5);
+        for c in &mut self.0 {
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -38,4 +49,27 @@ pub fn listening(port: u16) -> bool {
 /// Everything a process printed.
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A JOB API call over a plain socket, as an app with `bk_username` "tester"; the JSON answer.
+pub fn post_json(port: u16, (app, secret): (&str, &str), path: &str, body: serde_json::Value) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let auth = serde_json::json!({"bk_app_code": app, "bk_app_secret": secret, "bk_username": "tester"});
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Bkapi-Authorization: {auth}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let json = resp.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(json).unwrap_or_else(|_| panic!("bad answer: {resp}"))
+}
+
+/// The OS user the tests run as.
+pub fn whoami() -> String {
+    String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
 }
