@@ -65,6 +65,9 @@ pub struct ServerConfig {
     /// Most log bytes one `batch_get_job_instance_ip_log` answer carries; further hosts'
     /// logs are marked omitted (ask for fewer hosts at a time).
     pub log_read_budget_bytes: usize,
+    /// After a shutdown signal, requests still in flight get this long; then the server
+    /// stops anyway (agents resend whatever was not acknowledged).
+    pub shutdown_grace_secs: u64,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -97,6 +100,7 @@ impl Default for ServerConfig {
             max_connections: 60_000,
             max_pending_agent_sessions: 1024,
             log_read_budget_bytes: 64 * 1024 * 1024,
+            shutdown_grace_secs: 10,
             sealing_key: crate::secrets::Key::default(),
         }
     }

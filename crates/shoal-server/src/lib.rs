@@ -88,15 +88,30 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Fu
         _ => None,
     };
     tracing::info!(addr = %listener.local_addr()?, backend = shared.store.backend(), tls = tls.is_some(), "shoal server listening");
+    let mut stopping = stop_tx.subscribe();
     let graceful = async move {
         shutdown.await;
         tracing::info!("shutting down");
         let _ = stop_tx.send(true);
     };
     let listener = conn::LimitedListener::new(listener, conn::Limits::new(&shared.config));
-    match tls {
-        Some(acceptor) => axum::serve(tls::TlsListener::new(listener, acceptor)?, app).with_graceful_shutdown(graceful).await?,
-        None => axum::serve(listener, app).with_graceful_shutdown(graceful).await?,
+    let served = async {
+        match tls {
+            Some(acceptor) => axum::serve(tls::TlsListener::new(listener, acceptor)?, app).with_graceful_shutdown(graceful).await?,
+            None => axum::serve(listener, app).with_graceful_shutdown(graceful).await?,
+        }
+        anyhow::Ok(())
+    };
+    // Shutdown completes within its grace, whatever requests are still waiting (a stuck
+    // store, a client trickling a body): what they did not finish is not acknowledged.
+    let grace = std::time::Duration::from_secs(shared.config.shutdown_grace_secs);
+    let deadline = async {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = served => r?,
+        () = deadline => tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the shutdown grace; stopping anyway"),
     }
     shared.gateway.close_all();
     Ok(())

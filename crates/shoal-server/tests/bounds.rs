@@ -196,3 +196,23 @@ async fn agent_sessions_waiting_for_hello_are_capped() {
     }
     drop((a, b));
 }
+
+/// Shutdown completes within its grace even while a request is still waiting (here a client
+/// trickling its body; in the field, a store that does not answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_completes_within_its_grace() {
+    let Some(mut h) = Harness::start_with(Backend::Sqlite, |c| c.shutdown_grace_secs = 1).await else { return };
+    let mut slow = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v3/get_job_instance_status HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+         x-bkapi-authorization: {}\r\ncontent-length: 1000\r\n\r\n{{\"bk_scope_type\":",
+        h.auth_header()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    h.stop_server().await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(6), "shutdown waited {took:?} for a request in flight (grace 1 s)");
+    drop(slow);
+}
