@@ -26,8 +26,8 @@ impl LabelSelector {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let term = if let Some((k, v)) = part.split_once("!=") {
                 LabelTerm::Ne(k.trim().into(), v.trim().into())
-            } else if let Some((k, v)) = part.split_once('=') {
-                LabelTerm::Eq(k.trim().trim_end_matches('=').into(), v.trim().into())
+            } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+                LabelTerm::Eq(k.trim().into(), v.trim().into())
             } else if let Some(k) = part.strip_prefix('!') {
                 LabelTerm::Absent(k.trim().into())
             } else {
@@ -96,5 +96,15 @@ mod tests {
         assert!(!s.matches(&l));
         assert!(LabelSelector::parse("a b=c").is_err());
         assert!(LabelSelector::parse("").unwrap().matches(&BTreeMap::new()));
+    }
+
+    #[test]
+    fn double_equals_is_equality() {
+        // As in Kubernetes label selectors: `role==web` is `role=web`, not `role` = "=web".
+        let s = LabelSelector::parse("role==web").unwrap();
+        assert_eq!(s.terms, LabelSelector::parse("role=web").unwrap().terms);
+        let mut l = BTreeMap::new();
+        l.insert("role".to_string(), "web".to_string());
+        assert!(s.matches(&l));
     }
 }

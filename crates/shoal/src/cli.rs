@@ -181,8 +181,8 @@ pub struct RunArgs {
     /// Language: shell, python, perl, powershell [default: from the file extension, else shell].
     #[arg(long)]
     pub lang: Option<String>,
-    /// Parameters passed to the script (split as a shell would).
-    #[arg(long)]
+    /// Parameters passed to the script (split as a shell would), e.g. --param '--fast "a b"'.
+    #[arg(long, allow_hyphen_values = true)]
     pub param: Option<String>,
     /// Execution account alias [default: the current OS user].
     #[arg(long)]

@@ -61,7 +61,11 @@ pub fn resolve(args: &ClientArgs) -> anyhow::Result<Resolved> {
     let (app_code, app_secret, token) =
         credentials((env("SHOAL_TOKEN"), env("SHOAL_APP_CODE"), env("SHOAL_APP_SECRET")), (file.token, file.app_code, file.app_secret))?;
     let username = env("SHOAL_USERNAME").or(file.username).unwrap_or_else(current_os_user);
-    let biz = args.biz.or_else(|| env("SHOAL_BIZ").and_then(|b| b.parse().ok())).or(file.biz).unwrap_or(1);
+    let env_biz = match env("SHOAL_BIZ") {
+        Some(b) => Some(b.trim().parse::<i64>().map_err(|_| anyhow::anyhow!("SHOAL_BIZ={b:?} is not a business id (a number)"))?),
+        None => None,
+    };
+    let biz = args.biz.or(env_biz).or(file.biz).unwrap_or(1);
     let client = Client::new(ClientConfig {
         url,
         app_code,

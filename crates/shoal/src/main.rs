@@ -11,6 +11,7 @@ mod server_config;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    quiet_on_broken_pipe();
     let cli = cli::Cli::parse();
     let default_level = if cli.command.is_daemon() { "info" } else { "warn" };
     let filter =
@@ -30,4 +31,23 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::from(2)
         }
     }
+}
+
+/// `shoal … | head` ends quietly when the reader goes away: printing to a closed pipe makes
+/// `println!` panic (Rust ignores SIGPIPE), and that panic ends the process with the status
+/// of a SIGPIPE death (141) and no message. Every other panic is reported as usual.
+fn quiet_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(128 + 13);
+        }
+        report(info);
+    }));
 }

@@ -27,22 +27,38 @@ pub fn parse_topo(s: &str) -> anyhow::Result<TopoNode> {
     Ok(TopoNode { id: Some(id.parse().with_context(|| format!("bad id in {s:?}"))?), node_type: Some(ty.to_string()) })
 }
 
+/// The targets, the union of every flag exactly as written. JOB ignores `ip_list` when
+/// `host_id_list` is given, so addresses given alongside host ids are turned into host ids
+/// here (an address that is no registered host is an error, not a silent drop).
 async fn target(a: &RunArgs, client: &Client, biz: i64) -> anyhow::Result<ServerDto> {
     let mut t = ServerDto::default();
     let mut ids = a.hosts.clone();
+    let ips = a.ips.iter().map(|s| parse_ip(s)).collect::<anyhow::Result<Vec<_>>>()?;
     if a.selector.is_some() || a.all {
         let hosts: Value = client.hosts(Some(biz), a.selector.as_deref()).await?;
         let found: Vec<i64> = hosts["data"].as_array().into_iter().flatten().filter_map(|h| h["bk_host_id"].as_i64()).collect();
         anyhow::ensure!(!found.is_empty(), "no registered host of business {biz} matches");
         ids.extend(found);
     }
+    if !ids.is_empty() && !ips.is_empty() {
+        let hosts: Value = client.hosts(Some(biz), None).await?;
+        let known: Vec<&Value> = hosts["data"].as_array().into_iter().flatten().collect();
+        for ip in &ips {
+            let (cloud, addr) = (ip.bk_cloud_id.unwrap_or(0), ip.ip.as_deref().unwrap_or(""));
+            let id = known
+                .iter()
+                .find(|h| h["ip"].as_str() == Some(addr) && h["bk_cloud_id"].as_i64().unwrap_or(0) == cloud)
+                .and_then(|h| h["bk_host_id"].as_i64())
+                .with_context(|| format!("{cloud}:{addr} is not a registered host of business {biz}"))?;
+            ids.push(id);
+        }
+    } else if !ips.is_empty() {
+        t.ip_list = Some(ips);
+    }
     if !ids.is_empty() {
         ids.sort_unstable();
         ids.dedup();
         t.host_id_list = Some(ids);
-    }
-    if !a.ips.is_empty() {
-        t.ip_list = Some(a.ips.iter().map(|s| parse_ip(s)).collect::<anyhow::Result<_>>()?);
     }
     if !a.topo.is_empty() {
         t.topo_node_list = Some(a.topo.iter().map(|s| parse_topo(s)).collect::<anyhow::Result<_>>()?);
