@@ -121,3 +121,36 @@ async fn a_job_survives_the_death_of_the_replica_that_started_it() {
     drop(agents);
     drop(Arc::clone(&store));
 }
+
+/// Whether `api`'s host list says the host at `ip` is alive.
+async fn listed_alive(api: &Api, ip: &str) -> bool {
+    api.hosts().await.iter().any(|h| h["ip"] == ip && h["alive"] == 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_replica_lists_a_host_held_by_another_as_alive() {
+    let Some(db) = postgres_url().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Server::start(replica_config(dir.path(), "a", &db)).await;
+    let b = Server::start(replica_config(dir.path(), "b", &db)).await;
+    let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
+    let _agent = Agent::start(vec![a.url.clone()], dir.path().join("agent"), Agent::facts("127.0.8.20"));
+    wait_for("the agent connected to a", Duration::from_secs(20), || {
+        let api_a = api_a.clone();
+        async move { listed_alive(&api_a, "127.0.8.20").await }
+    })
+    .await;
+    // Held by a, asked of b.
+    wait_for("b listing the host alive", Duration::from_secs(5), || {
+        let api_b = api_b.clone();
+        async move { listed_alive(&api_b, "127.0.8.20").await }
+    })
+    .await;
+    // Once a is dead, nobody holds the host.
+    a.kill();
+    wait_for("b listing the host not alive", Duration::from_secs(20), || {
+        let api_b = api_b.clone();
+        async move { !listed_alive(&api_b, "127.0.8.20").await }
+    })
+    .await;
+}
