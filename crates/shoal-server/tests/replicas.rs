@@ -154,3 +154,69 @@ async fn any_replica_lists_a_host_held_by_another_as_alive() {
     })
     .await;
 }
+
+/// Rows of `table` whose `column` is `value`.
+async fn rows_with(db: &sqlx::PgPool, table: &str, column: &str, value: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1")).bind(value).fetch_one(db).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost() {
+    let Some(url) = postgres_url().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let quick = |name| ServerConfig { replica_sweep_secs: 1, ..replica_config(dir.path(), name, &url) };
+    let mut a = Server::start(quick("a")).await;
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let a_id: String = sqlx::query_scalar("SELECT id FROM replicas").fetch_one(&db).await.unwrap();
+    let b = Server::start(quick("b")).await;
+    let b_id: String = sqlx::query_scalar("SELECT id FROM replicas WHERE id <> $1").bind(&a_id).fetch_one(&db).await.unwrap();
+    let api_b = Api::new(&b.url);
+    api_b.create_account(USER, &current_user()).await;
+
+    // One agent held by a (and only ever by a), one by b.
+    let _on_a = Agent::start(vec![a.url.clone()], dir.path().join("agent-a"), Agent::facts("127.0.8.30"));
+    let _on_b = Agent::start(vec![b.url.clone()], dir.path().join("agent-b"), Agent::facts("127.0.8.31"));
+    wait_for("both agents held", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agent_sessions WHERE replica_id IS NOT NULL").fetch_one(&db).await.unwrap() == 2 }
+    })
+    .await;
+    let hosts: Vec<i64> = api_b.hosts().await.iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();
+    let flag = dir.path().join("go");
+    let (job, step) = api_b.execute(&format!("while [ ! -e '{}' ]; do sleep 0.05; done; echo done", flag.display()), &hosts).await;
+    wait_for("both tasks running", Duration::from_secs(20), || {
+        let api_b = api_b.clone();
+        async move { common::hosts_of(&api_b.status(job).await).iter().filter(|h| h["status"] == json!(7)).count() == 2 }
+    })
+    .await;
+
+    // a dies with a message still queued for it.
+    a.kill();
+    sqlx::query("INSERT INTO routed_messages (replica_id, bk_host_id, body, created_at) VALUES ($1, 0, '{}', 0)")
+        .bind(&a_id)
+        .execute(&db)
+        .await
+        .unwrap();
+    wait_for("a swept away", Duration::from_secs(20), || {
+        let (db, a_id) = (db.clone(), a_id.clone());
+        async move {
+            rows_with(&db, "replicas", "id", &a_id).await == 0
+                && rows_with(&db, "routed_messages", "replica_id", &a_id).await == 0
+                && rows_with(&db, "agent_sessions", "replica_id", &a_id).await == 0
+        }
+    })
+    .await;
+    // b and what it holds stay.
+    assert_eq!(rows_with(&db, "replicas", "id", &b_id).await, 1);
+    assert_eq!(rows_with(&db, "agent_sessions", "replica_id", &b_id).await, 1);
+
+    // a's host is still known to be gone: its task fails as lost; b's finishes.
+    std::fs::write(&flag, b"").unwrap();
+    wait_for("the job finished", Duration::from_secs(30), || {
+        let api_b = api_b.clone();
+        async move { api_b.status(job).await["finished"] == json!(true) }
+    })
+    .await;
+    let statuses: BTreeSet<i64> = api_b.results(job, step).await.values().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, BTreeSet::from([9, 310]));
+}
