@@ -178,7 +178,10 @@ async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost() {
     let _on_b = Agent::start(vec![b.url.clone()], dir.path().join("agent-b"), Agent::facts("127.0.8.31"));
     wait_for("both agents held", Duration::from_secs(20), || {
         let db = db.clone();
-        async move { sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agent_sessions WHERE replica_id IS NOT NULL").fetch_one(&db).await.unwrap() == 2 }
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agent_sessions WHERE replica_id IS NOT NULL").fetch_one(&db).await.unwrap()
+                == 2
+        }
     })
     .await;
     let hosts: Vec<i64> = api_b.hosts().await.iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();

@@ -133,6 +133,19 @@ macro_rules! impl_scale_store {
             /// Rows per multi-row INSERT.
             const CHUNK: usize = 500;
 
+            impl super::$store {
+                /// Records `replica` as holding the host's session; `only` (a `WHERE` on the
+                /// existing row, or empty) says when an existing row is replaced.
+                async fn hold_session(&self, host_id: i64, replica: &str, conn_id: i64, now: i64, only: &str, op: &'static str) -> Result<()> {
+                    let sql = format!(
+                        "INSERT INTO agent_sessions (bk_host_id, replica_id, conn_id, since) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (bk_host_id) DO UPDATE SET replica_id = excluded.replica_id, conn_id = excluded.conn_id, since = excluded.since{only}"
+                    );
+                    sqlx::query(&sql).bind(host_id).bind(replica).bind(conn_id).bind(now).execute(&self.pool).await.op(op)?;
+                    Ok(())
+                }
+            }
+
             #[async_trait]
             impl ScaleStore for super::$store {
                 fn is_shared(&self) -> bool {
@@ -202,34 +215,12 @@ macro_rules! impl_scale_store {
                 }
 
                 async fn session_opened(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()> {
-                    sqlx::query(
-                        "INSERT INTO agent_sessions (bk_host_id, replica_id, conn_id, since) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (bk_host_id) DO UPDATE SET replica_id = excluded.replica_id, conn_id = excluded.conn_id, since = excluded.since",
-                    )
-                    .bind(host_id)
-                    .bind(replica)
-                    .bind(conn_id)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await
-                    .op("session opened")?;
-                    Ok(())
+                    self.hold_session(host_id, replica, conn_id, now, "", "session opened").await
                 }
 
                 async fn session_reclaimed(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()> {
-                    sqlx::query(
-                        "INSERT INTO agent_sessions (bk_host_id, replica_id, conn_id, since) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (bk_host_id) DO UPDATE SET replica_id = excluded.replica_id, conn_id = excluded.conn_id, since = excluded.since \
-                         WHERE agent_sessions.replica_id IS NULL AND agent_sessions.conn_id = excluded.conn_id",
-                    )
-                    .bind(host_id)
-                    .bind(replica)
-                    .bind(conn_id)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await
-                    .op("session reclaimed")?;
-                    Ok(())
+                    let only = " WHERE agent_sessions.replica_id IS NULL AND agent_sessions.conn_id = excluded.conn_id";
+                    self.hold_session(host_id, replica, conn_id, now, only, "session reclaimed").await
                 }
 
                 async fn session_closed(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()> {

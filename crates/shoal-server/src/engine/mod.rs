@@ -111,11 +111,15 @@ impl Engine {
             tracing::info!(steps = resumed, "resuming running steps; waiting for their agents");
         }
         // Tasks of resumed steps, and those dispatched meanwhile to agents still awaited,
-        // whose agent is not back by the end of the grace period.
+        // whose agent is not back by the end of the grace period. A server that is stopping
+        // judges nobody: its successor will.
         let me = self.clone();
+        let mut lost_stop = stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(me.config.agent_lost_grace()).await;
-            me.sweep_lost().await;
+            tokio::select! {
+                _ = tokio::time::sleep(me.config.agent_lost_grace()) => me.sweep_lost().await,
+                _ = async { let _ = lost_stop.wait_for(|v| *v).await; } => {}
+            }
         });
         // Jobs a crash left between two changes: once agents had the grace to reconnect (a
         // step started before would fail its hosts with 310), then periodically.

@@ -30,7 +30,11 @@ impl Gateway {
         };
         let hosts: HashSet<i64> = hosts.iter().filter(|h| h.alive).map(|h| h.bk_host_id).collect();
         if !hosts.is_empty() {
-            tracing::info!(hosts = hosts.len(), grace_secs = self.config.agent_lost_grace_secs, "awaiting agents connected before the start");
+            tracing::info!(
+                hosts = hosts.len(),
+                grace_secs = self.config.agent_lost_grace_secs,
+                "awaiting agents connected before the start"
+            );
         }
         *self.returning.lock().expect("returning lock") = Some(Returning { until: Instant::now() + self.config.agent_lost_grace(), hosts });
     }

@@ -53,10 +53,22 @@ enum Routed {
 /// A session opening or closing, written in order.
 #[derive(Debug, Clone, Copy)]
 pub enum SessionEvent {
-    Opened { host_id: i64, conn_id: u64, at: i64 },
-    Closed { host_id: i64, conn_id: u64, at: i64 },
+    Opened {
+        host_id: i64,
+        conn_id: u64,
+        at: i64,
+    },
+    Closed {
+        host_id: i64,
+        conn_id: u64,
+        at: i64,
+    },
     /// Still held after this replica was removed as dead (it was silent too long).
-    Reclaimed { host_id: i64, conn_id: u64, at: i64 },
+    Reclaimed {
+        host_id: i64,
+        conn_id: u64,
+        at: i64,
+    },
 }
 
 /// This server as one of several replicas on a shared store.

@@ -79,7 +79,14 @@ impl Agent {
 
     /// Facts of a plain host of business 1.
     pub fn facts(ip: &str) -> HostFacts {
-        HostFacts { bk_biz_id: 1, bk_cloud_id: 0, ip: ip.into(), hostname: format!("host-{ip}"), os: "linux".into(), ..HostFacts::default() }
+        HostFacts {
+            bk_biz_id: 1,
+            bk_cloud_id: 0,
+            ip: ip.into(),
+            hostname: format!("host-{ip}"),
+            os: "linux".into(),
+            ..HostFacts::default()
+        }
     }
 }
 
