@@ -155,6 +155,13 @@ async fn any_replica_lists_a_host_held_by_another_as_alive() {
     .await;
 }
 
+/// The id of a replica other than `known`, once its first heartbeat is written.
+async fn replica_besides(db: &sqlx::PgPool, known: Option<&str>) -> String {
+    let query = || sqlx::query_scalar::<_, String>("SELECT id FROM replicas WHERE id <> $1").bind(known.unwrap_or("")).fetch_optional(db);
+    wait_for("a new replica's heartbeat", Duration::from_secs(10), || async { query().await.unwrap().is_some() }).await;
+    query().await.unwrap().unwrap()
+}
+
 /// Rows of `table` whose `column` is `value`.
 async fn rows_with(db: &sqlx::PgPool, table: &str, column: &str, value: &str) -> i64 {
     sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1")).bind(value).fetch_one(db).await.unwrap()
@@ -165,11 +172,11 @@ async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost() {
     let Some(url) = postgres_url().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let quick = |name| ServerConfig { replica_sweep_secs: 1, ..replica_config(dir.path(), name, &url) };
-    let mut a = Server::start(quick("a")).await;
     let db = sqlx::PgPool::connect(&url).await.unwrap();
-    let a_id: String = sqlx::query_scalar("SELECT id FROM replicas").fetch_one(&db).await.unwrap();
+    let mut a = Server::start(quick("a")).await;
+    let a_id = replica_besides(&db, None).await;
     let b = Server::start(quick("b")).await;
-    let b_id: String = sqlx::query_scalar("SELECT id FROM replicas WHERE id <> $1").bind(&a_id).fetch_one(&db).await.unwrap();
+    let b_id = replica_besides(&db, Some(&a_id)).await;
     let api_b = Api::new(&b.url);
     api_b.create_account(USER, &current_user()).await;
 
