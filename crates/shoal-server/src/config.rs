@@ -68,6 +68,9 @@ pub struct ServerConfig {
     /// After a shutdown signal, requests still in flight get this long; then the server
     /// stops anyway (agents resend whatever was not acknowledged).
     pub shutdown_grace_secs: u64,
+    /// Replicas on a shared store: how often each looks for dead replicas (silent for
+    /// longer than a replica's expiry) and removes them with their leftovers (seconds).
+    pub replica_sweep_secs: u64,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -101,6 +104,7 @@ impl Default for ServerConfig {
             max_pending_agent_sessions: 1024,
             log_read_budget_bytes: 64 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            replica_sweep_secs: 30,
             sealing_key: crate::secrets::Key::default(),
         }
     }
@@ -134,6 +138,7 @@ impl ServerConfig {
         anyhow::ensure!(self.header_read_timeout_secs >= 1, "header_read_timeout_secs must be at least 1");
         anyhow::ensure!(self.request_timeout_secs >= 1, "request_timeout_secs must be at least 1");
         anyhow::ensure!(self.max_pending_agent_sessions >= 1, "max_pending_agent_sessions must be at least 1");
+        anyhow::ensure!(self.replica_sweep_secs >= 1, "replica_sweep_secs must be at least 1");
         Ok(())
     }
 
@@ -158,6 +163,10 @@ impl ServerConfig {
             }
             _ => u,
         }
+    }
+
+    pub fn replica_sweep(&self) -> Duration {
+        Duration::from_secs(self.replica_sweep_secs)
     }
 
     pub fn agent_lost_grace(&self) -> Duration {

@@ -1,6 +1,7 @@
 //! Jobs a crash left between two changes reach a final state after a restart, on SQLite and
 //! PostgreSQL: a running job whose step had ended, and a started job whose first step never
-//! started (it runs, once).
+//! started (it runs, once). And a server killed mid-job waits, once restarted, the same grace
+//! period on both stores for its agents to come back.
 
 #[macro_use]
 mod common;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
+use shoal_server::ServerConfig;
 
 on_both_stores!(a_running_job_whose_steps_ended_is_finished, a_started_job_whose_step_never_started_runs_once);
 
@@ -41,4 +43,73 @@ async fn a_started_job_whose_step_never_started_runs_once(mut h: Harness) {
     assert_eq!(st["job_instance"]["status"], 3, "{st}");
     let logs = h.logs(job, step, &hosts).await;
     assert_eq!(logs[&hosts[0]].matches("ran-").count(), 1, "{logs:?}");
+}
+
+mod a_killed_server_waits_for_its_agents_after_a_restart {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::killed_mid_job(super::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::killed_mid_job(super::Backend::Postgres).await;
+    }
+}
+
+/// The server dies (no shutdown code runs) while a task runs; started again, it cannot be
+/// reached by the agent for longer than a dead replica's heartbeat lasts, but well within the
+/// grace period. Its script ends meanwhile, and a new job is dispatched to the host before
+/// it is back. Neither is failed as lost: both results arrive, once, when the agent is back.
+async fn killed_mid_job(backend: Backend) {
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => match postgres_url().await {
+            Some(url) => Some(url),
+            None => return,
+        },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig { agent_lost_grace_secs: 10, ..test_config(dir.path().join("server"), database_url) };
+    let mut server = Server::start(config.clone()).await;
+    let gate = Gate::open_to(server.addr).await;
+    let api = Api::new(&server.url);
+    api.create_account(USER, &current_user()).await;
+    let _agent = Agent::start(vec![gate.url.clone()], dir.path().join("agent"), Agent::facts("127.0.0.94"));
+    wait_for("the agent connected", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { api.hosts().await.iter().any(|h| h["alive"] == 1) }
+    })
+    .await;
+    let hosts: Vec<i64> = api.hosts().await.iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();
+
+    let flag = dir.path().join("go");
+    let (job, step) = api.execute(&format!("while [ ! -e '{}' ]; do sleep 0.05; done; echo ran-$$", flag.display()), &hosts).await;
+    wait_for("the task running", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { hosts_of(&api.status(job).await).iter().all(|h| h["status"] == 7) }
+    })
+    .await;
+
+    gate.set(None);
+    server.kill();
+    let server = Server::start(config).await;
+    let api = Api::new(&server.url);
+    // Dispatched while the agent is still away.
+    let (job2, step2) = api.execute("echo second-$$", &hosts).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    std::fs::write(&flag, b"").unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    gate.set(Some(server.addr));
+
+    for (job, step, marker) in [(job, step, "ran-"), (job2, step2, "second-")] {
+        wait_for("the job finished", Duration::from_secs(30), || {
+            let api = api.clone();
+            async move { api.status(job).await["finished"] == true }
+        })
+        .await;
+        let results = api.results(job, step).await;
+        let (status, log) = &results[&hosts[0]];
+        assert_eq!(*status, 9, "job {job}: the host's task ended {status}, not with its result: {log:?}");
+        assert_eq!(log.matches(marker).count(), 1, "job {job}: {log:?}");
+    }
 }

@@ -7,147 +7,22 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{b64, current_user, postgres_url, wait_for, APP, SECRET, TOKEN, USER};
-use serde_json::{json, Value};
-use shoal_agent::AgentConfig;
-use shoal_proto::agent::HostFacts;
+use common::{b64, current_user, postgres_url, test_config, wait_for, Agent, Api, Server, USER};
+use serde_json::json;
 use shoal_server::ServerConfig;
-use tokio::sync::watch;
 
-/// One `shoal server` replica on its own runtime.
-struct Replica {
-    url: String,
-    rt: Option<tokio::runtime::Runtime>,
-}
-
-impl Replica {
-    async fn start(dir: &std::path::Path, name: &str, database_url: &str) -> Replica {
-        let config = ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            data_dir: Some(dir.join(name)),
-            // Replicas share the key of sensitive values (docs/scale-out.md).
-            secret_key_file: Some(dir.join("secret-key")),
-            // ...and the audit chain's key: one chain, one key.
-            audit_key_file: Some(dir.join("audit-key")),
-            database_url: Some(database_url.to_string()),
-            agent_token: Some(TOKEN.into()),
-            bootstrap_app: Some(format!("{APP}:{SECRET}")),
-            agent_lost_grace_secs: 2,
-            heartbeat_secs: 2,
-            ..ServerConfig::default()
-        };
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            shoal_server::run(config, listener, std::future::pending()).await
-        });
-        let http = reqwest::Client::new();
-        wait_for(&format!("replica {name} up"), Duration::from_secs(30), || {
-            let (http, url) = (http.clone(), url.clone());
-            async move { http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await;
-        Replica { url, rt: Some(rt) }
-    }
-
-    /// Drops every task and socket of the replica at once.
-    fn kill(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-#[derive(Clone)]
-struct Api {
-    http: reqwest::Client,
-    url: String,
-}
-
-impl Api {
-    fn new(url: &str) -> Api {
-        Api { http: reqwest::Client::new(), url: url.to_string() }
-    }
-
-    fn auth() -> String {
-        json!({"bk_app_code": APP, "bk_app_secret": SECRET, "bk_username": USER}).to_string()
-    }
-
-    async fn post(&self, name: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}/api/v3/{name}", self.url))
-            .header("X-Bkapi-Authorization", Self::auth())
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["code"], 0, "{name}: {v}");
-        v["data"].clone()
-    }
-
-    async fn status(&self, job_id: i64) -> Value {
-        let q = format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job_id}&return_ip_result=True");
-        let r = self
-            .http
-            .get(format!("{}/api/v3/get_job_instance_status?{q}", self.url))
-            .header("X-Bkapi-Authorization", Self::auth())
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
-        assert_eq!(v["code"], 0, "{v}");
-        v["data"].clone()
-    }
-
-    async fn execute(&self, script: &str, hosts: &[i64]) -> (i64, i64) {
-        let d = self
-            .post(
-                "fast_execute_script",
-                json!({"bk_scope_type": "biz", "bk_scope_id": "1", "script_content": b64(script), "script_language": 1,
-                       "account_alias": USER, "target_server": {"host_id_list": hosts}}),
-            )
-            .await;
-        (d["job_instance_id"].as_i64().unwrap(), d["step_instance_id"].as_i64().unwrap())
-    }
-
-    /// Host id → (status, log) of the job's first step.
-    async fn results(&self, job_id: i64, step_id: i64) -> BTreeMap<i64, (i64, String)> {
-        let st = self.status(job_id).await;
-        let hosts: Vec<i64> = common::hosts_of(&st).iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();
-        let logs = self
-            .post(
-                "batch_get_job_instance_ip_log",
-                json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job_id, "step_instance_id": step_id, "host_id_list": hosts}),
-            )
-            .await;
-        let logs: BTreeMap<i64, String> = logs["script_task_logs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| (l["bk_host_id"].as_i64().unwrap(), l["log_content"].as_str().unwrap_or_default().to_string()))
-            .collect();
-        common::hosts_of(&st)
-            .iter()
-            .map(|h| {
-                let id = h["bk_host_id"].as_i64().unwrap();
-                (id, (h["status"].as_i64().unwrap(), logs.get(&id).cloned().unwrap_or_default()))
-            })
-            .collect()
+/// The settings of replica `name`: its own data dir, the keys every replica shares.
+fn replica_config(dir: &std::path::Path, name: &str, database_url: &str) -> ServerConfig {
+    ServerConfig {
+        // Replicas share the key of sensitive values (docs/scale-out.md)...
+        secret_key_file: Some(dir.join("secret-key")),
+        // ...and the audit chain's key: one chain, one key.
+        audit_key_file: Some(dir.join("audit-key")),
+        ..test_config(dir.join(name), Some(database_url.to_string()))
     }
 }
 
@@ -157,37 +32,17 @@ const AGENTS: usize = 6;
 async fn a_job_survives_the_death_of_the_replica_that_started_it() {
     let Some(db) = postgres_url().await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Replica::start(dir.path(), "a", &db).await;
-    let b = Replica::start(dir.path(), "b", &db).await;
+    let mut a = Server::start(replica_config(dir.path(), "a", &db)).await;
+    let b = Server::start(replica_config(dir.path(), "b", &db)).await;
     let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
-    api_a
-        .post(
-            "create_account",
-            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": current_user(), "alias": USER, "type": 1, "category": 1}),
-        )
-        .await;
+    api_a.create_account(USER, &current_user()).await;
 
     // Half the agents prefer replica a, half replica b; each fails over to the other.
-    let (stop_tx, _) = watch::channel(false);
     let mut agents = Vec::new();
     for i in 0..AGENTS {
-        let ip = format!("127.0.8.{}", i + 1);
-        let facts = HostFacts {
-            bk_biz_id: 1,
-            bk_cloud_id: 0,
-            ip: ip.clone(),
-            hostname: format!("r{i}"),
-            os: "linux".into(),
-            ..HostFacts::default()
-        };
+        let facts = Agent::facts(&format!("127.0.8.{}", i + 1));
         let servers = if i % 2 == 0 { vec![a.url.clone(), b.url.clone()] } else { vec![b.url.clone(), a.url.clone()] };
-        let mut cfg = AgentConfig::new(servers, TOKEN.into(), dir.path().join(format!("agent-{i}")), facts);
-        cfg.kill_grace = Duration::from_millis(500);
-        cfg.reconnect_max = Duration::from_millis(300);
-        let mut rx = stop_tx.subscribe();
-        agents.push(tokio::spawn(shoal_agent::run(cfg, async move {
-            let _ = rx.wait_for(|v| *v).await;
-        })));
+        agents.push(Agent::start(servers, dir.path().join(format!("agent-{i}")), facts));
     }
 
     let store = shoal_store::open(&db).await.unwrap();
@@ -263,9 +118,115 @@ async fn a_job_survives_the_death_of_the_replica_that_started_it() {
     let results = api_b.results(job2, step2).await;
     assert!(results.values().all(|(s, log)| *s == 9 && log.contains("again")), "{results:?}");
 
-    let _ = stop_tx.send(true);
-    for a in agents {
-        let _ = tokio::time::timeout(Duration::from_secs(10), a).await;
-    }
+    drop(agents);
     drop(Arc::clone(&store));
+}
+
+/// Whether `api`'s host list says the host at `ip` is alive.
+async fn listed_alive(api: &Api, ip: &str) -> bool {
+    api.hosts().await.iter().any(|h| h["ip"] == ip && h["alive"] == 1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn any_replica_lists_a_host_held_by_another_as_alive() {
+    let Some(db) = postgres_url().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = Server::start(replica_config(dir.path(), "a", &db)).await;
+    let b = Server::start(replica_config(dir.path(), "b", &db)).await;
+    let (api_a, api_b) = (Api::new(&a.url), Api::new(&b.url));
+    let _agent = Agent::start(vec![a.url.clone()], dir.path().join("agent"), Agent::facts("127.0.8.20"));
+    wait_for("the agent connected to a", Duration::from_secs(20), || {
+        let api_a = api_a.clone();
+        async move { listed_alive(&api_a, "127.0.8.20").await }
+    })
+    .await;
+    // Held by a, asked of b.
+    wait_for("b listing the host alive", Duration::from_secs(5), || {
+        let api_b = api_b.clone();
+        async move { listed_alive(&api_b, "127.0.8.20").await }
+    })
+    .await;
+    // Once a is dead, nobody holds the host.
+    a.kill();
+    wait_for("b listing the host not alive", Duration::from_secs(20), || {
+        let api_b = api_b.clone();
+        async move { !listed_alive(&api_b, "127.0.8.20").await }
+    })
+    .await;
+}
+
+/// The id of a replica other than `known`, once its first heartbeat is written.
+async fn replica_besides(db: &sqlx::PgPool, known: Option<&str>) -> String {
+    let query = || sqlx::query_scalar::<_, String>("SELECT id FROM replicas WHERE id <> $1").bind(known.unwrap_or("")).fetch_optional(db);
+    wait_for("a new replica's heartbeat", Duration::from_secs(10), || async { query().await.unwrap().is_some() }).await;
+    query().await.unwrap().unwrap()
+}
+
+/// Rows of `table` whose `column` is `value`.
+async fn rows_with(db: &sqlx::PgPool, table: &str, column: &str, value: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1")).bind(value).fetch_one(db).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost() {
+    let Some(url) = postgres_url().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let quick = |name| ServerConfig { replica_sweep_secs: 1, ..replica_config(dir.path(), name, &url) };
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let mut a = Server::start(quick("a")).await;
+    let a_id = replica_besides(&db, None).await;
+    let b = Server::start(quick("b")).await;
+    let b_id = replica_besides(&db, Some(&a_id)).await;
+    let api_b = Api::new(&b.url);
+    api_b.create_account(USER, &current_user()).await;
+
+    // One agent held by a (and only ever by a), one by b.
+    let _on_a = Agent::start(vec![a.url.clone()], dir.path().join("agent-a"), Agent::facts("127.0.8.30"));
+    let _on_b = Agent::start(vec![b.url.clone()], dir.path().join("agent-b"), Agent::facts("127.0.8.31"));
+    wait_for("both agents held", Duration::from_secs(20), || {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM agent_sessions WHERE replica_id IS NOT NULL").fetch_one(&db).await.unwrap()
+                == 2
+        }
+    })
+    .await;
+    let hosts: Vec<i64> = api_b.hosts().await.iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();
+    let flag = dir.path().join("go");
+    let (job, step) = api_b.execute(&format!("while [ ! -e '{}' ]; do sleep 0.05; done; echo done", flag.display()), &hosts).await;
+    wait_for("both tasks running", Duration::from_secs(20), || {
+        let api_b = api_b.clone();
+        async move { common::hosts_of(&api_b.status(job).await).iter().filter(|h| h["status"] == json!(7)).count() == 2 }
+    })
+    .await;
+
+    // a dies with a message still queued for it.
+    a.kill();
+    sqlx::query("INSERT INTO routed_messages (replica_id, bk_host_id, body, created_at) VALUES ($1, 0, '{}', 0)")
+        .bind(&a_id)
+        .execute(&db)
+        .await
+        .unwrap();
+    wait_for("a swept away", Duration::from_secs(20), || {
+        let (db, a_id) = (db.clone(), a_id.clone());
+        async move {
+            rows_with(&db, "replicas", "id", &a_id).await == 0
+                && rows_with(&db, "routed_messages", "replica_id", &a_id).await == 0
+                && rows_with(&db, "agent_sessions", "replica_id", &a_id).await == 0
+        }
+    })
+    .await;
+    // b and what it holds stay.
+    assert_eq!(rows_with(&db, "replicas", "id", &b_id).await, 1);
+    assert_eq!(rows_with(&db, "agent_sessions", "replica_id", &b_id).await, 1);
+
+    // a's host is still known to be gone: its task fails as lost; b's finishes.
+    std::fs::write(&flag, b"").unwrap();
+    wait_for("the job finished", Duration::from_secs(30), || {
+        let api_b = api_b.clone();
+        async move { api_b.status(job).await["finished"] == json!(true) }
+    })
+    .await;
+    let statuses: BTreeSet<i64> = api_b.results(job, step).await.values().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, BTreeSet::from([9, 310]));
 }

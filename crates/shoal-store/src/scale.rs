@@ -1,7 +1,7 @@
 //! Storage for several server replicas on one database: which replica holds each agent's
-//! session, messages routed to the replica holding an agent, replica liveness, the
-//! lost-agent sweep across replicas, and the claim that lets exactly one replica finalize a
-//! step. A separate trait ([`ScaleStore`], a supertrait of [`crate::Store`]) with its SQL
+//! session, messages routed to the replica holding an agent, replica liveness and the
+//! removal of dead replicas, the lost-agent sweep across replicas, and the claim that lets
+//! exactly one replica finalize a step. A separate trait ([`ScaleStore`], a supertrait of [`crate::Store`]) with its SQL
 //! written once in [`impl_scale_store!`] and instantiated per backend.
 //!
 //! Only PostgreSQL is shared ([`ScaleStore::is_shared`]); its LISTEN/NOTIFY wakes the holding
@@ -30,13 +30,23 @@ pub trait ScaleStore: Send + Sync {
     /// is one server and sessions are only known in its memory.
     fn is_shared(&self) -> bool;
 
-    /// Records that `replica` is alive at `now`.
-    async fn replica_heartbeat(&self, replica: &str, started_at: i64, now: i64) -> Result<()>;
+    /// Records that `replica` is alive at `now`. False when it had no row (its first beat,
+    /// or it was silent so long that it was removed as dead).
+    async fn replica_heartbeat(&self, replica: &str, started_at: i64, now: i64) -> Result<bool>;
     /// A replica stopping cleanly: its sessions are closed at `now` and its row removed.
     async fn replica_stopped(&self, replica: &str, now: i64) -> Result<()>;
 
+    /// Removes the replicas whose heartbeat is older than `dead_before`, as dead since
+    /// `ttl_ms` after their last beat: the sessions they held are closed as of then (so the
+    /// lost-agent rule still fails their hosts' tasks), and the messages routed to replicas
+    /// that are gone are deleted. Answers how many replicas were removed.
+    async fn remove_dead_replicas(&self, dead_before: i64, ttl_ms: i64) -> Result<u64>;
+
     /// An agent session opened on `replica` (it replaces whatever session the host had).
     async fn session_opened(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()>;
+    /// A session `replica` still holds after it was removed as dead: recorded again unless
+    /// the host has opened a session elsewhere since.
+    async fn session_reclaimed(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()>;
     /// The session closed, if it is still the host's current one.
     async fn session_closed(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()>;
     /// Open sessions on replicas whose heartbeat is at or after `alive_after`: (host, replica).
@@ -123,13 +133,35 @@ macro_rules! impl_scale_store {
             /// Rows per multi-row INSERT.
             const CHUNK: usize = 500;
 
+            impl super::$store {
+                /// Records `replica` as holding the host's session; `only` (a `WHERE` on the
+                /// existing row, or empty) says when an existing row is replaced.
+                async fn hold_session(&self, host_id: i64, replica: &str, conn_id: i64, now: i64, only: &str, op: &'static str) -> Result<()> {
+                    let sql = format!(
+                        "INSERT INTO agent_sessions (bk_host_id, replica_id, conn_id, since) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (bk_host_id) DO UPDATE SET replica_id = excluded.replica_id, conn_id = excluded.conn_id, since = excluded.since{only}"
+                    );
+                    sqlx::query(&sql).bind(host_id).bind(replica).bind(conn_id).bind(now).execute(&self.pool).await.op(op)?;
+                    Ok(())
+                }
+            }
+
             #[async_trait]
             impl ScaleStore for super::$store {
                 fn is_shared(&self) -> bool {
                     $shared
                 }
 
-                async fn replica_heartbeat(&self, replica: &str, started_at: i64, now: i64) -> Result<()> {
+                async fn replica_heartbeat(&self, replica: &str, started_at: i64, now: i64) -> Result<bool> {
+                    let beat = sqlx::query("UPDATE replicas SET heartbeat = $1 WHERE id = $2")
+                        .bind(now)
+                        .bind(replica)
+                        .execute(&self.pool)
+                        .await
+                        .op("replica heartbeat")?;
+                    if beat.rows_affected() > 0 {
+                        return Ok(true);
+                    }
                     sqlx::query(
                         "INSERT INTO replicas (id, heartbeat, started_at) VALUES ($1, $2, $3) \
                          ON CONFLICT (id) DO UPDATE SET heartbeat = excluded.heartbeat",
@@ -140,7 +172,33 @@ macro_rules! impl_scale_store {
                     .execute(&self.pool)
                     .await
                     .op("replica heartbeat")?;
-                    Ok(())
+                    Ok(false)
+                }
+
+                async fn remove_dead_replicas(&self, dead_before: i64, ttl_ms: i64) -> Result<u64> {
+                    let mut tx = self.pool.begin().await.op("begin remove dead replicas")?;
+                    sqlx::query(
+                        "UPDATE agent_sessions SET replica_id = NULL, since = r.heartbeat + $1 FROM replicas r \
+                         WHERE r.id = agent_sessions.replica_id AND r.heartbeat < $2",
+                    )
+                    .bind(ttl_ms)
+                    .bind(dead_before)
+                    .execute(&mut *tx)
+                    .await
+                    .op("close dead replicas' sessions")?;
+                    let removed = sqlx::query("DELETE FROM replicas WHERE heartbeat < $1")
+                        .bind(dead_before)
+                        .execute(&mut *tx)
+                        .await
+                        .op("delete dead replicas")?
+                        .rows_affected();
+                    // Also those of replicas that stopped cleanly with messages still queued.
+                    sqlx::query("DELETE FROM routed_messages WHERE replica_id NOT IN (SELECT id FROM replicas)")
+                        .execute(&mut *tx)
+                        .await
+                        .op("delete messages routed to dead replicas")?;
+                    tx.commit().await.op("commit remove dead replicas")?;
+                    Ok(removed)
                 }
 
                 async fn replica_stopped(&self, replica: &str, now: i64) -> Result<()> {
@@ -157,18 +215,12 @@ macro_rules! impl_scale_store {
                 }
 
                 async fn session_opened(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()> {
-                    sqlx::query(
-                        "INSERT INTO agent_sessions (bk_host_id, replica_id, conn_id, since) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (bk_host_id) DO UPDATE SET replica_id = excluded.replica_id, conn_id = excluded.conn_id, since = excluded.since",
-                    )
-                    .bind(host_id)
-                    .bind(replica)
-                    .bind(conn_id)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await
-                    .op("session opened")?;
-                    Ok(())
+                    self.hold_session(host_id, replica, conn_id, now, "", "session opened").await
+                }
+
+                async fn session_reclaimed(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()> {
+                    let only = " WHERE agent_sessions.replica_id IS NULL AND agent_sessions.conn_id = excluded.conn_id";
+                    self.hold_session(host_id, replica, conn_id, now, only, "session reclaimed").await
                 }
 
                 async fn session_closed(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()> {

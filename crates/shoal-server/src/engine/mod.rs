@@ -9,6 +9,7 @@
 //!   whole tree there) and fails waiting ones with 403.
 //! - After a restart [`Engine::start`] resumes active jobs: agents reconnect and resend what
 //!   was not acknowledged; hosts that do not come back within the grace period get 310.
+//!   Hosts connected before the restart are awaited as long at dispatch too.
 
 pub mod admission;
 pub mod callback;
@@ -90,6 +91,7 @@ impl Engine {
 
     /// Resume active jobs and start the callback sender.
     pub async fn start(self: &Arc<Self>, stop: watch::Receiver<bool>) -> Result<(), StoreError> {
+        self.gateway.expect_returning().await;
         let active = self.store.active_jobs().await?;
         let mut resumed = 0;
         for job in &active {
@@ -107,12 +109,18 @@ impl Engine {
         }
         if resumed > 0 {
             tracing::info!(steps = resumed, "resuming running steps; waiting for their agents");
-            let me = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(me.config.agent_lost_grace()).await;
-                me.sweep_lost().await;
-            });
         }
+        // Tasks of resumed steps, and those dispatched meanwhile to agents still awaited,
+        // whose agent is not back by the end of the grace period. A server that is stopping
+        // judges nobody: its successor will.
+        let me = self.clone();
+        let mut lost_stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(me.config.agent_lost_grace()) => me.sweep_lost().await,
+                _ = async { let _ = lost_stop.wait_for(|v| *v).await; } => {}
+            }
+        });
         // Jobs a crash left between two changes: once agents had the grace to reconnect (a
         // step started before would fail its hosts with 310), then periodically.
         let me = self.clone();
@@ -250,7 +258,8 @@ impl Engine {
     }
 
     /// Send the waiting ones of `tasks` — the step run's, or those of rolling batch `batch` —
-    /// to their agents; a host without a reachable agent fails at once with 310.
+    /// to their agents; a host without a reachable agent fails at once with 310, unless it is
+    /// still awaited after a start (it gets the task when it reconnects).
     pub(crate) async fn dispatch_tasks(
         &self,
         step: &StepRow,
@@ -262,11 +271,13 @@ impl Engine {
         let mut to_send = Vec::new();
         // Agents held here, or by another replica on a shared store.
         let reachable = self.gateway.reachable_set().await;
+        // Right after a start, agents still reconnecting: their tasks wait for them.
+        let returning = self.gateway.returning_set();
         for t in tasks.iter().filter(|t| t.status == host_status::WAITING) {
             let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
             if reachable.contains(&t.bk_host_id) {
                 to_send.push(key);
-            } else {
+            } else if !returning.contains(&t.bk_host_id) {
                 changes.push(finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now));
             }
         }
@@ -279,7 +290,7 @@ impl Engine {
         self.gateway.submit(changes).await;
         let mut lost = Vec::new();
         for key in to_send {
-            if !self.gateway.send(key.host_id, self.run_msg(key, step)).await {
+            if !self.gateway.send(key.host_id, self.run_msg(key, step)).await && !returning.contains(&key.host_id) {
                 lost.push(finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now));
             }
         }
@@ -340,7 +351,8 @@ impl Engine {
         self.gateway.submit(items).await;
     }
 
-    /// After a restart's grace period: every resumed task whose agent never came back.
+    /// After a restart's grace period: every task of a running step (resumed, or dispatched
+    /// while agents were awaited) whose agent never came back.
     async fn sweep_lost(&self) {
         let steps: Vec<Arc<StepRow>> = self.steps.lock().expect("steps lock").values().cloned().collect();
         let connected = self.gateway.reachable_set().await;

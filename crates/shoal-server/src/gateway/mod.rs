@@ -6,6 +6,7 @@
 //! a step's completion is decided in one place and never twice.
 
 pub mod enrol;
+mod returning;
 pub mod route;
 pub mod ws;
 
@@ -78,6 +79,8 @@ pub struct Gateway {
     stop: OnceLock<watch::Receiver<bool>>,
     /// Set when several replicas share the store (see [`route`]).
     replica: Option<route::Replica>,
+    /// Agents awaited for the grace period after the start (see [`returning`]).
+    returning: Mutex<Option<returning::Returning>>,
     /// Admission of agent hellos (see [`CONCURRENT_HELLOS`]).
     pub(crate) hellos: tokio::sync::Semaphore,
     /// Agent sessions upgraded but not past their hello yet (`max_pending_agent_sessions`).
@@ -102,6 +105,7 @@ impl Gateway {
             ingest_rx: Mutex::new(Some(ingest_rx)),
             stop: OnceLock::new(),
             replica,
+            returning: Mutex::new(None),
             hellos: tokio::sync::Semaphore::new(CONCURRENT_HELLOS),
             unhelloed,
             ingest_fault: Mutex::new(None),

@@ -6,7 +6,10 @@
 //! - **Sessions**: opening and closing a session is written to `agent_sessions` by one task
 //!   per replica, in order ([`Replica::events`]).
 //! - **Liveness**: every replica refreshes its row in `replicas` each [`HEARTBEAT`]; one
-//!   silent for [`REPLICA_TTL`] is dead, and so are the sessions it held.
+//!   silent for [`REPLICA_TTL`] is dead, and so are the sessions it held. Every
+//!   `replica_sweep_secs` each replica removes the dead: their rows, their hold on sessions
+//!   (closed as of their death) and the messages routed to them. A replica removed while
+//!   only stalled records its sessions again at its next heartbeat.
 //! - **Routing**: a `Run` (as its task key, see [`Routed`]) or `Cancel` for a host held
 //!   elsewhere is inserted into `routed_messages` (batched) with a NOTIFY on the holder's
 //!   channel; the holder takes its rows and hands them to the sessions. A message for a host
@@ -50,8 +53,22 @@ enum Routed {
 /// A session opening or closing, written in order.
 #[derive(Debug, Clone, Copy)]
 pub enum SessionEvent {
-    Opened { host_id: i64, conn_id: u64, at: i64 },
-    Closed { host_id: i64, conn_id: u64, at: i64 },
+    Opened {
+        host_id: i64,
+        conn_id: u64,
+        at: i64,
+    },
+    Closed {
+        host_id: i64,
+        conn_id: u64,
+        at: i64,
+    },
+    /// Still held after this replica was removed as dead (it was silent too long).
+    Reclaimed {
+        host_id: i64,
+        conn_id: u64,
+        at: i64,
+    },
 }
 
 /// This server as one of several replicas on a shared store.
@@ -159,18 +176,24 @@ impl Gateway {
         }
         tokio::spawn(self.clone().heartbeat(stop.clone()));
         tokio::spawn(self.clone().delivery(stop.clone()));
+        tokio::spawn(self.clone().dead_replica_sweep(stop.clone()));
         tokio::spawn(self.clone().lost_sweep(stop));
     }
 
     async fn heartbeat(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let Some(replica) = &self.replica else { return };
         let mut tick = tokio::time::interval(HEARTBEAT);
+        let mut first = true;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = self.store.replica_heartbeat(&replica.id, replica.started_at, shoal_core::time::now_ms()).await {
-                        tracing::error!(error = %e, "replica heartbeat");
+                    match self.store.replica_heartbeat(&replica.id, replica.started_at, shoal_core::time::now_ms()).await {
+                        // No row past the first beat: removed as dead meanwhile.
+                        Ok(false) if !first => self.reclaim_sessions(),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "replica heartbeat"),
                     }
+                    first = false;
                 }
                 _ = stopped(&mut stop) => break,
             }
@@ -181,12 +204,46 @@ impl Gateway {
         }
     }
 
+    /// This replica was silent so long that another removed it as dead, closing its
+    /// sessions: those it still holds are recorded again.
+    fn reclaim_sessions(&self) {
+        let held: Vec<(i64, u64)> = self.sessions.lock().expect("sessions lock").iter().map(|(h, s)| (*h, s.conn_id)).collect();
+        tracing::warn!(sessions = held.len(), "this replica was removed as dead; recording its agent sessions again");
+        let at = shoal_core::time::now_ms();
+        for (host_id, conn_id) in held {
+            self.session_event(SessionEvent::Reclaimed { host_id, conn_id, at });
+        }
+    }
+
+    /// Removes replicas silent for longer than [`REPLICA_TTL`]: their rows, their sessions
+    /// (closed as of their death, so the lost sweep still judges their hosts) and the
+    /// messages routed to them. Every replica sweeps; doing it twice changes nothing.
+    async fn dead_replica_sweep(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(self.config.replica_sweep());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped(&mut stop) => return,
+            }
+            let ttl = REPLICA_TTL.as_millis() as i64;
+            match self.store.remove_dead_replicas(alive_after(), ttl).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(replicas = n, "removed dead replicas and closed the agent sessions they held"),
+                Err(e) => tracing::error!(error = %e, "removing dead replicas"),
+            }
+        }
+    }
+
     async fn session_writer(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SessionEvent>) {
         let Some(replica) = &self.replica else { return };
         while let Some(event) = rx.recv().await {
             let r = match event {
                 SessionEvent::Opened { host_id, conn_id, at } => self.store.session_opened(host_id, &replica.id, conn_id as i64, at).await,
                 SessionEvent::Closed { host_id, conn_id, at } => self.store.session_closed(host_id, &replica.id, conn_id as i64, at).await,
+                SessionEvent::Reclaimed { host_id, conn_id, at } => {
+                    self.store.session_reclaimed(host_id, &replica.id, conn_id as i64, at).await
+                }
             };
             if let Err(e) = r {
                 tracing::error!(?event, error = %e, "recording an agent session");

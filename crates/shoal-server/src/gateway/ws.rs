@@ -175,8 +175,9 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::s
     }
     if gateway.unregister(host_id, conn_id) {
         tracing::info!(host_id, "agent disconnected");
-        let _ = shared.store.set_host_alive(host_id, false, shoal_core::time::now_ms()).await;
+        // A server that stops leaves its agents marked alive: the next start awaits them.
         if !*gateway.stop_signal().borrow() {
+            let _ = shared.store.set_host_alive(host_id, false, shoal_core::time::now_ms()).await;
             gateway.watch_lost(host_id);
         }
     }

@@ -1,7 +1,7 @@
 //! Test harness: a real server on 127.0.0.1:0 with in-process agents, on SQLite or
 //! PostgreSQL; everything stops when the harness is dropped.
 
-#![allow(dead_code, unused_macros)]
+#![allow(dead_code, unused_macros, unused_imports)]
 
 /// One test per store for each scenario `async fn name(h: Harness)`.
 macro_rules! on_both_stores {
@@ -22,6 +22,12 @@ macro_rules! on_both_stores {
         }
     )*};
 }
+
+mod api;
+mod killable;
+
+pub use api::Api;
+pub use killable::{Gate, Server};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -59,6 +65,37 @@ pub struct Agent {
     pub state_dir: PathBuf,
 }
 
+impl Agent {
+    /// A real agent of `facts` dialling `servers` in order; stopped when dropped.
+    pub fn start(servers: Vec<String>, state_dir: PathBuf, facts: HostFacts) -> Agent {
+        let ip = facts.ip.clone();
+        let mut cfg = AgentConfig::new(servers, TOKEN.into(), state_dir.clone(), facts);
+        cfg.kill_grace = Duration::from_millis(500);
+        cfg.reconnect_max = Duration::from_millis(500);
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(shoal_agent::run(cfg, wait_stop(rx)));
+        Agent { ip, stop: tx, task, state_dir }
+    }
+
+    /// Facts of a plain host of business 1.
+    pub fn facts(ip: &str) -> HostFacts {
+        HostFacts {
+            bk_biz_id: 1,
+            bk_cloud_id: 0,
+            ip: ip.into(),
+            hostname: format!("host-{ip}"),
+            os: "linux".into(),
+            ..HostFacts::default()
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
 pub struct Harness {
     pub dir: tempfile::TempDir,
     pub url: String,
@@ -92,6 +129,22 @@ where
     }
 }
 
+/// What every test server starts from: loopback, the test credentials, short periods.
+pub fn test_config(data_dir: PathBuf, database_url: Option<String>) -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".into(),
+        data_dir: Some(data_dir),
+        database_url,
+        agent_token: Some(TOKEN.into()),
+        bootstrap_app: Some(format!("{APP}:{SECRET}")),
+        agent_lost_grace_secs: 2,
+        heartbeat_secs: 2,
+        // Test receivers listen on loopback.
+        callback_allowed_base_urls: vec!["http://127.0.0.1".into()],
+        ..ServerConfig::default()
+    }
+}
+
 impl Harness {
     /// `None` when the backend is unavailable and not required.
     pub async fn start(backend: Backend) -> Option<Harness> {
@@ -105,18 +158,7 @@ impl Harness {
             Backend::Sqlite => None,
             Backend::Postgres => Some(postgres_url().await?),
         };
-        let mut config = ServerConfig {
-            listen: "127.0.0.1:0".into(),
-            data_dir: Some(dir.path().join("server")),
-            database_url,
-            agent_token: Some(TOKEN.into()),
-            bootstrap_app: Some(format!("{APP}:{SECRET}")),
-            agent_lost_grace_secs: 2,
-            heartbeat_secs: 2,
-            // Test receivers listen on loopback.
-            callback_allowed_base_urls: vec!["http://127.0.0.1".into()],
-            ..ServerConfig::default()
-        };
+        let mut config = test_config(dir.path().join("server"), database_url);
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -187,12 +229,7 @@ impl Harness {
             os: "linux".into(),
         };
         let state_dir = self.dir.path().join(format!("agent-{ip}"));
-        let mut cfg = AgentConfig::new(vec![self.url.clone()], TOKEN.into(), state_dir.clone(), facts);
-        cfg.kill_grace = Duration::from_millis(500);
-        cfg.reconnect_max = Duration::from_millis(500);
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(shoal_agent::run(cfg, wait_stop(rx)));
-        self.agents.push(Agent { ip: ip.into(), stop: tx, task, state_dir });
+        self.agents.push(Agent::start(vec![self.url.clone()], state_dir, facts));
         self.agents.len() - 1
     }
 
@@ -355,9 +392,6 @@ impl Harness {
 impl Drop for Harness {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
-        for a in &self.agents {
-            let _ = a.stop.send(true);
-        }
     }
 }
 

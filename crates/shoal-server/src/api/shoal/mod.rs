@@ -1,5 +1,6 @@
 //! Shoal's own API under `/api/shoal/v1/`, in the same envelope as JOB's:
-//! - `GET hosts[?bk_biz_id=]`: the host registry (accepted hosts only).
+//! - `GET hosts[?bk_biz_id=]`: the host registry (accepted hosts only); `alive` when any live
+//!   replica holds the host's agent session.
 //! - [`agents`]: enrolment tokens, pending agents, host moves (admins).
 //! - `POST dynamic_groups` `{bk_scope_type, bk_scope_id, id?, name, set_ids?, module_ids?, selector?}`:
 //!   save a host selector usable as `dynamic_group_list` in targets.
@@ -64,12 +65,13 @@ async fn hosts(ctx: &Ctx, params: Value) -> ApiResult {
     crate::api::authz::authorize_hosts(ctx, req.bk_biz_id).await?;
     let mut rows = ctx.shared.store.list_hosts(req.bk_biz_id).await.map_err(internal("list hosts"))?;
     rows.retain(|h| sel.matches(&h.labels));
-    let connected = ctx.shared.gateway.connected_set();
+    // Alive: held by any live replica, not only the one answering.
+    let alive = ctx.shared.gateway.reachable_set().await;
     let data: Vec<Value> = rows
         .iter()
         .map(|h| {
             let mut v = host_json(h);
-            v["alive"] = json!(connected.contains(&h.bk_host_id) as i32);
+            v["alive"] = json!(alive.contains(&h.bk_host_id) as i32);
             v
         })
         .collect();
