@@ -32,6 +32,7 @@ pub async fn fresh_postgres(prefix: &str) -> Option<String> {
             return None;
         }
     };
+    drop_orphans(&admin).await;
     let name = format!("shoal_{prefix}_{}", nonce());
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
     admin.close().await;
@@ -39,10 +40,45 @@ pub async fn fresh_postgres(prefix: &str) -> Option<String> {
     Some(format!("{head}/{name}"))
 }
 
-/// Unique enough for test database names: process id, time and a counter.
+/// Unique enough for test database names: process id, time and a counter, as
+/// `p<pid>_<time>_<n>` (the process id lets later runs find databases nobody uses).
 fn nonce() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{:x}{:x}{:x}", std::process::id(), t, N.fetch_add(1, Ordering::Relaxed))
+    format!("p{}_{:x}_{:x}", std::process::id(), t, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The process that made a test database, from its name (see [`nonce`]).
+fn maker_pid(name: &str) -> Option<u32> {
+    let mut parts = name.rsplit('_');
+    let (_n, _t, pid) = (parts.next()?, parts.next()?, parts.next()?);
+    pid.strip_prefix('p')?.parse().ok()
+}
+
+/// Drops test databases whose making process has ended: each test process removes what
+/// earlier runs left behind (a test cannot drop its own database while its server still
+/// holds connections to it).
+async fn drop_orphans(admin: &sqlx::PgPool) {
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'shoal\\_%'")
+        .fetch_all(admin)
+        .await
+        .unwrap_or_default();
+    for name in names {
+        let gone = maker_pid(&name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if gone {
+            // Another test process may be dropping it at the same moment: errors are fine.
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(admin).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_maker_is_read_back_from_the_name() {
+        let name = format!("shoal_full_disk_{}", super::nonce());
+        assert_eq!(super::maker_pid(&name), Some(std::process::id()));
+        assert_eq!(super::maker_pid("shoal_old_1a2b3c"), None);
+    }
 }
