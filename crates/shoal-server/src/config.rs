@@ -139,15 +139,24 @@ impl ServerConfig {
         anyhow::ensure!(self.request_timeout_secs >= 1, "request_timeout_secs must be at least 1");
         anyhow::ensure!(self.max_pending_agent_sessions >= 1, "max_pending_agent_sessions must be at least 1");
         anyhow::ensure!(self.replica_sweep_secs >= 1, "replica_sweep_secs must be at least 1");
+        anyhow::ensure!(
+            self.data_dir.is_some(),
+            "no data dir: give --data-dir (e.g. /var/lib/shoal); on PostgreSQL too, the server keeps its keys and \
+             first-start credentials there, never in the directory it was started from"
+        );
         Ok(())
+    }
+
+    /// The data dir (present once [`ServerConfig::validate`] passed).
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_default()
     }
 
     pub fn store_url(&self) -> String {
         match &self.database_url {
             Some(u) => u.clone(),
             None => {
-                let dir = self.data_dir.clone().unwrap_or_else(|| PathBuf::from("."));
-                format!("sqlite://{}", dir.join("shoal.db").display())
+                format!("sqlite://{}", self.data_dir().join("shoal.db").display())
             }
         }
     }

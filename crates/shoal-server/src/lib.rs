@@ -62,9 +62,7 @@ pub async fn run(config: ServerConfig, listener: TcpListener, shutdown: impl Fut
 /// (`shoal dev`) can act between the two.
 pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     config.validate()?;
-    if let Some(dir) = &config.data_dir {
-        secrets::secure_data_dir(dir)?;
-    }
+    secrets::secure_data_dir(&config.data_dir())?;
     let url = config.store_url();
     let audit_key = secrets::load_or_create_audit_key(&config)?;
     let store = shoal_store::open_keyed(&url, audit_key).await.with_context(|| format!("opening store {}", config.redacted_store_url()))?;
@@ -136,7 +134,7 @@ fn ensure_agent_token(config: &ServerConfig) -> anyhow::Result<(String, Option<s
     if let Some(t) = config.agent_token.as_ref().filter(|t| !t.is_empty()) {
         return Ok((t.clone(), None));
     }
-    let dir = config.data_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
+    let dir = config.data_dir();
     let path = dir.join("agent-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         if !existing.trim().is_empty() {
@@ -167,7 +165,7 @@ async fn ensure_apps(config: &ServerConfig, store: &dyn Store) -> anyhow::Result
     let secret = auth::random_secret();
     store.put_app(&auth::new_app(code, &secret, true)).await?;
     store.set_app_gateway(code, true).await?;
-    let dir = config.data_dir.clone().unwrap_or_else(|| std::path::PathBuf::from("."));
+    let dir = config.data_dir();
     let path = dir.join("app-credential");
     write_secret_file(&path, &format!("{code}:{secret}\n"))?;
     tracing::info!(path = %path.display(), app_code = code, "generated an admin app credential");

@@ -129,16 +129,12 @@ impl Key {
 /// Authenticated data of a job's sensitive script parameters.
 pub const JOB_PARAM_AAD: &[u8] = br#"["job","param"]"#;
 
-fn data_dir(config: &ServerConfig) -> PathBuf {
-    config.data_dir.clone().unwrap_or_else(|| PathBuf::from("."))
-}
-
 fn key_path(config: &ServerConfig) -> PathBuf {
-    config.secret_key_file.clone().unwrap_or_else(|| data_dir(config).join("secret-key"))
+    config.secret_key_file.clone().unwrap_or_else(|| config.data_dir().join("secret-key"))
 }
 
 fn audit_key_path(config: &ServerConfig) -> PathBuf {
-    config.audit_key_file.clone().unwrap_or_else(|| data_dir(config).join("audit-key"))
+    config.audit_key_file.clone().unwrap_or_else(|| config.data_dir().join("audit-key"))
 }
 
 /// Read 32 bytes (64 hex digits) from `path`, or make them (0600) at first start. A key file

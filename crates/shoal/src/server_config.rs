@@ -59,6 +59,7 @@ pub fn load(args: &ServerArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow::
         cfg.tls_key = Some(v.clone());
     }
     if cfg.data_dir.is_none() && cfg.database_url.is_none() {
+        // An embedded store with no data dir: a named dir here, as for a first try.
         cfg.data_dir = Some("./shoal-data".into());
     }
     cfg.validate()?;
@@ -96,6 +97,16 @@ mod tests {
     fn example_config_parses() {
         let cfg: ServerConfig = toml::from_str(EXAMPLE).unwrap();
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn postgres_without_a_data_dir_is_refused() {
+        // Keys and first-start credentials never land in the directory the server started in.
+        let args = ServerArgs { database_url: Some("postgres://db/shoal".into()), ..Default::default() };
+        let err = load(&args, &|_| None).unwrap_err().to_string();
+        assert!(err.contains("give --data-dir"), "{err}");
+        let args = ServerArgs { data_dir: Some("/var/lib/shoal".into()), ..args };
+        assert!(load(&args, &|_| None).is_ok());
     }
 
     #[test]
