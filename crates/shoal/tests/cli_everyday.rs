@@ -118,3 +118,24 @@ fn everyday_cli() {
     assert!(!err.contains("panicked"), "{err}");
     assert_ne!(status.code(), Some(101), "{err}");
 }
+
+/// Daemon logs written to a file (or a journal) carry no terminal colour codes.
+#[test]
+fn daemon_logs_in_a_file_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("server.log");
+    let server = Command::new(BIN)
+        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let kids = Kids(vec![server]);
+    wait_until("the server", Duration::from_secs(30), || listening(port));
+    drop(kids);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("INFO"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text:?}");
+}
