@@ -252,7 +252,7 @@ impl Gateway {
                 if changes.is_empty() {
                     break Vec::new();
                 }
-                match self.store.apply(&changes).await {
+                match self.store.apply(&changes, self.config.output_cap_bytes).await {
                     Ok(f) => {
                         if self.ingest_fault.lock().expect("ingest fault").take().is_some() {
                             tracing::info!("committing host-task changes again");
