@@ -794,13 +794,14 @@ macro_rules! impl_sql_store {
                         sep.push_bind(*h);
                     }
                     q.push(") ORDER BY bk_host_id, seq");
-                    let rows = q.build().fetch_all(&self.pool).await.op("read logs")?;
-                    for r in &rows {
+                    // Row by row: a log is held once, as it is put together, not also as rows.
+                    let mut rows = q.build().fetch(&self.pool);
+                    while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await.op("read logs")? {
                         let host: i64 = r.try_get("bk_host_id").op("decode log")?;
-                        let data: Vec<u8> = r.try_get("data").op("decode log")?;
+                        let data: &[u8] = r.try_get("data").op("decode log")?;
                         match out.last_mut() {
-                            Some((h, buf)) if *h == host => buf.extend_from_slice(&data),
-                            _ => out.push((host, data)),
+                            Some((h, buf)) if *h == host => buf.extend_from_slice(data),
+                            _ => out.push((host, data.to_vec())),
                         }
                     }
                 }
