@@ -153,6 +153,11 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 impl Child {
     pub async fn start(dir: &Path, database_url: Option<String>) -> anyhow::Result<Child> {
+        Self::start_with(dir, database_url, &[]).await
+    }
+
+    /// [`Child::start`] with settings of its own (`SHOAL_*` variables).
+    pub async fn start_with(dir: &Path, database_url: Option<String>, env: &[(&str, &str)]) -> anyhow::Result<Child> {
         let port = free_port()?;
         let config = server_config(dir, database_url.clone());
         let data_dir = config.data_dir.clone().context("data dir")?;
@@ -166,6 +171,7 @@ impl Child {
             .env("SHOAL_AGENT_TOKEN", TOKEN)
             .env("SHOAL_MAX_CONNECTIONS_PER_SOURCE", "0")
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::from(std::fs::File::create(dir.join("server.log"))?));
         let mut child = cmd.spawn().context("starting shoal server")?;

@@ -70,6 +70,14 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// One `batch_get_job_instance_ip_log` of N hosts with `mb` MB of output each (the
+    /// server's log budget raised so every log is in the answer): server memory growth.
+    Logread {
+        #[arg(long, default_value_t = 200)]
+        hosts: usize,
+        #[arg(long, default_value_t = 5)]
+        mb: usize,
+    },
     /// `get_job_instance_status` latency while polled concurrently.
     Api {
         #[arg(long, default_value_t = 1000)]
@@ -114,6 +122,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Fleet { servers, count, first, output_bytes, dir } => run_fleet(servers, count, first, output_bytes, dir).await,
             Cmd::Latency { jobs } => latency(jobs).await,
             Cmd::Ingest { hosts, mb, runs } => ingest(hosts, mb, runs).await,
+            Cmd::Logread { hosts, mb } => logread(hosts, mb).await,
             Cmd::Api { hosts, pollers, secs } => api_load(hosts, pollers, secs).await,
             Cmd::Footprint { agents } => footprint(agents).await,
             Cmd::Ansible { hosts, runs } => ansible(hosts, runs).await,
@@ -303,6 +312,40 @@ async fn ingest(hosts: usize, mb: usize, runs: usize) -> anyhow::Result<()> {
         "ingest hosts={hosts} mb_each={mb} runs={runs} median_mb_s={:.1} all={:?} server_rss_before_kib={rss_before} server_rss_peak_kib={peak}",
         median(rates.clone()),
         rates.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>()
+    );
+    fleet.stop(Duration::from_secs(30)).await;
+    Ok(())
+}
+
+async fn logread(hosts: usize, mb: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Child::start_with(dir.path(), None, &[("SHOAL_LOG_READ_BUDGET_BYTES", "100000000000")]).await?;
+    let bytes = mb * 1_000_000;
+    let fleet = Fleet::start(&fleet_config(vec![server.url.clone()], dir.path(), instant(bytes)), hosts).await;
+    let ids = server.wait_agents(hosts, Duration::from_secs(120)).await?;
+    let job = server.api.execute("echo simulated", &ids).await?;
+    let (st, _) = server.api.wait_finished(job, Duration::from_millis(100), Duration::from_secs(600)).await?;
+    let step = st["step_instance_list"][0]["step_instance_id"].as_i64().context("no step")?;
+    // Let the ingest's garbage go back and the WAL settle before the baseline.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (rss_before, _) = harness::memory_kib(server.pid());
+    let sampler = sample_rss(server.pid());
+    let t = Instant::now();
+    let data = server
+        .api
+        .post(
+            "batch_get_job_instance_ip_log",
+            serde_json::json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job, "step_instance_id": step, "host_id_list": ids}),
+        )
+        .await?;
+    let secs = t.elapsed().as_secs_f64();
+    let peak = sampler.finish().await;
+    let logs = data["script_task_logs"].as_array().context("no logs")?;
+    let full = logs.iter().filter(|l| l["log_content"].as_str().is_some_and(|c| c.len() == bytes)).count();
+    anyhow::ensure!(full == hosts, "{full} of {hosts} logs complete");
+    println!(
+        "logread hosts={hosts} mb_each={mb} secs={secs:.2} server_rss_before_kib={rss_before} server_rss_peak_kib={peak} growth_mb={:.1}",
+        peak.saturating_sub(rss_before) as f64 / 1024.0
     );
     fleet.stop(Duration::from_secs(30)).await;
     Ok(())

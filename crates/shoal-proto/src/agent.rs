@@ -185,6 +185,21 @@ pub struct TaskExit {
     pub dropped_bytes: u64,
 }
 
+/// Room beyond a task's output cap ([`RunTask::output_cap`]) for the agent's [`drop_marker`]: an
+/// agent sends at most `cap` bytes of output plus the marker, and the server stores no more.
+pub const OUTPUT_MARKER_ROOM: u64 = 128;
+
+/// The line an agent puts between the head and the tail of output it cut.
+pub fn drop_marker(dropped: u64) -> String {
+    format!("\n[shoal] ... {dropped} bytes of output dropped ...\n")
+}
+
+/// The line the server ends a task's log with when an agent sent more than the cap (plus
+/// [`OUTPUT_MARKER_ROOM`]) and the server dropped the rest.
+pub fn server_drop_note(cap: u64) -> String {
+    format!("\n[shoal] ... output beyond the {cap}-byte cap was dropped by the server ...\n")
+}
+
 /// Server → agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

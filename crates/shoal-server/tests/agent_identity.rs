@@ -8,49 +8,15 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw_agent::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use shoal_agent::session::connect::{dial, Target, Ws};
-use shoal_proto::agent::{AgentMsg, ExitReason, Hello, HostFacts, LogChunk, ServerMsg, TaskExit, TaskKey, PROTOCOL_VERSION};
+use shoal_agent::session::connect::{dial, Target};
+use shoal_proto::agent::{AgentMsg, ExitReason, LogChunk, ServerMsg, TaskExit, TaskKey};
 use tokio_tungstenite::tungstenite::Message;
 
 on_both_stores!(forged_agent_identity_is_refused);
-
-fn hello(agent_id: &str, ip: &str, credential: Option<&str>) -> Hello {
-    Hello {
-        protocol: PROTOCOL_VERSION,
-        token: TOKEN.into(),
-        agent_id: agent_id.into(),
-        agent_version: "rogue".into(),
-        facts: HostFacts { bk_biz_id: 1, bk_cloud_id: 0, ip: ip.into(), hostname: "rogue".into(), ..Default::default() },
-        known_tasks: vec![],
-        credential: credential.map(String::from),
-    }
-}
-
-async fn send(ws: &mut Ws, msg: &AgentMsg) {
-    ws.send(Message::Text(serde_json::to_string(msg).unwrap().into())).await.unwrap();
-}
-
-async fn next_msg(ws: &mut Ws) -> Option<ServerMsg> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.ok()?? {
-            Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// Say hello as a raw client; the server's first answer.
-async fn greet(h: &Harness, hello: Hello) -> (Ws, Option<ServerMsg>) {
-    let target = Target::parse(&h.url, true).unwrap();
-    let mut ws = dial(&target, None).await.unwrap();
-    send(&mut ws, &AgentMsg::Hello(hello)).await;
-    let first = next_msg(&mut ws).await;
-    (ws, first)
-}
 
 fn rejected(m: &Option<ServerMsg>) -> String {
     match m {

@@ -1,6 +1,7 @@
 //! Bounds on what callers and peers can make the server do, on SQLite and PostgreSQL:
 //! callbacks only to allowed addresses, never following a redirect, sent concurrently so a
-//! dead endpoint delays nobody else's; idle connections closed; connections capped per source.
+//! dead endpoint delays nobody else's; idle connections closed; connections capped per source;
+//! an agent that ignores the output cap gets no more than the cap stored.
 
 #[macro_use]
 mod common;
@@ -10,10 +11,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use futures_util::SinkExt;
 use serde_json::json;
+use shoal_proto::agent::{AgentMsg, ExitReason, LogChunk, ServerMsg, TaskExit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-on_both_stores!(callbacks_are_fenced_and_never_redirected, dead_callback_endpoints_delay_nobody);
+on_both_stores!(
+    callbacks_are_fenced_and_never_redirected,
+    dead_callback_endpoints_delay_nobody,
+    output_beyond_the_cap_is_dropped_by_the_server
+);
 
 async fn callbacks_are_fenced_and_never_redirected(mut h: Harness) {
     h.add_agent("127.0.0.91", None, None, &[]).await;
@@ -215,4 +222,65 @@ async fn shutdown_completes_within_its_grace() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(6), "shutdown waited {took:?} for a request in flight (grace 1 s)");
     drop(slow);
+
+async fn output_beyond_the_cap_is_dropped_by_the_server(mut h: Harness) {
+    const CAP: u64 = 4096;
+    const CHUNKS: u64 = 300;
+    const CHUNK: usize = 16 * 1024;
+    h.config.output_cap_bytes = CAP;
+    h.restart_server().await;
+    // An agent that is told the cap and ignores it.
+    let (mut rogue, m) = raw_agent::greet(&h, raw_agent::hello("greedy-1", "127.0.0.96", Some(&"g".repeat(64)))).await;
+    let host = match m {
+        Some(ServerMsg::Welcome(w)) => w.bk_host_id,
+        other => panic!("the agent should enrol: {other:?}"),
+    };
+    let job = h.execute("echo a lot", &[host], json!({})).await;
+    let (job, step) = (job["job_instance_id"].as_i64().unwrap(), job["step_instance_id"].as_i64().unwrap());
+    let run = loop {
+        match raw_agent::next_msg(&mut rogue).await {
+            Some(ServerMsg::Run(r)) => break r,
+            Some(_) => continue,
+            None => panic!("no task sent to the agent"),
+        }
+    };
+    assert_eq!(run.output_cap, CAP);
+    for seq in 0..CHUNKS {
+        let data = vec![b'a' + (seq % 26) as u8; CHUNK];
+        rogue.send(LogChunk { key: run.key, seq, data }.to_frame().into()).await.unwrap();
+    }
+    let now = shoal_core::time::now_ms();
+    let exit = TaskExit {
+        key: run.key,
+        reason: ExitReason::Exited,
+        exit_code: Some(0),
+        start_ms: now,
+        end_ms: now,
+        chunks: CHUNKS,
+        dropped_bytes: 0,
+    };
+    raw_agent::send(&mut rogue, &AgentMsg::Exit(exit)).await;
+    // Everything is acknowledged, stored or not, so the agent's outbox drains.
+    let (mut upto, mut exited) = (None, false);
+    while upto != Some(CHUNKS - 1) || !exited {
+        match raw_agent::next_msg(&mut rogue).await {
+            Some(ServerMsg::Ack(a)) => {
+                for i in a.items.into_iter().filter(|i| i.key == run.key) {
+                    upto = upto.max(i.upto_seq);
+                    exited |= i.exit;
+                }
+            }
+            Some(_) => continue,
+            None => panic!("not everything was acknowledged: up to {upto:?}, exit {exited}"),
+        }
+    }
+    h.wait_finished(job, Duration::from_secs(20)).await;
+    let log = h.logs(job, step, &[host]).await.remove(&host).unwrap();
+    let note = shoal_proto::agent::server_drop_note(CAP);
+    assert!(log.ends_with(&note), "no truncation note: ...{:?}", &log[log.len().saturating_sub(200)..]);
+    let kept = log.len() - note.len();
+    assert!(kept as u64 <= CAP + shoal_proto::agent::OUTPUT_MARKER_ROOM, "{kept} bytes stored");
+    assert!(log.starts_with(&"a".repeat(CAP as usize)), "the head is what is kept");
+    let task = h.shared.store.host_tasks(step, 0).await.unwrap().remove(0);
+    assert_eq!(task.dropped_bytes as u64, CHUNKS * CHUNK as u64 - kept as u64, "dropped bytes are counted");
 }

@@ -153,8 +153,10 @@ pub trait Store:
     async fn update_step(&self, u: &StepUpdate) -> Result<()>;
     /// Apply a batch of host-task changes and log chunks in one transaction. Final results
     /// only replace non-final ones, and a chunk already stored is ignored, so a resent
-    /// message is never applied twice. Returns the keys that became final in this batch.
-    async fn apply(&self, batch: &[TaskChange]) -> Result<Vec<TaskKey>>;
+    /// message is never applied twice. At most `log_cap` bytes of output (plus room for the
+    /// agent's drop marker, [`shoal_proto::agent::OUTPUT_MARKER_ROOM`]) are kept per host
+    /// task, whatever its agent sends. Returns the keys that became final in this batch.
+    async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Vec<TaskKey>>;
     /// Whether a host task of this step run is still waiting or running.
     async fn any_unfinished(&self, step_id: i64, execute_count: i32) -> Result<bool>;
     /// Output of host tasks of one step, concatenated in order.

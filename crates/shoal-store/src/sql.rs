@@ -26,6 +26,105 @@ macro_rules! impl_sql_store {
         /// Rows per batched UPDATE (each a `UNION ALL` term; SQLite allows 500).
         const UPDATE_CHUNK: usize = 400;
 
+        /// The agent's sequence number the server's truncation note is stored under: after
+        /// every chunk, so it ends the log.
+        const NOTE_SEQ: i64 = i64::MAX;
+
+        /// Stores a batch's log chunks, at most `log_cap` bytes (plus room for the agent's own
+        /// drop marker) per host task whatever its agent sends: the rest is dropped, counted in
+        /// `dropped_bytes`, and the log ends with [`shoal_proto::agent::server_drop_note`].
+        ///
+        /// Chunks are stored only for tasks still waiting or running: output reported for a
+        /// finished or unknown task is dropped (the caller still acknowledges it, so the agent
+        /// does not resend it forever). `log_bytes` counts what was really inserted (a resent
+        /// chunk is not stored twice); a resent chunk in the same batch as new ones may make
+        /// the cap bite a little early, never late.
+        async fn insert_logs(tx: &mut sqlx::Transaction<'static, $db>, batch: &[TaskChange], log_cap: u64) -> Result<()> {
+            let logs: Vec<(&TaskKey, u64, &[u8])> = batch
+                .iter()
+                .filter_map(|c| match c {
+                    TaskChange::Log { key, seq, data } => Some((key, *seq, data.as_slice())),
+                    _ => None,
+                })
+                .collect();
+            if logs.is_empty() {
+                return Ok(());
+            }
+            let keys: Vec<TaskKey> = logs.iter().map(|(k, _, _)| **k).collect::<std::collections::HashSet<_>>().into_iter().collect();
+            // What each task still waiting or running has stored so far.
+            let mut used: std::collections::HashMap<TaskKey, u64> = std::collections::HashMap::new();
+            for part in keys.chunks(UPDATE_CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("SELECT h.step_instance_id, h.execute_count, h.bk_host_id, h.log_bytes FROM host_tasks h JOIN (");
+                q.push_values(part, |mut b, k| {
+                    b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id);
+                });
+                q.push(
+                    ") AS v ON h.step_instance_id = v.column1 AND h.execute_count = v.column2 AND h.bk_host_id = v.column3 \
+                     WHERE h.status IN (5, 7)",
+                );
+                for r in q.build().fetch_all(&mut **tx).await.op("read log sizes")? {
+                    let key = TaskKey { step_instance_id: r.try_get("step_instance_id").op("decode task key")?, execute_count: i32_of(&r, "execute_count")?, host_id: r.try_get("bk_host_id").op("decode task key")? };
+                    used.insert(key, r.try_get::<i64, _>("log_bytes").op("decode log size")?.max(0) as u64);
+                }
+            }
+            let limit = log_cap.saturating_add(shoal_proto::agent::OUTPUT_MARKER_ROOM);
+            let mut keep: Vec<(TaskKey, i64, &[u8])> = Vec::with_capacity(logs.len());
+            let mut dropped: BTreeMap<TaskKey, i64> = BTreeMap::new();
+            for (key, seq, data) in logs {
+                let Some(u) = used.get_mut(key) else { continue };
+                let n = data.len().min(usize::try_from(limit.saturating_sub(*u)).unwrap_or(usize::MAX));
+                if n > 0 {
+                    keep.push((*key, seq as i64, &data[..n]));
+                    *u += n as u64;
+                }
+                if n < data.len() {
+                    *dropped.entry(*key).or_default() += (data.len() - n) as i64;
+                }
+            }
+            let note = shoal_proto::agent::server_drop_note(log_cap).into_bytes();
+            keep.extend(dropped.keys().map(|k| (*k, NOTE_SEQ, note.as_slice())));
+            // Bytes really inserted per task, and bytes dropped.
+            let mut counts: BTreeMap<TaskKey, (i64, i64)> = dropped.into_iter().map(|(k, d)| (k, (0, d))).collect();
+            for part in keep.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO log_chunks (step_instance_id, execute_count, bk_host_id, seq, data) \
+                     SELECT v.column1, v.column2, v.column3, v.column4, v.column5 FROM (",
+                );
+                q.push_values(part, |mut b, (k, seq, data)| {
+                    b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(*seq).push_bind(*data);
+                });
+                q.push(
+                    ") AS v JOIN host_tasks h ON h.step_instance_id = v.column1 AND h.execute_count = v.column2 \
+                     AND h.bk_host_id = v.column3 WHERE h.status IN (5, 7) ON CONFLICT DO NOTHING \
+                     RETURNING step_instance_id, execute_count, bk_host_id, CAST(length(data) AS BIGINT) AS n",
+                );
+                let rows = q.build().fetch_all(&mut **tx).await.op("insert log chunks")?;
+                if rows.len() < part.len() {
+                    tracing::debug!(chunks = part.len(), stored = rows.len(), "log chunks not stored: duplicates, or for finished or unknown tasks");
+                }
+                for r in &rows {
+                    let key = TaskKey { step_instance_id: r.try_get("step_instance_id").op("decode task key")?, execute_count: i32_of(r, "execute_count")?, host_id: r.try_get("bk_host_id").op("decode task key")? };
+                    counts.entry(key).or_default().0 += r.try_get::<i64, _>("n").op("decode log size")?;
+                }
+            }
+            let counts: Vec<(TaskKey, (i64, i64))> = counts.into_iter().collect();
+            for part in counts.chunks(UPDATE_CHUNK) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "UPDATE host_tasks SET log_bytes = host_tasks.log_bytes + v.column4, \
+                     dropped_bytes = host_tasks.dropped_bytes + v.column5 FROM (",
+                );
+                q.push_values(part, |mut b, (k, (stored, dropped))| {
+                    b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(*stored).push_bind(*dropped);
+                });
+                q.push(
+                    ") AS v WHERE host_tasks.step_instance_id = v.column1 AND host_tasks.execute_count = v.column2 \
+                     AND host_tasks.bk_host_id = v.column3",
+                );
+                q.build().execute(&mut **tx).await.op("count log bytes")?;
+            }
+            Ok(())
+        }
+
         fn i32_of(r: &DbRow, c: &str) -> Result<i32> {
             Ok(r.try_get::<i64, _>(c).op("decode")? as i32)
         }
@@ -593,37 +692,12 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn apply(&self, batch: &[TaskChange]) -> Result<Vec<TaskKey>> {
+            async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Vec<TaskKey>> {
                 let mut finals = Vec::new();
                 let mut tx = self.pool.begin().await.op("begin apply")?;
-                let logs: Vec<(&TaskKey, u64, &Vec<u8>)> = batch
-                    .iter()
-                    .filter_map(|c| match c {
-                        TaskChange::Log { key, seq, data } => Some((key, *seq, data)),
-                        _ => None,
-                    })
-                    .collect();
-                // Chunks are stored only for tasks still waiting or running: output reported for a
-                // finished or unknown task is dropped (the caller still acknowledges it, so the
-                // agent does not resend it forever). Chunks of a task that finishes in this batch
-                // are inserted before the finals below, as they arrived.
-                for chunk in logs.chunks(INSERT_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "INSERT INTO log_chunks (step_instance_id, execute_count, bk_host_id, seq, data) \
-                         SELECT v.column1, v.column2, v.column3, v.column4, v.column5 FROM (",
-                    );
-                    q.push_values(chunk, |mut b, (k, seq, data)| {
-                        b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(*seq as i64).push_bind(*data);
-                    });
-                    q.push(
-                        ") AS v JOIN host_tasks h ON h.step_instance_id = v.column1 AND h.execute_count = v.column2 \
-                         AND h.bk_host_id = v.column3 WHERE h.status IN (5, 7) ON CONFLICT DO NOTHING",
-                    );
-                    let stored = q.build().execute(&mut *tx).await.op("insert log chunks")?.rows_affected();
-                    if (stored as usize) < chunk.len() {
-                        tracing::debug!(chunks = chunk.len(), stored, "log chunks not stored: duplicates, or for finished or unknown tasks");
-                    }
-                }
+                // Chunks of a task that finishes in this batch are inserted before the finals
+                // below, as they arrived.
+                insert_logs(&mut tx, batch, log_cap).await?;
                 // Starts, then finals, each as a few multi-row UPDATEs joined to a VALUES list of
                 // the batch's rows (one statement per task would cost a round trip each on
                 // PostgreSQL; a UNION ALL of row SELECTs costs PostgreSQL tens of ms to plan).
@@ -669,7 +743,7 @@ macro_rules! impl_sql_store {
                     let mut q = QueryBuilder::<$db>::new(
                         "UPDATE host_tasks SET status = v.column4, exit_code = v.column5, error_code = v.column6, \
                          start_time = COALESCE(v.column7, host_tasks.start_time, v.column8), end_time = v.column8, \
-                         dropped_bytes = v.column9 FROM (",
+                         dropped_bytes = host_tasks.dropped_bytes + v.column9 FROM (",
                     );
                     q.push_values(chunk, |mut b, c| {
                         if let TaskChange::Finished { key, status, exit_code, error_code, start_time, end_time, dropped_bytes } = c {
@@ -720,13 +794,14 @@ macro_rules! impl_sql_store {
                         sep.push_bind(*h);
                     }
                     q.push(") ORDER BY bk_host_id, seq");
-                    let rows = q.build().fetch_all(&self.pool).await.op("read logs")?;
-                    for r in &rows {
+                    // Row by row: a log is held once, as it is put together, not also as rows.
+                    let mut rows = q.build().fetch(&self.pool);
+                    while let Some(r) = futures_util::TryStreamExt::try_next(&mut rows).await.op("read logs")? {
                         let host: i64 = r.try_get("bk_host_id").op("decode log")?;
-                        let data: Vec<u8> = r.try_get("data").op("decode log")?;
+                        let data: &[u8] = r.try_get("data").op("decode log")?;
                         match out.last_mut() {
-                            Some((h, buf)) if *h == host => buf.extend_from_slice(&data),
-                            _ => out.push((host, data)),
+                            Some((h, buf)) if *h == host => buf.extend_from_slice(data),
+                            _ => out.push((host, data.to_vec())),
                         }
                     }
                 }

@@ -250,11 +250,11 @@ async fn chunks_for_finished_or_unknown_tasks_are_not_stored(s: Arc<dyn Store>) 
     let log = |seq: u64, text: &str| TaskChange::Log { key: k, seq, data: text.as_bytes().to_vec() };
     let fin = TaskChange::Finished { key: k, status: 9, exit_code: 0, error_code: 0, start_time: Some(1), end_time: 2, dropped_bytes: 0 };
     // Output that arrives with the exit, before it, is kept.
-    s.apply(&[log(0, "before\n"), fin]).await.unwrap();
-    s.apply(&[log(1, "after\n")]).await.unwrap();
+    s.apply(&[log(0, "before\n"), fin], u64::MAX).await.unwrap();
+    s.apply(&[log(1, "after\n")], u64::MAX).await.unwrap();
     assert_eq!(s.read_logs(k.step_instance_id, 0, &[1]).await.unwrap(), vec![(1, b"before\n".to_vec())]);
     // A task that does not exist gets nothing stored either.
     let ghost = TaskKey { step_instance_id: k.step_instance_id + 1000, execute_count: 0, host_id: 1 };
-    s.apply(&[TaskChange::Log { key: ghost, seq: 0, data: b"ghost".to_vec() }]).await.unwrap();
+    s.apply(&[TaskChange::Log { key: ghost, seq: 0, data: b"ghost".to_vec() }], u64::MAX).await.unwrap();
     assert!(s.read_logs(ghost.step_instance_id, 0, &[1]).await.unwrap().is_empty());
 }

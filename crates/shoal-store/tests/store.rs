@@ -151,20 +151,23 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
     let k2 = TaskKey { step_instance_id: step, execute_count: 0, host_id: 2 };
     assert_eq!(s.pending_tasks_for_host(1).await.unwrap(), vec![k1]);
     let finals = s
-        .apply(&[
-            TaskChange::Started { key: k1, at: 102 },
-            TaskChange::Log { key: k1, seq: 1, data: b"world\n".to_vec() },
-            TaskChange::Log { key: k1, seq: 0, data: b"hello ".to_vec() },
-            TaskChange::Finished { key: k1, status: 9, exit_code: 0, error_code: 0, start_time: None, end_time: 110, dropped_bytes: 0 },
-        ])
+        .apply(
+            &[
+                TaskChange::Started { key: k1, at: 102 },
+                TaskChange::Log { key: k1, seq: 1, data: b"world\n".to_vec() },
+                TaskChange::Log { key: k1, seq: 0, data: b"hello ".to_vec() },
+                TaskChange::Finished { key: k1, status: 9, exit_code: 0, error_code: 0, start_time: None, end_time: 110, dropped_bytes: 0 },
+            ],
+            u64::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(finals, vec![k1]);
     assert!(s.any_unfinished(step, 0).await.unwrap());
     // A whole-run start moves the waiting task only; the finished one stays as it is.
-    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, batch: Some(1), at: 103 }]).await.unwrap();
+    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, batch: Some(1), at: 103 }], u64::MAX).await.unwrap();
     assert_eq!(s.host_tasks(step, 0).await.unwrap()[1].status, 5, "another batch's start leaves it waiting");
-    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, batch: None, at: 103 }]).await.unwrap();
+    s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, batch: None, at: 103 }], u64::MAX).await.unwrap();
     let tasks = s.host_tasks(step, 0).await.unwrap();
     assert_eq!(
         tasks.iter().map(|t| (t.bk_host_id, t.status, t.start_time)).collect::<Vec<_>>(),
@@ -174,15 +177,18 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
     assert_eq!((t.status, t.start_time, t.end_time), (9, Some(102), Some(110)));
     let logs = s.read_logs(step, 0, &[1, 2]).await.unwrap();
     assert_eq!(logs, vec![(1, b"hello world\n".to_vec())]);
-    s.apply(&[TaskChange::Finished {
-        key: k2,
-        status: 104,
-        exit_code: 3,
-        error_code: 0,
-        start_time: Some(103),
-        end_time: 111,
-        dropped_bytes: 5,
-    }])
+    s.apply(
+        &[TaskChange::Finished {
+            key: k2,
+            status: 104,
+            exit_code: 3,
+            error_code: 0,
+            start_time: Some(103),
+            end_time: 111,
+            dropped_bytes: 5,
+        }],
+        u64::MAX,
+    )
     .await
     .unwrap();
     assert!(!s.any_unfinished(step, 0).await.unwrap());
@@ -197,19 +203,19 @@ async fn apply_is_idempotent(s: Arc<dyn Store>) {
         TaskChange::Log { key: k, seq: 0, data: b"once\n".to_vec() },
         TaskChange::Finished { key: k, status: 9, exit_code: 0, error_code: 0, start_time: Some(1), end_time: 2, dropped_bytes: 0 },
     ];
-    assert_eq!(s.apply(&batch).await.unwrap(), vec![k]);
+    assert_eq!(s.apply(&batch, u64::MAX).await.unwrap(), vec![k]);
     // The same messages resent after a reconnect change nothing.
-    assert!(s.apply(&batch).await.unwrap().is_empty());
+    assert!(s.apply(&batch, u64::MAX).await.unwrap().is_empty());
     // A later, different final (e.g. agent-lost) does not overwrite the first.
     let lost = TaskChange::Finished { key: k, status: 310, exit_code: 0, error_code: -1, start_time: None, end_time: 9, dropped_bytes: 0 };
-    assert!(s.apply(&[lost]).await.unwrap().is_empty());
+    assert!(s.apply(&[lost], u64::MAX).await.unwrap().is_empty());
     assert_eq!(s.host_tasks(step, 0).await.unwrap()[0].status, 9);
     assert_eq!(s.read_logs(step, 0, &[1]).await.unwrap(), vec![(1, b"once\n".to_vec())]);
     // A big batch of chunks in one call.
     let (_, step2) = s.create_job(&new_job(&[(1, "10.0.0.1")], "j2", 2)).await.map(|(j, st)| (j, st[0])).unwrap();
     let k2 = TaskKey { step_instance_id: step2, execute_count: 0, host_id: 1 };
     let many: Vec<TaskChange> = (0..1200).map(|i| TaskChange::Log { key: k2, seq: i, data: format!("{i}\n").into_bytes() }).collect();
-    s.apply(&many).await.unwrap();
+    s.apply(&many, u64::MAX).await.unwrap();
     let text = String::from_utf8(s.read_logs(step2, 0, &[1]).await.unwrap().remove(0).1).unwrap();
     assert_eq!(text.lines().count(), 1200);
     assert!(text.starts_with("0\n1\n2\n") && text.ends_with("1199\n"));

@@ -8,10 +8,9 @@
 
 use std::collections::VecDeque;
 
-/// The line inserted between head and tail when output was dropped.
-pub fn drop_marker(dropped: u64) -> String {
-    format!("\n[shoal] ... {dropped} bytes of output dropped ...\n")
-}
+/// The line inserted between head and tail when output was dropped (the server ends a log
+/// it cut itself with a line of the same form).
+pub use shoal_proto::agent::drop_marker;
 
 #[derive(Debug)]
 pub struct HeadTail {

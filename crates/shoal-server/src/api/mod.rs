@@ -27,7 +27,7 @@ use shoal_proto::code::Lang;
 
 use crate::auth::{self, Caller};
 use crate::Shared;
-pub use envelope::ApiResult;
+pub use envelope::{ApiResult, Reply};
 
 /// What a handler gets besides its parameters.
 pub struct Ctx {
@@ -164,7 +164,7 @@ async fn handle(
     body: &Bytes,
     lang: Lang,
     request_id: &str,
-) -> ApiResult {
+) -> Result<Reply, JobError> {
     let Some(route) = route(uri.path()) else {
         return Err(envelope::not_found(uri.path()));
     };
@@ -176,7 +176,7 @@ async fn handle(
     // A password login is the one call made without credentials: it makes them.
     if let Route::Shoal { path } = &route {
         if path.trim_end_matches('/') == "login" {
-            return shoal::users::login(&shared, method, params, request_id).await;
+            return shoal::users::login(&shared, method, params, request_id).await.map(Reply::from);
         }
     }
     let caller = auth::authenticate(shared.store.as_ref(), headers, &params, system).await?;
@@ -191,23 +191,29 @@ async fn handle(
     out
 }
 
-async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMap, params: Value) -> ApiResult {
+async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMap, params: Value) -> Result<Reply, JobError> {
+    // Answers written piece by piece are queries: never kept for replay either.
+    if let Route::JobV3 { name, .. } = &route {
+        if v3::streams(name) {
+            return v3::call_streamed(&ctx, method, name, params).await;
+        }
+    }
     // Answers carrying a fresh secret (app secret, password, token) are never kept for replay
     // (it is shown once).
     if let Route::Shoal { path } = &route {
         if trust::returns_secret(path) {
-            return trust::call(&ctx, method, path, params).await;
+            return trust::call(&ctx, method, path, params).await.map(Reply::from);
         }
         if shoal::agents::returns_secret(method, path) {
-            return shoal::agents::call(&ctx, method, path, params).await;
+            return shoal::agents::call(&ctx, method, path, params).await.map(Reply::from);
         }
         if shoal::users::handles(path) {
-            return shoal::users::call(&ctx, method, path, params).await;
+            return shoal::users::call(&ctx, method, path, params).await.map(Reply::from);
         }
     }
     let guard = match idempotency::begin(&ctx, method, &route, headers, &params).await {
         Ok(guard) => guard,
-        Err(answer) => return answer,
+        Err(answer) => return answer.map(Reply::from),
     };
     let method = method.clone();
     idempotency::complete(guard, async move {
@@ -218,6 +224,7 @@ async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMa
         }
     })
     .await
+    .map(Reply::from)
 }
 
 /// Decode a request DTO, naming the offending field in a 1240003 answer.

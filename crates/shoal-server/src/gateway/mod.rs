@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use shoal_proto::agent::{Ack, AckItem, ServerMsg, TaskKey};
 use shoal_store::{Store, TaskChange};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::engine::Engine;
 use crate::ServerConfig;
@@ -25,10 +25,13 @@ use crate::ServerConfig;
 /// Most changes committed in one transaction.
 const MAX_BATCH: usize = 4096;
 /// Most log bytes committed in one transaction.
-const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
-/// Changes waiting for the writer. Agents wait when it is full, which bounds the memory held
-/// by log chunks in flight (at most this many chunks of at most 64 KiB, plus one batch).
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Changes waiting for the writer.
 const INGEST_QUEUE: usize = 4096;
+/// Log bytes queued for the writer or being committed, at most. An agent session whose chunk
+/// does not fit waits (and reads no further frames: its agent keeps the output meanwhile), so
+/// the server's memory under ingest is bounded in bytes, not in chunks.
+const INGEST_BYTES: usize = 32 * 1024 * 1024;
 /// Hellos handled at once (each costs a few store queries). When a whole fleet connects at
 /// once, the rest wait their turn instead of exhausting the store's connections.
 const CONCURRENT_HELLOS: usize = 8;
@@ -58,7 +61,8 @@ pub struct IngestItem {
 /// What the writer's queue carries: changes, and markers that report when every change
 /// queued before them is committed.
 enum Ingest {
-    Change(IngestItem),
+    /// A change, with its share of [`INGEST_BYTES`] (returned once it is committed).
+    Change(IngestItem, Option<OwnedSemaphorePermit>),
     Committed(oneshot::Sender<()>),
 }
 
@@ -76,6 +80,8 @@ pub struct Gateway {
     next_conn: AtomicU64,
     ingest_tx: mpsc::Sender<Ingest>,
     ingest_rx: Mutex<Option<mpsc::Receiver<Ingest>>>,
+    /// Log bytes in flight between agent sessions and the store ([`INGEST_BYTES`]).
+    ingest_bytes: Arc<Semaphore>,
     stop: OnceLock<watch::Receiver<bool>>,
     /// Set when several replicas share the store (see [`route`]).
     replica: Option<route::Replica>,
@@ -103,6 +109,7 @@ impl Gateway {
             next_conn: AtomicU64::new(1),
             ingest_tx,
             ingest_rx: Mutex::new(Some(ingest_rx)),
+            ingest_bytes: Arc::new(Semaphore::new(INGEST_BYTES)),
             stop: OnceLock::new(),
             replica,
             returning: Mutex::new(None),
@@ -158,10 +165,18 @@ impl Gateway {
         }
     }
 
-    /// Queue changes for the writer.
+    /// Queue changes for the writer; waits while [`INGEST_BYTES`] of log data are in flight.
     pub async fn submit(&self, items: Vec<IngestItem>) {
         for item in items {
-            if self.ingest_tx.send(Ingest::Change(item)).await.is_err() {
+            let bytes = log_bytes(&item).min(INGEST_BYTES);
+            let permit = match bytes {
+                0 => None,
+                n => match self.ingest_bytes.clone().acquire_many_owned(n as u32).await {
+                    Ok(p) => Some(p),
+                    Err(_) => return,
+                },
+            };
+            if self.ingest_tx.send(Ingest::Change(item, permit)).await.is_err() {
                 tracing::error!("ingest writer is gone");
                 return;
             }
@@ -226,13 +241,15 @@ impl Gateway {
             // A batch: changes up to the size limits, or up to a commit marker.
             let mut batch = Vec::new();
             let mut bytes = 0;
+            let mut permits = Vec::new();
             let mut markers = Vec::new();
             let mut item = Some(first);
             while let Some(i) = item.take() {
                 match i {
-                    Ingest::Change(c) => {
+                    Ingest::Change(c, permit) => {
                         bytes += log_bytes(&c);
                         batch.push(c);
+                        permits.extend(permit);
                     }
                     Ingest::Committed(tx) => {
                         markers.push(tx);
@@ -256,7 +273,7 @@ impl Gateway {
                 if changes.is_empty() {
                     break Vec::new();
                 }
-                match self.store.apply(&changes).await {
+                match self.store.apply(&changes, self.config.output_cap_bytes).await {
                     Ok(f) => {
                         if self.ingest_fault.lock().expect("ingest fault").take().is_some() {
                             tracing::info!("committing host-task changes again");
@@ -272,6 +289,10 @@ impl Gateway {
                     }
                 }
             };
+            // The batch's log data is gone: let waiting sessions in before anything else
+            // (acknowledging waits for sessions' queues).
+            drop(changes);
+            drop(permits);
             for tx in markers {
                 let _ = tx.send(());
             }

@@ -418,3 +418,51 @@ pub fn alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// A raw agent session: the real agent protocol spoken by hand, for peers that misbehave.
+pub mod raw_agent {
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use shoal_agent::session::connect::{dial, Target, Ws};
+    use shoal_proto::agent::{AgentMsg, Hello, HostFacts, ServerMsg, PROTOCOL_VERSION};
+    use tokio_tungstenite::tungstenite::Message;
+
+    use super::{Harness, TOKEN};
+
+    pub fn hello(agent_id: &str, ip: &str, credential: Option<&str>) -> Hello {
+        Hello {
+            protocol: PROTOCOL_VERSION,
+            token: TOKEN.into(),
+            agent_id: agent_id.into(),
+            agent_version: "rogue".into(),
+            facts: HostFacts { bk_biz_id: 1, bk_cloud_id: 0, ip: ip.into(), hostname: "rogue".into(), ..Default::default() },
+            known_tasks: vec![],
+            credential: credential.map(String::from),
+        }
+    }
+
+    pub async fn send(ws: &mut Ws, msg: &AgentMsg) {
+        ws.send(Message::Text(serde_json::to_string(msg).unwrap().into())).await.unwrap();
+    }
+
+    /// The server's next message, `None` after 10 s of nothing or a closed session.
+    pub async fn next_msg(ws: &mut Ws) -> Option<ServerMsg> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.ok()?? {
+                Ok(Message::Text(t)) => return serde_json::from_str(&t).ok(),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Say hello as a raw client; the server's first answer.
+    pub async fn greet(h: &Harness, hello: Hello) -> (Ws, Option<ServerMsg>) {
+        let target = Target::parse(&h.url, true).unwrap();
+        let mut ws = dial(&target, None).await.unwrap();
+        send(&mut ws, &AgentMsg::Hello(hello)).await;
+        let first = next_msg(&mut ws).await;
+        (ws, first)
+    }
+}

@@ -2,12 +2,16 @@
 //! §6. Hosts are looked up among the step's own host tasks, so logs of hosts that have since
 //! left the registry are still served.
 //!
-//! A batch answer holds at most `log_read_budget_bytes` of log text: hosts are read from the
-//! store a few at a time, and once the budget is spent the remaining hosts' `log_content`
-//! says so instead (ask for fewer hosts at a time). Without it, 200 hosts × 5 MB of output
-//! would be held in memory several times over to build one answer.
+//! A batch answer is written as it is read ([`Streamed`]): one host's log is read from the
+//! store, masked, encoded into the body and dropped before the next host's is read, so the
+//! memory an answer holds is about one host's log (at most the output cap), however many
+//! hosts it covers. It carries at most `log_read_budget_bytes` of log text in all: once that
+//! is spent the remaining hosts' `log_content` says so instead (ask for fewer hosts at a time).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::stream::{self, StreamExt};
 
 use serde_json::Value;
 use shoal_core::limits::MAX_HOSTS_PER_LOG_QUERY;
@@ -17,10 +21,9 @@ use shoal_proto::ErrorCode;
 use shoal_store::{HostTaskRow, StepRow};
 
 use super::job_in_scope;
+use crate::api::envelope::Streamed;
 use crate::api::{decode, internal, ApiResult, Ctx};
-
-/// Hosts whose logs are read from the store at once.
-const READ_GROUP: usize = 8;
+use crate::Shared;
 
 async fn step_of(ctx: &Ctx, scope: &Scope, job_id: Option<i64>, step_id: Option<i64>) -> Result<StepRow, JobError> {
     let job = job_in_scope(ctx, scope, job_id).await?;
@@ -31,6 +34,12 @@ async fn step_of(ctx: &Ctx, scope: &Scope, job_id: Option<i64>, step_id: Option<
 
 fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// One host task's whole log, with password values masked.
+async fn host_log(shared: &Shared, step: &StepRow, host_id: i64, secrets: &[String]) -> Result<Vec<u8>, JobError> {
+    let mut logs = shared.store.read_logs(step.id, step.execute_count, &[host_id]).await.map_err(internal("read logs"))?;
+    Ok(crate::engine::variables::mask_bytes(logs.pop().map(|(_, b)| b).unwrap_or_default(), secrets))
 }
 
 /// Password variable values of a plan job, masked wherever a script printed them.
@@ -54,9 +63,8 @@ pub async fn one(ctx: &Ctx, params: Value) -> ApiResult {
     let Some(task) = found else {
         return Err(JobError::missing_or_illegal("host_id/(bk_cloud_id+ip)"));
     };
-    let mut logs = ctx.shared.store.read_logs(step.id, step.execute_count, &[task.bk_host_id]).await.map_err(internal("read logs"))?;
     let secrets = passwords(ctx, step.job_instance_id).await?;
-    let content = crate::engine::variables::mask(&logs.pop().map(|(_, b)| text(b)).unwrap_or_default(), &secrets);
+    let content = text(host_log(&ctx.shared, &step, task.bk_host_id, &secrets).await?);
     serde_json::to_value(IpLogDto {
         log_type: 1,
         bk_host_id: task.bk_host_id,
@@ -68,7 +76,7 @@ pub async fn one(ctx: &Ctx, params: Value) -> ApiResult {
     .map_err(internal("encode log"))
 }
 
-pub async fn batch(ctx: &Ctx, params: Value) -> ApiResult {
+pub async fn batch(ctx: &Ctx, params: Value) -> Result<Streamed, JobError> {
     let req: BatchIpLogReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
     crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Access).await?;
@@ -79,53 +87,62 @@ pub async fn batch(ctx: &Ctx, params: Value) -> ApiResult {
         return Err(JobError::missing_or_illegal("host_id_list/ip_list"));
     }
     let step = step_of(ctx, &scope, req.job_instance_id, req.step_instance_id).await?;
-    let tasks = ctx.shared.store.host_tasks(step.id, step.execute_count).await.map_err(internal("host tasks"))?;
-    let wanted: Vec<&HostTaskRow> = match (by_id, by_ip) {
+    let mut tasks = ctx.shared.store.host_tasks(step.id, step.execute_count).await.map_err(internal("host tasks"))?;
+    let wanted: Vec<usize> = match (by_id, by_ip) {
         (Some(ids), _) => {
-            let index: HashMap<i64, &HostTaskRow> = tasks.iter().map(|t| (t.bk_host_id, t)).collect();
+            let index: HashMap<i64, usize> = tasks.iter().enumerate().map(|(i, t)| (t.bk_host_id, i)).collect();
             ids.iter().filter_map(|id| index.get(id).copied()).collect()
         }
         (None, Some(ips)) => {
-            let index: HashMap<(i64, &str), &HostTaskRow> = tasks.iter().map(|t| ((t.bk_cloud_id, t.ip.as_str()), t)).collect();
+            let index: HashMap<(i64, &str), usize> = tasks.iter().enumerate().map(|(i, t)| ((t.bk_cloud_id, t.ip.as_str()), i)).collect();
             ips.iter().filter_map(|ip| index.get(&(ip.bk_cloud_id.unwrap_or(0), ip.ip.as_deref().unwrap_or("").trim())).copied()).collect()
         }
         (None, None) => vec![],
     };
+    let hosts: Vec<(i64, i64, String)> =
+        wanted.into_iter().map(|i| (tasks[i].bk_host_id, tasks[i].bk_cloud_id, std::mem::take(&mut tasks[i].ip))).collect();
     let secrets = passwords(ctx, step.job_instance_id).await?;
-    let budget = ctx.shared.config.log_read_budget_bytes;
-    let mut spent = 0usize;
-    let mut script_task_logs = Vec::with_capacity(wanted.len());
-    for group in wanted.chunks(READ_GROUP) {
-        let ids: Vec<i64> = group.iter().map(|t| t.bk_host_id).collect();
-        let mut logs: HashMap<i64, Vec<u8>> = if spent < budget {
-            ctx.shared.store.read_logs(step.id, step.execute_count, &ids).await.map_err(internal("read logs"))?.into_iter().collect()
-        } else {
-            HashMap::new()
-        };
-        for t in group {
-            let content = if spent < budget {
-                let bytes = crate::engine::variables::mask_bytes(logs.remove(&t.bk_host_id).unwrap_or_default(), &secrets);
-                spent += bytes.len();
-                text(bytes)
-            } else {
-                format!("[log omitted: this answer reached its {budget}-byte budget; ask for fewer hosts at a time]\n")
-            };
-            script_task_logs.push(ScriptHostLogDto {
-                host_id: t.bk_host_id,
-                bk_host_id: t.bk_host_id,
-                bk_cloud_id: t.bk_cloud_id,
-                ip: t.ip.clone(),
-                ipv6: None,
-                log_content: content,
-            });
-        }
-    }
-    serde_json::to_value(BatchIpLogDto {
+    let skeleton = serde_json::to_value(BatchIpLogDto {
         job_instance_id: step.job_instance_id,
         step_instance_id: step.id,
         log_type: 1,
-        script_task_logs: Some(script_task_logs),
+        script_task_logs: Some(vec![]),
         file_task_logs: None,
     })
-    .map_err(internal("encode logs"))
+    .map_err(internal("encode logs"))?;
+    let reader = HostLogs { shared: ctx.shared.clone(), step, secrets, budget: ctx.shared.config.log_read_budget_bytes, spent: 0 };
+    let elements = stream::unfold((reader, hosts.into_iter()), |(mut reader, mut hosts)| async move {
+        let entry = reader.entry(hosts.next()?).await;
+        Some((entry, (reader, hosts)))
+    });
+    Ok(Streamed { skeleton, list: "script_task_logs", elements: elements.boxed() })
+}
+
+/// Reads the hosts of one batch answer in turn, within its budget.
+struct HostLogs {
+    shared: Arc<Shared>,
+    step: StepRow,
+    secrets: Vec<String>,
+    budget: usize,
+    spent: usize,
+}
+
+impl HostLogs {
+    /// One host's element of `script_task_logs`, encoded.
+    async fn entry(&mut self, (host_id, bk_cloud_id, ip): (i64, i64, String)) -> Result<Vec<u8>, JobError> {
+        let content = if self.spent < self.budget {
+            let bytes = host_log(&self.shared, &self.step, host_id, &self.secrets).await?;
+            self.spent += bytes.len();
+            text(bytes)
+        } else {
+            let budget = self.budget;
+            format!("[log omitted: this answer reached its {budget}-byte budget; ask for fewer hosts at a time]\n")
+        };
+        let dto = ScriptHostLogDto { host_id, bk_host_id: host_id, bk_cloud_id, ip, ipv6: None, log_content: String::new() };
+        // Encoded through a `Value`, as the whole answer used to be (same key order), with
+        // the log moved in rather than copied.
+        let mut v = serde_json::to_value(dto).map_err(internal("encode log"))?;
+        v["log_content"] = Value::String(content);
+        serde_json::to_vec(&v).map_err(internal("encode log"))
+    }
 }

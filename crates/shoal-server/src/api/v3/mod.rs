@@ -15,22 +15,40 @@ use axum::http::Method;
 use serde_json::Value;
 
 use super::envelope::{method_not_allowed, not_found};
-use super::{ApiResult, Ctx};
+use super::{ApiResult, Ctx, Reply};
+use shoal_core::JobError;
 
 /// Whether an API is a query (served on GET and POST) or a mutation (POST only).
 fn is_query(name: &str) -> bool {
     name.starts_with("get_")
 }
 
-pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiResult {
+fn check_method(method: &Method, name: &str) -> Result<(), JobError> {
     if *method != Method::POST && !(is_query(name) && *method == Method::GET) {
         return Err(method_not_allowed());
     }
+    Ok(())
+}
+
+/// APIs whose answer is written piece by piece ([`Reply::Streamed`]).
+pub fn streams(name: &str) -> bool {
+    name == "batch_get_job_instance_ip_log"
+}
+
+pub async fn call_streamed(ctx: &Ctx, method: &Method, name: &str, params: Value) -> Result<Reply, JobError> {
+    check_method(method, name)?;
+    match name {
+        "batch_get_job_instance_ip_log" => get_job_instance_ip_log::batch(ctx, params).await.map(Reply::Streamed),
+        other => Err(not_found(other)),
+    }
+}
+
+pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiResult {
+    check_method(method, name)?;
     match name {
         "fast_execute_script" => fast_execute_script::handle(ctx, params).await,
         "get_job_instance_status" => get_job_instance_status::handle(ctx, params).await,
         "get_job_instance_ip_log" => get_job_instance_ip_log::one(ctx, params).await,
-        "batch_get_job_instance_ip_log" => get_job_instance_ip_log::batch(ctx, params).await,
         "operate_job_instance" => operate_job_instance::handle(ctx, params).await,
         "operate_step_instance" => operate_step_instance::handle(ctx, params).await,
         "get_job_template_list" => job_plan::template_list(ctx, params).await,
