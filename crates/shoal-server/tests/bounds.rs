@@ -222,6 +222,7 @@ async fn shutdown_completes_within_its_grace() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(6), "shutdown waited {took:?} for a request in flight (grace 1 s)");
     drop(slow);
+}
 
 async fn output_beyond_the_cap_is_dropped_by_the_server(mut h: Harness) {
     const CAP: u64 = 4096;
