@@ -58,6 +58,9 @@ pub enum Command {
     /// Dangerous-command checks: turn a built-in check (rm -rf /, mkfs, …) off or on (admin).
     #[command(subcommand)]
     Danger(crate::cmd::danger::DangerCommand),
+    /// Execution accounts: the OS users scripts run as, by alias (create one before the first run).
+    #[command(subcommand)]
+    Account(crate::cmd::account::AccountCommand),
 }
 
 impl Command {

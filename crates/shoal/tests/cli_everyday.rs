@@ -1,6 +1,7 @@
 //! What an operator types all day, against a real server and two real agents: targets are
 //! the union of the flags as written, parameters may start with dashes, `==` selects like
-//! `=`, a bad `SHOAL_BIZ` is an error, and a pipe closed early ends the CLI quietly.
+//! `=`, a bad `SHOAL_BIZ` is an error, a pipe closed early ends the CLI quietly, and
+//! execution accounts are made from the CLI.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const APP: &str = "day-app";
 const SECRET: &str = "day-secret";
@@ -68,14 +69,20 @@ fn everyday_cli() {
     wait_until("both agents", Duration::from_secs(30), || {
         list()["data"].as_array().is_some_and(|a| a.iter().filter(|h| h["alive"] == 1).count() == 2)
     });
+    // A fresh server has no execution account; the CLI makes one.
+    let o = run(port, &["account", "list"]);
+    assert!(text(&o).contains("no execution account yet: shoal account create root"), "{}", text(&o));
     let me = whoami();
-    let acc = post_json(
-        port,
-        (APP, SECRET),
-        "/api/v3/create_account",
-        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
-    );
-    assert_eq!(acc["code"], 0, "{acc}");
+    let o = run(port, &["account", "create", &me, "--alias", "ops"]);
+    assert!(o.status.success() && text(&o).contains(&format!("account ops (#1) runs scripts as {me}")), "{}", text(&o));
+    let o = run(port, &["account", "create", &me]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(port, &["account", "list"]);
+    assert!(text(&o).contains("ops") && text(&o).contains(&me), "{}", text(&o));
+    let o = run(port, &["account", "delete", "ops"]);
+    assert!(o.status.success() && text(&o).contains("account ops (#1) deleted"), "{}", text(&o));
+    let o = run(port, &["account", "delete", "ops"]);
+    assert!(!o.status.success() && text(&o).contains("no execution account \"ops\""), "{}", text(&o));
     let hosts = list();
     let web_id = hosts["data"].as_array().unwrap().iter().find(|h| h["ip"] == "127.0.0.71").unwrap()["bk_host_id"].to_string();
 

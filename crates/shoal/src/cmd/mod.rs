@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
+pub(crate) mod account;
 pub(crate) mod danger;
 mod dev;
 pub mod host;
@@ -52,5 +53,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::AgentToken(c) => agent::token(c).await,
         Command::AgentAccept(a) => agent::accept(a).await,
         Command::Danger(c) => danger::run(c).await,
+        Command::Account(c) => account::run(c).await,
     }
 }
