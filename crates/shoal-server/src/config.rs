@@ -161,6 +161,16 @@ impl ServerConfig {
         }
     }
 
+    /// This config with its secrets replaced by `<redacted>` (the database password, the
+    /// agent token, the bootstrap app's secret), for showing.
+    pub fn redacted(&self) -> ServerConfig {
+        let mut c = self.clone();
+        c.database_url = self.database_url.as_ref().map(|_| self.redacted_store_url());
+        c.agent_token = self.agent_token.as_ref().map(|_| "<redacted>".into());
+        c.bootstrap_app = self.bootstrap_app.as_ref().map(|a| format!("{}:<redacted>", a.split(':').next().unwrap_or("")));
+        c
+    }
+
     /// The store URL without a password, for logs.
     pub fn redacted_store_url(&self) -> String {
         let u = self.store_url();

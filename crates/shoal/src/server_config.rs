@@ -66,6 +66,28 @@ pub fn load(args: &ServerArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow::
     Ok(cfg)
 }
 
+/// The effective settings as a TOML file would hold them, every key, secrets redacted;
+/// settings left unset are listed as comments.
+pub fn effective_toml(cfg: &ServerConfig) -> anyhow::Result<String> {
+    let v = serde_json::to_value(cfg.redacted())?;
+    let map = v.as_object().context("config is an object")?;
+    let mut set = toml::Table::new();
+    let mut unset = Vec::new();
+    for (k, v) in map {
+        if v.is_null() {
+            unset.push(k.clone());
+        } else {
+            set.insert(k.clone(), serde_json::from_value(v.clone())?);
+        }
+    }
+    let mut out = String::from("# effective configuration (secrets redacted)\n");
+    out.push_str(&toml::to_string(&set)?);
+    for k in unset {
+        out.push_str(&format!("# {k} is not set\n"));
+    }
+    Ok(out)
+}
+
 fn read_file(path: &Path) -> anyhow::Result<ServerConfig> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -107,6 +129,29 @@ mod tests {
         assert!(err.contains("give --data-dir"), "{err}");
         let args = ServerArgs { data_dir: Some("/var/lib/shoal".into()), ..args };
         assert!(load(&args, &|_| None).is_ok());
+    }
+
+    #[test]
+    fn the_effective_config_is_complete_toml_with_secrets_redacted() {
+        let env = |k: &str| match k {
+            "SHOAL_AGENT_TOKEN" => Some("tok-secret".to_string()),
+            "SHOAL_BOOTSTRAP_APP" => Some("ops:app-secret".to_string()),
+            "SHOAL_DATABASE_URL" => Some("postgres://shoal:db-secret@db/shoal".to_string()),
+            _ => None,
+        };
+        let args = ServerArgs { data_dir: Some("/var/lib/shoal".into()), ..Default::default() };
+        let cfg = load(&args, &env).unwrap();
+        let text = effective_toml(&cfg).unwrap();
+        for secret in ["tok-secret", "app-secret", "db-secret"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        // It reads back as a config file with every key (the unset ones as comments).
+        let back: ServerConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.output_cap_bytes, cfg.output_cap_bytes);
+        assert_eq!(back.bootstrap_app.as_deref(), Some("ops:<redacted>"));
+        let keys = serde_json::to_value(&cfg).unwrap().as_object().unwrap().len();
+        let shown = text.lines().filter(|l| !l.starts_with("# effective") && (l.contains(" = ") || l.ends_with(" is not set"))).count();
+        assert_eq!(shown, keys, "{text}");
     }
 
     #[test]

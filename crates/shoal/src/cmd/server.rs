@@ -9,7 +9,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
     let env = |k: &str| std::env::var(k).ok();
     let cfg = server_config::load(&args, &env)?;
     if args.print_config {
-        println!("# effective configuration (secrets redacted)\n{cfg:#?}\n\n# example file\n{}", server_config::EXAMPLE);
+        print!("{}", server_config::effective_toml(&cfg)?);
         return Ok(0);
     }
     // Everything the server creates (database, WAL, keys, credentials) is owner-only.
