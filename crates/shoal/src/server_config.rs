@@ -9,9 +9,9 @@ use shoal_server::ServerConfig;
 
 use crate::cli::ServerArgs;
 
-/// Annotated example configuration, printed by `shoal server --print-config` and shipped in
-/// the repository as `shoal.example.toml`.
-pub const EXAMPLE: &str = include_str!("../../../shoal.example.toml");
+/// The annotated example configuration shipped in the repository (`shoal.example.toml`).
+#[cfg(test)]
+const EXAMPLE: &str = include_str!("../../../shoal.example.toml");
 
 fn apply_env(cfg: ServerConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ServerConfig> {
     let mut v = serde_json::to_value(&cfg)?;
@@ -116,9 +116,12 @@ mod tests {
     }
 
     #[test]
-    fn example_config_parses() {
+    fn example_config_parses_and_names_every_setting() {
         let cfg: ServerConfig = toml::from_str(EXAMPLE).unwrap();
         cfg.validate().unwrap();
+        for key in serde_json::to_value(&cfg).unwrap().as_object().unwrap().keys() {
+            assert!(EXAMPLE.contains(&format!("{key} =")), "shoal.example.toml does not describe {key}");
+        }
     }
 
     #[test]
