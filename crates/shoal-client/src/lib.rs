@@ -304,8 +304,38 @@ impl Client {
         if let Some(lang) = cfg.language.as_deref().filter(|l| !language_ok(l)) {
             return Err(ClientError::LanguageNotSupported(format!("Blueking-Language {lang:?}: use zh-cn or en")));
         }
+        match reqwest::Url::parse(&cfg.url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => {
+                return Err(ClientError::Validation(format!(
+                    "server URL {:?} must look like http://host:port or https://host",
+                    cfg.url
+                )))
+            }
+        }
         let http = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Client { http, cfg, retry: RetryPolicy::default() })
+    }
+
+    /// A transport failure as a person can act on it: what could not be done, to which
+    /// server, and the underlying cause (refused, unresolvable name, certificate, timeout).
+    fn describe(&self, e: &reqwest::Error) -> String {
+        let base = self.cfg.url.trim_end_matches('/');
+        let mut cause = String::new();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            cause = s.to_string();
+            src = s.source();
+        }
+        if e.is_timeout() {
+            format!("no answer from {base} within {} s", self.cfg.timeout.as_secs())
+        } else if e.is_connect() {
+            format!("cannot connect to {base}: {}", if cause.is_empty() { e.to_string() } else { cause })
+        } else if cause.is_empty() {
+            format!("{base}: {e}")
+        } else {
+            format!("{base}: {cause}")
+        }
     }
 
     /// Replace the retry policy of transport failures.
@@ -403,9 +433,9 @@ impl Client {
         if let Some(key) = key {
             req = req.header("Idempotency-Key", key);
         }
-        let resp = req.send().await.map_err(|e| Attempt::Retry(ClientError::Transport(e.to_string())))?;
+        let resp = req.send().await.map_err(|e| Attempt::Retry(ClientError::Transport(self.describe(&e))))?;
         let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| Attempt::Retry(ClientError::Transport(e.to_string())))?;
+        let text = resp.text().await.map_err(|e| Attempt::Retry(ClientError::Transport(self.describe(&e))))?;
         let env: Envelope<Value> = serde_json::from_str(&text).map_err(|_| {
             let head: String = text.chars().take(200).collect();
             let e = ClientError::Transport(format!("HTTP {status}, not a JOB answer: {head}"));

@@ -146,3 +146,16 @@ fn daemon_logs_in_a_file_are_plain_text() {
     assert!(text.contains("INFO"), "{text}");
     assert!(!text.contains('\u{1b}'), "colour codes in a log file: {text:?}");
 }
+
+/// A server that is not there, or a URL without a scheme: the CLI says what is wrong.
+#[test]
+fn unreachable_servers_and_bad_urls_are_explained() {
+    let port = free_port();
+    let o = cli(port).args(["host", "list"]).output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains(&format!("cannot connect to http://127.0.0.1:{port}")), "{t}");
+    assert!(t.to_lowercase().contains("connection refused"), "{t}");
+    let o = cli(port).args(["host", "list"]).env("SHOAL_URL", "localhost:8080").output().unwrap();
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("must look like http://host:port"), "{t}");
+}
