@@ -9,7 +9,8 @@
 //! The child joins its cgroup between fork and exec (`privileges::join_cgroup`), so nothing
 //! it starts can escape by forking early. A task's cgroup is removed when it is empty; a
 //! script that exits normally may leave a service it started running, and its cgroup stays
-//! until that service ends (a restarted agent removes the empty ones).
+//! until that service ends (a restarted agent removes the empty ones). The agent's own
+//! directory exists only while it holds task cgroups.
 //!
 //! Where the agent cannot make cgroups (no cgroup2 hierarchy mounted, no permission), tasks
 //! run in a process group only and each task's log says so.
@@ -45,8 +46,12 @@ impl Placement {
             return Placement::ProcessGroup { why: "the agent's own cgroup2 path is unknown".into() };
         };
         let dir = mount.join(own.trim_start_matches('/')).join(format!("shoal-agent-{name}"));
+        // Made once to learn whether the agent may; made again by the first task.
         match std::fs::create_dir(&dir) {
-            Ok(()) => Placement::Cgroups(dir),
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&dir);
+                Placement::Cgroups(dir)
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Placement::Cgroups(dir),
             Err(e) => Placement::ProcessGroup { why: format!("cannot create cgroup {}: {e}", dir.display()) },
         }
@@ -61,7 +66,7 @@ impl Placement {
     }
 
     /// Removes task cgroups left empty (their tasks and services have ended), and the
-    /// agent's own directory when nothing is left in it. Blocking.
+    /// agent's own directory when nothing is left in it (at start and at shutdown). Blocking.
     pub fn sweep(&self) {
         let Placement::Cgroups(dir) = self else { return };
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -72,14 +77,7 @@ impl Placement {
                 }
             }
         }
-    }
-
-    /// Removes the agent's directory if it holds no task cgroup (agent shutdown). Blocking.
-    pub fn release(&self) {
-        self.sweep();
-        if let Placement::Cgroups(dir) = self {
-            let _ = std::fs::remove_dir(dir);
-        }
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
@@ -126,12 +124,25 @@ pub struct TaskCgroup {
 }
 
 impl TaskCgroup {
-    /// Makes the cgroup (an existing one, from an earlier attempt, is reused). Blocking.
+    /// Makes the cgroup, and the agent's directory above it (an existing one, from an earlier
+    /// attempt, is reused). Blocking.
     pub fn create(path: PathBuf) -> io::Result<TaskCgroup> {
-        match std::fs::create_dir(&path) {
-            Ok(()) => Ok(TaskCgroup { path }),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(TaskCgroup { path }),
-            Err(e) => Err(e),
+        let mut tries = 0;
+        loop {
+            if let Some(parent) = path.parent() {
+                match std::fs::create_dir(parent) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(TaskCgroup { path }),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(TaskCgroup { path }),
+                // Another task's end removed the agent's directory in between: again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
+                Err(e) => return Err(e),
+            }
         }
     }
 
@@ -188,12 +199,29 @@ impl TaskCgroup {
         }
     }
 
-    /// Removes the cgroup if it is empty; `false` if something still runs in it.
+    /// Removes the cgroup if it is empty (`false` if something still runs in it), and the
+    /// agent's directory above it when no other task cgroup is left there.
     pub fn remove(&self) -> bool {
-        match std::fs::remove_dir(&self.path) {
-            Ok(()) => true,
-            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        let mut tries = 0;
+        let removed = loop {
+            match std::fs::remove_dir(&self.path) {
+                Ok(()) => break true,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => break true,
+                // A process that just exited can hold the cgroup busy for a moment after it
+                // was reaped; a process still running in it holds it for good.
+                Err(_) if tries < 50 && !self.populated() => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(_) => break false,
+            }
+        };
+        if removed {
+            if let Some(parent) = self.path.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
+        removed
     }
 }
 

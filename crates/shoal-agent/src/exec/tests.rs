@@ -45,7 +45,7 @@ impl Drop for Scratch {
                 }
             }
         }
-        self.placement.release();
+        self.placement.sweep();
     }
 }
 
@@ -300,6 +300,7 @@ async fn a_timeout_reaches_setsid_daemons_through_the_cgroup() {
         Placement::Cgroups(dir) => {
             assert!(wait_for(|| !running(daemon), Duration::from_secs(5)).await, "the setsid daemon survived: {text}");
             assert!(!dir.join(t.key.to_string()).exists(), "the task's cgroup is removed");
+            assert!(!dir.exists(), "the agent's directory exists only while it holds tasks");
         }
         Placement::ProcessGroup { why } => {
             assert!(!nix::unistd::geteuid().is_root(), "root gets cgroups: {why}");
@@ -335,6 +336,7 @@ async fn a_service_left_by_a_normal_exit_keeps_its_cgroup_until_it_ends() {
         assert!(wait_for(|| !running(daemon), Duration::from_secs(5)).await);
         env.placement.sweep();
         assert!(!dir.join(t.key.to_string()).exists(), "an empty cgroup is swept");
+        assert!(!dir.exists(), "and the agent's directory with it");
     }
 }
 

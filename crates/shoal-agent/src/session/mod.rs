@@ -141,7 +141,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
         }
     };
     agent.shutdown(config.kill_grace).await;
-    let _ = tokio::task::spawn_blocking(move || placement.release()).await;
+    let _ = tokio::task::spawn_blocking(move || placement.sweep()).await;
     tracing::info!("shoal agent stopped");
     result
 }
