@@ -4,6 +4,10 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use shoal_core::JobError;
 use shoal_proto::code::Lang;
@@ -11,6 +15,22 @@ use shoal_proto::jobv3::Envelope;
 use shoal_proto::ErrorCode;
 
 pub type ApiResult = Result<Value, JobError>;
+
+/// An answer's `data`: a JSON value, or JSON encoded before (kept by a cache, served as is
+/// instead of being rebuilt and re-encoded for every caller).
+pub enum Data {
+    Json(Value),
+    Encoded(Arc<RawValue>),
+}
+
+impl Serialize for Data {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Data::Json(v) => v.serialize(s),
+            Data::Encoded(raw) => raw.serialize(s),
+        }
+    }
+}
 
 pub fn not_found(path: &str) -> JobError {
     let mut e = JobError::new(ErrorCode::UNSUPPORTED_OPERATION);
@@ -26,7 +46,7 @@ pub fn method_not_allowed() -> JobError {
     e
 }
 
-pub fn render(out: ApiResult, lang: Lang, request_id: &str) -> Response {
+pub fn render(out: Result<Data, JobError>, lang: Lang, request_id: &str) -> Response {
     let (status, env) = match out {
         Ok(data) => (
             StatusCode::OK,

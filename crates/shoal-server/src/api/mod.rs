@@ -27,7 +27,7 @@ use shoal_proto::code::Lang;
 
 use crate::auth::{self, Caller};
 use crate::Shared;
-pub use envelope::ApiResult;
+pub use envelope::{ApiResult, Data};
 
 /// What a handler gets besides its parameters.
 pub struct Ctx {
@@ -164,7 +164,7 @@ async fn handle(
     body: &Bytes,
     lang: Lang,
     request_id: &str,
-) -> ApiResult {
+) -> Result<Data, JobError> {
     let Some(route) = route(uri.path()) else {
         return Err(envelope::not_found(uri.path()));
     };
@@ -176,7 +176,7 @@ async fn handle(
     // A password login is the one call made without credentials: it makes them.
     if let Route::Shoal { path } = &route {
         if path.trim_end_matches('/') == "login" {
-            return shoal::users::login(&shared, method, params, request_id).await;
+            return shoal::users::login(&shared, method, params, request_id).await.map(Data::Json);
         }
     }
     let caller = auth::authenticate(shared.store.as_ref(), headers, &params, system).await?;
@@ -191,7 +191,17 @@ async fn handle(
     out
 }
 
-async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMap, params: Value) -> ApiResult {
+async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMap, params: Value) -> Result<Data, JobError> {
+    // Queries whose answer is kept encoded (no idempotency: they change nothing).
+    if let Route::JobV3 { name, .. } = &route {
+        if v3::answers_encoded(name) {
+            return v3::call_encoded(&ctx, method, name, params).await.map(Data::Encoded);
+        }
+    }
+    answer_json(ctx, method, route, headers, params).await.map(Data::Json)
+}
+
+async fn answer_json(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMap, params: Value) -> ApiResult {
     // Answers carrying a fresh secret (app secret, password, token) are never kept for replay
     // (it is shown once).
     if let Route::Shoal { path } = &route {

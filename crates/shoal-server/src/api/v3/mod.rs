@@ -5,13 +5,16 @@ pub(crate) mod dangerous_rule;
 mod fast_execute_script;
 mod get_job_instance_ip_log;
 mod get_job_instance_list;
-mod get_job_instance_status;
+pub mod get_job_instance_status;
 mod job_plan;
 mod operate_job_instance;
 mod operate_step_instance;
 pub mod script;
 
+use std::sync::Arc;
+
 use axum::http::Method;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::envelope::{method_not_allowed, not_found};
@@ -22,13 +25,31 @@ fn is_query(name: &str) -> bool {
     name.starts_with("get_")
 }
 
-pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiResult {
+fn method_allowed(method: &Method, name: &str) -> Result<(), shoal_core::JobError> {
     if *method != Method::POST && !(is_query(name) && *method == Method::GET) {
         return Err(method_not_allowed());
     }
+    Ok(())
+}
+
+/// Whether `name` answers with data encoded once and kept ([`call_encoded`]).
+pub fn answers_encoded(name: &str) -> bool {
+    name == "get_job_instance_status"
+}
+
+/// The APIs of [`answers_encoded`].
+pub async fn call_encoded(ctx: &Ctx, method: &Method, name: &str, params: Value) -> Result<Arc<RawValue>, shoal_core::JobError> {
+    method_allowed(method, name)?;
+    match name {
+        "get_job_instance_status" => get_job_instance_status::handle(ctx, params).await,
+        other => Err(not_found(other)),
+    }
+}
+
+pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiResult {
+    method_allowed(method, name)?;
     match name {
         "fast_execute_script" => fast_execute_script::handle(ctx, params).await,
-        "get_job_instance_status" => get_job_instance_status::handle(ctx, params).await,
         "get_job_instance_ip_log" => get_job_instance_ip_log::one(ctx, params).await,
         "batch_get_job_instance_ip_log" => get_job_instance_ip_log::batch(ctx, params).await,
         "operate_job_instance" => operate_job_instance::handle(ctx, params).await,
