@@ -117,7 +117,14 @@ pub struct CacheKey {
 /// Answers for finished jobs, the most recent [`FinishedCache::ENTRIES`] (oldest dropped first).
 #[derive(Default)]
 pub struct FinishedCache {
-    inner: Mutex<(HashMap<CacheKey, Arc<RawValue>>, VecDeque<CacheKey>)>,
+    inner: Mutex<Kept>,
+}
+
+/// The answers by key, and their keys oldest first.
+#[derive(Default)]
+struct Kept {
+    answers: HashMap<CacheKey, Arc<RawValue>>,
+    order: VecDeque<CacheKey>,
 }
 
 impl FinishedCache {
@@ -125,18 +132,17 @@ impl FinishedCache {
     const ENTRIES: usize = 64;
 
     fn get(&self, key: &CacheKey) -> Option<Arc<RawValue>> {
-        self.inner.lock().expect("status cache").0.get(key).cloned()
+        self.inner.lock().expect("status cache").answers.get(key).cloned()
     }
 
     fn put(&self, key: CacheKey, answer: Arc<RawValue>) {
-        let mut guard = self.inner.lock().expect("status cache");
-        let (map, order) = &mut *guard;
-        if map.insert(key, answer).is_none() {
-            order.push_back(key);
+        let mut kept = self.inner.lock().expect("status cache");
+        if kept.answers.insert(key, answer).is_none() {
+            kept.order.push_back(key);
         }
-        while order.len() > Self::ENTRIES {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+        while kept.order.len() > Self::ENTRIES {
+            if let Some(old) = kept.order.pop_front() {
+                kept.answers.remove(&old);
             }
         }
     }
