@@ -31,31 +31,49 @@ impl Api {
     }
 
     async fn data(r: reqwest::Response) -> anyhow::Result<Value> {
-        let v: Value = r.json().await.context("decoding answer")?;
-        if v["code"] != json!(0) {
-            bail!("API answered {v}");
-        }
-        Ok(v["data"].clone())
+        Self::answer(r).await?.map_err(|(code, v)| anyhow::anyhow!("API answered {code}: {v}"))
+    }
+
+    /// A JOB answer: its `data`, or its error code and the whole answer.
+    async fn answer(r: reqwest::Response) -> anyhow::Result<Result<Value, (i64, Value)>> {
+        let mut v: Value = r.json().await.context("decoding answer")?;
+        Ok(match v["code"].as_i64() {
+            Some(0) => Ok(v["data"].take()),
+            code => Err((code.unwrap_or(-1), v)),
+        })
+    }
+
+    /// Calls `name`; a JOB error answer is a value, not an error.
+    pub async fn call(&self, name: &str, body: Value) -> anyhow::Result<Result<Value, (i64, Value)>> {
+        let r =
+            self.http.post(format!("{}/api/v3/{name}", self.base)).header("X-Bkapi-Authorization", &self.auth).json(&body).send().await?;
+        Self::answer(r).await
     }
 
     pub async fn post(&self, name: &str, body: Value) -> anyhow::Result<Value> {
-        let r =
-            self.http.post(format!("{}/api/v3/{name}", self.base)).header("X-Bkapi-Authorization", &self.auth).json(&body).send().await?;
-        Self::data(r).await
+        self.call(name, body).await?.map_err(|(code, v)| anyhow::anyhow!("API answered {code}: {v}"))
     }
 
     pub async fn status(&self, job_id: i64, with_hosts: bool) -> anyhow::Result<Value> {
+        Self::data(self.status_request(job_id, with_hosts).await?).await
+    }
+
+    /// The status answer as received, undecoded.
+    pub async fn status_bytes(&self, job_id: i64, with_hosts: bool) -> anyhow::Result<Vec<u8>> {
+        Ok(self.status_request(job_id, with_hosts).await?.bytes().await?.to_vec())
+    }
+
+    async fn status_request(&self, job_id: i64, with_hosts: bool) -> anyhow::Result<reqwest::Response> {
         let q = format!(
             "bk_scope_type=biz&bk_scope_id=1&job_instance_id={job_id}&return_ip_result={}",
             if with_hosts { "True" } else { "False" }
         );
-        let r = self
+        Ok(self
             .http
             .get(format!("{}/api/v3/get_job_instance_status?{q}", self.base))
             .header("X-Bkapi-Authorization", &self.auth)
             .send()
-            .await?;
-        Self::data(r).await
+            .await?)
     }
 
     pub async fn create_account(&self, os_user: &str) -> anyhow::Result<()> {
@@ -70,14 +88,21 @@ impl Api {
 
     /// Submits a shell script on `hosts`; returns the job id.
     pub async fn execute(&self, script: &str, hosts: &[i64]) -> anyhow::Result<i64> {
+        self.try_execute(script, hosts).await?.map_err(|(code, v)| anyhow::anyhow!("API answered {code}: {v}"))
+    }
+
+    /// Submits a shell script on `hosts`: the job id, or JOB's error code and answer.
+    pub async fn try_execute(&self, script: &str, hosts: &[i64]) -> anyhow::Result<Result<i64, (i64, Value)>> {
         use base64::Engine;
         let body = json!({
             "bk_scope_type": "biz", "bk_scope_id": "1",
             "script_content": base64::engine::general_purpose::STANDARD.encode(script), "script_language": 1,
             "account_alias": ALIAS, "target_server": {"host_id_list": hosts},
         });
-        let data = self.post("fast_execute_script", body).await?;
-        data["job_instance_id"].as_i64().context("no job_instance_id")
+        Ok(match self.call("fast_execute_script", body).await? {
+            Ok(data) => Ok(data["job_instance_id"].as_i64().context("no job_instance_id")?),
+            Err(e) => Err(e),
+        })
     }
 
     /// Polls every `poll` until the job is finished; returns the status with host results.
@@ -202,6 +227,11 @@ impl Child {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+
+    /// The server's store, opened beside it (for reading what it recorded).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     pub async fn alive_hosts(&self) -> anyhow::Result<Vec<i64>> {

@@ -5,12 +5,14 @@
 #![forbid(unsafe_code)]
 
 mod harness;
+mod sustained;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use serde_json::Value;
 use shoal_agent::fleet::{Fleet, FleetConfig};
 use shoal_agent::{Executor, InstantExecutor, OutboxMode, ProcessExecutor};
 
@@ -86,6 +88,24 @@ enum Cmd {
         pollers: usize,
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Also decode every answer into a JSON tree inside the timed part.
+        #[arg(long)]
+        decode: bool,
+    },
+    /// Jobs submitted at a fixed rate on the same hosts: how long after its last host
+    /// result each step ends, and how many submissions were refused as overloaded.
+    Sustained {
+        #[arg(long, default_value_t = 20)]
+        hosts: usize,
+        /// Jobs per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 300)]
+        secs: u64,
+        #[arg(long, value_enum, default_value = "sqlite")]
+        store: StoreKind,
+        #[arg(long, value_enum, default_value = "instant")]
+        work: sustained::Work,
     },
     /// Server memory per connected idle agent.
     Footprint {
@@ -123,7 +143,8 @@ fn main() -> anyhow::Result<()> {
             Cmd::Latency { jobs } => latency(jobs).await,
             Cmd::Ingest { hosts, mb, runs } => ingest(hosts, mb, runs).await,
             Cmd::Logread { hosts, mb } => logread(hosts, mb).await,
-            Cmd::Api { hosts, pollers, secs } => api_load(hosts, pollers, secs).await,
+            Cmd::Api { hosts, pollers, secs, decode } => api_load(hosts, pollers, secs, decode).await,
+            Cmd::Sustained { hosts, rate, secs, store, work } => sustained::sustained(store, hosts, rate, secs, work).await,
             Cmd::Footprint { agents } => footprint(agents).await,
             Cmd::Ansible { hosts, runs } => ansible(hosts, runs).await,
         }
@@ -379,22 +400,39 @@ impl Sampler {
     }
 }
 
-async fn api_load(hosts: usize, pollers: usize, secs: u64) -> anyhow::Result<()> {
+async fn api_load(hosts: usize, pollers: usize, secs: u64, decode: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = Child::start(dir.path(), None).await?;
     let fleet = Fleet::start(&fleet_config(vec![server.url.clone()], dir.path(), instant(100)), hosts).await;
     let ids = server.wait_agents(hosts, Duration::from_secs(120)).await?;
     let job = server.api.execute("echo hello", &ids).await?;
     server.api.wait_finished(job, Duration::from_millis(20), Duration::from_secs(60)).await?;
+    // What every answer must be: the full answer, checked once here.
+    let expected = server.api.status_bytes(job, true).await?;
+    let full: Value = serde_json::from_slice(&expected)?;
+    if host_results(&full["data"]) != (hosts, hosts) {
+        bail!("the status does not hold {hosts} successful host results");
+    }
     let end = Instant::now() + Duration::from_secs(secs);
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..pollers {
-        let api = server.api.clone();
+        let (api, expected) = (server.api.clone(), expected.clone());
         tasks.spawn(async move {
             let mut lat = Vec::new();
             while Instant::now() < end {
                 let t = Instant::now();
-                api.status(job, true).await?;
+                // Timed: request → whole answer read, as an HTTP load tool times it. With
+                // `--decode`, also decoding it into a JSON tree, which on this machine is
+                // client work on the server's two cores.
+                if decode {
+                    api.status(job, true).await?;
+                } else {
+                    let got = api.status_bytes(job, true).await?;
+                    // The answer differs only in its request id.
+                    if got.len() != expected.len() || !got.starts_with(br#"{"result":true,"code":0"#) {
+                        bail!("unexpected answer: {}", String::from_utf8_lossy(&got[..got.len().min(300)]));
+                    }
+                }
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             anyhow::Ok(lat)
@@ -406,7 +444,7 @@ async fn api_load(hosts: usize, pollers: usize, secs: u64) -> anyhow::Result<()>
     }
     lat.sort_by(f64::total_cmp);
     println!(
-        "api hosts={hosts} pollers={pollers} secs={secs} requests={} rps={:.0} p50_ms={:.2} p99_ms={:.2}",
+        "api hosts={hosts} pollers={pollers} secs={secs} decode={decode} requests={} rps={:.0} p50_ms={:.2} p99_ms={:.2}",
         lat.len(),
         lat.len() as f64 / secs as f64,
         percentile(&lat, 50.0),

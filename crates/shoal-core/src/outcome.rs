@@ -36,6 +36,19 @@ pub fn step_status(host_statuses: impl IntoIterator<Item = i32>, stopping: bool)
     }
 }
 
+/// What a job does once one of its steps ended with `step`: `None` runs its next step (it
+/// has one, `has_next`), `Some(status)` ends the job with that status.
+pub fn after_step(step: RunStatus, stopping: bool, has_next: bool) -> Option<RunStatus> {
+    if stopping {
+        return Some(RunStatus::StopSuccess);
+    }
+    match step {
+        RunStatus::Success | RunStatus::IgnoreError | RunStatus::Skipped if has_next => None,
+        RunStatus::Success | RunStatus::IgnoreError | RunStatus::Skipped => Some(RunStatus::Success),
+        other => Some(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +62,14 @@ mod tests {
         assert_eq!(host_result(ExitReason::UserError, None).0, 311);
         assert_eq!(host_result(ExitReason::InterpreterMissing, None).0, 101);
         assert_eq!(host_result(ExitReason::AgentRestarted, None).0, 310);
+    }
+
+    #[test]
+    fn a_job_goes_on_only_after_a_passing_step() {
+        assert_eq!(after_step(RunStatus::Success, false, true), None);
+        assert_eq!(after_step(RunStatus::IgnoreError, false, false), Some(RunStatus::Success));
+        assert_eq!(after_step(RunStatus::Fail, false, true), Some(RunStatus::Fail));
+        assert_eq!(after_step(RunStatus::Success, true, true), Some(RunStatus::StopSuccess));
     }
 
     #[test]

@@ -414,6 +414,15 @@ pub struct CallbackStep {
     pub status: i32,
 }
 
+impl CallbackBody {
+    /// The JSON posted when job `job_instance_id` ends with `status`; `steps` are its steps'
+    /// (id, status) in order.
+    pub fn encode(job_instance_id: i64, status: i32, steps: impl IntoIterator<Item = (i64, i32)>) -> String {
+        let step_instances = steps.into_iter().map(|(step_instance_id, status)| CallbackStep { step_instance_id, status }).collect();
+        serde_json::to_string(&CallbackBody { job_instance_id, status, step_instances }).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,10 @@ pub struct ServerConfig {
     pub max_running_jobs_per_scope: u64,
     /// Jobs running at once per app (1244033); 0 = no limit.
     pub max_running_jobs_per_app: u64,
+    /// Overload: while the oldest host result waiting to be committed has waited longer than
+    /// this (ms), new jobs are refused with 1244034 instead of letting that wait grow; 0 =
+    /// never refuse.
+    pub max_ingest_lag_ms: u64,
     /// Key for sensitive values at rest (64 hex digits); default `data_dir/secret-key`,
     /// generated at first start. Replicas on one PostgreSQL share it.
     pub secret_key_file: Option<PathBuf>,
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             max_running_jobs: 0,
             max_running_jobs_per_scope: 0,
             max_running_jobs_per_app: 0,
+            max_ingest_lag_ms: 2000,
             secret_key_file: None,
             audit_key_file: None,
             callback_allowed_base_urls: Vec::new(),

@@ -41,6 +41,8 @@ pub struct Shared {
     pub gateway: Arc<gateway::Gateway>,
     /// Agent enrolment token.
     pub agent_token: String,
+    /// `get_job_instance_status` answers of finished jobs.
+    pub finished_status: api::v3::get_job_instance_status::FinishedCache,
 }
 
 /// Credentials made at first start, for the caller to show.
@@ -73,7 +75,7 @@ pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     let gateway = Arc::new(gateway::Gateway::new(config.clone(), store.clone()));
     let engine = engine::Engine::new(config.clone(), store.clone(), gateway.clone());
     gateway.set_engine(&engine);
-    Ok(Arc::new(Shared { config, store, engine, gateway, agent_token }))
+    Ok(Arc::new(Shared { config, store, engine, gateway, agent_token, finished_status: Default::default() }))
 }
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`hosts`]: host identity — enrolment, bound facts, admin moves, enrolment tokens.
 //! - [`model`]: the rows the rest of Shoal reads and writes.
+//! - [`finalize`]: steps and jobs ended in the commit of their last host result.
 //! - `sql`: the SQL shared by both backends, written once as a macro instantiated per backend
 //!   (both accept `$n` placeholders and `INSERT … RETURNING`).
 //! - [`sqlite`]: embedded default (`sqlite://path`), WAL; migrations in `migrations/sqlite`.
@@ -13,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod finalize;
 pub mod hosts;
 pub mod idempotency;
 pub mod library;
@@ -153,10 +155,13 @@ pub trait Store:
     async fn update_step(&self, u: &StepUpdate) -> Result<()>;
     /// Apply a batch of host-task changes and log chunks in one transaction. Final results
     /// only replace non-final ones, and a chunk already stored is ignored, so a resent
-    /// message is never applied twice. At most `log_cap` bytes of output (plus room for the
-    /// agent's drop marker, [`shoal_proto::agent::OUTPUT_MARKER_ROOM`]) are kept per host
-    /// task, whatever its agent sends. Returns the keys that became final in this batch.
-    async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Vec<TaskKey>>;
+    /// message is never applied twice. A step (not rolling in batches) whose last task
+    /// became final ends with it, and its job too when that step was its end (see
+    /// [`finalize`]): finalization never waits behind other work. At most `log_cap` bytes of
+    /// output (plus room for the agent's drop marker,
+    /// [`shoal_proto::agent::OUTPUT_MARKER_ROOM`]) are kept per host task, whatever its agent
+    /// sends. Returns what became final.
+    async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Applied>;
     /// Whether a host task of this step run is still waiting or running.
     async fn any_unfinished(&self, step_id: i64, execute_count: i32) -> Result<bool>;
     /// Output of host tasks of one step, concatenated in order.

@@ -275,6 +275,35 @@ impl TaskChange {
     }
 }
 
+/// What committing a batch of host-task changes did ([`crate::Store::apply`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Applied {
+    /// Tasks that became final.
+    pub finals: Vec<TaskKey>,
+    /// Steps whose last task became final: each got its final status in the same commit as
+    /// that task, and so did its job when the step ended it (callback queued with it).
+    pub ended: Vec<EndedStep>,
+    /// Step runs with tasks that became final that the store left to the engine (step id,
+    /// execute count): those rolling in batches (the engine starts their next batch) and, on
+    /// PostgreSQL, any whose end could not be written after the batch's commit.
+    pub left: Vec<(i64, i32)>,
+}
+
+/// A step ended by [`crate::Store::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndedStep {
+    pub step_instance_id: i64,
+    pub job_instance_id: i64,
+    pub step_order: i32,
+    pub status: i32,
+    pub hosts: usize,
+    /// The job's final status when this step ended the job; `None` when the job goes on with
+    /// its next step (the engine starts it).
+    pub job_status: Option<i32>,
+    /// A callback was queued with the job's end.
+    pub callback: bool,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallbackRow {
     pub id: i64,

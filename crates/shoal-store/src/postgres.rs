@@ -23,6 +23,7 @@ impl PgStore {
     }
 }
 
+crate::finalize::impl_finalize!(sqlx::Postgres);
 crate::sql::impl_sql_store!(PgStore, sqlx::Postgres, "postgres");
 crate::trust::impl_trust_store!(PgStore, sqlx::Postgres);
 crate::hosts::impl_host_store!(PgStore, sqlx::Postgres);

@@ -692,7 +692,7 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Vec<TaskKey>> {
+            async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Applied> {
                 let mut finals = Vec::new();
                 let mut tx = self.pool.begin().await.op("begin apply")?;
                 // Chunks of a task that finishes in this batch are inserted before the finals
@@ -766,8 +766,36 @@ macro_rules! impl_sql_store {
                         });
                     }
                 }
+                if finals.is_empty() {
+                    tx.commit().await.op("commit apply")?;
+                    return Ok(Applied { finals, ..Default::default() });
+                }
+                // Steps ended by this batch end in its commit; on PostgreSQL in a second
+                // transaction right after it (see `crate::finalize`).
+                let now = shoal_core::time::now_ms();
+                if $backend == "sqlite" {
+                    let (ended, left) = finalize_sql::end_steps(&mut tx, &finals, now).await?;
+                    tx.commit().await.op("commit apply")?;
+                    return Ok(Applied { finals, ended, left });
+                }
                 tx.commit().await.op("commit apply")?;
-                Ok(finals)
+                let ends = async {
+                    let mut tx = self.pool.begin().await.op("begin step ends")?;
+                    let out = finalize_sql::end_steps(&mut tx, &finals, now).await?;
+                    tx.commit().await.op("commit step ends")?;
+                    Ok::<_, StoreError>(out)
+                };
+                match ends.await {
+                    Ok((ended, left)) => Ok(Applied { finals, ended, left }),
+                    Err(e) => {
+                        // The batch is committed: its steps are left to the engine to end.
+                        tracing::warn!(error = %e, "ending steps after a batch failed; left to the engine");
+                        let mut left: Vec<(i64, i32)> = finals.iter().map(|k| (k.step_instance_id, k.execute_count)).collect();
+                        left.sort_unstable();
+                        left.dedup();
+                        Ok(Applied { finals, ended: Vec::new(), left })
+                    }
+                }
             }
 
             async fn any_unfinished(&self, step_id: i64, execute_count: i32) -> Result<bool> {

@@ -128,6 +128,7 @@ pub fn make_private(path: &Path) -> crate::Result<()> {
     Ok(())
 }
 
+crate::finalize::impl_finalize!(sqlx::Sqlite);
 crate::sql::impl_sql_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::trust::impl_trust_store!(SqliteStore, sqlx::Sqlite);
 crate::hosts::impl_host_store!(SqliteStore, sqlx::Sqlite);

@@ -40,6 +40,7 @@ suite!(
     accounts_are_unique_per_scope,
     jobs_tasks_and_logs,
     apply_is_idempotent,
+    the_last_result_ends_step_and_job,
     job_queries,
     callbacks_outbox,
     groups_and_apps,
@@ -162,7 +163,7 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert_eq!(finals, vec![k1]);
+    assert_eq!(finals.finals, vec![k1]);
     assert!(s.any_unfinished(step, 0).await.unwrap());
     // A whole-run start moves the waiting task only; the finished one stays as it is.
     s.apply(&[TaskChange::RunStarted { step_instance_id: step, execute_count: 0, batch: Some(1), at: 103 }], u64::MAX).await.unwrap();
@@ -203,12 +204,12 @@ async fn apply_is_idempotent(s: Arc<dyn Store>) {
         TaskChange::Log { key: k, seq: 0, data: b"once\n".to_vec() },
         TaskChange::Finished { key: k, status: 9, exit_code: 0, error_code: 0, start_time: Some(1), end_time: 2, dropped_bytes: 0 },
     ];
-    assert_eq!(s.apply(&batch, u64::MAX).await.unwrap(), vec![k]);
+    assert_eq!(s.apply(&batch, u64::MAX).await.unwrap().finals, vec![k]);
     // The same messages resent after a reconnect change nothing.
-    assert!(s.apply(&batch, u64::MAX).await.unwrap().is_empty());
+    assert!(s.apply(&batch, u64::MAX).await.unwrap().finals.is_empty());
     // A later, different final (e.g. agent-lost) does not overwrite the first.
     let lost = TaskChange::Finished { key: k, status: 310, exit_code: 0, error_code: -1, start_time: None, end_time: 9, dropped_bytes: 0 };
-    assert!(s.apply(&[lost], u64::MAX).await.unwrap().is_empty());
+    assert!(s.apply(&[lost], u64::MAX).await.unwrap().finals.is_empty());
     assert_eq!(s.host_tasks(step, 0).await.unwrap()[0].status, 9);
     assert_eq!(s.read_logs(step, 0, &[1]).await.unwrap(), vec![(1, b"once\n".to_vec())]);
     // A big batch of chunks in one call.
@@ -219,6 +220,40 @@ async fn apply_is_idempotent(s: Arc<dyn Store>) {
     let text = String::from_utf8(s.read_logs(step2, 0, &[1]).await.unwrap().remove(0).1).unwrap();
     assert_eq!(text.lines().count(), 1200);
     assert!(text.starts_with("0\n1\n2\n") && text.ends_with("1199\n"));
+}
+
+/// The commit of a step's last host result ends the step, and the job with its callback.
+async fn the_last_result_ends_step_and_job(s: Arc<dyn Store>) {
+    let mut job = new_job(&[(1, "10.0.0.1"), (2, "10.0.0.2")], "ends", 1);
+    job.callback_url = Some("http://cb.example/done".into());
+    let (job_id, steps) = s.create_job(&job).await.unwrap();
+    let step = steps[0];
+    s.update_job(&JobUpdate { id: job_id, status: Some(2), start_time: Some(2), ..Default::default() }).await.unwrap();
+    s.update_step(&StepUpdate { id: step, status: Some(2), start_time: Some(2), end_time: None }).await.unwrap();
+    let fin = |host_id, status| TaskChange::Finished {
+        key: TaskKey { step_instance_id: step, execute_count: 0, host_id },
+        status,
+        exit_code: 0,
+        error_code: 0,
+        start_time: Some(3),
+        end_time: 4,
+        dropped_bytes: 0,
+    };
+    let first = s.apply(&[fin(1, 9)], u64::MAX).await.unwrap();
+    assert_eq!((first.finals.len(), first.ended.len(), first.left.len()), (1, 0, 0), "one host is still running");
+    let last = s.apply(&[fin(2, 104)], u64::MAX).await.unwrap();
+    assert_eq!(last.ended.len(), 1);
+    let e = &last.ended[0];
+    assert_eq!((e.step_instance_id, e.job_instance_id, e.status, e.hosts), (step, job_id, 4, 2));
+    assert_eq!((e.job_status, e.callback), (Some(4), true));
+    let (j, st) = (s.get_job(job_id).await.unwrap().unwrap(), s.get_step(step).await.unwrap().unwrap());
+    assert_eq!((j.status, st.status), (4, 4));
+    assert!(j.end_time.is_some() && st.end_time.is_some());
+    let cb = s.claim_callbacks("t", 10, 0, 10).await.unwrap();
+    assert_eq!(cb.len(), 1);
+    assert!(cb[0].body.contains(&format!("\"step_instance_id\":{step}")));
+    // A resent result ends nothing twice.
+    assert!(s.apply(&[fin(2, 104)], u64::MAX).await.unwrap().ended.is_empty());
 }
 
 async fn job_queries(s: Arc<dyn Store>) {

@@ -6,17 +6,22 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, BoxStream, StreamExt};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use shoal_core::JobError;
 use shoal_proto::code::Lang;
 use shoal_proto::jobv3::Envelope;
 use shoal_proto::ErrorCode;
+use std::sync::Arc;
 
 pub type ApiResult = Result<Value, JobError>;
 
-/// What the dispatcher answers: a value, or one whose largest list is written piece by piece.
+/// What the dispatcher answers: a value; JSON encoded before (kept by a cache, served as is
+/// instead of being rebuilt and re-encoded for every caller); or an answer whose largest list
+/// is written piece by piece.
 pub enum Reply {
     Value(Value),
+    Encoded(Arc<RawValue>),
     Streamed(Streamed),
 }
 
@@ -65,6 +70,7 @@ fn success<T>(data: T, request_id: &str) -> Envelope<T> {
 pub fn render(out: Result<Reply, JobError>, lang: Lang, request_id: &str) -> Response {
     let mut resp = match out {
         Ok(Reply::Value(data)) => (StatusCode::OK, Json(success(data, request_id))).into_response(),
+        Ok(Reply::Encoded(data)) => (StatusCode::OK, Json(success(data, request_id))).into_response(),
         Ok(Reply::Streamed(s)) => streamed(s, request_id),
         Err(e) => {
             let env: Envelope = Envelope {

@@ -197,6 +197,10 @@ async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMa
         if v3::streams(name) {
             return v3::call_streamed(&ctx, method, name, params).await;
         }
+        // Queries whose answer is kept encoded.
+        if v3::answers_encoded(name) {
+            return v3::call_encoded(&ctx, method, name, params).await.map(Reply::Encoded);
+        }
     }
     // Answers carrying a fresh secret (app secret, password, token) are never kept for replay
     // (it is shown once).

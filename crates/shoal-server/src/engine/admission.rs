@@ -10,7 +10,9 @@
 //! 3. its targets resolve within the scope (the host checks of `engine::targets`);
 //! 4. its final text (variables included) and parameters pass the dangerous-command check
 //!    (custom rules and built-ins; 1244019);
-//! 5. the job, its steps and tasks, its audit event and a running-job quota slot are written in
+//! 5. the server is not overloaded: agents' results are committed within
+//!    `max_ingest_lag_ms` (1244034 otherwise: more jobs would only finish later);
+//! 6. the job, its steps and tasks, its audit event and a running-job quota slot are written in
 //!    one transaction (1244034 / 1244032 / 1244033 when a limit is reached: the count and the
 //!    insert cannot interleave with another creation, see `shoal_store::admission`).
 //!
@@ -155,6 +157,7 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
         return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL));
     }
 
+    not_overloaded(ctx)?;
     let c = &ctx.shared.config;
     let job = NewJob {
         scope_type: scope.scope_type.clone(),
@@ -184,6 +187,19 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
         ctx.shared.engine.start_job(job_id).await.map_err(internal("start job"))?;
     }
     Ok(Admitted { job_id, step_ids })
+}
+
+/// Refuses new jobs (1244034, JOB's "system quota", which callers retry later) while
+/// agents' results wait longer than `max_ingest_lag_ms` to be committed: more jobs would only
+/// make every job finish later, without bound.
+fn not_overloaded(ctx: &Ctx) -> Result<(), JobError> {
+    let limit = ctx.shared.config.max_ingest_lag_ms;
+    let lag = ctx.shared.gateway.ingest_lag();
+    if limit == 0 || lag.as_millis() <= u128::from(limit) {
+        return Ok(());
+    }
+    tracing::warn!(app_code = %ctx.caller.app_code, lag_ms = lag.as_millis() as u64, limit_ms = limit, "overloaded: agents' results wait to be committed; job refused");
+    Err(quota_error(QuotaKind::System))
 }
 
 fn quota_error(kind: QuotaKind) -> JobError {

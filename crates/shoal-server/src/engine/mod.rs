@@ -2,9 +2,10 @@
 //!
 //! - [`Engine::start_job`] moves a job and its step to running and dispatches every host
 //!   task; a host whose agent is not connected fails at once with 310.
-//! - Every host-task change is committed by the gateway's single writer, which then calls
-//!   [`Engine::on_final`]; when a step has no unfinished task left the step and the job get
-//!   their final status and the callback is queued in the same transaction.
+//! - Every host-task change is committed by the gateway's single writer. The commit that makes
+//!   a step's last task final also ends the step, and the job with its callback when that was
+//!   its last step (`shoal_store::finalize`); the writer then calls [`Engine::on_applied`],
+//!   which starts a next step, or moves a rolling step to its next batch ([`Engine::on_final`]).
 //! - [`Engine::terminate_job`] cancels running tasks on their agents (SIGTERM → SIGKILL of the
 //!   whole tree there) and fails waiting ones with 403.
 //! - After a restart [`Engine::start`] resumes active jobs: agents reconnect and resend what
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 
 use shoal_proto::agent::{RunTask, ServerMsg, TaskKey};
 use shoal_proto::status::{gse_code, host_status, RunStatus};
-use shoal_store::{JobUpdate, StepRow, StepUpdate, Store, StoreError, TaskChange};
+use shoal_store::{Applied, EndedStep, JobUpdate, StepRow, StepUpdate, Store, StoreError, TaskChange};
 use tokio::sync::{watch, Notify};
 
 use crate::gateway::{Gateway, IngestItem};
@@ -426,7 +427,46 @@ impl Engine {
         Ok(())
     }
 
-    /// Called by the writer with the tasks that just became final.
+    /// Called by the writer after each committed batch: steps the store ended in that commit
+    /// (their job too, unless it goes on to a next step), and step runs it left to the engine.
+    pub async fn on_applied(&self, applied: Applied) {
+        for ended in &applied.ended {
+            self.step_ended(ended).await;
+        }
+        let left: Vec<TaskKey> =
+            applied.left.iter().map(|&(step_instance_id, execute_count)| TaskKey { step_instance_id, execute_count, host_id: 0 }).collect();
+        if !left.is_empty() {
+            self.on_final(&left).await;
+        }
+    }
+
+    async fn step_ended(&self, e: &EndedStep) {
+        self.forget_step(e.step_instance_id);
+        let (job_instance_id, step_instance_id) = (e.job_instance_id, e.step_instance_id);
+        tracing::info!(job_instance_id, step_instance_id, status = e.status, hosts = e.hosts, "step finished");
+        if let Some(status) = e.job_status {
+            tracing::info!(job_instance_id, status, "job finished");
+            if e.callback {
+                self.callbacks.notify_one();
+            }
+            return;
+        }
+        let next = match self.store.get_steps(job_instance_id).await {
+            Ok(steps) => steps.into_iter().find(|s| s.step_order > e.step_order),
+            Err(err) => {
+                tracing::error!(job_instance_id, error = %err, "reading the next step");
+                return;
+            }
+        };
+        if let Some(next) = next {
+            if let Err(err) = self.start_step(next).await {
+                tracing::error!(job_instance_id, error = %err, "starting the next step");
+            }
+        }
+    }
+
+    /// Steps with tasks that just became final (host 0: the whole run): rolling steps move to
+    /// their next batch, others end when no task is left unfinished.
     pub async fn on_final(&self, keys: &[TaskKey]) {
         let steps: BTreeSet<(i64, i32)> = keys.iter().map(|k| (k.step_instance_id, k.execute_count)).collect();
         for (step_id, execute_count) in steps {
@@ -484,18 +524,11 @@ impl Engine {
 
     /// After a step ends: the next step, or the end of the job.
     pub(crate) async fn advance(&self, job: &shoal_store::JobRow, step: &StepRow, status: RunStatus) -> Result<(), StoreError> {
-        if job.stopping {
-            return self.finish_job(job.id, RunStatus::StopSuccess).await;
-        }
-        match status {
-            RunStatus::Success | RunStatus::IgnoreError | RunStatus::Skipped => {
-                let next = self.store.get_steps(job.id).await?.into_iter().find(|s| s.step_order > step.step_order);
-                match next {
-                    Some(next) => self.start_step(next).await,
-                    None => self.finish_job(job.id, RunStatus::Success).await,
-                }
-            }
-            other => self.finish_job(job.id, other).await,
+        let next = self.store.get_steps(job.id).await?.into_iter().find(|s| s.step_order > step.step_order);
+        match (shoal_core::outcome::after_step(status, job.stopping, next.is_some()), next) {
+            (Some(end), _) => self.finish_job(job.id, end).await,
+            (None, Some(next)) => self.start_step(next).await,
+            (None, None) => Ok(()),
         }
     }
 
@@ -504,15 +537,7 @@ impl Engine {
         let Some(job) = self.store.get_job(job_id).await? else { return Ok(()) };
         let steps = self.store.get_steps(job_id).await?;
         let callback = job.callback_url.as_ref().map(|url| {
-            let body = shoal_proto::jobv3::CallbackBody {
-                job_instance_id: job.id,
-                status: status as i32,
-                step_instances: steps
-                    .iter()
-                    .map(|s| shoal_proto::jobv3::CallbackStep { step_instance_id: s.id, status: s.status })
-                    .collect(),
-            };
-            (url.clone(), serde_json::to_string(&body).unwrap_or_default())
+            (url.clone(), shoal_proto::jobv3::CallbackBody::encode(job.id, status as i32, steps.iter().map(|s| (s.id, s.status))))
         });
         let has_callback = callback.is_some();
         self.store

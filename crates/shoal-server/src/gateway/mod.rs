@@ -13,7 +13,7 @@ pub mod ws;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shoal_proto::agent::{Ack, AckItem, ServerMsg, TaskKey};
 use shoal_store::{Store, TaskChange};
@@ -61,8 +61,9 @@ pub struct IngestItem {
 /// What the writer's queue carries: changes, and markers that report when every change
 /// queued before them is committed.
 enum Ingest {
-    /// A change, with its share of [`INGEST_BYTES`] (returned once it is committed).
-    Change(IngestItem, Option<OwnedSemaphorePermit>),
+    /// A change, when it was queued, and its share of [`INGEST_BYTES`] (returned once it
+    /// is committed).
+    Change(IngestItem, Instant, Option<OwnedSemaphorePermit>),
     Committed(oneshot::Sender<()>),
 }
 
@@ -94,6 +95,9 @@ pub struct Gateway {
     /// Why the ingest writer cannot commit right now (`None` while it can): agents keep
     /// their unacknowledged output meanwhile, and `/healthz` says so.
     ingest_fault: Mutex<Option<String>>,
+    /// When the oldest change not yet committed was queued (`None`: the writer is idle).
+    /// How far the writer is behind; admission refuses new jobs past a limit.
+    behind_since: Mutex<Option<Instant>>,
 }
 
 impl Gateway {
@@ -116,6 +120,7 @@ impl Gateway {
             hellos: tokio::sync::Semaphore::new(CONCURRENT_HELLOS),
             unhelloed,
             ingest_fault: Mutex::new(None),
+            behind_since: Mutex::new(None),
         }
     }
 
@@ -147,6 +152,11 @@ impl Gateway {
         self.ingest_fault.lock().expect("ingest fault").clone()
     }
 
+    /// How long the oldest change not yet committed has waited.
+    pub fn ingest_lag(&self) -> Duration {
+        self.behind_since.lock().expect("behind lock").map_or(Duration::ZERO, |t| t.elapsed())
+    }
+
     pub fn is_connected(&self, host_id: i64) -> bool {
         self.sessions.lock().expect("sessions lock").contains_key(&host_id)
     }
@@ -176,7 +186,7 @@ impl Gateway {
                     Err(_) => return,
                 },
             };
-            if self.ingest_tx.send(Ingest::Change(item, permit)).await.is_err() {
+            if self.ingest_tx.send(Ingest::Change(item, Instant::now(), permit)).await.is_err() {
                 tracing::error!("ingest writer is gone");
                 return;
             }
@@ -246,7 +256,11 @@ impl Gateway {
             let mut item = Some(first);
             while let Some(i) = item.take() {
                 match i {
-                    Ingest::Change(c, permit) => {
+                    Ingest::Change(c, queued, permit) => {
+                        if batch.is_empty() {
+                            // The first change of a batch is the oldest one waiting.
+                            *self.behind_since.lock().expect("behind lock") = Some(queued);
+                        }
                         bytes += log_bytes(&c);
                         batch.push(c);
                         permits.extend(permit);
@@ -269,9 +283,9 @@ impl Gateway {
                 .map(|i| i.change.key())
                 .collect();
             let changes: Vec<TaskChange> = batch.into_iter().map(|i| i.change).collect();
-            let finals = loop {
+            let applied = loop {
                 if changes.is_empty() {
-                    break Vec::new();
+                    break shoal_store::Applied::default();
                 }
                 match self.store.apply(&changes, self.config.output_cap_bytes).await {
                     Ok(f) => {
@@ -299,18 +313,24 @@ impl Gateway {
             // An exit for a task already final (or unknown) changed nothing; it is still
             // acknowledged, so the agent stops resending it. Its output was refused likewise.
             if !agent_exits.is_empty() {
-                let became: HashSet<&TaskKey> = finals.iter().collect();
+                let became: HashSet<&TaskKey> = applied.finals.iter().collect();
                 for key in agent_exits.iter().filter(|k| !became.contains(k)) {
                     tracing::info!(task = %key, "exit for a finished or unknown task; not stored");
                 }
             }
             self.acknowledge(acks).await;
-            if !finals.is_empty() {
+            if !applied.ended.is_empty() || !applied.left.is_empty() {
                 if let Some(engine) = self.engine() {
-                    engine.on_final(&finals).await;
+                    engine.on_applied(applied).await;
                 }
             }
-            next = rx.recv().await;
+            next = match rx.try_recv() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    *self.behind_since.lock().expect("behind lock") = None;
+                    rx.recv().await
+                }
+            };
         }
     }
 

@@ -5,7 +5,7 @@ pub(crate) mod dangerous_rule;
 mod fast_execute_script;
 mod get_job_instance_ip_log;
 mod get_job_instance_list;
-mod get_job_instance_status;
+pub mod get_job_instance_status;
 mod job_plan;
 mod operate_job_instance;
 mod operate_step_instance;
@@ -15,6 +15,10 @@ use axum::http::Method;
 use serde_json::Value;
 
 use super::envelope::{method_not_allowed, not_found};
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
 use super::{ApiResult, Ctx, Reply};
 use shoal_core::JobError;
 
@@ -43,11 +47,24 @@ pub async fn call_streamed(ctx: &Ctx, method: &Method, name: &str, params: Value
     }
 }
 
+/// Whether `name` answers with data encoded once and kept ([`call_encoded`]).
+pub fn answers_encoded(name: &str) -> bool {
+    name == "get_job_instance_status"
+}
+
+/// The APIs of [`answers_encoded`].
+pub async fn call_encoded(ctx: &Ctx, method: &Method, name: &str, params: Value) -> Result<Arc<RawValue>, JobError> {
+    check_method(method, name)?;
+    match name {
+        "get_job_instance_status" => get_job_instance_status::handle(ctx, params).await,
+        other => Err(not_found(other)),
+    }
+}
+
 pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiResult {
     check_method(method, name)?;
     match name {
         "fast_execute_script" => fast_execute_script::handle(ctx, params).await,
-        "get_job_instance_status" => get_job_instance_status::handle(ctx, params).await,
         "get_job_instance_ip_log" => get_job_instance_ip_log::one(ctx, params).await,
         "operate_job_instance" => operate_job_instance::handle(ctx, params).await,
         "operate_step_instance" => operate_step_instance::handle(ctx, params).await,
