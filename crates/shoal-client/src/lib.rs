@@ -306,12 +306,7 @@ impl Client {
         }
         match reqwest::Url::parse(&cfg.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            _ => {
-                return Err(ClientError::Validation(format!(
-                    "server URL {:?} must look like http://host:port or https://host",
-                    cfg.url
-                )))
-            }
+            _ => return Err(ClientError::Validation(format!("server URL {:?} must look like http://host:port or https://host", cfg.url))),
         }
         let http = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(Client { http, cfg, retry: RetryPolicy::default() })

@@ -60,10 +60,8 @@ fn maker_pid(name: &str) -> Option<u32> {
 /// earlier runs left behind (a test cannot drop its own database while its server still
 /// holds connections to it).
 async fn drop_orphans(admin: &sqlx::PgPool) {
-    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'shoal\\_%'")
-        .fetch_all(admin)
-        .await
-        .unwrap_or_default();
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'shoal\\_%'").fetch_all(admin).await.unwrap_or_default();
     for name in names {
         let gone = maker_pid(&name).is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
         if gone {

@@ -110,12 +110,8 @@ fn everyday_cli() {
     assert!(!o.status.success() && text(&o).contains("SHOAL_BIZ=\"abc\" is not a business id"), "{}", text(&o));
 
     // `shoal run … | head -1`: the reader goes away early; the CLI ends quietly.
-    let mut child = cli(port)
-        .args(["run", "--host", &web_id, "-c", "seq 1 20000"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        cli(port).args(["run", "--host", &web_id, "-c", "seq 1 20000"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut first = [0u8; 1];
     child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
     drop(child.stdout.take());

@@ -242,4 +242,3 @@ plans:
     let o = client(port, &["template", "rollback", "rollout", "v1"]);
     assert!(text(&o).contains("v1 restored as v3"), "{}", text(&o));
 }
-

@@ -109,9 +109,10 @@ impl Fleet {
 }
 
 fn run(database_url: Option<String>) {
-    let seed = std::env::var("SHOAL_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
+    let seed = std::env::var("SHOAL_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
     println!("SHOAL_TEST_SEED={seed}");
     let mut dice = Dice(seed);
     let dir = tempfile::tempdir().unwrap();

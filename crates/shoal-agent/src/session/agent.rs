@@ -182,7 +182,8 @@ impl Agent {
         }
         // The record comes first: a task the agent could forget (a crash before its exit is
         // written) would be run again when the server asks again. No record, no run.
-        let record = TaskRecord { start_ms: now_ms(), whereabouts: Whereabouts { cgroup: self.executor.task_cgroup(&key), ..Default::default() } };
+        let record =
+            TaskRecord { start_ms: now_ms(), whereabouts: Whereabouts { cgroup: self.executor.task_cgroup(&key), ..Default::default() } };
         let outbox = self.outbox.clone();
         let recorded = if outbox.is_memory() {
             Ok(outbox.write_record(&key, &record))

@@ -71,11 +71,8 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
             let credential = identity::load_or_create_credential(&state_dir).map_err(err)?;
             // Kills what is left of tasks that were running when the agent stopped.
             let index = outbox.load().map_err(err)?;
-            let placement = if cgroups {
-                Placement::detect(&id)
-            } else {
-                Placement::ProcessGroup { why: "simulated or in-memory agent".into() }
-            };
+            let placement =
+                if cgroups { Placement::detect(&id) } else { Placement::ProcessGroup { why: "simulated or in-memory agent".into() } };
             placement.sweep();
             Ok((id, credential, index, placement))
         })
@@ -83,7 +80,9 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
         .context("preparing the state dir")??
     };
     match &placement {
-        Placement::Cgroups(dir) => tracing::info!(%agent_id, pending = index.pending.len(), cgroups = %dir.display(), "shoal agent starting"),
+        Placement::Cgroups(dir) => {
+            tracing::info!(%agent_id, pending = index.pending.len(), cgroups = %dir.display(), "shoal agent starting")
+        }
         Placement::ProcessGroup { why } => tracing::warn!(%agent_id, pending = index.pending.len(),
             "shoal agent starting without cgroups ({why}); stopping a task reaches its process group only"),
     }

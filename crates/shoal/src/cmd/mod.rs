@@ -1,9 +1,9 @@
 //! One module per subcommand.
 
+pub(crate) mod account;
 pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
-pub(crate) mod account;
 pub(crate) mod danger;
 mod dev;
 pub mod host;
