@@ -5,12 +5,19 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
-on_both_stores!(auth_failures_answer_401_with_job_codes, validation_codes_match_job, accounts_round_trip, lookups_and_limits);
+on_both_stores!(
+    auth_failures_answer_401_with_job_codes,
+    validation_codes_match_job,
+    accounts_round_trip,
+    lookups_and_limits,
+    job_history_rows_carry_job_field_names,
+    job_history_requires_a_bounded_time_range,
+);
 
 async fn auth_failures_answer_401_with_job_codes(h: Harness) {
-    let url = format!("{}/api/v3/get_job_instance_list?bk_scope_type=biz&bk_scope_id=1", h.url);
+    let url = format!("{}/api/v3/get_job_instance_list?{}", h.url, history_query("1"));
     let send = |auth: Option<String>| {
         let h = &h;
         let url = url.clone();
@@ -48,7 +55,7 @@ async fn auth_failures_answer_401_with_job_codes(h: Harness) {
     // App-state path takes the operator from X-Bk-Username.
     let r = h
         .http
-        .get(format!("{}/api/bk-job/prod/api/v3/system/get_job_instance_list/?bk_scope_type=biz&bk_scope_id=1", h.url))
+        .get(format!("{}/api/bk-job/prod/api/v3/system/get_job_instance_list/?{}", h.url, history_query("1")))
         .header("X-Bkapi-Authorization", json!({"bk_app_code": APP, "bk_app_secret": SECRET}).to_string())
         .header("X-Bk-Username", "bob")
         .send()
@@ -116,7 +123,7 @@ async fn validation_codes_match_job(mut h: Harness) {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["code"], 1241022, "{v}");
     // Nothing above created a job.
-    let (_, list) = h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1").await;
+    let (_, list) = h.get("get_job_instance_list", &history_query("1")).await;
     assert_eq!(list["data"]["total"], 0, "{list}");
 }
 
@@ -221,4 +228,113 @@ async fn lookups_and_limits(mut h: Harness) {
         )
         .await;
     assert_eq!(v["code"], 1244022, "{v}");
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect();
+    k.sort();
+    k
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+/// A plan with a confirmation step, a script step on a host variable and one on fixed hosts.
+fn gated_doc(host: i64) -> Value {
+    json!({
+        "name": "gated",
+        "variables": [
+            {"name": "TARGETS", "type": "host_list", "server": {"host_id_list": [host]}},
+            {"name": "NOTE", "type": "string", "value": "hi"}
+        ],
+        "steps": [
+            {"name": "ok?", "confirm": {"message": "go on?", "users": [USER]}},
+            {"name": "on-var", "script": {"content": "echo $NOTE", "account": USER, "target": {"variable": "TARGETS"}}},
+            {"name": "on-host", "script": {"content": "echo fixed", "account": USER, "target": {"host_id_list": [host]}}}
+        ],
+        "plans": [{"name": "default"}]
+    })
+}
+
+/// bk-sops' history picker reads `job_instance_id`; bk-job's `EsbTaskInstanceV3DTO` has
+/// exactly these keys, and the plan ids of a job started from a plan.
+async fn job_history_rows_carry_job_field_names(mut h: Harness) {
+    h.add_agent("127.0.0.42", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.42").await;
+    let fast = h.execute("true", &[host], json!({})).await["job_instance_id"].as_i64().unwrap();
+    let applied = h.apply_template(gated_doc(host)).await;
+    let (template, plan) = (applied["template_id"].as_i64().unwrap(), applied["plans"][0]["id"].as_i64().unwrap());
+    let (_, r) = h.post("execute_job_plan", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan})).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let planned = r["data"]["job_instance_id"].as_i64().unwrap();
+
+    let (_, list) = h.get("get_job_instance_list", &history_query("1")).await;
+    assert_eq!(list["code"], 0, "{list}");
+    let rows = list["data"]["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    let expected = sorted(&[
+        "bk_biz_id",
+        "bk_scope_type",
+        "bk_scope_id",
+        "job_instance_id",
+        "job_plan_id",
+        "job_template_id",
+        "name",
+        "operator",
+        "launch_mode",
+        "status",
+        "start_time",
+        "end_time",
+        "total_time",
+        "create_time",
+        "type",
+    ]);
+    for row in rows {
+        assert_eq!(keys(row), expected, "{row}");
+        assert_eq!((row["bk_scope_type"].as_str(), row["bk_scope_id"].as_str(), &row["bk_biz_id"]), (Some("biz"), Some("1"), &Value::Null));
+    }
+    let (p, f) = (&rows[0], &rows[1]);
+    assert_eq!((p["job_instance_id"].as_i64(), p["type"].as_i64()), (Some(planned), Some(0)), "{p}");
+    assert_eq!((p["job_template_id"].as_i64(), p["job_plan_id"].as_i64()), (Some(template), Some(plan)), "{p}");
+    assert_eq!((f["job_instance_id"].as_i64(), f["type"].as_i64()), (Some(fast), Some(1)), "{f}");
+    assert_eq!((&f["job_template_id"], &f["job_plan_id"]), (&Value::Null, &Value::Null), "{f}");
+    // The ESB form answers the same rows.
+    let (_, esb) = h.post_esb("get_job_instance_list", history("1")).await;
+    assert_eq!(esb["data"]["data"][0]["job_instance_id"], planned, "{esb}");
+}
+
+/// bk-job refuses a history query without a creation-time range, with its start after
+/// its end, or longer than 30 days.
+async fn job_history_requires_a_bounded_time_range(h: Harness) {
+    let day = 86_400_000i64;
+    let now = shoal_core::time::now_ms();
+    let cases = [
+        (json!({"create_time_end": now}), 1241007, "create_time_start"),
+        (json!({"create_time_start": now}), 1241007, "create_time_end"),
+        (json!({"create_time_start": 0, "create_time_end": now}), 1241007, "create_time_start"),
+        (json!({"create_time_start": now, "create_time_end": now - 1}), 1241007, "create_time_start|create_time_end"),
+        (json!({"create_time_start": now, "create_time_end": now}), 1241007, "create_time_start|create_time_end"),
+        (json!({"create_time_start": now - 30 * day - 1, "create_time_end": now}), 1241002, ""),
+    ];
+    for (range, code, needle) in cases {
+        let mut body = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+        for (k, v) in range.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, v) = h.post("get_job_instance_list", body).await;
+        assert_eq!((status, v["code"].as_i64()), (200, Some(code)), "{range} → {v}");
+        assert!(v["message"].as_str().unwrap().contains(needle), "{range} → {v}");
+    }
+    let (_, v) = h
+        .post(
+            "get_job_instance_list",
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "create_time_start": now - 30 * day, "create_time_end": now}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "exactly 30 days is allowed: {v}");
 }
