@@ -14,6 +14,7 @@ on_both_stores!(
     lookups_and_limits,
     job_history_rows_carry_job_field_names,
     job_history_requires_a_bounded_time_range,
+    plan_detail_steps_carry_every_info_key,
 );
 
 async fn auth_failures_answer_401_with_job_codes(h: Harness) {
@@ -337,4 +338,41 @@ async fn job_history_requires_a_bounded_time_range(h: Harness) {
         )
         .await;
     assert_eq!(v["code"], 0, "exactly 30 days is allowed: {v}");
+}
+
+/// bk-job's `EsbStepV3DTO` always carries `script_info`, `file_info` and `approval_info`
+/// (bk-sops reads `info["script_info"] or {}`), and every server in `ip_list` form.
+async fn plan_detail_steps_carry_every_info_key(mut h: Harness) {
+    h.add_agent("127.0.0.43", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.43").await;
+    let applied = h.apply_template(gated_doc(host)).await;
+    let plan = applied["plans"][0]["id"].as_i64().unwrap();
+    let (_, d) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id=1&job_plan_id={plan}")).await;
+    assert_eq!(d["code"], 0, "{d}");
+    let steps = d["data"]["step_list"].as_array().unwrap();
+    for s in steps {
+        assert_eq!(keys(s), sorted(&["id", "name", "type", "script_info", "file_info", "approval_info"]), "{s}");
+        assert!(s["file_info"].is_null(), "{s}");
+    }
+    let (confirm, on_var, on_host) = (&steps[0], &steps[1], &steps[2]);
+    assert_eq!((confirm["type"].as_i64(), confirm["script_info"].is_null()), (Some(3), true), "{confirm}");
+    assert_eq!(confirm["approval_info"]["approval_message"], "go on?");
+    assert_eq!((on_var["type"].as_i64(), on_var["approval_info"].is_null()), (Some(1), true), "{on_var}");
+    let ip = json!([{"bk_host_id": host, "bk_cloud_id": 0, "ip": "127.0.0.43"}]);
+    assert_eq!(
+        on_var["script_info"]["server"],
+        json!({"variable": "TARGETS", "ip_list": null, "dynamic_group_list": null, "topo_node_list": null})
+    );
+    assert_eq!(on_host["script_info"]["server"], json!({"ip_list": ip, "dynamic_group_list": null, "topo_node_list": null}));
+    // Host variables: the hosts in `ip_list` form, `value` null.
+    let vars = d["data"]["global_var_list"].as_array().unwrap();
+    let targets = vars.iter().find(|v| v["name"] == "TARGETS").unwrap();
+    assert_eq!(targets["server"], json!({"ip_list": ip, "dynamic_group_list": null, "topo_node_list": null}), "{targets}");
+    assert_eq!(targets["value"], Value::Null, "{targets}");
+    let note = vars.iter().find(|v| v["name"] == "NOTE").unwrap();
+    assert_eq!((note["value"].as_str(), &note["server"]), (Some("hi"), &Value::Null), "{note}");
+    for v in vars {
+        assert_eq!(keys(v), sorted(&["id", "name", "description", "type", "required", "value", "server", "used"]), "{v}");
+    }
 }
