@@ -151,7 +151,8 @@ pub struct JobInstanceDto {
     pub job_instance_id: i64,
     pub bk_scope_type: String,
     pub bk_scope_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// JOB's legacy scope field; null, as bk-job writes it with its compatibility switch off.
+    #[serde(default)]
     pub bk_biz_id: Option<i64>,
     pub name: String,
     pub create_time: i64,
@@ -173,7 +174,8 @@ pub struct StepInstanceDto {
     pub start_time: Option<i64>,
     pub end_time: Option<i64>,
     pub total_time: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Null unless host results were asked for (`return_ip_result`).
+    #[serde(default)]
     pub step_ip_result_list: Option<Vec<HostResultDto>>,
     /// Rolling steps only: the batch running now (1-based) and how many there are.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -15,6 +15,7 @@ on_both_stores!(
     job_history_rows_carry_job_field_names,
     job_history_requires_a_bounded_time_range,
     plan_detail_steps_carry_every_info_key,
+    status_writes_null_where_job_does,
 );
 
 async fn auth_failures_answer_401_with_job_codes(h: Harness) {
@@ -175,9 +176,9 @@ async fn lookups_and_limits(mut h: Harness) {
     // A job is invisible from another scope.
     let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=2&job_instance_id={id}")).await;
     assert_eq!(v["code"], 1244006);
-    // Without return_ip_result there is no host list; with Python's `True` there is.
+    // Without return_ip_result the host list is null; with Python's `True` it is there.
     let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={id}")).await;
-    assert!(v["data"]["step_instance_list"][0].get("step_ip_result_list").is_none(), "{v}");
+    assert!(v["data"]["step_instance_list"][0]["step_ip_result_list"].is_null(), "{v}");
     let (_, v) = h.get("get_job_instance_status", &format!("bk_biz_id=1&job_instance_id={id}&return_ip_result=True")).await;
     assert_eq!(v["data"]["step_instance_list"][0]["step_ip_result_list"].as_array().unwrap().len(), 1);
     // POST works for queries too, and the trailing slash is optional.
@@ -375,4 +376,25 @@ async fn plan_detail_steps_carry_every_info_key(mut h: Harness) {
     for v in vars {
         assert_eq!(keys(v), sorted(&["id", "name", "description", "type", "required", "value", "server", "used"]), "{v}");
     }
+}
+
+/// bk-job's `EsbJobInstanceStatusV3DTO` writes `job_instance.bk_biz_id` and, when host
+/// results were not asked for, `step_ip_result_list` as null.
+async fn status_writes_null_where_job_does(mut h: Harness) {
+    h.add_agent("127.0.0.44", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.44").await;
+    let job = h.execute("true", &[host], json!({})).await["job_instance_id"].as_i64().unwrap();
+    h.wait_finished(job, std::time::Duration::from_secs(20)).await;
+    for asked in ["", "&return_ip_result=false"] {
+        let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}{asked}")).await;
+        let d = &v["data"];
+        assert!(d["job_instance"].as_object().unwrap().contains_key("bk_biz_id"), "{d}");
+        assert_eq!(d["job_instance"]["bk_biz_id"], Value::Null);
+        let step = &d["step_instance_list"][0];
+        assert!(step.as_object().unwrap().contains_key("step_ip_result_list"), "{step}");
+        assert_eq!(step["step_ip_result_list"], Value::Null);
+    }
+    let st = h.status(job).await;
+    assert_eq!(st["step_instance_list"][0]["step_ip_result_list"].as_array().map(Vec::len), Some(1), "{st}");
 }
