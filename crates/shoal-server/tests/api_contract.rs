@@ -16,6 +16,7 @@ on_both_stores!(
     job_history_requires_a_bounded_time_range,
     plan_detail_steps_carry_every_info_key,
     status_writes_null_where_job_does,
+    global_var_values_are_string_variables_of_script_steps,
 );
 
 async fn auth_failures_answer_401_with_job_codes(h: Harness) {
@@ -251,7 +252,9 @@ fn gated_doc(host: i64) -> Value {
         "name": "gated",
         "variables": [
             {"name": "TARGETS", "type": "host_list", "server": {"host_id_list": [host]}},
-            {"name": "NOTE", "type": "string", "value": "hi"}
+            {"name": "NOTE", "type": "string", "value": "hi"},
+            {"name": "TOKEN", "type": "password", "value": "s3cret"},
+            {"name": "PORTS", "type": "index_array", "value": "80 443"}
         ],
         "steps": [
             {"name": "ok?", "confirm": {"message": "go on?", "users": [USER]}},
@@ -397,4 +400,32 @@ async fn status_writes_null_where_job_does(mut h: Harness) {
     }
     let st = h.status(job).await;
     assert_eq!(st["step_instance_list"][0]["step_ip_result_list"].as_array().map(Vec::len), Some(1), "{st}");
+}
+
+/// bk-job answers one entry per script step, each with the string variables only as
+/// `{name, value, type}` (bk-sops copies every non-host entry into its node outputs), and
+/// no entry at all for a job without variables.
+async fn global_var_values_are_string_variables_of_script_steps(mut h: Harness) {
+    h.add_agent("127.0.0.45", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.45").await;
+    let plan = h.apply_template(gated_doc(host)).await["plans"][0]["id"].as_i64().unwrap();
+    let (_, r) = h.post("execute_job_plan", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan})).await;
+    let job = r["data"]["job_instance_id"].as_i64().unwrap();
+    let steps: Vec<i64> =
+        h.status(job).await["step_instance_list"].as_array().unwrap().iter().map(|s| s["step_instance_id"].as_i64().unwrap()).collect();
+    let query = |job: i64| format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}");
+    let (_, v) = h.get("get_job_instance_global_var_value", &query(job)).await;
+    let note = json!([{"name": "NOTE", "value": "hi", "type": 1}]);
+    assert_eq!(
+        v["data"],
+        json!({"job_instance_id": job, "step_instance_var_list": [
+            {"step_instance_id": steps[1], "global_var_list": note},
+            {"step_instance_id": steps[2], "global_var_list": note}
+        ]}),
+        "{v}"
+    );
+    let fast = h.execute("true", &[host], json!({})).await["job_instance_id"].as_i64().unwrap();
+    let (_, v) = h.get("get_job_instance_global_var_value", &query(fast)).await;
+    assert_eq!(v["data"], json!({"job_instance_id": fast, "step_instance_var_list": []}), "{v}");
 }

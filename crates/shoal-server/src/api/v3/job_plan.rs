@@ -421,6 +421,9 @@ struct VarValueReq {
     job_instance_id: Option<i64>,
 }
 
+/// As bk-job's `computeOutputVariableValuesForAllStep` answers: one entry per script step,
+/// each with the string variables only, as `{name, value, type}` (bk-sops copies every entry
+/// whose type is not 2 into its node outputs); no entry at all when the job has no variables.
 pub async fn global_var_value(ctx: &Ctx, params: Value) -> ApiResult {
     let req: VarValueReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
@@ -431,18 +434,21 @@ pub async fn global_var_value(ctx: &Ctx, params: Value) -> ApiResult {
         Some(link) => variables::parse(&link.variables),
         None => vec![],
     };
-    let shown: Vec<Value> = vars
-        .iter()
-        .map(|v| {
-            let value = if v.var_type == 4 && !v.value.is_empty() { MASK.to_string() } else { v.value.clone() };
-            json!({"id": v.id, "name": v.name, "type": v.var_type, "value": value, "server": v.server})
-        })
-        .collect();
+    if vars.is_empty() {
+        return Ok(json!({"job_instance_id": job.id, "step_instance_var_list": []}));
+    }
+    // A job of namespace variables alone has none of the kinds bk-job lists: null.
+    let strings: Option<Vec<Value>> = vars.iter().any(|v| v.var_type != VarType::Namespace.code()).then(|| {
+        vars.iter()
+            .filter(|v| v.var_type == VarType::String.code())
+            .map(|v| json!({"name": v.name, "value": v.value, "type": v.var_type}))
+            .collect()
+    });
     let steps = store.get_steps(job.id).await.map_err(internal("get steps"))?;
     let list: Vec<Value> = steps
         .iter()
         .filter(|s| s.step_type == step_type::SCRIPT)
-        .map(|s| json!({"step_instance_id": s.id, "global_var_list": shown}))
+        .map(|s| json!({"step_instance_id": s.id, "global_var_list": strings}))
         .collect();
     Ok(json!({"job_instance_id": job.id, "step_instance_var_list": list}))
 }
