@@ -564,8 +564,14 @@ impl Client {
         self.call("operate_job_instance", p).await
     }
 
+    /// Jobs created in the last 30 days (the longest range JOB answers), newest first.
     pub async fn job_list(&self, scope: &Scope, start: i64, length: i64) -> Result<Value> {
-        let p = merge(scope.fields(), json!({"start": start, "length": length}));
+        const DAYS_30_MS: i64 = 30 * 24 * 3600 * 1000;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let p = merge(
+            scope.fields(),
+            json!({"start": start, "length": length, "create_time_start": now + 1 - DAYS_30_MS, "create_time_end": now + 1}),
+        );
         self.call("get_job_instance_list", p).await
     }
 

@@ -11,6 +11,8 @@ pub const MAX_HOSTS_PER_LOG_QUERY: usize = 500;
 pub const DEFAULT_PAGE_LENGTH: i64 = 20;
 pub const MAX_PAGE_LENGTH: i64 = 1000;
 pub const DEFAULT_OUTPUT_CAP: u64 = 5 * 1024 * 1024;
+/// Longest creation-time range of one execution-history query (JOB's 30 days).
+pub const MAX_HISTORY_RANGE_MS: i64 = 30 * 24 * 3600 * 1000;
 pub const BIZ_SET_ID_RANGE: std::ops::RangeInclusive<i64> = 8_000_000..=9_999_999;
 
 /// `start`/`length` as JOB normalises them: negative start → 0, length ≤ 0 → 20, > 1000 → 1000.

@@ -151,7 +151,8 @@ pub struct JobInstanceDto {
     pub job_instance_id: i64,
     pub bk_scope_type: String,
     pub bk_scope_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// JOB's legacy scope field; null, as bk-job writes it with its compatibility switch off.
+    #[serde(default)]
     pub bk_biz_id: Option<i64>,
     pub name: String,
     pub create_time: i64,
@@ -173,7 +174,8 @@ pub struct StepInstanceDto {
     pub start_time: Option<i64>,
     pub end_time: Option<i64>,
     pub total_time: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Null unless host results were asked for (`return_ip_result`).
+    #[serde(default)]
     pub step_ip_result_list: Option<Vec<HostResultDto>>,
     /// Rolling steps only: the batch running now (1-based) and how many there are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -304,28 +306,26 @@ pub struct JobInstanceListReq {
     pub length: Option<i64>,
 }
 
-/// One row of `get_job_instance_list`. The gateway doc's example names status and type
-/// `task_status` / `task_type` while its table says `status` / `type`: both are written.
+/// One row of `get_job_instance_list` (`EsbTaskInstanceV3DTO`: bk-job's code names the id
+/// `job_instance_id`, where its doc says `id`). Absent values are written as `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobInstanceRow {
+    pub bk_biz_id: Option<i64>,
     pub bk_scope_type: String,
     pub bk_scope_id: String,
-    pub id: i64,
-    pub job_template_id: Option<i64>,
+    pub job_instance_id: i64,
     pub job_plan_id: Option<i64>,
+    pub job_template_id: Option<i64>,
     pub name: String,
     pub operator: String,
-    pub create_time: i64,
+    pub launch_mode: i32,
+    pub status: i32,
     pub start_time: Option<i64>,
     pub end_time: Option<i64>,
     pub total_time: Option<i64>,
-    pub launch_mode: i32,
-    pub status: i32,
+    pub create_time: i64,
     #[serde(rename = "type")]
     pub task_type: i32,
-    pub task_status: i32,
-    #[serde(rename = "task_type")]
-    pub task_type_compat: i32,
 }
 
 /// Page of results (`EsbPageDataV3`).

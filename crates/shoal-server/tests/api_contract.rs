@@ -5,12 +5,22 @@
 mod common;
 
 use common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
-on_both_stores!(auth_failures_answer_401_with_job_codes, validation_codes_match_job, accounts_round_trip, lookups_and_limits);
+on_both_stores!(
+    auth_failures_answer_401_with_job_codes,
+    validation_codes_match_job,
+    accounts_round_trip,
+    lookups_and_limits,
+    job_history_rows_carry_job_field_names,
+    job_history_requires_a_bounded_time_range,
+    plan_detail_steps_carry_every_info_key,
+    status_writes_null_where_job_does,
+    global_var_values_are_string_variables_of_script_steps,
+);
 
 async fn auth_failures_answer_401_with_job_codes(h: Harness) {
-    let url = format!("{}/api/v3/get_job_instance_list?bk_scope_type=biz&bk_scope_id=1", h.url);
+    let url = format!("{}/api/v3/get_job_instance_list?{}", h.url, history_query("1"));
     let send = |auth: Option<String>| {
         let h = &h;
         let url = url.clone();
@@ -48,7 +58,7 @@ async fn auth_failures_answer_401_with_job_codes(h: Harness) {
     // App-state path takes the operator from X-Bk-Username.
     let r = h
         .http
-        .get(format!("{}/api/bk-job/prod/api/v3/system/get_job_instance_list/?bk_scope_type=biz&bk_scope_id=1", h.url))
+        .get(format!("{}/api/bk-job/prod/api/v3/system/get_job_instance_list/?{}", h.url, history_query("1")))
         .header("X-Bkapi-Authorization", json!({"bk_app_code": APP, "bk_app_secret": SECRET}).to_string())
         .header("X-Bk-Username", "bob")
         .send()
@@ -116,7 +126,7 @@ async fn validation_codes_match_job(mut h: Harness) {
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["code"], 1241022, "{v}");
     // Nothing above created a job.
-    let (_, list) = h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1").await;
+    let (_, list) = h.get("get_job_instance_list", &history_query("1")).await;
     assert_eq!(list["data"]["total"], 0, "{list}");
 }
 
@@ -167,9 +177,9 @@ async fn lookups_and_limits(mut h: Harness) {
     // A job is invisible from another scope.
     let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=2&job_instance_id={id}")).await;
     assert_eq!(v["code"], 1244006);
-    // Without return_ip_result there is no host list; with Python's `True` there is.
+    // Without return_ip_result the host list is null; with Python's `True` it is there.
     let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={id}")).await;
-    assert!(v["data"]["step_instance_list"][0].get("step_ip_result_list").is_none(), "{v}");
+    assert!(v["data"]["step_instance_list"][0]["step_ip_result_list"].is_null(), "{v}");
     let (_, v) = h.get("get_job_instance_status", &format!("bk_biz_id=1&job_instance_id={id}&return_ip_result=True")).await;
     assert_eq!(v["data"]["step_instance_list"][0]["step_ip_result_list"].as_array().unwrap().len(), 1);
     // POST works for queries too, and the trailing slash is optional.
@@ -221,4 +231,201 @@ async fn lookups_and_limits(mut h: Harness) {
         )
         .await;
     assert_eq!(v["code"], 1244022, "{v}");
+}
+
+/// The keys of a JSON object, sorted.
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect();
+    k.sort();
+    k
+}
+
+fn sorted(names: &[&str]) -> Vec<String> {
+    let mut k: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    k.sort();
+    k
+}
+
+/// A plan with a confirmation step, a script step on a host variable and one on fixed hosts.
+fn gated_doc(host: i64) -> Value {
+    json!({
+        "name": "gated",
+        "variables": [
+            {"name": "TARGETS", "type": "host_list", "server": {"host_id_list": [host]}},
+            {"name": "NOTE", "type": "string", "value": "hi"},
+            {"name": "TOKEN", "type": "password", "value": "s3cret"},
+            {"name": "PORTS", "type": "index_array", "value": "80 443"}
+        ],
+        "steps": [
+            {"name": "ok?", "confirm": {"message": "go on?", "users": [USER]}},
+            {"name": "on-var", "script": {"content": "echo $NOTE", "account": USER, "target": {"variable": "TARGETS"}}},
+            {"name": "on-host", "script": {"content": "echo fixed", "account": USER, "target": {"host_id_list": [host]}}}
+        ],
+        "plans": [{"name": "default"}]
+    })
+}
+
+/// bk-sops' history picker reads `job_instance_id`; bk-job's `EsbTaskInstanceV3DTO` has
+/// exactly these keys, and the plan ids of a job started from a plan.
+async fn job_history_rows_carry_job_field_names(mut h: Harness) {
+    h.add_agent("127.0.0.42", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.42").await;
+    let fast = h.execute("true", &[host], json!({})).await["job_instance_id"].as_i64().unwrap();
+    let applied = h.apply_template(gated_doc(host)).await;
+    let (template, plan) = (applied["template_id"].as_i64().unwrap(), applied["plans"][0]["id"].as_i64().unwrap());
+    let (_, r) = h.post("execute_job_plan", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan})).await;
+    assert_eq!(r["code"], 0, "{r}");
+    let planned = r["data"]["job_instance_id"].as_i64().unwrap();
+
+    let (_, list) = h.get("get_job_instance_list", &history_query("1")).await;
+    assert_eq!(list["code"], 0, "{list}");
+    let rows = list["data"]["data"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    let expected = sorted(&[
+        "bk_biz_id",
+        "bk_scope_type",
+        "bk_scope_id",
+        "job_instance_id",
+        "job_plan_id",
+        "job_template_id",
+        "name",
+        "operator",
+        "launch_mode",
+        "status",
+        "start_time",
+        "end_time",
+        "total_time",
+        "create_time",
+        "type",
+    ]);
+    for row in rows {
+        assert_eq!(keys(row), expected, "{row}");
+        assert_eq!((row["bk_scope_type"].as_str(), row["bk_scope_id"].as_str(), &row["bk_biz_id"]), (Some("biz"), Some("1"), &Value::Null));
+    }
+    let (p, f) = (&rows[0], &rows[1]);
+    assert_eq!((p["job_instance_id"].as_i64(), p["type"].as_i64()), (Some(planned), Some(0)), "{p}");
+    assert_eq!((p["job_template_id"].as_i64(), p["job_plan_id"].as_i64()), (Some(template), Some(plan)), "{p}");
+    assert_eq!((f["job_instance_id"].as_i64(), f["type"].as_i64()), (Some(fast), Some(1)), "{f}");
+    assert_eq!((&f["job_template_id"], &f["job_plan_id"]), (&Value::Null, &Value::Null), "{f}");
+    // The ESB form answers the same rows.
+    let (_, esb) = h.post_esb("get_job_instance_list", history("1")).await;
+    assert_eq!(esb["data"]["data"][0]["job_instance_id"], planned, "{esb}");
+}
+
+/// bk-job refuses a history query without a creation-time range, with its start after
+/// its end, or longer than 30 days.
+async fn job_history_requires_a_bounded_time_range(h: Harness) {
+    let day = 86_400_000i64;
+    let now = shoal_core::time::now_ms();
+    let cases = [
+        (json!({"create_time_end": now}), 1241007, "create_time_start"),
+        (json!({"create_time_start": now}), 1241007, "create_time_end"),
+        (json!({"create_time_start": 0, "create_time_end": now}), 1241007, "create_time_start"),
+        (json!({"create_time_start": now, "create_time_end": now - 1}), 1241007, "create_time_start|create_time_end"),
+        (json!({"create_time_start": now, "create_time_end": now}), 1241007, "create_time_start|create_time_end"),
+        (json!({"create_time_start": now - 30 * day - 1, "create_time_end": now}), 1241002, ""),
+    ];
+    for (range, code, needle) in cases {
+        let mut body = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+        for (k, v) in range.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (status, v) = h.post("get_job_instance_list", body).await;
+        assert_eq!((status, v["code"].as_i64()), (200, Some(code)), "{range} → {v}");
+        assert!(v["message"].as_str().unwrap().contains(needle), "{range} → {v}");
+    }
+    let (_, v) = h
+        .post(
+            "get_job_instance_list",
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "create_time_start": now - 30 * day, "create_time_end": now}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "exactly 30 days is allowed: {v}");
+}
+
+/// bk-job's `EsbStepV3DTO` always carries `script_info`, `file_info` and `approval_info`
+/// (bk-sops reads `info["script_info"] or {}`), and every server in `ip_list` form.
+async fn plan_detail_steps_carry_every_info_key(mut h: Harness) {
+    h.add_agent("127.0.0.43", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.43").await;
+    let applied = h.apply_template(gated_doc(host)).await;
+    let plan = applied["plans"][0]["id"].as_i64().unwrap();
+    let (_, d) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id=1&job_plan_id={plan}")).await;
+    assert_eq!(d["code"], 0, "{d}");
+    let steps = d["data"]["step_list"].as_array().unwrap();
+    for s in steps {
+        assert_eq!(keys(s), sorted(&["id", "name", "type", "script_info", "file_info", "approval_info"]), "{s}");
+        assert!(s["file_info"].is_null(), "{s}");
+    }
+    let (confirm, on_var, on_host) = (&steps[0], &steps[1], &steps[2]);
+    assert_eq!((confirm["type"].as_i64(), confirm["script_info"].is_null()), (Some(3), true), "{confirm}");
+    assert_eq!(confirm["approval_info"]["approval_message"], "go on?");
+    assert_eq!((on_var["type"].as_i64(), on_var["approval_info"].is_null()), (Some(1), true), "{on_var}");
+    let ip = json!([{"bk_host_id": host, "bk_cloud_id": 0, "ip": "127.0.0.43"}]);
+    assert_eq!(
+        on_var["script_info"]["server"],
+        json!({"variable": "TARGETS", "ip_list": null, "dynamic_group_list": null, "topo_node_list": null})
+    );
+    assert_eq!(on_host["script_info"]["server"], json!({"ip_list": ip, "dynamic_group_list": null, "topo_node_list": null}));
+    // Host variables: the hosts in `ip_list` form, `value` null.
+    let vars = d["data"]["global_var_list"].as_array().unwrap();
+    let targets = vars.iter().find(|v| v["name"] == "TARGETS").unwrap();
+    assert_eq!(targets["server"], json!({"ip_list": ip, "dynamic_group_list": null, "topo_node_list": null}), "{targets}");
+    assert_eq!(targets["value"], Value::Null, "{targets}");
+    let note = vars.iter().find(|v| v["name"] == "NOTE").unwrap();
+    assert_eq!((note["value"].as_str(), &note["server"]), (Some("hi"), &Value::Null), "{note}");
+    for v in vars {
+        assert_eq!(keys(v), sorted(&["id", "name", "description", "type", "required", "value", "server", "used"]), "{v}");
+    }
+}
+
+/// bk-job's `EsbJobInstanceStatusV3DTO` writes `job_instance.bk_biz_id` and, when host
+/// results were not asked for, `step_ip_result_list` as null.
+async fn status_writes_null_where_job_does(mut h: Harness) {
+    h.add_agent("127.0.0.44", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.44").await;
+    let job = h.execute("true", &[host], json!({})).await["job_instance_id"].as_i64().unwrap();
+    h.wait_finished(job, std::time::Duration::from_secs(20)).await;
+    for asked in ["", "&return_ip_result=false"] {
+        let (_, v) = h.get("get_job_instance_status", &format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}{asked}")).await;
+        let d = &v["data"];
+        assert!(d["job_instance"].as_object().unwrap().contains_key("bk_biz_id"), "{d}");
+        assert_eq!(d["job_instance"]["bk_biz_id"], Value::Null);
+        let step = &d["step_instance_list"][0];
+        assert!(step.as_object().unwrap().contains_key("step_ip_result_list"), "{step}");
+        assert_eq!(step["step_ip_result_list"], Value::Null);
+    }
+    let st = h.status(job).await;
+    assert_eq!(st["step_instance_list"][0]["step_ip_result_list"].as_array().map(Vec::len), Some(1), "{st}");
+}
+
+/// bk-job answers one entry per script step, each with the string variables only as
+/// `{name, value, type}` (bk-sops copies every non-host entry into its node outputs), and
+/// no entry at all for a job without variables.
+async fn global_var_values_are_string_variables_of_script_steps(mut h: Harness) {
+    h.add_agent("127.0.0.45", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("127.0.0.45").await;
+    let plan = h.apply_template(gated_doc(host)).await["plans"][0]["id"].as_i64().unwrap();
+    let (_, r) = h.post("execute_job_plan", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan})).await;
+    let job = r["data"]["job_instance_id"].as_i64().unwrap();
+    let steps: Vec<i64> =
+        h.status(job).await["step_instance_list"].as_array().unwrap().iter().map(|s| s["step_instance_id"].as_i64().unwrap()).collect();
+    let query = |job: i64| format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}");
+    let (_, v) = h.get("get_job_instance_global_var_value", &query(job)).await;
+    let note = json!([{"name": "NOTE", "value": "hi", "type": 1}]);
+    assert_eq!(
+        v["data"],
+        json!({"job_instance_id": job, "step_instance_var_list": [
+            {"step_instance_id": steps[1], "global_var_list": note},
+            {"step_instance_id": steps[2], "global_var_list": note}
+        ]}),
+        "{v}"
+    );
+    let fast = h.execute("true", &[host], json!({})).await["job_instance_id"].as_i64().unwrap();
+    let (_, v) = h.get("get_job_instance_global_var_value", &query(fast)).await;
+    assert_eq!(v["data"], json!({"job_instance_id": fast, "step_instance_var_list": []}), "{v}");
 }

@@ -38,7 +38,7 @@ fn scope() -> Scope {
 }
 
 async fn job_count(h: &Harness) -> i64 {
-    let (_, v) = h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1&length=1000").await;
+    let (_, v) = h.get("get_job_instance_list", &format!("{}&length=1000", history_query("1"))).await;
     assert_eq!(v["code"], 0, "{v}");
     v["data"]["total"].as_i64().unwrap()
 }

@@ -70,8 +70,7 @@ async fn success_through_both_path_forms(mut h: Harness) {
     assert_eq!(one["data"]["log_type"], 1);
 
     // Job list shows both, newest first.
-    let (_, list) =
-        h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1&create_time_start=0&create_time_end=99999999999999").await;
+    let (_, list) = h.get("get_job_instance_list", &history_query("1")).await;
     assert_eq!(list["data"]["total"], 2, "{list}");
     assert_eq!(list["data"]["data"][0]["name"], "esb job");
     assert_eq!(list["data"]["data"][0]["launch_mode"], 2);

@@ -27,7 +27,7 @@ async fn post_with_key(h: &Harness, key: &str, body: &Value) -> Value {
 }
 
 async fn job_count(h: &Harness) -> i64 {
-    h.post("get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "1"})).await.1["data"]["total"].as_i64().unwrap()
+    h.post("get_job_instance_list", history("1")).await.1["data"]["total"].as_i64().unwrap()
 }
 
 fn body(host: i64) -> Value {

@@ -212,6 +212,6 @@ async fn fuzz(h: Harness) {
     })
     .await
     .unwrap();
-    let (_, v) = h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1").await;
+    let (_, v) = h.get("get_job_instance_list", &history_query("1")).await;
     assert_eq!(v["code"], 0, "the server still serves: {v}");
 }

@@ -196,7 +196,7 @@ async fn user_token_calls_the_api_and_is_the_audit_user(h: Harness) {
     )
     .await;
     assert_eq!(v["code"], 0, "{v}");
-    let (_, v) = as_app(&h, "ci", &secret, "frank", "get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "2"})).await;
+    let (_, v) = as_app(&h, "ci", &secret, "frank", "get_job_instance_list", history("2")).await;
     assert_eq!(v["code"], 9900403, "{v}");
     assert!(v["message"].as_str().unwrap().contains("frank"), "{v}");
 }
@@ -204,7 +204,7 @@ async fn user_token_calls_the_api_and_is_the_audit_user(h: Harness) {
 async fn disabled_user_revoked_token_and_ended_session_get_401(h: Harness) {
     let token = user_with_token(&h, "erin").await;
     admin(&h, "shoal/grants", grant("user:erin", "run", "1")).await;
-    let list = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+    let list = history("1");
     assert_eq!(works(&h, &token).await.0, 200);
     admin(&h, "shoal/users/disable", json!({"username": "erin"})).await;
     let (status, v) = works(&h, &token).await;
@@ -246,7 +246,7 @@ async fn disabled_user_revoked_token_and_ended_session_get_401(h: Harness) {
 }
 
 async fn bootstrap_app_still_asserts_bk_username(h: Harness) {
-    let (_, v) = h.post("get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "1"})).await;
+    let (_, v) = h.post("get_job_instance_list", history("1")).await;
     assert_eq!(v["code"], 0);
     let body = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": "x", "alias": "bk-acct", "type": 1, "category": 1});
     let (_, v) = as_app(&h, APP, SECRET, "bk-ops-person", "create_account", body).await;
@@ -255,16 +255,16 @@ async fn bootstrap_app_still_asserts_bk_username(h: Harness) {
     let last = ev["data"].as_array().unwrap().last().unwrap().clone();
     assert_eq!((last["username"].as_str(), last["app_code"].as_str()), (Some("bk-ops-person"), Some(APP)));
     // ESB style too.
-    let (status, v) = h.post_esb("get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "1"})).await;
+    let (status, v) = h.post_esb("get_job_instance_list", history("1")).await;
     assert_eq!((status, v["code"].as_i64()), (200, Some(0)));
     // A gateway cannot speak as an app principal.
-    let (status, v) = as_app(&h, APP, SECRET, "app:ci", "get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "1"})).await;
+    let (status, v) = as_app(&h, APP, SECRET, "app:ci", "get_job_instance_list", history("1")).await;
     assert_eq!((status, v["code"].as_i64()), (401, Some(1247002)));
 }
 
 async fn grants_to_users_apply_directly_and_through_a_gateway(h: Harness) {
     let token = user_with_token(&h, "gina").await;
-    let list = |biz: &str| json!({"bk_scope_type": "biz", "bk_scope_id": biz});
+    let list = history;
     let (_, v) = as_token(&h, &token, "get_job_instance_list", list("1")).await;
     assert_eq!(v["code"], 9900403, "no grant yet: {v}");
     admin(&h, "shoal/grants", grant("user:gina", "run", "1")).await;
@@ -324,5 +324,5 @@ async fn password_is_an_argon2id_phc_string_and_login_checks_it(h: Harness) {
 }
 
 async fn works(h: &Harness, token: &str) -> (u16, Value) {
-    as_token(h, token, "get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "1"})).await
+    as_token(h, token, "get_job_instance_list", history("1")).await
 }

@@ -63,7 +63,7 @@ async fn sensitive_params_stay_secret(mut h: Harness) {
     // Answers.
     let answers = [
         st.to_string(),
-        h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1").await.1.to_string(),
+        h.get("get_job_instance_list", &history_query("1")).await.1.to_string(),
         h.post(
             "get_job_instance_ip_log",
             json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job, "step_instance_id": step, "bk_host_id": hosts[0]}),

@@ -464,7 +464,7 @@ async fn dangerous_rules_cover_plan_steps(mut h: Harness) {
     let out = apply(&h, USER, doc).await;
     let v = execute_plan(&h, out["plans"][0]["id"].as_i64().unwrap(), json!([])).await;
     assert_eq!(v["code"], 1244019, "{v}");
-    let (_, list) = h.get("get_job_instance_list", "bk_scope_type=biz&bk_scope_id=1").await;
+    let (_, list) = h.get("get_job_instance_list", &history_query("1")).await;
     assert_eq!(list["data"]["total"], 0, "no job was created");
 }
 

@@ -58,7 +58,7 @@ fn script_body(hosts: &[i64], alias: &str, script: &str) -> Value {
 }
 
 async fn jobs(h: &Harness) -> i64 {
-    h.post("get_job_instance_list", json!({"bk_scope_type": "biz", "bk_scope_id": "1"})).await.1["data"]["total"].as_i64().unwrap()
+    h.post("get_job_instance_list", history("1")).await.1["data"]["total"].as_i64().unwrap()
 }
 
 fn assert_denied(v: &Value, action: &str) {
@@ -76,7 +76,7 @@ async fn apps_grants_and_every_denial(mut h: Harness) {
     let secret = created["secret"].as_str().unwrap().to_string();
     let list = admin(&h, "apps", Value::Null).await;
     assert!(!list.to_string().contains(&secret), "the secret is shown once, never listed");
-    let list_q = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+    let list_q = history("1");
 
     // Created with an Idempotency-Key (as the CLI does): the secret is still kept nowhere.
     let r = h

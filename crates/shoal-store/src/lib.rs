@@ -143,7 +143,7 @@ pub trait Store:
     /// event, in one transaction. Returns the job id and the step ids in order.
     async fn create_job(&self, job: &NewJob) -> Result<(i64, Vec<i64>)>;
     async fn get_job(&self, id: i64) -> Result<Option<JobRow>>;
-    async fn list_jobs(&self, q: &JobQuery) -> Result<(i64, Vec<JobRow>)>;
+    async fn list_jobs(&self, q: &JobQuery) -> Result<(i64, Vec<JobListing>)>;
     async fn get_steps(&self, job_id: i64) -> Result<Vec<StepRow>>;
     async fn get_step(&self, step_id: i64) -> Result<Option<StepRow>>;
     async fn host_tasks(&self, step_id: i64, execute_count: i32) -> Result<Vec<HostTaskRow>>;

@@ -139,6 +139,14 @@ pub struct JobRow {
     pub callback_url: Option<String>,
 }
 
+/// A job of the execution history, with the template and plan it was started from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobListing {
+    pub job: JobRow,
+    pub job_template_id: Option<i64>,
+    pub job_plan_id: Option<i64>,
+}
+
 #[derive(Clone, PartialEq)]
 pub struct StepRow {
     pub id: i64,

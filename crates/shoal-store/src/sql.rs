@@ -531,7 +531,7 @@ macro_rules! impl_sql_store {
                 row.as_ref().map(job_of).transpose()
             }
 
-            async fn list_jobs(&self, f: &JobQuery) -> Result<(i64, Vec<JobRow>)> {
+            async fn list_jobs(&self, f: &JobQuery) -> Result<(i64, Vec<JobListing>)> {
                 fn filters<'a>(q: &mut QueryBuilder<'a, $db>, f: &'a JobQuery) {
                     q.push(" WHERE scope_type = ").push_bind(&f.scope_type).push(" AND scope_id = ").push_bind(&f.scope_id);
                     if let Some(id) = f.job_instance_id {
@@ -568,11 +568,22 @@ macro_rules! impl_sql_store {
                 let mut cq = QueryBuilder::<$db>::new("SELECT COUNT(*) FROM job_instances");
                 filters(&mut cq, f);
                 let total: i64 = cq.build_query_scalar().fetch_one(&self.pool).await.op("count jobs")?;
-                let mut q = QueryBuilder::<$db>::new(format!("SELECT {JOB_COLS} FROM job_instances"));
+                // The plan link's columns do not clash with the job's, so the filters stay unqualified.
+                let mut q = QueryBuilder::<$db>::new(format!(
+                    "SELECT {JOB_COLS}, p.job_template_id, p.job_plan_id FROM job_instances \
+                     LEFT JOIN job_instance_plans p ON p.job_instance_id = job_instances.id"
+                ));
                 filters(&mut q, f);
                 q.push(" ORDER BY id DESC LIMIT ").push_bind(f.length).push(" OFFSET ").push_bind(f.start);
                 let rows = q.build().fetch_all(&self.pool).await.op("list jobs")?;
-                Ok((total, rows.iter().map(job_of).collect::<Result<_>>()?))
+                let listing = |r: &DbRow| {
+                    Ok(JobListing {
+                        job: job_of(r)?,
+                        job_template_id: r.try_get("job_template_id").op("decode job plan")?,
+                        job_plan_id: r.try_get("job_plan_id").op("decode job plan")?,
+                    })
+                };
+                Ok((total, rows.iter().map(listing).collect::<Result<_>>()?))
             }
 
             async fn get_steps(&self, job_id: i64) -> Result<Vec<StepRow>> {

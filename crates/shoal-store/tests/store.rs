@@ -267,7 +267,7 @@ async fn job_queries(s: Arc<dyn Store>) {
         q
     };
     let (total, rows) = s.list_jobs(&q(|_| {})).await.unwrap();
-    assert_eq!((total, rows.len(), rows[0].id), (6, 6, id));
+    assert_eq!((total, rows.len(), rows[0].job.id, rows[0].job_plan_id), (6, 6, id, None));
     assert_eq!(s.list_jobs(&q(|q| q.name = Some("deploy".into()))).await.unwrap().0, 5);
     assert_eq!(s.list_jobs(&q(|q| q.name = Some("50%".into()))).await.unwrap().0, 1);
     assert_eq!(s.list_jobs(&q(|q| q.ip = Some("10.0.0.2".into()))).await.unwrap().0, 1);

@@ -140,7 +140,8 @@ fn server_agents_cli_and_a_kill_9_restart() {
         v["job_instance"]["status"] == 11
     });
     let o = client(port, &["job", "list"]);
-    assert!(text(&o).contains("terminated"), "{}", text(&o));
+    let row = |l: &str| l.split_whitespace().next() == Some(job.as_str()) && l.contains("terminated");
+    assert!(text(&o).lines().any(row), "the job's row, by id: {}", text(&o));
 }
 
 #[test]

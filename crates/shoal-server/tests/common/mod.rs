@@ -389,6 +389,17 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Apply a template document in business 1 as [`USER`] (`/api/shoal/v1/templates/apply`).
+    pub async fn apply_template(&self, doc: Value) -> Value {
+        let body = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc});
+        let r = self.http.post(format!("{}/api/shoal/v1/templates/apply", self.url)).header("X-Bkapi-Authorization", self.auth_header());
+        let v: Value = r.json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(v["code"], 0, "{v}");
+        v["data"].clone()
+    }
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
@@ -398,6 +409,19 @@ impl Drop for Harness {
 pub fn b64(s: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A `get_job_instance_list` body for one business: JOB requires a creation-time range
+/// (at most 30 days), here the hour either side of now.
+pub fn history(biz: &str) -> Value {
+    let now = shoal_core::time::now_ms();
+    json!({"bk_scope_type": "biz", "bk_scope_id": biz, "create_time_start": now - 3_600_000, "create_time_end": now + 3_600_000})
+}
+
+/// [`history`] as a query string.
+pub fn history_query(biz: &str) -> String {
+    let h = history(biz);
+    format!("bk_scope_type=biz&bk_scope_id={biz}&create_time_start={}&create_time_end={}", h["create_time_start"], h["create_time_end"])
 }
 
 pub fn current_user() -> String {

@@ -133,6 +133,9 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
             super::run::show_job(&client, &scope, job.job_instance_id, false).await?
         }
         None => {
+            // JOB's history query needs a creation-time range of at most 30 days.
+            let day = 86_400_000;
+            let (since, until) = (shoal_core::time::now_ms() - 29 * day, shoal_core::time::now_ms() + day);
             println!(
                 "\nShoal dev is up: server {url}, {} agents (hosts {host_ids:?}), business {DEV_BIZ}, account {user:?}.\n\n\
                  In another terminal:\n\n  \
@@ -142,6 +145,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
                  shoal run --selector role=web -c 'echo hi from $(hostname)'\n\n\
                  Or through the JOB v3 API, as a BlueKing caller would:\n\n  \
                  curl -s {url}/api/v3/get_job_instance_list -G -d bk_scope_type=biz -d bk_scope_id={DEV_BIZ} \\\n    \
+                 -d create_time_start={since} -d create_time_end={until} \\\n    \
                  -H 'X-Bkapi-Authorization: {{\"bk_app_code\":\"{DEV_APP}\",\"bk_app_secret\":\"{secret}\",\"bk_username\":\"{user}\"}}'\n\n\
                  Ctrl-C stops everything.",
                 a.agents

@@ -69,7 +69,7 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<u8> {
                 let status = j["status"].as_i64().and_then(|s| RunStatus::from_i32(s as i32)).map_or("?", RunStatus::label);
                 println!(
                     "{:<8} {:<20} {:<22} {:<10} {}",
-                    j["id"].to_string(),
+                    j["job_instance_id"].to_string(),
                     shoal_core::time::human(j["create_time"].as_i64().unwrap_or(0)),
                     status,
                     j["operator"].as_str().unwrap_or(""),

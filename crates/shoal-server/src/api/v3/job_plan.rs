@@ -22,6 +22,7 @@ use shoal_store::library::{PlanRow, TemplateRow};
 use shoal_store::PlanLink;
 
 use super::job_in_scope;
+use super::server::esb_server;
 use crate::api::authz::Role;
 use crate::api::{decode, internal, ApiResult, Ctx};
 use crate::engine::admission::{self, JobRequest, ScriptStep, StepRequest};
@@ -219,17 +220,21 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
                 || sc.content.as_deref().is_some_and(|c| c.contains(&format!("${name}")) || c.contains(&format!("${{{name}")))
         })
     };
-    let global_var_list: Vec<Value> = vars
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            json!({"id": i + 1, "name": v.name, "description": v.description, "type": v.var_type.code(), "required": v.required as i32,
-                   "value": shown_value(v), "server": v.server, "used": used(&v.name)})
-        })
-        .collect();
+    let mut global_var_list = Vec::with_capacity(vars.len());
+    for (i, v) in vars.iter().enumerate() {
+        // A host variable's hosts are in `server`, its `value` is null (bk-job's `EsbGlobalVarV3DTO`).
+        let (value, server) = match (&v.server, v.var_type) {
+            (Some(s), VarType::HostList) => (Value::Null, esb_server(ctx, &scope, s, None).await?),
+            (None, VarType::HostList) => (Value::Null, Value::Null),
+            _ => (json!(shown_value(v)), Value::Null),
+        };
+        global_var_list.push(json!({"id": i + 1, "name": v.name, "description": v.description, "type": v.var_type.code(),
+                                    "required": v.required as i32, "value": value, "server": server, "used": used(&v.name)}));
+    }
     let mut step_list = Vec::new();
     for (i, s) in doc.steps.iter().enumerate().filter(|(_, s)| chosen(&s.name)) {
-        let mut item = json!({"id": i + 1, "name": s.name});
+        // bk-job's `EsbStepV3DTO` writes all three infos, null where they do not apply.
+        let mut item = json!({"id": i + 1, "name": s.name, "script_info": null, "file_info": null, "approval_info": null});
         if let Some(c) = &s.confirm {
             item["type"] = json!(step_type::CONFIRM);
             item["approval_info"] = json!({"approval_type": 1, "approval_user": {"user_list": c.users, "role_list": []},
@@ -246,10 +251,7 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
                 };
                 (if public { 3 } else { 2 }, Value::Null, Value::Null)
             };
-            let mut server = serde_json::to_value(&sc.target.server).unwrap_or(json!({}));
-            if let Some(v) = &sc.target.variable {
-                server["variable"] = json!(v);
-            }
+            let server = esb_server(ctx, &scope, &sc.target.server, sc.target.variable.as_deref()).await?;
             item["script_info"] = json!({
                 "script_type": script_type, "script_id": sc.script_id,
                 "script_version_id": sc.pinned_version_id.or(sc.script_version_id),
@@ -419,6 +421,9 @@ struct VarValueReq {
     job_instance_id: Option<i64>,
 }
 
+/// As bk-job's `computeOutputVariableValuesForAllStep` answers: one entry per script step,
+/// each with the string variables only, as `{name, value, type}` (bk-sops copies every entry
+/// whose type is not 2 into its node outputs); no entry at all when the job has no variables.
 pub async fn global_var_value(ctx: &Ctx, params: Value) -> ApiResult {
     let req: VarValueReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
@@ -429,18 +434,21 @@ pub async fn global_var_value(ctx: &Ctx, params: Value) -> ApiResult {
         Some(link) => variables::parse(&link.variables),
         None => vec![],
     };
-    let shown: Vec<Value> = vars
-        .iter()
-        .map(|v| {
-            let value = if v.var_type == 4 && !v.value.is_empty() { MASK.to_string() } else { v.value.clone() };
-            json!({"id": v.id, "name": v.name, "type": v.var_type, "value": value, "server": v.server})
-        })
-        .collect();
+    if vars.is_empty() {
+        return Ok(json!({"job_instance_id": job.id, "step_instance_var_list": []}));
+    }
+    // A job of namespace variables alone has none of the kinds bk-job lists: null.
+    let strings: Option<Vec<Value>> = vars.iter().any(|v| v.var_type != VarType::Namespace.code()).then(|| {
+        vars.iter()
+            .filter(|v| v.var_type == VarType::String.code())
+            .map(|v| json!({"name": v.name, "value": v.value, "type": v.var_type}))
+            .collect()
+    });
     let steps = store.get_steps(job.id).await.map_err(internal("get steps"))?;
     let list: Vec<Value> = steps
         .iter()
         .filter(|s| s.step_type == step_type::SCRIPT)
-        .map(|s| json!({"step_instance_id": s.id, "global_var_list": shown}))
+        .map(|s| json!({"step_instance_id": s.id, "global_var_list": strings}))
         .collect();
     Ok(json!({"job_instance_id": job.id, "step_instance_var_list": list}))
 }

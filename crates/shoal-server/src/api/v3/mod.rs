@@ -10,6 +10,7 @@ mod job_plan;
 mod operate_job_instance;
 mod operate_step_instance;
 pub mod script;
+mod server;
 
 use axum::http::Method;
 use serde_json::Value;
