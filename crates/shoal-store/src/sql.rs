@@ -39,7 +39,7 @@ macro_rules! impl_sql_store {
         /// does not resend it forever). `log_bytes` counts what was really inserted (a resent
         /// chunk is not stored twice); a resent chunk in the same batch as new ones may make
         /// the cap bite a little early, never late.
-        async fn insert_logs(tx: &mut sqlx::Transaction<'static, $db>, batch: &[TaskChange], log_cap: u64) -> Result<()> {
+        async fn insert_logs(tx: &mut sqlx::Transaction<'_, $db>, batch: &[TaskChange], log_cap: u64) -> Result<()> {
             let logs: Vec<(&TaskKey, u64, &[u8])> = batch
                 .iter()
                 .filter_map(|c| match c {
@@ -694,7 +694,8 @@ macro_rules! impl_sql_store {
 
             async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Vec<TaskKey>> {
                 let mut finals = Vec::new();
-                let mut tx = self.pool.begin().await.op("begin apply")?;
+                let mut conn = self.pool.acquire().await.op("begin apply")?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.op("begin apply")?;
                 // Chunks of a task that finishes in this batch are inserted before the finals
                 // below, as they arrived.
                 insert_logs(&mut tx, batch, log_cap).await?;
@@ -767,6 +768,15 @@ macro_rules! impl_sql_store {
                     }
                 }
                 tx.commit().await.op("commit apply")?;
+                if $backend == "sqlite" {
+                    // The batch's pages (up to a whole batch of log data) would stay in this
+                    // connection's page cache until its next use, and the pool hands the next
+                    // batch to another connection: every pooled connection would end up holding
+                    // one. Committed pages are on disk; let them go.
+                    if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&mut *conn).await {
+                        tracing::warn!(error = %e, "releasing the page cache after a batch failed");
+                    }
+                }
                 Ok(finals)
             }
 
