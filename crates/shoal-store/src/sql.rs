@@ -23,6 +23,10 @@ macro_rules! impl_sql_store {
         const TASK_COLS: &str = "step_instance_id, execute_count, bk_host_id, ip, bk_cloud_id, status, exit_code, error_code, tag, start_time, end_time, dropped_bytes, batch";
         /// Rows per multi-row INSERT, well under SQLite's variable limit.
         const INSERT_CHUNK: usize = 500;
+        /// Log data per INSERT. sqlx copies a statement's arguments to send them to the
+        /// connection, and SQLite copies every bound blob: a statement of 500 full chunks held
+        /// two more copies of up to a whole batch.
+        const INSERT_LOG_BYTES: usize = 2 * 1024 * 1024;
         /// Rows per batched UPDATE (each a `UNION ALL` term; SQLite allows 500).
         const UPDATE_CHUNK: usize = 400;
 
@@ -85,7 +89,10 @@ macro_rules! impl_sql_store {
             keep.extend(dropped.keys().map(|k| (*k, NOTE_SEQ, note.as_slice())));
             // Bytes really inserted per task, and bytes dropped.
             let mut counts: BTreeMap<TaskKey, (i64, i64)> = dropped.into_iter().map(|(k, d)| (k, (0, d))).collect();
-            for part in keep.chunks(INSERT_CHUNK) {
+            let mut rest = keep.as_slice();
+            while !rest.is_empty() {
+                let (part, tail) = rest.split_at(log_insert_len(rest));
+                rest = tail;
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO log_chunks (step_instance_id, execute_count, bk_host_id, seq, data) \
                      SELECT v.column1, v.column2, v.column3, v.column4, v.column5 FROM (",
@@ -123,6 +130,21 @@ macro_rules! impl_sql_store {
                 q.build().execute(&mut **tx).await.op("count log bytes")?;
             }
             Ok(())
+        }
+
+        /// How many of `rows` (at least one) the next log INSERT takes: at most
+        /// [`INSERT_CHUNK`] rows and [`INSERT_LOG_BYTES`] of data.
+        fn log_insert_len(rows: &[(TaskKey, i64, &[u8])]) -> usize {
+            let mut bytes = 0;
+            let mut n = 0;
+            for (_, _, data) in rows.iter().take(INSERT_CHUNK) {
+                if n > 0 && bytes + data.len() > INSERT_LOG_BYTES {
+                    break;
+                }
+                bytes += data.len();
+                n += 1;
+            }
+            n.max(1)
         }
 
         fn i32_of(r: &DbRow, c: &str) -> Result<i32> {

@@ -165,22 +165,33 @@ impl Gateway {
         }
     }
 
+    /// Waits until `bytes` of log data fit in [`INGEST_BYTES`] and takes that room (`None`
+    /// for no bytes, or once the gateway is gone).
+    pub(crate) async fn log_room(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
+        match bytes.min(INGEST_BYTES) {
+            0 => None,
+            n => self.ingest_bytes.clone().acquire_many_owned(n as u32).await.ok(),
+        }
+    }
+
     /// Queue changes for the writer; waits while [`INGEST_BYTES`] of log data are in flight.
     pub async fn submit(&self, items: Vec<IngestItem>) {
         for item in items {
-            let bytes = log_bytes(&item).min(INGEST_BYTES);
-            let permit = match bytes {
-                0 => None,
-                n => match self.ingest_bytes.clone().acquire_many_owned(n as u32).await {
-                    Ok(p) => Some(p),
-                    Err(_) => return,
-                },
-            };
-            if self.ingest_tx.send(Ingest::Change(item, permit)).await.is_err() {
-                tracing::error!("ingest writer is gone");
+            let permit = self.log_room(log_bytes(&item)).await;
+            if !self.submit_with_room(item, permit).await {
                 return;
             }
         }
+    }
+
+    /// Queue one change whose log bytes already have their room ([`Gateway::log_room`]);
+    /// false when the writer is gone.
+    pub(crate) async fn submit_with_room(&self, item: IngestItem, room: Option<OwnedSemaphorePermit>) -> bool {
+        if self.ingest_tx.send(Ingest::Change(item, room)).await.is_err() {
+            tracing::error!("ingest writer is gone");
+            return false;
+        }
+        true
     }
 
     /// Queue changes for the writer and wait until they are committed.
