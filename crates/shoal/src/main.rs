@@ -10,14 +10,6 @@ mod server_config;
 
 use clap::Parser;
 
-/// mimalloc instead of glibc's malloc. Under ingest the server frees most of what it
-/// allocates on another thread than the one that allocated it (agent sessions on tokio's
-/// workers, batches on the store's connection threads); glibc kept each thread's arena at
-/// its high-water mark (about 380 MB held but unused after ingesting 1 GB, in 13 arenas),
-/// mimalloc gives freed pages back.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     quiet_on_broken_pipe();
     let cli = cli::Cli::parse();
