@@ -134,6 +134,11 @@ impl LogChunk {
     }
 
     /// Reads a frame made by [`LogChunk::to_frame`]; `None` when it is not one.
+    /// How many bytes of output a binary frame carries (what [`LogChunk::from_frame`] copies).
+    pub fn data_len_of_frame(f: &[u8]) -> usize {
+        f.len().saturating_sub(LOG_HEADER)
+    }
+
     pub fn from_frame(f: &[u8]) -> Option<LogChunk> {
         if f.len() < LOG_HEADER || f[0] != LOG_FRAME {
             return None;

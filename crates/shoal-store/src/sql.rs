@@ -23,6 +23,10 @@ macro_rules! impl_sql_store {
         const TASK_COLS: &str = "step_instance_id, execute_count, bk_host_id, ip, bk_cloud_id, status, exit_code, error_code, tag, start_time, end_time, dropped_bytes, batch";
         /// Rows per multi-row INSERT, well under SQLite's variable limit.
         const INSERT_CHUNK: usize = 500;
+        /// Log data per INSERT. sqlx copies a statement's arguments to send them to the
+        /// connection, and SQLite copies every bound blob: a statement of 500 full chunks held
+        /// two more copies of up to a whole batch.
+        const INSERT_LOG_BYTES: usize = 2 * 1024 * 1024;
         /// Rows per batched UPDATE (each a `UNION ALL` term; SQLite allows 500).
         const UPDATE_CHUNK: usize = 400;
 
@@ -39,7 +43,7 @@ macro_rules! impl_sql_store {
         /// does not resend it forever). `log_bytes` counts what was really inserted (a resent
         /// chunk is not stored twice); a resent chunk in the same batch as new ones may make
         /// the cap bite a little early, never late.
-        async fn insert_logs(tx: &mut sqlx::Transaction<'static, $db>, batch: &[TaskChange], log_cap: u64) -> Result<()> {
+        async fn insert_logs(tx: &mut sqlx::Transaction<'_, $db>, batch: &[TaskChange], log_cap: u64) -> Result<()> {
             let logs: Vec<(&TaskKey, u64, &[u8])> = batch
                 .iter()
                 .filter_map(|c| match c {
@@ -85,7 +89,10 @@ macro_rules! impl_sql_store {
             keep.extend(dropped.keys().map(|k| (*k, NOTE_SEQ, note.as_slice())));
             // Bytes really inserted per task, and bytes dropped.
             let mut counts: BTreeMap<TaskKey, (i64, i64)> = dropped.into_iter().map(|(k, d)| (k, (0, d))).collect();
-            for part in keep.chunks(INSERT_CHUNK) {
+            let mut rest = keep.as_slice();
+            while !rest.is_empty() {
+                let (part, tail) = rest.split_at(log_insert_len(rest));
+                rest = tail;
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO log_chunks (step_instance_id, execute_count, bk_host_id, seq, data) \
                      SELECT v.column1, v.column2, v.column3, v.column4, v.column5 FROM (",
@@ -123,6 +130,21 @@ macro_rules! impl_sql_store {
                 q.build().execute(&mut **tx).await.op("count log bytes")?;
             }
             Ok(())
+        }
+
+        /// How many of `rows` (at least one) the next log INSERT takes: at most
+        /// [`INSERT_CHUNK`] rows and [`INSERT_LOG_BYTES`] of data.
+        fn log_insert_len(rows: &[(TaskKey, i64, &[u8])]) -> usize {
+            let mut bytes = 0;
+            let mut n = 0;
+            for (_, _, data) in rows.iter().take(INSERT_CHUNK) {
+                if n > 0 && bytes + data.len() > INSERT_LOG_BYTES {
+                    break;
+                }
+                bytes += data.len();
+                n += 1;
+            }
+            n.max(1)
         }
 
         fn i32_of(r: &DbRow, c: &str) -> Result<i32> {
@@ -705,7 +727,8 @@ macro_rules! impl_sql_store {
 
             async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Applied> {
                 let mut finals = Vec::new();
-                let mut tx = self.pool.begin().await.op("begin apply")?;
+                let mut conn = self.pool.acquire().await.op("begin apply")?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.op("begin apply")?;
                 // Chunks of a task that finishes in this batch are inserted before the finals
                 // below, as they arrived.
                 insert_logs(&mut tx, batch, log_cap).await?;
@@ -777,19 +800,30 @@ macro_rules! impl_sql_store {
                         });
                     }
                 }
+                // Steps ended by this batch end in its commit on SQLite; on PostgreSQL in a
+                // second transaction right after it (see `crate::finalize`).
+                let now = shoal_core::time::now_ms();
+                let ended_here = if $backend == "sqlite" && !finals.is_empty() {
+                    Some(finalize_sql::end_steps(&mut tx, &finals, now).await?)
+                } else {
+                    None
+                };
+                tx.commit().await.op("commit apply")?;
+                if $backend == "sqlite" {
+                    // The batch's pages (up to a whole batch of log data) would stay in this
+                    // connection's page cache until its next use, and the pool hands the next
+                    // batch to another connection: every pooled connection would end up holding
+                    // one. Committed pages are on disk; let them go.
+                    if let Err(e) = sqlx::query("PRAGMA shrink_memory").execute(&mut *conn).await {
+                        tracing::warn!(error = %e, "releasing the page cache after a batch failed");
+                    }
+                }
                 if finals.is_empty() {
-                    tx.commit().await.op("commit apply")?;
                     return Ok(Applied { finals, ..Default::default() });
                 }
-                // Steps ended by this batch end in its commit; on PostgreSQL in a second
-                // transaction right after it (see `crate::finalize`).
-                let now = shoal_core::time::now_ms();
-                if $backend == "sqlite" {
-                    let (ended, left) = finalize_sql::end_steps(&mut tx, &finals, now).await?;
-                    tx.commit().await.op("commit apply")?;
+                if let Some((ended, left)) = ended_here {
                     return Ok(Applied { finals, ended, left });
                 }
-                tx.commit().await.op("commit apply")?;
                 let ends = async {
                     let mut tx = self.pool.begin().await.op("begin step ends")?;
                     let out = finalize_sql::end_steps(&mut tx, &finals, now).await?;

@@ -48,7 +48,7 @@ impl SqliteStore {
             // database in whichever connection commits past 1,000 pages — the ingest writer,
             // stalling every agent behind it. A task of its own does it instead.
             .pragma("wal_autocheckpoint", "0")
-            // A page cache that holds a whole ingest batch (32 MiB of log chunks): a smaller
+            // A page cache that holds a whole ingest batch (4 MiB of log chunks): a smaller
             // one spills dirty pages to the WAL one frame at a time in mid-transaction.
             .pragma("cache_size", "-65536");
         let pool = SqlitePoolOptions::new()

@@ -128,15 +128,22 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::s
                     Some(Ok(m)) => m,
                 };
                 silence.as_mut().reset(tokio::time::Instant::now() + idle);
+                let mut room = None;
                 let parsed: AgentMsg = match msg {
                     Message::Text(t) => match serde_json::from_str(&t) {
                         Ok(m) => m,
                         Err(e) => { tracing::warn!(host_id, error = %e, "bad frame from agent"); continue; }
                     },
-                    Message::Binary(b) => match LogChunk::from_frame(&b) {
-                        Some(c) => AgentMsg::Log(c),
-                        None => { tracing::warn!(host_id, "bad binary frame from agent"); continue; }
-                    },
+                    Message::Binary(b) => {
+                        // Room first, then the copy: a session waiting for room (a thousand of
+                        // them while a fleet sends output) holds the frame it read, not also a
+                        // copy of its output.
+                        room = gateway.log_room(LogChunk::data_len_of_frame(&b)).await;
+                        match LogChunk::from_frame(&b) {
+                            Some(c) => AgentMsg::Log(c),
+                            None => { tracing::warn!(host_id, "bad binary frame from agent"); continue; }
+                        }
+                    }
                     Message::Close(_) => break,
                     _ => continue,
                 };
@@ -160,7 +167,11 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::s
                         continue;
                     }
                 };
-                gateway.submit(vec![IngestItem { change, ack }]).await;
+                let item = IngestItem { change, ack };
+                match room {
+                    Some(room) => { gateway.submit_with_room(item, Some(room)).await; }
+                    None => gateway.submit(vec![item]).await,
+                }
             }
             out = rx.recv() => {
                 let Some(out) = out else { break };
