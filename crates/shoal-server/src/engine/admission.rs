@@ -17,7 +17,7 @@
 //!    insert cannot interleave with another creation, see `shoal_store::admission`).
 //!
 //! The decision is taken again where a job is run later than it was admitted: [`recheck`]
-//! repeats steps 1, 2 and 4 when a job created with `start_task=false` starts
+//! repeats steps 1, 2, 4 and 5 when a job created with `start_task=false` starts
 //! (`operate_job_instance` 2) and when a step is retried (`operate_step_instance` 2 / 8), so a
 //! rule added, a grant revoked or an account deleted since creation stops it.
 
@@ -219,11 +219,13 @@ pub enum Stage {
     Retry,
 }
 
-/// Repeats the caller, account and dangerous-command checks of [`admit`] for `job`'s
+/// Repeats the caller, overload, account and dangerous-command checks of [`admit`] for `job`'s
 /// script steps (all of them at a deferred start, only `step` on a retry).
 pub async fn recheck(ctx: &Ctx, job: &JobRow, stage: Stage, step: Option<&StepRow>) -> Result<(), JobError> {
     let scope = Scope { scope_type: job.scope_type.clone(), scope_id: job.scope_id.clone() };
     authz::authorize(ctx, &scope, Role::Run).await?;
+    // Running a job later adds load as much as creating one does.
+    not_overloaded(ctx)?;
     let store = &ctx.shared.store;
     let steps = match step {
         Some(s) => vec![s.clone()],
