@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::Duration;
 
 use common::*;
@@ -21,41 +21,15 @@ const SECRET: &str = "crash-secret";
 const TOKEN: &str = "crash-token";
 
 fn start_server(port: u16, data: &Path) -> Child {
-    Command::new(BIN)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data)
-        .env("SHOAL_BOOTSTRAP_APP", format!("{APP}:{SECRET}"))
-        .env("SHOAL_AGENT_TOKEN", TOKEN)
-        .env("SHOAL_AGENT_LOST_GRACE_SECS", "60")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    server_cmd(port, data, (APP, SECRET), TOKEN).env("SHOAL_AGENT_LOST_GRACE_SECS", "60").spawn().unwrap()
 }
 
 fn start_agent(port: u16, state: &Path) -> Child {
-    Command::new(BIN)
-        .args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", "1", "--ip", "127.0.0.31"])
-        .args(["--state-dir"])
-        .arg(state)
-        .env("SHOAL_AGENT_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    agent_cmd(port, "127.0.0.31", state, TOKEN).spawn().unwrap()
 }
 
 fn client(port: u16, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
-        .env("SHOAL_APP_CODE", APP)
-        .env("SHOAL_APP_SECRET", SECRET)
-        .env("SHOAL_USERNAME", "tester")
-        .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
-        .env_remove("SHOAL_BIZ")
-        .output()
-        .unwrap()
+    cli_cmd(port, (APP, SECRET)).args(args).output().unwrap()
 }
 
 fn json(o: &Output) -> Value {

@@ -17,14 +17,7 @@ const SECRET: &str = "day-secret";
 const TOKEN: &str = "day-token";
 
 fn cli(port: u16) -> Command {
-    let mut c = Command::new(BIN);
-    c.env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
-        .env("SHOAL_APP_CODE", APP)
-        .env("SHOAL_APP_SECRET", SECRET)
-        .env("SHOAL_USERNAME", "tester")
-        .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
-        .env_remove("SHOAL_BIZ");
-    c
+    cli_cmd(port, (APP, SECRET))
 }
 
 fn run(port: u16, args: &[&str]) -> Output {
@@ -42,27 +35,11 @@ fn hosts_of(o: &Output) -> Vec<String> {
 fn everyday_cli() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let server = Command::new(BIN)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("SHOAL_BOOTSTRAP_APP", format!("{APP}:{SECRET}"))
-        .env("SHOAL_AGENT_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let server = server_cmd(port, &dir.path().join("data"), (APP, SECRET), TOKEN).spawn().unwrap();
     let mut kids = Kids(vec![server]);
     wait_until("the server", Duration::from_secs(30), || listening(port));
     for (ip, role) in [("127.0.0.71", "web"), ("127.0.0.72", "db")] {
-        let agent = Command::new(BIN)
-            .args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", "1", "--ip", ip])
-            .args(["--label", &format!("role={role}"), "--state-dir"])
-            .arg(dir.path().join(ip))
-            .env("SHOAL_AGENT_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let agent = agent_cmd(port, ip, &dir.path().join(ip), TOKEN).args(["--label", &format!("role={role}")]).spawn().unwrap();
         kids.0.push(agent);
     }
     let list = || -> Value { serde_json::from_slice(&run(port, &["host", "list", "--json"]).stdout).unwrap_or(Value::Null) };

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::Duration;
 
 use common::*;
@@ -15,41 +15,22 @@ const SECRET: &str = "proc-secret";
 const TOKEN: &str = "proc-token";
 
 fn start_server(port: u16, data: &Path, log: &Path) -> Child {
-    Command::new(BIN)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data)
-        .env("SHOAL_BOOTSTRAP_APP", format!("{APP}:{SECRET}"))
-        .env("SHOAL_AGENT_TOKEN", TOKEN)
+    server_cmd(port, data, (APP, SECRET), TOKEN)
         .env("SHOAL_AGENT_LOST_GRACE_SECS", "5")
-        .stdout(Stdio::null())
         .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap())
         .spawn()
         .unwrap()
 }
 
 fn start_agent(port: u16, ip: &str, module: usize, role: &str, state: &Path) -> Child {
-    Command::new(BIN)
-        .args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", "1", "--ip", ip, "--set", "1"])
-        .args(["--module", &module.to_string(), "--label", &format!("role={role}"), "--state-dir"])
-        .arg(state)
-        .env("SHOAL_AGENT_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    agent_cmd(port, ip, state, TOKEN)
+        .args(["--set", "1", "--module", &module.to_string(), "--label", &format!("role={role}")])
         .spawn()
         .unwrap()
 }
 
 fn client(port: u16, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
-        .env("SHOAL_APP_CODE", APP)
-        .env("SHOAL_APP_SECRET", SECRET)
-        .env("SHOAL_USERNAME", "tester")
-        .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
-        .env_remove("SHOAL_BIZ")
-        .output()
-        .unwrap()
+    cli_cmd(port, (APP, SECRET)).args(args).output().unwrap()
 }
 
 #[test]

@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -48,15 +48,8 @@ struct Fleet {
 
 impl Fleet {
     fn server(&self) -> Child {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["server", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"])
-            .arg(self.dir.path().join("data"))
-            .env("SHOAL_BOOTSTRAP_APP", format!("{APP}:{SECRET}"))
-            .env("SHOAL_AGENT_TOKEN", TOKEN)
-            .env("SHOAL_AGENT_LOST_GRACE_SECS", "5")
-            .env("SHOAL_HEARTBEAT_SECS", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = server_cmd(self.port, &self.dir.path().join("data"), (APP, SECRET), TOKEN);
+        cmd.env("SHOAL_AGENT_LOST_GRACE_SECS", "5").env("SHOAL_HEARTBEAT_SECS", "1");
         if let Some(url) = &self.database_url {
             cmd.args(["--database-url", url]);
         }
@@ -64,28 +57,11 @@ impl Fleet {
     }
 
     fn agent(&self, i: usize) -> Child {
-        Command::new(BIN)
-            .args(["agent", "--server", &format!("http://127.0.0.1:{}", self.port), "--bk-biz-id", "1"])
-            .args(["--ip", &format!("127.0.0.{}", 60 + i), "--state-dir"])
-            .arg(self.dir.path().join(format!("agent{i}")))
-            .env("SHOAL_AGENT_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        agent_cmd(self.port, &format!("127.0.0.{}", 60 + i), &self.dir.path().join(format!("agent{i}")), TOKEN).spawn().unwrap()
     }
 
     fn client(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("SHOAL_URL", format!("http://127.0.0.1:{}", self.port))
-            .env("SHOAL_APP_CODE", APP)
-            .env("SHOAL_APP_SECRET", SECRET)
-            .env("SHOAL_USERNAME", "tester")
-            .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
-            .env_remove("SHOAL_BIZ")
-            .output()
-            .unwrap()
+        cli_cmd(self.port, (APP, SECRET)).args(args).output().unwrap()
     }
 
     fn json(&self, args: &[&str]) -> Value {

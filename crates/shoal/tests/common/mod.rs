@@ -73,3 +73,41 @@ pub fn post_json(port: u16, (app, secret): (&str, &str), path: &str, body: serde
 pub fn whoami() -> String {
     String::from_utf8(std::process::Command::new("id").arg("-un").output().unwrap().stdout).unwrap().trim().to_string()
 }
+
+/// `shoal server` on 127.0.0.1:`port` with its data in `data`, a bootstrap app and an
+/// enrolment token, output discarded (callers add flags, env or a log file).
+pub fn server_cmd(port: u16, data: &std::path::Path, (app, secret): (&str, &str), token: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data)
+        .env("SHOAL_BOOTSTRAP_APP", format!("{app}:{secret}"))
+        .env("SHOAL_AGENT_TOKEN", token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+/// `shoal agent` of business 1 at `ip`, dialling the server on `port`, output discarded
+/// (callers add labels, topology or another business).
+pub fn agent_cmd(port: u16, ip: &str, state: &std::path::Path, token: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", "1", "--ip", ip, "--state-dir"])
+        .arg(state)
+        .env("SHOAL_AGENT_TOKEN", token)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+/// The CLI as `app` with user "tester" against the server on `port`: no client config file,
+/// no `SHOAL_BIZ` from the environment.
+pub fn cli_cmd(port: u16, (app, secret): (&str, &str)) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
+        .env("SHOAL_APP_CODE", app)
+        .env("SHOAL_APP_SECRET", secret)
+        .env("SHOAL_USERNAME", "tester")
+        .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
+        .env_remove("SHOAL_BIZ");
+    c
+}
