@@ -171,24 +171,25 @@ impl TaskCgroup {
         }
     }
 
-    /// Sends `signal` to every process in the cgroup.
+    /// Sends `signal` to every process in the cgroup; SIGKILL through `cgroup.kill`, which
+    /// also reaches processes forked meanwhile (one by one on kernels before 5.14).
     pub fn signal(&self, signal: Signal) {
+        if signal == Signal::SIGKILL && std::fs::write(self.path.join("cgroup.kill"), b"1").is_ok() {
+            return;
+        }
         for pid in self.pids() {
             let _ = kill(Pid::from_raw(pid), signal);
         }
     }
 
-    /// SIGKILL to everything in the cgroup (`cgroup.kill`, or one by one on kernels before
-    /// 5.14, repeated for processes forked meanwhile), then waits up to `within` for it to be
-    /// empty. How many processes there were; whether it is empty now. Blocking.
+    /// SIGKILL to everything in the cgroup (again while it is not empty), then waits up to
+    /// `within` for it to be empty. How many processes there were; whether it is empty now.
+    /// Blocking.
     pub fn kill_all(&self, within: Duration) -> (usize, bool) {
         let found = self.pids().len();
-        let by_kernel = std::fs::write(self.path.join("cgroup.kill"), b"1").is_ok();
         let end = Instant::now() + within;
         loop {
-            if !by_kernel {
-                self.signal(Signal::SIGKILL);
-            }
+            self.signal(Signal::SIGKILL);
             if !self.populated() {
                 return (found, true);
             }

@@ -21,9 +21,6 @@ impl Target {
     pub fn signal(&self, signal: Signal) {
         signal_group(self.pgid, signal);
         if let Some(cg) = &self.cgroup {
-            if signal == Signal::SIGKILL && std::fs::write(cg.path.join("cgroup.kill"), b"1").is_ok() {
-                return;
-            }
             cg.signal(signal);
         }
     }

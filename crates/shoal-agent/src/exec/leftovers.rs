@@ -83,7 +83,7 @@ pub fn stop(w: &Whereabouts) -> String {
         }
         _ => {}
     }
-    let n = group_size(pgid);
+    let n = group_members(pgid).len();
     if n == 0 {
         return "no process of it was left".to_string();
     }
@@ -104,8 +104,8 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// Live (non-zombie) processes in group `pgid`.
-fn group_size(pgid: i32) -> usize {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
+pub(crate) fn group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
@@ -115,7 +115,7 @@ fn group_size(pgid: i32) -> usize {
             let f: Vec<&str> = rest.split_whitespace().take(3).collect();
             f.len() == 3 && f[0] != "Z" && f[2] == pgid.to_string()
         })
-        .count()
+        .collect()
 }
 
 #[cfg(test)]
@@ -134,11 +134,11 @@ mod tests {
         // The same pid with another start time is someone else's process: left alone.
         let other = Whereabouts { leader_start: w.leader_start.map(|t| t + 1), ..w.clone() };
         assert!(stop(&other).contains("another process"));
-        assert_eq!(group_size(pid), 1);
+        assert_eq!(group_members(pid).len(), 1);
         // Another boot: nothing of it can be left.
         let rebooted = Whereabouts { boot_id: Some("x".into()), ..w.clone() };
         assert!(stop(&rebooted).contains("restarted"));
-        assert_eq!(group_size(pid), 1);
+        assert_eq!(group_members(pid).len(), 1);
 
         let note = stop(&w);
         assert!(note.contains("its 1 remaining process were killed"), "{note}");

@@ -8,6 +8,7 @@ use shoal_proto::agent::{ExitReason, RunTask, TaskKey};
 use tokio::sync::{mpsc, oneshot};
 
 use super::cgroup::Placement;
+use super::leftovers::group_members;
 use super::*;
 use crate::logs::{LogSummary, VecSink};
 
@@ -84,28 +85,6 @@ async fn run_in(t: &RunTask, env: &ExecEnv) -> (ExecOutcome, String, LogSummary)
     let scripts_left = std::fs::read_dir(&env.scripts_dir).unwrap().count();
     assert_eq!(scripts_left, 0, "the script file is removed");
     (out, logs.sink().text(), sum)
-}
-
-/// Non-zombie processes whose process group is `pgid`.
-fn group_members(pgid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid pgrp ..." — comm may contain spaces, so split after ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
-            out.push(pid);
-        }
-    }
-    out
 }
 
 async fn wait_for(mut cond: impl FnMut() -> bool, within: Duration) -> bool {
