@@ -31,6 +31,7 @@ use std::time::Duration;
 pub use shoal_proto::agent::HostFacts;
 
 pub mod exec;
+pub mod files;
 pub mod fleet;
 pub mod logs;
 pub mod session;

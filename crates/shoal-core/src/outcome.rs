@@ -14,6 +14,8 @@ pub fn host_result(reason: ExitReason, exit_code: Option<i32>) -> (i32, i32) {
         ExitReason::InterpreterMissing | ExitReason::StartFailed => (host_status::SCRIPT_FAILED, gse_code::OTHER),
         ExitReason::UserError => (host_status::GSE_USER_ERROR, gse_code::OTHER),
         ExitReason::AgentRestarted => (host_status::GSE_AGENT_ERROR, gse_code::OTHER),
+        ExitReason::TransferFailed => (host_status::FILE_TRANSFER_FAILED, gse_code::OTHER),
+        ExitReason::SourceMissing => (host_status::FILE_SOURCE_MISSING, gse_code::OTHER),
     }
 }
 

@@ -175,6 +175,10 @@ pub enum ExitReason {
     StartFailed,
     /// The agent restarted while the task ran; the outcome is unknown.
     AgentRestarted,
+    /// A file step could not place a file (space, permission, path, hash): host status 202.
+    TransferFailed,
+    /// A file step's source is gone: host status 203.
+    SourceMissing,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -248,6 +252,83 @@ pub struct RunTask {
     /// before it leaves the host, also when one is split between two writes or chunks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mask: Vec<String>,
+    /// A file step: fetch and place these files instead of running a script.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Box<Transfer>>,
+}
+
+/// The files a file step places on one target host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Absolute directory the files go into.
+    pub target_dir: String,
+    /// Make missing directories (JOB's force mode) or fail (strict mode).
+    pub create_dirs: bool,
+    /// Download speed limit in bytes per second; 0 is none.
+    pub download_limit: u64,
+    pub files: Vec<FileGet>,
+}
+
+/// One file to fetch: a blob, where it goes, and where it came from (for the file log).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileGet {
+    /// SHA-256 of the content, 64 lowercase hex digits.
+    pub sha256: String,
+    pub size: u64,
+    /// Path under the target directory: plain relative components.
+    pub name: String,
+    /// Permission bits to give the file (default 0644).
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// Where the content came from, as the file log shows it.
+    pub src_path: String,
+    #[serde(default)]
+    pub src_host: Option<FileHost>,
+    /// Path of the blob endpoint on the server, and the token that lets this task read it.
+    pub url: String,
+    pub token: String,
+}
+
+impl fmt::Debug for FileGet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileGet").field("sha256", &self.sha256).field("size", &self.size).field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A host as a file log names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileHost {
+    pub bk_host_id: i64,
+    pub bk_cloud_id: i64,
+    pub ip: String,
+}
+
+/// JOB's file-log `status` (`FileDistStatusEnum`).
+pub const FILE_STATUS_WAITING: u8 = 1;
+pub const FILE_STATUS_UPLOADING: u8 = 2;
+pub const FILE_STATUS_DOWNLOADING: u8 = 3;
+pub const FILE_STATUS_SUCCESS: u8 = 4;
+pub const FILE_STATUS_FAILED: u8 = 5;
+
+/// One line of a file task's output: the state of one file at `time_ms`. The last event of a
+/// file is its state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEvent {
+    /// 0 upload (source side), 1 download (target side).
+    pub mode: u8,
+    pub src_path: String,
+    #[serde(default)]
+    pub src_host: Option<FileHost>,
+    pub dest_path: String,
+    /// [`FILE_STATUS_WAITING`] … [`FILE_STATUS_FAILED`].
+    pub status: u8,
+    pub size: u64,
+    /// Bytes done so far.
+    pub done: u64,
+    /// Bytes per second.
+    pub speed: u64,
+    pub time_ms: i64,
+    pub message: String,
 }
 
 /// What a masked value is replaced with.
@@ -363,6 +444,7 @@ mod tests {
             timeout_secs: 1,
             output_cap: 1,
             mask: vec!["pw".into()],
+            transfer: None,
         };
         assert!(!format!("{t:?}").contains("hunter2"));
     }

@@ -68,6 +68,7 @@ codes! {
     NOT_IN_CONFIRM_USER_LIST = 1244016, "只有步骤的确认人可以操作", "Only the confirmer of the step can operate";
     SCRIPT_NOT_EXECUTABLE_STATUS = 1244018, "脚本状态[{0}]，不支持执行", "Script status [{0}], cannot be executed";
     DANGEROUS_SCRIPT_FORBIDDEN = 1244019, "高危脚本，禁止执行", "Dangerous script, cannot be executed";
+    FILE_TASK_TARGET_EXCEEDS_LIMIT = 1244021, "文件任务源文件数与目标服务器数的乘积超过限制：{0}", "The number of source files × target servers of the file task exceeds the limit: {0}";
     SCRIPT_TASK_TARGET_EXCEEDS_LIMIT = 1244022, "脚本任务目标服务器数量超过限制：{0}", "The number of script task target servers exceeds the limit: {0}";
     INVALID_ROLLING_EXPR = 1244026, "非法的滚动策略", "Invalid rolling strategy";
     EXCEED_MAX_ROLLING_BATCHES = 1244027, "滚动批次不能大于{0}", "Rolling batch can not be greater than {0}";

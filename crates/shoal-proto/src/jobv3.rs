@@ -455,3 +455,103 @@ mod tests {
         assert!(out.contains("\"step_instances\""));
     }
 }
+
+/// `account` of a file source (`{id | alias}`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct AccountRefDto {
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+}
+
+/// One element of `fast_transfer_file.file_source_list` (`EsbFileSourceV3DTO`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct FileSourceDto {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_list: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<AccountRefDto>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerDto>,
+    #[serde(default, deserialize_with = "lenient::opt_i32", skip_serializing_if = "Option::is_none")]
+    pub file_type: Option<i32>,
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub file_source_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub file_source_code: Option<String>,
+}
+
+/// `fast_transfer_file` request (`EsbFastTransferFileV3Request`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct FastTransferFileReq {
+    #[serde(flatten)]
+    pub scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub task_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub account_alias: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub file_target_path: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub file_target_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_source_list: Option<Vec<FileSourceDto>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_server: Option<ServerDto>,
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub upload_speed_limit: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub download_speed_limit: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i32", skip_serializing_if = "Option::is_none")]
+    pub transfer_mode: Option<i32>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling_config: Option<Value>,
+    #[serde(default, deserialize_with = "lenient::opt_bool", skip_serializing_if = "Option::is_none")]
+    pub start_task: Option<bool>,
+}
+
+/// One file of `push_config_file.file_list`: a name and its Base64 content.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct ConfigFileDto {
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+/// `push_config_file` request (`EsbPushConfigFileV3Request`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct PushConfigFileReq {
+    #[serde(flatten)]
+    pub scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub task_name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub account_alias: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub file_target_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_list: Option<Vec<ConfigFileDto>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_server: Option<ServerDto>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+/// `generate_local_file_upload_url` request.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct UploadUrlReq {
+    #[serde(flatten)]
+    pub scope: ScopeReq,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name_list: Option<Vec<String>>,
+}

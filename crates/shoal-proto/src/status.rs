@@ -109,6 +109,10 @@ pub mod host_status {
     pub const SCRIPT_TIMEOUT: i32 = 102;
     pub const SCRIPT_TERMINATE: i32 = 103;
     pub const SCRIPT_NOT_ZERO_EXIT_CODE: i32 = 104;
+    /// A file step could not place its files on the host.
+    pub const FILE_TRANSFER_FAILED: i32 = 202;
+    /// A file step's source file does not exist.
+    pub const FILE_SOURCE_MISSING: i32 = 203;
     pub const GSE_AGENT_ERROR: i32 = 310;
     pub const GSE_USER_ERROR: i32 = 311;
     pub const GSE_TASK_ERROR: i32 = 399;
@@ -140,6 +144,8 @@ pub mod host_status {
             GSE_USER_ERROR => "user does not exist",
             GSE_TASK_ERROR => "task error",
             TERMINATE_SUCCESS => "terminated",
+            FILE_TRANSFER_FAILED => "file transfer failed",
+            FILE_SOURCE_MISSING => "source file missing",
             _ => "unknown",
         }
     }

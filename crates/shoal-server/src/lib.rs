@@ -10,6 +10,8 @@
 //!   callbacks.
 //! - [`gateway`]: agent WebSocket sessions, dispatch, batched ingest of logs and exits,
 //!   liveness.
+//! - [`files`]: file distribution — the blob store, uploads, the blob endpoint agents fetch
+//!   from, file logs.
 //! - [`conn`]: connection caps (per source, in total) and deadlines on the listener.
 //! - [`tls`]: TLS on the listener; [`secrets`]: sensitive values encrypted at rest.
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod engine;
+pub mod files;
 pub mod gateway;
 pub mod secrets;
 pub mod tls;
@@ -43,6 +46,8 @@ pub struct Shared {
     pub agent_token: String,
     /// `get_job_instance_status` answers of finished jobs.
     pub finished_status: api::v3::get_job_instance_status::FinishedCache,
+    /// File contents, by hash.
+    pub blobs: Arc<dyn files::BlobStore>,
 }
 
 /// Credentials made at first start, for the caller to show.
@@ -75,7 +80,8 @@ pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     let gateway = Arc::new(gateway::Gateway::new(config.clone(), store.clone()));
     let engine = engine::Engine::new(config.clone(), store.clone(), gateway.clone());
     gateway.set_engine(&engine);
-    Ok(Arc::new(Shared { config, store, engine, gateway, agent_token, finished_status: Default::default() }))
+    let blobs = Arc::new(files::LocalBlobs::new(config.data_dir().join("blobs")).context("preparing the blob directory")?);
+    Ok(Arc::new(Shared { config, store, engine, gateway, agent_token, finished_status: Default::default(), blobs }))
 }
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod files;
 pub mod finalize;
 pub mod hosts;
 pub mod idempotency;
@@ -35,6 +36,7 @@ use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
 pub use admission::{AdmissionStore, JobQuota, QuotaKind};
+pub use files::{FileStore, UploadRow};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;
@@ -115,7 +117,18 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 
 #[async_trait]
 pub trait Store:
-    LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + HostStore + AdmissionStore + Send + Sync + 'static
+    LibraryStore
+    + TrustStore
+    + CallerStore
+    + FileStore
+    + ScaleStore
+    + ScopeStore
+    + UserStore
+    + HostStore
+    + AdmissionStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> &'static str;
 

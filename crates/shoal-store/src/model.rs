@@ -104,6 +104,8 @@ pub struct NewStep {
     pub confirm_users: Vec<String>,
     /// Rolling execution: the config (JSON) and the batch sizes, in target order.
     pub rolling: Option<NewRolling>,
+    /// A file step's transfer (JSON).
+    pub transfer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +168,8 @@ pub struct StepRow {
     pub timeout_secs: i64,
     pub account_id: i64,
     pub account_user: String,
+    /// A file step's transfer (JSON), `None` on other steps.
+    pub transfer: Option<String>,
 }
 
 impl std::fmt::Debug for StepRow {

@@ -30,6 +30,7 @@ crate::hosts::impl_host_store!(PgStore, sqlx::Postgres);
 crate::users::impl_user_store!(PgStore, sqlx::Postgres);
 crate::admission::impl_admission_store!(PgStore, sqlx::Postgres, "postgres");
 crate::idempotency::impl_caller_store!(PgStore, sqlx::Postgres);
+crate::files::impl_file_store!(PgStore, sqlx::Postgres);
 crate::library::impl_library_store!(PgStore, sqlx::Postgres);
 crate::scale::impl_scale_store!(PgStore, sqlx::Postgres, true, crate::scale::pg_listen);
 crate::scopes::impl_scope_store!(PgStore, sqlx::Postgres);

@@ -17,7 +17,7 @@ macro_rules! impl_sql_store {
         type DbRow = <$db as sqlx::Database>::Row;
 
         const JOB_COLS: &str = "id, scope_type, scope_id, name, operator, app_code, task_type, launch_mode, status, stopping, create_time, start_time, end_time, callback_url";
-        const STEP_COLS: &str = "id, job_instance_id, step_order, name, step_type, status, execute_count, create_time, start_time, end_time, language, script, args, sensitive, timeout_secs, account_id, account_user";
+        const STEP_COLS: &str = "id, job_instance_id, step_order, name, step_type, status, execute_count, create_time, start_time, end_time, language, script, args, sensitive, timeout_secs, account_id, account_user, transfer";
         const HOST_COLS: &str = "bk_host_id, agent_id, bk_biz_id, bk_cloud_id, ip, set_id, module_id, labels, hostname, os, agent_version, alive, last_seen";
         const ACCOUNT_COLS: &str = "id, scope_type, scope_id, account, alias, category, account_type, description, creator, create_time, last_modify_user, last_modify_time";
         const TASK_COLS: &str = "step_instance_id, execute_count, bk_host_id, ip, bk_cloud_id, status, exit_code, error_code, tag, start_time, end_time, dropped_bytes, batch";
@@ -190,6 +190,7 @@ macro_rules! impl_sql_store {
                 timeout_secs: r.try_get("timeout_secs").op("decode step")?,
                 account_id: r.try_get("account_id").op("decode step")?,
                 account_user: r.try_get("account_user").op("decode step")?,
+                transfer: r.try_get("transfer").op("decode step")?,
             })
         }
 
@@ -454,8 +455,8 @@ macro_rules! impl_sql_store {
                 for (order, step) in job.steps.iter().enumerate() {
                     let args = serde_json::to_string(&step.args).unwrap_or_else(|_| "[]".into());
                     let step_id: i64 = sqlx::query_scalar(
-                        "INSERT INTO step_instances (job_instance_id, step_order, name, step_type, status, execute_count, create_time, language, script, args, sensitive, timeout_secs, account_id, account_user) \
-                         VALUES ($1, $2, $3, $4, 1, 0, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                        "INSERT INTO step_instances (job_instance_id, step_order, name, step_type, status, execute_count, create_time, language, script, args, sensitive, timeout_secs, account_id, account_user, transfer) \
+                         VALUES ($1, $2, $3, $4, 1, 0, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
                     )
                     .bind(job_id)
                     .bind(order as i64 + 1)
@@ -469,6 +470,7 @@ macro_rules! impl_sql_store {
                     .bind(step.timeout_secs)
                     .bind(step.account_id)
                     .bind(&step.account_user)
+                    .bind(&step.transfer)
                     .fetch_one(&mut *tx)
                     .await
                     .op("insert step")?;

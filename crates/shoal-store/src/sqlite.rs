@@ -135,6 +135,7 @@ crate::hosts::impl_host_store!(SqliteStore, sqlx::Sqlite);
 crate::users::impl_user_store!(SqliteStore, sqlx::Sqlite);
 crate::admission::impl_admission_store!(SqliteStore, sqlx::Sqlite, "sqlite");
 crate::idempotency::impl_caller_store!(SqliteStore, sqlx::Sqlite);
+crate::files::impl_file_store!(SqliteStore, sqlx::Sqlite);
 crate::library::impl_library_store!(SqliteStore, sqlx::Sqlite);
 crate::scale::impl_scale_store!(SqliteStore, sqlx::Sqlite, false, crate::scale::no_listen);
 crate::scopes::impl_scope_store!(SqliteStore, sqlx::Sqlite);

@@ -70,6 +70,8 @@ pub struct ExecEnv {
     pub placement: Placement,
     /// Where started tasks are reported (none: nowhere).
     pub on_started: Option<StartedHook>,
+    /// How file steps reach the server's blobs (none: file steps fail).
+    pub fetcher: Option<crate::files::Fetcher>,
 }
 
 impl ExecEnv {
@@ -81,6 +83,7 @@ impl ExecEnv {
             search_path: std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
             placement,
             on_started: None,
+            fetcher: None,
         }
     }
 }

@@ -110,6 +110,7 @@ mod tests {
             timeout_secs: 0,
             output_cap: 0,
             mask: vec![],
+            transfer: None,
         }
     }
 

@@ -23,6 +23,7 @@ fn task(language: i32, script: &str, user: &str) -> RunTask {
         timeout_secs: 60,
         output_cap: 1024 * 1024,
         mask: vec![],
+        transfer: None,
     }
 }
 

@@ -68,8 +68,13 @@ impl Target {
     }
 }
 
-/// rustls client config: roots from the CA file, else the webpki roots.
+/// rustls connector: roots from the CA file, else the webpki roots.
 pub fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, StartError> {
+    client_config(ca_file).map(TlsConnector::from)
+}
+
+/// rustls client config: roots from the CA file, else the webpki roots.
+pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, StartError> {
     let mut roots = RootCertStore::empty();
     match ca_file {
         Some(path) => {
@@ -91,7 +96,7 @@ pub fn tls_connector(ca_file: Option<&Path>) -> Result<TlsConnector, StartError>
         .map_err(|e| StartError::CaFile { path: ca_file.unwrap_or(Path::new("<webpki roots>")).to_path_buf(), reason: e.to_string() })?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }
 
 /// Connects to `target` and completes the WebSocket handshake.

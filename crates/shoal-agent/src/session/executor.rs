@@ -35,7 +35,10 @@ pub struct ProcessExecutor {
 
 impl Executor for ProcessExecutor {
     fn execute<'a>(&'a self, task: &'a RunTask, logs: &'a mut LogStream<TaskSink>, kill: oneshot::Receiver<KillReason>) -> ExecFuture<'a> {
-        Box::pin(exec::execute(task, &self.env, logs, kill))
+        match &task.transfer {
+            Some(t) => Box::pin(crate::files::transfer_within(task, t, self.env.fetcher.as_ref(), logs, kill)),
+            None => Box::pin(exec::execute(task, &self.env, logs, kill)),
+        }
     }
 
     fn task_cgroup(&self, key: &TaskKey) -> Option<PathBuf> {

@@ -91,6 +91,7 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
         Some(e) => e.clone(),
         None => {
             let mut env = ExecEnv::new(outbox.scripts_dir(), config.kill_grace, placement.clone());
+            env.fetcher = Some(crate::files::Fetcher::new(&config.servers, connect::client_config(config.ca_file.as_deref())?)?);
             let records = outbox.clone();
             env.on_started = Some(StartedHook(Arc::new(move |key, whereabouts| {
                 if let Err(e) = records.note_started(key, whereabouts) {

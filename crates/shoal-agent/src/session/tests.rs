@@ -145,6 +145,7 @@ fn run_task(key: TaskKey, script: &str) -> ServerMsg {
         timeout_secs: 600,
         output_cap: 1 << 20,
         mask: vec![],
+        transfer: None,
     })
 }
 

@@ -35,6 +35,9 @@ pub struct Ctx {
     pub caller: Caller,
     pub lang: Lang,
     pub request_id: String,
+    /// `scheme://host[:port]` the caller reached this server at (URLs handed out are
+    /// built on it), when the request named its host.
+    pub origin: Option<String>,
 }
 
 impl Ctx {
@@ -92,6 +95,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        // File content is not held to the API's body limit and request timeout.
+        .route("/api/shoal/v1/uploads/{token}", axum::routing::put(crate::files::http::upload))
+        .route("/api/shoal/v1/agent/blobs/{sha256}", get(crate::files::http::blob))
         .with_state(shared)
 }
 
@@ -180,7 +186,13 @@ async fn handle(
         }
     }
     let caller = auth::authenticate(shared.store.as_ref(), headers, &params, system).await?;
-    let ctx = Arc::new(Ctx { shared, caller, lang, request_id: request_id.to_string() });
+    let scheme = if shared.config.tls_cert.is_some() { "https" } else { "http" };
+    let origin = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .map(|h| format!("{scheme}://{h}"));
+    let ctx = Arc::new(Ctx { shared, caller, lang, request_id: request_id.to_string(), origin });
     let api = route.api_name().to_string();
     let out = answer(ctx.clone(), method, route, headers, params).await;
     // Every refusal of an authenticated caller is evidence too: recorded here, the one door

@@ -58,6 +58,7 @@ pub struct JobRequest {
 /// One step of a [`JobRequest`].
 pub enum StepRequest {
     Script(ScriptStep),
+    File(FileStep),
     Confirm { name: String, message: String, users: Vec<String> },
 }
 
@@ -76,6 +77,23 @@ pub struct ScriptStep {
     pub rolling: Option<Value>,
     pub ignore_error: bool,
 }
+
+/// A file step as requested: its files already stored as blobs.
+#[derive(Debug)]
+pub struct FileStep {
+    pub name: String,
+    pub transfer: crate::files::StepTransfer,
+    pub timeout_secs: i64,
+    /// The target-side account the files are owned by.
+    pub account: AccountRef,
+    pub target: ServerDto,
+    pub rolling: Option<Value>,
+    pub ignore_error: bool,
+}
+
+/// Most (source files × target hosts) one file step may move (JOB's
+/// `job.execute.limit.file-task.max-tasks`).
+pub const MAX_FILE_TASKS: usize = 100_000;
 
 impl std::fmt::Debug for ScriptStep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,18 +125,31 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
                 confirm_users: users.clone(),
                 ..Default::default()
             },
+            StepRequest::File(f) => {
+                let account = resolve_account(ctx, scope, &f.account).await?;
+                authz::authorize_account(ctx, scope, &account).await?;
+                let hosts = targets::resolve(store.as_ref(), scope, &f.target, max).await?;
+                if f.transfer.files.len().saturating_mul(hosts.len()) > MAX_FILE_TASKS {
+                    return Err(JobError::with(ErrorCode::FILE_TASK_TARGET_EXCEEDS_LIMIT, MAX_FILE_TASKS.to_string()));
+                }
+                NewStep {
+                    name: f.name.clone(),
+                    step_type: step_type::FILE,
+                    timeout_secs: f.timeout_secs,
+                    account_id: account.id,
+                    account_user: account.account.clone(),
+                    rolling: rolling_of(f.rolling.as_ref(), hosts.len())?,
+                    targets: hosts,
+                    ignore_error: f.ignore_error,
+                    transfer: Some(f.transfer.to_json()),
+                    ..Default::default()
+                }
+            }
             StepRequest::Script(s) => {
                 let account = resolve_account(ctx, scope, &s.account).await?;
                 authz::authorize_account(ctx, scope, &account).await?;
                 let hosts = targets::resolve(store.as_ref(), scope, &s.target, max).await?;
-                let rolling = match s.rolling.as_ref().filter(|r| r.as_object().is_some_and(|o| !o.is_empty())) {
-                    Some(raw) => {
-                        let cfg = shoal_core::rolling::RollingConfig::from_json(raw)?;
-                        let batch_sizes = cfg.plan(hosts.len())?;
-                        Some(shoal_store::NewRolling { config: cfg.to_json().to_string(), batch_sizes })
-                    }
-                    None => None,
-                };
+                let rolling = rolling_of(s.rolling.as_ref(), hosts.len())?;
                 let text = final_text(s.language as i32, &s.script, &req.shell_vars);
                 let checked = Checked {
                     language: s.language as i32,
@@ -187,6 +218,18 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
         ctx.shared.engine.start_job(job_id).await.map_err(internal("start job"))?;
     }
     Ok(Admitted { job_id, step_ids })
+}
+
+/// A rolling configuration as sent, planned over `hosts` targets.
+fn rolling_of(raw: Option<&Value>, hosts: usize) -> Result<Option<shoal_store::NewRolling>, JobError> {
+    match raw.filter(|r| r.as_object().is_some_and(|o| !o.is_empty())) {
+        Some(raw) => {
+            let cfg = shoal_core::rolling::RollingConfig::from_json(raw)?;
+            let batch_sizes = cfg.plan(hosts)?;
+            Ok(Some(shoal_store::NewRolling { config: cfg.to_json().to_string(), batch_sizes }))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Refuses new jobs (1244034, JOB's "system quota", which callers retry later) while

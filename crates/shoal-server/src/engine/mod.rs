@@ -214,6 +214,11 @@ impl Engine {
             // The agent masks the step's passwords before output leaves the host; the
             // server masks them again at ingest.
             mask: self.redactions.lock().expect("redactions lock").get(&step.id).map(|s| s.to_vec()).unwrap_or_default(),
+            transfer: step
+                .transfer
+                .as_deref()
+                .and_then(crate::files::StepTransfer::from_json)
+                .map(|t| Box::new(t.for_task(key, &self.config.sealing_key))),
         })
     }
 

@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use futures_util::stream::{self, StreamExt};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use shoal_core::limits::MAX_HOSTS_PER_LOG_QUERY;
 use shoal_core::{JobError, Scope};
+use shoal_proto::agent::FileHost;
 use shoal_proto::jobv3::{BatchIpLogDto, BatchIpLogReq, IpLogDto, IpLogReq, ScriptHostLogDto};
+use shoal_proto::status::step_type;
 use shoal_proto::ErrorCode;
 use shoal_store::{HostTaskRow, StepRow};
 
@@ -65,6 +67,17 @@ pub async fn one(ctx: &Ctx, params: Value) -> ApiResult {
     };
     let secrets = passwords(ctx, step.job_instance_id).await?;
     let content = text(host_log(&ctx.shared, &step, task.bk_host_id, &secrets).await?);
+    if step.step_type == step_type::FILE {
+        let dest = FileHost { bk_host_id: task.bk_host_id, bk_cloud_id: task.bk_cloud_id, ip: task.ip.clone() };
+        return Ok(json!({
+            "log_type": 2,
+            "bk_host_id": task.bk_host_id,
+            "bk_cloud_id": task.bk_cloud_id,
+            "ip": task.ip,
+            "log_content": null,
+            "file_logs": crate::files::logs::file_logs(&content, &dest),
+        }));
+    }
     serde_json::to_value(IpLogDto {
         log_type: 1,
         bk_host_id: task.bk_host_id,
@@ -102,12 +115,13 @@ pub async fn batch(ctx: &Ctx, params: Value) -> Result<Streamed, JobError> {
     let hosts: Vec<(i64, i64, String)> =
         wanted.into_iter().map(|i| (tasks[i].bk_host_id, tasks[i].bk_cloud_id, std::mem::take(&mut tasks[i].ip))).collect();
     let secrets = passwords(ctx, step.job_instance_id).await?;
+    let file = step.step_type == step_type::FILE;
     let skeleton = serde_json::to_value(BatchIpLogDto {
         job_instance_id: step.job_instance_id,
         step_instance_id: step.id,
-        log_type: 1,
-        script_task_logs: Some(vec![]),
-        file_task_logs: None,
+        log_type: if file { 2 } else { 1 },
+        script_task_logs: if file { None } else { Some(vec![]) },
+        file_task_logs: if file { Some(vec![]) } else { None },
     })
     .map_err(internal("encode logs"))?;
     let reader = HostLogs { shared: ctx.shared.clone(), step, secrets, budget: ctx.shared.config.log_read_budget_bytes, spent: 0 };
@@ -115,7 +129,7 @@ pub async fn batch(ctx: &Ctx, params: Value) -> Result<Streamed, JobError> {
         let entry = reader.entry(hosts.next()?).await;
         Some((entry, (reader, hosts)))
     });
-    Ok(Streamed { skeleton, list: "script_task_logs", elements: elements.boxed() })
+    Ok(Streamed { skeleton, list: if file { "file_task_logs" } else { "script_task_logs" }, elements: elements.boxed() })
 }
 
 /// Reads the hosts of one batch answer in turn, within its budget.
@@ -138,6 +152,11 @@ impl HostLogs {
             let budget = self.budget;
             format!("[log omitted: this answer reached its {budget}-byte budget; ask for fewer hosts at a time]\n")
         };
+        if self.step.step_type == step_type::FILE {
+            let dest = FileHost { bk_host_id: host_id, bk_cloud_id, ip: ip.clone() };
+            let v = json!({"bk_host_id": host_id, "bk_cloud_id": bk_cloud_id, "ip": ip, "file_logs": crate::files::logs::file_logs(&content, &dest)});
+            return serde_json::to_vec(&v).map_err(internal("encode log"));
+        }
         let dto = ScriptHostLogDto { host_id, bk_host_id: host_id, bk_cloud_id, ip, ipv6: None, log_content: String::new() };
         // Encoded through a `Value`, as the whole answer used to be (same key order), with
         // the log moved in rather than copied.

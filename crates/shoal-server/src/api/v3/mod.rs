@@ -3,6 +3,7 @@
 mod account;
 pub(crate) mod dangerous_rule;
 mod fast_execute_script;
+mod file;
 mod get_job_instance_ip_log;
 mod get_job_instance_list;
 pub mod get_job_instance_status;
@@ -66,6 +67,9 @@ pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiR
     check_method(method, name)?;
     match name {
         "fast_execute_script" => fast_execute_script::handle(ctx, params).await,
+        "fast_transfer_file" => file::fast_transfer(ctx, params).await,
+        "push_config_file" => file::push_config(ctx, params).await,
+        "generate_local_file_upload_url" => file::upload_url(ctx, params).await,
         "get_job_instance_ip_log" => get_job_instance_ip_log::one(ctx, params).await,
         "operate_job_instance" => operate_job_instance::handle(ctx, params).await,
         "operate_step_instance" => operate_step_instance::handle(ctx, params).await,

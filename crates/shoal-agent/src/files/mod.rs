@@ -1,0 +1,379 @@
+//! File steps on the agent: each file of a [`Transfer`] is fetched from the server by its
+//! SHA-256 (over HTTP, resuming a partial download by range), verified against that hash,
+//! owned by the step's account, and renamed into place; nothing half-written is ever seen
+//! under the final name. A file already in place with the same hash is not fetched again.
+//!
+//! The task's output is its file log: one JSON [`FileEvent`] per line (queued, progress,
+//! done or failed), which the server folds into JOB's `file_logs`.
+
+mod place;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use shoal_proto::agent::{
+    ExitReason, FileEvent, FileGet, RunTask, Transfer, FILE_STATUS_DOWNLOADING, FILE_STATUS_FAILED, FILE_STATUS_SUCCESS,
+};
+use tokio::sync::oneshot;
+
+use crate::exec::{account, now_ms, ExecOutcome, KillReason};
+use crate::logs::{ChunkSink, LogStream};
+
+pub use place::{safe_relative, Placement};
+
+/// How the agent reaches the server's blob endpoint: the servers it dials, as HTTP bases.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    bases: Vec<url::Url>,
+}
+
+impl std::fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetcher").field("bases", &self.bases).finish_non_exhaustive()
+    }
+}
+
+/// How long one HTTP read may stall before the download is resumed from where it stopped.
+const STALL: Duration = Duration::from_secs(30);
+/// Progress events at most this often per file.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+impl Fetcher {
+    pub fn new(servers: &[String], tls: std::sync::Arc<tokio_rustls::rustls::ClientConfig>) -> anyhow::Result<Fetcher> {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls((*tls).clone())
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(STALL)
+            .build()?;
+        let bases = servers.iter().map(|s| url::Url::parse(s)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Fetcher { client, bases })
+    }
+}
+
+/// Why a file step failed on this host.
+enum Failure {
+    /// The host cannot take the file (space, permission, path): 202.
+    Transfer(String),
+    /// The blob is not on the server: 203.
+    SourceMissing(String),
+    Killed(KillReason),
+}
+
+/// [`transfer`] within the task's timeout.
+pub async fn transfer_within<S: ChunkSink>(
+    task: &RunTask,
+    t: &Transfer,
+    fetcher: Option<&Fetcher>,
+    logs: &mut LogStream<S>,
+    kill: oneshot::Receiver<KillReason>,
+) -> ExecOutcome {
+    let (tx, rx) = oneshot::channel();
+    let limit = Duration::from_secs(task.timeout_secs.max(1));
+    let watch = async move {
+        let why = tokio::select! {
+            Ok(k) = kill => k,
+            _ = tokio::time::sleep(limit) => KillReason::Timeout,
+        };
+        let _ = tx.send(why);
+        std::future::pending::<ExecOutcome>().await
+    };
+    tokio::select! {
+        outcome = transfer(task, t, fetcher, logs, rx) => outcome,
+        never = watch => never,
+    }
+}
+
+/// Carries out `task`, a file step. Never fails: what goes wrong is the outcome and a line
+/// of the file log.
+pub async fn transfer<S: ChunkSink>(
+    task: &RunTask,
+    t: &Transfer,
+    fetcher: Option<&Fetcher>,
+    logs: &mut LogStream<S>,
+    mut kill: oneshot::Receiver<KillReason>,
+) -> ExecOutcome {
+    let start_ms = now_ms();
+    let end = |reason, exit_code| ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid: None };
+    let user = task.user.clone();
+    let account = match tokio::task::spawn_blocking(move || account::resolve(&user)).await {
+        Ok(Ok(a)) => a,
+        Ok(Err(line)) => {
+            for f in &t.files {
+                emit(logs, &event(t, f, FILE_STATUS_FAILED, 0, 0, &line)).await;
+            }
+            return end(ExitReason::UserError, None);
+        }
+        Err(e) => {
+            logs.note(&format!("[shoal] user lookup failed: {e}")).await;
+            return end(ExitReason::StartFailed, None);
+        }
+    };
+    let Some(fetcher) = fetcher else {
+        logs.note("[shoal] this agent cannot fetch files (no HTTP client)").await;
+        return end(ExitReason::TransferFailed, None);
+    };
+    let place = match Placement::prepare(Path::new(&t.target_dir), t.create_dirs, &account) {
+        Ok(p) => p,
+        Err(why) => {
+            for f in &t.files {
+                emit(logs, &event(t, f, FILE_STATUS_FAILED, 0, 0, &why)).await;
+            }
+            return end(ExitReason::TransferFailed, None);
+        }
+    };
+    for f in &t.files {
+        emit(logs, &event(t, f, shoal_proto::agent::FILE_STATUS_WAITING, 0, 0, "queued")).await;
+    }
+    let mut failed = None;
+    for f in &t.files {
+        match one_file(fetcher, t, f, task.key.host_id, &place, logs, &mut kill).await {
+            Ok(()) => {}
+            Err(Failure::Killed(k)) => return end(k.exit_reason(), None),
+            Err(Failure::Transfer(why)) => {
+                emit(logs, &event(t, f, FILE_STATUS_FAILED, 0, 0, &why)).await;
+                failed.get_or_insert(ExitReason::TransferFailed);
+            }
+            Err(Failure::SourceMissing(why)) => {
+                emit(logs, &event(t, f, FILE_STATUS_FAILED, 0, 0, &why)).await;
+                failed = Some(ExitReason::SourceMissing);
+            }
+        }
+    }
+    match failed {
+        None => end(ExitReason::Exited, Some(0)),
+        Some(r) => end(r, None),
+    }
+}
+
+fn event(t: &Transfer, f: &FileGet, status: u8, done: u64, speed: u64, message: &str) -> FileEvent {
+    FileEvent {
+        mode: 1,
+        src_path: f.src_path.clone(),
+        src_host: f.src_host.clone(),
+        dest_path: Path::new(&t.target_dir).join(&f.name).to_string_lossy().into_owned(),
+        status,
+        size: f.size,
+        done,
+        speed,
+        time_ms: now_ms(),
+        message: message.to_string(),
+    }
+}
+
+async fn emit<S: ChunkSink>(logs: &mut LogStream<S>, e: &FileEvent) {
+    let mut line = serde_json::to_vec(e).expect("file event serialises");
+    line.push(b'\n');
+    logs.write(&line).await;
+}
+
+/// Fetch, verify and place one file.
+#[allow(clippy::too_many_arguments)]
+async fn one_file<S: ChunkSink>(
+    fetcher: &Fetcher,
+    t: &Transfer,
+    f: &FileGet,
+    host_id: i64,
+    place: &Placement,
+    logs: &mut LogStream<S>,
+    kill: &mut oneshot::Receiver<KillReason>,
+) -> Result<(), Failure> {
+    let dest = place.destination(&f.name).map_err(Failure::Transfer)?;
+    if place::holds(&dest, &f.sha256, f.size).await {
+        emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, 0, "already in place with the same content: not fetched")).await;
+        return Ok(());
+    }
+    let partial = place::partial_path(&dest, &f.sha256, host_id);
+    let mut part =
+        place::Partial::open(&partial, f.size).await.map_err(|e| Failure::Transfer(format!("cannot write {}: {e}", partial.display())))?;
+    let started = Instant::now();
+    let resumed_from = part.len;
+    let mut last_progress = Instant::now();
+    let mut throttle = Throttle::new(t.download_limit);
+    let mut attempt = 0u32;
+    while part.len < f.size {
+        let got = fetch_some(
+            fetcher,
+            f,
+            &mut part,
+            &mut throttle,
+            kill,
+            &mut last_progress,
+            |done| {
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                event(t, f, FILE_STATUS_DOWNLOADING, done, ((done - resumed_from) as f64 / secs) as u64, "downloading")
+            },
+            logs,
+        )
+        .await;
+        match got {
+            Ok(()) => attempt = 0,
+            Err(FetchError::Killed(k)) => {
+                drop(part);
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(Failure::Killed(k));
+            }
+            Err(FetchError::Missing) => {
+                drop(part);
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(Failure::SourceMissing(format!("the server does not hold blob {}", f.sha256)));
+            }
+            Err(FetchError::Write(e)) => {
+                drop(part);
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(Failure::Transfer(format!("cannot write {}: {e}", dest.display())));
+            }
+            Err(FetchError::Refused(why)) => {
+                drop(part);
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(Failure::Transfer(why));
+            }
+            Err(FetchError::Link(why)) => {
+                attempt += 1;
+                let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(6)));
+                logs.note(&format!(
+                    "[shoal] fetching {} stopped at byte {} ({why}); resuming in {} ms",
+                    f.name,
+                    part.len,
+                    wait.as_millis()
+                ))
+                .await;
+                tokio::select! {
+                    k = &mut *kill => {
+                        drop(part);
+                        let _ = tokio::fs::remove_file(&partial).await;
+                        return Err(Failure::Killed(k.unwrap_or(KillReason::Shutdown)));
+                    }
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    let verified = part.finish(&f.sha256).await;
+    if let Err(why) = verified {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(Failure::Transfer(why));
+    }
+    if let Err(e) = place.install(&partial, &dest, f.mode).await {
+        let _ = tokio::fs::remove_file(&partial).await;
+        return Err(Failure::Transfer(format!("cannot place {}: {e}", dest.display())));
+    }
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    let speed = ((f.size - resumed_from) as f64 / secs) as u64;
+    emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, speed, "done, SHA-256 verified")).await;
+    Ok(())
+}
+
+enum FetchError {
+    Killed(KillReason),
+    /// 404: the blob is gone.
+    Missing,
+    /// The server refused (a bad token, a range it cannot serve): retrying will not help.
+    Refused(String),
+    /// The connection failed or stalled: resume.
+    Link(String),
+    Write(std::io::Error),
+}
+
+/// One HTTP request from `part.len` on; returns when the link fails or the file is complete.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_some<S: ChunkSink>(
+    fetcher: &Fetcher,
+    f: &FileGet,
+    part: &mut place::Partial,
+    throttle: &mut Throttle,
+    kill: &mut oneshot::Receiver<KillReason>,
+    last_progress: &mut Instant,
+    progress: impl Fn(u64) -> FileEvent,
+    logs: &mut LogStream<S>,
+) -> Result<(), FetchError> {
+    let mut last_err = String::from("no server to fetch from");
+    for base in &fetcher.bases {
+        let url = match base.join(&f.url) {
+            Ok(u) => u,
+            Err(e) => return Err(FetchError::Refused(format!("bad blob URL {}: {e}", f.url))),
+        };
+        let req = fetcher.client.get(url).header("x-shoal-blob-token", &f.token).header("range", format!("bytes={}-", part.len));
+        let mut resp = tokio::select! {
+            k = &mut *kill => return Err(FetchError::Killed(k.unwrap_or(KillReason::Shutdown))),
+            r = req.send() => match r {
+                Ok(r) => r,
+                Err(e) => { last_err = e.to_string(); continue; }
+            },
+        };
+        match resp.status().as_u16() {
+            206 => {}
+            200 if part.len == 0 => {}
+            404 => return Err(FetchError::Missing),
+            s @ (401 | 403 | 416) => return Err(FetchError::Refused(format!("the server refused the download (HTTP {s})"))),
+            s => {
+                last_err = format!("HTTP {s}");
+                continue;
+            }
+        }
+        loop {
+            let piece = tokio::select! {
+                k = &mut *kill => return Err(FetchError::Killed(k.unwrap_or(KillReason::Shutdown))),
+                c = resp.chunk() => c,
+            };
+            match piece {
+                Ok(Some(bytes)) => {
+                    part.write(&bytes).await.map_err(FetchError::Write)?;
+                    if part.len > f.size {
+                        return Err(FetchError::Refused(format!("the server sent more than the {} bytes expected", f.size)));
+                    }
+                    if let Some(wait) = throttle.take(bytes.len() as u64) {
+                        tokio::select! {
+                            k = &mut *kill => return Err(FetchError::Killed(k.unwrap_or(KillReason::Shutdown))),
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                    if last_progress.elapsed() >= PROGRESS_EVERY {
+                        *last_progress = Instant::now();
+                        emit(logs, &progress(part.len)).await;
+                    }
+                }
+                Ok(None) if part.len >= f.size => return Ok(()),
+                Ok(None) => return Err(FetchError::Link(format!("the server ended the download at byte {}", part.len))),
+                Err(e) => return Err(FetchError::Link(e.to_string())),
+            }
+        }
+    }
+    Err(FetchError::Link(last_err))
+}
+
+/// Holds a download to `limit` bytes per second (0: no limit).
+struct Throttle {
+    limit: u64,
+    since: Instant,
+    sent: u64,
+}
+
+impl Throttle {
+    fn new(limit: u64) -> Throttle {
+        Throttle { limit, since: Instant::now(), sent: 0 }
+    }
+
+    /// After `n` more bytes: how long to wait to stay within the limit.
+    fn take(&mut self, n: u64) -> Option<Duration> {
+        if self.limit == 0 {
+            return None;
+        }
+        self.sent += n;
+        let due = Duration::from_secs_f64(self.sent as f64 / self.limit as f64);
+        due.checked_sub(self.since.elapsed()).filter(|d| !d.is_zero())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_asks_for_the_time_the_limit_needs() {
+        let mut t = Throttle::new(1000);
+        let wait = t.take(2000).expect("2000 bytes at 1000 B/s need a wait");
+        assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2), "{wait:?}");
+        assert_eq!(Throttle::new(0).take(1 << 30), None);
+    }
+}

@@ -1,0 +1,298 @@
+//! Where a fetched file goes: the target directory (made in force mode, required in strict
+//! mode), writable by the step's account, a partial file next to the destination (kept
+//! between attempts so a download resumes), and the rename into place. Nothing is written
+//! through a symbolic link: names are plain relative paths, and every directory under the
+//! target is checked not to be a link before it is used.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::unistd::{Gid, Uid};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::exec::account::Account;
+
+/// The target directory of a file step, checked for the step's account.
+#[derive(Debug)]
+pub struct Placement {
+    dir: PathBuf,
+    uid: Uid,
+    gid: Gid,
+    groups: Vec<Gid>,
+    /// The agent may hand files to the account (it runs as root, or as that account).
+    chown: bool,
+}
+
+/// `name` as a relative path of plain components (no `..`, no root, not empty).
+pub fn safe_relative(name: &str) -> Result<PathBuf, String> {
+    let p = Path::new(name);
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => return Err(format!("file name {name:?} must stay inside the target directory")),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!("file name {name:?} is empty"));
+    }
+    Ok(out)
+}
+
+impl Placement {
+    /// Checks (strict) or makes (force) `dir`, and that `account` may write in it.
+    pub fn prepare(dir: &Path, create: bool, account: &Account) -> Result<Placement, String> {
+        if !dir.is_absolute() {
+            return Err(format!("target directory {} is not an absolute path", dir.display()));
+        }
+        let me = Uid::effective();
+        let place = Placement {
+            dir: dir.to_path_buf(),
+            uid: account.uid,
+            gid: account.gid,
+            groups: account.groups.clone(),
+            chown: me.is_root() || me == account.uid,
+        };
+        if !place.chown {
+            return Err(format!("the agent runs as uid {me} and cannot give files to account {}", account.name));
+        }
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("target {} exists and is not a directory", dir.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !create => {
+                return Err(format!("target directory {} does not exist (strict mode does not create it)", dir.display()))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                place.make_dirs(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?
+            }
+            Err(e) => return Err(format!("cannot use {}: {e}", dir.display())),
+        }
+        let m = std::fs::metadata(dir).map_err(|e| format!("cannot use {}: {e}", dir.display()))?;
+        if !place.may_write(&m) {
+            return Err(format!("permission denied: account {} may not write in {}", account.name, dir.display()));
+        }
+        Ok(place)
+    }
+
+    /// Makes the missing directories of `dir`, owned by the account.
+    fn make_dirs(&self, dir: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut at = dir;
+        while std::fs::symlink_metadata(at).is_err() {
+            missing.push(at.to_path_buf());
+            match at.parent() {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        for d in missing.iter().rev() {
+            std::fs::DirBuilder::new().mode(0o755).create(d).or_else(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+            std::os::unix::fs::lchown(d, Some(self.uid.as_raw()), Some(self.gid.as_raw()))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the account may create files in a directory with metadata `m`.
+    fn may_write(&self, m: &std::fs::Metadata) -> bool {
+        if self.uid.is_root() {
+            return true;
+        }
+        let mode = m.mode();
+        if m.uid() == self.uid.as_raw() {
+            return mode & 0o300 == 0o300;
+        }
+        if m.gid() == self.gid.as_raw() || self.groups.iter().any(|g| g.as_raw() == m.gid()) {
+            return mode & 0o030 == 0o030;
+        }
+        mode & 0o003 == 0o003
+    }
+
+    /// The destination of `name`, its directories made (as the account) and none of them a
+    /// link.
+    pub fn destination(&self, name: &str) -> Result<PathBuf, String> {
+        let rel = safe_relative(name)?;
+        let mut at = self.dir.clone();
+        let parts: Vec<_> = rel.components().collect();
+        for c in &parts[..parts.len() - 1] {
+            at.push(c);
+            match std::fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => return Err(format!("{} is a symbolic link: not followed", at.display())),
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(format!("{} is not a directory", at.display())),
+                Err(_) => {
+                    std::fs::DirBuilder::new().mode(0o755).create(&at).map_err(|e| format!("cannot create {}: {e}", at.display()))?;
+                    std::os::unix::fs::lchown(&at, Some(self.uid.as_raw()), Some(self.gid.as_raw()))
+                        .map_err(|e| format!("cannot give {} to the account: {e}", at.display()))?;
+                }
+            }
+        }
+        let dest = self.dir.join(&rel);
+        if let Ok(m) = std::fs::symlink_metadata(&dest) {
+            if m.is_dir() {
+                return Err(format!("{} is a directory", dest.display()));
+            }
+        }
+        Ok(dest)
+    }
+
+    /// Gives the verified `partial` to the account with `mode` and renames it to `dest`.
+    pub async fn install(&self, partial: &Path, dest: &Path, mode: Option<u32>) -> io::Result<()> {
+        let (partial, dest, uid, gid) = (partial.to_path_buf(), dest.to_path_buf(), self.uid, self.gid);
+        tokio::task::spawn_blocking(move || {
+            std::os::unix::fs::lchown(&partial, Some(uid.as_raw()), Some(gid.as_raw()))?;
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode.unwrap_or(0o644) & 0o7777))?;
+            std::fs::rename(&partial, &dest)?;
+            if let Some(parent) = dest.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+/// Where host `host_id`'s download of blob `sha256` to `dest` is kept until it is complete
+/// (named by the host too: hosts sharing a file system do not write into one another's).
+pub fn partial_path(dest: &Path, sha256: &str, host_id: i64) -> PathBuf {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dest.with_file_name(format!(".{name}.{}.{host_id}.shoal-part", &sha256[..sha256.len().min(16)]))
+}
+
+/// Whether `dest` is a regular file of `size` bytes whose SHA-256 is `sha256`.
+pub async fn holds(dest: &Path, sha256: &str, size: u64) -> bool {
+    match tokio::fs::symlink_metadata(dest).await {
+        Ok(m) if m.is_file() && m.len() == size => {}
+        _ => return false,
+    }
+    let Ok(mut f) = tokio::fs::File::open(dest).await else { return false };
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match f.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => hash.update(&buf[..n]),
+            Err(_) => return false,
+        }
+    }
+    hex::encode(hash.finalize()) == sha256
+}
+
+/// A download in progress: the bytes so far, hashed as they are written.
+pub struct Partial {
+    file: tokio::fs::File,
+    hash: Sha256,
+    pub len: u64,
+}
+
+impl Partial {
+    /// Opens (or makes) the partial file and hashes what it already holds, so a download
+    /// resumes where the last attempt stopped. One longer than `size` is started over.
+    pub async fn open(path: &Path, size: u64) -> io::Result<Partial> {
+        let std_file =
+            std::fs::OpenOptions::new().read(true).append(true).create(true).mode(0o600).custom_flags(nix::libc::O_NOFOLLOW).open(path)?;
+        let file = tokio::fs::File::from_std(std_file);
+        let mut len = file.metadata().await?.len();
+        if len > size {
+            file.set_len(0).await?;
+            len = 0;
+        }
+        let mut hash = Sha256::new();
+        let mut reader = tokio::fs::File::open(path).await?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = reader.read(&mut buf[..want]).await?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(Partial { file, hash, len })
+    }
+
+    pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes).await?;
+        self.hash.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes to disk and checks the hash.
+    pub async fn finish(mut self, sha256: &str) -> Result<(), String> {
+        self.file.flush().await.map_err(|e| e.to_string())?;
+        self.file.sync_all().await.map_err(|e| format!("cannot write the file: {e}"))?;
+        let got = hex::encode(self.hash.finalize());
+        if got != sha256 {
+            return Err(format!("hash mismatch: expected SHA-256 {sha256}, received {got}; the file was not placed"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Account {
+        crate::exec::account::resolve(&nix::unistd::User::from_uid(Uid::effective()).unwrap().unwrap().name).unwrap()
+    }
+
+    #[test]
+    fn names_stay_inside_the_target() {
+        assert_eq!(safe_relative("a/b.txt").unwrap(), PathBuf::from("a/b.txt"));
+        assert!(safe_relative("../x").is_err());
+        assert!(safe_relative("/etc/passwd").is_err());
+        assert!(safe_relative("a/../../x").is_err());
+        assert!(safe_relative("").is_err());
+    }
+
+    #[test]
+    fn strict_mode_needs_the_directory_and_force_mode_makes_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("x/y");
+        let err = Placement::prepare(&dir, false, &me()).unwrap_err();
+        assert!(err.contains("does not exist"), "{err}");
+        Placement::prepare(&dir, true, &me()).unwrap();
+        assert!(dir.is_dir());
+    }
+
+    #[test]
+    fn a_link_inside_the_target_is_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), tmp.path().join("sub")).unwrap();
+        let p = Placement::prepare(tmp.path(), false, &me()).unwrap();
+        let err = p.destination("sub/f.txt").unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(p.destination("ok/f.txt").unwrap().starts_with(tmp.path()));
+    }
+
+    #[tokio::test]
+    async fn a_partial_download_resumes_and_is_verified() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(".f.part");
+        let mut p = Partial::open(&path, 10).await.unwrap();
+        p.write(b"hello").await.unwrap();
+        drop(p);
+        let mut p = Partial::open(&path, 10).await.unwrap();
+        assert_eq!(p.len, 5);
+        p.write(b"world").await.unwrap();
+        let sha = hex::encode(Sha256::digest(b"helloworld"));
+        p.finish(&sha).await.unwrap();
+        let p = Partial::open(&path, 10).await.unwrap();
+        let err = p.finish(&"0".repeat(64)).await.unwrap_err();
+        assert!(err.contains("hash mismatch"), "{err}");
+    }
+}

@@ -1,0 +1,200 @@
+//! The blob store: file contents named by their SHA-256, written once, read by range.
+//!
+//! [`BlobStore`] is what the rest of the server sees; [`LocalBlobs`] keeps blobs in a
+//! directory (`<data_dir>/blobs/<2 hex>/<64 hex>`), written to a temporary name while the
+//! hash is computed and renamed into place only when complete, so a blob that exists is
+//! whole and has the hash it is named by.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncSeekExt, AsyncWriteExt};
+
+/// A blob's name: 64 lowercase hex digits of the SHA-256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobId(String);
+
+impl BlobId {
+    /// `None` unless `s` is 64 lowercase hex digits.
+    pub fn parse(s: &str) -> Option<BlobId> {
+        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then(|| BlobId(s.to_string()))
+    }
+
+    pub fn of(bytes: &[u8]) -> BlobId {
+        BlobId(hex::encode(Sha256::digest(bytes)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for BlobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored blob: its name and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    pub id: BlobId,
+    pub size: u64,
+}
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<axum::body::Bytes>> + Send>>;
+pub type BlobReader = Pin<Box<dyn AsyncRead + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob {0} is not stored")]
+    Missing(BlobId),
+    #[error("the content is larger than the {0}-byte limit")]
+    TooLarge(u64),
+    #[error("blob store: {0}")]
+    Io(#[from] io::Error),
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// Store the bytes of `body` (at most `limit`), named by their hash.
+    async fn put(&self, body: ByteStream, limit: u64) -> Result<Blob, BlobError>;
+    /// Size of a stored blob, `None` when it is not stored.
+    async fn stat(&self, id: &BlobId) -> Result<Option<u64>, BlobError>;
+    /// The bytes of a blob from `offset` to its end.
+    async fn read_from(&self, id: &BlobId, offset: u64) -> Result<(BlobReader, u64), BlobError>;
+}
+
+/// Blobs in a local directory.
+#[derive(Debug, Clone)]
+pub struct LocalBlobs {
+    root: PathBuf,
+}
+
+impl LocalBlobs {
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<LocalBlobs> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(LocalBlobs { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where blob `id` lives.
+    pub fn path_of(&self, id: &BlobId) -> PathBuf {
+        self.root.join(&id.0[..2]).join(&id.0)
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobs {
+    async fn put(&self, mut body: ByteStream, limit: u64) -> Result<Blob, BlobError> {
+        let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
+        let written = async {
+            let mut file = tokio::fs::File::create(&tmp).await?;
+            let mut hash = Sha256::new();
+            let mut size = 0u64;
+            while let Some(piece) = body.next().await {
+                let piece = piece?;
+                size += piece.len() as u64;
+                if size > limit {
+                    return Err(BlobError::TooLarge(limit));
+                }
+                hash.update(&piece);
+                file.write_all(&piece).await?;
+            }
+            file.sync_all().await?;
+            Ok::<_, BlobError>(Blob { id: BlobId(hex::encode(hash.finalize())), size })
+        }
+        .await;
+        let blob = match written {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(e);
+            }
+        };
+        let dest = self.path_of(&blob.id);
+        let placed = async {
+            tokio::fs::create_dir_all(dest.parent().expect("blob path has a parent")).await?;
+            tokio::fs::rename(&tmp, &dest).await
+        }
+        .await;
+        if let Err(e) = placed {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e.into());
+        }
+        Ok(blob)
+    }
+
+    async fn stat(&self, id: &BlobId) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.path_of(id)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn read_from(&self, id: &BlobId, offset: u64) -> Result<(BlobReader, u64), BlobError> {
+        let mut file = match tokio::fs::File::open(self.path_of(id)).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(BlobError::Missing(id.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        let size = file.metadata().await?.len();
+        file.seek(io::SeekFrom::Start(offset.min(size))).await?;
+        Ok((Box::pin(file), size))
+    }
+}
+
+/// A stream of one in-memory value (content sent inside an API call).
+pub fn once(bytes: Vec<u8>) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move { Ok(axum::body::Bytes::from(bytes)) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_blob_is_named_by_its_hash_and_read_by_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobs::new(dir.path()).unwrap();
+        let blob = store.put(once(b"hello shoal".to_vec()), 1 << 20).await.unwrap();
+        assert_eq!(blob.id, BlobId::of(b"hello shoal"));
+        assert_eq!(blob.size, 11);
+        assert_eq!(store.stat(&blob.id).await.unwrap(), Some(11));
+        let (mut r, size) = store.read_from(&blob.id, 6).await.unwrap();
+        let mut rest = String::new();
+        r.read_to_string(&mut rest).await.unwrap();
+        assert_eq!((rest.as_str(), size), ("shoal", 11));
+        let other = BlobId::of(b"other");
+        assert!(matches!(store.read_from(&other, 0).await, Err(BlobError::Missing(_))));
+        assert_eq!(store.stat(&other).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn content_over_the_limit_is_refused_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobs::new(dir.path()).unwrap();
+        let err = store.put(once(vec![7; 100]), 99).await.unwrap_err();
+        assert!(matches!(err, BlobError::TooLarge(99)), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert_eq!(store.stat(&BlobId::of(&[7; 100])).await.unwrap(), None);
+    }
+
+    #[test]
+    fn only_hex_names_are_blob_ids() {
+        assert!(BlobId::parse(&"a".repeat(64)).is_some());
+        assert!(BlobId::parse(&"A".repeat(64)).is_none());
+        assert!(BlobId::parse("../etc/passwd").is_none());
+        assert!(BlobId::parse(&"a".repeat(63)).is_none());
+    }
+}

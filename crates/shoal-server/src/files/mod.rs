@@ -1,0 +1,99 @@
+//! File distribution: a file step moves blobs named by their SHA-256.
+//!
+//! - [`blobs`]: the blob store ([`BlobStore`]; a local directory by default).
+//! - [`http`]: the two HTTP doors of file content — the upload URL handed out by
+//!   `generate_local_file_upload_url` (a `PUT` of the raw body), and the blob endpoint target
+//!   agents fetch from by range, with a token the server sealed into their task.
+//! - [`StepTransfer`]: what a file step places on its targets, kept with the step; the engine
+//!   turns it into each target's [`Transfer`].
+//! - [`logs`]: a file task's output (one JSON [`shoal_proto::agent::FileEvent`] per line) folded
+//!   into JOB's `file_logs`.
+
+pub mod blobs;
+pub mod http;
+pub mod logs;
+
+use serde::{Deserialize, Serialize};
+use shoal_proto::agent::{FileGet, FileHost, TaskKey, Transfer};
+
+pub use blobs::{Blob, BlobId, BlobStore, LocalBlobs};
+
+/// Largest file Shoal takes in one upload or source.
+pub const MAX_FILE_BYTES: u64 = 64 << 30;
+
+/// Additional data the blob tokens are sealed with.
+const BLOB_TOKEN_AAD: &[u8] = b"shoal-blob-token";
+
+/// What a file step places on each target host (stored with the step as JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTransfer {
+    /// Absolute directory on the targets.
+    pub target_dir: String,
+    /// Force mode (make missing directories) or strict mode.
+    pub create_dirs: bool,
+    /// Bytes per second per target; 0 is no limit.
+    pub download_limit: u64,
+    pub files: Vec<StepFile>,
+}
+
+/// One file of a file step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFile {
+    pub sha256: String,
+    pub size: u64,
+    /// Name under the target directory.
+    pub name: String,
+    #[serde(default)]
+    pub mode: Option<u32>,
+    /// The source as the caller named it (an upload path, a host path, a pushed file name).
+    pub src_path: String,
+    #[serde(default)]
+    pub src_host: Option<FileHost>,
+}
+
+impl StepTransfer {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a step transfer serialises")
+    }
+
+    pub fn from_json(s: &str) -> Option<StepTransfer> {
+        serde_json::from_str(s).ok()
+    }
+
+    /// The transfer of host task `key`: each file with a token that lets that task read its
+    /// blob.
+    pub fn for_task(&self, key: TaskKey, key_seal: &crate::secrets::Key) -> Transfer {
+        let files = self
+            .files
+            .iter()
+            .map(|f| FileGet {
+                sha256: f.sha256.clone(),
+                size: f.size,
+                name: f.name.clone(),
+                mode: f.mode,
+                src_path: f.src_path.clone(),
+                src_host: f.src_host.clone(),
+                url: format!("/api/shoal/v1/agent/blobs/{}", f.sha256),
+                token: blob_token(key_seal, &f.sha256, key).unwrap_or_default(),
+            })
+            .collect();
+        Transfer { target_dir: self.target_dir.clone(), create_dirs: self.create_dirs, download_limit: self.download_limit, files }
+    }
+}
+
+/// A token for task `key` to read blob `sha256`: sealed by the server (so only a server of
+/// this deployment makes one) and naming the blob (so it opens nothing else).
+pub fn blob_token(key_seal: &crate::secrets::Key, sha256: &str, key: TaskKey) -> anyhow::Result<String> {
+    key_seal.seal(&format!("{sha256} {key}"), BLOB_TOKEN_AAD)
+}
+
+/// Whether `token` lets its holder read blob `sha256`.
+pub fn token_opens(key_seal: &crate::secrets::Key, token: &str, sha256: &str) -> bool {
+    match key_seal.open(token, BLOB_TOKEN_AAD) {
+        Ok(plain) => plain.split(' ').next() == Some(sha256),
+        Err(_) => false,
+    }
+}
+
+/// File mode bits JOB callers cannot give: pushed and uploaded files are 0644.
+pub const DEFAULT_MODE: u32 = 0o644;

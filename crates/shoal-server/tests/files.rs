@@ -1,0 +1,281 @@
+//! File distribution end to end: a real server, real agents, real files. `push_config_file`,
+//! uploads with `generate_local_file_upload_url` + `fast_transfer_file`, strict and force
+//! modes, a corrupted and a missing blob, a terminate mid-transfer, speed limits, file logs.
+
+#[macro_use]
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const BIZ: &str = "1";
+
+fn scope() -> Value {
+    json!({"bk_scope_type": "biz", "bk_scope_id": BIZ})
+}
+
+fn with_scope(mut v: Value) -> Value {
+    v["bk_scope_type"] = json!("biz");
+    v["bk_scope_id"] = json!(BIZ);
+    v
+}
+
+/// Uploads `content` as `name` through an upload URL; returns the path to transfer it by.
+async fn upload(h: &Harness, name: &str, content: &[u8]) -> String {
+    let (_, v) = h.post("generate_local_file_upload_url", with_scope(json!({"file_name_list": [name]}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let slot = &v["data"]["url_map"][name];
+    let url = slot["upload_url"].as_str().unwrap();
+    assert!(url.starts_with(&h.url), "{url}");
+    // As bk-sops does: a PUT of the raw body, no credentials but the URL.
+    let r = h.http.put(url).header("X-BKREPO-OVERWRITE", "True").body(content.to_vec()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["code"], 0, "{answer}");
+    let md5 = format!("{:x}", md5_of(content));
+    assert_eq!(answer["data"]["nodeInfo"]["md5"], json!(md5), "{answer}");
+    slot["path"].as_str().unwrap().to_string()
+}
+
+fn md5_of(b: &[u8]) -> u128 {
+    use md5::Digest;
+    u128::from_be_bytes(md5::Md5::digest(b).into())
+}
+
+async fn transfer(h: &Harness, paths: &[String], dir: &Path, hosts: &[i64], extra: Value) -> Value {
+    let mut body = with_scope(json!({
+        "account_alias": USER,
+        "file_target_path": dir.to_str().unwrap(),
+        "file_source_list": [{"file_list": paths, "file_type": 2}],
+        "target_server": {"host_id_list": hosts},
+    }));
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (_, v) = h.post("fast_transfer_file", body).await;
+    v
+}
+
+fn host_statuses(st: &Value) -> Vec<i64> {
+    hosts_of(st).iter().map(|r| r["status"].as_i64().unwrap()).collect()
+}
+
+async fn file_logs(h: &Harness, job: i64, step: i64, host: i64) -> Vec<Value> {
+    let q = format!("bk_scope_type=biz&bk_scope_id={BIZ}&job_instance_id={job}&step_instance_id={step}&bk_host_id={host}");
+    let (_, v) = h.get("get_job_instance_ip_log", &q).await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["data"]["log_type"], 2, "{v}");
+    v["data"]["file_logs"].as_array().unwrap().clone()
+}
+
+async fn pushed_config_files_land_with_their_content(mut h: Harness) {
+    h.add_agent("10.9.0.1", None, None, &[]).await;
+    h.add_agent("10.9.0.2", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let hosts = h.host_ids().await;
+    let dir = h.dir.path().join("conf/new");
+    let body = with_scope(json!({
+        "account_alias": USER,
+        "file_target_path": dir.to_str().unwrap(),
+        "file_list": [{"file_name": "a.conf", "content": b64("alpha=1\n")}, {"file_name": "b.conf", "content": b64("beta=2\n")}],
+        "target_server": {"host_id_list": hosts},
+    }));
+    let (_, v) = h.post("push_config_file", body).await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["data"]["step_instance_id"], Value::Null, "JOB answers no step id here: {v}");
+    let job = v["data"]["job_instance_id"].as_i64().unwrap();
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    assert_eq!(st["step_instance_list"][0]["type"], 2, "{st}");
+    assert_eq!(host_statuses(&st), vec![9, 9]);
+    assert_eq!(std::fs::read_to_string(dir.join("a.conf")).unwrap(), "alpha=1\n");
+    assert_eq!(std::fs::read_to_string(dir.join("b.conf")).unwrap(), "beta=2\n");
+    assert_eq!(std::fs::metadata(dir.join("a.conf")).unwrap().permissions().mode() & 0o777, 0o644);
+    let step = st["step_instance_list"][0]["step_instance_id"].as_i64().unwrap();
+    let logs = file_logs(&h, job, step, hosts[0]).await;
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for l in &logs {
+        assert_eq!((l["mode"].as_i64(), l["status"].as_i64(), l["process"].as_str()), (Some(1), Some(4), Some("100%")), "{l}");
+        assert_eq!(l["dest_ip"]["bk_host_id"], hosts[0], "{l}");
+    }
+    // The batch form answers file_task_logs.
+    let (_, v) = h
+        .post("batch_get_job_instance_ip_log", with_scope(json!({"job_instance_id": job, "step_instance_id": step, "host_id_list": hosts})))
+        .await;
+    assert_eq!(v["data"]["log_type"], 2, "{v}");
+    assert_eq!(v["data"]["script_task_logs"], Value::Null, "{v}");
+    let per_host = v["data"]["file_task_logs"].as_array().unwrap();
+    assert_eq!(per_host.len(), 2, "{v}");
+    assert_eq!(per_host[1]["file_logs"].as_array().unwrap().len(), 2, "{v}");
+}
+
+async fn an_uploaded_file_is_transferred_and_not_fetched_twice(mut h: Harness) {
+    h.add_agent("10.9.1.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let content: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let path = upload(&h, "data.bin", &content).await;
+    let dir = h.dir.path().join("dest");
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let job = v["data"]["job_instance_id"].as_i64().unwrap();
+    let step = v["data"]["step_instance_id"].as_i64().unwrap();
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    assert_eq!(std::fs::read(dir.join("data.bin")).unwrap(), content);
+    let logs = file_logs(&h, job, step, hosts[0]).await;
+    assert_eq!(logs[0]["src_path"], json!(path));
+    assert_eq!(logs[0]["size"], "683.6 KB");
+    // The same content again: already in place, not fetched.
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({})).await;
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    let logs = file_logs(&h, job, step, hosts[0]).await;
+    assert!(logs[0]["log_content"].as_str().unwrap().contains("not fetched"), "{logs:?}");
+    // file_target_name renames the one file.
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({"file_target_name": "renamed.bin"})).await;
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    assert_eq!(std::fs::read(dir.join("renamed.bin")).unwrap(), content);
+}
+
+async fn strict_mode_fails_on_a_missing_directory_and_force_mode_makes_it(mut h: Harness) {
+    h.add_agent("10.9.2.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let path = upload(&h, "f.txt", b"content\n").await;
+    let dir = h.dir.path().join("missing/dir");
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({"transfer_mode": 1})).await;
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(st["job_instance"]["status"], 4, "{st}");
+    assert_eq!(host_statuses(&st), vec![202], "{st}");
+    let logs = file_logs(&h, job, step, hosts[0]).await;
+    assert_eq!(logs[0]["status"], 5, "{logs:?}");
+    assert!(logs[0]["log_content"].as_str().unwrap().contains("does not exist"), "{logs:?}");
+    assert!(!dir.exists());
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({"transfer_mode": 2})).await;
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    assert_eq!(std::fs::read_to_string(dir.join("f.txt")).unwrap(), "content\n");
+}
+
+async fn a_corrupted_blob_is_refused_and_a_missing_one_is_203(mut h: Harness) {
+    h.add_agent("10.9.3.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let content = b"the real content\n";
+    let path = upload(&h, "c.txt", content).await;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(content));
+    let blob = h.config.data_dir.clone().unwrap().join("blobs").join(&sha[..2]).join(&sha);
+    std::fs::write(&blob, b"the fake content\n").unwrap();
+    let dir = h.dir.path().join("c");
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({})).await;
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![202], "{st}");
+    let logs = file_logs(&h, job, step, hosts[0]).await;
+    assert!(logs[0]["log_content"].as_str().unwrap().contains("hash mismatch"), "{logs:?}");
+    assert!(!dir.join("c.txt").exists(), "a file that failed its hash is never placed");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no partial file is left behind");
+
+    std::fs::remove_file(&blob).unwrap();
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({})).await;
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![203], "{st}");
+}
+
+async fn a_terminate_mid_transfer_removes_the_partial_file(mut h: Harness) {
+    h.add_agent("10.9.4.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let content = vec![b'x'; 6 << 20];
+    let path = upload(&h, "big.bin", &content).await;
+    let dir = h.dir.path().join("big");
+    // 1 MB/s: six seconds to go.
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({"download_speed_limit": 1})).await;
+    let job = v["data"]["job_instance_id"].as_i64().unwrap();
+    wait_for("a partial file", Duration::from_secs(20), || {
+        let dir = dir.clone();
+        async move { std::fs::read_dir(&dir).map(|d| d.count() > 0).unwrap_or(false) }
+    })
+    .await;
+    let (_, v) = h.post("operate_job_instance", with_scope(json!({"job_instance_id": job, "operation_code": 1}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![403], "{st}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the partial file is removed");
+}
+
+async fn the_download_speed_limit_is_honoured(mut h: Harness) {
+    h.add_agent("10.9.5.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let content = vec![b'y'; 3 << 20];
+    let path = upload(&h, "s.bin", &content).await;
+    let dir = h.dir.path().join("s");
+    let started = Instant::now();
+    let v = transfer(&h, std::slice::from_ref(&path), &dir, &hosts, json!({"download_speed_limit": 1})).await;
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    // 3 MiB at 1 MiB/s cannot take less than about two seconds after the first byte.
+    assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+    assert_eq!(std::fs::read(dir.join("s.bin")).unwrap().len(), 3 << 20);
+}
+
+async fn bad_file_requests_get_job_codes(mut h: Harness) {
+    h.add_agent("10.9.6.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let path = upload(&h, "ok.txt", b"ok").await;
+    let cases = [
+        (json!({"file_target_path": "relative/dir"}), 1241007),
+        (json!({"file_target_path": null}), 1241007),
+        (json!({"file_source_list": []}), 1241004),
+        (json!({"file_source_list": [{"file_list": ["1/nope/alice/x"], "file_type": 2}]}), 1241005),
+        (json!({"file_source_list": [{"file_list": [path.clone()], "file_type": 9}]}), 1241005),
+        (json!({"target_server": {}}), 1241004),
+        (json!({"account_alias": "nobody-here"}), 1244003),
+    ];
+    for (extra, code) in cases {
+        let v = transfer(&h, std::slice::from_ref(&path), Path::new("/tmp/x"), &hosts, extra.clone()).await;
+        assert_eq!(v["code"], code, "{extra}: {v}");
+    }
+    let (_, v) = h.post("push_config_file", with_scope(json!({"account_alias": USER, "file_target_path": "/tmp/x", "file_list": [{"file_name": "a", "content": ""}], "target_server": {"host_id_list": hosts}}))).await;
+    assert_eq!(v["code"], 1241005, "{v}");
+    let (_, v) = h
+        .post(
+            "push_config_file",
+            with_scope(
+                json!({"account_alias": USER, "file_target_path": "/tmp/x", "file_list": [], "target_server": {"host_id_list": hosts}}),
+            ),
+        )
+        .await;
+    assert_eq!(v["code"], 1241007, "{v}");
+    let (_, v) = h.post("generate_local_file_upload_url", scope()).await;
+    assert_eq!(v["code"], 1241004, "{v}");
+    // Blobs are not readable without a token sealed into a task.
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"ok"));
+    let r = h.http.get(format!("{}/api/shoal/v1/agent/blobs/{sha}", h.url)).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = h.http.get(format!("{}/api/shoal/v1/agent/blobs/{sha}", h.url)).header("x-shoal-blob-token", "forged").send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // An upload URL that was never handed out stores nothing.
+    let r = h.http.put(format!("{}/api/shoal/v1/uploads/not-a-token", h.url)).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+on_both_stores!(
+    pushed_config_files_land_with_their_content,
+    an_uploaded_file_is_transferred_and_not_fetched_twice,
+    strict_mode_fails_on_a_missing_directory_and_force_mode_makes_it,
+    a_corrupted_blob_is_refused_and_a_missing_one_is_203,
+    a_terminate_mid_transfer_removes_the_partial_file,
+    the_download_speed_limit_is_honoured,
+    bad_file_requests_get_job_codes,
+);
