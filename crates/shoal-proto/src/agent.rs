@@ -73,6 +73,8 @@ pub enum AgentMsg {
     Log(LogChunk),
     Exit(TaskExit),
     Heartbeat,
+    /// The answer to a [`ServerMsg::Stage`].
+    Staged(StageResult),
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -216,8 +218,53 @@ pub enum ServerMsg {
     Welcome(Welcome),
     Reject(Reject),
     Run(RunTask),
-    Cancel { key: TaskKey },
+    Cancel {
+        key: TaskKey,
+    },
     Ack(Ack),
+    /// Put these source files into the server's blob store (a file step's source host).
+    Stage(StageRequest),
+}
+
+/// A file step's source host: hash each file under `paths` and upload what the server does not
+/// hold yet. Idempotent (content-addressed): a repeated request uploads nothing twice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRequest {
+    /// Names this request in the answer.
+    pub id: u64,
+    /// Absolute paths: files, directories (taken whole), or a last component `REGEX:<re>`
+    /// matching file names in its directory.
+    pub paths: Vec<String>,
+    /// The account whose read permission the files need.
+    pub user: String,
+    /// Path of the server's staging endpoint, and the token that lets this request use it.
+    pub url: String,
+    pub token: String,
+    /// Upload speed limit in bytes per second; 0 is none.
+    pub upload_limit: u64,
+}
+
+/// What a source host staged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageResult {
+    pub id: u64,
+    pub files: Vec<StagedFile>,
+    /// Paths that named nothing.
+    #[serde(default)]
+    pub missing: Vec<String>,
+    /// Why staging failed as a whole (the account cannot read, the upload failed…).
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// One staged file: where it was, the name it takes under the target directory, its blob.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StagedFile {
+    pub src_path: String,
+    pub name: String,
+    pub sha256: String,
+    pub size: u64,
+    pub mode: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

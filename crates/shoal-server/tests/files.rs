@@ -270,7 +270,65 @@ async fn bad_file_requests_get_job_codes(mut h: Harness) {
     assert_eq!(r.status(), 404);
 }
 
+async fn files_on_a_source_host_reach_the_targets(mut h: Harness) {
+    h.add_agent("10.9.7.1", None, None, &[]).await;
+    h.add_agent("10.9.7.2", None, None, &[]).await;
+    h.add_agent("10.9.7.3", None, None, &[]).await;
+    h.wait_connected(3).await;
+    let src = h.host_id_of("10.9.7.1").await;
+    let targets = vec![h.host_id_of("10.9.7.2").await, h.host_id_of("10.9.7.3").await];
+    let from = h.dir.path().join("source");
+    std::fs::create_dir_all(from.join("logs/deep")).unwrap();
+    std::fs::write(from.join("app.log"), "app\n").unwrap();
+    std::fs::write(from.join("app.log.1"), "old\n").unwrap();
+    std::fs::write(from.join("other.txt"), "other\n").unwrap();
+    std::fs::write(from.join("logs/a.txt"), "a\n").unwrap();
+    std::fs::write(from.join("logs/deep/b.txt"), "b\n").unwrap();
+    let f = |p: &str| from.join(p).to_str().unwrap().to_string();
+    let dir = h.dir.path().join("collected");
+    let body = with_scope(json!({
+        "account_alias": USER,
+        "file_target_path": dir.to_str().unwrap(),
+        "file_source_list": [{
+            "file_list": [f("other.txt"), format!("{}/REGEX:app\\.log.*", from.display()), f("logs")],
+            "account": {"alias": USER},
+            "server": {"host_id_list": [src]},
+        }],
+        "target_server": {"host_id_list": targets},
+    }));
+    let (_, v) = h.post("fast_transfer_file", body.clone()).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9, 9], "only the targets are listed: {st}");
+    for (name, content) in
+        [("other.txt", "other\n"), ("app.log", "app\n"), ("app.log.1", "old\n"), ("logs/a.txt", "a\n"), ("logs/deep/b.txt", "b\n")]
+    {
+        assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), content, "{name}");
+    }
+    let logs = file_logs(&h, job, step, targets[0]).await;
+    assert_eq!(logs.len(), 5, "{logs:?}");
+    assert!(logs.iter().all(|l| l["src_ip"]["bk_host_id"] == src && l["status"] == 4), "{logs:?}");
+
+    // A source path that names nothing: every target ends 203, with the reason.
+    let mut missing = body.clone();
+    missing["file_source_list"][0]["file_list"] = json!([f("no-such-file")]);
+    let (_, v) = h.post("fast_transfer_file", missing).await;
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![203, 203], "{st}");
+    let logs = file_logs(&h, job, step, targets[1]).await;
+    assert!(logs[0]["log_content"].as_str().unwrap().contains("not found"), "{logs:?}");
+
+    // A source without an account is refused up front.
+    let mut bad = body.clone();
+    bad["file_source_list"][0].as_object_mut().unwrap().remove("account");
+    let (_, v) = h.post("fast_transfer_file", bad).await;
+    assert_eq!(v["code"], 1241004, "{v}");
+}
+
 on_both_stores!(
+    files_on_a_source_host_reach_the_targets,
     pushed_config_files_land_with_their_content,
     an_uploaded_file_is_transferred_and_not_fetched_twice,
     strict_mode_fails_on_a_missing_directory_and_force_mode_makes_it,

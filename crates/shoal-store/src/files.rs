@@ -32,6 +32,8 @@ pub trait FileStore: Send + Sync {
     /// Records the blob a PUT stored in the slot (a later PUT replaces it, as an
     /// overwriting upload does).
     async fn fill_upload(&self, path: &str, blob: &str, size: i64) -> Result<()>;
+    /// Replaces a file step's transfer (its sources staged).
+    async fn set_step_transfer(&self, step_id: i64, transfer: &str) -> Result<()>;
 }
 
 macro_rules! impl_file_store {
@@ -102,6 +104,16 @@ macro_rules! impl_file_store {
                         .await
                         .op("get upload")?;
                     row.as_ref().map(upload_of).transpose()
+                }
+
+                async fn set_step_transfer(&self, step_id: i64, transfer: &str) -> Result<()> {
+                    sqlx::query("UPDATE step_instances SET transfer = $1 WHERE id = $2")
+                        .bind(transfer)
+                        .bind(step_id)
+                        .execute(&self.pool)
+                        .await
+                        .op("set step transfer")?;
+                    Ok(())
                 }
 
                 async fn fill_upload(&self, path: &str, blob: &str, size: i64) -> Result<()> {

@@ -7,6 +7,7 @@
 //! done or failed), which the server folds into JOB's `file_logs`.
 
 mod place;
+pub mod stage;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -49,6 +50,56 @@ impl Fetcher {
         let bases = servers.iter().map(|s| url::Url::parse(s)).collect::<Result<Vec<_>, _>>()?;
         Ok(Fetcher { client, bases })
     }
+}
+
+impl Fetcher {
+    /// Uploads the file at `path` as blob `sha256` to the staging endpoint `url` (by its path
+    /// on the server), unless the server holds it already; at most `limit` bytes per second.
+    pub async fn put_blob(&self, url: &str, token: &str, sha256: &str, path: &Path, limit: u64) -> Result<(), String> {
+        let mut last = String::from("no server to upload to");
+        for base in &self.bases {
+            let target = base.join(&format!("{}/{sha256}", url.trim_end_matches('/'))).map_err(|e| e.to_string())?;
+            match self.client.head(target.clone()).header("x-shoal-blob-token", token).send().await {
+                Ok(r) if r.status().as_u16() == 200 => return Ok(()),
+                Ok(r) if r.status().as_u16() == 404 => {}
+                Ok(r) => {
+                    last = format!("HTTP {}", r.status());
+                    continue;
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    continue;
+                }
+            }
+            let file = tokio::fs::File::open(path).await.map_err(|e| e.to_string())?;
+            let body = reqwest::Body::wrap_stream(throttled(file, limit));
+            match self.client.put(target).header("x-shoal-blob-token", token).body(body).send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("HTTP {}: {}", r.status(), r.text().await.unwrap_or_default()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+}
+
+/// The bytes of `file`, at most `limit` per second (0: no limit).
+fn throttled(file: tokio::fs::File, limit: u64) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
+    futures_util::stream::unfold((file, Throttle::new(limit)), |(mut file, mut throttle)| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 256 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                if let Some(wait) = throttle.take(n as u64) {
+                    tokio::time::sleep(wait).await;
+                }
+                Some((Ok(buf), (file, throttle)))
+            }
+            Err(e) => Some((Err(e), (file, throttle))),
+        }
+    })
 }
 
 /// Why a file step failed on this host.

@@ -121,6 +121,7 @@ impl Agent {
                 self.index.note_exit(exit.clone());
                 AgentMsg::Exit(exit)
             }
+            TaskEvent::Staged(r) => AgentMsg::Staged(r),
         };
         match link {
             Some(link) => link.send(&msg).await,
@@ -143,6 +144,16 @@ impl Agent {
             }
             ServerMsg::Ack(ack) => {
                 self.on_ack(ack).await;
+                Ok(())
+            }
+            ServerMsg::Stage(req) => {
+                let (executor, events) = (self.executor.clone(), self.events_tx.clone());
+                tokio::spawn(async move {
+                    let id = req.id;
+                    let result = executor.stage(req).await;
+                    tracing::info!(id, files = result.files.len(), missing = result.missing.len(), error = ?result.error, "sources staged");
+                    let _ = events.send(TaskEvent::Staged(result)).await;
+                });
                 Ok(())
             }
             ServerMsg::Welcome(_) | ServerMsg::Reject(_) => {

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use shoal_proto::agent::{ExitReason, RunTask, TaskKey};
+use shoal_proto::agent::{ExitReason, RunTask, StageRequest, StageResult, TaskKey};
 use tokio::sync::oneshot;
 
 use super::runner::TaskSink;
@@ -24,6 +24,13 @@ pub trait Executor: Send + Sync + 'static {
     /// The cgroup the task will run in, if any (kept in its record before it starts).
     fn task_cgroup(&self, _key: &TaskKey) -> Option<PathBuf> {
         None
+    }
+
+    /// Puts a file step's source files into the server's blob store.
+    fn stage(&self, req: StageRequest) -> Pin<Box<dyn Future<Output = StageResult> + Send + '_>> {
+        Box::pin(async move {
+            StageResult { id: req.id, files: vec![], missing: vec![], error: Some("this agent does not serve files".into()) }
+        })
     }
 }
 
@@ -43,6 +50,10 @@ impl Executor for ProcessExecutor {
 
     fn task_cgroup(&self, key: &TaskKey) -> Option<PathBuf> {
         self.env.placement.task_cgroup(key)
+    }
+
+    fn stage(&self, req: StageRequest) -> Pin<Box<dyn Future<Output = StageResult> + Send + '_>> {
+        Box::pin(crate::files::stage::stage(req, self.env.fetcher.as_ref()))
     }
 }
 

@@ -18,6 +18,8 @@ use crate::logs::{ChunkSink, LogStream};
 pub enum TaskEvent {
     Chunk(LogChunk),
     Exit(TaskExit),
+    /// A file step's sources, staged (sent if connected; the server asks again otherwise).
+    Staged(shoal_proto::agent::StageResult),
 }
 
 /// Where a running task's chunks go: the outbox, then the session task.

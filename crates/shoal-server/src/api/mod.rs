@@ -98,6 +98,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         // File content is not held to the API's body limit and request timeout.
         .route("/api/shoal/v1/uploads/{token}", axum::routing::put(crate::files::http::upload))
         .route("/api/shoal/v1/agent/blobs/{sha256}", get(crate::files::http::blob))
+        .route("/api/shoal/v1/agent/stage/{sha256}", axum::routing::head(crate::files::http::stage_head).put(crate::files::http::stage_put))
         .with_state(shared)
 }
 

@@ -316,7 +316,7 @@ fn final_text(language: i32, script: &[u8], shell_vars: &[(String, VarType, Stri
     }
 }
 
-async fn resolve_account(ctx: &Ctx, scope: &Scope, account: &AccountRef) -> Result<AccountRow, JobError> {
+pub(crate) async fn resolve_account(ctx: &Ctx, scope: &Scope, account: &AccountRef) -> Result<AccountRow, JobError> {
     let store = &ctx.shared.store;
     let found = match account {
         AccountRef::Id(id) => store

@@ -16,6 +16,7 @@ pub mod admission;
 pub mod callback;
 mod recovery;
 mod rolling;
+mod staging;
 pub mod step_ops;
 pub mod targets;
 pub mod variables;
@@ -46,6 +47,8 @@ pub struct Engine {
     /// Password values and sensitive parameters of running steps, masked in their output as
     /// it arrives (and sent to agents to mask before it leaves the host).
     redactions: Mutex<HashMap<i64, Arc<Vec<String>>>>,
+    /// File steps' staging requests waiting for their source hosts.
+    staging: staging::Pending,
 }
 
 fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem {
@@ -68,6 +71,7 @@ impl Engine {
             callbacks: Notify::new(),
             me: me.clone(),
             redactions: Mutex::new(HashMap::new()),
+            staging: Default::default(),
         })
     }
 
@@ -102,6 +106,11 @@ impl Engine {
                 }
                 resumed += 1;
                 let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: 0 };
+                // A file step that was staging its sources stages them again.
+                let unstaged = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| !t.sources.is_empty());
+                if let Some(t) = unstaged {
+                    self.stage_then_dispatch(Arc::new(step.clone()), t);
+                }
                 let prepared = self.prepare(step).await;
                 self.steps.lock().expect("steps lock").insert(prepared.id, prepared);
                 // Steps whose last result arrived just before the restart end now.
@@ -254,6 +263,11 @@ impl Engine {
     }
 
     async fn dispatch_step(&self, step: &StepRow) -> Result<(), StoreError> {
+        // A file step with files on source hosts stages them first.
+        if let Some(t) = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| !t.sources.is_empty()) {
+            self.stage_then_dispatch(Arc::new(step.clone()), t);
+            return Ok(());
+        }
         let tasks = self.store.host_tasks(step.id, step.execute_count).await?;
         if step.execute_count == 0 {
             if let Some(r) = self.store.step_rolling(step.id).await? {

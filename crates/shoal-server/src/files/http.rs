@@ -126,3 +126,36 @@ pub async fn blob(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, he
     }
     resp
 }
+
+/// `HEAD`: 200 when the blob is held (nothing to upload), 404 when not.
+pub async fn stage_head(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, headers: HeaderMap) -> Response {
+    let Some(id) = BlobId::parse(&sha) else { return error(StatusCode::NOT_FOUND, "not a blob name") };
+    if !staging_allowed(&shared, &headers) {
+        return error(StatusCode::FORBIDDEN, "this token does not allow staging");
+    }
+    match shared.blobs.stat(&id).await {
+        Ok(Some(_)) => StatusCode::OK.into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn staging_allowed(shared: &Shared, headers: &HeaderMap) -> bool {
+    let token = headers.get("x-shoal-blob-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    super::stage_token_opens(&shared.config.sealing_key, token)
+}
+
+/// `PUT`: the body becomes a blob, which must have the hash the path names.
+pub async fn stage_put(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let Some(id) = BlobId::parse(&sha) else { return error(StatusCode::NOT_FOUND, "not a blob name") };
+    if !staging_allowed(&shared, &headers) {
+        return error(StatusCode::FORBIDDEN, "this token does not allow staging");
+    }
+    let stream = body.into_data_stream().map(|p| p.map_err(std::io::Error::other));
+    match shared.blobs.put(Box::pin(stream), super::MAX_FILE_BYTES).await {
+        Ok(b) if b.id == id => StatusCode::CREATED.into_response(),
+        Ok(b) => error(StatusCode::BAD_REQUEST, format!("the content's SHA-256 is {}, not {id}", b.id)),
+        Err(BlobError::TooLarge(limit)) => error(StatusCode::PAYLOAD_TOO_LARGE, format!("files are limited to {limit} bytes")),
+        Err(e) => error(StatusCode::INSUFFICIENT_STORAGE, format!("not stored: {e}")),
+    }
+}

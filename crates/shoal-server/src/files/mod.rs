@@ -34,6 +34,37 @@ pub struct StepTransfer {
     /// Bytes per second per target; 0 is no limit.
     pub download_limit: u64,
     pub files: Vec<StepFile>,
+    /// Source hosts whose files are still to be staged (then they join `files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<HostSource>,
+    /// Upload speed limit of each source host, bytes per second; 0 is none.
+    #[serde(default)]
+    pub upload_limit: u64,
+    /// The name the one staged file takes (`file_target_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_name: Option<String>,
+}
+
+/// Files on a source host, as the caller named them, and the account that reads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSource {
+    pub host: FileHost,
+    pub user: String,
+    pub paths: Vec<String>,
+}
+
+/// Path of the staging endpoint source agents upload to (`<path>/<sha256>`).
+pub const STAGE_PATH: &str = "/api/shoal/v1/agent/stage";
+const STAGE_TOKEN_AAD: &[u8] = b"shoal-stage-token";
+
+/// A token for a source agent to upload into the blob store for step `step_id`.
+pub fn stage_token(key_seal: &crate::secrets::Key, step_id: i64) -> anyhow::Result<String> {
+    key_seal.seal(&format!("stage {step_id}"), STAGE_TOKEN_AAD)
+}
+
+/// Whether `token` lets its holder stage files.
+pub fn stage_token_opens(key_seal: &crate::secrets::Key, token: &str) -> bool {
+    key_seal.open(token, STAGE_TOKEN_AAD).is_ok_and(|p| p.starts_with("stage "))
 }
 
 /// One file of a file step.

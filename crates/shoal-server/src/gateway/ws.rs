@@ -149,6 +149,10 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::s
                 };
                 let change = match parsed {
                     AgentMsg::Heartbeat | AgentMsg::Hello(_) => continue,
+                    AgentMsg::Staged(r) => {
+                        shared.engine.on_staged(r);
+                        continue;
+                    }
                     AgentMsg::Log(c) if c.key.host_id == host_id => TaskChange::Log { key: c.key, seq: c.seq, data: shared.engine.redact(c.key.step_instance_id, c.data) },
                     AgentMsg::Exit(x) if x.key.host_id == host_id => {
                         let (status, error_code) = shoal_core::outcome::host_result(x.reason, x.exit_code);

@@ -13,7 +13,8 @@ use shoal_proto::status::{launch_mode, task_type};
 use crate::api::authz::{self, Role};
 use crate::api::{decode, internal, ApiResult, Ctx};
 use crate::engine::admission::{self, FileStep, JobRequest, StepRequest};
-use crate::files::{blobs, StepFile, StepTransfer, DEFAULT_MODE};
+use crate::files::{blobs, HostSource, StepFile, StepTransfer, DEFAULT_MODE};
+use shoal_proto::agent::FileHost;
 
 /// How long an upload URL may be used.
 const UPLOAD_URL_TTL_MS: i64 = 24 * 3600 * 1000;
@@ -112,6 +113,7 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
     authz::authorize(ctx, &scope, Role::Run).await?;
 
     let mut files = Vec::new();
+    let mut host_sources = Vec::new();
     for (i, src) in sources.iter().enumerate() {
         let list = src
             .file_list
@@ -144,27 +146,71 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
                     });
                 }
             }
-            t @ (1 | 3) => {
-                let what = if t == 1 { "files on source hosts (file_type 1)" } else { "file sources (file_type 3)" };
+            1 => {
+                let server = src
+                    .server
+                    .as_ref()
+                    .filter(|s| !s.is_empty())
+                    .ok_or_else(|| JobError::missing(&format!("file_source_list[{i}].server")))?;
+                validate::check_server(server)?;
+                let account = match src.account.as_ref() {
+                    Some(a) => {
+                        account_of(a.id, a.alias.as_deref()).map_err(|_| JobError::missing(&format!("file_source_list[{i}].account")))?
+                    }
+                    None => return Err(JobError::missing(&format!("file_source_list[{i}].account"))),
+                };
+                let paths: Vec<String> = list.iter().map(|p| p.trim().to_string()).collect();
+                if paths.iter().any(|p| !p.starts_with('/') || p.contains('\0')) {
+                    return Err(JobError::illegal(&format!("file_source_list[{i}].file_list")));
+                }
+                let account = admission::resolve_account(ctx, &scope, &account).await?;
+                authz::authorize_account(ctx, &scope, &account).await?;
+                let hosts =
+                    crate::engine::targets::resolve(ctx.shared.store.as_ref(), &scope, server, ctx.shared.config.max_targets_per_step)
+                        .await?;
+                for h in hosts {
+                    host_sources.push(HostSource {
+                        host: FileHost { bk_host_id: h.bk_host_id, bk_cloud_id: h.bk_cloud_id, ip: h.ip.clone() },
+                        user: account.account.clone(),
+                        paths: paths.clone(),
+                    });
+                }
+            }
+            3 => {
                 return Err(JobError::args(
                     ErrorCode::ILLEGAL_PARAM_WITH_REASON,
-                    vec![format!("file_source_list[{i}].file_type"), format!("{what} are not served by this server yet")],
+                    vec![format!("file_source_list[{i}].file_type"), "file sources (file_type 3) are not served by this server yet".into()],
                 ));
             }
             _ => return Err(JobError::illegal(&format!("file_source_list[{i}].file_type"))),
         }
     }
+    let mut target_name = None;
     if let Some(n) = req.file_target_name.as_deref().map(str::trim).filter(|n| !n.is_empty()) {
-        if files.len() != 1 || n.contains('/') {
+        if n.contains('/') || n == "." || n == ".." {
             return Err(JobError::illegal("file_target_name"));
         }
-        files[0].name = n.to_string();
+        match (files.as_mut_slice(), host_sources.is_empty()) {
+            ([one], true) => one.name = n.to_string(),
+            ([], false) => target_name = Some(n.to_string()),
+            _ => return Err(JobError::illegal("file_target_name")),
+        }
+    }
+    // (source hosts × files) × targets, as JOB counts it; host sources count their paths.
+    let source_files = files.len() + host_sources.iter().map(|s| s.paths.len()).sum::<usize>();
+    let targets =
+        crate::engine::targets::resolve(ctx.shared.store.as_ref(), &scope, &target, ctx.shared.config.max_targets_per_step).await?;
+    if source_files.saturating_mul(targets.len()) > admission::MAX_FILE_TASKS {
+        return Err(JobError::with(ErrorCode::FILE_TASK_TARGET_EXCEEDS_LIMIT, admission::MAX_FILE_TASKS.to_string()));
     }
     let transfer = StepTransfer {
         target_dir: dir,
         create_dirs: req.transfer_mode != Some(1),
         download_limit: speed_limit(req.download_speed_limit),
         files,
+        sources: host_sources,
+        upload_limit: speed_limit(req.upload_speed_limit),
+        target_name,
     };
     let name = task_name.unwrap_or_else(|| format!("API_FAST_TRANSFER_FILE_{}", shoal_core::time::now_ms()));
     let detail = json!({"files": transfer.files.iter().map(|f| json!({"sha256": f.sha256, "size": f.size, "src": f.src_path})).collect::<Vec<_>>(), "target_path": transfer.target_dir});
@@ -218,7 +264,8 @@ pub async fn push_config(ctx: &Ctx, params: Value) -> ApiResult {
             src_host: None,
         });
     }
-    let transfer = StepTransfer { target_dir: dir, create_dirs: true, download_limit: 0, files };
+    let transfer =
+        StepTransfer { target_dir: dir, create_dirs: true, download_limit: 0, files, sources: vec![], upload_limit: 0, target_name: None };
     let name = req
         .task_name
         .as_deref()
