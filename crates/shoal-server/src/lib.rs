@@ -10,6 +10,7 @@
 //!   callbacks.
 //! - [`gateway`]: agent WebSocket sessions, dispatch, batched ingest of logs and exits,
 //!   liveness.
+//! - [`metrics`]: Prometheus counters and gauges, served at `/metrics`.
 //! - [`conn`]: connection caps (per source, in total) and deadlines on the listener.
 //! - [`tls`]: TLS on the listener; [`secrets`]: sensitive values encrypted at rest.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod config;
 pub mod conn;
 pub mod engine;
 pub mod gateway;
+pub mod metrics;
 pub mod secrets;
 pub mod tls;
 

@@ -88,10 +88,12 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/shoal/v1/agent/ws", get(crate::gateway::ws::upgrade))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::serve))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), crate::metrics::track))
         .with_state(shared)
 }
 
@@ -245,6 +247,9 @@ pub fn internal<E: std::fmt::Display + 'static>(op: &'static str) -> impl FnOnce
         tracing::error!(error = %e, op, "internal error");
         // A store that cannot serve anyone (a full disk, a lost database) is said as such.
         let store_error = (&e as &dyn std::any::Any).downcast_ref::<shoal_store::StoreError>();
+        if store_error.is_some() {
+            crate::metrics::note_store_error();
+        }
         match store_error.and_then(shoal_store::StoreError::unavailable) {
             Some(why) => JobError::unavailable(why),
             None => JobError::internal(),
