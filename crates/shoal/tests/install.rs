@@ -106,6 +106,10 @@ fn dry_run_prints_the_steps_and_changes_nothing() {
     assert!(said.contains(&format!("+ install -m 0755 {BIN} {}/usr/local/bin/shoal", root.display())), "{said}");
     assert!(said.contains("shoal-agent.service"), "{said}");
     assert!(!root.exists(), "a dry run made {}", root.display());
+    // Without --binary it builds the release binary first.
+    let out = install(&["--root", root.to_str().unwrap(), "--dry-run"]);
+    assert!(text(&out).contains("+ cargo build --release -p shoal"), "{}", text(&out));
+    assert!(!root.exists());
 }
 
 #[test]

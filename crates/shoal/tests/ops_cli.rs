@@ -12,6 +12,11 @@ use common::{free_port, listening, text, wait_until, Kids, BIN};
 /// The CLI with a home of its own: no SHOAL_* settings from the test's environment.
 fn cli(home: &std::path::Path) -> Command {
     let mut c = Command::new(BIN);
+    isolate(&mut c, home);
+    c
+}
+
+fn isolate(c: &mut Command, home: &std::path::Path) {
     c.env("HOME", home).env("XDG_CONFIG_HOME", home.join("xdg"));
     for v in [
         "SHOAL_URL",
@@ -25,7 +30,6 @@ fn cli(home: &std::path::Path) -> Command {
     ] {
         c.env_remove(v);
     }
-    c
 }
 
 #[test]
@@ -173,4 +177,58 @@ fn completions_and_man_pages_cover_the_commands() {
     let agent = std::fs::read_to_string(pages.join("shoal-agent.1")).unwrap();
     assert!(agent.contains("\\-\\-log\\-format") && agent.contains("\\-\\-config"), "{agent}");
     assert!(pages.join("shoal-config-init.1").exists());
+}
+
+#[test]
+fn config_init_reads_secrets_from_stdin_or_asks_on_a_terminal() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("xdg/shoal/config.toml");
+
+    // A user's token on standard input.
+    let mut child = cli(dir.path())
+        .args(["config", "init", "--url", "http://shoal.example:8080", "--token-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"tok-123\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let written = std::fs::read_to_string(&file).unwrap();
+    assert!(written.contains("token = \"tok-123\"") && !written.contains("app_code"), "{written}");
+
+    // Nothing given and no terminal: an error that says what to give, and no file.
+    std::fs::remove_file(&file).unwrap();
+    let out = cli(dir.path()).args(["config", "init"]).stdin(Stdio::null()).output().unwrap();
+    assert!(!out.status.success() && text(&out).contains("--app-code"), "{}", text(&out));
+    assert!(!file.exists());
+
+    // On a terminal (script(1) gives it one) it asks for each setting.
+    let mut script = Command::new("script");
+    isolate(&mut script, dir.path());
+    let spawned = script
+        .args(["-qec", &format!("{BIN} config init"), "/dev/null"])
+        .env("SHELL", "/bin/sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = spawned else {
+        eprintln!("script(1) is not installed: the terminal dialogue is not tested");
+        return;
+    };
+    child.stdin.take().unwrap().write_all(b"http://shoal.example:8080\nops\ns3cr3t\nalice\n2\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("secret of app ops"), "{}", text(&out));
+    let written: toml::Table = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let get = |k: &str| written.get(k).map(|v| v.to_string()).unwrap_or_default();
+    assert_eq!(get("url"), "\"http://shoal.example:8080\"");
+    assert_eq!(
+        (get("app_code"), get("app_secret"), get("username"), get("biz")),
+        ("\"ops\"".into(), "\"s3cr3t\"".into(), "\"alice\"".into(), "2".into())
+    );
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
 }

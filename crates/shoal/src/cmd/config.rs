@@ -178,6 +178,7 @@ pub fn show(e: &Effective) -> String {
         Some((p, false)) => format!("# client settings; config file {} (not present)\n", p.display()),
         None => "# client settings; no config file (HOME is not set)\n".to_string(),
     };
+    let mut missing = Vec::new();
     let mut line = |key: &str, value: String, source: &Source| out.push_str(&format!("{key} = {value}  # {source}\n"));
     let quoted = |s: &str| toml::Value::String(s.to_string()).to_string();
     line("url", quoted(&e.url.0), &e.url.1);
@@ -187,18 +188,17 @@ pub fn show(e: &Effective) -> String {
             line("app_code", quoted(code), src);
             match &e.app_secret {
                 Some((_, src)) => line("app_secret", quoted("<redacted>"), src),
-                None => out_missing(&mut line, "app_secret"),
+                None => missing.push("app_secret: not set (SHOAL_APP_SECRET, or app_secret in the file)"),
             }
         }
-        (None, None) => out_missing(&mut line, "credentials (token, or app_code and app_secret)"),
+        (None, None) => missing.push("credentials: not set (token, or app_code and app_secret; shoal config init)"),
     }
     line("username", quoted(&e.username.0), &e.username.1);
     line("biz", e.biz.0.to_string(), &e.biz.1);
+    for m in missing {
+        out.push_str(&format!("# {m}\n"));
+    }
     out
-}
-
-fn out_missing(line: &mut impl FnMut(&str, String, &Source), what: &str) {
-    line(&format!("# {what}"), "not set".into(), &Source::Default);
 }
 
 #[cfg(test)]
@@ -222,6 +222,6 @@ mod tests {
         assert!(text.contains("url = \"http://s:8080\"  # env SHOAL_URL"), "{text}");
         assert!(text.contains("username = \"alice\"  # flag --username"), "{text}");
         let e = Effective { app_secret: None, ..e };
-        assert!(show(&e).contains("# app_secret = not set"), "{}", show(&e));
+        assert!(show(&e).contains("# app_secret: not set"), "{}", show(&e));
     }
 }
