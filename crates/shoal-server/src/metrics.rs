@@ -135,8 +135,12 @@ tokio::task_local! {
 }
 
 /// A request met a store error (called where API errors are made from store errors).
-pub fn note_store_error() {
-    let _ = REQUEST_STORE_ERRORS.try_with(|n| n.fetch_add(1, Ordering::Relaxed));
+/// Answers that are not faults — not found, a conflict, a quota — are not counted.
+pub fn note_store_error(e: Option<&shoal_store::StoreError>) {
+    use shoal_store::StoreError as E;
+    if e.is_some_and(|e| !matches!(e, E::NotFound(_) | E::Conflict(_) | E::QuotaExceeded(_))) {
+        let _ = REQUEST_STORE_ERRORS.try_with(|n| n.fetch_add(1, Ordering::Relaxed));
+    }
 }
 
 /// Middleware: counts every answer by status code, and the store errors its request met.

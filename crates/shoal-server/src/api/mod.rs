@@ -247,9 +247,7 @@ pub fn internal<E: std::fmt::Display + 'static>(op: &'static str) -> impl FnOnce
         tracing::error!(error = %e, op, "internal error");
         // A store that cannot serve anyone (a full disk, a lost database) is said as such.
         let store_error = (&e as &dyn std::any::Any).downcast_ref::<shoal_store::StoreError>();
-        if store_error.is_some() {
-            crate::metrics::note_store_error();
-        }
+        crate::metrics::note_store_error(store_error);
         match store_error.and_then(shoal_store::StoreError::unavailable) {
             Some(why) => JobError::unavailable(why),
             None => JobError::internal(),
