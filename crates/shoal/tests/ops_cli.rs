@@ -134,6 +134,7 @@ fn the_daemons_read_etc_style_files_named_by_shoal_config() {
     let out = cli(dir.path()).args(["server", "--print-config"]).env("SHOAL_CONFIG", &server_toml).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("listen = \"127.0.0.1:7111\""), "{}", text(&out));
+    assert!(text(&out).contains(&format!("# config file {}", server_toml.display())), "{}", text(&out));
     // --config wins over SHOAL_CONFIG; a named file that is missing is an error.
     let out = cli(dir.path())
         .args(["server", "--print-config", "--config", "/nonexistent/server.toml"])
