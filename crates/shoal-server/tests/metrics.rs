@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-on_both_stores!(jobs_requests_agents_and_store_errors_move_the_metrics);
+on_both_stores!(jobs_requests_agents_and_store_errors_move_the_metrics, a_store_refusing_results_shows_as_blocked_ingest);
 
 async fn scrape(h: &Harness) -> String {
     let r = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap();
@@ -88,4 +88,27 @@ async fn jobs_requests_agents_and_store_errors_move_the_metrics(mut h: Harness) 
     // An agent that goes away is no longer counted.
     h.stop_agent(1).await;
     wait_for("one agent left", Duration::from_secs(20), || async { value(&scrape(&h).await, "shoal_connected_agents") == 1.0 }).await;
+}
+
+async fn a_store_refusing_results_shows_as_blocked_ingest(mut h: Harness) {
+    h.add_agent("127.0.0.43", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    // The results of this job arrive while the store cannot take them.
+    h.sql("ALTER TABLE log_chunks RENAME TO log_chunks_away").await;
+    let job = h.execute("echo held; sleep 0.2", &hosts, json!({})).await;
+    wait_value(&h, "shoal_ingest_blocked", 1.0).await;
+    wait_value(&h, "shoal_store_errors_total{source=\"ingest\"}", 1.0).await;
+    let m = scrape(&h).await;
+    assert_eq!(value(&m, "shoal_host_tasks_finished_total{status=\"9\"}"), 0.0, "{m}");
+    // The store takes them again: nothing was lost, the gauge falls back.
+    h.sql("ALTER TABLE log_chunks_away RENAME TO log_chunks").await;
+    let st = h.wait_finished(job["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    wait_for("ingest unblocked", Duration::from_secs(20), || async { value(&scrape(&h).await, "shoal_ingest_blocked") == 0.0 }).await;
+    wait_value(&h, "shoal_host_tasks_finished_total{status=\"9\"}", 1.0).await;
+    wait_value(&h, "shoal_jobs_finished_total{status=\"3\"}", 1.0).await;
+    let m = scrape(&h).await;
+    assert_eq!(value(&m, "shoal_host_tasks_finished_total{status=\"9\"}"), 1.0, "{m}");
+    assert_eq!(value(&m, "shoal_jobs_finished_total{status=\"3\"}"), 1.0, "{m}");
 }
