@@ -105,6 +105,11 @@ fn server_agent_and_client_run_from_their_config_files() {
     assert!(shown.contains("app_secret = \"<redacted>\"  # config file"), "{shown}");
     assert!(shown.contains(&format!("url = \"http://127.0.0.1:{port}\"  # config file")), "{shown}");
     assert!(shown.contains("biz = 1  # env SHOAL_BIZ"), "{shown}");
+    let out = cli(dir.path()).args(["config", "show", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)));
+    assert_eq!(v["app_code"]["value"], "ops");
+    assert_eq!(v["app_secret"]["value"], "<redacted>");
+    assert_eq!(v["file"]["exists"], true);
 
     // The settings in the file reach the server: the agent's host, with its file's label.
     wait_until("the agent's host is listed", Duration::from_secs(30), || {

@@ -55,7 +55,12 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<u8> {
     match cmd {
         ConfigCommand::Init(a) => init(a, &client_config::process_env),
         ConfigCommand::Show { client } => {
-            print!("{}", show(&client_config::effective(&client, &client_config::process_env)?));
+            let e = client_config::effective(&client, &client_config::process_env)?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&show_json(&e))?);
+            } else {
+                print!("{}", show(&e));
+            }
             Ok(0)
         }
     }
@@ -201,6 +206,26 @@ pub fn show(e: &Effective) -> String {
     out
 }
 
+/// [`show`] as JSON: each setting as `{value, source}`, secrets redacted, missing ones null.
+pub fn show_json(e: &Effective) -> serde_json::Value {
+    use serde_json::json;
+    let entry = |v: serde_json::Value, s: &Source| json!({"value": v, "source": s.to_string()});
+    let secret = |x: &Option<(String, Source)>| x.as_ref().map(|(_, s)| entry(json!("<redacted>"), s));
+    let (token, app_code, app_secret) = match &e.token {
+        Some(_) => (secret(&e.token), None, None),
+        None => (None, e.app_code.as_ref().map(|(c, s)| entry(json!(c), s)), secret(&e.app_secret)),
+    };
+    json!({
+        "file": e.file.as_ref().map(|(p, exists)| json!({"path": p, "exists": exists})),
+        "url": entry(json!(e.url.0), &e.url.1),
+        "token": token,
+        "app_code": app_code,
+        "app_secret": app_secret,
+        "username": entry(json!(e.username.0), &e.username.1),
+        "biz": entry(json!(e.biz.0), &e.biz.1),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,7 +246,13 @@ mod tests {
         assert!(text.contains("app_secret = \"<redacted>\"  # config file"), "{text}");
         assert!(text.contains("url = \"http://s:8080\"  # env SHOAL_URL"), "{text}");
         assert!(text.contains("username = \"alice\"  # flag --username"), "{text}");
+        let j = show_json(&e);
+        assert!(!j.to_string().contains("very-secret"), "{j}");
+        assert_eq!(j["app_secret"], serde_json::json!({"value": "<redacted>", "source": "config file"}));
+        assert_eq!(j["url"]["source"], "env SHOAL_URL");
+        assert!(j["token"].is_null());
         let e = Effective { app_secret: None, ..e };
         assert!(show(&e).contains("# app_secret: not set"), "{}", show(&e));
+        assert!(show_json(&e)["app_secret"].is_null());
     }
 }
