@@ -12,6 +12,7 @@
 //!   liveness.
 //! - [`files`]: file distribution — the blob store, uploads, the blob endpoint agents fetch
 //!   from, file logs.
+//! - [`metrics`]: Prometheus counters and gauges, served at `/metrics`.
 //! - [`conn`]: connection caps (per source, in total) and deadlines on the listener.
 //! - [`tls`]: TLS on the listener; [`secrets`]: sensitive values encrypted at rest.
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ pub mod conn;
 pub mod engine;
 pub mod files;
 pub mod gateway;
+pub mod metrics;
 pub mod secrets;
 pub mod tls;
 

@@ -61,18 +61,46 @@ pub enum Command {
     /// Execution accounts: the OS users scripts run as, by alias (create one before the first run).
     #[command(subcommand)]
     Account(crate::cmd::account::AccountCommand),
+    /// The CLI's own settings file: write it (init), show the effective settings (show).
+    #[command(subcommand)]
+    Config(crate::cmd::config::ConfigCommand),
+    /// Print a shell completion script: shoal completions bash > /etc/bash_completion.d/shoal
+    Completions(crate::cmd::manual::CompletionsArgs),
+    /// Print the man page (roff): shoal man > /usr/local/share/man/man1/shoal.1, or write
+    /// one page per subcommand with --dir.
+    Man(crate::cmd::manual::ManArgs),
 }
 
 impl Command {
     pub fn is_daemon(&self) -> bool {
         matches!(self, Command::Server(_) | Command::Agent(_))
     }
+
+    /// How the daemons write their log lines; the client commands always write text.
+    pub fn log_format(&self) -> LogFormat {
+        match self {
+            Command::Server(a) => a.log_format,
+            Command::Agent(a) => a.log_format,
+            _ => LogFormat::Text,
+        }
+    }
+}
+
+/// Log line format of `shoal server` and `shoal agent`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, span), for log shippers.
+    Json,
 }
 
 #[derive(Args, Debug, Default)]
 pub struct ServerArgs {
-    /// TOML config file (every key can also be set as SHOAL_<KEY>).
-    #[arg(long)]
+    /// TOML config file (every key can also be set as SHOAL_<KEY>)
+    /// [default: /etc/shoal/server.toml when it exists].
+    #[arg(long, env = "SHOAL_CONFIG")]
     pub config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long)]
@@ -98,12 +126,27 @@ pub struct ServerArgs {
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Log line format.
+    #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
 }
 
-#[derive(Args, Debug)]
+/// Agent settings: flags, then their `SHOAL_*` variables, then the TOML file (`--config`,
+/// `SHOAL_CONFIG`, else /etc/shoal/agent.toml when it exists; keys as the flags are named).
+#[derive(Args, Debug, Default)]
 pub struct AgentArgs {
-    /// Server URL(s), http:// or https://; repeat or comma-separate for several.
-    #[arg(long, env = "SHOAL_SERVER", value_delimiter = ',', required = true)]
+    /// TOML config file [default: /etc/shoal/agent.toml when it exists].
+    #[arg(long, env = "SHOAL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print the effective settings and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// Log line format.
+    #[arg(long, env = "SHOAL_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: LogFormat,
+    /// Server URL(s), http:// or https://; repeat or comma-separate for several (required,
+    /// here or in the config file).
+    #[arg(long, env = "SHOAL_SERVER", value_delimiter = ',')]
     pub server: Vec<String>,
     /// File holding the enrolment token (keep it 0600). The token may also come from the
     /// SHOAL_AGENT_TOKEN environment variable. Only a first start needs it: once enrolled,
@@ -114,13 +157,15 @@ pub struct AgentArgs {
     /// prefer --token-file or SHOAL_AGENT_TOKEN.
     #[arg(long)]
     pub token: Option<String>,
-    /// Where the agent keeps its identity and unacknowledged results.
-    #[arg(long, env = "SHOAL_STATE_DIR", default_value = "/var/lib/shoal-agent")]
-    pub state_dir: PathBuf,
+    /// Where the agent keeps its identity and unacknowledged results [default: /var/lib/shoal-agent].
+    #[arg(long, env = "SHOAL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Business the host belongs to (required, here or in the config file).
     #[arg(long, env = "SHOAL_BK_BIZ_ID")]
-    pub bk_biz_id: i64,
-    #[arg(long, env = "SHOAL_BK_CLOUD_ID", default_value_t = 0)]
-    pub bk_cloud_id: i64,
+    pub bk_biz_id: Option<i64>,
+    /// Cloud area [default: 0].
+    #[arg(long, env = "SHOAL_BK_CLOUD_ID")]
+    pub bk_cloud_id: Option<i64>,
     /// IPv4 to register with [default: the primary IPv4].
     #[arg(long, env = "SHOAL_IP")]
     pub ip: Option<String>,
@@ -163,6 +208,13 @@ pub struct ClientArgs {
     /// Server URL [env: SHOAL_URL].
     #[arg(long, global = true)]
     pub url: Option<String>,
+    /// App code to call as [env: SHOAL_APP_CODE]; its secret comes from SHOAL_APP_SECRET or
+    /// the config file, never from the command line.
+    #[arg(long = "app-code", id = "client_app_code", global = true)]
+    pub app_code: Option<String>,
+    /// User the app acts for (bk_username) [env: SHOAL_USERNAME, default: the OS user].
+    #[arg(long = "username", id = "client_username", global = true)]
+    pub username: Option<String>,
     /// Business id of the scope [env: SHOAL_BIZ, default 1].
     #[arg(long, global = true)]
     pub biz: Option<i64>,
@@ -293,4 +345,16 @@ pub enum HostCommand {
     /// Rebind a host's address, business or topology (admin; audited). Its agent must then
     /// be started with the same facts, or its hello is refused.
     Move(crate::cmd::host::MoveArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are consistent (unique ids and names): clap checks only
+    /// the subcommand being parsed, so a clash elsewhere would panic only when it is used.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -2,6 +2,7 @@
 //! This file parses flags and hands off; each subcommand lives in `cmd/`.
 #![forbid(unsafe_code)]
 
+mod agent_config;
 mod cli;
 mod client_config;
 mod cmd;
@@ -16,9 +17,16 @@ fn main() -> std::process::ExitCode {
     let default_level = if cli.command.is_daemon() { "info" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    // Colour only on a terminal: daemon logs in files and journals stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.command.log_format() {
+        // One JSON object per line, fields at the top level, for log shippers.
+        cli::LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
+        cli::LogFormat::Text => {
+            // Colour only on a terminal: daemon logs in files and journals stay plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            logs.with_ansi(ansi).init()
+        }
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

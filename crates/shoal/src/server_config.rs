@@ -31,9 +31,22 @@ fn apply_env(cfg: ServerConfig, env: &dyn Fn(&str) -> Option<String>) -> anyhow:
     Ok(serde_json::from_value(v)?)
 }
 
+/// Where a service manager's server finds its settings.
+pub const DEFAULT_PATH: &str = "/etc/shoal/server.toml";
+
+/// The config file: `--config` or `SHOAL_CONFIG` (it must exist), else `default` when it
+/// exists, else none (defaults, env and flags only).
+pub fn discover(args: &ServerArgs, default: &Path) -> Option<std::path::PathBuf> {
+    crate::agent_config::discover(args.config.as_deref(), default)
+}
+
 pub fn load(args: &ServerArgs, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<ServerConfig> {
-    let mut cfg = match &args.config {
-        Some(path) => read_file(path)?,
+    load_from(args, env, Path::new(DEFAULT_PATH))
+}
+
+pub fn load_from(args: &ServerArgs, env: &dyn Fn(&str) -> Option<String>, default: &Path) -> anyhow::Result<ServerConfig> {
+    let mut cfg = match discover(args, default) {
+        Some(path) => read_file(&path)?,
         None => ServerConfig::default(),
     };
     cfg = apply_env(cfg, env)?;
@@ -97,6 +110,9 @@ fn read_file(path: &Path) -> anyhow::Result<ServerConfig> {
 mod tests {
     use super::*;
 
+    /// Unit tests never read the machine's own /etc/shoal/server.toml.
+    const NO_DEFAULT: &str = "/nonexistent/server.toml";
+
     #[test]
     fn layers_in_order() {
         let dir = tempfile::tempdir().unwrap();
@@ -108,7 +124,7 @@ mod tests {
             _ => None,
         };
         let args = ServerArgs { config: Some(file), listen: Some("127.0.0.1:1".into()), ..Default::default() };
-        let cfg = load(&args, &env).unwrap();
+        let cfg = load_from(&args, &env, NO_DEFAULT.as_ref()).unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:1");
         assert_eq!(cfg.heartbeat_secs, 7);
         assert_eq!(cfg.agent_token.as_deref(), Some("tok"));
@@ -128,10 +144,10 @@ mod tests {
     fn postgres_without_a_data_dir_is_refused() {
         // Keys and first-start credentials never land in the directory the server started in.
         let args = ServerArgs { database_url: Some("postgres://db/shoal".into()), ..Default::default() };
-        let err = load(&args, &|_| None).unwrap_err().to_string();
+        let err = load_from(&args, &|_| None, NO_DEFAULT.as_ref()).unwrap_err().to_string();
         assert!(err.contains("give --data-dir"), "{err}");
         let args = ServerArgs { data_dir: Some("/var/lib/shoal".into()), ..args };
-        assert!(load(&args, &|_| None).is_ok());
+        assert!(load_from(&args, &|_| None, NO_DEFAULT.as_ref()).is_ok());
     }
 
     #[test]
@@ -143,7 +159,7 @@ mod tests {
             _ => None,
         };
         let args = ServerArgs { data_dir: Some("/var/lib/shoal".into()), ..Default::default() };
-        let cfg = load(&args, &env).unwrap();
+        let cfg = load_from(&args, &env, NO_DEFAULT.as_ref()).unwrap();
         let text = effective_toml(&cfg).unwrap();
         for secret in ["tok-secret", "app-secret", "db-secret"] {
             assert!(!text.contains(secret), "{secret} shown: {text}");
@@ -155,6 +171,24 @@ mod tests {
         let keys = serde_json::to_value(&cfg).unwrap().as_object().unwrap().len();
         let shown = text.lines().filter(|l| !l.starts_with("# effective") && (l.contains(" = ") || l.ends_with(" is not set"))).count();
         assert_eq!(shown, keys, "{text}");
+    }
+
+    #[test]
+    fn the_default_file_is_read_when_no_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = dir.path().join("server.toml");
+        std::fs::write(&default, "listen = \"0.0.0.0:7001\"\ndata_dir = \"/tmp/d\"\n").unwrap();
+        let named = dir.path().join("named.toml");
+        std::fs::write(&named, "listen = \"0.0.0.0:7002\"\ndata_dir = \"/tmp/d\"\n").unwrap();
+        assert_eq!(load_from(&ServerArgs::default(), &|_| None, &default).unwrap().listen, "0.0.0.0:7001");
+        let args = ServerArgs { config: Some(named), ..Default::default() };
+        assert_eq!(load_from(&args, &|_| None, &default).unwrap().listen, "0.0.0.0:7002");
+        // No file anywhere: the defaults.
+        let none = load_from(&ServerArgs::default(), &|_| None, &dir.path().join("absent.toml")).unwrap();
+        assert_eq!(none.listen, ServerConfig::default().listen);
+        // A named file that is missing is an error, never a silent fallback to the default.
+        let args = ServerArgs { config: Some(dir.path().join("missing.toml")), ..Default::default() };
+        assert!(load_from(&args, &|_| None, &default).is_err());
     }
 
     #[test]

@@ -91,6 +91,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/api/shoal/v1/agent/ws", get(crate::gateway::ws::upgrade))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(crate::metrics::serve))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.
@@ -99,6 +100,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/shoal/v1/uploads/{token}", axum::routing::put(crate::files::http::upload))
         .route("/api/shoal/v1/agent/blobs/{sha256}", get(crate::files::http::blob))
         .route("/api/shoal/v1/agent/stage/{sha256}", axum::routing::head(crate::files::http::stage_head).put(crate::files::http::stage_put))
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), crate::metrics::track))
         .with_state(shared)
 }
 
@@ -258,6 +260,7 @@ pub fn internal<E: std::fmt::Display + 'static>(op: &'static str) -> impl FnOnce
         tracing::error!(error = %e, op, "internal error");
         // A store that cannot serve anyone (a full disk, a lost database) is said as such.
         let store_error = (&e as &dyn std::any::Any).downcast_ref::<shoal_store::StoreError>();
+        crate::metrics::note_store_error(store_error);
         match store_error.and_then(shoal_store::StoreError::unavailable) {
             Some(why) => JobError::unavailable(why),
             None => JobError::internal(),

@@ -255,6 +255,7 @@ impl Engine {
                 ..Default::default()
             })
             .await?;
+        self.gateway.metrics.job_started();
         // Steps run in order: the first starts now, the next when it ends.
         if let Some(step) = self.store.get_steps(job_id).await?.into_iter().next() {
             self.start_step(step).await?;
@@ -465,6 +466,7 @@ impl Engine {
         tracing::info!(job_instance_id, step_instance_id, status = e.status, hosts = e.hosts, "step finished");
         if let Some(status) = e.job_status {
             tracing::info!(job_instance_id, status, "job finished");
+            self.gateway.metrics.job_finished(status);
             if e.callback {
                 self.callbacks.notify_one();
             }
@@ -570,6 +572,7 @@ impl Engine {
             })
             .await?;
         tracing::info!(job_instance_id = job.id, status = status as i32, "job finished");
+        self.gateway.metrics.job_finished(status as i32);
         if has_callback {
             self.callbacks.notify_one();
         }

@@ -99,6 +99,8 @@ pub struct Gateway {
     /// When the oldest change not yet committed was queued (`None`: the writer is idle).
     /// How far the writer is behind; admission refuses new jobs past a limit.
     behind_since: Mutex<Option<Instant>>,
+    /// This server's metrics (the engine and the API count through here too).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Gateway {
@@ -122,6 +124,7 @@ impl Gateway {
             unhelloed,
             ingest_fault: Mutex::new(None),
             behind_since: Mutex::new(None),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 
@@ -309,12 +312,23 @@ impl Gateway {
                     Err(e) => {
                         // Nothing is acknowledged until it is committed: keep trying.
                         tracing::error!(error = %e, changes = changes.len(), "committing host-task changes failed; retrying");
+                        self.metrics.store_error("ingest");
                         let why = e.unavailable().map_or_else(|| e.to_string(), str::to_string);
                         *self.ingest_fault.lock().expect("ingest fault") = Some(why);
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
             };
+            if !applied.finals.is_empty() {
+                let finals: HashSet<&TaskKey> = applied.finals.iter().collect();
+                for change in &changes {
+                    if let TaskChange::Finished { key, status, .. } = change {
+                        if finals.contains(key) {
+                            self.metrics.host_task_finished(*status);
+                        }
+                    }
+                }
+            }
             // The batch's log data is gone: let waiting sessions in before anything else
             // (acknowledging waits for sessions' queues).
             drop(changes);

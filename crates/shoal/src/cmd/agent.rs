@@ -56,34 +56,39 @@ pub fn hostname() -> String {
 }
 
 pub async fn run(a: AgentArgs) -> anyhow::Result<u8> {
-    let ip = match a.ip {
+    let s = crate::agent_config::load(&a, Path::new(crate::agent_config::DEFAULT_PATH))?;
+    if a.print_config {
+        print!("{}", crate::agent_config::effective_toml(&s)?);
+        return Ok(0);
+    }
+    let ip = match s.ip {
         Some(ip) => ip,
         None => shoal_agent::primary_ipv4().context("cannot tell this host's IPv4; pass --ip")?,
     };
     anyhow::ensure!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "--ip {ip:?} is not an IPv4 address");
-    for s in &a.server {
-        anyhow::ensure!(s.starts_with("http://") || s.starts_with("https://"), "--server {s:?} must start with http:// or https://");
+    for url in &s.server {
+        anyhow::ensure!(url.starts_with("http://") || url.starts_with("https://"), "--server {url:?} must start with http:// or https://");
         anyhow::ensure!(
-            !s.starts_with("http://") || a.insecure || is_loopback_url(s),
-            "--server {s:?} is plain http: use https (with --ca) or pass --insecure"
+            !url.starts_with("http://") || s.insecure || is_loopback_url(url),
+            "--server {url:?} is plain http: use https (with --ca) or pass --insecure"
         );
     }
     let facts = HostFacts {
-        bk_biz_id: a.bk_biz_id,
-        bk_cloud_id: a.bk_cloud_id,
+        bk_biz_id: s.bk_biz_id,
+        bk_cloud_id: s.bk_cloud_id,
         ip,
-        set_id: a.set_id,
-        module_id: a.module_id,
-        labels: parse_labels(&a.labels)?,
+        set_id: s.set,
+        module_id: s.module,
+        labels: s.labels,
         hostname: hostname(),
         os: std::env::consts::OS.to_string(),
     };
-    let token = enrolment_token(a.token_file.as_deref(), a.token, std::env::var(TOKEN_ENV).ok())?;
-    let mut cfg = AgentConfig::new(a.server, token, a.state_dir, facts);
-    cfg.ca_file = a.ca;
+    let token = enrolment_token(s.token_file.as_deref(), a.token, std::env::var(TOKEN_ENV).ok())?;
+    let mut cfg = AgentConfig::new(s.server, token, s.state_dir, facts);
+    cfg.ca_file = s.ca;
     // Past the check above, an http:// server is either loopback or allowed by --insecure;
     // with only https:// servers the agent refuses plain text outright.
-    cfg.insecure = a.insecure || cfg.servers.iter().any(|s| s.starts_with("http://"));
+    cfg.insecure = s.insecure || cfg.servers.iter().any(|u| u.starts_with("http://"));
     shoal_agent::run(cfg, super::shutdown_signal()).await?;
     Ok(0)
 }

@@ -4,10 +4,12 @@ pub(crate) mod account;
 pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
+pub mod config;
 pub(crate) mod danger;
 mod dev;
 pub mod host;
 mod job;
+pub mod manual;
 mod run;
 pub mod script;
 mod server;
@@ -54,5 +56,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::AgentAccept(a) => agent::accept(a).await,
         Command::Danger(c) => danger::run(c).await,
         Command::Account(c) => account::run(c).await,
+        Command::Config(c) => config::run(c),
+        Command::Completions(a) => manual::completions(a),
+        Command::Man(a) => manual::man(a),
     }
 }

@@ -9,6 +9,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<u8> {
     let env = |k: &str| std::env::var(k).ok();
     let cfg = server_config::load(&args, &env)?;
     if args.print_config {
+        match server_config::discover(&args, std::path::Path::new(server_config::DEFAULT_PATH)) {
+            Some(p) => println!("# config file {}", p.display()),
+            None => println!("# no config file ({} does not exist)", server_config::DEFAULT_PATH),
+        }
         print!("{}", server_config::effective_toml(&cfg)?);
         return Ok(0);
     }
