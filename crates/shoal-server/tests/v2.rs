@@ -318,7 +318,148 @@ async fn access_token_and_login_tickets(h: Harness) {
     assert_eq!(v["result"], false, "{v}");
 }
 
-on_both_stores!(nodeman_collect_log, sops_node_log, access_token_and_login_tickets);
+/// The v2 log text of the only host of a finished job's first step.
+async fn only_log(h: &Harness, job_id: i64) -> String {
+    let data = poll_log_until_success(h, job_id).await;
+    data[0]["step_results"][0]["ip_logs"][0]["log_content"].as_str().unwrap().to_string()
+}
+
+fn biz(extra: Value) -> Value {
+    let mut body = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// Scripts, plans and job operations through v2: a v2 script is a script's online version,
+/// a v2 job is a plan.
+async fn library_and_plans(mut h: Harness) {
+    h.add_agent("10.0.4.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_id_of("10.0.4.1").await;
+
+    let (_, v) = h
+        .post("create_script", biz(json!({"name": "hello", "script_language": 1, "content": b64("echo \"v2 <$1>\""), "version": "1.0"})))
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let (script_id, version_id) = (v["data"]["script_id"].clone(), v["data"]["id"].as_i64().unwrap());
+    let (_, v) = h.post("publish_script_version", biz(json!({"script_id": script_id, "script_version_id": version_id}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    // A script with only a draft is not listed.
+    let (_, v) =
+        h.post("create_script", biz(json!({"name": "draft-only", "script_language": 1, "content": b64("true"), "version": "1"}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let (_, v) = h
+        .post("create_public_script", json!({"name": "shared", "script_language": 1, "content": b64("echo shared"), "version": "p1"}))
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let (public_script, public_version) = (v["data"]["script_id"].clone(), v["data"]["id"].as_i64().unwrap());
+    let (_, v) = h.post("publish_public_script_version", json!({"script_id": public_script, "script_version_id": public_version})).await;
+    assert_eq!(v["code"], 0, "{v}");
+
+    let (_, v) = v2_get(&h, "get_script_list", "bk_biz_id=1").await;
+    assert_eq!(v["code"], 0, "{v}");
+    let page = &v["data"];
+    assert_eq!((page["start"].as_i64(), page["total_record_size"].as_i64()), (Some(0), Some(1)), "{v}");
+    let s = &page["data"][0];
+    assert_eq!((s["id"].as_i64(), s["name"].as_str(), s["version"].as_str()), (Some(version_id), Some("hello"), Some("1.0")));
+    assert_eq!((s["public"].as_bool(), s["type"].as_i64(), s["bk_biz_id"].as_i64()), (Some(false), Some(1), Some(1)));
+    assert_eq!(s["content"], Value::Null);
+    assert!(is_v2_time(&s["create_time"]), "{s}");
+    let (_, v) = v2_get(&h, "get_script_list", "bk_biz_id=1&return_script_content=true&start=0&length=5").await;
+    assert_eq!((v["data"]["page_size"].as_i64(), v["data"]["data"][0]["content"].as_str()), (Some(5), Some("echo \"v2 <$1>\"")), "{v}");
+    for (name, query) in [("get_public_script_list", "bk_biz_id=1"), ("get_script_list", "bk_biz_id=1&is_public=true")] {
+        let (_, v) = v2_get(&h, name, query).await;
+        let rows = v["data"]["data"].as_array().unwrap();
+        assert_eq!(rows.len(), 1, "{v}");
+        assert_eq!(
+            (rows[0]["id"].as_i64(), rows[0]["public"].as_bool(), rows[0]["bk_biz_id"].clone()),
+            (Some(public_version), Some(true), Value::Null)
+        );
+    }
+    let (_, v) = v2_get(&h, "get_script_detail", &format!("bk_biz_id=1&id={version_id}")).await;
+    assert_eq!((v["data"]["name"].as_str(), v["data"]["content"].as_str()), (Some("hello"), Some("echo \"v2 <$1>\"")), "{v}");
+    let (_, v) = v2_get(&h, "get_script_detail", "bk_biz_id=1").await;
+    assert_eq!(v["code"], 1241007, "{v}");
+
+    // v2's `script_id` is a version id.
+    let (_, v) = v2_post(
+        &h,
+        "fast_execute_script",
+        json!({"bk_biz_id": 1, "script_id": version_id, "script_param": b64("x"), "account": USER,
+                                                           "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.4.1"}]}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(only_log(&h, v["data"]["job_instance_id"].as_i64().unwrap()).await, "v2 &lt;x&gt;\n");
+
+    // Plans.
+    let doc = json!({
+        "name": "v2-plans",
+        "variables": [
+            {"name": "TARGETS", "type": "host_list", "server": {"host_id_list": [host]}},
+            {"name": "NOTE", "type": "string", "value": "hi"}
+        ],
+        "steps": [{"name": "say", "script": {"content": "echo note=$NOTE", "account": USER, "target": {"variable": "TARGETS"}}}],
+        "plans": [{"name": "nightly"}]
+    });
+    let plan = h.apply_template(doc).await["plans"][0]["id"].as_i64().unwrap();
+    let (_, v) = v2_get(&h, "get_job_list", "bk_biz_id=1&name=night").await;
+    assert_eq!(v["code"], 0, "{v}");
+    let rows = v["data"]["data"].as_array().unwrap();
+    assert_eq!((rows.len(), rows[0]["bk_job_id"].as_i64(), rows[0]["name"].as_str()), (1, Some(plan), Some("nightly")), "{v}");
+    let (_, v) = v2_get(&h, "get_job_list", "bk_biz_id=1&name=nothing-like-it").await;
+    assert_eq!(v["data"]["total_record_size"], 0, "{v}");
+    let (_, v) = v2_get(&h, "get_job_detail", &format!("bk_biz_id=1&bk_job_id={plan}")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let d = &v["data"];
+    assert_eq!((d["bk_job_id"].as_i64(), d["name"].as_str()), (Some(plan), Some("nightly")), "{d}");
+    let step = &d["steps"][0];
+    assert_eq!(
+        (step["script_content"].as_str(), step["account"].as_str(), step["type"].as_i64()),
+        (Some("echo note=$NOTE"), Some(USER), Some(1)),
+        "{step}"
+    );
+    let var = |name: &str| d["global_vars"].as_array().unwrap().iter().find(|g| g["name"] == name).cloned().unwrap();
+    assert_eq!(var("NOTE")["value"], "hi");
+    assert_eq!(var("TARGETS")["ip_list"][0]["ip"], "10.0.4.1", "{d}");
+
+    let (_, v) = v2_post(
+        &h,
+        "execute_job",
+        json!({"bk_biz_id": 1, "bk_job_id": plan, "global_vars": [
+            {"name": "NOTE", "value": "from-v2"},
+            {"name": "TARGETS", "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.4.1"}]}
+        ]}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let job_id = v["data"]["job_instance_id"].as_i64().unwrap();
+    assert!(v["data"]["job_instance_name"].is_string(), "{v}");
+    assert_eq!(only_log(&h, job_id).await, "note=from-v2\n");
+    let (_, v) = v2_post(&h, "get_job_instance_status", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
+    assert_eq!(v["data"]["job_instance"]["bk_job_id"].as_i64(), Some(plan), "{v}");
+    assert_eq!(v["data"]["blocks"][0]["step_instances"][0]["step_id"].as_i64(), Some(1), "{v}");
+    for (body, field) in [
+        (json!({"bk_biz_id": 1}), "bk_job_id"),
+        (json!({"bk_biz_id": 1, "bk_job_id": plan, "global_vars": [{"value": "x"}]}), "global_vars.id|global_vars.name"),
+    ] {
+        let (_, v) = v2_post(&h, "execute_job", body).await;
+        assert_eq!((v["code"].as_i64(), v["message"].as_str().is_some_and(|m| m.contains(field))), (Some(1241005), true), "{v}");
+    }
+
+    // Terminating a running job.
+    let job = h.execute("sleep 30", &[host], json!({})).await;
+    let job_id = job["job_instance_id"].as_i64().unwrap();
+    wait_for("the job to run", Duration::from_secs(20), || async { h.status(job_id).await["job_instance"]["status"] == 2 }).await;
+    let (_, v) = v2_post(&h, "operate_job_instance", json!({"bk_biz_id": 1, "job_instance_id": job_id, "operation_code": 1})).await;
+    assert_eq!((v["code"].as_i64(), v["data"]["job_instance_id"].as_i64()), (Some(0), Some(job_id)), "{v}");
+    let st = h.wait_finished(job_id, Duration::from_secs(30)).await;
+    assert_ne!(st["job_instance"]["status"], 3, "{st}");
+}
+
+on_both_stores!(nodeman_collect_log, sops_node_log, access_token_and_login_tickets, library_and_plans);
 
 /// Every row of the compatibility matrix in `docs/jobv3.md` against the router: an API
 /// marked served (or partly) answers something other than 404, one marked not served
