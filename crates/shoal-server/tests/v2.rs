@@ -157,9 +157,13 @@ async fn sops_node_log(mut h: Harness) {
     let job = h.execute("echo '<b>node</b> & done'", &hosts, json!({})).await;
     let job_id = job["job_instance_id"].as_i64().unwrap();
     h.wait_finished(job_id, Duration::from_secs(60)).await;
-    // bk-sops `get_job_instance_log`: `client.job.get_job_instance_log({bk_biz_id, job_instance_id})`,
-    // the envelope handed to the page as is.
-    let (status, v) = v2_get(&h, "get_job_instance_log", &format!("bk_biz_id=1&job_instance_id={job_id}")).await;
+    // bk-sops `get_job_instance_log`: `client.job.get_job_instance_log({bk_scope_type,
+    // bk_scope_id, bk_biz_id, job_instance_id})` (older releases send `bk_biz_id` only), the
+    // envelope handed to the page as is.
+    let (_, old_form) = v2_get(&h, "get_job_instance_log", &format!("bk_biz_id=1&job_instance_id={job_id}")).await;
+    let (status, v) =
+        v2_get(&h, "get_job_instance_log", &format!("bk_scope_type=biz&bk_scope_id=1&bk_biz_id=1&job_instance_id={job_id}")).await;
+    assert_eq!(old_form["data"], v["data"]);
     assert_eq!((status, v["result"].as_bool(), v["code"].as_i64()), (200, Some(true), Some(0)), "{v}");
     let steps = v["data"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "{v}");
