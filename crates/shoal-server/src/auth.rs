@@ -250,12 +250,13 @@ fn login_cookie(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The answer to a call that authenticates with a BlueKing login ticket only.
-pub fn login_ticket_refused() -> JobError {
-    let mut e = JobError::unauthorized(ErrorCode::SERVICE_AUTH_FAIL);
+/// The answer to a call that relies on a BlueKing login ticket: for its app (`code`
+/// 1240005) or for its user (1247002, app credentials without `bk_username`).
+pub fn login_ticket_refused(code: ErrorCode) -> JobError {
+    let mut e = JobError::unauthorized(code);
     e.detail = Some(
         "bk_token / bk_ticket (a BlueKing login ticket) is not accepted by Shoal: send bk_app_code + bk_app_secret \
-         (with bk_username), an access_token issued by Shoal (shoal app token), or Authorization: Bearer <Shoal user token>"
+         with bk_username, an access_token issued by Shoal (shoal app token), or Authorization: Bearer <Shoal user token>"
             .into(),
     );
     e
@@ -306,7 +307,10 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap, params: &Value
         };
     }
     if p.login_ticket && (p.app_code.is_none() || p.app_secret.is_none()) {
-        return Err(login_ticket_refused());
+        return Err(login_ticket_refused(ErrorCode::SERVICE_AUTH_FAIL));
+    }
+    if p.login_ticket && p.username.is_none() {
+        return Err(login_ticket_refused(ErrorCode::MISSING_USER_INFO));
     }
     let row = match &p.app_code {
         Some(code) => store.get_app(code).await.map_err(store_error)?,

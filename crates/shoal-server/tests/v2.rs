@@ -299,6 +299,10 @@ async fn access_token_and_login_tickets(h: Harness) {
         .unwrap();
     let status = r.status().as_u16();
     check_refused(status, &r.json().await.unwrap());
+    // App credentials with a ticket in place of the user's name: the user is what is missing.
+    let (status, v) = get_accounts(None, format!("&bk_app_code={APP}&bk_app_secret={SECRET}&bk_token=abc")).await;
+    assert_eq!((status, v["code"].as_i64()), (401, Some(1247002)), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("bk_username"), "{v}");
     // App credentials sent with a ticket still work (the ticket is not needed).
     let (status, v) = get_accounts(None, format!("&bk_app_code={APP}&bk_app_secret={SECRET}&bk_username={USER}&bk_token=abc")).await;
     assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{v}");
