@@ -515,3 +515,29 @@ async fn matrix() {
         [("v2".to_string(), 21), ("v3".to_string(), 73), ("v4".to_string(), 9)].into();
     assert_eq!(rows, expected);
 }
+
+/// A v2 log answer carries at most `log_read_budget_bytes` of log text: past it, a host's
+/// `log_content` says where to read the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn log_answer_is_bounded() {
+    let Some(mut h) = Harness::start_with(Backend::Sqlite, |c| c.log_read_budget_bytes = 1000).await else { return };
+    h.add_agent("10.0.5.1", None, None, &[]).await;
+    h.add_agent("10.0.5.2", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let hosts = h.host_ids().await;
+    let job = h.execute("head -c 1500 /dev/zero | tr '\\0' x; echo", &hosts, json!({})).await;
+    let job_id = job["job_instance_id"].as_i64().unwrap();
+    h.wait_finished(job_id, Duration::from_secs(60)).await;
+    let (_, v) = v2_get(&h, "get_job_instance_log", &format!("bk_biz_id=1&job_instance_id={job_id}")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let mut contents: Vec<String> = v["data"][0]["step_results"][0]["ip_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["log_content"].as_str().unwrap().to_string())
+        .collect();
+    contents.sort_by_key(String::len);
+    assert_eq!(contents.len(), 2, "{v}");
+    assert!(contents[0].starts_with("[log omitted") && contents[0].contains("1000-byte budget"), "{v}");
+    assert_eq!(contents[1], format!("{}\n", "x".repeat(1500)));
+}

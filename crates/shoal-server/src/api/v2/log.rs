@@ -7,7 +7,7 @@
 //! Password values of a plan job are masked, as in v3's logs. The answer carries at most
 //! `log_read_budget_bytes` of log text; past it a host's `log_content` says so instead.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -53,16 +53,12 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
         }
         let mut results = Vec::with_capacity(groups.len());
         for ((status, tag), hosts) in groups {
-            let ids: Vec<i64> = hosts.iter().map(|h| h.bk_host_id).collect();
-            let mut logs: HashMap<i64, Vec<u8>> = if spent < budget {
-                store.read_logs(step.id, step.execute_count, &ids).await.map_err(internal("read logs"))?.into_iter().collect()
-            } else {
-                HashMap::new()
-            };
             let mut ip_logs = Vec::with_capacity(hosts.len());
             for h in hosts {
+                // One host's log at a time: what is held is bounded by the budget plus one log.
                 let content = if spent < budget {
-                    let bytes = crate::engine::variables::mask_bytes(logs.remove(&h.bk_host_id).unwrap_or_default(), &secrets);
+                    let mut read = store.read_logs(step.id, step.execute_count, &[h.bk_host_id]).await.map_err(internal("read logs"))?;
+                    let bytes = crate::engine::variables::mask_bytes(read.pop().map(|(_, b)| b).unwrap_or_default(), &secrets);
                     spent += bytes.len();
                     html_encode(&text(bytes))
                 } else {
