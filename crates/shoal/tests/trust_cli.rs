@@ -179,6 +179,18 @@ c.commit()
     assert!(text(&o).contains("no chain position"), "{}", text(&o));
 }
 
+/// A server on a free port of `data`, once it accepts connections: (it, its URL, the port).
+fn serving(data: &Path) -> (Kid, String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = start(data, port);
+    let end = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}"), port)
+}
+
 /// One GET with an `X-Bkapi-Authorization` header; the raw HTTP answer.
 fn get_with(port: u16, path: &str, authorization: &str) -> String {
     use std::io::{Read, Write};
@@ -194,15 +206,7 @@ fn get_with(port: u16, path: &str, authorization: &str) -> String {
 #[test]
 fn app_access_tokens_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = start(&data, port);
-    let url = format!("http://127.0.0.1:{port}");
-    let end = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_server, url, port) = serving(&dir.path().join("data"));
     let admin = |args: &[&str]| shoal(&url, "root-app", "root-secret", args);
     let o = admin(&["app", "create", "ci"]);
     assert!(o.status.success(), "{}", text(&o));
