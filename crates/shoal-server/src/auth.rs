@@ -11,6 +11,12 @@
 //!   `bk_username` stays required on every app call (JOB answers 1247002 without it, and
 //!   callers written for JOB always send it), but from a non-gateway app it is only logged.
 //!
+//! - An **app** may instead present an `access_token` Shoal issued for it ([`access_token`]),
+//!   in the same places; `bk_username` is then optional (without it the app acts as itself).
+//! - A BlueKing login ticket (`bk_token`, `bk_ticket`) cannot be verified here: a call that
+//!   carries one instead of app credentials is refused (401) with a message naming what to
+//!   send instead.
+//!
 //! Whose grants apply ([`Caller::grantee`]): a user's own (stored under `user:<name>`); an
 //! app's own; through a gateway, the named user's when that user exists in Shoal (a disabled
 //! one is refused), else the gateway app's (BlueKing's model: the gateway vouches for people
@@ -19,6 +25,7 @@
 //! which still verifies and is replaced by argon2id on the first successful call. Agent
 //! credentials (random, 256 bits, never chosen by a person) stay salted SHA-256.
 
+pub mod access_token;
 pub mod password;
 pub mod token;
 
@@ -198,6 +205,10 @@ pub struct Presented {
     pub app_code: Option<String>,
     pub app_secret: Option<String>,
     pub username: Option<String>,
+    /// An app access token Shoal issued ([`access_token`]).
+    pub access_token: Option<String>,
+    /// A BlueKing login ticket (`bk_token` / `bk_ticket`) was sent: Shoal cannot verify one.
+    pub login_ticket: bool,
 }
 
 fn str_field(v: &Value, k: &str) -> Option<String> {
@@ -214,18 +225,41 @@ pub fn presented(headers: &HeaderMap, params: &Value, system_path: bool) -> Pres
             p.app_code = str_field(&v, "bk_app_code");
             p.app_secret = str_field(&v, "bk_app_secret");
             p.username = str_field(&v, "bk_username");
+            p.access_token = str_field(&v, "access_token");
+            p.login_ticket = ["bk_token", "bk_ticket"].iter().any(|k| str_field(&v, k).is_some());
         }
     }
     let hdr = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).map(str::trim).filter(|s| !s.is_empty()).map(String::from);
     p.app_code = p.app_code.or_else(|| hdr("x-bk-app-code")).or_else(|| str_field(params, "bk_app_code"));
     p.app_secret = p.app_secret.or_else(|| hdr("x-bk-app-secret")).or_else(|| str_field(params, "bk_app_secret"));
     p.username = p.username.or_else(|| str_field(params, "bk_username"));
+    p.access_token = p.access_token.or_else(|| str_field(params, "access_token"));
+    p.login_ticket |= ["bk_token", "bk_ticket"].iter().any(|k| str_field(params, k).is_some()) || login_cookie(headers);
     if system_path {
         if let Some(u) = hdr("x-bk-username") {
             p.username = Some(u);
         }
     }
     p
+}
+
+/// Whether a `bk_token` / `bk_ticket` cookie was sent (a browser's BlueKing login).
+fn login_cookie(headers: &HeaderMap) -> bool {
+    headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()).any(|c| {
+        c.split(';').filter_map(|kv| kv.split_once('=')).any(|(k, v)| matches!(k.trim(), "bk_token" | "bk_ticket") && !v.trim().is_empty())
+    })
+}
+
+/// The answer to a call that relies on a BlueKing login ticket: for its app (`code`
+/// 1240005) or for its user (1247002, app credentials without `bk_username`).
+pub fn login_ticket_refused(code: ErrorCode) -> JobError {
+    let mut e = JobError::unauthorized(code);
+    e.detail = Some(
+        "bk_token / bk_ticket (a BlueKing login ticket) is not accepted by Shoal: send bk_app_code + bk_app_secret \
+         with bk_username, an access_token issued by Shoal (shoal app token), or Authorization: Bearer <Shoal user token>"
+            .into(),
+    );
+    e
 }
 
 /// The bearer token of `Authorization: Bearer <token>`, if any.
@@ -265,11 +299,29 @@ pub async fn authenticate(store: &dyn Store, headers: &HeaderMap, params: &Value
         return token::authenticate(store, t).await;
     }
     let p = presented(headers, params, system_path);
+    if let Some(t) = &p.access_token {
+        let app = access_token::app_of(store, t, p.app_code.as_deref()).await?;
+        return match p.username {
+            Some(claimed) => as_app(store, &app, claimed).await,
+            None => Ok(Caller::app(&app.code, app.is_admin)),
+        };
+    }
+    if p.login_ticket && (p.app_code.is_none() || p.app_secret.is_none()) {
+        return Err(login_ticket_refused(ErrorCode::SERVICE_AUTH_FAIL));
+    }
+    if p.login_ticket && p.username.is_none() {
+        return Err(login_ticket_refused(ErrorCode::MISSING_USER_INFO));
+    }
     let row = match &p.app_code {
         Some(code) => store.get_app(code).await.map_err(store_error)?,
         None => None,
     };
     let (app, claimed) = verify(store, p, row.as_ref()).await?;
+    as_app(store, app, claimed).await
+}
+
+/// The caller of an authenticated app that names `claimed` as its user (see the module doc).
+async fn as_app(store: &dyn Store, app: &AppRow, claimed: String) -> Result<Caller, JobError> {
     let (gateway, user) = store.gateway_and_user(&app.code, &claimed).await.map_err(store_error)?;
     if !gateway {
         if claimed != app_principal_name(&app.code) {
@@ -306,19 +358,38 @@ mod tests {
         assert_eq!(p.username.as_deref(), Some("u2"));
     }
 
+    #[test]
+    fn access_token_and_login_tickets_are_seen_wherever_sent() {
+        let mut h = HeaderMap::new();
+        h.insert("x-bkapi-authorization", r#"{"access_token":"t1"}"#.parse().unwrap());
+        let p = presented(&h, &serde_json::json!({"access_token": "t2"}), false);
+        assert_eq!((p.access_token.as_deref(), p.login_ticket), (Some("t1"), false));
+        let p = presented(&HeaderMap::new(), &serde_json::json!({"access_token": "t2"}), false);
+        assert_eq!(p.access_token.as_deref(), Some("t2"));
+        assert!(presented(&HeaderMap::new(), &serde_json::json!({"bk_token": "x"}), false).login_ticket);
+        let mut h = HeaderMap::new();
+        h.insert("x-bkapi-authorization", r#"{"bk_ticket":"x"}"#.parse().unwrap());
+        assert!(presented(&h, &serde_json::json!({}), false).login_ticket);
+        let mut h = HeaderMap::new();
+        h.insert("cookie", "a=1; bk_token=abc".parse().unwrap());
+        assert!(presented(&h, &serde_json::json!({}), false).login_ticket);
+        assert!(!presented(&HeaderMap::new(), &serde_json::json!({"bk_token": ""}), false).login_ticket);
+    }
+
     #[tokio::test]
     async fn verify_codes() {
         let dir = tempfile::tempdir().unwrap();
         let store = shoal_store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
         let s = store.as_ref();
         let app = new_app("a", "s", false);
-        let ok = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: Some("u".into()) };
+        let ok = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: Some("u".into()), ..Default::default() };
         assert_eq!(verify(s, ok, Some(&app)).await.unwrap().1, "u");
         let e = verify(s, Presented::default(), Some(&app)).await.unwrap_err();
         assert_eq!((e.code.0, e.http_status), (1247004, 401));
-        let wrong = Presented { app_code: Some("a".into()), app_secret: Some("x".into()), username: Some("u".into()) };
+        let wrong =
+            Presented { app_code: Some("a".into()), app_secret: Some("x".into()), username: Some("u".into()), ..Default::default() };
         assert_eq!(verify(s, wrong, Some(&app)).await.unwrap_err().http_status, 401);
-        let nouser = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: None };
+        let nouser = Presented { app_code: Some("a".into()), app_secret: Some("s".into()), username: None, ..Default::default() };
         assert_eq!(verify(s, nouser, Some(&app)).await.unwrap_err().code.0, 1247002);
     }
 

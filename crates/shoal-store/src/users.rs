@@ -1,5 +1,6 @@
 //! People as principals: users (argon2id password hashes, created by an admin), their
-//! personal API tokens and login sessions, and the trusted-gateway mark on apps.
+//! personal API tokens and login sessions, the trusted-gateway mark on apps, and apps'
+//! access tokens (`access_token`).
 //!
 //! Tokens are stored by the SHA-256 of the token only (tokens are 256 random bits, so a fast
 //! hash is enough); [`UserStore::token_principal`] finds the token and its user in one query.
@@ -92,6 +93,41 @@ impl TokenRow {
     }
 }
 
+/// An app's access token (`access_token`, as BlueKing callers send it): issued for one app,
+/// stored by its SHA-256, always with an expiry.
+#[derive(Clone, PartialEq)]
+pub struct AppTokenRow {
+    /// Public id (listing, revoking); not a secret.
+    pub id: String,
+    /// SHA-256 (hex) of the token.
+    pub token_hash: String,
+    pub app_code: String,
+    /// Who issued it (the app itself or an admin).
+    pub created_by: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+impl std::fmt::Debug for AppTokenRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppTokenRow")
+            .field("id", &self.id)
+            .field("app_code", &self.app_code)
+            .field("created_by", &self.created_by)
+            .field("expires_at", &self.expires_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish()
+    }
+}
+
+impl AppTokenRow {
+    /// Whether the token may authenticate at `now` (not revoked, not expired).
+    pub fn live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && now < self.expires_at
+    }
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync {
     /// `Conflict` when the name is taken.
@@ -121,6 +157,15 @@ pub trait UserStore: Send + Sync {
     /// In one query: whether the live app `code` is a trusted gateway, and the user `username`
     /// if one exists (what authenticating an app call needs after its secret is checked).
     async fn gateway_and_user(&self, code: &str, username: &str) -> Result<(bool, Option<UserRow>)>;
+
+    async fn create_app_token(&self, t: &AppTokenRow) -> Result<()>;
+    /// The token with this hash of a live (not revoked) app, itself live or not (the caller
+    /// decides).
+    async fn app_token(&self, token_hash: &str) -> Result<Option<AppTokenRow>>;
+    /// Tokens of `app_code` (all apps when `None`), oldest first.
+    async fn list_app_tokens(&self, app_code: Option<&str>) -> Result<Vec<AppTokenRow>>;
+    /// Revoke a live app token by id (of `app_code` when given); whether one was revoked.
+    async fn revoke_app_token(&self, id: &str, app_code: Option<&str>, now: i64) -> Result<bool>;
 }
 
 macro_rules! impl_user_store {
@@ -147,6 +192,21 @@ macro_rules! impl_user_store {
                     created_by: r.try_get("created_by").op(d)?,
                     created_at: r.try_get("created_at").op(d)?,
                     disabled_at: r.try_get("disabled_at").op(d)?,
+                })
+            }
+
+            const APP_TOKEN_COLS: &str = "id, token_hash, app_code, created_by, created_at, expires_at, revoked_at";
+
+            fn app_token_of(r: &DbRow) -> Result<AppTokenRow> {
+                let d = "decode app token";
+                Ok(AppTokenRow {
+                    id: r.try_get("id").op(d)?,
+                    token_hash: r.try_get("token_hash").op(d)?,
+                    app_code: r.try_get("app_code").op(d)?,
+                    created_by: r.try_get("created_by").op(d)?,
+                    created_at: r.try_get("created_at").op(d)?,
+                    expires_at: r.try_get("expires_at").op(d)?,
+                    revoked_at: r.try_get("revoked_at").op(d)?,
                 })
             }
 
@@ -339,6 +399,58 @@ macro_rules! impl_user_store {
                         None => None,
                     };
                     Ok((gateway, user))
+                }
+
+                async fn create_app_token(&self, t: &AppTokenRow) -> Result<()> {
+                    sqlx::query(
+                        "INSERT INTO app_access_tokens (id, token_hash, app_code, created_by, created_at, expires_at, revoked_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(&t.id)
+                    .bind(&t.token_hash)
+                    .bind(&t.app_code)
+                    .bind(&t.created_by)
+                    .bind(t.created_at)
+                    .bind(t.expires_at)
+                    .bind(t.revoked_at)
+                    .execute(&self.pool)
+                    .await
+                    .op("create app token")?;
+                    Ok(())
+                }
+
+                async fn app_token(&self, token_hash: &str) -> Result<Option<AppTokenRow>> {
+                    // A revoked app's tokens die with it.
+                    let cols = APP_TOKEN_COLS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+                    let row = sqlx::query(&format!(
+                        "SELECT {cols} FROM app_access_tokens t JOIN apps a ON a.code = t.app_code \
+                         WHERE t.token_hash = $1 AND a.revoked_at IS NULL"
+                    ))
+                        .bind(token_hash)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .op("app token")?;
+                    row.as_ref().map(app_token_of).transpose()
+                }
+
+                async fn list_app_tokens(&self, app_code: Option<&str>) -> Result<Vec<AppTokenRow>> {
+                    let mut q = QueryBuilder::<$db>::new(format!("SELECT {APP_TOKEN_COLS} FROM app_access_tokens"));
+                    if let Some(c) = app_code {
+                        q.push(" WHERE app_code = ").push_bind(c);
+                    }
+                    q.push(" ORDER BY created_at, id");
+                    let rows = q.build().fetch_all(&self.pool).await.op("list app tokens")?;
+                    rows.iter().map(app_token_of).collect()
+                }
+
+                async fn revoke_app_token(&self, id: &str, app_code: Option<&str>, now: i64) -> Result<bool> {
+                    let mut q = QueryBuilder::<$db>::new("UPDATE app_access_tokens SET revoked_at = ");
+                    q.push_bind(now).push(" WHERE revoked_at IS NULL AND id = ").push_bind(id);
+                    if let Some(c) = app_code {
+                        q.push(" AND app_code = ").push_bind(c);
+                    }
+                    let r = q.build().execute(&self.pool).await.op("revoke app token")?;
+                    Ok(r.rows_affected() > 0)
                 }
             }
         }

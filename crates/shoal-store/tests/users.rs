@@ -1,5 +1,5 @@
 //! People storage on SQLite and PostgreSQL: users, tokens and sessions, the trusted-gateway
-//! mark of apps.
+//! mark of apps, apps' access tokens.
 
 use std::sync::Arc;
 
@@ -30,7 +30,7 @@ macro_rules! both {
     )*};
 }
 
-both!(users_tokens_and_sessions, gateway_mark);
+both!(users_tokens_and_sessions, gateway_mark, app_access_tokens);
 
 fn user(name: &str) -> UserRow {
     UserRow {
@@ -97,4 +97,44 @@ async fn gateway_mark(s: Arc<dyn Store>) {
     s.revoke_app("esb", 3).await.unwrap();
     assert_eq!(s.gateway_and_user("esb", "carol").await.unwrap(), (false, None), "a revoked app is nothing");
     assert!(matches!(s.set_app_gateway("nobody", true).await, Err(StoreError::NotFound(_))));
+}
+
+fn app_token(id: &str, hash: &str, app: &str, expires_at: i64) -> AppTokenRow {
+    AppTokenRow {
+        id: id.into(),
+        token_hash: hash.into(),
+        app_code: app.into(),
+        created_by: "root".into(),
+        created_at: 5,
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+async fn app_access_tokens(s: Arc<dyn Store>) {
+    for code in ["ci", "ops"] {
+        let app = AppRow { code: code.into(), salt: "s".into(), secret_hash: "h".into(), is_admin: false, created_at: 1 };
+        s.create_app(&app, "").await.unwrap();
+    }
+    s.create_app_token(&app_token("t1", "h1", "ci", 100)).await.unwrap();
+    s.create_app_token(&app_token("t2", "h2", "ci", 200)).await.unwrap();
+    s.create_app_token(&app_token("t3", "h3", "ops", 300)).await.unwrap();
+    assert!(s.create_app_token(&app_token("t4", "h1", "ops", 300)).await.is_err(), "a token hash is unique");
+    let t = s.app_token("h1").await.unwrap().unwrap();
+    assert_eq!((t.id.as_str(), t.app_code.as_str(), t.expires_at), ("t1", "ci", 100));
+    assert!(t.live(99) && !t.live(100));
+    assert_eq!(s.app_token("nope").await.unwrap(), None);
+    let ids = |v: Vec<AppTokenRow>| v.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.list_app_tokens(Some("ci")).await.unwrap()), ["t1", "t2"]);
+    assert_eq!(ids(s.list_app_tokens(None).await.unwrap()), ["t1", "t2", "t3"]);
+    // Another app's token is not revoked on its behalf; a revoked one is not revoked again.
+    assert!(!s.revoke_app_token("t3", Some("ci"), 7).await.unwrap());
+    assert!(s.revoke_app_token("t2", Some("ci"), 7).await.unwrap());
+    assert!(!s.revoke_app_token("t2", None, 8).await.unwrap());
+    let t2 = s.app_token("h2").await.unwrap().unwrap();
+    assert_eq!(t2.revoked_at, Some(7));
+    assert!(!t2.live(0));
+    // A revoked app's tokens are not found at all.
+    s.revoke_app("ops", 9).await.unwrap();
+    assert_eq!(s.app_token("h3").await.unwrap(), None);
 }

@@ -178,3 +178,62 @@ c.commit()
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("no chain position"), "{}", text(&o));
 }
+
+/// A server on a free port of `data`, once it accepts connections: (it, its URL, the port).
+fn serving(data: &Path) -> (Kid, String, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let server = start(data, port);
+    let end = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}"), port)
+}
+
+/// One GET with an `X-Bkapi-Authorization` header; the raw HTTP answer.
+fn get_with(port: u16, path: &str, authorization: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bkapi-Authorization: {authorization}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// `shoal app token`: an app's access token, printed once, accepted in place of the app's
+/// secret, revoked with `shoal app revoke-token`.
+#[test]
+fn app_access_tokens_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, url, port) = serving(&dir.path().join("data"));
+    let admin = |args: &[&str]| shoal(&url, "root-app", "root-secret", args);
+    let o = admin(&["app", "create", "ci"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let cred = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let (_, secret) = cred.split_once(':').unwrap();
+    assert!(admin(&["app", "grant", "ci", "--role", "run", "--biz", "1"]).status.success());
+
+    // An app issues its own token; it works where the secret did.
+    let o = shoal(&url, "ci", secret, &["app", "token"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(token.starts_with("shoal_at_") && text(&o).contains("of app ci"), "{}", text(&o));
+    let answer = get_with(port, "/api/v3/get_account_list?bk_biz_id=1", &format!("{{\"access_token\":\"{token}\"}}"));
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("\"code\":0"), "{answer}");
+    // Not for another app.
+    let o = shoal(&url, "ci", secret, &["app", "token", "root-app"]);
+    assert!(!o.status.success() && text(&o).contains("9900403"), "{}", text(&o));
+
+    // An admin issues one for the app and revokes it by its id.
+    let o = admin(&["app", "token", "ci", "--expires-in", "600"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let second = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    let id = err.split_whitespace().nth(2).expect("access token <id> of app …").to_string();
+    assert!(admin(&["app", "revoke-token", &id]).status.success());
+    let answer = get_with(port, "/api/v3/get_account_list?bk_biz_id=1", &format!("{{\"access_token\":\"{second}\"}}"));
+    assert!(answer.starts_with("HTTP/1.1 401") && answer.contains("1240005"), "{answer}");
+    // Lifetimes are bounded.
+    assert!(!admin(&["app", "token", "ci", "--expires-in", "99999999"]).status.success());
+}

@@ -85,6 +85,7 @@ async fn answer_for_job(ctx: &Ctx, route: &Route, params: &Value, job_id: i64) -
     }
     match route {
         Route::JobV3 { name, .. } if name == "execute_job_plan" => Ok(json!({"job_instance_id": job.id, "job_instance_name": job.name})),
+        Route::JobV2 { name } if name == "execute_job" => Ok(json!({"job_instance_id": job.id, "job_instance_name": job.name})),
         _ => {
             let step = store.get_steps(job_id).await.map_err(super::internal("get steps"))?.into_iter().next();
             Ok(json!({"job_instance_id": job.id, "job_instance_name": job.name, "step_instance_id": step.map(|s| s.id)}))
@@ -99,7 +100,7 @@ fn reject(reason: &str) -> JobError {
 fn is_mutation(method: &Method, route: &Route) -> bool {
     *method == Method::POST
         && match route {
-            Route::JobV3 { name, .. } => !name.starts_with("get_"),
+            Route::JobV3 { name, .. } | Route::JobV2 { name } => !name.starts_with("get_"),
             Route::Shoal { .. } => true,
         }
 }
@@ -131,6 +132,7 @@ fn request_hash(route: &Route, username: &str, params: &Value) -> String {
     }
     let api = match route {
         Route::JobV3 { name, .. } => format!("jobv3/{name}"),
+        Route::JobV2 { name } => format!("jobv2/{name}"),
         Route::Shoal { path } => format!("shoal/{}", path.trim_end_matches('/')),
     };
     let mut pairs = vec![("api", json!(api)), ("user", json!(username)), ("params", canonical(&p))];

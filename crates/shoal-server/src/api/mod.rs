@@ -3,7 +3,8 @@
 //! (API gateway, also under `/api/bk-job/<stage>`), `/api/job/v3/<service>/<name>` and
 //! `/esb/api/v3/<name>` (JOB's own gateway and backend), with or without a trailing slash.
 //! Queries answer GET and POST; parameters come from the query string, a JSON body or a
-//! form body. Shoal's own extensions live under `/api/shoal/v1/`.
+//! form body. Shoal's own extensions live under `/api/shoal/v1/`. The JOB v2 ESB API
+//! (`/api/c/compapi/v2/job/<name>/`, `/esb/api/v2/<name>`) lands on [`v2`].
 
 pub mod authz;
 pub mod envelope;
@@ -11,6 +12,7 @@ pub mod idempotency;
 pub mod params;
 pub mod shoal;
 pub mod trust;
+pub mod v2;
 pub mod v3;
 
 use std::sync::Arc;
@@ -108,6 +110,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     JobV3 { name: String, system: bool },
+    JobV2 { name: String },
     Shoal { path: String },
 }
 
@@ -115,7 +118,7 @@ impl Route {
     /// The API's name (`fast_execute_script`, `apps/rotate`), as audit events name it.
     pub fn api_name(&self) -> &str {
         match self {
-            Route::JobV3 { name, .. } => name,
+            Route::JobV3 { name, .. } | Route::JobV2 { name } => name,
             Route::Shoal { path } => path.trim_end_matches('/'),
         }
     }
@@ -132,6 +135,9 @@ pub fn route(path: &str) -> Option<Route> {
     let v3 = |name: &str, system: bool| name_ok(name).then(|| Route::JobV3 { name: name.to_string(), system });
     if let Some(rest) = p.strip_prefix("/api/c/compapi/v2/jobv3/") {
         return v3(rest, false);
+    }
+    if let Some(rest) = p.strip_prefix("/api/c/compapi/v2/job/").or_else(|| p.strip_prefix("/esb/api/v2/")) {
+        return name_ok(rest).then(|| Route::JobV2 { name: rest.to_string() });
     }
     if let Some(rest) = p.strip_prefix("/api/v3/system/") {
         return v3(rest, true);
@@ -238,6 +244,7 @@ async fn answer(ctx: Arc<Ctx>, method: &Method, route: Route, headers: &HeaderMa
     idempotency::complete(guard, async move {
         match route {
             Route::JobV3 { name, .. } => v3::call(&ctx, &method, &name, params).await,
+            Route::JobV2 { name } => v2::call(&ctx, &method, &name, params).await,
             Route::Shoal { path } if trust::handles(&path) => trust::call(&ctx, &method, &path, params).await,
             Route::Shoal { path } => shoal::call(&ctx, &method, &path, params).await,
         }
@@ -286,6 +293,10 @@ mod tests {
         assert_eq!(route("/api/job/v3/job-execute/fast_execute_script"), v3("fast_execute_script", false));
         assert_eq!(route("/esb/api/v3/get_job_instance_list"), v3("get_job_instance_list", false));
         assert_eq!(route("/api/shoal/v1/hosts"), Some(Route::Shoal { path: "hosts".into() }));
+        let v2 = |name: &str| Some(Route::JobV2 { name: name.into() });
+        assert_eq!(route("/api/c/compapi/v2/job/get_job_instance_log/"), v2("get_job_instance_log"));
+        assert_eq!(route("/esb/api/v2/fast_execute_script"), v2("fast_execute_script"));
+        assert_eq!(route("/api/c/compapi/v2/job/../x"), None);
         assert_eq!(route("/api/v3/../etc"), None);
         assert_eq!(route("/nothing"), None);
     }

@@ -45,6 +45,22 @@ pub enum AppCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Issue an access token for an app (the caller's own app without CODE): what BlueKing
+    /// callers send as `access_token` instead of the app's code and secret. Printed once.
+    Token {
+        code: Option<String>,
+        /// Lifetime in seconds (1 day by default, at most 90 days).
+        #[arg(long)]
+        expires_in: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke an app access token by its id (as `shoal app token` printed it).
+    RevokeToken {
+        id: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Revoke an app: its secret stops working and its grants are dropped.
     Revoke {
         code: String,
@@ -198,6 +214,24 @@ pub async fn app(cmd: AppCommand) -> anyhow::Result<u8> {
             let v: Value = r.client.shoal("apps/rotate", false, json!({"code": code})).await?;
             eprintln!("new secret of {code}; the old one no longer works:");
             println!("{}:{}", v["code"].as_str().unwrap_or(""), v["secret"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        AppCommand::Token { code, expires_in, client } => {
+            let r = client_config::resolve(&client)?;
+            let v: Value = r.client.shoal("apps/access_tokens", false, json!({"app_code": code, "expires_in": expires_in})).await?;
+            eprintln!(
+                "access token {} of app {}, valid for {} s; it is shown only now:",
+                v["id"].as_str().unwrap_or(""),
+                v["app_code"].as_str().unwrap_or(""),
+                v["expires_in"]
+            );
+            println!("{}", v["access_token"].as_str().unwrap_or(""));
+            Ok(0)
+        }
+        AppCommand::RevokeToken { id, client } => {
+            let r = client_config::resolve(&client)?;
+            let _: Value = r.client.shoal("apps/access_tokens/revoke", false, json!({"id": id})).await?;
+            println!("access token {id} revoked");
             Ok(0)
         }
         AppCommand::Revoke { code, client } => {

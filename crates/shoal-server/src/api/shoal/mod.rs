@@ -9,6 +9,7 @@
 //! - Business sets (`biz_sets.rs`): which businesses a `biz_set` scope reaches.
 
 pub mod agents;
+pub mod app_tokens;
 pub mod biz_sets;
 pub mod checks;
 

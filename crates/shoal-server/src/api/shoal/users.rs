@@ -32,7 +32,7 @@ use crate::api::{decode, internal, ApiResult, Ctx};
 use crate::auth::{self, password, token};
 use crate::Shared;
 
-const PATHS: [&str; 9] = [
+const PATHS: [&str; 11] = [
     "users",
     "users/passwd",
     "users/disable",
@@ -42,6 +42,8 @@ const PATHS: [&str; 9] = [
     "logout",
     "session/refresh",
     "apps/trust",
+    "apps/access_tokens",
+    "apps/access_tokens/revoke",
 ];
 
 /// Whether `path` (under `/api/shoal/v1/`) is served here (besides `login`).
@@ -63,6 +65,9 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("session/refresh", Method::POST) => refresh(ctx).await,
         ("apps/trust", Method::POST) => trust_app(ctx, params).await,
         ("apps/trust", Method::GET) => list_gateways(ctx).await,
+        ("apps/access_tokens", Method::POST) => super::app_tokens::issue(ctx, params).await,
+        ("apps/access_tokens", Method::GET) => super::app_tokens::list(ctx, params).await,
+        ("apps/access_tokens/revoke", Method::POST) => super::app_tokens::revoke(ctx, params).await,
         (p, _) if handles(p) => Err(method_not_allowed()),
         (other, _) => Err(not_found(other)),
     }

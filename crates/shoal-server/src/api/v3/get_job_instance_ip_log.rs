@@ -34,7 +34,7 @@ async fn step_of(ctx: &Ctx, scope: &Scope, job_id: Option<i64>, step_id: Option<
     step.filter(|s| s.job_instance_id == job.id).ok_or_else(|| JobError::new(ErrorCode::STEP_INSTANCE_NOT_EXIST))
 }
 
-fn text(bytes: Vec<u8>) -> String {
+pub(crate) fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
@@ -45,7 +45,7 @@ async fn host_log(shared: &Shared, step: &StepRow, host_id: i64, secrets: &[Stri
 }
 
 /// Password variable values of a plan job, masked wherever a script printed them.
-async fn passwords(ctx: &Ctx, job_id: i64) -> Result<Vec<String>, JobError> {
+pub(crate) async fn passwords(ctx: &Ctx, job_id: i64) -> Result<Vec<String>, JobError> {
     let link = ctx.shared.store.job_plan_link(job_id).await.map_err(internal("job plan link"))?;
     Ok(link.map(|l| crate::engine::variables::passwords(&l.variables, &ctx.shared.config.sealing_key)).unwrap_or_default())
 }

@@ -2,13 +2,13 @@
 
 mod account;
 pub(crate) mod dangerous_rule;
-mod fast_execute_script;
+pub(crate) mod fast_execute_script;
 mod file;
-mod get_job_instance_ip_log;
+pub(crate) mod get_job_instance_ip_log;
 mod get_job_instance_list;
 pub mod get_job_instance_status;
-mod job_plan;
-mod operate_job_instance;
+pub(crate) mod job_plan;
+pub(crate) mod operate_job_instance;
 mod operate_step_instance;
 pub mod script;
 mod server;
