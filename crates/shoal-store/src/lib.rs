@@ -1,6 +1,7 @@
 //! Shoal storage: one [`Store`] trait, two backends chosen by URL scheme.
 //!
 //! # Layout
+//! - [`cron`]: cron jobs and their fires, each due time claimed once across replicas.
 //! - [`hosts`]: host identity — enrolment, bound facts, admin moves, enrolment tokens.
 //! - [`model`]: the rows the rest of Shoal reads and writes.
 //! - [`finalize`]: steps and jobs ended in the commit of their last host result.
@@ -14,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod cron;
 pub mod finalize;
 pub mod hosts;
 pub mod idempotency;
@@ -35,6 +37,7 @@ use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
 pub use admission::{AdmissionStore, JobQuota, QuotaKind};
+pub use cron::{CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;
@@ -115,7 +118,18 @@ impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
 
 #[async_trait]
 pub trait Store:
-    LibraryStore + TrustStore + CallerStore + ScaleStore + ScopeStore + UserStore + HostStore + AdmissionStore + Send + Sync + 'static
+    LibraryStore
+    + TrustStore
+    + CallerStore
+    + ScaleStore
+    + ScopeStore
+    + UserStore
+    + HostStore
+    + AdmissionStore
+    + CronStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> &'static str;
 
