@@ -61,6 +61,9 @@ pub enum Command {
     /// Execution accounts: the OS users scripts run as, by alias (create one before the first run).
     #[command(subcommand)]
     Account(crate::cmd::account::AccountCommand),
+    /// Cron jobs: a plan run on a crontab expression or once at a time.
+    #[command(subcommand)]
+    Cron(crate::cmd::cron::CronCommand),
 }
 
 impl Command {

@@ -4,6 +4,7 @@ pub(crate) mod account;
 pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
+pub(crate) mod cron;
 pub(crate) mod danger;
 mod dev;
 pub mod host;
@@ -54,5 +55,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::AgentAccept(a) => agent::accept(a).await,
         Command::Danger(c) => danger::run(c).await,
         Command::Account(c) => account::run(c).await,
+        Command::Cron(c) => cron::run(c).await,
     }
 }
