@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 on_both_stores!(
     save_cron_answers_job_codes,
     a_one_shot_cron_runs_its_plan_on_an_agent,
-    a_restart_never_fires_twice_and_missed_fires_follow_the_policy
+    a_restart_never_fires_twice_and_missed_fires_follow_the_policy,
+    a_fire_runs_with_its_creators_grants_as_they_are
 );
 
 const SCOPE: (&str, &str) = ("biz", "1");
@@ -247,6 +248,60 @@ async fn a_restart_never_fires_twice_and_missed_fires_follow_the_policy(h: Harne
         let st = h.wait_finished(job["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
         assert_eq!(st["job_instance"]["status"], 3, "{st}");
     }
+}
+
+/// A Shoal API call as `app`.
+async fn shoal_as(h: &Harness, app: &str, secret: &str, path: &str, body: Value) -> Value {
+    let auth = json!({"bk_app_code": app, "bk_app_secret": secret, "bk_username": USER}).to_string();
+    let r = h.http.post(format!("{}/api/shoal/v1/{path}", h.url)).header("X-Bkapi-Authorization", auth).json(&body).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], 0, "{path}: {v}");
+    v["data"].clone()
+}
+
+/// A JOB v3 call as `app` (not a gateway: it acts as itself).
+async fn call_as(h: &Harness, app: &str, secret: &str, name: &str, body: Value) -> Value {
+    let auth = json!({"bk_app_code": app, "bk_app_secret": secret, "bk_username": "someone-else"}).to_string();
+    let r = h.http.post(format!("{}/api/v3/{name}", h.url)).header("X-Bkapi-Authorization", auth).json(&scoped(body)).send().await.unwrap();
+    r.json().await.unwrap()
+}
+
+async fn a_fire_runs_with_its_creators_grants_as_they_are(mut h: Harness) {
+    h.add_agent("127.0.0.95", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let plan = h.apply_template(plan_doc(&hosts)).await["plans"][0]["id"].as_i64().unwrap();
+    let secret = shoal_as(&h, APP, SECRET, "apps", json!({"code": "ops"})).await["secret"].as_str().unwrap().to_string();
+    for role in ["manage", "run"] {
+        shoal_as(&h, APP, SECRET, "grants", json!({"app_code": "ops", "bk_scope_type": "biz", "bk_scope_id": "1", "role": role})).await;
+    }
+    shoal_as(&h, APP, SECRET, "account_grants", json!({"app_code": "ops", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": USER}))
+        .await;
+    // Two one-shots far ahead; the scheduler is driven with a chosen clock.
+    let t = shoal_core::time::now_ms() / 1000 + 86_400;
+    let mut crons = vec![];
+    for (i, at) in [t, t + 60].into_iter().enumerate() {
+        let v =
+            call_as(&h, "ops", &secret, "save_cron", json!({"job_plan_id": plan, "name": format!("ops-{i}"), "execute_time": at})).await;
+        assert_eq!(code(&v), 0, "{v}");
+        assert_eq!(v["data"]["creator"], "app:ops", "an app acting as itself creates as itself");
+        let id = v["data"]["id"].as_i64().unwrap();
+        assert_eq!(code(&call_as(&h, "ops", &secret, "update_cron_status", json!({"id": id, "status": 1})).await), 0);
+        crons.push(id);
+    }
+
+    assert_eq!(shoal_server::engine::cron::tick(&h.shared, t * 1000 + 100).await.unwrap(), 1);
+    let jobs = cron_jobs(&h, crons[0]).await;
+    assert_eq!(jobs[0]["operator"], "app:ops", "{jobs:?}");
+
+    // The app is revoked: its cron fires no job, and says why.
+    shoal_as(&h, APP, SECRET, "apps/revoke", json!({"code": "ops"})).await;
+    assert_eq!(shoal_server::engine::cron::tick(&h.shared, (t + 60) * 1000 + 100).await.unwrap(), 0);
+    assert!(cron_jobs(&h, crons[1]).await.is_empty());
+    let d = detail(&h, crons[1]).await["data"].clone();
+    let fire = &d["fire_list"][0];
+    assert_eq!((fire["outcome"].as_str(), fire["job_instance_id"].as_i64()), (Some("failed"), None), "{d}");
+    assert!(fire["error"].as_str().unwrap().starts_with("9900403"), "{d}");
 }
 
 /// Two replicas on one PostgreSQL, both looking for due crons every 20 ms: each cron's due

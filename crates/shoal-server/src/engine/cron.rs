@@ -185,7 +185,7 @@ async fn run(shared: &Arc<Shared>, c: &CronRow, due: i64) -> Result<i64, JobErro
     let scope = Scope { scope_type: c.scope_type.clone(), scope_id: c.scope_id.clone() };
     let vars: Vec<GlobalVarReq> = serde_json::from_str(&c.variables).map_err(crate::api::internal("decode cron variables"))?;
     let vars = open_values(shared, &scope, vars);
-    let run = PlanRun {
+    let plan = PlanRun {
         job_plan_id: Some(c.job_plan_id),
         global_vars: &vars,
         callback_url: None,
@@ -194,7 +194,12 @@ async fn run(shared: &Arc<Shared>, c: &CronRow, due: i64) -> Result<i64, JobErro
         audit_action: "cron_fire",
         audit_extra: serde_json::json!({"cron_id": c.id, "due_time": due}),
     };
-    job_plan::run_plan(&ctx, &scope, run).await.map(|(id, _)| id)
+    let out = job_plan::run_plan(&ctx, &scope, plan).await.map(|(id, _)| id);
+    // A refusal at a fire is evidence as much as one of a request.
+    if let Err(e) = &out {
+        crate::api::authz::record_denial(&ctx, "cron_fire", e).await;
+    }
+    out
 }
 
 /// The principal a cron's jobs run as, as it stands now: a removed or disabled creator, or
