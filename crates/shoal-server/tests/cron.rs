@@ -14,7 +14,7 @@ on_both_stores!(
     save_cron_answers_job_codes,
     a_one_shot_cron_runs_its_plan_on_an_agent,
     a_restart_never_fires_twice_and_missed_fires_follow_the_policy,
-    a_fire_runs_with_its_creators_grants_as_they_are
+    a_fire_runs_as_its_last_editor_with_their_grants_as_they_are
 );
 
 const SCOPE: (&str, &str) = ("biz", "1");
@@ -266,7 +266,7 @@ async fn call_as(h: &Harness, app: &str, secret: &str, name: &str, body: Value) 
     r.json().await.unwrap()
 }
 
-async fn a_fire_runs_with_its_creators_grants_as_they_are(mut h: Harness) {
+async fn a_fire_runs_as_its_last_editor_with_their_grants_as_they_are(mut h: Harness) {
     h.add_agent("127.0.0.95", None, None, &[]).await;
     h.wait_connected(1).await;
     let hosts = h.host_ids().await;
@@ -277,28 +277,34 @@ async fn a_fire_runs_with_its_creators_grants_as_they_are(mut h: Harness) {
     }
     shoal_as(&h, APP, SECRET, "account_grants", json!({"app_code": "ops", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": USER}))
         .await;
-    // Two one-shots far ahead; the scheduler is driven with a chosen clock.
+    // Two one-shots far ahead (the scheduler is driven with a chosen clock): one the app
+    // creates, one an admin creates and starts and the app then edits.
     let t = shoal_core::time::now_ms() / 1000 + 86_400;
-    let mut crons = vec![];
-    for (i, at) in [t, t + 60].into_iter().enumerate() {
-        let v =
-            call_as(&h, "ops", &secret, "save_cron", json!({"job_plan_id": plan, "name": format!("ops-{i}"), "execute_time": at})).await;
-        assert_eq!(code(&v), 0, "{v}");
-        assert_eq!(v["data"]["creator"], "app:ops", "an app acting as itself creates as itself");
-        let id = v["data"]["id"].as_i64().unwrap();
-        assert_eq!(code(&call_as(&h, "ops", &secret, "update_cron_status", json!({"id": id, "status": 1})).await), 0);
-        crons.push(id);
-    }
+    let v = call_as(&h, "ops", &secret, "save_cron", json!({"job_plan_id": plan, "name": "ops-own", "execute_time": t})).await;
+    assert_eq!(code(&v), 0, "{v}");
+    assert_eq!(v["data"]["creator"], "app:ops", "an app acting as itself creates as itself");
+    let own = v["data"]["id"].as_i64().unwrap();
+    assert_eq!(code(&call_as(&h, "ops", &secret, "update_cron_status", json!({"id": own, "status": 1})).await), 0);
+    let v = save(&h, json!({"job_plan_id": plan, "name": "admins", "execute_time": t + 60})).await;
+    let edited = v["data"]["id"].as_i64().unwrap();
+    assert_eq!(code(&set_status(&h, edited, 1).await), 0);
+    let v = call_as(&h, "ops", &secret, "save_cron", json!({"id": edited, "name": "admins, edited by ops"})).await;
+    assert_eq!(code(&v), 0, "{v}");
+    assert_eq!(
+        (v["data"]["creator"].as_str(), v["data"]["last_modify_user"].as_str(), v["data"]["status"].as_i64()),
+        (Some(USER), Some("app:ops"), Some(1))
+    );
 
     assert_eq!(shoal_server::engine::cron::tick(&h.shared, t * 1000 + 100).await.unwrap(), 1);
-    let jobs = cron_jobs(&h, crons[0]).await;
+    let jobs = cron_jobs(&h, own).await;
     assert_eq!(jobs[0]["operator"], "app:ops", "{jobs:?}");
 
-    // The app is revoked: its cron fires no job, and says why.
+    // The edited cron runs as its editor, not its admin creator: the app is revoked, so it
+    // starts no job, and says why.
     shoal_as(&h, APP, SECRET, "apps/revoke", json!({"code": "ops"})).await;
     assert_eq!(shoal_server::engine::cron::tick(&h.shared, (t + 60) * 1000 + 100).await.unwrap(), 0);
-    assert!(cron_jobs(&h, crons[1]).await.is_empty());
-    let d = detail(&h, crons[1]).await["data"].clone();
+    assert!(cron_jobs(&h, edited).await.is_empty());
+    let d = detail(&h, edited).await["data"].clone();
     let fire = &d["fire_list"][0];
     assert_eq!((fire["outcome"].as_str(), fire["job_instance_id"].as_i64()), (Some("failed"), None), "{d}");
     assert!(fire["error"].as_str().unwrap().starts_with("9900403"), "{d}");

@@ -33,13 +33,21 @@ pub struct CronRow {
     pub missed_policy: String,
     /// The due time fired next (ms); `None` while disabled or done.
     pub next_fire: Option<i64>,
-    /// `app` | `user` | `gateway`: how the creator called, so its jobs run as the same principal.
-    pub creator_kind: String,
-    pub creator_app: String,
     pub creator: String,
+    /// Who its jobs run as: the principal that last saved or started it.
+    pub run_as: CronActor,
     pub create_time: i64,
     pub last_modify_user: String,
     pub last_modify_time: i64,
+}
+
+/// A principal as a cron records it: `app` | `user` | `gateway`, the app it called
+/// through, and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CronActor {
+    pub kind: String,
+    pub app: String,
+    pub name: String,
 }
 
 /// Filters of [`CronStore::list_crons`]; times in milliseconds, both ends inclusive.
@@ -105,11 +113,12 @@ pub fn firing() -> Option<i64> {
 pub trait CronStore {
     /// Insert a cron (its id is chosen here) with its audit event; returns the id.
     async fn create_cron(&self, c: &CronRow, event: &AuditEvent) -> Result<i64>;
-    /// Replace what a cron runs and when (all but id, scope, creator and create time) with
-    /// its audit event; false when there is no such cron.
+    /// Replace what a cron runs, when and as whom (all but id, scope, creator and create
+    /// time) with its audit event; false when there is no such cron.
     async fn update_cron(&self, c: &CronRow, event: &AuditEvent) -> Result<bool>;
-    /// Enable (with its first due time) or disable a cron, with its audit event.
-    async fn set_cron_enabled(&self, id: i64, next_fire: Option<i64>, user: &str, now: i64, event: &AuditEvent) -> Result<bool>;
+    /// Enable (with its first due time; its jobs then run as `by`) or disable a cron, with
+    /// its audit event.
+    async fn set_cron_enabled(&self, id: i64, next_fire: Option<i64>, by: &CronActor, now: i64, event: &AuditEvent) -> Result<bool>;
     async fn get_cron(&self, id: i64) -> Result<Option<CronRow>>;
     /// One page of a scope's crons (newest first) and how many match.
     async fn list_crons(&self, q: &CronQuery) -> Result<(i64, Vec<CronRow>)>;
@@ -133,13 +142,13 @@ macro_rules! impl_cron_store {
             use async_trait::async_trait;
             use sqlx::{QueryBuilder, Row};
 
-            use crate::cron::{CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
+            use crate::cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
             use crate::{AuditEvent, DbContext, Result};
 
             type DbRow = <$db as sqlx::Database>::Row;
 
             const CRON_COLS: &str = "id, scope_type, scope_id, name, job_plan_id, expression, execute_time, time_zone, variables, enabled, \
-                                     missed_policy, next_fire, creator_kind, creator_app, creator, create_time, last_modify_user, last_modify_time";
+                                     missed_policy, next_fire, creator, run_as_kind, run_as_app, run_as, create_time, last_modify_user, last_modify_time";
             const FIRE_COLS: &str = "id, cron_id, due_time, missed, claimed_by, claimed_at, outcome, job_instance_id, error";
 
             fn cron_of(r: &DbRow) -> Result<CronRow> {
@@ -157,9 +166,12 @@ macro_rules! impl_cron_store {
                     enabled: enabled != 0,
                     missed_policy: r.try_get("missed_policy").op("decode cron")?,
                     next_fire: r.try_get("next_fire").op("decode cron")?,
-                    creator_kind: r.try_get("creator_kind").op("decode cron")?,
-                    creator_app: r.try_get("creator_app").op("decode cron")?,
                     creator: r.try_get("creator").op("decode cron")?,
+                    run_as: CronActor {
+                        kind: r.try_get("run_as_kind").op("decode cron")?,
+                        app: r.try_get("run_as_app").op("decode cron")?,
+                        name: r.try_get("run_as").op("decode cron")?,
+                    },
                     create_time: r.try_get("create_time").op("decode cron")?,
                     last_modify_user: r.try_get("last_modify_user").op("decode cron")?,
                     last_modify_time: r.try_get("last_modify_time").op("decode cron")?,
@@ -209,8 +221,8 @@ macro_rules! impl_cron_store {
                     let mut tx = self.pool.begin().await.op("begin create cron")?;
                     let id: i64 = sqlx::query_scalar(
                         "INSERT INTO crons (scope_type, scope_id, name, job_plan_id, expression, execute_time, time_zone, variables, enabled, \
-                         missed_policy, next_fire, creator_kind, creator_app, creator, create_time, last_modify_user, last_modify_time) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+                         missed_policy, next_fire, creator, run_as_kind, run_as_app, run_as, create_time, last_modify_user, last_modify_time) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
                     )
                     .bind(&c.scope_type)
                     .bind(&c.scope_id)
@@ -223,9 +235,10 @@ macro_rules! impl_cron_store {
                     .bind(c.enabled as i64)
                     .bind(&c.missed_policy)
                     .bind(c.next_fire)
-                    .bind(&c.creator_kind)
-                    .bind(&c.creator_app)
                     .bind(&c.creator)
+                    .bind(&c.run_as.kind)
+                    .bind(&c.run_as.app)
+                    .bind(&c.run_as.name)
                     .bind(c.create_time)
                     .bind(&c.last_modify_user)
                     .bind(c.last_modify_time)
@@ -243,7 +256,8 @@ macro_rules! impl_cron_store {
                     let mut tx = self.pool.begin().await.op("begin update cron")?;
                     let r = sqlx::query(
                         "UPDATE crons SET name = $1, job_plan_id = $2, expression = $3, execute_time = $4, time_zone = $5, variables = $6, \
-                         enabled = $7, missed_policy = $8, next_fire = $9, last_modify_user = $10, last_modify_time = $11 WHERE id = $12",
+                         enabled = $7, missed_policy = $8, next_fire = $9, last_modify_user = $10, last_modify_time = $11, \
+                         run_as_kind = $12, run_as_app = $13, run_as = $14 WHERE id = $15",
                     )
                     .bind(&c.name)
                     .bind(c.job_plan_id)
@@ -256,6 +270,9 @@ macro_rules! impl_cron_store {
                     .bind(c.next_fire)
                     .bind(&c.last_modify_user)
                     .bind(c.last_modify_time)
+                    .bind(&c.run_as.kind)
+                    .bind(&c.run_as.app)
+                    .bind(&c.run_as.name)
                     .bind(c.id)
                     .execute(&mut *tx)
                     .await
@@ -268,14 +285,22 @@ macro_rules! impl_cron_store {
                     Ok(true)
                 }
 
-                async fn set_cron_enabled(&self, id: i64, next_fire: Option<i64>, user: &str, now: i64, event: &AuditEvent) -> Result<bool> {
+                async fn set_cron_enabled(&self, id: i64, next_fire: Option<i64>, by: &CronActor, now: i64, event: &AuditEvent) -> Result<bool> {
                     let mut tx = self.pool.begin().await.op("begin set cron status")?;
-                    let r = sqlx::query("UPDATE crons SET enabled = $1, next_fire = $2, last_modify_user = $3, last_modify_time = $4 WHERE id = $5")
-                        .bind(next_fire.is_some() as i64)
-                        .bind(next_fire)
-                        .bind(user)
-                        .bind(now)
-                        .bind(id)
+                    // Starting makes the starter the one its jobs run as; pausing changes nobody.
+                    let r = sqlx::query(
+                        "UPDATE crons SET enabled = $1, next_fire = $2, last_modify_user = $3, last_modify_time = $4, \
+                         run_as_kind = CASE WHEN $1 = 1 THEN $5 ELSE run_as_kind END, \
+                         run_as_app = CASE WHEN $1 = 1 THEN $6 ELSE run_as_app END, \
+                         run_as = CASE WHEN $1 = 1 THEN $3 ELSE run_as END WHERE id = $7",
+                    )
+                    .bind(next_fire.is_some() as i64)
+                    .bind(next_fire)
+                    .bind(&by.name)
+                    .bind(now)
+                    .bind(&by.kind)
+                    .bind(&by.app)
+                    .bind(id)
                         .execute(&mut *tx)
                         .await
                         .op("set cron status")?;

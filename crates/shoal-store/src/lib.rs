@@ -37,7 +37,7 @@ use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
 pub use admission::{AdmissionStore, JobQuota, QuotaKind};
-pub use cron::{CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
+pub use cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;

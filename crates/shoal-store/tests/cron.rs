@@ -61,9 +61,8 @@ fn cron(name: &str, next_fire: Option<i64>) -> CronRow {
         enabled: next_fire.is_some(),
         missed_policy: "run_once".into(),
         next_fire,
-        creator_kind: "app".into(),
-        creator_app: "a".into(),
         creator: "app:a".into(),
+        run_as: CronActor { kind: "app".into(), app: "a".into(), name: "app:a".into() },
         create_time: 1_000,
         last_modify_user: "app:a".into(),
         last_modify_time: 1_000,
@@ -95,7 +94,9 @@ async fn a_due_time_is_claimed_once(s: Arc<dyn Store>) {
     assert!(s.claim_cron_fire(&claim(id, 60_000, Some(120_000), "late")).await.unwrap().is_none(), "taken already");
 
     // A due time seen again after a pause and restart is still not fired twice.
-    s.set_cron_enabled(id, Some(60_000), "u", 2, &audit()).await.unwrap();
+    let bob = CronActor { kind: "user".into(), app: "user:bob".into(), name: "bob".into() };
+    s.set_cron_enabled(id, Some(60_000), &bob, 2, &audit()).await.unwrap();
+    assert_eq!(s.get_cron(id).await.unwrap().unwrap().run_as, bob, "the starter is who its jobs run as");
     assert!(s.claim_cron_fire(&claim(id, 60_000, Some(120_000), "again")).await.unwrap().is_none());
     assert_eq!(s.get_cron(id).await.unwrap().unwrap().next_fire, Some(120_000), "but the cron moves on");
 

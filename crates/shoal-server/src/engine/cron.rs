@@ -7,7 +7,8 @@
 //! still holds that due time, and inserts the fire's unique `(cron, due time)` row, in one
 //! transaction. A replica (or a restarted server) that read the same due time finds it taken,
 //! so a due time starts at most one job. The job is the cron's plan run through
-//! [`crate::engine::admission`] as the cron's creator (its grants as they are now), with
+//! [`crate::engine::admission`] as the cron's creator, or the principal that saved or started
+//! it since (their grants as they are now), with
 //! `launch_mode` 3; its creation marks the fire started in the same transaction, and a
 //! refusal is recorded on the fire.
 //!
@@ -178,9 +179,9 @@ pub async fn tick(shared: &Arc<Shared>, now: i64) -> Result<usize, StoreError> {
     Ok(started)
 }
 
-/// Runs the cron's plan as its creator.
+/// Runs the cron's plan as the principal it runs as.
 async fn run(shared: &Arc<Shared>, c: &CronRow, due: i64) -> Result<i64, JobError> {
-    let caller = creator(shared, c).await?;
+    let caller = run_as(shared, c).await?;
     let ctx = Ctx { shared: shared.clone(), caller, lang: Lang::En, request_id: format!("cron-{}-{due}", c.id) };
     let scope = Scope { scope_type: c.scope_type.clone(), scope_id: c.scope_id.clone() };
     let vars: Vec<GlobalVarReq> = serde_json::from_str(&c.variables).map_err(crate::api::internal("decode cron variables"))?;
@@ -202,31 +203,33 @@ async fn run(shared: &Arc<Shared>, c: &CronRow, due: i64) -> Result<i64, JobErro
     out
 }
 
-/// The principal a cron's jobs run as, as it stands now: a removed or disabled creator, or
-/// an app no longer a trusted gateway, runs nothing.
-async fn creator(shared: &Shared, c: &CronRow) -> Result<Caller, JobError> {
+/// The principal a cron's jobs run as (the one that last saved or started it), as it stands
+/// now: a removed or disabled user, a revoked app, or an app no longer a trusted gateway runs
+/// nothing.
+async fn run_as(shared: &Shared, c: &CronRow) -> Result<Caller, JobError> {
     let store = &shared.store;
-    let gone = || JobError::with(ErrorCode::BK_PERMISSION_DENIED, c.creator.clone());
-    match c.creator_kind.as_str() {
-        "user" => match store.get_user(&c.creator).await.map_err(crate::api::internal("get cron creator"))? {
+    let who = &c.run_as;
+    let gone = || JobError::with(ErrorCode::BK_PERMISSION_DENIED, who.name.clone());
+    match who.kind.as_str() {
+        "user" => match store.get_user(&who.name).await.map_err(crate::api::internal("get cron principal"))? {
             Some(u) if u.disabled_at.is_none() => Ok(Caller::user(&u.username, u.is_admin, None)),
             _ => Err(gone()),
         },
         "app" => {
-            let apps = store.list_apps().await.map_err(crate::api::internal("get cron creator"))?;
-            let live = apps.iter().any(|a| a.code == c.creator_app && a.revoked_at.is_none());
-            match store.get_app(&c.creator_app).await.map_err(crate::api::internal("get cron creator"))? {
+            let apps = store.list_apps().await.map_err(crate::api::internal("get cron principal"))?;
+            let live = apps.iter().any(|a| a.code == who.app && a.revoked_at.is_none());
+            match store.get_app(&who.app).await.map_err(crate::api::internal("get cron principal"))? {
                 Some(a) if live => Ok(Caller::app(&a.code, a.is_admin)),
                 _ => Err(gone()),
             }
         }
         "gateway" => {
-            let app = store.get_app(&c.creator_app).await.map_err(crate::api::internal("get cron creator"))?.ok_or_else(gone)?;
-            let (gateway, user) = store.gateway_and_user(&app.code, &c.creator).await.map_err(crate::api::internal("get cron creator"))?;
+            let app = store.get_app(&who.app).await.map_err(crate::api::internal("get cron principal"))?.ok_or_else(gone)?;
+            let (gateway, user) = store.gateway_and_user(&app.code, &who.name).await.map_err(crate::api::internal("get cron principal"))?;
             if !gateway || user.as_ref().is_some_and(|u| u.disabled_at.is_some()) {
                 return Err(gone());
             }
-            Ok(Caller::gateway(&app, &c.creator, user.as_ref()))
+            Ok(Caller::gateway(&app, &who.name, user.as_ref()))
         }
         _ => Err(gone()),
     }

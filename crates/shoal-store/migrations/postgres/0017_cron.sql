@@ -18,10 +18,13 @@ CREATE TABLE crons (
     -- 'run_once' | 'skip': what a fire missed while no server ran does.
     missed_policy TEXT NOT NULL,
     next_fire BIGINT,
-    -- Who the jobs run as: 'app' | 'user' | 'gateway', the app, the user name.
-    creator_kind TEXT NOT NULL,
-    creator_app TEXT NOT NULL,
     creator TEXT NOT NULL,
+    -- Who the jobs run as: the principal that last saved or started the cron ('app' | 'user'
+    -- | 'gateway', the app it called through, its name), so an edit never borrows another's
+    -- rights.
+    run_as_kind TEXT NOT NULL,
+    run_as_app TEXT NOT NULL,
+    run_as TEXT NOT NULL,
     create_time BIGINT NOT NULL,
     last_modify_user TEXT NOT NULL,
     last_modify_time BIGINT NOT NULL

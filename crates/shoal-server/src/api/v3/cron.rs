@@ -2,8 +2,9 @@
 //! `get_cron_list`, `get_cron_detail`, `delete_cron`.
 //!
 //! A cron runs one of the scope's plans, on a 5-field crontab `expression` or once at
-//! `execute_time` (Unix seconds), in `execute_time_zone`, as its creator; the scheduler is
-//! `engine::cron`. A new cron is always saved disabled (`update_cron_status` 1 starts it).
+//! `execute_time` (Unix seconds), in `execute_time_zone`, as the principal that created it —
+//! or, once another saved or started it, as that one (an edit never borrows the rights of the
+//! cron's creator); the scheduler is `engine::cron`. A new cron is always saved disabled (`update_cron_status` 1 starts it).
 //! Answers are bk-job's `EsbCronInfoV3DTO`, times in seconds; bk-job writes `status` 1 for
 //! a running cron and 0 for a paused one. Shoal adds `execute_time`, `missed_policy` (what a
 //! fire missed while no server ran does: `run_once`, the default, or `skip`),
@@ -19,7 +20,7 @@ use shoal_core::template::VarType;
 use shoal_core::{JobError, Scope};
 use shoal_proto::jobv3::{Page, ScopeReq};
 use shoal_proto::{lenient, ErrorCode};
-use shoal_store::{CronQuery, CronRow};
+use shoal_store::{CronActor, CronQuery, CronRow};
 
 use super::job_plan::{plan_vars, var_index, GlobalVarReq};
 use super::server::esb_server;
@@ -140,13 +141,14 @@ fn reason(field: &str, why: impl Into<String>) -> JobError {
 }
 
 /// How the caller called, so the cron's jobs run as the same principal.
-fn creator_of(ctx: &Ctx) -> (String, String, String) {
+fn actor(ctx: &Ctx) -> CronActor {
     let c = &ctx.caller;
-    match &c.principal {
-        Principal::User { name } => ("user".into(), c.app_code.clone(), name.clone()),
-        Principal::App { code } => ("app".into(), code.clone(), c.username.clone()),
-        Principal::Gateway { app, user, .. } => ("gateway".into(), app.clone(), user.clone()),
-    }
+    let (kind, app, name) = match &c.principal {
+        Principal::User { name } => ("user", c.app_code.clone(), name.clone()),
+        Principal::App { code } => ("app", code.clone(), c.username.clone()),
+        Principal::Gateway { app, user, .. } => ("gateway", app.clone(), user.clone()),
+    };
+    CronActor { kind: kind.into(), app, name }
 }
 
 /// The values given for the plan's variables, resolved against it (1241005 for one it does
@@ -203,7 +205,7 @@ pub async fn save_in(ctx: &Ctx, scope: &Scope, req: SaveCronReq) -> ApiResult {
         Some(_) => return Err(JobError::illegal("missed_policy")),
     };
     let now = shoal_core::time::now_ms();
-    let (creator_kind, creator_app, creator) = creator_of(ctx);
+    let me = actor(ctx);
     let mut c = if updating {
         cron_in_scope(ctx, scope, req.id).await?
     } else {
@@ -219,9 +221,7 @@ pub async fn save_in(ctx: &Ctx, scope: &Scope, req: SaveCronReq) -> ApiResult {
             job_plan_id,
             variables: "[]".into(),
             missed_policy: MISSED_RUN_ONCE.into(),
-            creator_kind,
-            creator_app,
-            creator: creator.clone(),
+            creator: me.name.clone(),
             create_time: now,
             ..CronRow::default()
         }
@@ -261,8 +261,10 @@ pub async fn save_in(ctx: &Ctx, scope: &Scope, req: SaveCronReq) -> ApiResult {
     if c.execute_time.is_some_and(|t| t.saturating_mul(1000) <= now) {
         return Err(JobError::new(ErrorCode::CRON_JOB_TIME_PASSED));
     }
-    c.last_modify_user = creator;
+    // Its jobs run as whoever saved it last: an edit never borrows the rights of another.
+    c.last_modify_user = me.name.clone();
     c.last_modify_time = now;
+    c.run_as = me;
     let store = &ctx.shared.store;
     let id = if updating {
         // A running cron keeps running, on its new schedule.
@@ -284,7 +286,7 @@ pub async fn save_in(ctx: &Ctx, scope: &Scope, req: SaveCronReq) -> ApiResult {
 }
 
 /// `update_cron_status`: start (with its first due time) or pause a cron. Starting needs
-/// the right to run jobs in the scope as well: the cron will.
+/// the right to run jobs in the scope as well: the cron's jobs then run as the starter.
 pub async fn update_status_in(ctx: &Ctx, scope: &Scope, id: Option<i64>, start: bool) -> ApiResult {
     authorize(ctx, scope, Role::Manage).await?;
     if start {
@@ -294,8 +296,7 @@ pub async fn update_status_in(ctx: &Ctx, scope: &Scope, id: Option<i64>, start: 
     let now = shoal_core::time::now_ms();
     let next = if start { Some(sched::first_due(&c, now)?) } else { None };
     let event = ctx.audit_event(scope, "update_cron_status", c.id, json!({"status": if start { 1 } else { 2 }}));
-    let (_, _, user) = creator_of(ctx);
-    if !ctx.shared.store.set_cron_enabled(c.id, next, &user, now, &event).await.map_err(internal("set cron status"))? {
+    if !ctx.shared.store.set_cron_enabled(c.id, next, &actor(ctx), now, &event).await.map_err(internal("set cron status"))? {
         return Err(JobError::new(ErrorCode::UPDATE_CRON_JOB_FAILED));
     }
     tracing::info!(cron_id = c.id, start, next_fire = next, "cron status changed");
