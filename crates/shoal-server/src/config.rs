@@ -151,6 +151,7 @@ impl ServerConfig {
         anyhow::ensure!(self.tls_cert.is_some() == self.tls_key.is_some(), "set both tls_cert and tls_key, or neither");
         crate::engine::callback::CallbackPolicy::new(&self.callback_allowed_base_urls)?;
         anyhow::ensure!(self.cron_poll_ms >= 10, "cron_poll_ms must be at least 10");
+        anyhow::ensure!(self.cron_misfire_secs >= 1, "cron_misfire_secs must be at least 1");
         if let Some(tz) = &self.cron_time_zone {
             anyhow::ensure!(tz.parse::<chrono_tz::Tz>().is_ok(), "cron_time_zone {tz:?} is not an IANA time zone");
         }
@@ -209,5 +210,24 @@ impl ServerConfig {
 
     pub fn agent_lost_grace(&self) -> Duration {
         Duration::from_secs(self.agent_lost_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn cron_settings_are_checked() {
+        let ok = ServerConfig {
+            data_dir: Some("/tmp/shoal-test".into()),
+            cron_time_zone: Some("Asia/Shanghai".into()),
+            ..ServerConfig::default()
+        };
+        ok.validate().unwrap();
+        let zone = ServerConfig { cron_time_zone: Some("Mars/Olympus".into()), ..ok.clone() };
+        assert!(zone.validate().unwrap_err().to_string().contains("not an IANA time zone"));
+        assert!(ServerConfig { cron_poll_ms: 0, ..ok.clone() }.validate().is_err());
+        assert!(ServerConfig { cron_misfire_secs: 0, ..ok }.validate().is_err());
     }
 }
