@@ -14,7 +14,8 @@ on_both_stores!(
     save_cron_answers_job_codes,
     a_one_shot_cron_runs_its_plan_on_an_agent,
     a_restart_never_fires_twice_and_missed_fires_follow_the_policy,
-    a_fire_runs_as_its_last_editor_with_their_grants_as_they_are
+    a_fire_runs_as_its_last_editor_with_their_grants_as_they_are,
+    a_sealed_value_that_does_not_open_fails_the_fire
 );
 
 const SCOPE: (&str, &str) = ("biz", "1");
@@ -308,6 +309,28 @@ async fn a_fire_runs_as_its_last_editor_with_their_grants_as_they_are(mut h: Har
     let fire = &d["fire_list"][0];
     assert_eq!((fire["outcome"].as_str(), fire["job_instance_id"].as_i64()), (Some("failed"), None), "{d}");
     assert!(fire["error"].as_str().unwrap().starts_with("9900403"), "{d}");
+}
+
+async fn a_sealed_value_that_does_not_open_fails_the_fire(mut h: Harness) {
+    h.add_agent("127.0.0.96", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let plan = h.apply_template(plan_doc(&hosts)).await["plans"][0]["id"].as_i64().unwrap();
+    let t = shoal_core::time::now_ms() / 1000 + 86_400;
+    let v = save(
+        &h,
+        json!({"job_plan_id": plan, "name": "pw", "execute_time": t, "global_var_list": [{"name": "PW", "value": "cron-secret"}]}),
+    )
+    .await;
+    let id = v["data"]["id"].as_i64().unwrap();
+    assert_eq!(code(&set_status(&h, id, 1).await), 0);
+    // The password is sealed at rest; damaged, it must not run as the plan's default instead.
+    h.sql("UPDATE crons SET variables = REPLACE(variables, 'shoal-sealed:v2:', 'shoal-sealed:v2:AAAA')").await;
+    assert_eq!(shoal_server::engine::cron::tick(&h.shared, t * 1000 + 100).await.unwrap(), 0);
+    assert!(cron_jobs(&h, id).await.is_empty());
+    let fire = detail(&h, id).await["data"]["fire_list"][0].clone();
+    assert_eq!(fire["outcome"], "failed", "{fire}");
+    assert!(fire["error"].as_str().unwrap().starts_with("1240002"), "{fire}");
 }
 
 /// Two replicas on one PostgreSQL, both looking for due crons every 20 ms: each cron's due

@@ -185,7 +185,7 @@ async fn run(shared: &Arc<Shared>, c: &CronRow, due: i64) -> Result<i64, JobErro
     let ctx = Ctx { shared: shared.clone(), caller, lang: Lang::En, request_id: format!("cron-{}-{due}", c.id) };
     let scope = Scope { scope_type: c.scope_type.clone(), scope_id: c.scope_id.clone() };
     let vars: Vec<GlobalVarReq> = serde_json::from_str(&c.variables).map_err(crate::api::internal("decode cron variables"))?;
-    let vars = open_values(shared, &scope, vars);
+    let vars = open_values(shared, &scope, vars)?;
     let plan = PlanRun {
         job_plan_id: Some(c.job_plan_id),
         global_vars: &vars,
@@ -240,16 +240,19 @@ pub fn value_aad(scope: &Scope, name: &str) -> Vec<u8> {
     crate::secrets::aad(&["cron", &scope.scope_type, &scope.scope_id, name])
 }
 
-/// The cron's variable values with sealed ones opened.
-fn open_values(shared: &Shared, scope: &Scope, mut vars: Vec<GlobalVarReq>) -> Vec<GlobalVarReq> {
+/// The cron's variable values with sealed ones opened (a value that does not open fails
+/// the fire: it never runs with the plan's default instead).
+fn open_values(shared: &Shared, scope: &Scope, mut vars: Vec<GlobalVarReq>) -> Result<Vec<GlobalVarReq>, JobError> {
     for v in &mut vars {
         if let (Some(value), Some(name)) = (&v.value, &v.name) {
             if crate::secrets::is_sealed(value) {
-                v.value = shared.config.sealing_key.open(value, &value_aad(scope, name)).ok();
+                let open =
+                    shared.config.sealing_key.open(value, &value_aad(scope, name)).map_err(crate::api::internal("open cron variable"))?;
+                v.value = Some(open);
             }
         }
     }
-    vars
+    Ok(vars)
 }
 
 #[cfg(test)]
