@@ -76,6 +76,9 @@ codes! {
     RUNNING_JOB_EXCEED_SCOPE_QUOTA = 1244032, "当前执行的作业总量超过业务配额限制", "The number of running jobs exceeds the resource scope quota limit";
     RUNNING_JOB_EXCEED_APP_QUOTA = 1244033, "当前执行的作业总量超过应用配额限制", "The number of running jobs exceeds the application quota limit";
     RUNNING_JOB_EXCEED_SYSTEM_QUOTA = 1244034, "当前执行的作业总量超过系统配额限制", "The number of running jobs exceeds the system quota limit";
+    CRON_JOB_NOT_EXIST = 1245001, "定时任务不存在", "Cron job does not exist";
+    UPDATE_CRON_JOB_FAILED = 1245002, "更新定时任务失败", "Failed to update cron job";
+    CRON_JOB_TIME_PASSED = 1245006, "定时任务执行时间已过", "The execution time of the cron job has passed";
     MISSING_USER_INFO = 1247002, "缺少有效的用户信息", "Missing user info";
     MISSING_APP_CODE = 1247004, "缺少应用编码", "Missing app code";
     USER_ACCESS_APP_FORBIDDEN = 1247403, "无该应用访问权限", "No access permission for this application";

@@ -75,6 +75,13 @@ pub struct ServerConfig {
     /// Replicas on a shared store: how often each looks for dead replicas (silent for
     /// longer than a replica's expiry) and removes them with their leftovers (seconds).
     pub replica_sweep_secs: u64,
+    /// How often the cron scheduler looks for due crons (milliseconds).
+    pub cron_poll_ms: u64,
+    /// A cron fire found this late (seconds after its due time) was missed while no server
+    /// ran: it follows its cron's missed-fire policy (run once, or skip) instead of running.
+    pub cron_misfire_secs: u64,
+    /// IANA time zone of crons saved without one; default: this machine's zone.
+    pub cron_time_zone: Option<String>,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -110,6 +117,9 @@ impl Default for ServerConfig {
             log_read_budget_bytes: 64 * 1024 * 1024,
             shutdown_grace_secs: 10,
             replica_sweep_secs: 30,
+            cron_poll_ms: 1000,
+            cron_misfire_secs: 60,
+            cron_time_zone: None,
             sealing_key: crate::secrets::Key::default(),
         }
     }
@@ -140,6 +150,11 @@ impl ServerConfig {
         anyhow::ensure!(self.data_dir.is_some() || self.database_url.is_some(), "set data_dir (embedded SQLite) or database_url");
         anyhow::ensure!(self.tls_cert.is_some() == self.tls_key.is_some(), "set both tls_cert and tls_key, or neither");
         crate::engine::callback::CallbackPolicy::new(&self.callback_allowed_base_urls)?;
+        anyhow::ensure!(self.cron_poll_ms >= 10, "cron_poll_ms must be at least 10");
+        anyhow::ensure!(self.cron_misfire_secs >= 1, "cron_misfire_secs must be at least 1");
+        if let Some(tz) = &self.cron_time_zone {
+            anyhow::ensure!(tz.parse::<chrono_tz::Tz>().is_ok(), "cron_time_zone {tz:?} is not an IANA time zone");
+        }
         anyhow::ensure!(self.header_read_timeout_secs >= 1, "header_read_timeout_secs must be at least 1");
         anyhow::ensure!(self.request_timeout_secs >= 1, "request_timeout_secs must be at least 1");
         anyhow::ensure!(self.max_pending_agent_sessions >= 1, "max_pending_agent_sessions must be at least 1");
@@ -195,5 +210,24 @@ impl ServerConfig {
 
     pub fn agent_lost_grace(&self) -> Duration {
         Duration::from_secs(self.agent_lost_grace_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn cron_settings_are_checked() {
+        let ok = ServerConfig {
+            data_dir: Some("/tmp/shoal-test".into()),
+            cron_time_zone: Some("Asia/Shanghai".into()),
+            ..ServerConfig::default()
+        };
+        ok.validate().unwrap();
+        let zone = ServerConfig { cron_time_zone: Some("Mars/Olympus".into()), ..ok.clone() };
+        assert!(zone.validate().unwrap_err().to_string().contains("not an IANA time zone"));
+        assert!(ServerConfig { cron_poll_ms: 0, ..ok.clone() }.validate().is_err());
+        assert!(ServerConfig { cron_misfire_secs: 0, ..ok }.validate().is_err());
     }
 }

@@ -89,7 +89,8 @@ pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     shared.gateway.start(stop_rx.clone());
-    shared.engine.start(stop_rx).await?;
+    shared.engine.start(stop_rx.clone()).await?;
+    engine::cron::spawn(shared.clone(), stop_rx);
     let app = api::router(shared.clone());
     let tls = match (&shared.config.tls_cert, &shared.config.tls_key) {
         (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),

@@ -1,6 +1,7 @@
 //! Shoal storage: one [`Store`] trait, two backends chosen by URL scheme.
 //!
 //! # Layout
+//! - [`cron`]: cron jobs and their fires, each due time claimed once across replicas.
 //! - [`hosts`]: host identity — enrolment, bound facts, admin moves, enrolment tokens.
 //! - [`model`]: the rows the rest of Shoal reads and writes.
 //! - [`finalize`]: steps and jobs ended in the commit of their last host result.
@@ -15,6 +16,7 @@
 
 pub mod admission;
 pub mod files;
+pub mod cron;
 pub mod finalize;
 pub mod hosts;
 pub mod idempotency;
@@ -37,6 +39,7 @@ use shoal_proto::agent::{HostFacts, TaskKey};
 
 pub use admission::{AdmissionStore, JobQuota, QuotaKind};
 pub use files::{FileStore, UploadRow};
+pub use cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;
@@ -126,6 +129,7 @@ pub trait Store:
     + UserStore
     + HostStore
     + AdmissionStore
+    + CronStore
     + Send
     + Sync
     + 'static

@@ -216,6 +216,8 @@ pub struct JobQuery {
     pub task_type: Option<i32>,
     pub status: Option<i32>,
     pub ip: Option<String>,
+    /// Jobs started by this cron's fires.
+    pub cron_id: Option<i64>,
     pub start: i64,
     pub length: i64,
 }

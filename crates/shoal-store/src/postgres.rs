@@ -34,3 +34,4 @@ crate::files::impl_file_store!(PgStore, sqlx::Postgres);
 crate::library::impl_library_store!(PgStore, sqlx::Postgres);
 crate::scale::impl_scale_store!(PgStore, sqlx::Postgres, true, crate::scale::pg_listen);
 crate::scopes::impl_scope_store!(PgStore, sqlx::Postgres);
+crate::cron::impl_cron_store!(PgStore, sqlx::Postgres);

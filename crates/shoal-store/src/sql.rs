@@ -532,6 +532,15 @@ macro_rules! impl_sql_store {
                 let mut audit = job.audit.clone();
                 audit.resource_id = job_id.to_string();
                 insert_audit(&mut *tx, &self.audit_key, &audit).await?;
+                // A cron's fire learns its job in the same transaction.
+                if let Some(fire) = crate::cron::firing() {
+                    sqlx::query("UPDATE cron_fires SET outcome = 'started', job_instance_id = $1 WHERE id = $2 AND outcome = 'claimed'")
+                        .bind(job_id)
+                        .bind(fire)
+                        .execute(&mut *tx)
+                        .await
+                        .op("record the cron fire's job")?;
+                }
                 // The request's idempotency key learns its job in the same transaction.
                 if let Some(k) = crate::idempotency::creating_for() {
                     sqlx::query("UPDATE idempotency_keys SET job_instance_id = $1 WHERE app_code = $2 AND idem_key = $3 AND state = 'pending'")
@@ -582,6 +591,9 @@ macro_rules! impl_sql_store {
                     }
                     if let Some(s) = f.status {
                         q.push(" AND status = ").push_bind(s as i64);
+                    }
+                    if let Some(c) = f.cron_id {
+                        q.push(" AND id IN (SELECT job_instance_id FROM cron_fires WHERE cron_id = ").push_bind(c).push(")");
                     }
                     if let Some(ip) = &f.ip {
                         q.push(" AND id IN (SELECT s.job_instance_id FROM step_instances s JOIN host_tasks h ON h.step_instance_id = s.id WHERE h.ip = ")

@@ -139,3 +139,4 @@ crate::files::impl_file_store!(SqliteStore, sqlx::Sqlite);
 crate::library::impl_library_store!(SqliteStore, sqlx::Sqlite);
 crate::scale::impl_scale_store!(SqliteStore, sqlx::Sqlite, false, crate::scale::no_listen);
 crate::scopes::impl_scope_store!(SqliteStore, sqlx::Sqlite);
+crate::cron::impl_cron_store!(SqliteStore, sqlx::Sqlite);

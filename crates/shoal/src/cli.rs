@@ -69,6 +69,9 @@ pub enum Command {
     /// Print the man page (roff): shoal man > /usr/local/share/man/man1/shoal.1, or write
     /// one page per subcommand with --dir.
     Man(crate::cmd::manual::ManArgs),
+    /// Cron jobs: a plan run on a crontab expression or once at a time.
+    #[command(subcommand)]
+    Cron(crate::cmd::cron::CronCommand),
 }
 
 impl Command {

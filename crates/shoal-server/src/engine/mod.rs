@@ -14,6 +14,7 @@
 
 pub mod admission;
 pub mod callback;
+pub mod cron;
 mod recovery;
 mod rolling;
 mod staging;

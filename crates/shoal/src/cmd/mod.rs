@@ -5,6 +5,7 @@ pub mod agent;
 pub mod biz_set;
 pub(crate) mod check;
 pub mod config;
+pub(crate) mod cron;
 pub(crate) mod danger;
 mod dev;
 pub mod host;
@@ -59,5 +60,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config(c) => config::run(c),
         Command::Completions(a) => manual::completions(a),
         Command::Man(a) => manual::man(a),
+        Command::Cron(c) => cron::run(c).await,
     }
 }

@@ -46,12 +46,11 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
         task_type: req.task_type,
         status: req.status,
         ip: req.ip.filter(|s| !s.is_empty()),
+        cron_id: req.job_cron_id,
         start,
         length,
     };
-    // A cron job id names nothing until cron jobs exist: the page is empty.
-    let (total, rows) =
-        if req.job_cron_id.is_some() { (0, vec![]) } else { ctx.shared.store.list_jobs(&q).await.map_err(internal("list jobs"))? };
+    let (total, rows) = ctx.shared.store.list_jobs(&q).await.map_err(internal("list jobs"))?;
     let data = rows
         .into_iter()
         .map(|l| {

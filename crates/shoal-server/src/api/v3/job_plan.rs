@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shoal_core::limits::{page, DEFAULT_TIMEOUT_SECS};
@@ -268,16 +268,36 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
     Ok(out)
 }
 
-#[derive(Deserialize, Default)]
-struct GlobalVarReq {
-    #[serde(default, deserialize_with = "lenient::opt_i64")]
-    id: Option<i64>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    name: Option<String>,
-    #[serde(default, deserialize_with = "lenient::opt_string")]
-    value: Option<String>,
-    #[serde(default)]
-    server: Option<ServerDto>,
+/// A value given for one of a plan's global variables (`global_var_list[]`): by `id` (its
+/// 1-based position) or `name`; `value`, or `server` for a host-list variable.
+#[derive(Deserialize, Serialize, Default, Clone, Debug)]
+pub struct GlobalVarReq {
+    #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string", skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerDto>,
+}
+
+/// The variable of `vars` a given value names (1241005 when none).
+pub fn var_index(vars: &[Variable], o: &GlobalVarReq) -> Result<usize, JobError> {
+    let idx = match (o.id.filter(|i| *i >= 1), o.name.as_deref()) {
+        (Some(id), _) => (id as usize).checked_sub(1).filter(|i| *i < vars.len()),
+        (None, Some(n)) => vars.iter().position(|v| v.name == n),
+        (None, None) => None,
+    };
+    idx.ok_or_else(|| JobError::illegal("global_var.id|global_var.name"))
+}
+
+/// A plan's variables as it runs now (template defaults, then the plan's values; secrets
+/// still sealed), for checking values given for them.
+pub async fn plan_vars(ctx: &Ctx, scope: &Scope, job_plan_id: Option<i64>) -> Result<(PlanRow, Vec<Variable>), JobError> {
+    let (plan, _, doc, spec) = load_plan(ctx, scope, job_plan_id).await?;
+    let vars = plan_variables(&doc, &spec);
+    Ok((plan, vars))
 }
 
 #[derive(Deserialize, Default)]
@@ -302,16 +322,40 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
     if let Some(u) = &callback_url {
         ctx.shared.engine.callback_policy.check(u)?;
     }
-    let (plan, t, doc, spec) = load_plan(ctx, &scope, req.job_plan_id).await?;
+    let run = PlanRun {
+        job_plan_id: req.job_plan_id,
+        global_vars: req.global_var_list.as_deref().unwrap_or_default(),
+        callback_url,
+        start: req.start_task.unwrap_or(true),
+        launch_mode: launch_mode::API,
+        audit_action: "execute_job_plan",
+        audit_extra: json!({}),
+    };
+    let (job_id, name) = run_plan(ctx, &scope, run).await?;
+    Ok(json!({"job_instance_id": job_id, "job_instance_name": name}))
+}
+
+/// A plan run as asked by `execute_job_plan`, or by a cron's fire.
+pub struct PlanRun<'a> {
+    pub job_plan_id: Option<i64>,
+    pub global_vars: &'a [GlobalVarReq],
+    pub callback_url: Option<String>,
+    pub start: bool,
+    pub launch_mode: i32,
+    pub audit_action: &'static str,
+    /// Added to the audit event's detail (an object).
+    pub audit_extra: Value,
+}
+
+/// Runs a plan of `scope` with the given variable values, through [`admission::admit`] as
+/// `ctx`'s caller; the job's id and name.
+pub async fn run_plan(ctx: &Ctx, scope: &Scope, run: PlanRun<'_>) -> Result<(i64, String), JobError> {
+    let scope = scope.clone();
+    let (plan, t, doc, spec) = load_plan(ctx, &scope, run.job_plan_id).await?;
     let (doc, spec) = open_plan_secrets(ctx, &t, doc, spec)?;
     let mut vars = plan_variables(&doc, &spec);
-    for o in req.global_var_list.iter().flatten() {
-        let idx = match (o.id.filter(|i| *i >= 1), o.name.as_deref()) {
-            (Some(id), _) => (id as usize).checked_sub(1).filter(|i| *i < vars.len()),
-            (None, Some(n)) => vars.iter().position(|v| v.name == n),
-            (None, None) => None,
-        };
-        let i = idx.ok_or_else(|| JobError::illegal("global_var.id|global_var.name"))?;
+    for o in run.global_vars {
+        let i = var_index(&vars, o)?;
         let v = &mut vars[i];
         if v.var_type == VarType::HostList {
             if let Some(s) = o.server.clone().filter(|s| !s.is_empty()) {
@@ -390,13 +434,18 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
         })
         .collect();
     variables::seal(&mut job_vars, &ctx.shared.config.sealing_key).map_err(internal("seal variables"))?;
+    let mut audit_detail =
+        json!({"job_plan_id": plan.id, "template_version": t.current_version, "script_sha256": hex::encode(digest.finalize())});
+    for (k, v) in run.audit_extra.as_object().into_iter().flatten() {
+        audit_detail[k] = v.clone();
+    }
     let request = JobRequest {
         scope: scope.clone(),
         name: plan.name.clone(),
         task_type: task_type::PLAN,
-        launch_mode: launch_mode::API,
-        callback_url,
-        start: req.start_task.unwrap_or(true),
+        launch_mode: run.launch_mode,
+        callback_url: run.callback_url,
+        start: run.start,
         steps,
         shell_vars,
         plan: Some(PlanLink {
@@ -405,12 +454,12 @@ pub async fn execute(ctx: &Ctx, params: Value) -> ApiResult {
             template_version: t.current_version,
             variables: serde_json::to_string(&job_vars).map_err(internal("encode variables"))?,
         }),
-        audit_action: "execute_job_plan",
-        audit_detail: json!({"job_plan_id": plan.id, "template_version": t.current_version, "script_sha256": hex::encode(digest.finalize())}),
+        audit_action: run.audit_action,
+        audit_detail,
     };
     let job_id = admission::admit(ctx, request).await?.job_id;
-    tracing::info!(job_instance_id = job_id, job_plan_id = plan.id, "plan job created");
-    Ok(json!({"job_instance_id": job_id, "job_instance_name": plan.name}))
+    tracing::info!(job_instance_id = job_id, job_plan_id = plan.id, launch_mode = run.launch_mode, "plan job created");
+    Ok((job_id, plan.name))
 }
 
 #[derive(Deserialize, Default)]

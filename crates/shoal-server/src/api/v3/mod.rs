@@ -1,17 +1,18 @@
 //! JOB v3 APIs, one module per API family.
 
 mod account;
+pub mod cron;
 pub(crate) mod dangerous_rule;
 pub(crate) mod fast_execute_script;
 mod file;
 pub(crate) mod get_job_instance_ip_log;
 mod get_job_instance_list;
 pub mod get_job_instance_status;
-pub(crate) mod job_plan;
+pub mod job_plan;
 pub(crate) mod operate_job_instance;
 mod operate_step_instance;
 pub mod script;
-mod server;
+pub(crate) mod server;
 
 use axum::http::Method;
 use serde_json::Value;
@@ -89,6 +90,11 @@ pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiR
         "disable_dangerous_rule" => dangerous_rule::set_status(ctx, params, false).await,
         "get_dangerous_rule_list" => dangerous_rule::list(ctx, params).await,
         "check_script" => dangerous_rule::check_script(ctx, params).await,
+        "save_cron" => cron::save(ctx, params).await,
+        "update_cron_status" => cron::update_status(ctx, params).await,
+        "get_cron_list" => cron::list(ctx, params).await,
+        "get_cron_detail" => cron::detail(ctx, params).await,
+        "delete_cron" => cron::delete(ctx, params).await,
         other => {
             if let Some(op) = public_op(other) {
                 if let Some(out) = script::call(ctx, script::Family::Public, &op, params).await {

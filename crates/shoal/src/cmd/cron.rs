@@ -1,0 +1,224 @@
+//! `shoal cron list | show | create | enable | disable | delete`: cron jobs, a plan run on a
+//! crontab expression or once at a time, as their creator (JOB's `save_cron`,
+//! `update_cron_status`, `get_cron_list`, `get_cron_detail`, `delete_cron`). A cron is
+//! created disabled unless `--enable` is given.
+
+use clap::Subcommand;
+use serde_json::{json, Value};
+
+use crate::cli::ClientArgs;
+use crate::client_config;
+
+#[derive(Subcommand, Debug)]
+pub enum CronCommand {
+    /// The business's crons.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// One cron: its schedule, variables and latest fires.
+    Show {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Create a cron running a plan (disabled unless --enable).
+    Create {
+        /// The plan to run (its id, see `shoal template plans`).
+        #[arg(long)]
+        plan: i64,
+        #[arg(long)]
+        name: String,
+        /// 5-field crontab: minute hour day month weekday, e.g. "30 2 * * *".
+        #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+        expression: Option<String>,
+        /// Run once at this time: Unix seconds, or +N for N seconds from now.
+        #[arg(long)]
+        at: Option<String>,
+        /// IANA time zone of the expression [default: the server's].
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// A plan variable's value, NAME=VALUE (repeatable).
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// A fire missed while no server ran: run_once (default) or skip.
+        #[arg(long)]
+        missed: Option<String>,
+        /// Start it at once.
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Start a cron.
+    Enable {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Pause a cron.
+    Disable {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a cron (its jobs and fire history stay).
+    Delete {
+        id: i64,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+fn scoped(biz: i64, mut body: Value) -> Value {
+    body["bk_scope_type"] = json!("biz");
+    body["bk_scope_id"] = json!(biz.to_string());
+    body
+}
+
+/// `--at`: Unix seconds, or `+N` seconds from now.
+fn parse_at(at: &str) -> anyhow::Result<i64> {
+    let bad = || anyhow::anyhow!("--at {at:?}: give Unix seconds, or +N for N seconds from now");
+    match at.strip_prefix('+') {
+        Some(n) => Ok(shoal_core::time::now_ms() / 1000 + n.parse::<i64>().map_err(|_| bad())?),
+        None => at.parse().map_err(|_| bad()),
+    }
+}
+
+fn status_word(c: &Value) -> &'static str {
+    if c["status"] == 1 {
+        "running"
+    } else {
+        "paused"
+    }
+}
+
+fn schedule(c: &Value) -> String {
+    match (c["expression"].as_str(), c["execute_time"].as_i64()) {
+        (Some(e), _) => format!("{e} ({})", c["execute_time_zone"].as_str().unwrap_or("")),
+        (None, Some(t)) => format!("once at {} UTC", shoal_core::time::human(t * 1000)),
+        _ => "-".into(),
+    }
+}
+
+fn when(secs: &Value) -> String {
+    secs.as_i64().map_or_else(|| "-".into(), |t| format!("{} UTC", shoal_core::time::human(t * 1000)))
+}
+
+pub async fn run(cmd: CronCommand) -> anyhow::Result<u8> {
+    match cmd {
+        CronCommand::List { client } => {
+            let r = client_config::resolve(&client)?;
+            let page: Value = r.client.call("get_cron_list", scoped(r.biz, json!({"length": 1000}))).await?;
+            let list = page["data"].as_array().cloned().unwrap_or_default();
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(0);
+            }
+            if list.is_empty() {
+                println!("business {} has no cron", r.biz);
+                return Ok(0);
+            }
+            println!("{:<6} {:<24} {:<8} {:<6} {:<36} NEXT", "ID", "NAME", "STATUS", "PLAN", "SCHEDULE");
+            for c in &list {
+                println!(
+                    "{:<6} {:<24} {:<8} {:<6} {:<36} {}",
+                    c["id"],
+                    c["name"].as_str().unwrap_or(""),
+                    status_word(c),
+                    c["job_plan_id"],
+                    schedule(c),
+                    when(&c["next_fire_time"])
+                );
+            }
+            Ok(0)
+        }
+        CronCommand::Show { id, client } => {
+            let r = client_config::resolve(&client)?;
+            let c: Value = r.client.call("get_cron_detail", scoped(r.biz, json!({"id": id}))).await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+                return Ok(0);
+            }
+            println!("cron #{} {} ({}), plan #{}", c["id"], c["name"].as_str().unwrap_or(""), status_word(&c), c["job_plan_id"]);
+            println!("schedule: {}", schedule(&c));
+            println!("next fire: {}", when(&c["next_fire_time"]));
+            println!("missed fires: {}", c["missed_policy"].as_str().unwrap_or(""));
+            println!("creator: {}", c["creator"].as_str().unwrap_or(""));
+            for v in c["global_var_list"].as_array().into_iter().flatten() {
+                let value = if v["server"].is_null() { v["value"].to_string() } else { v["server"].to_string() };
+                println!("var {} = {value}", v["name"].as_str().unwrap_or(""));
+            }
+            let fires = c["fire_list"].as_array().cloned().unwrap_or_default();
+            if fires.is_empty() {
+                println!("no fire yet");
+            }
+            for f in &fires {
+                let job = f["job_instance_id"].as_i64().map_or_else(String::new, |j| format!(" job {j}"));
+                let late = if f["missed"] == true { " (missed)" } else { "" };
+                let error = f["error"].as_str().map_or_else(String::new, |e| format!(": {e}"));
+                println!("fire {}{late} {}{job}{error}", when(&f["due_time"]), f["outcome"].as_str().unwrap_or(""));
+            }
+            Ok(0)
+        }
+        CronCommand::Create { plan, name, expression, at, time_zone, vars, missed, enable, client } => {
+            let r = client_config::resolve(&client)?;
+            let mut body = scoped(r.biz, json!({"job_plan_id": plan, "name": name}));
+            if let Some(e) = expression {
+                body["expression"] = json!(e);
+            }
+            if let Some(at) = at {
+                body["execute_time"] = json!(parse_at(&at)?);
+            }
+            if let Some(tz) = time_zone {
+                body["execute_time_zone"] = json!(tz);
+            }
+            if let Some(m) = missed {
+                body["missed_policy"] = json!(m);
+            }
+            let mut list = Vec::new();
+            for v in &vars {
+                let Some((n, value)) = v.split_once('=') else { anyhow::bail!("--var {v:?}: give NAME=VALUE") };
+                list.push(json!({"name": n, "value": value}));
+            }
+            if !list.is_empty() {
+                body["global_var_list"] = json!(list);
+            }
+            let c: Value = r.client.call("save_cron", body).await?;
+            let id = c["id"].as_i64().unwrap_or(0);
+            if enable {
+                let _: Value = r.client.call("update_cron_status", scoped(r.biz, json!({"id": id, "status": 1}))).await?;
+            }
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                println!(
+                    "cron #{id} {} created ({})",
+                    c["name"].as_str().unwrap_or(""),
+                    if enable { "running" } else { "paused: shoal cron enable" }
+                );
+            }
+            Ok(0)
+        }
+        CronCommand::Enable { id, client } => set_status(id, client, true).await,
+        CronCommand::Disable { id, client } => set_status(id, client, false).await,
+        CronCommand::Delete { id, client } => {
+            let r = client_config::resolve(&client)?;
+            let _: Value = r.client.call("delete_cron", scoped(r.biz, json!({"id": id}))).await?;
+            println!("cron #{id} deleted");
+            Ok(0)
+        }
+    }
+}
+
+async fn set_status(id: i64, client: ClientArgs, start: bool) -> anyhow::Result<u8> {
+    let r = client_config::resolve(&client)?;
+    let _: Value = r.client.call("update_cron_status", scoped(r.biz, json!({"id": id, "status": if start { 1 } else { 2 }}))).await?;
+    let c: Value = r.client.call("get_cron_detail", scoped(r.biz, json!({"id": id}))).await?;
+    if start {
+        println!("cron #{id} running; next fire {}", when(&c["next_fire_time"]));
+    } else {
+        println!("cron #{id} paused");
+    }
+    Ok(0)
+}
