@@ -8,6 +8,7 @@ pub(crate) mod danger;
 mod dev;
 pub mod host;
 mod job;
+pub mod push;
 mod run;
 pub mod script;
 mod server;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Agent(a) => agent::run(a).await,
         Command::Dev(a) => dev::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Push(a) => push::run(a).await,
         Command::Job(j) => job::run(j).await,
         Command::Host(h) => host::run(h).await,
         Command::Check(c) => check::run(*c).await,
