@@ -231,7 +231,7 @@ fn host_state(h: &HostResultDto, logs: Option<&HostFileLogs>) -> &'static str {
     if files.iter().any(|f| f.status == file_status::DOWNLOADING || f.status == file_status::UPLOADING) {
         "downloading"
     } else if h.status == host_status::RUNNING {
-        "starting"
+        "running"
     } else {
         "waiting"
     }
@@ -363,6 +363,11 @@ mod tests {
 
         let e = collect(&[d.join("nope.txt")]).unwrap_err().to_string();
         assert!(e.contains("nope.txt: no such file or directory"), "{e}");
+        let e = collect(&[d.join("a.txt/inside")]).unwrap_err().to_string();
+        assert!(e.contains("cannot read") && e.contains("a.txt/inside"), "{e}");
+        nix::unistd::mkfifo(&d.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let e = collect(&[d.join("pipe")]).unwrap_err().to_string();
+        assert!(e.contains("pipe: not a regular file or directory"), "{e}");
         let e = collect(&[d.join("conf/empty")]).unwrap_err().to_string();
         assert!(e.contains("holds no file"), "{e}");
         let e = collect(&[d.join("conf/x.conf"), d.join("conf")]).unwrap_err().to_string();
