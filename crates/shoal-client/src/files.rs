@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -123,12 +124,15 @@ pub struct HostFileLogs {
     pub file_logs: Vec<FileLog>,
 }
 
-/// Pieces of a file read from disk as it is sent, counted through `sent`.
+/// Pieces of a file read from disk as it is sent, counted through `sent`. A read error ends
+/// the stream and is kept in `failed`, so it is told apart from the network's.
 fn file_stream(
     file: tokio::fs::File,
     sent: impl Fn(u64) + Send + Sync + 'static,
+    failed: Arc<Mutex<Option<std::io::Error>>>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Vec<u8>>> + Send + 'static {
-    futures_util::stream::unfold((file, 0u64, sent), |(mut file, total, sent)| async move {
+    futures_util::stream::unfold(Some((file, 0u64, sent, failed)), |state| async move {
+        let (mut file, total, sent, failed) = state?;
         let mut buf = vec![0u8; UPLOAD_PIECE];
         match file.read(&mut buf).await {
             Ok(0) => None,
@@ -136,9 +140,13 @@ fn file_stream(
                 buf.truncate(n);
                 let total = total + n as u64;
                 sent(total);
-                Some((Ok(buf), (file, total, sent)))
+                Some((Ok(buf), Some((file, total, sent, failed))))
             }
-            Err(e) => Some((Err(e), (file, total, sent))),
+            Err(e) => {
+                let kind = e.kind();
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Some((Err(std::io::Error::new(kind, "reading the file failed")), None))
+            }
         }
     })
 }
@@ -183,21 +191,15 @@ impl Client {
             let file =
                 tokio::fs::File::open(local).await.map_err(|e| ClientError::Validation(format!("cannot read {}: {e}", local.display())))?;
             let size = file.metadata().await.map_err(|e| ClientError::Validation(format!("cannot read {}: {e}", local.display())))?.len();
-            let body = reqwest::Body::wrap_stream(file_stream(file, sent.clone()));
+            let failed = Arc::new(Mutex::new(None));
+            let body = reqwest::Body::wrap_stream(file_stream(file, sent.clone(), failed.clone()));
             let result = http.put(&slot.upload_url).header(reqwest::header::CONTENT_LENGTH, size).body(body).send().await;
+            if let Some(e) = failed.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return Err(ClientError::Validation(format!("cannot read {}: {e}", local.display())));
+            }
             let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
-                    // A local read error surfaces here too: that one is not the network's.
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                            if io.kind() != std::io::ErrorKind::BrokenPipe && io.kind() != std::io::ErrorKind::ConnectionReset {
-                                return Err(ClientError::Validation(format!("cannot read {}: {io}", local.display())));
-                            }
-                        }
-                        src = s.source();
-                    }
                     attempt += 1;
                     if attempt >= self.retry.attempts.max(1) {
                         return Err(ClientError::Transport(format!("uploading {}: {}", local.display(), self.describe(&e))));
@@ -358,10 +360,29 @@ mod tests {
         std::fs::write(&p, &content).unwrap();
         let seen = std::sync::Arc::new(std::sync::Mutex::new(vec![]));
         let s = seen.clone();
+        let failed = Arc::new(Mutex::new(None));
         let pieces: Vec<Vec<u8>> =
-            file_stream(tokio::fs::File::open(&p).await.unwrap(), move |n| s.lock().unwrap().push(n)).map(|r| r.unwrap()).collect().await;
+            file_stream(tokio::fs::File::open(&p).await.unwrap(), move |n| s.lock().unwrap().push(n), failed.clone())
+                .map(|r| r.unwrap())
+                .collect()
+                .await;
+        assert!(failed.lock().unwrap().is_none());
         assert!(pieces.iter().all(|p| p.len() <= UPLOAD_PIECE), "no piece is larger than {UPLOAD_PIECE}");
         assert_eq!(pieces.concat(), content);
         assert_eq!(seen.lock().unwrap().last().copied(), Some(content.len() as u64));
+    }
+
+    #[tokio::test]
+    async fn a_read_error_ends_the_stream_and_is_kept() {
+        use futures_util::StreamExt;
+        let dir = tempfile::tempdir().unwrap();
+        // A directory opens as a file but cannot be read as one.
+        let failed = Arc::new(Mutex::new(None));
+        let items: Vec<std::io::Result<Vec<u8>>> =
+            file_stream(tokio::fs::File::open(dir.path()).await.unwrap(), |_| {}, failed.clone()).collect().await;
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_err());
+        let kept = failed.lock().unwrap().take().expect("the read error is kept");
+        assert_eq!(kept.raw_os_error(), Some(nix::libc::EISDIR), "{kept}");
     }
 }
