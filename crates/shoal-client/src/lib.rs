@@ -9,12 +9,15 @@
 //!   retries, so a retried submit never starts a job twice.
 //! - JobHelper operations: [`Client::adapt_hosts_target_server`], [`Client::execute_script`],
 //!   [`Client::wait_job`], [`Client::host_logs`].
+//! - File distribution ([`files`]): upload slots and the streamed upload, `fast_transfer_file`,
+//!   `push_config_file`, file logs.
 //! - [`ClientError`]: failures classified with the seed system's client codes
 //!   ([`ClientError::code`], 500001–500006).
 //! - [`check`]: the `shoal check` flow (built-in check script, result parsing, report).
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod files;
 mod retry;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +30,7 @@ use shoal_proto::jobv3::{
     BatchIpLogDto, Envelope, FastExecuteScriptReq, IpDto, JobExecuteResp, JobInstanceStatus, ScriptHostLogDto, ServerDto,
 };
 
+pub use files::{FileLog, HostFileLogs, TransferMode, UploadSlot, UploadTransfer, UploadedFile};
 pub use retry::RetryPolicy;
 
 /// Path and credential style.

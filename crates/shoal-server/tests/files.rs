@@ -205,6 +205,17 @@ async fn a_terminate_mid_transfer_removes_the_partial_file(mut h: Harness) {
         async move { std::fs::read_dir(&dir).map(|d| d.count() > 0).unwrap_or(false) }
     })
     .await;
+    // Progress is visible while the file moves.
+    let step = v["data"]["step_instance_id"].as_i64().unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = file_logs(&h, job, step, hosts[0]).await;
+        if logs.first().is_some_and(|l| l["status"] == 3 && l["process"] != "0%") {
+            break;
+        }
+        assert!(Instant::now() < end, "no download progress in the file log: {logs:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (_, v) = h.post("operate_job_instance", with_scope(json!({"job_instance_id": job, "operation_code": 1}))).await;
     assert_eq!(v["code"], 0, "{v}");
     let st = h.wait_finished(job, Duration::from_secs(30)).await;

@@ -21,6 +21,9 @@ pub enum Command {
     Dev(DevArgs),
     /// Run a script on hosts and show the results grouped.
     Run(RunArgs),
+    /// Copy local files to a directory on hosts, with live progress, and show the results grouped.
+    #[command(visible_alias = "cp")]
+    Push(crate::cmd::push::PushArgs),
     /// Inspect or stop jobs.
     #[command(subcommand)]
     Job(JobCommand),
@@ -251,6 +254,16 @@ pub struct RunArgs {
     /// Job name.
     #[arg(long)]
     pub name: Option<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    /// Do not wait; print the job id.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+/// Target hosts: the union of every flag as written.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TargetArgs {
     /// Target host ids; repeatable, comma-separated.
     #[arg(long = "host", value_delimiter = ',')]
     pub hosts: Vec<i64>,
@@ -266,9 +279,6 @@ pub struct RunArgs {
     /// Target every registered host of the business.
     #[arg(long)]
     pub all: bool,
-    /// Do not wait; print the job id.
-    #[arg(long)]
-    pub no_wait: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -216,6 +216,7 @@ async fn emit<S: ChunkSink>(logs: &mut LogStream<S>, e: &FileEvent) {
     let mut line = serde_json::to_vec(e).expect("file event serialises");
     line.push(b'\n');
     logs.write(&line).await;
+    logs.flush().await;
 }
 
 /// Fetch, verify and place one file.

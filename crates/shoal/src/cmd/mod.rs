@@ -11,6 +11,7 @@ mod dev;
 pub mod host;
 mod job;
 pub mod manual;
+pub mod push;
 mod run;
 pub mod script;
 mod server;
@@ -43,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Agent(a) => agent::run(a).await,
         Command::Dev(a) => dev::run(a).await,
         Command::Run(a) => run::run(a).await,
+        Command::Push(a) => push::run(a).await,
         Command::Job(j) => job::run(j).await,
         Command::Host(h) => host::run(h).await,
         Command::Check(c) => check::run(*c).await,

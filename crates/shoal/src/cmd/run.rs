@@ -8,7 +8,7 @@ use shoal_client::{Client, Scope};
 use shoal_proto::jobv3::{IpDto, JobInstanceStatus, ServerDto, TopoNode};
 use shoal_proto::status::{host_status, RunStatus, ScriptLanguage};
 
-use crate::cli::RunArgs;
+use crate::cli::{RunArgs, TargetArgs};
 use crate::client_config::{self, current_os_user};
 use crate::output;
 
@@ -30,7 +30,7 @@ pub fn parse_topo(s: &str) -> anyhow::Result<TopoNode> {
 /// The targets, the union of every flag exactly as written. JOB ignores `ip_list` when
 /// `host_id_list` is given, so addresses given alongside host ids are turned into host ids
 /// here (an address that is no registered host is an error, not a silent drop).
-async fn target(a: &RunArgs, client: &Client, biz: i64) -> anyhow::Result<ServerDto> {
+pub async fn target(a: &TargetArgs, client: &Client, biz: i64) -> anyhow::Result<ServerDto> {
     let mut t = ServerDto::default();
     let mut ids = a.hosts.clone();
     let ips = a.ips.iter().map(|s| parse_ip(s)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -84,7 +84,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<u8> {
     };
     let lang = language(&a)?;
     let scope = Scope::biz(r.biz);
-    let target = target(&a, &r.client, r.biz).await?;
+    let target = target(&a.targets, &r.client, r.biz).await?;
     let account = a.account.clone().unwrap_or_else(current_os_user);
     let job = r.client.run_script(&scope, lang as i32, &script, a.param.as_deref(), &account, target, a.timeout, a.name.clone()).await?;
     if a.no_wait {
