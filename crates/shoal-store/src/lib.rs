@@ -15,8 +15,8 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
-pub mod files;
 pub mod cron;
+pub mod files;
 pub mod finalize;
 pub mod hosts;
 pub mod idempotency;
@@ -38,8 +38,8 @@ use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
 pub use admission::{AdmissionStore, JobQuota, QuotaKind};
-pub use files::{FileStore, UploadRow};
 pub use cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
+pub use files::{FileStore, UploadRow};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;
