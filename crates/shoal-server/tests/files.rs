@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use shoal_server::ServerConfig;
 
 const BIZ: &str = "1";
 
@@ -338,7 +339,143 @@ async fn files_on_a_source_host_reach_the_targets(mut h: Harness) {
     assert_eq!(v["code"], 1241004, "{v}");
 }
 
+/// Uploads `size` bytes and starts sending them to the first host at 1 MB/s; returns the job,
+/// its step and the target directory once part of the file has arrived.
+async fn slow_transfer(h: &Harness, size: usize) -> (i64, i64, std::path::PathBuf, Vec<u8>) {
+    let hosts = h.host_ids().await;
+    let content: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+    let path = upload(h, "r.bin", &content).await;
+    let dir = h.dir.path().join("r");
+    let v = transfer(h, std::slice::from_ref(&path), &dir, &hosts[..1], json!({"download_speed_limit": 1})).await;
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    wait_for("part of the file", Duration::from_secs(20), || {
+        let dir = dir.clone();
+        async move {
+            std::fs::read_dir(&dir).map(|d| d.flatten().any(|e| e.metadata().map(|m| m.len() > 300_000).unwrap_or(false))).unwrap_or(false)
+        }
+    })
+    .await;
+    (job, step, dir, content)
+}
+
+/// The server dies (no shutdown code runs) while a file is on its way and is out of reach for
+/// a while; started again, the agent's download goes on from the byte it had.
+async fn killed_mid_download(backend: Backend) {
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => match postgres_url().await {
+            Some(url) => Some(url),
+            None => return,
+        },
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig { agent_lost_grace_secs: 20, ..test_config(dir.path().join("server"), database_url) };
+    let mut server = Server::start(config.clone()).await;
+    let gate = Gate::open_to(server.addr).await;
+    let api = Api::new(&server.url);
+    api.create_account(USER, &current_user()).await;
+    let _agent = Agent::start(vec![gate.url.clone()], dir.path().join("agent"), Agent::facts("127.0.0.95"));
+    wait_for("the agent connected", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { api.hosts().await.iter().any(|h| h["alive"] == 1) }
+    })
+    .await;
+    let host = api.hosts().await[0]["bk_host_id"].as_i64().unwrap();
+    // Larger than what socket buffers hold, so the kill cuts the download short.
+    let content: Vec<u8> = (0..(32usize << 20)).map(|i| (i % 253) as u8).collect();
+    let slot = api.post("generate_local_file_upload_url", with_scope(json!({"file_name_list": ["k.bin"]}))).await;
+    let slot = &slot["url_map"]["k.bin"];
+    let r = reqwest::Client::new().put(slot["upload_url"].as_str().unwrap()).body(content.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let target = dir.path().join("k");
+    let started = api
+        .post(
+            "fast_transfer_file",
+            with_scope(json!({
+                "account_alias": USER, "file_target_path": target.to_str().unwrap(), "download_speed_limit": 4,
+                "file_source_list": [{"file_list": [slot["path"]], "file_type": 2}], "target_server": {"host_id_list": [host]},
+            })),
+        )
+        .await;
+    let (job, step) = (started["job_instance_id"].as_i64().unwrap(), started["step_instance_id"].as_i64().unwrap());
+    wait_for("part of the file", Duration::from_secs(20), || {
+        let target = target.clone();
+        async move {
+            std::fs::read_dir(&target)
+                .map(|d| d.flatten().any(|e| e.metadata().map(|m| m.len() > 300_000).unwrap_or(false)))
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    gate.set(None);
+    server.kill();
+    let server = Server::start(config).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    gate.set(Some(server.addr));
+    let api = Api::new(&server.url);
+    wait_for("the job finished", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move { api.status(job).await["finished"] == true }
+    })
+    .await;
+    let st = api.status(job).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    assert_eq!(std::fs::read(target.join("k.bin")).unwrap(), content);
+    let q = format!("bk_scope_type=biz&bk_scope_id={BIZ}&job_instance_id={job}&step_instance_id={step}&bk_host_id={host}");
+    let log: Value = reqwest::Client::new()
+        .get(format!("{}/api/v3/get_job_instance_ip_log?{q}", server.url))
+        .header("X-Bkapi-Authorization", json!({"bk_app_code": APP, "bk_app_secret": SECRET, "bk_username": USER}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let text = log["data"]["file_logs"][0]["log_content"].as_str().unwrap_or_default().to_string();
+    assert!(text.contains("resumed"), "{log}");
+}
+
+mod a_download_resumes_after_the_server_is_killed {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::killed_mid_download(super::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::killed_mid_download(super::Backend::Postgres).await;
+    }
+}
+
+async fn a_download_resumes_after_the_agent_restarts(mut h: Harness) {
+    let agent = h.add_agent("10.9.9.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_ids().await[0];
+    let (job, step, dir, content) = slow_transfer(&h, 3 << 20).await;
+    h.stop_agent(agent).await;
+    h.add_agent("10.9.9.1", None, None, &[]).await;
+    let st = h.wait_finished(job, Duration::from_secs(60)).await;
+    assert_eq!(host_statuses(&st), vec![310], "the interrupted run is lost, not guessed: {st}");
+    assert!(std::fs::read_dir(&dir).unwrap().count() > 0, "the partial file is kept for a retry");
+    // Retry the failed host: the download goes on from where it stopped.
+    let (_, v) =
+        h.post("operate_step_instance", with_scope(json!({"job_instance_id": job, "step_instance_id": step, "operation_code": 2}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let end = Instant::now() + Duration::from_secs(60);
+    let logs = loop {
+        let st = h.status(job).await;
+        if st["finished"] == json!(true) && st["step_instance_list"][0]["execute_count"] == 1 {
+            assert_eq!(host_statuses(&st), vec![9], "{st}");
+            break file_logs(&h, job, step, host).await;
+        }
+        assert!(Instant::now() < end, "retry not finished: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(std::fs::read(dir.join("r.bin")).unwrap(), content);
+    assert!(logs[0]["log_content"].as_str().unwrap().contains("resumed"), "{logs:?}");
+}
+
 on_both_stores!(
+    a_download_resumes_after_the_agent_restarts,
     files_on_a_source_host_reach_the_targets,
     pushed_config_files_land_with_their_content,
     an_uploaded_file_is_transferred_and_not_fetched_twice,

@@ -240,6 +240,11 @@ async fn one_file<S: ChunkSink>(
         place::Partial::open(&partial, f.size).await.map_err(|e| Failure::Transfer(format!("cannot write {}: {e}", partial.display())))?;
     let started = Instant::now();
     let resumed_from = part.len;
+    let mut resumes = u32::from(resumed_from > 0);
+    if resumed_from > 0 {
+        let note = format!("resumed at byte {resumed_from} of {}", f.size);
+        emit(logs, &event(t, f, FILE_STATUS_DOWNLOADING, resumed_from, 0, &note)).await;
+    }
     let mut last_progress = Instant::now();
     let mut throttle = Throttle::new(t.download_limit);
     let mut attempt = 0u32;
@@ -262,7 +267,7 @@ async fn one_file<S: ChunkSink>(
             Ok(()) => attempt = 0,
             Err(FetchError::Killed(k)) => {
                 drop(part);
-                let _ = tokio::fs::remove_file(&partial).await;
+                drop_partial(&partial, k).await;
                 return Err(Failure::Killed(k));
             }
             Err(FetchError::Missing) => {
@@ -282,19 +287,16 @@ async fn one_file<S: ChunkSink>(
             }
             Err(FetchError::Link(why)) => {
                 attempt += 1;
+                resumes += 1;
                 let wait = Duration::from_millis(200 * 2u64.pow(attempt.min(6)));
-                logs.note(&format!(
-                    "[shoal] fetching {} stopped at byte {} ({why}); resuming in {} ms",
-                    f.name,
-                    part.len,
-                    wait.as_millis()
-                ))
-                .await;
+                let note = format!("stopped at byte {} ({why}); resuming in {} ms", part.len, wait.as_millis());
+                emit(logs, &event(t, f, FILE_STATUS_DOWNLOADING, part.len, 0, &note)).await;
                 tokio::select! {
                     k = &mut *kill => {
                         drop(part);
-                        let _ = tokio::fs::remove_file(&partial).await;
-                        return Err(Failure::Killed(k.unwrap_or(KillReason::Shutdown)));
+                        let k = k.unwrap_or(KillReason::Shutdown);
+                        drop_partial(&partial, k).await;
+                        return Err(Failure::Killed(k));
                     }
                     _ = tokio::time::sleep(wait) => {}
                 }
@@ -312,8 +314,20 @@ async fn one_file<S: ChunkSink>(
     }
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let speed = ((f.size - resumed_from) as f64 / secs) as u64;
-    emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, speed, "done, SHA-256 verified")).await;
+    let done = match resumes {
+        0 => "done, SHA-256 verified".to_string(),
+        n => format!("done, SHA-256 verified; the download was interrupted and resumed {n} time(s)"),
+    };
+    emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, speed, &done)).await;
     Ok(())
+}
+
+/// A download stopped by a user or its timeout leaves nothing behind; one stopped because the
+/// agent shuts down keeps its partial file, so a retry after the restart resumes it.
+async fn drop_partial(partial: &Path, why: KillReason) {
+    if why != KillReason::Shutdown {
+        let _ = tokio::fs::remove_file(partial).await;
+    }
 }
 
 enum FetchError {

@@ -120,12 +120,13 @@ impl Engine {
         Ok(())
     }
 
-    /// A failed (or terminated) script step runs again: all hosts, or only those that did
+    /// A failed (or terminated) script or file step runs again: all hosts, or only those that did
     /// not succeed (the others show "succeeded before", 3).
     async fn retry(&self, job: &JobRow, step: &StepRow, all: bool) -> OpResult {
         let failed_step = is(step.status, RunStatus::Fail) || is(step.status, RunStatus::StopSuccess);
         let job_over = is(job.status, RunStatus::Fail) || is(job.status, RunStatus::StopSuccess);
-        if step.step_type != step_type::SCRIPT || !failed_step || !job_over {
+        let runs_on_hosts = step.step_type == step_type::SCRIPT || step.step_type == step_type::FILE;
+        if !runs_on_hosts || !failed_step || !job_over {
             return Err(StepOpError::WrongState);
         }
         let tasks = self.store.host_tasks(step.id, step.execute_count).await?;
