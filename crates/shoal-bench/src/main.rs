@@ -4,6 +4,7 @@
 //! prints each figure as the median of several runs. Run it through `scripts/bench`.
 #![forbid(unsafe_code)]
 
+mod files;
 mod harness;
 mod sustained;
 
@@ -112,6 +113,18 @@ enum Cmd {
         #[arg(long, default_value_t = 10000)]
         agents: usize,
     },
+    /// One file of `mb` MiB to N real `shoal agent` processes, against `cp` into N
+    /// directories (and Ansible's `copy` with `--ansible`).
+    Files {
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        #[arg(long, default_value_t = 100)]
+        mb: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        #[arg(long)]
+        ansible: bool,
+    },
     /// The same real-process job on N hosts through Shoal and through Ansible ad-hoc
     /// (`ansible` must be on PATH; local connection, forks 50).
     Ansible {
@@ -147,6 +160,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Sustained { hosts, rate, secs, store, work } => sustained::sustained(store, hosts, rate, secs, work).await,
             Cmd::Footprint { agents } => footprint(agents).await,
             Cmd::Ansible { hosts, runs } => ansible(hosts, runs).await,
+            Cmd::Files { agents, mb, runs, ansible } => files::files(agents, mb, runs, ansible).await,
         }
     })
 }
@@ -373,12 +387,12 @@ async fn logread(hosts: usize, mb: usize) -> anyhow::Result<()> {
 }
 
 /// Samples a process's RSS every 50 ms until finished; returns the peak (KiB).
-struct Sampler {
+pub(crate) struct Sampler {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<u64>,
 }
 
-fn sample_rss(pid: i32) -> Sampler {
+pub(crate) fn sample_rss(pid: i32) -> Sampler {
     let (stop, mut rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(async move {
         let mut peak = 0;
@@ -394,7 +408,7 @@ fn sample_rss(pid: i32) -> Sampler {
 }
 
 impl Sampler {
-    async fn finish(self) -> u64 {
+    pub(crate) async fn finish(self) -> u64 {
         let _ = self.stop.send(());
         self.task.await.unwrap_or(0)
     }

@@ -1,0 +1,224 @@
+//! File distribution: one file of `mb` MiB to N real `shoal agent` processes on this machine,
+//! against `cp` of the same file into N directories (then `sync`, as each agent syncs what
+//! it placed), and optionally Ansible's `copy` module (local connection, forks 50). The
+//! server's peak RSS is sampled throughout.
+//!
+//! All agents share this machine's disk and the step's target directory: each writes its own
+//! partial file and renames it into place, so the disk does N full writes, as `cp` does. An
+//! agent that finds the file already in place with the same hash skips it; how many did is
+//! printed (the target directory is emptied before each run).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::harness::{self, median, Child};
+
+/// Writes `mb` MiB of a repeating pattern to `path`.
+fn make_source(path: &Path, mb: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let block: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+    for i in 0..mb {
+        let mut b = block.clone();
+        b[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        f.write_all(&b)?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+async fn upload(server: &Child, file: &Path) -> anyhow::Result<String> {
+    let name = "bench.bin";
+    let v = server
+        .api
+        .post("generate_local_file_upload_url", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "file_name_list": [name]}))
+        .await?;
+    let slot = &v["url_map"][name];
+    let url = slot["upload_url"].as_str().context("upload_url")?;
+    let f = tokio::fs::File::open(file).await?;
+    let stream = futures_util::stream::unfold(f, |mut f| async move {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 1 << 20];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(buf), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let r = reqwest::Client::new().put(url).body(reqwest::Body::wrap_stream(stream)).send().await?;
+    if !r.status().is_success() {
+        bail!("upload: HTTP {}", r.status());
+    }
+    Ok(slot["path"].as_str().context("path")?.to_string())
+}
+
+fn start_agents(server: &Child, dir: &Path, n: usize) -> anyhow::Result<Vec<std::process::Child>> {
+    let mut kids = Vec::with_capacity(n);
+    for i in 0..n {
+        let state = dir.join(format!("agent-{i}"));
+        let kid = std::process::Command::new(harness::shoal_bin()?)
+            .args(["agent", "--server", &server.url, "--token", harness::TOKEN, "--bk-biz-id", "1"])
+            .arg("--ip")
+            .arg(format!("127.0.{}.{}", 3 + i / 250, 1 + i % 250))
+            .arg("--state-dir")
+            .arg(&state)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::from(std::fs::File::create(dir.join(format!("agent-{i}.log")))?))
+            .spawn()
+            .context("starting shoal agent")?;
+        kids.push(kid);
+    }
+    Ok(kids)
+}
+
+/// How many hosts' file logs say the file was already in place.
+async fn skipped(server: &Child, job: i64, step: i64, hosts: &[i64]) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for part in hosts.chunks(500) {
+        let v = server
+            .api
+            .post(
+                "batch_get_job_instance_ip_log",
+                json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job, "step_instance_id": step, "host_id_list": part}),
+            )
+            .await?;
+        for h in v["file_task_logs"].as_array().into_iter().flatten() {
+            if h["file_logs"].as_array().into_iter().flatten().any(|l| l["log_content"].as_str().is_some_and(|c| c.contains("not fetched")))
+            {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
+pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool) -> anyhow::Result<()> {
+    // On the disk the build lives on (not a tmpfs).
+    let base = std::env::current_dir()?.join("target").join("bench-files");
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::tempdir_in(&base)?;
+    let server = Child::start(dir.path(), None).await?;
+    let mut kids = start_agents(&server, dir.path(), agents)?;
+    let result = async {
+        let hosts = server.wait_agents(agents, Duration::from_secs(120)).await?;
+        let src = dir.path().join("source.bin");
+        make_source(&src, mb)?;
+        let path = upload(&server, &src).await?;
+        let target = dir.path().join("target");
+        let mut shoal = Vec::new();
+        let mut skips = Vec::new();
+        let mut peak = 0;
+        for _ in 0..runs {
+            let _ = std::fs::remove_dir_all(&target);
+            let sampler = crate::sample_rss(server.pid());
+            let t0 = Instant::now();
+            let v = server
+                .api
+                .post(
+                    "fast_transfer_file",
+                    json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account_alias": "root",
+                        "file_target_path": target.to_str().unwrap(),
+                        "file_source_list": [{"file_list": [path], "file_type": 2}],
+                        "target_server": {"host_id_list": hosts}}),
+                )
+                .await?;
+            let job = v["job_instance_id"].as_i64().context("job id")?;
+            let step = v["step_instance_id"].as_i64().context("step id")?;
+            let (st, seen) = server.api.wait_finished(job, Duration::from_millis(50), Duration::from_secs(3600)).await?;
+            shoal.push((seen - t0).as_secs_f64());
+            peak = peak.max(sampler.finish().await);
+            let (ok, total) = harness::host_results(&st);
+            if ok != agents || total != agents {
+                bail!("job {job}: {ok} of {total} hosts succeeded");
+            }
+            skips.push(skipped(&server, job, step, &hosts).await?);
+        }
+        let _ = std::fs::remove_dir_all(&target);
+        // `cp` into as many directories, then `sync`.
+        let mut cp = Vec::new();
+        for _ in 0..runs {
+            let dirs = dir.path().join("cp");
+            let _ = std::fs::remove_dir_all(&dirs);
+            let t0 = Instant::now();
+            for i in 0..agents {
+                let d = dirs.join(i.to_string());
+                std::fs::create_dir_all(&d)?;
+                let s = std::process::Command::new("cp").arg(&src).arg(&d).status()?;
+                if !s.success() {
+                    bail!("cp failed");
+                }
+            }
+            std::process::Command::new("sync").status()?;
+            cp.push(t0.elapsed().as_secs_f64());
+            std::fs::remove_dir_all(&dirs)?;
+        }
+        let (s, c) = (median(shoal.clone()), median(cp.clone()));
+        println!(
+            "files agents={agents} mb={mb} runs={runs} shoal_median_s={s:.2} cp_median_s={c:.2} ratio_shoal_over_cp={:.2} server_rss_peak_kib={peak} skipped_hosts={skips:?} all_shoal_s={:?}",
+            s / c,
+            shoal.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>()
+        );
+        if ansible {
+            let a = ansible_copy(dir.path(), &src, agents, runs)?;
+            println!("files-ansible hosts={agents} mb={mb} runs={runs} shoal_median_s={s:.2} ansible_median_s={a:.2} ratio_shoal_over_ansible={:.3}", s / a);
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    for k in &mut kids {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(k.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    }
+    for k in &mut kids {
+        let _ = k.wait();
+    }
+    result
+}
+
+/// Ansible's `copy` of `src` to `hosts` simulated hosts (local connection, forks 50), each
+/// into a directory of its own: the median wall time.
+fn ansible_copy(dir: &Path, src: &Path, hosts: usize, runs: usize) -> anyhow::Result<f64> {
+    let ansible = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|d| d.join("ansible")).find(|a| a.exists()))
+        .context("ansible not found on PATH")?;
+    let python = ansible.with_file_name("python3");
+    let inventory = dir.join("inventory.ini");
+    let mut inv = String::from("[bench]\n");
+    for i in 0..hosts {
+        inv.push_str(&format!("sim{i} ansible_connection=local ansible_python_interpreter={}\n", python.display()));
+    }
+    std::fs::write(&inventory, inv)?;
+    let dest: PathBuf = dir.join("ansible");
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let _ = std::fs::remove_dir_all(&dest);
+        let t = Instant::now();
+        let out = std::process::Command::new("ansible")
+            .args(["bench", "-i"])
+            .arg(&inventory)
+            .args(["-f", "50", "-m", "copy", "-a"])
+            .arg(format!("src={} dest={}/{{{{ inventory_hostname }}}}/", src.display(), dest.display()))
+            .env("ANSIBLE_LOCAL_TEMP", dir.join("ansible-tmp"))
+            .env("ANSIBLE_REMOTE_TEMP", dir.join("ansible-remote"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .context("running ansible")?;
+        std::process::Command::new("sync").status()?;
+        let took = t.elapsed().as_secs_f64();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let changed = text.matches("| CHANGED").count();
+        if !out.status.success() || changed != hosts {
+            bail!("ansible copy: {changed} of {hosts} hosts changed\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        times.push(took);
+    }
+    let _ = std::fs::remove_dir_all(&dest);
+    Ok(median(times))
+}
