@@ -474,7 +474,56 @@ async fn a_download_resumes_after_the_agent_restarts(mut h: Harness) {
     assert!(logs[0]["log_content"].as_str().unwrap().contains("resumed"), "{logs:?}");
 }
 
+async fn a_target_without_permission_or_space_fails_with_the_reason(mut h: Harness) {
+    h.add_agent("10.9.10.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    // An account whose OS user may not write where the file goes.
+    h.create_account(1, "nobody-acct", "nobody").await;
+    let path = upload(&h, "p.txt", b"permission\n").await;
+    let closed = h.dir.path().join("closed");
+    std::fs::create_dir_all(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let v = transfer(&h, std::slice::from_ref(&path), &closed, &hosts, json!({"account_alias": "nobody-acct"})).await;
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![202], "{st}");
+    let logs = file_logs(&h, job, step, hosts[0]).await;
+    assert!(logs[0]["log_content"].as_str().unwrap().contains("permission denied"), "{logs:?}");
+    // Where it may write, the file is its own.
+    let open = h.dir.path().join("open");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let v = transfer(&h, std::slice::from_ref(&path), &open, &hosts, json!({"account_alias": "nobody-acct"})).await;
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid.as_raw();
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(open.join("p.txt")).unwrap()), nobody);
+
+    // A target file system without room for the file.
+    let mnt = h.dir.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted =
+        std::process::Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&mnt).status().is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(std::env::var("CI").is_err(), "CI must be able to mount a tmpfs for the full-disk test");
+        eprintln!("skipping the full-disk part: cannot mount a tmpfs (needs root)");
+        return;
+    }
+    let big = upload(&h, "big.bin", &vec![7u8; 3 << 20]).await;
+    let v = transfer(&h, std::slice::from_ref(&big), &mnt, &hosts, json!({})).await;
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    let left = std::fs::read_dir(&mnt).map(|d| d.count()).unwrap_or(0);
+    let _ = std::process::Command::new("umount").arg("-l").arg(&mnt).status();
+    assert_eq!(host_statuses(&st), vec![202], "{st}");
+    let logs = file_logs(&h, job, step, hosts[0]).await;
+    assert!(logs[0]["log_content"].as_str().unwrap().contains("No space left"), "{logs:?}");
+    assert_eq!(left, 0, "the partial file is removed");
+}
+
 on_both_stores!(
+    a_target_without_permission_or_space_fails_with_the_reason,
     a_download_resumes_after_the_agent_restarts,
     files_on_a_source_host_reach_the_targets,
     pushed_config_files_land_with_their_content,
