@@ -113,18 +113,44 @@ impl StepTransfer {
 }
 
 /// A token for task `key` to read blob `sha256`: sealed by the server (so only a server of
-/// this deployment makes one) and naming the blob (so it opens nothing else).
+/// this deployment makes one), naming the blob (so it opens nothing else), for a week.
 pub fn blob_token(key_seal: &crate::secrets::Key, sha256: &str, key: TaskKey) -> anyhow::Result<String> {
-    key_seal.seal(&format!("{sha256} {key}"), BLOB_TOKEN_AAD)
+    let expires = shoal_core::time::now_ms() + BLOB_TOKEN_TTL_MS;
+    key_seal.seal(&format!("{sha256} {key} {expires}"), BLOB_TOKEN_AAD)
 }
 
-/// Whether `token` lets its holder read blob `sha256`.
+/// How long a blob token opens its blob (a retry of the step gets a new one).
+const BLOB_TOKEN_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Whether `token` lets its holder read blob `sha256` (now).
 pub fn token_opens(key_seal: &crate::secrets::Key, token: &str, sha256: &str) -> bool {
-    match key_seal.open(token, BLOB_TOKEN_AAD) {
-        Ok(plain) => plain.split(' ').next() == Some(sha256),
-        Err(_) => false,
-    }
+    let Ok(plain) = key_seal.open(token, BLOB_TOKEN_AAD) else { return false };
+    let mut parts = plain.split(' ');
+    let blob = parts.next();
+    let expires = parts.nth(1).and_then(|e| e.parse::<i64>().ok());
+    blob == Some(sha256) && expires.is_some_and(|e| e > shoal_core::time::now_ms())
 }
 
 /// File mode bits JOB callers cannot give: pushed and uploaded files are 0644.
 pub const DEFAULT_MODE: u32 = 0o644;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_token_opens_its_blob_only() {
+        let seal = crate::secrets::Key::from_bytes(&[7; 32]);
+        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2 };
+        let (a, b) = ("a".repeat(64), "b".repeat(64));
+        let t = blob_token(&seal, &a, key).unwrap();
+        assert!(token_opens(&seal, &t, &a));
+        assert!(!token_opens(&seal, &t, &b));
+        assert!(!token_opens(&crate::secrets::Key::from_bytes(&[8; 32]), &t, &a), "another deployment's key");
+        let stale = seal.seal(&format!("{a} {key} {}", shoal_core::time::now_ms() - 1), BLOB_TOKEN_AAD).unwrap();
+        assert!(!token_opens(&seal, &stale, &a), "an expired token");
+        let stage = stage_token(&seal, 1).unwrap();
+        assert!(stage_token_opens(&seal, &stage));
+        assert!(!token_opens(&seal, &stage, &a), "a staging token is not a blob token");
+    }
+}
