@@ -95,8 +95,7 @@ async fn sensitive_params_stay_secret(mut h: Harness) {
     if h.config.database_url.is_none() {
         // Every byte of the SQLite files, WAL included.
         let dir = h.config.data_dir.clone().unwrap();
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        for path in files_under(&dir) {
             let bytes = std::fs::read(&path).unwrap();
             let hay = String::from_utf8_lossy(&bytes);
             assert!(!hay.contains(SECRET_VALUE), "{} holds the value in clear", path.display());

@@ -92,8 +92,7 @@ async fn apps_grants_and_every_denial(mut h: Harness) {
     let secret2 = v["data"]["secret"].as_str().unwrap().to_string();
     assert!(secret2.len() >= 32 && secret2 != secret);
     if h.config.database_url.is_none() {
-        for entry in std::fs::read_dir(h.config.data_dir.clone().unwrap()).unwrap() {
-            let path = entry.unwrap().path();
+        for path in files_under(&h.config.data_dir.clone().unwrap()) {
             let bytes = std::fs::read(&path).unwrap();
             for s in [&secret, &secret2] {
                 assert!(!bytes.windows(s.len()).any(|w| w == s.as_bytes()), "{} holds an app secret in clear", path.display());
