@@ -129,7 +129,9 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
                 let account = resolve_account(ctx, scope, &f.account).await?;
                 authz::authorize_account(ctx, scope, &account).await?;
                 let hosts = targets::resolve(store.as_ref(), scope, &f.target, max).await?;
-                if f.transfer.files.len().saturating_mul(hosts.len()) > MAX_FILE_TASKS {
+                // Files on source hosts count by the paths named, as JOB counts them.
+                let sources = f.transfer.files.len() + f.transfer.sources.iter().map(|s| s.paths.len()).sum::<usize>();
+                if sources.saturating_mul(hosts.len()) > MAX_FILE_TASKS {
                     return Err(JobError::with(ErrorCode::FILE_TASK_TARGET_EXCEEDS_LIMIT, MAX_FILE_TASKS.to_string()));
                 }
                 NewStep {
