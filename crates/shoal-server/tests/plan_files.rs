@@ -148,6 +148,21 @@ async fn a_plan_distributes_files_to_the_hosts_its_variable_names(mut h: Harness
         assert_eq!(placed, want, "{v}");
     }
 
+    // A change of the file step is a new version whose changes, history and diff name it.
+    let mut changed = doc.clone();
+    changed["steps"][1]["file"]["mode"] = json!("strict");
+    let v = apply(&h, &changed).await;
+    assert_eq!(v["data"]["version"], 2, "{v}");
+    let paths: Vec<&str> = v["data"]["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, vec!["steps[distribute].file.mode"], "{v}");
+    let v = shoal_get(&h, "templates/history", "bk_scope_type=biz&bk_scope_id=1&name=ship").await;
+    let last = v["data"]["versions"].as_array().unwrap().iter().find(|x| x["version"] == 2).unwrap().clone();
+    assert_eq!(last["changes"][0]["after"], "strict", "{v}");
+    let v = shoal_get(&h, "templates/version_diff", "bk_scope_type=biz&bk_scope_id=1&name=ship&from=1&to=2").await;
+    assert_eq!(v["data"]["changes"][0]["path"], "steps[distribute].file.mode", "{v}");
+    let (_, d) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id=1&job_plan_id={plan}")).await;
+    assert_eq!(d["data"]["step_list"][1]["file_info"]["transfer_mode"], 1, "{d}");
+
     // A host-list value naming a host outside the scope is refused before anything runs.
     let (_, v) = h
         .post(
@@ -200,6 +215,19 @@ async fn bad_file_steps_are_refused_with_the_field(mut h: Harness) {
     let v = apply(&h, &d).await;
     assert_ne!(v["code"], 0, "{v}");
     assert!(v["message"].as_str().unwrap().contains("steps[1].file.mode"), "{v}");
+
+    // Files on hosts count by the paths named: (paths × targets) over JOB's limit is refused
+    // when the plan runs.
+    let many: Vec<String> = (0..100_001).map(|i| format!("/s/{i}")).collect();
+    let mut d = good.clone();
+    d["name"] = json!("too-many");
+    d["steps"][1]["file"]["sources"] = json!([{"files": many, "account": USER, "target": {"host_id_list": [host]}}]);
+    let v = apply(&h, &d).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let plan = v["data"]["plans"][0]["id"].as_i64().unwrap();
+    let (_, v) = h.post("execute_job_plan", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan})).await;
+    assert_eq!(v["code"], 1244021, "{v}");
+    shoal(&h, "templates/delete", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "name": "too-many"})).await;
 
     // None of these made a template; the good document does.
     let v = shoal_get(&h, "templates", "bk_scope_type=biz&bk_scope_id=1").await;

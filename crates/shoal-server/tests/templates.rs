@@ -136,8 +136,8 @@ async fn plan_runs_steps_with_variables_and_confirmation(mut h: Harness) {
     assert_eq!(list.len(), 2, "{gv}");
     assert!(gv.to_string().contains("\"2.5\"") && !gv.to_string().contains("hunter2"), "{gv}");
     // Not in the database files either (SQLite: the data dir; values are sealed at rest).
-    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap().map(Result::unwrap).filter(|e| e.path().is_file()) {
+        let bytes = std::fs::read(entry.path()).unwrap();
         let at = bytes.windows(14).position(|w| w == b"hunter2-secret");
         assert!(
             at.is_none(),
@@ -230,8 +230,8 @@ async fn a_password_split_between_chunks_is_masked(mut h: Harness) {
     assert!(log.ends_with("xxxx******\ndone\n"), "…{}", &log[log.len().saturating_sub(40)..]);
     assert_eq!(log.len(), 65530 + "******\ndone\n".len());
     // No piece of it at rest either (SQLite: the data dir).
-    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap().map(Result::unwrap).filter(|e| e.path().is_file()) {
+        let bytes = std::fs::read(entry.path()).unwrap();
         assert!(!bytes.windows(8).any(|w| w == b"secret-4" || w == b"split-se"), "a piece of the password is stored in clear");
     }
 }
@@ -682,8 +682,8 @@ async fn secrets_never_leave_templates(mut h: Harness) {
     assert_eq!(apply(&h, USER, ex["data"]["document"].clone()).await["changed"], false);
     assert_eq!(run_plan(&h, plan).await, "ok\n");
     // Not in the database files either (SQLite: the data dir).
-    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+    for entry in std::fs::read_dir(h.dir.path().join("server")).unwrap().map(Result::unwrap).filter(|e| e.path().is_file()) {
+        let bytes = std::fs::read(entry.path()).unwrap();
         for secret in ["Pw-default-8817", "Param-9931", "Pw-plan-5521"] {
             assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} stored in clear");
         }
