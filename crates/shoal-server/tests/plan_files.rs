@@ -40,13 +40,16 @@ async fn upload(h: &Harness, name: &str, content: &[u8]) -> String {
 fn ship_doc(src_dir: &str, src_host: i64, upload: &str, dest: &str, all: &[i64]) -> Value {
     json!({
         "name": "ship",
-        "variables": [{"name": "DEST", "type": "host_list", "server": {"host_id_list": all}}],
+        "variables": [
+            {"name": "SRC", "type": "host_list", "server": {"host_id_list": [src_host]}},
+            {"name": "DEST", "type": "host_list", "server": {"host_id_list": all}}
+        ],
         "steps": [
             {"name": "build", "script": {"content": format!("mkdir -p {src_dir} && printf 'built\\n' > {src_dir}/app.txt"),
                                          "account": USER, "target": {"host_id_list": [src_host]}}},
             {"name": "distribute", "file": {
                 "sources": [
-                    {"files": [format!("{src_dir}/app.txt")], "account": USER, "target": {"host_id_list": [src_host]}},
+                    {"files": [format!("{src_dir}/app.txt")], "account": USER, "target": {"variable": "SRC"}},
                     {"upload": upload}
                 ],
                 "destination": {"path": dest, "account": USER, "target": {"variable": "DEST"}},
@@ -99,7 +102,7 @@ async fn a_plan_distributes_files_to_the_hosts_its_variable_names(mut h: Harness
     let sources = info["file_source_list"].as_array().unwrap();
     assert_eq!((sources[0]["file_type"].as_i64(), sources[1]["file_type"].as_i64()), (Some(1), Some(2)), "{info}");
     assert_eq!(sources[0]["account"]["alias"], USER, "{info}");
-    assert_eq!(sources[0]["server"]["ip_list"][0]["bk_host_id"], src, "{info}");
+    assert_eq!(sources[0]["server"]["variable"], "SRC", "{info}");
     assert_eq!(sources[1]["file_list"], json!([path]), "{info}");
     assert_eq!(
         (info["transfer_mode"].as_i64(), info["timeout"].as_i64(), info["is_ignore_error"].as_i64()),
@@ -108,8 +111,13 @@ async fn a_plan_distributes_files_to_the_hosts_its_variable_names(mut h: Harness
     );
     assert_eq!((&info["destination_speed_limit"], &info["source_speed_limit"]), (&json!(10), &Value::Null), "{info}");
     assert_eq!(d["data"]["step_list"][0]["file_info"], Value::Null);
-    let dest_var = &d["data"]["global_var_list"][0];
-    assert_eq!((dest_var["name"].as_str(), dest_var["used"].as_bool()), (Some("DEST"), Some(true)), "{dest_var}");
+    let used: Vec<(&str, bool)> = d["data"]["global_var_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v["used"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(used, vec![("SRC", true), ("DEST", true)], "{d}");
 
     // Run it with DEST naming two of the three hosts: the files land there, and only there.
     let chosen = [dests[0], dests[2]];
