@@ -10,7 +10,11 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 
-on_both_stores!(a_plan_distributes_files_to_the_hosts_its_variable_names, bad_file_steps_are_refused_with_the_field);
+on_both_stores!(
+    a_plan_distributes_files_to_the_hosts_its_variable_names,
+    bad_file_steps_are_refused_with_the_field,
+    a_deferred_file_step_is_checked_again_when_it_starts
+);
 
 async fn shoal(h: &Harness, path: &str, body: Value) -> Value {
     let r = h.http.post(format!("{}/api/shoal/v1/{path}", h.url)).header("X-Bkapi-Authorization", h.auth_header()).json(&body).send().await;
@@ -241,4 +245,33 @@ async fn bad_file_steps_are_refused_with_the_field(mut h: Harness) {
     let v = shoal_get(&h, "templates", "bk_scope_type=biz&bk_scope_id=1").await;
     assert_eq!(v["data"]["total"], 0, "{v}");
     assert_eq!(apply(&h, &good).await["code"], 0);
+}
+
+async fn a_deferred_file_step_is_checked_again_when_it_starts(mut h: Harness) {
+    h.add_agent("127.0.0.95", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host = h.host_ids().await[0];
+    let temp = h.create_account(1, "deployer", &current_user()).await;
+    let path = upload(&h, "a.txt", b"a\n").await;
+    let dest = h.dir.path().join("deferred");
+    let mut doc = ship_doc("/tmp/src", host, &path, dest.to_str().unwrap(), &[host]);
+    doc["steps"].as_array_mut().unwrap().remove(0);
+    doc["steps"][0]["file"]["sources"].as_array_mut().unwrap().remove(0);
+    doc["steps"][0]["file"]["destination"]["account"] = json!("deployer");
+    let v = apply(&h, &doc).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let plan = v["data"]["plans"][0]["id"].as_i64().unwrap();
+    let (_, v) =
+        h.post("execute_job_plan", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan, "start_task": false})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let job = v["data"]["job_instance_id"].as_i64().unwrap();
+
+    // The account the files were to belong to is gone: the start is refused, nothing moves.
+    let (_, v) = h.post("delete_account", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "id": temp["id"]})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let start = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": job, "operation_code": 2});
+    let (_, v) = h.post("operate_job_instance", start).await;
+    assert_eq!(v["code"], 1244003, "{v}");
+    assert_eq!(h.status(job).await["job_instance"]["status"], 1, "still not started");
+    assert!(!dest.exists());
 }
