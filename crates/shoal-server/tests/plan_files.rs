@@ -93,6 +93,11 @@ async fn a_plan_distributes_files_to_the_hosts_its_variable_names(mut h: Harness
     assert_eq!(pinned["sha256"].as_str().map(str::len), Some(64), "{v}");
     let v = apply(&h, &doc).await;
     assert_eq!((v["data"]["changed"].as_bool(), v["data"]["version"].as_i64()), (Some(false), Some(1)), "{v}");
+    // A pin sent by the caller is replaced by what the upload holds.
+    let mut forged = doc.clone();
+    forged["steps"][1]["file"]["sources"][1]["pinned"] = json!({"sha256": "0".repeat(64), "size": 1, "name": "evil"});
+    let v = apply(&h, &forged).await;
+    assert_eq!(v["data"]["changed"], false, "{v}");
 
     // Plan detail: the file step in bk-job's shape.
     let (_, d) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id=1&job_plan_id={plan}")).await;
