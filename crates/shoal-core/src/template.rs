@@ -1,5 +1,5 @@
-//! Job templates as documents: typed variables, ordered steps (script or manual
-//! confirmation) and plans. A template is stored as one JSON document per version; YAML
+//! Job templates as documents: typed variables, ordered steps (script, file distribution or
+//! manual confirmation) and plans. A template is stored as one JSON document per version; YAML
 //! files (`shoal template apply -f`) map onto the same types. Also here: the structured
 //! diff between two versions and the shell prelude that hands variables to scripts.
 
@@ -112,12 +112,99 @@ pub struct Confirm {
     pub users: Vec<String>,
 }
 
+/// How a file step treats a destination directory that does not exist (JOB's
+/// `transfer_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// The step fails on a host where the directory is missing.
+    Strict,
+    /// Missing directories are made.
+    #[default]
+    Force,
+}
+
+impl TransferMode {
+    pub fn code(self) -> i32 {
+        match self {
+            TransferMode::Strict => 1,
+            TransferMode::Force => 2,
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// A file step: files from source hosts or uploads, placed in one directory on the
+/// destination hosts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileStep {
+    pub sources: Vec<FileSource>,
+    pub destination: FileDestination,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub mode: TransferMode,
+    /// MB/s each source host sends at most; absent or 0: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_speed_limit: Option<i64>,
+    /// MB/s each destination host receives at most; absent or 0: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_speed_limit: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ignore_error: bool,
+}
+
+/// Where a file step's files come from: absolute `files` on hosts (read as `account`), or
+/// one file uploaded through `generate_local_file_upload_url`, by its `upload` path.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSource {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<String>,
+    /// For an `upload` source: the content the upload held when this template version was
+    /// applied. Set by the server (a value sent by a caller is replaced); runs place this
+    /// content, so an approver sees exactly what is distributed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<PinnedUpload>,
+}
+
+/// An uploaded file as a template version holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinnedUpload {
+    pub sha256: String,
+    pub size: u64,
+    /// The file's name on the destination hosts.
+    pub name: String,
+}
+
+/// The directory a file step fills, the account its files belong to and its hosts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileDestination {
+    pub path: String,
+    pub account: String,
+    pub target: Target,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<ScriptStep>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileStep>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<Confirm>,
 }
@@ -183,10 +270,11 @@ impl Template {
             if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
                 return Err(bad("steps.name", format!("step names must be unique and non-empty ({:?})", s.name)));
             }
-            match (&s.script, &s.confirm) {
-                (Some(sc), None) => sc.validate(&s.name, &vars)?,
-                (None, Some(_)) => {}
-                _ => return Err(bad("steps", format!("step {:?} must be either a script or a confirm step", s.name))),
+            match (&s.script, &s.file, &s.confirm) {
+                (Some(sc), None, None) => sc.validate(&s.name, &vars)?,
+                (None, Some(f), None) => f.validate(&s.name, &vars)?,
+                (None, None, Some(_)) => {}
+                _ => return Err(bad("steps", format!("step {:?} must be exactly one of a script, file or confirm step", s.name))),
             }
         }
         let mut plan_names = BTreeSet::new();
@@ -299,18 +387,86 @@ impl ScriptStep {
                 return Err(bad("steps.script.timeout", format!("1 to {}", crate::limits::MAX_TIMEOUT_SECS)));
             }
         }
-        match &self.target.variable {
+        self.target.validate("steps.script.target", step, vars)
+    }
+}
+
+impl Target {
+    /// A host-list variable that exists, or hosts given directly.
+    fn validate(&self, field: &str, step: &str, vars: &BTreeMap<&str, VarType>) -> Result<(), JobError> {
+        match &self.variable {
             Some(v) => match vars.get(v.as_str()) {
-                Some(VarType::HostList) => {}
-                Some(_) => return Err(bad("steps.script.target.variable", format!("{v} is not a host_list variable"))),
-                None => return Err(JobError::with(shoal_proto::ErrorCode::HOST_VAR_NOT_EXIST, v.clone())),
+                Some(VarType::HostList) => Ok(()),
+                Some(_) => Err(bad(&format!("{field}.variable"), format!("{v} is not a host_list variable"))),
+                None => Err(JobError::with(shoal_proto::ErrorCode::HOST_VAR_NOT_EXIST, v.clone())),
             },
-            None if self.target.server.is_empty() => {
-                return Err(bad("steps.script.target", format!("step {step:?} has no target")));
+            None if self.server.is_empty() => Err(bad(field, format!("step {step:?} has no hosts here"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An absolute path without `..` components or NUL bytes.
+fn absolute(p: &str) -> bool {
+    p.starts_with('/') && !p.contains('\0') && !p.split('/').any(|c| c == "..")
+}
+
+impl FileStep {
+    fn validate(&self, step: &str, vars: &BTreeMap<&str, VarType>) -> Result<(), JobError> {
+        if self.sources.is_empty() {
+            return Err(bad("steps.file.sources", format!("step {step:?} needs at least one source")));
+        }
+        for (i, src) in self.sources.iter().enumerate() {
+            let field = format!("steps.file.sources[{i}]");
+            match (&src.upload, src.files.is_empty()) {
+                (Some(path), true) => {
+                    if path.trim().is_empty() {
+                        return Err(bad(&format!("{field}.upload"), format!("step {step:?}: an empty upload path")));
+                    }
+                    if src.account.is_some() || src.target.is_some() {
+                        return Err(bad(&field, format!("step {step:?}: an upload source has no account or target")));
+                    }
+                }
+                (None, false) => {
+                    if let Some(p) = src.files.iter().find(|p| !absolute(p.trim())) {
+                        return Err(bad(&format!("{field}.files"), format!("{p:?} is not an absolute path")));
+                    }
+                    if src.account.as_deref().is_none_or(|a| a.trim().is_empty()) {
+                        return Err(bad(&format!("{field}.account"), format!("step {step:?}: files on hosts need an account")));
+                    }
+                    match &src.target {
+                        Some(t) => t.validate(&format!("{field}.target"), step, vars)?,
+                        None => return Err(bad(&format!("{field}.target"), format!("step {step:?}: files on hosts need a target"))),
+                    }
+                }
+                _ => return Err(bad(&field, format!("step {step:?}: a source has either files (on hosts) or an upload"))),
             }
-            None => {}
+        }
+        let d = &self.destination;
+        if !absolute(d.path.trim()) {
+            return Err(bad("steps.file.destination.path", format!("{:?} is not an absolute directory", d.path)));
+        }
+        if d.account.trim().is_empty() {
+            return Err(bad("steps.file.destination.account", format!("step {step:?} needs an account")));
+        }
+        d.target.validate("steps.file.destination.target", step, vars)?;
+        for (field, limit) in [("upload_speed_limit", self.upload_speed_limit), ("download_speed_limit", self.download_speed_limit)] {
+            if limit.is_some_and(|l| l < 0) {
+                return Err(bad(&format!("steps.file.{field}"), "MB/s, 0 or more"));
+            }
+        }
+        if let Some(t) = self.timeout {
+            if !(1..=crate::limits::MAX_TIMEOUT_SECS).contains(&t) {
+                return Err(bad("steps.file.timeout", format!("1 to {}", crate::limits::MAX_TIMEOUT_SECS)));
+            }
         }
         Ok(())
+    }
+
+    /// The host-list variables the step names (sources' and destination's).
+    pub fn variables(&self) -> impl Iterator<Item = &str> {
+        let sources = self.sources.iter().filter_map(|s| s.target.as_ref()?.variable.as_deref());
+        sources.chain(self.destination.target.variable.as_deref())
     }
 }
 
@@ -467,6 +623,67 @@ mod tests {
         d.variables[0].name = "1x".into();
         assert!(d.validate().is_err());
         assert!(serde_json::from_value::<Template>(json!({"name": "x", "steps": [], "surprise": 1})).is_err());
+    }
+
+    fn file_step() -> Value {
+        json!({"name": "ship", "file": {
+            "sources": [
+                {"files": ["/data/app.tar"], "account": "root", "target": {"host_id_list": [3]}},
+                {"upload": "1/abc/alice/conf.ini"}
+            ],
+            "destination": {"path": "/opt/app", "account": "root", "target": {"variable": "HOSTS"}},
+            "mode": "strict", "download_speed_limit": 5
+        }})
+    }
+
+    fn with_file_step(step: Value) -> Result<Template, serde_json::Error> {
+        let mut d = serde_json::to_value(doc()).unwrap();
+        d["steps"].as_array_mut().unwrap().push(step);
+        serde_json::from_value(d)
+    }
+
+    #[test]
+    fn file_steps_validate() {
+        let d = with_file_step(file_step()).unwrap();
+        d.validate().unwrap();
+        let f = d.steps[3].file.as_ref().unwrap();
+        assert_eq!(f.mode.code(), 1);
+        assert_eq!(f.variables().collect::<Vec<_>>(), vec!["HOSTS"]);
+        let field = |e: JobError| e.args[0].clone();
+        let bad_ones = [
+            ("/file/sources", json!([]), "steps.file.sources"),
+            ("/file/sources/0/files/0", json!("data/app.tar"), "steps.file.sources[0].files"),
+            ("/file/sources/0/account", json!(" "), "steps.file.sources[0].account"),
+            ("/file/sources/1/files", json!(["/x"]), "steps.file.sources[1]"),
+            ("/file/sources/1/account", json!("root"), "steps.file.sources[1]"),
+            ("/file/destination/path", json!("/opt/../etc"), "steps.file.destination.path"),
+            ("/file/destination/account", json!(""), "steps.file.destination.account"),
+            ("/file/destination/target/variable", json!("VERSION"), "steps.file.destination.target.variable"),
+            ("/file/upload_speed_limit", json!(-1), "steps.file.upload_speed_limit"),
+            ("/file/timeout", json!(0), "steps.file.timeout"),
+        ];
+        for (ptr, value, want) in bad_ones {
+            let mut s = file_step();
+            let (parent, key) = ptr.rsplit_once('/').unwrap();
+            match s.pointer_mut(parent).unwrap() {
+                Value::Array(a) => a[key.parse::<usize>().unwrap()] = value,
+                o => o[key] = value,
+            }
+            let e = with_file_step(s).unwrap().validate().unwrap_err();
+            assert_eq!((e.code.0, field(e).as_str()), (1241010, want), "{ptr}");
+        }
+        let mut s = file_step();
+        s["file"]["sources"][0].as_object_mut().unwrap().remove("target");
+        assert_eq!(field(with_file_step(s).unwrap().validate().unwrap_err()), "steps.file.sources[0].target");
+        let mut s = file_step();
+        s["file"]["destination"]["target"] = json!({"variable": "NOPE"});
+        assert_eq!(with_file_step(s).unwrap().validate().unwrap_err().code.0, 1244008);
+        let mut s = file_step();
+        s["script"] = json!({"content": "true", "account": "root", "target": {"host_id_list": [1]}});
+        assert!(with_file_step(s).unwrap().validate().is_err(), "a step of two kinds");
+        let mut s = file_step();
+        s["file"]["mode"] = json!("careful");
+        assert!(with_file_step(s).is_err(), "an unknown mode");
     }
 
     #[test]

@@ -224,3 +224,78 @@ plans:
     let o = client(port, &["template", "rollback", "rollout", "v1"]);
     assert!(text(&o).contains("v1 restored as v3"), "{}", text(&o));
 }
+
+#[test]
+fn a_file_step_from_a_yaml_template() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut kids = Kids(vec![start_server(port, &dir.path().join("data"), &dir.path().join("server.log"))]);
+    wait_until("server to listen", Duration::from_secs(30), || listening(port));
+    kids.0.push(start_agent(port, "127.0.0.56", 1, "web", &dir.path().join("agent")));
+    wait_until("host alive", Duration::from_secs(30), || {
+        let v: Value = serde_json::from_slice(&client(port, &["host", "list", "--json"]).stdout).unwrap_or(Value::Null);
+        v["data"].as_array().is_some_and(|a| a.iter().any(|h| h["alive"] == 1))
+    });
+    let me = whoami();
+    let acc = post_json(
+        port,
+        (APP, SECRET),
+        "/api/v3/create_account",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
+    );
+    assert_eq!(acc["code"], 0, "{acc}");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("app.conf"), "port=80\n").unwrap();
+    let dest = dir.path().join("dest/conf");
+
+    let yaml = format!(
+        r#"name: ship
+variables:
+  - name: HOSTS
+    type: host_list
+    server:
+      topo_node_list: [{{id: 1, node_type: biz}}]
+steps:
+  - name: copy
+    file:
+      sources:
+        - files: [{src}/app.conf]
+          account: {me}
+          target: {{variable: HOSTS}}
+      destination:
+        path: {dest}
+        account: {me}
+        target: {{variable: HOSTS}}
+      mode: force
+      download_speed_limit: 10
+"#,
+        src = src.display(),
+        dest = dest.display()
+    );
+    let file = dir.path().join("ship.yaml");
+    std::fs::write(&file, &yaml).unwrap();
+    let o = client(port, &["template", "apply", "-f", file.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("ship: v1 (current)"), "{}", text(&o));
+    let o = client(port, &["template", "run", "ship", "--no-wait"]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let job = out.split_whitespace().nth(1).unwrap().to_string();
+    wait_until("the job to end", Duration::from_secs(30), || {
+        let v: Value = serde_json::from_slice(&client(port, &["job", "status", &job, "--json"]).stdout).unwrap_or(Value::Null);
+        v["finished"] == true
+    });
+    let v: Value = serde_json::from_slice(&client(port, &["job", "status", &job, "--json"]).stdout).unwrap();
+    assert_eq!((v["job_instance"]["status"].as_i64(), v["step_instance_list"][0]["type"].as_i64()), (Some(3), Some(2)), "{v}");
+    assert_eq!(std::fs::read_to_string(dest.join("app.conf")).unwrap(), "port=80\n");
+
+    // The export is YAML that applies back unchanged; a bad file step is refused with its field.
+    let exported = dir.path().join("exported.yaml");
+    let o = client(port, &["template", "export", "ship", "-o", exported.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = client(port, &["template", "apply", "-f", exported.to_str().unwrap()]);
+    assert!(text(&o).contains("ship: unchanged"), "{}", text(&o));
+    std::fs::write(&file, yaml.replace("mode: force", "mode: careful")).unwrap();
+    let o = client(port, &["template", "apply", "-f", file.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("steps[0].file.mode"), "{}", text(&o));
+}

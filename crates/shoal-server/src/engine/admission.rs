@@ -129,7 +129,9 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
                 let account = resolve_account(ctx, scope, &f.account).await?;
                 authz::authorize_account(ctx, scope, &account).await?;
                 let hosts = targets::resolve(store.as_ref(), scope, &f.target, max).await?;
-                if f.transfer.files.len().saturating_mul(hosts.len()) > MAX_FILE_TASKS {
+                // Files on source hosts count by the paths named, as JOB counts them.
+                let sources = f.transfer.files.len() + f.transfer.sources.iter().map(|s| s.paths.len()).sum::<usize>();
+                if sources.saturating_mul(hosts.len()) > MAX_FILE_TASKS {
                     return Err(JobError::with(ErrorCode::FILE_TASK_TARGET_EXCEEDS_LIMIT, MAX_FILE_TASKS.to_string()));
                 }
                 NewStep {
@@ -263,7 +265,8 @@ pub enum Stage {
 }
 
 /// Repeats the caller, overload, account and dangerous-command checks of [`admit`] for `job`'s
-/// script steps (all of them at a deferred start, only `step` on a retry).
+/// script steps, and the account check for its file steps (all of them at a deferred start,
+/// only `step` on a retry).
 pub async fn recheck(ctx: &Ctx, job: &JobRow, stage: Stage, step: Option<&StepRow>) -> Result<(), JobError> {
     let scope = Scope { scope_type: job.scope_type.clone(), scope_id: job.scope_id.clone() };
     authz::authorize(ctx, &scope, Role::Run).await?;
@@ -278,7 +281,7 @@ pub async fn recheck(ctx: &Ctx, job: &JobRow, stage: Stage, step: Option<&StepRo
         Some(link) => variables::shell_values(&link.variables, &ctx.shared.config.sealing_key),
         None => vec![],
     };
-    for s in steps.iter().filter(|s| s.step_type == step_type::SCRIPT) {
+    for s in steps.iter().filter(|s| s.step_type == step_type::SCRIPT || s.step_type == step_type::FILE) {
         let account = store
             .get_account(s.account_id)
             .await
@@ -286,6 +289,9 @@ pub async fn recheck(ctx: &Ctx, job: &JobRow, stage: Stage, step: Option<&StepRo
             .filter(|a| a.scope_type == scope.scope_type && a.scope_id == scope.scope_id)
             .ok_or_else(|| JobError::with(ErrorCode::ACCOUNT_NOT_EXIST, s.account_user.clone()))?;
         authz::authorize_account(ctx, &scope, &account).await?;
+        if s.step_type == step_type::FILE {
+            continue;
+        }
         let params =
             if s.sensitive { ctx.shared.config.sealing_key.open_all(&s.args, crate::secrets::JOB_PARAM_AAD) } else { s.args.clone() };
         let text = final_text(s.language, &s.script, &shell_vars);

@@ -14,12 +14,13 @@
 //! Secrets (password values, plan values of password variables, parameters of sensitive
 //! steps) are sealed bound to their scope, template and place ([`secret_aad`]) and never
 //! returned: answers show `******`, which `apply` takes back as "keep the stored value".
-//! A library script step is pinned to the version online when it was applied.
+//! A library script step is pinned to the version online when it was applied, and a file
+//! step's uploaded file to the content it held then.
 
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use shoal_core::template::{changes, Change, Plan, Template, KEEP};
+use shoal_core::template::{changes, Change, PinnedUpload, Plan, Template, KEEP};
 use shoal_core::{JobError, Scope};
 use shoal_proto::jobv3::ScopeReq;
 use shoal_proto::{lenient, ErrorCode};
@@ -166,6 +167,29 @@ async fn pin_scripts(ctx: &Ctx, scope: &Scope, doc: &mut Template) -> Result<(),
         if let (Some(id), None) = (sc.script_id.as_deref(), sc.script_version_id) {
             let (_, v) = crate::api::v3::script::executable(ctx, scope, Some(id), None).await?;
             sc.pinned_version_id = Some(v.id);
+        }
+    }
+    Ok(())
+}
+
+/// Pin every uploaded file of a file step to the content its upload holds now (an upload
+/// of another scope, or one nothing was uploaded to, is refused); a pin sent by the caller is
+/// replaced.
+async fn pin_uploads(ctx: &Ctx, scope: &Scope, doc: &mut Template) -> Result<(), JobError> {
+    for s in doc.steps.iter_mut() {
+        let Some(f) = s.file.as_mut() else { continue };
+        for (i, src) in f.sources.iter_mut().enumerate() {
+            src.pinned = None;
+            let Some(path) = src.upload.as_deref().map(str::trim) else { continue };
+            let field = format!("steps.file.sources[{i}].upload");
+            let slot = ctx.shared.store.upload_by_path(path).await.map_err(internal("get upload"))?;
+            let slot = slot
+                .filter(|u| u.scope_type == scope.scope_type && u.scope_id == scope.scope_id)
+                .ok_or_else(|| reason(&field, &format!("{path} was not uploaded")))?;
+            let (Some(sha256), Some(size)) = (slot.blob, slot.size) else {
+                return Err(reason(&field, &format!("nothing was uploaded to {path}")));
+            };
+            src.pinned = Some(PinnedUpload { sha256, size: size as u64, name: slot.file_name });
         }
     }
     Ok(())
@@ -334,6 +358,7 @@ async fn apply(ctx: &Ctx, params: Value, dry_run: bool) -> ApiResult {
         None => None,
     };
     pin_scripts(ctx, &scope, &mut doc).await?;
+    pin_uploads(ctx, &scope, &mut doc).await?;
     seal_input(&mut doc, latest.as_ref(), &scope, key)?;
     // Plans: as listed in the document; without any, the latest version's, or `default`.
     if doc.plans.is_empty() {

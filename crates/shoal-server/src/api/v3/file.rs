@@ -86,7 +86,7 @@ fn target_of(t: Option<&ServerDto>) -> Result<ServerDto, JobError> {
 }
 
 /// MB/s as callers send it → bytes/s (≤ 0 or absent: no limit).
-fn speed_limit(mb: Option<i64>) -> u64 {
+pub(crate) fn speed_limit(mb: Option<i64>) -> u64 {
     mb.filter(|v| *v > 0).map_or(0, |v| (v as u64).saturating_mul(1 << 20))
 }
 

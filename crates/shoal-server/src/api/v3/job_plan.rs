@@ -2,7 +2,9 @@
 //! `get_job_plan_list`, `get_job_plan_detail`, `execute_job_plan`, and
 //! `get_job_instance_global_var_value`. Templates are documents (see
 //! `shoal_core::template`); a plan is a template's chosen steps with variable values, and
-//! always runs on the template's current (approved) version.
+//! always runs on the template's current (approved) version. Its file steps run as
+//! `fast_transfer_file` steps do: uploads by the content pinned when the version was applied,
+//! files on source hosts staged by the engine.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use shoal_core::limits::{page, DEFAULT_TIMEOUT_SECS};
-use shoal_core::template::{Plan, Template, VarType, Variable};
+use shoal_core::template::{self as tpl, Plan, Target, Template, TransferMode, VarType, Variable};
 use shoal_core::validate::split_params;
 use shoal_core::validate::AccountRef;
 use shoal_core::{JobError, Scope};
@@ -23,10 +25,12 @@ use shoal_store::PlanLink;
 
 use super::job_in_scope;
 use super::server::esb_server;
-use crate::api::authz::Role;
+use crate::api::authz::{self, Role};
 use crate::api::{decode, internal, ApiResult, Ctx};
-use crate::engine::admission::{self, JobRequest, ScriptStep, StepRequest};
+use crate::engine::admission::{self, FileStep, JobRequest, ScriptStep, StepRequest};
 use crate::engine::variables::{self, JobVar, MASK};
+use crate::files::{HostSource, StepFile, StepTransfer, DEFAULT_MODE};
+use shoal_proto::agent::FileHost;
 
 #[derive(Deserialize, Default)]
 struct ListReq {
@@ -207,6 +211,41 @@ async fn account_json(ctx: &Ctx, scope: &Scope, alias: &str) -> Value {
     }
 }
 
+/// A file step as bk-job's `EsbFileStepV3DTO` shows it (speed limits by their code names,
+/// `source_speed_limit` / `destination_speed_limit`, in MB/s; null when there is none).
+async fn file_info(ctx: &Ctx, scope: &Scope, f: &tpl::FileStep) -> Result<Value, JobError> {
+    let mut sources = Vec::with_capacity(f.sources.len());
+    for src in &f.sources {
+        let mut item = match (&src.upload, &src.account, &src.target) {
+            (Some(path), _, _) => json!({"file_list": [path], "account": null, "server": null, "file_type": 2}),
+            (None, account, target) => {
+                let account = match account {
+                    Some(a) => account_json(ctx, scope, a).await,
+                    None => Value::Null,
+                };
+                let server = match target {
+                    Some(t) => esb_server(ctx, scope, &t.server, t.variable.as_deref()).await?,
+                    None => Value::Null,
+                };
+                json!({"file_list": src.files, "account": account, "server": server, "file_type": 1})
+            }
+        };
+        item["file_source_id"] = Value::Null;
+        item["file_source_code"] = Value::Null;
+        sources.push(item);
+    }
+    let d = &f.destination;
+    let limit = |l: Option<i64>| l.filter(|l| *l > 0);
+    Ok(json!({
+        "file_source_list": sources,
+        "file_destination": {"path": d.path, "account": account_json(ctx, scope, &d.account).await,
+                             "server": esb_server(ctx, scope, &d.target.server, d.target.variable.as_deref()).await?},
+        "timeout": f.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS),
+        "source_speed_limit": limit(f.upload_speed_limit), "destination_speed_limit": limit(f.download_speed_limit),
+        "transfer_mode": f.mode.code(), "is_ignore_error": f.ignore_error as i32,
+    }))
+}
+
 pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
     let req: ListReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
@@ -215,10 +254,11 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
     let vars = plan_variables(&doc, &spec);
     let chosen = |name: &str| spec.steps.is_empty() || spec.steps.iter().any(|s| s == name);
     let used = |name: &str| {
-        doc.steps.iter().filter(|s| chosen(&s.name)).filter_map(|s| s.script.as_ref()).any(|sc| {
+        let steps = || doc.steps.iter().filter(|s| chosen(&s.name));
+        steps().filter_map(|s| s.script.as_ref()).any(|sc| {
             sc.target.variable.as_deref() == Some(name)
                 || sc.content.as_deref().is_some_and(|c| c.contains(&format!("${name}")) || c.contains(&format!("${{{name}")))
-        })
+        }) || steps().filter_map(|s| s.file.as_ref()).any(|f| f.variables().any(|v| v == name))
     };
     let mut global_var_list = Vec::with_capacity(vars.len());
     for (i, v) in vars.iter().enumerate() {
@@ -239,6 +279,9 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
             item["type"] = json!(step_type::CONFIRM);
             item["approval_info"] = json!({"approval_type": 1, "approval_user": {"user_list": c.users, "role_list": []},
                                            "approval_message": c.message, "notify_channel": []});
+        } else if let Some(f) = &s.file {
+            item["type"] = json!(step_type::FILE);
+            item["file_info"] = file_info(ctx, &scope, f).await?;
         } else if let Some(sc) = &s.script {
             item["type"] = json!(step_type::SCRIPT);
             let (script_type, language, content) = if let Some(c) = &sc.content {
@@ -383,6 +426,10 @@ pub async fn run_plan(ctx: &Ctx, scope: &Scope, run: PlanRun<'_>) -> Result<(i64
             steps.push(StepRequest::Confirm { name: s.name.clone(), message: c.message.clone(), users: c.users.clone() });
             continue;
         }
+        if let Some(f) = &s.file {
+            steps.push(StepRequest::File(file_request(ctx, &scope, &s.name, f, &by_name).await?));
+            continue;
+        }
         let Some(sc) = &s.script else { return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL)) };
         let (language, script) = match &sc.content {
             Some(c) => {
@@ -398,14 +445,7 @@ pub async fn run_plan(ctx: &Ctx, scope: &Scope, run: PlanRun<'_>) -> Result<(i64
             }
         };
         digest.update(&script);
-        let server = match &sc.target.variable {
-            Some(name) => by_name
-                .get(name.as_str())
-                .and_then(|v| v.server.clone())
-                .filter(|s| !s.is_empty())
-                .ok_or_else(|| JobError::with(ErrorCode::HOST_VAR_NOT_EXIST, name.clone()))?,
-            None => sc.target.server.clone(),
-        };
+        let server = target_hosts(&sc.target, &by_name)?;
         steps.push(StepRequest::Script(ScriptStep {
             name: s.name.clone(),
             language,
@@ -460,6 +500,83 @@ pub async fn run_plan(ctx: &Ctx, scope: &Scope, run: PlanRun<'_>) -> Result<(i64
     let job_id = admission::admit(ctx, request).await?.job_id;
     tracing::info!(job_instance_id = job_id, job_plan_id = plan.id, launch_mode = run.launch_mode, "plan job created");
     Ok((job_id, plan.name))
+}
+
+/// The hosts a step's target names: its host-list variable's value in this run, or the
+/// hosts given directly.
+fn target_hosts(target: &Target, by_name: &BTreeMap<&str, &Variable>) -> Result<ServerDto, JobError> {
+    match &target.variable {
+        Some(name) => by_name
+            .get(name.as_str())
+            .and_then(|v| v.server.clone())
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| JobError::with(ErrorCode::HOST_VAR_NOT_EXIST, name.clone())),
+        None => Ok(target.server.clone()),
+    }
+}
+
+/// A plan's file step as a request: uploads by the content pinned when the template version
+/// was applied; files on source hosts read as their account, which the caller must be
+/// allowed to use (as `fast_transfer_file` asks).
+async fn file_request(
+    ctx: &Ctx,
+    scope: &Scope,
+    name: &str,
+    f: &tpl::FileStep,
+    by_name: &BTreeMap<&str, &Variable>,
+) -> Result<FileStep, JobError> {
+    let mut files = Vec::new();
+    let mut sources = Vec::new();
+    for src in &f.sources {
+        if let Some(path) = &src.upload {
+            // Every applied version pins its uploads; a document without the pin is not one.
+            let pin = src.pinned.as_ref().ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
+            files.push(StepFile {
+                sha256: pin.sha256.clone(),
+                size: pin.size,
+                name: pin.name.clone(),
+                mode: Some(DEFAULT_MODE),
+                src_path: path.clone(),
+                src_host: None,
+            });
+            continue;
+        }
+        let (Some(alias), Some(target)) = (&src.account, &src.target) else {
+            return Err(JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL));
+        };
+        let account = admission::resolve_account(ctx, scope, &AccountRef::Alias(alias.clone())).await?;
+        authz::authorize_account(ctx, scope, &account).await?;
+        let server = target_hosts(target, by_name)?;
+        let hosts =
+            crate::engine::targets::resolve(ctx.shared.store.as_ref(), scope, &server, ctx.shared.config.max_targets_per_step).await?;
+        let paths: Vec<String> = src.files.iter().map(|p| p.trim().to_string()).collect();
+        for h in hosts {
+            sources.push(HostSource {
+                host: FileHost { bk_host_id: h.bk_host_id, bk_cloud_id: h.bk_cloud_id, ip: h.ip.clone() },
+                user: account.account.clone(),
+                paths: paths.clone(),
+            });
+        }
+    }
+    let speed_limit = super::file::speed_limit;
+    let transfer = StepTransfer {
+        target_dir: f.destination.path.trim().to_string(),
+        create_dirs: f.mode == TransferMode::Force,
+        download_limit: speed_limit(f.download_speed_limit),
+        files,
+        sources,
+        upload_limit: speed_limit(f.upload_speed_limit),
+        target_name: None,
+    };
+    Ok(FileStep {
+        name: name.to_string(),
+        transfer,
+        timeout_secs: f.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS),
+        account: AccountRef::Alias(f.destination.account.clone()),
+        target: target_hosts(&f.destination.target, by_name)?,
+        rolling: None,
+        ignore_error: f.ignore_error,
+    })
 }
 
 #[derive(Deserialize, Default)]
