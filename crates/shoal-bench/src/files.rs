@@ -123,7 +123,7 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool) -> anyh
                 .api
                 .post(
                     "fast_transfer_file",
-                    json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account_alias": "root",
+                    json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account_alias": harness::ALIAS,
                         "file_target_path": target.to_str().unwrap(),
                         "file_source_list": [{"file_list": [path], "file_type": 2}],
                         "target_server": {"host_id_list": hosts}}),
