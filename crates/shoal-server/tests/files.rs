@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
-use shoal_server::ServerConfig;
 
 const BIZ: &str = "1";
 
@@ -361,26 +360,10 @@ async fn slow_transfer(h: &Harness, size: usize) -> (i64, i64, std::path::PathBu
 /// The server dies (no shutdown code runs) while a file is on its way and is out of reach for
 /// a while; started again, the agent's download goes on from the byte it had.
 async fn killed_mid_download(backend: Backend) {
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match postgres_url().await {
-            Some(url) => Some(url),
-            None => return,
-        },
+    let Some(Gated { dir, config, mut server, gate, api, agent: _agent, hosts }) = gated_agent(backend, "127.0.0.95", 20).await else {
+        return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig { agent_lost_grace_secs: 20, ..test_config(dir.path().join("server"), database_url) };
-    let mut server = Server::start(config.clone()).await;
-    let gate = Gate::open_to(server.addr).await;
-    let api = Api::new(&server.url);
-    api.create_account(USER, &current_user()).await;
-    let _agent = Agent::start(vec![gate.url.clone()], dir.path().join("agent"), Agent::facts("127.0.0.95"));
-    wait_for("the agent connected", Duration::from_secs(20), || {
-        let api = api.clone();
-        async move { api.hosts().await.iter().any(|h| h["alive"] == 1) }
-    })
-    .await;
-    let host = api.hosts().await[0]["bk_host_id"].as_i64().unwrap();
+    let host = hosts[0];
     // Larger than what socket buffers hold, so the kill cuts the download short.
     let content: Vec<u8> = (0..(32usize << 20)).map(|i| (i % 253) as u8).collect();
     let slot = api.post("generate_local_file_upload_url", with_scope(json!({"file_name_list": ["k.bin"]}))).await;

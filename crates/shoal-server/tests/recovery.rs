@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::json;
-use shoal_server::ServerConfig;
 
 on_both_stores!(a_running_job_whose_steps_ended_is_finished, a_started_job_whose_step_never_started_runs_once);
 
@@ -61,26 +60,9 @@ mod a_killed_server_waits_for_its_agents_after_a_restart {
 /// grace period. Its script ends meanwhile, and a new job is dispatched to the host before
 /// it is back. Neither is failed as lost: both results arrive, once, when the agent is back.
 async fn killed_mid_job(backend: Backend) {
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match postgres_url().await {
-            Some(url) => Some(url),
-            None => return,
-        },
+    let Some(Gated { dir, config, mut server, gate, api, agent: _agent, hosts }) = gated_agent(backend, "127.0.0.94", 10).await else {
+        return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig { agent_lost_grace_secs: 10, ..test_config(dir.path().join("server"), database_url) };
-    let mut server = Server::start(config.clone()).await;
-    let gate = Gate::open_to(server.addr).await;
-    let api = Api::new(&server.url);
-    api.create_account(USER, &current_user()).await;
-    let _agent = Agent::start(vec![gate.url.clone()], dir.path().join("agent"), Agent::facts("127.0.0.94"));
-    wait_for("the agent connected", Duration::from_secs(20), || {
-        let api = api.clone();
-        async move { api.hosts().await.iter().any(|h| h["alive"] == 1) }
-    })
-    .await;
-    let hosts: Vec<i64> = api.hosts().await.iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();
 
     let flag = dir.path().join("go");
     let (job, step) = api.execute(&format!("while [ ! -e '{}' ]; do sleep 0.05; done; echo ran-$$", flag.display()), &hosts).await;

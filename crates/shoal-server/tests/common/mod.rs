@@ -406,6 +406,40 @@ impl Drop for Harness {
     }
 }
 
+/// A killable server on `backend`, behind a gate, with one real agent of `ip` connected
+/// through the gate (the setup of the kill -9 tests).
+pub struct Gated {
+    pub dir: tempfile::TempDir,
+    pub config: ServerConfig,
+    pub server: Server,
+    pub gate: Gate,
+    pub api: Api,
+    pub agent: Agent,
+    pub hosts: Vec<i64>,
+}
+
+/// [`Gated`], or `None` (skip) when PostgreSQL is asked for and not reachable.
+pub async fn gated_agent(backend: Backend, ip: &str, agent_lost_grace_secs: u64) -> Option<Gated> {
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(postgres_url().await?),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig { agent_lost_grace_secs, ..test_config(dir.path().join("server"), database_url) };
+    let server = Server::start(config.clone()).await;
+    let gate = Gate::open_to(server.addr).await;
+    let api = Api::new(&server.url);
+    api.create_account(USER, &current_user()).await;
+    let agent = Agent::start(vec![gate.url.clone()], dir.path().join("agent"), Agent::facts(ip));
+    wait_for("the agent connected", Duration::from_secs(20), || {
+        let api = api.clone();
+        async move { api.hosts().await.iter().any(|h| h["alive"] == 1) }
+    })
+    .await;
+    let hosts = api.hosts().await.iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();
+    Some(Gated { dir, config, server, gate, api, agent, hosts })
+}
+
 /// Every file under `dir`, however deep (the database files and the blob store among them).
 pub fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -196,13 +196,6 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
             _ => return Err(JobError::illegal("file_target_name")),
         }
     }
-    // (source hosts × files) × targets, as JOB counts it; host sources count their paths.
-    let source_files = files.len() + host_sources.iter().map(|s| s.paths.len()).sum::<usize>();
-    let targets =
-        crate::engine::targets::resolve(ctx.shared.store.as_ref(), &scope, &target, ctx.shared.config.max_targets_per_step).await?;
-    if source_files.saturating_mul(targets.len()) > admission::MAX_FILE_TASKS {
-        return Err(JobError::with(ErrorCode::FILE_TASK_TARGET_EXCEEDS_LIMIT, admission::MAX_FILE_TASKS.to_string()));
-    }
     let transfer = StepTransfer {
         target_dir: dir,
         create_dirs: req.transfer_mode != Some(1),
