@@ -25,7 +25,8 @@ use crate::gateway::IngestItem;
 #[derive(Default)]
 pub struct Pending {
     next: AtomicU64,
-    waiting: Mutex<HashMap<u64, oneshot::Sender<StageResult>>>,
+    /// By request id: the source host asked, and where its answer goes.
+    waiting: Mutex<HashMap<u64, (i64, oneshot::Sender<StageResult>)>>,
 }
 
 /// How a source failed.
@@ -35,9 +36,15 @@ struct SourceFailure {
 }
 
 impl Engine {
-    /// A source host's answer.
-    pub fn on_staged(&self, result: StageResult) {
-        if let Some(tx) = self.staging.waiting.lock().expect("staging lock").remove(&result.id) {
+    /// The answer of the agent of `host_id`; an answer to a request sent to another host is
+    /// ignored (an agent cannot stage files in another host's name).
+    pub fn on_staged(&self, host_id: i64, result: StageResult) {
+        let mut waiting = self.staging.waiting.lock().expect("staging lock");
+        if waiting.get(&result.id).is_none_or(|(asked, _)| *asked != host_id) {
+            tracing::warn!(host_id, id = result.id, "staging answer for a request this host was not sent; ignored");
+            return;
+        }
+        if let Some((_, tx)) = waiting.remove(&result.id) {
             let _ = tx.send(result);
         }
     }
@@ -133,7 +140,7 @@ impl Engine {
         };
         let deadline = tokio::time::Instant::now() + self.config.agent_lost_grace().max(Duration::from_secs(5));
         let (tx, rx) = oneshot::channel();
-        self.staging.waiting.lock().expect("staging lock").insert(id, tx);
+        self.staging.waiting.lock().expect("staging lock").insert(id, (src.host.bk_host_id, tx));
         loop {
             if self.gateway.send(src.host.bk_host_id, shoal_proto::agent::ServerMsg::Stage(req.clone())).await {
                 break;
