@@ -40,6 +40,12 @@ impl VarType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Variable {
+    /// Stable id (what JOB callers save values under): kept across versions for a variable of
+    /// the same name (or the same id, which lets a rename keep it), never reused once removed.
+    /// Assigned by the server; absent in documents from before ids were kept (their id is
+    /// their 1-based position, see [`variable_ids`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
     pub name: String,
     #[serde(rename = "type")]
     pub var_type: VarType,
@@ -234,6 +240,19 @@ pub struct Template {
     pub steps: Vec<Step>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub plans: Vec<Plan>,
+    /// The highest variable id this template ever gave out.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub var_id_seq: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// The ids of `vars`, in order: each variable's own, or its 1-based position for a variable
+/// stored before ids were kept.
+pub fn variable_ids(vars: &[Variable]) -> Vec<i64> {
+    vars.iter().enumerate().map(|(i, v)| v.id.unwrap_or(i as i64 + 1)).collect()
 }
 
 fn ident(s: &str) -> bool {
@@ -246,6 +265,34 @@ fn bad(field: &str, why: impl Into<String>) -> JobError {
 }
 
 impl Template {
+    /// Give every variable its stable id, the previous version `prev` being what callers
+    /// know: a variable keeps the id it names if `prev` had that id (a rename), else the id
+    /// of `prev`'s variable of the same name, else a new one above every id given out before.
+    pub fn assign_variable_ids(&mut self, prev: Option<&Template>) {
+        let known: Vec<(i64, String)> = match prev {
+            Some(p) => variable_ids(&p.variables).into_iter().zip(p.variables.iter().map(|v| v.name.clone())).collect(),
+            None => vec![],
+        };
+        let mut seq = self.var_id_seq.max(prev.map_or(0, |p| p.var_id_seq));
+        seq = seq.max(known.iter().map(|(id, _)| *id).max().unwrap_or(0));
+        let mut taken = BTreeSet::new();
+        // Ids named in the document first, then names, then new ids.
+        for v in &mut self.variables {
+            v.id = v.id.filter(|id| known.iter().any(|(k, _)| k == id) && taken.insert(*id));
+        }
+        for v in self.variables.iter_mut().filter(|v| v.id.is_none()) {
+            v.id = known.iter().find(|(id, n)| *n == v.name && !taken.contains(id)).map(|(id, _)| *id);
+            if let Some(id) = v.id {
+                taken.insert(id);
+            }
+        }
+        for v in self.variables.iter_mut().filter(|v| v.id.is_none()) {
+            seq += 1;
+            v.id = Some(seq);
+        }
+        self.var_id_seq = seq;
+    }
+
     /// Structural checks: unique names, one kind per step, one source per script step,
     /// targets present, variables referenced exist with the right type.
     pub fn validate(&self) -> Result<(), JobError> {
@@ -734,5 +781,40 @@ mod tests {
         let out = with_shell_variables("#!/bin/bash\necho $A\n", &vars);
         assert_eq!(out, "#!/bin/bash\nA='it'\\''s'\ndeclare -A M=([k]=v)\ndeclare -a L=(a b)\necho $A\n");
         assert_eq!(with_shell_variables("echo\n", &vars[..1]), "A='it'\\''s'\necho\n");
+    }
+
+    #[test]
+    fn variable_ids_follow_names_and_are_never_reused() {
+        let var = |name: &str| Variable {
+            id: None,
+            name: name.into(),
+            var_type: VarType::String,
+            value: String::new(),
+            server: None,
+            required: false,
+            description: String::new(),
+        };
+        let with = |names: &[&str]| {
+            let mut t: Template = serde_json::from_value(json!({"name": "t", "steps": []})).unwrap();
+            t.variables = names.iter().map(|n| var(n)).collect();
+            t
+        };
+        // Stored before ids were kept: positions are the ids callers know.
+        let legacy = with(&["A", "B", "C"]);
+        assert_eq!(variable_ids(&legacy.variables), vec![1, 2, 3]);
+        let mut next = with(&["C", "A", "N"]);
+        next.assign_variable_ids(Some(&legacy));
+        assert_eq!(variable_ids(&next.variables), vec![3, 1, 4]);
+        assert_eq!(next.var_id_seq, 4);
+        // Duplicated or unknown explicit ids are not trusted.
+        let mut again = with(&["X", "Y", "A"]);
+        again.variables[0].id = Some(3);
+        again.variables[1].id = Some(3);
+        again.variables[2].id = Some(99);
+        again.assign_variable_ids(Some(&next));
+        assert_eq!(variable_ids(&again.variables), vec![3, 5, 1]);
+        let mut first = with(&["P", "Q"]);
+        first.assign_variable_ids(None);
+        assert_eq!(variable_ids(&first.variables), vec![1, 2]);
     }
 }

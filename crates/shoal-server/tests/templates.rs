@@ -22,7 +22,8 @@ on_both_stores!(
     a_published_script_version_waits_for_reapproval,
     a_foreign_sealed_value_is_refused,
     secrets_never_leave_templates,
-    diff_is_not_an_equality_oracle
+    diff_is_not_an_equality_oracle,
+    variable_ids_survive_edits
 );
 
 async fn shoal(h: &Harness, user: &str, path: &str, body: Value) -> Value {
@@ -726,4 +727,52 @@ async fn diff_is_not_an_equality_oracle(mut h: Harness) {
     let paths: Vec<&str> = right["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
     assert_eq!(paths, vec!["plans[default].variables.PW", "steps[s].script.param", "variables[PW].value"]);
     assert_eq!(diff(doc("******", "******")).await["changed"], false, "the placeholder keeps");
+}
+
+async fn plan_var_ids(h: &Harness, plan: i64) -> Vec<(String, i64)> {
+    let (_, d) = h.post("get_job_plan_detail", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan})).await;
+    let vars = d["data"]["global_var_list"].as_array().unwrap_or_else(|| panic!("{d}")).clone();
+    vars.iter().map(|v| (v["name"].as_str().unwrap().to_string(), v["id"].as_i64().unwrap())).collect()
+}
+
+/// Callers (bk-monitor's alert actions, crons) save values under a variable's id: editing the
+/// template must not re-point them.
+async fn variable_ids_survive_edits(mut h: Harness) {
+    h.add_agent("127.0.0.75", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let var = |name: &str, value: &str| json!({"name": name, "type": "string", "value": value});
+    let doc = |vars: Vec<Value>| {
+        json!({"name": "ids", "variables": vars,
+               "steps": [{"name": "say", "script": {"content": "echo A=$A B=$B C=$C D=$D", "account": USER, "target": {"host_id_list": hosts}}}]})
+    };
+    let plan = apply(&h, USER, doc(vec![var("A", "a"), var("B", "b"), var("C", "c")])).await["plans"][0]["id"].as_i64().unwrap();
+    let ids = |v: &[(&str, i64)]| v.iter().map(|(n, i)| (n.to_string(), *i)).collect::<Vec<_>>();
+    assert_eq!(plan_var_ids(&h, plan).await, ids(&[("A", 1), ("B", 2), ("C", 3)]));
+    // Reordered, B removed, D added: A and C keep theirs, D gets a new one.
+    apply(&h, USER, doc(vec![var("C", "c"), var("D", "d"), var("A", "a")])).await;
+    assert_eq!(plan_var_ids(&h, plan).await, ids(&[("C", 3), ("D", 4), ("A", 1)]));
+    // A value saved under C's id still reaches C.
+    let job = execute_plan(&h, plan, json!([{"id": 3, "value": "saved"}])).await;
+    let job = job["data"]["job_instance_id"].as_i64().unwrap_or_else(|| panic!("{job}"));
+    let st = wait_status(&h, job, 3).await;
+    let s = st["step_instance_list"][0]["step_instance_id"].as_i64().unwrap();
+    assert_eq!(h.logs(job, s, &hosts).await.into_values().next().unwrap(), "A=a B= C=saved D=d\n");
+    // A removed variable's id is never handed on, even when its name comes back.
+    apply(&h, USER, doc(vec![var("C", "c"), var("D", "d"), var("A", "a"), var("B", "b")])).await;
+    assert_eq!(plan_var_ids(&h, plan).await, ids(&[("C", 3), ("D", 4), ("A", 1), ("B", 5)]));
+    // The id an exported document carries lets a rename keep it.
+    let ex = shoal_get(&h, "templates/export", "bk_scope_type=biz&bk_scope_id=1&name=ids").await;
+    let mut renamed = ex["data"]["document"].clone();
+    renamed["variables"][0]["name"] = json!("C2");
+    renamed["steps"][0]["script"]["content"] = json!("echo C2=$C2");
+    apply(&h, USER, renamed).await;
+    assert_eq!(plan_var_ids(&h, plan).await, ids(&[("C2", 3), ("D", 4), ("A", 1), ("B", 5)]));
+    // A rollback restores the old document under the ids callers know now (B's is 5 since it
+    // came back); new ones stay above every id given out.
+    let rb = shoal(&h, USER, "templates/rollback", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "name": "ids", "version": 1})).await;
+    assert_eq!(rb["code"], 0, "{rb}");
+    assert_eq!(plan_var_ids(&h, plan).await, ids(&[("A", 1), ("B", 5), ("C", 3)]));
+    apply(&h, USER, doc(vec![var("A", "a"), var("B", "b"), var("C", "c"), var("E", "e")])).await;
+    assert_eq!(plan_var_ids(&h, plan).await, ids(&[("A", 1), ("B", 5), ("C", 3), ("E", 6)]));
 }

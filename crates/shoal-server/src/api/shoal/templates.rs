@@ -357,6 +357,7 @@ async fn apply(ctx: &Ctx, params: Value, dry_run: bool) -> ApiResult {
         Some(t) => Some(stored_doc(ctx, t, &version_of(ctx, t, t.latest_version).await?).await?),
         None => None,
     };
+    doc.assign_variable_ids(latest.as_ref());
     pin_scripts(ctx, &scope, &mut doc).await?;
     pin_uploads(ctx, &scope, &mut doc).await?;
     seal_input(&mut doc, latest.as_ref(), &scope, key)?;
@@ -428,7 +429,9 @@ async fn rollback(ctx: &Ctx, params: Value) -> ApiResult {
     }
     let latest = stored_doc(ctx, &t, &version_of(ctx, &t, t.latest_version).await?).await?;
     // The restored version's own document: its steps, pins, plans and sealed values.
-    let doc = stored_doc(ctx, &t, &target).await?;
+    let mut doc = stored_doc(ctx, &t, &target).await?;
+    // Ids given out since stay given out: a variable added later never hands its id on.
+    doc.assign_variable_ids(Some(&latest));
     let changes = changes(Some(&latest), &doc);
     let summary = req.summary.clone().unwrap_or_else(|| format!("rollback to v{}", target.version));
     let mut out = save_version(ctx, &scope, Some(&t), &doc, &changes, summary, "rollback_template").await?;

@@ -390,6 +390,7 @@ async fn vars_json(ctx: &Ctx, scope: &Scope, c: &CronRow) -> ApiResult {
         return Ok(Value::Null);
     }
     let plan_vars = plan_vars(ctx, scope, Some(c.job_plan_id)).await.map(|(_, v)| v).unwrap_or_default();
+    let ids = shoal_core::template::variable_ids(&plan_vars);
     let mut out = Vec::with_capacity(given.len());
     for g in &given {
         let found = plan_vars.iter().position(|v| Some(&v.name) == g.name.as_ref());
@@ -405,7 +406,7 @@ async fn vars_json(ctx: &Ctx, scope: &Scope, c: &CronRow) -> ApiResult {
             None => Value::Null,
         };
         out.push(
-            json!({"id": found.map(|i| i + 1), "name": g.name, "value": value, "type": var.map(|v| v.var_type.code()), "server": server}),
+            json!({"id": found.map(|i| ids[i]), "name": g.name, "value": value, "type": var.map(|v| v.var_type.code()), "server": server}),
         );
     }
     Ok(json!(out))

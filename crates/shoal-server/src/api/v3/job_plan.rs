@@ -261,14 +261,15 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
         }) || steps().filter_map(|s| s.file.as_ref()).any(|f| f.variables().any(|v| v == name))
     };
     let mut global_var_list = Vec::with_capacity(vars.len());
-    for (i, v) in vars.iter().enumerate() {
+    let ids = shoal_core::template::variable_ids(&vars);
+    for (v, id) in vars.iter().zip(ids) {
         // A host variable's hosts are in `server`, its `value` is null (bk-job's `EsbGlobalVarV3DTO`).
         let (value, server) = match (&v.server, v.var_type) {
             (Some(s), VarType::HostList) => (Value::Null, esb_server(ctx, &scope, s, None).await?),
             (None, VarType::HostList) => (Value::Null, Value::Null),
             _ => (json!(shown_value(v)), Value::Null),
         };
-        global_var_list.push(json!({"id": i + 1, "name": v.name, "description": v.description, "type": v.var_type.code(),
+        global_var_list.push(json!({"id": id, "name": v.name, "description": v.description, "type": v.var_type.code(),
                                     "required": v.required as i32, "value": value, "server": server, "used": used(&v.name)}));
     }
     let mut step_list = Vec::new();
@@ -312,7 +313,7 @@ pub async fn plan_detail(ctx: &Ctx, params: Value) -> ApiResult {
 }
 
 /// A value given for one of a plan's global variables (`global_var_list[]`): by `id` (its
-/// 1-based position) or `name`; `value`, or `server` for a host-list variable.
+/// stable id, as `get_job_plan_detail` shows it) or `name`; `value`, or `server` for a host-list variable.
 #[derive(Deserialize, Serialize, Default, Clone, Debug)]
 pub struct GlobalVarReq {
     #[serde(default, deserialize_with = "lenient::opt_i64", skip_serializing_if = "Option::is_none")]
@@ -328,7 +329,7 @@ pub struct GlobalVarReq {
 /// The variable of `vars` a given value names (1241005 when none).
 pub fn var_index(vars: &[Variable], o: &GlobalVarReq) -> Result<usize, JobError> {
     let idx = match (o.id.filter(|i| *i >= 1), o.name.as_deref()) {
-        (Some(id), _) => (id as usize).checked_sub(1).filter(|i| *i < vars.len()),
+        (Some(id), _) => shoal_core::template::variable_ids(vars).iter().position(|i| *i == id),
         (None, Some(n)) => vars.iter().position(|v| v.name == n),
         (None, None) => None,
     };
