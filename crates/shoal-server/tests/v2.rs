@@ -195,9 +195,9 @@ async fn sops_node_log(mut h: Harness) {
     let v: Value = r.json().await.unwrap();
     assert_eq!((v["code"].as_i64(), v["data"]["is_finished"].as_bool()), (Some(0), Some(true)), "{v}");
     // Not served yet: said so, in JOB's envelope.
-    let (status, v) = v2_post(&h, "fast_push_file", json!({"bk_biz_id": 1})).await;
+    let (status, v) = v2_post(&h, "fast_execute_sql", json!({"bk_biz_id": 1})).await;
     assert_eq!((status, v["result"].as_bool()), (404, Some(false)), "{v}");
-    assert!(v["message"].as_str().unwrap().contains("fast_push_file"), "{v}");
+    assert!(v["message"].as_str().unwrap().contains("fast_execute_sql"), "{v}");
     // v2 accounts: the OS accounts of the business, with bk-job's fields.
     let (_, v) = v2_get(&h, "get_os_account", "bk_biz_id=1").await;
     assert_eq!(v["code"], 0, "{v}");
@@ -467,7 +467,7 @@ async fn library_and_plans(mut h: Harness) {
     assert_ne!(st["job_instance"]["status"], 3, "{st}");
 }
 
-on_both_stores!(nodeman_collect_log, sops_node_log, access_token_and_login_tickets, library_and_plans);
+on_both_stores!(nodeman_collect_log, sops_node_log, access_token_and_login_tickets, library_and_plans, v2_cron, v2_files);
 
 /// Every row of the compatibility matrix in `docs/jobv3.md` against the router: an API
 /// marked served (or partly) answers something other than 404, one marked not served
@@ -540,4 +540,113 @@ async fn log_answer_is_bounded() {
     assert_eq!(contents.len(), 2, "{v}");
     assert!(contents[0].starts_with("[log omitted") && contents[0].contains("1000-byte budget"), "{v}");
     assert_eq!(contents[1], format!("{}\n", "x".repeat(1500)));
+}
+
+/// v2 cron: `save_cron` (create disabled, update by `cron_id`), `update_cron_status`,
+/// `get_cron_list` in v2's names, on the v3 scheduler's rows.
+async fn v2_cron(h: Harness) {
+    let doc = json!({
+        "name": "v2-cron",
+        "steps": [{"name": "say", "script": {"content": "echo tick", "account": USER, "target": {"host_id_list": [1]}}}],
+        "plans": [{"name": "ticks"}]
+    });
+    let plan = h.apply_template(doc).await["plans"][0]["id"].as_i64().unwrap();
+    // bk-job's validation, in its words.
+    for (body, field) in [
+        (json!({"bk_biz_id": 1, "cron_name": "x", "cron_expression": "* * * * *"}), "bk_job_id"),
+        (json!({"bk_biz_id": 1, "bk_job_id": plan, "cron_expression": "* * * * *"}), "cron_name"),
+        (json!({"bk_biz_id": 1, "bk_job_id": plan, "cron_name": "x"}), "cron_expression"),
+        (json!({"bk_biz_id": 1, "cron_id": 5}), "bk_job_id/cron_name/cron_expression"),
+    ] {
+        let (_, v) = v2_post(&h, "save_cron", body).await;
+        assert_eq!((v["code"].as_i64(), v["message"].as_str().is_some_and(|m| m.contains(field))), (Some(1241010), true), "{v}");
+    }
+    let (_, v) =
+        v2_post(&h, "save_cron", json!({"bk_biz_id": 1, "bk_job_id": plan, "cron_name": "nightly", "cron_expression": "0/5 * * * ?"}))
+            .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let id = v["data"]["cron_id"].as_i64().unwrap();
+    assert_eq!((v["data"]["cron_name"].clone(), v["data"]["bk_job_id"].clone()), (Value::Null, Value::Null), "only the id: {v}");
+    let (_, v) = v2_get(&h, "get_cron_list", "bk_biz_id=1").await;
+    assert_eq!(v["code"], 0, "{v}");
+    let row = &v["data"][0];
+    assert_eq!(
+        (
+            row["cron_id"].as_i64(),
+            row["cron_name"].as_str(),
+            row["bk_job_id"].as_i64(),
+            row["cron_status"].as_i64(),
+            row["bk_biz_id"].as_i64()
+        ),
+        (Some(id), Some("nightly"), Some(plan), Some(2), Some(1)),
+        "a new cron is paused: {v}"
+    );
+    assert_eq!(row["cron_expression"], "0/5 * * * ?", "{row}");
+    assert!(is_v2_time(&row["create_time"]) && is_v2_time(&row["last_modify_time"]), "{row}");
+    let (_, v) = v2_post(&h, "update_cron_status", json!({"bk_biz_id": 1, "cron_id": id, "cron_status": 1})).await;
+    assert_eq!((v["code"].as_i64(), v["data"]["cron_id"].as_i64()), (Some(0), Some(id)), "{v}");
+    let (_, v) = v2_post(&h, "update_cron_status", json!({"bk_biz_id": 1, "cron_id": id, "cron_status": 7})).await;
+    assert_eq!(v["code"], 1241002, "{v}");
+    // An update of one field keeps the others.
+    let (_, v) = v2_post(&h, "save_cron", json!({"bk_biz_id": 1, "cron_id": id, "cron_name": "hourly"})).await;
+    assert_eq!((v["code"].as_i64(), v["data"]["cron_id"].as_i64()), (Some(0), Some(id)), "{v}");
+    let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_id": id})).await;
+    let row = &v["data"][0];
+    assert_eq!(
+        (row["cron_name"].as_str(), row["cron_status"].as_i64(), row["cron_expression"].as_str()),
+        (Some("hourly"), Some(1), Some("0/5 * * * ?")),
+        "{v}"
+    );
+    let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_status": 2})).await;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(0), "{v}");
+    let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "create_time_start": "yesterday"})).await;
+    assert_eq!(v["code"], 1241010, "{v}");
+}
+
+/// v2 `push_config_file` and `fast_push_file` (files on a source host) place files on targets.
+async fn v2_files(mut h: Harness) {
+    h.add_agent("10.0.6.1", None, None, &[]).await;
+    h.add_agent("10.0.6.2", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().display().to_string();
+    let ips = json!([{"bk_cloud_id": 0, "ip": "10.0.6.1"}, {"bk_cloud_id": 0, "ip": "10.0.6.2"}]);
+    let (_, v) = v2_post(
+        &h,
+        "push_config_file",
+        json!({"bk_biz_id": 1, "account": USER, "file_target_path": format!("{dir}/conf"),
+               "file_list": [{"file_name": "app.conf", "content": b64("port=80\n")}], "ip_list": ips}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert!(v["data"]["job_instance_name"].is_string() && v["data"].get("step_instance_id").is_none(), "{v}");
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    assert_eq!(std::fs::read_to_string(out.path().join("conf/app.conf")).unwrap(), "port=80\n");
+
+    let src = out.path().join("src.bin");
+    std::fs::write(&src, b"payload from a host").unwrap();
+    let (_, v) = v2_post(
+        &h,
+        "fast_push_file",
+        json!({"bk_biz_id": 1, "account": USER, "file_target_path": format!("{dir}/copy"),
+               "file_source": [{"files": [src.display().to_string()], "account": USER, "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.6.1"}]}],
+               "ip_list": ips}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    assert_eq!(std::fs::read(out.path().join("copy/src.bin")).unwrap(), b"payload from a host");
+    // An unknown account is JOB's "account does not exist".
+    let (_, v) = v2_post(
+        &h,
+        "fast_push_file",
+        json!({"bk_biz_id": 1, "account": "nobody-here", "file_target_path": format!("{dir}/x"),
+               "file_source": [{"files": [src.display().to_string()], "account": USER, "ip_list": ips}], "ip_list": ips}),
+    )
+    .await;
+    assert_eq!(v["result"], false, "{v}");
+    let (_, v) = v2_post(&h, "fast_push_file", json!({"bk_biz_id": 1, "account": USER, "file_target_path": "/tmp", "ip_list": ips})).await;
+    assert_eq!(v["code"], 1241004, "{v}");
 }

@@ -54,7 +54,12 @@ pub fn parse_expression(expr: &str) -> Result<Cron, String> {
     }
     let plain = |f: &str| f.chars().all(|c| c.is_ascii_digit() || "*,/-".contains(c));
     let named = |f: &str| f.chars().all(|c| c.is_ascii_alphanumeric() || "*,/-".contains(c));
-    let (minute, hour, dom, month, dow) = (fields[0], fields[1], fields[2], fields[3], fields[4]);
+    // A lone `?` in the day of month or day of week is Quartz's "no specific value", as in
+    // bk-job's own example `0/5 * * * ?`: the same as `*` there.
+    let (minute, hour, month) = (fields[0], fields[1], fields[3]);
+    let dom = if fields[2] == "?" { "*" } else { fields[2] };
+    let dow = if fields[4] == "?" { "*" } else { fields[4] };
+    let expr = &[minute, hour, dom, month, dow].join(" ");
     if !plain(minute) || !plain(hour) || !plain(dom) || !named(month) || !named(dow) || dow.to_ascii_uppercase().contains('L') {
         return Err("only numbers, names, * , / and - are supported (no ? L W #)".into());
     }
@@ -261,12 +266,24 @@ mod tests {
 
     #[test]
     fn bk_job_expressions() {
-        for ok in ["0/5 * * * *", "*/5 * * * *", "30 2 * * 1-5", "0 0 1 * *", "15 10 * JAN,JUL *", "0 12 * * MON"] {
+        for ok in
+            ["0/5 * * * *", "*/5 * * * *", "30 2 * * 1-5", "0 0 1 * *", "15 10 * JAN,JUL *", "0 12 * * MON", "0/5 * * * ?", "0 0 ? * 1"]
+        {
             assert!(parse_expression(ok).is_ok(), "{ok}");
         }
-        for bad in
-            ["* * * *", "0 0 * * * *", "0 0 ? * *", "0 0 L * *", "0 0 * * 5L", "0 0 * * 1#2", "0 0 1 * 1", "61 * * * *", "@daily", ""]
-        {
+        for bad in [
+            "* * * *",
+            "0 0 * * * *",
+            "? 0 * * *",
+            "0 0 1? * *",
+            "0 0 L * *",
+            "0 0 * * 5L",
+            "0 0 * * 1#2",
+            "0 0 1 * 1",
+            "61 * * * *",
+            "@daily",
+            "",
+        ] {
             assert!(parse_expression(bad).is_err(), "{bad}");
         }
     }

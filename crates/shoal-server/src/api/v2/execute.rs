@@ -15,7 +15,7 @@ use crate::api::{decode, internal, ApiResult, Ctx};
 /// A v2 `target_server` (`EsbServerDTO`: `ip_list`, `dynamic_group_id_list`,
 /// `topo_node_list`), also taking the v3 keys callers mix in.
 #[derive(Deserialize, Default)]
-struct V2Server {
+pub(super) struct V2Server {
     #[serde(default)]
     ip_list: Option<Vec<IpDto>>,
     #[serde(default, deserialize_with = "super::opt_string_list")]
@@ -30,7 +30,7 @@ struct V2Server {
 
 /// The hosts a v2 request names: its `target_server` when given, else the top-level
 /// `ip_list` and `custom_query_id` (bk-job's `convertToStandardServers`).
-fn target(server: Option<V2Server>, ip_list: Option<Vec<IpDto>>, custom_query_id: Option<Vec<String>>) -> ServerDto {
+pub(super) fn target(server: Option<V2Server>, ip_list: Option<Vec<IpDto>>, custom_query_id: Option<Vec<String>>) -> ServerDto {
     let groups = |ids: Option<Vec<String>>| ids.map(|ids| ids.into_iter().map(|id| DynamicGroupRef { id: Some(id) }).collect::<Vec<_>>());
     match server {
         Some(s) => {
@@ -89,7 +89,7 @@ struct FastScriptReq {
 
 /// The alias of the OS account `name` names in the scope: an alias, else an OS user's name
 /// (v2 callers send either, e.g. `"root"`).
-async fn account_alias(ctx: &Ctx, scope: &Scope, name: &str) -> Result<String, JobError> {
+pub(super) async fn account_alias(ctx: &Ctx, scope: &Scope, name: &str) -> Result<String, JobError> {
     let store = &ctx.shared.store;
     let by_alias = store.get_account_by_alias(&scope.scope_type, &scope.scope_id, name).await.map_err(internal("get account"))?;
     if let Some(a) = by_alias.filter(|a| a.category == 1) {

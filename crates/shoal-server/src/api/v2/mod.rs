@@ -15,10 +15,12 @@
 //!
 //! One module per family: [`execute`] (fast_execute_script, execute_job,
 //! operate_job_instance), [`status`] (get_job_instance_status, get_step_instance_status),
-//! [`log`] (get_job_instance_log), [`script`], [`job`] (plans) and [`account`].
+//! [`log`] (get_job_instance_log), [`script`], [`job`] (plans), [`account`], [`cron`] and [`file`] (fast_push_file, push_config_file).
 
 mod account;
+mod cron;
 mod execute;
+mod file;
 mod job;
 mod log;
 mod script;
@@ -32,17 +34,8 @@ use super::envelope::{method_not_allowed, not_found};
 use super::{ApiResult, Ctx};
 
 /// v2 APIs bk-job still serves that Shoal does not (yet).
-pub const NOT_SERVED: [&str; 9] = [
-    "fast_push_file",
-    "push_config_file",
-    "fast_execute_sql",
-    "get_cron_list",
-    "save_cron",
-    "update_cron_status",
-    "get_job_instance_global_var_value",
-    "operate_step_instance",
-    "get_own_db_account_list",
-];
+pub const NOT_SERVED: [&str; 4] =
+    ["fast_execute_sql", "get_job_instance_global_var_value", "operate_step_instance", "get_own_db_account_list"];
 
 pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiResult {
     if *method != Method::POST && !(name.starts_with("get_") && *method == Method::GET) {
@@ -61,6 +54,11 @@ pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiR
         "get_job_list" => job::list(ctx, params).await,
         "get_job_detail" => job::detail(ctx, params).await,
         "get_os_account" => account::os_accounts(ctx, params).await,
+        "fast_push_file" => file::fast_push_file(ctx, params).await,
+        "push_config_file" => file::push_config_file(ctx, params).await,
+        "save_cron" => cron::save(ctx, params).await,
+        "update_cron_status" => cron::update_status(ctx, params).await,
+        "get_cron_list" => cron::list(ctx, params).await,
         other if NOT_SERVED.contains(&other) => {
             let mut e = not_found(other);
             e.detail = Some(format!("JOB v2 {other} is not served by Shoal; use its v3 counterpart"));

@@ -4,7 +4,7 @@ mod account;
 pub mod cron;
 pub(crate) mod dangerous_rule;
 pub(crate) mod fast_execute_script;
-mod file;
+pub mod file;
 pub(crate) mod get_job_instance_ip_log;
 mod get_job_instance_list;
 pub mod get_job_instance_status;
