@@ -36,7 +36,7 @@ pub mod fleet;
 pub mod logs;
 pub mod session;
 
-pub use session::executor::{Executor, InstantExecutor, ProcessExecutor};
+pub use session::executor::{Executor, InstantExecutor, ProcessExecutor, VerifyingExecutor};
 pub use session::run;
 
 /// Where the agent keeps results the server has not acknowledged yet.

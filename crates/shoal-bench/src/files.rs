@@ -181,6 +181,52 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool) -> anyh
     result
 }
 
+/// `mb` MiB to `hosts` simulated hosts (helper processes of real agent sessions whose file
+/// steps fetch the blob from the server and check its SHA-256, writing nothing): submit →
+/// finished, every host verified.
+pub async fn files_sim(hosts: usize, mb: usize, runs: usize) -> anyhow::Result<()> {
+    let base = std::env::current_dir()?.join("target").join("bench-files");
+    std::fs::create_dir_all(&base)?;
+    let dir = tempfile::tempdir_in(&base)?;
+    let server = Child::start(dir.path(), None).await?;
+    let t0 = Instant::now();
+    let _fleet = crate::FleetProcs::start_with(std::slice::from_ref(&server.url), hosts, 0, dir.path(), true)?;
+    let ids = server.wait_agents(hosts, Duration::from_secs(600)).await?;
+    let connect = t0.elapsed().as_secs_f64();
+    let src = dir.path().join("source.bin");
+    make_source(&src, mb)?;
+    let path = upload(&server, &src).await?;
+    let mut times = Vec::new();
+    let mut peak = 0;
+    for _ in 0..runs {
+        let sampler = crate::sample_rss(server.pid());
+        let t0 = Instant::now();
+        let v = server
+            .api
+            .post(
+                "fast_transfer_file",
+                json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account_alias": harness::ALIAS, "file_target_path": "/nowhere",
+                    "file_source_list": [{"file_list": [path], "file_type": 2}], "target_server": {"host_id_list": ids}}),
+            )
+            .await?;
+        let job = v["job_instance_id"].as_i64().context("job id")?;
+        let (st, seen) = server.api.wait_finished(job, Duration::from_millis(200), Duration::from_secs(3600)).await?;
+        times.push((seen - t0).as_secs_f64());
+        peak = peak.max(sampler.finish().await);
+        let (ok, total) = harness::host_results(&st);
+        if ok != hosts || total != hosts {
+            bail!("job {job}: {ok} of {total} hosts fetched and verified the file");
+        }
+    }
+    let med = median(times.clone());
+    println!(
+        "files-sim hosts={hosts} mb={mb} runs={runs} median_s={med:.2} served_gib={:.1} server_rss_peak_kib={peak} all_s={:?} (fleet connected in {connect:.1}s)",
+        (hosts * mb) as f64 / 1024.0,
+        times.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>()
+    );
+    Ok(())
+}
+
 /// Ansible's `copy` of `src` to `hosts` simulated hosts (local connection, forks 50), each
 /// into a directory of its own: the median wall time.
 fn ansible_copy(dir: &Path, src: &Path, hosts: usize, runs: usize) -> anyhow::Result<f64> {

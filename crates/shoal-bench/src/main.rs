@@ -48,6 +48,9 @@ enum Cmd {
         output_bytes: usize,
         #[arg(long)]
         dir: std::path::PathBuf,
+        /// File steps are fetched from the server and verified by SHA-256 (not placed).
+        #[arg(long)]
+        verify_files: bool,
     },
     /// Trivial script on N simulated hosts: submit → finished.
     Fanout {
@@ -127,6 +130,16 @@ enum Cmd {
     },
     /// The same real-process job on N hosts through Shoal and through Ansible ad-hoc
     /// (`ansible` must be on PATH; local connection, forks 50).
+    /// One file of `mb` MiB to N simulated hosts, each fetching it from the server and
+    /// verifying its SHA-256 (nothing is written on the hosts' side).
+    FilesSim {
+        #[arg(long, default_value_t = 10_000)]
+        hosts: usize,
+        #[arg(long, default_value_t = 10)]
+        mb: usize,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
     Ansible {
         #[arg(long, default_value_t = 200)]
         hosts: usize,
@@ -152,7 +165,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Cmd::Fleet { servers, count, first, output_bytes, dir } => run_fleet(servers, count, first, output_bytes, dir).await,
+            Cmd::Fleet { servers, count, first, output_bytes, dir, verify_files } => {
+                run_fleet(servers, count, first, output_bytes, dir, verify_files).await
+            }
             Cmd::Latency { jobs } => latency(jobs).await,
             Cmd::Ingest { hosts, mb, runs } => ingest(hosts, mb, runs).await,
             Cmd::Logread { hosts, mb } => logread(hosts, mb).await,
@@ -161,6 +176,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Footprint { agents } => footprint(agents).await,
             Cmd::Ansible { hosts, runs } => ansible(hosts, runs).await,
             Cmd::Files { agents, mb, runs, ansible } => files::files(agents, mb, runs, ansible).await,
+            Cmd::FilesSim { hosts, mb, runs } => files::files_sim(hosts, mb, runs).await,
         }
     })
 }
@@ -198,8 +214,23 @@ async fn database(store: StoreKind) -> anyhow::Result<Option<String>> {
 /// per process and cannot be raised without CAP_SYS_RESOURCE.
 const AGENTS_PER_PROCESS: usize = 12_500;
 
-async fn run_fleet(servers: Vec<String>, count: usize, first: usize, output_bytes: usize, dir: std::path::PathBuf) -> anyhow::Result<()> {
-    let mut cfg = fleet_config(servers, &dir, instant(output_bytes));
+async fn run_fleet(
+    servers: Vec<String>,
+    count: usize,
+    first: usize,
+    output_bytes: usize,
+    dir: std::path::PathBuf,
+    verify_files: bool,
+) -> anyhow::Result<()> {
+    let mut executor = instant(output_bytes);
+    if verify_files {
+        let tls = shoal_agent::session::connect::client_config(None)?;
+        let fetcher = shoal_agent::files::Fetcher::new(&servers, tls)?;
+        // Sockets: every agent's session, plus this many downloads at once.
+        let fetch_slots = Arc::new(tokio::sync::Semaphore::new(2_000));
+        executor = Arc::new(shoal_agent::VerifyingExecutor { inner: executor, fetcher, fetch_slots });
+    }
+    let mut cfg = fleet_config(servers, &dir, executor);
     cfg.first_ip = std::net::Ipv4Addr::from(u32::from(cfg.first_ip) + first as u32);
     cfg.base_dir = dir.join(format!("fleet-{first}"));
     let fleet = Fleet::start(&cfg, count).await;
@@ -214,10 +245,21 @@ async fn run_fleet(servers: Vec<String>, count: usize, first: usize, output_byte
 }
 
 /// Helper processes running `count` simulated agents spread over `servers`.
-struct FleetProcs(Vec<std::process::Child>);
+pub(crate) struct FleetProcs(Vec<std::process::Child>);
 
 impl FleetProcs {
     fn start(servers: &[String], count: usize, output_bytes: usize, dir: &std::path::Path) -> anyhow::Result<FleetProcs> {
+        Self::start_with(servers, count, output_bytes, dir, false)
+    }
+
+    /// [`FleetProcs::start`]; `verify_files`: file steps are fetched and verified.
+    pub(crate) fn start_with(
+        servers: &[String],
+        count: usize,
+        output_bytes: usize,
+        dir: &std::path::Path,
+        verify_files: bool,
+    ) -> anyhow::Result<FleetProcs> {
         let mut procs = Vec::new();
         let mut first = 0;
         while first < count {
@@ -227,6 +269,7 @@ impl FleetProcs {
                 .args(["fleet", "--servers", &servers.join(","), "--count", &n.to_string(), "--first", &first.to_string()])
                 .args(["--output-bytes", &output_bytes.to_string(), "--dir"])
                 .arg(dir)
+                .args(verify_files.then_some("--verify-files"))
                 .stdin(std::process::Stdio::piped())
                 .spawn()?;
             procs.push(child);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::{hosts_of, Backend, Harness, TOKEN};
 use serde_json::json;
 use shoal_agent::fleet::{Fleet, FleetConfig};
-use shoal_agent::InstantExecutor;
+use shoal_agent::{InstantExecutor, VerifyingExecutor};
 
 const HOSTS: usize = 200;
 
@@ -53,4 +53,57 @@ async fn simulated_fleet_reports_every_host(h: Harness) {
     fleet.stop(Duration::from_secs(10)).await;
 }
 
-on_both_stores!(simulated_fleet_reports_every_host);
+/// Simulated hosts carry out file steps up to the disk: each fetches the blob from the server
+/// and checks its SHA-256 (the benchmark's 10,000-host file fan-out runs the same code).
+async fn simulated_fleet_verifies_files(h: Harness) {
+    const N: usize = 60;
+    let tls = shoal_agent::session::connect::client_config(None).unwrap();
+    let fetcher = shoal_agent::files::Fetcher::new(std::slice::from_ref(&h.url), tls).unwrap();
+    let inner = Arc::new(InstantExecutor { output_bytes: 0, exit_code: 0 });
+    let exec = Arc::new(VerifyingExecutor { inner, fetcher, fetch_slots: Arc::new(tokio::sync::Semaphore::new(16)) });
+    let config = FleetConfig::new(vec![h.url.clone()], TOKEN.into(), h.dir.path().join("fleet"), exec);
+    let fleet = Fleet::start(&config, N).await;
+    h.wait_connected(N).await;
+    let hosts = h.host_ids().await;
+    let push = |content: &str| {
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account_alias": common::USER, "file_target_path": "/nowhere",
+               "file_list": [{"file_name": "f.conf", "content": common::b64(content)}], "target_server": {"host_id_list": hosts}})
+    };
+    let (_, v) = h.post("push_config_file", push("the same bytes everywhere\n")).await;
+    let job = v["data"]["job_instance_id"].as_i64().unwrap_or_else(|| panic!("{v}"));
+    let st = h.wait_finished(job, Duration::from_secs(60)).await;
+    assert_eq!(st["job_instance"]["status"], json!(3), "{st}");
+    assert!(hosts_of(&st).iter().all(|r| r["status"] == json!(9)), "{st}");
+
+    // Bytes that do not hash to the blob's name fail every host with 202: an upload whose
+    // stored blob is then corrupted on the server's disk.
+    let (_, v) =
+        h.post("generate_local_file_upload_url", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "file_name_list": ["u.bin"]})).await;
+    let slot = v["data"]["url_map"]["u.bin"].clone();
+    let r = h.http.put(slot["upload_url"].as_str().unwrap()).body("to be corrupted\n").send().await.unwrap();
+    assert!(r.status().is_success(), "{r:?}");
+    let blobs = h.config.data_dir.clone().unwrap().join("blobs");
+    let mut corrupted = 0;
+    for b in common::files_under(&blobs) {
+        if std::fs::read(&b).unwrap() == b"to be corrupted\n" {
+            std::fs::write(&b, b"To be corrupted\n").unwrap();
+            corrupted += 1;
+        }
+    }
+    assert_eq!(corrupted, 1);
+    let (_, v) = h
+        .post(
+            "fast_transfer_file",
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account_alias": common::USER, "file_target_path": "/nowhere",
+                   "file_source_list": [{"file_list": [slot["path"]], "file_type": 2}], "target_server": {"host_id_list": hosts}}),
+        )
+        .await;
+    let job = v["data"]["job_instance_id"].as_i64().unwrap_or_else(|| panic!("{v}"));
+    let st = h.wait_finished(job, Duration::from_secs(60)).await;
+    let results = hosts_of(&st);
+    assert_eq!(results.len(), N);
+    assert!(results.iter().all(|r| r["status"] == json!(202)), "{st}");
+    fleet.stop(Duration::from_secs(10)).await;
+}
+
+on_both_stores!(simulated_fleet_reports_every_host, simulated_fleet_verifies_files);
