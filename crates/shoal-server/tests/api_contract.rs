@@ -17,6 +17,7 @@ on_both_stores!(
     plan_detail_steps_carry_every_info_key,
     status_writes_null_where_job_does,
     global_var_values_are_string_variables_of_script_steps,
+    plan_and_template_lists_filter_by_modifier_and_time,
 );
 
 async fn auth_failures_answer_401_with_job_codes(h: Harness) {
@@ -428,4 +429,30 @@ async fn global_var_values_are_string_variables_of_script_steps(mut h: Harness) 
     let fast = h.execute("true", &[host], json!({})).await["job_instance_id"].as_i64().unwrap();
     let (_, v) = h.get("get_job_instance_global_var_value", &query(fast)).await;
     assert_eq!(v["data"], json!({"job_instance_id": fast, "step_instance_var_list": []}), "{v}");
+}
+
+async fn plan_and_template_lists_filter_by_modifier_and_time(h: Harness) {
+    let doc = json!({"name": "filtered", "steps": [{"name": "s", "script": {"content": "true", "account": USER, "target": {"host_id_list": [1]}}}]});
+    h.apply_template(doc).await;
+    let now = shoal_core::time::now_ms();
+    for name in ["get_job_plan_list", "get_job_template_list"] {
+        let count = |filter: Value| {
+            let mut body = json!({"bk_scope_type": "biz", "bk_scope_id": "1"});
+            for (k, v) in filter.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            let h = &h;
+            async move {
+                let (_, v) = h.post(name, body).await;
+                assert_eq!(v["code"], 0, "{v}");
+                v["data"]["data"].as_array().unwrap().len()
+            }
+        };
+        assert_eq!(count(json!({})).await, 1, "{name}");
+        assert_eq!(count(json!({"last_modify_user": USER})).await, 1, "{name}");
+        assert_eq!(count(json!({"last_modify_user": "someone-else"})).await, 0, "{name}");
+        assert_eq!(count(json!({"create_time_start": now - 600_000, "create_time_end": now + 600_000})).await, 1, "{name}");
+        assert_eq!(count(json!({"create_time_start": now + 600_000})).await, 0, "{name}");
+        assert_eq!(count(json!({"last_modify_time_end": now - 600_000})).await, 0, "{name}");
+    }
 }

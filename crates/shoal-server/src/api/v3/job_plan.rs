@@ -44,6 +44,17 @@ struct ListReq {
     name: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     creator: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    last_modify_user: Option<String>,
+    /// Time filters, in ms; either end may be given alone.
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    create_time_start: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    create_time_end: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    last_modify_time_start: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    last_modify_time_end: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
     start: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
@@ -68,6 +79,18 @@ fn matches(filter: &Option<String>, value: &str, fuzzy: bool) -> bool {
     }
 }
 
+impl ListReq {
+    /// The filters every list shares: name (part of it), creator, last modifier, time ranges.
+    fn keeps(&self, name: &str, creator: &str, last_modify_user: &str, create_time: i64, last_modify_time: i64) -> bool {
+        let within = |t: i64, from: Option<i64>, to: Option<i64>| from.is_none_or(|f| t >= f) && to.is_none_or(|e| t <= e);
+        matches(&self.name, name, true)
+            && matches(&self.creator, creator, false)
+            && matches(&self.last_modify_user, last_modify_user, false)
+            && within(create_time, self.create_time_start, self.create_time_end)
+            && within(last_modify_time, self.last_modify_time_start, self.last_modify_time_end)
+    }
+}
+
 async fn allowed(ctx: &Ctx, scope: &Scope, role: Role) -> Result<(), JobError> {
     crate::api::authz::authorize(ctx, scope, role).await
 }
@@ -80,7 +103,7 @@ pub async fn template_list(ctx: &Ctx, params: Value) -> ApiResult {
     let rows = ctx.shared.store.list_templates(&scope.scope_type, &scope.scope_id).await.map_err(internal("list templates"))?;
     let items: Vec<Value> = rows
         .iter()
-        .filter(|t| t.current_version > 0 && matches(&req.name, &t.name, true) && matches(&req.creator, &t.creator, false))
+        .filter(|t| t.current_version > 0 && req.keeps(&t.name, &t.creator, &t.last_modify_user, t.create_time, t.last_modify_time))
         .map(|t| {
             json!({"bk_scope_type": t.scope_type, "bk_scope_id": t.scope_id, "id": t.id, "name": t.name, "creator": t.creator,
                    "create_time": t.create_time, "last_modify_user": t.last_modify_user, "last_modify_time": t.last_modify_time,
@@ -106,7 +129,7 @@ pub async fn plan_list(ctx: &Ctx, params: Value) -> ApiResult {
     let store = &ctx.shared.store;
     let plans = store.list_plans(&scope.scope_type, &scope.scope_id, req.job_template_id).await.map_err(internal("list plans"))?;
     let mut items = Vec::new();
-    for p in plans.iter().filter(|p| matches(&req.name, &p.name, true) && matches(&req.creator, &p.creator, false)) {
+    for p in plans.iter().filter(|p| req.keeps(&p.name, &p.creator, &p.last_modify_user, p.create_time, p.last_modify_time)) {
         if let Some(t) = store.get_template(p.template_id).await.map_err(internal("get template"))? {
             items.push(plan_basic(p, &t));
         }
