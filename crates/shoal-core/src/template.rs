@@ -543,7 +543,7 @@ pub fn shell_quote(s: &str) -> String {
 
 /// The environment variable naming the file a script's changed string variables go to
 /// (set by the agent; see [`with_shell_variables`]).
-pub const VARS_FILE_ENV: &str = "SHOAL_VARS_FILE";
+pub const VARS_FILE_ENV: &str = shoal_proto::agent::VARS_FILE_ENV;
 
 /// Variables as shell definitions placed before a script body (after its shebang line),
 /// the way JOB hands global variables to shell scripts. Host lists become a
