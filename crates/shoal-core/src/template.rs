@@ -556,6 +556,24 @@ pub const VARS_FILE_ENV: &str = shoal_proto::agent::VARS_FILE_ENV;
 /// the steps after it. A script that installs its own EXIT trap replaces this one (and
 /// changes nothing then), as does one that `exec`s another program.
 pub fn with_shell_variables(body: &str, vars: &[(String, VarType, String)]) -> String {
+    prelude_before(body, vars, Report::Changes)
+}
+
+/// [`with_shell_variables`] without the EXIT trap: the script as its author wrote it with
+/// the variables defined, which is what dangerous-script rules judge (the trap is Shoal's
+/// own code, not the author's).
+pub fn with_shell_definitions(body: &str, vars: &[(String, VarType, String)]) -> String {
+    prelude_before(body, vars, Report::Nothing)
+}
+
+/// Whether a prelude reports the string variables the script changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Changes,
+    Nothing,
+}
+
+fn prelude_before(body: &str, vars: &[(String, VarType, String)], report: Report) -> String {
     if vars.is_empty() {
         return body.to_string();
     }
@@ -581,7 +599,7 @@ pub fn with_shell_variables(body: &str, vars: &[(String, VarType, String)]) -> S
             trap.push_str(&format!("    if [ \"${{{name}-}}\" != {start} ]; then printf '%s\\0%s\\0' {name} \"${{{name}-}}\"; fi\n"));
         }
     }
-    if !trap.is_empty() {
+    if !trap.is_empty() && report == Report::Changes {
         // `set +eu`: the script's own options must not end the trap half-way (or change
         // its exit status); `return` keeps the status the script ended with.
         prelude.push_str(&format!(
@@ -760,6 +778,16 @@ mod tests {
         assert!(with_shell_variables("echo\n", &vars[..1]).starts_with("A='it'\\''s'\n__shoal_vars_exit() {"));
         // Without string variables there is nothing to report: no trap.
         assert_eq!(with_shell_variables("echo\n", &vars[1..]), "declare -A M=([k]=v)\ndeclare -a L=(a b)\necho\n");
+        // What rules judge: the definitions, not Shoal's trap.
+        assert_eq!(with_shell_definitions("echo\n", &vars[..1]), "A='it'\\''s'\necho\n");
+    }
+
+    #[test]
+    fn the_exit_trap_raises_no_builtin_finding() {
+        let vars = vec![("V".to_string(), VarType::String, "1".to_string())];
+        let text = with_shell_variables("#!/bin/bash\necho $V\n", &vars);
+        let findings = crate::danger::check(1, &text, &[], &[], &[]);
+        assert!(findings.is_empty(), "{findings:?}");
     }
 
     /// Runs `body` behind the prelude of `vars` with real bash; (exit status, what the
