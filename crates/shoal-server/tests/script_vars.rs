@@ -11,8 +11,13 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use shoal_proto::agent::{AgentMsg, ExitReason, RunTask, ServerMsg, TaskExit};
 
-on_both_stores!(a_script_sets_a_variable_for_the_steps_after_it, values_survive_an_agent_restart_between_exit_and_ack);
+on_both_stores!(
+    a_script_sets_a_variable_for_the_steps_after_it,
+    values_survive_an_agent_restart_between_exit_and_ack,
+    the_server_bounds_and_masks_what_an_agent_reports
+);
 
 fn steps_of(st: &Value) -> Vec<i64> {
     st["step_instance_list"].as_array().unwrap().iter().map(|s| s["step_instance_id"].as_i64().unwrap()).collect()
@@ -137,4 +142,70 @@ async fn values_survive_an_agent_restart_between_exit_and_ack(mut h: Harness) {
     assert_eq!((outputs[0].step_instance_id, outputs[0].name.as_str(), outputs[0].value.as_str()), (steps[0], "VERSION", "after-restart"));
     let got = var_values(&h, job).await;
     assert_eq!(got["step_instance_var_list"][0]["global_var_list"], strings(&[("VERSION", "after-restart")]), "{got}");
+}
+
+async fn next_run(ws: &mut shoal_agent::session::connect::Ws) -> RunTask {
+    loop {
+        match raw_agent::next_msg(ws).await {
+            Some(ServerMsg::Run(r)) => return r,
+            Some(_) => continue,
+            None => panic!("no task sent to the agent"),
+        }
+    }
+}
+
+fn exit_of(run: &RunTask, vars: &[(&str, String)]) -> AgentMsg {
+    let now = shoal_core::time::now_ms();
+    AgentMsg::Exit(TaskExit {
+        key: run.key,
+        reason: ExitReason::Exited,
+        exit_code: Some(0),
+        start_ms: now,
+        end_ms: now,
+        chunks: 0,
+        dropped_bytes: 0,
+        vars: vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    })
+}
+
+/// Whatever an agent sends: a plan's password is masked in a value as in output, a
+/// password or unknown name is never taken, and more than 64 KiB is dropped whole.
+async fn the_server_bounds_and_masks_what_an_agent_reports(h: Harness) {
+    let (mut rogue, m) = raw_agent::greet(&h, raw_agent::hello("vars-rogue", "127.0.0.64", Some(&"v".repeat(64)))).await;
+    let host = match m {
+        Some(ServerMsg::Welcome(w)) => w.bk_host_id,
+        other => panic!("the agent should enrol: {other:?}"),
+    };
+    let step = |name: &str| json!({"name": name, "script": {"content": "true\n", "account": USER, "target": {"host_id_list": [host]}}});
+    let doc = json!({
+        "name": "rogue-vars",
+        "variables": [
+            {"name": "V", "type": "string", "value": "1"},
+            {"name": "W", "type": "string", "value": "1"},
+            {"name": "TOKEN", "type": "password", "value": "hunter2-pw"}
+        ],
+        "steps": [step("one"), step("two"), step("three")],
+        "plans": [{"name": "default"}]
+    });
+    let job = run_plan(&h, doc).await;
+    let run = next_run(&mut rogue).await;
+    let sent = [("V", "has hunter2-pw inside".to_string()), ("TOKEN", "leak".to_string()), ("NOT_A_VAR", "x".to_string())];
+    raw_agent::send(&mut rogue, &exit_of(&run, &sent)).await;
+    let run = next_run(&mut rogue).await;
+    let script = String::from_utf8_lossy(&run.script).into_owned();
+    assert!(script.contains("V='has ****** inside'") && script.contains("W='1'"), "{script}");
+    assert!(script.contains("TOKEN='hunter2-pw'") && !script.contains("leak") && !script.contains("NOT_A_VAR"), "{script}");
+    // Over the bound: none of it.
+    raw_agent::send(&mut rogue, &exit_of(&run, &[("W", "x".repeat(64 * 1024))])).await;
+    let run = next_run(&mut rogue).await;
+    assert!(String::from_utf8_lossy(&run.script).contains("W='1'"));
+    raw_agent::send(&mut rogue, &exit_of(&run, &[])).await;
+    let st = h.wait_finished(job, Duration::from_secs(60)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    let list = var_values(&h, job).await["step_instance_var_list"].clone();
+    let after = strings(&[("V", "has ****** inside"), ("W", "1")]);
+    assert_eq!(
+        list.as_array().unwrap().iter().map(|s| s["global_var_list"].clone()).collect::<Vec<_>>(),
+        vec![after.clone(), after.clone(), after]
+    );
 }
