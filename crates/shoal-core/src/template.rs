@@ -588,14 +588,44 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
+/// The environment variable naming the file a script's changed string variables go to
+/// (set by the agent; see [`with_shell_variables`]).
+pub const VARS_FILE_ENV: &str = shoal_proto::agent::VARS_FILE_ENV;
+
 /// Variables as shell definitions placed before a script body (after its shebang line),
 /// the way JOB hands global variables to shell scripts. Host lists become a
 /// space-separated list of their IPs.
+///
+/// When there are string variables, the prelude also installs an EXIT trap: as the script
+/// ends, each string variable whose value differs from the one it started with is written,
+/// `name\0value\0`, to the file named by `$SHOAL_VARS_FILE` (nothing when that is unset),
+/// and the script's exit status is kept. This is how a script sets a global variable for
+/// the steps after it. A script that installs its own EXIT trap replaces this one (and
+/// changes nothing then), as does one that `exec`s another program.
 pub fn with_shell_variables(body: &str, vars: &[(String, VarType, String)]) -> String {
+    prelude_before(body, vars, Report::Changes)
+}
+
+/// [`with_shell_variables`] without the EXIT trap: the script as its author wrote it with
+/// the variables defined, which is what dangerous-script rules judge (the trap is Shoal's
+/// own code, not the author's).
+pub fn with_shell_definitions(body: &str, vars: &[(String, VarType, String)]) -> String {
+    prelude_before(body, vars, Report::Nothing)
+}
+
+/// Whether a prelude reports the string variables the script changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Report {
+    Changes,
+    Nothing,
+}
+
+fn prelude_before(body: &str, vars: &[(String, VarType, String)], report: Report) -> String {
     if vars.is_empty() {
         return body.to_string();
     }
     let mut prelude = String::new();
+    let mut trap = String::new();
     for (name, ty, value) in vars {
         if !ident(name) {
             continue;
@@ -611,6 +641,17 @@ pub fn with_shell_variables(body: &str, vars: &[(String, VarType, String)]) -> S
         };
         prelude.push_str(&line);
         prelude.push('\n');
+        if *ty == VarType::String {
+            let start = shell_quote(value);
+            trap.push_str(&format!("    if [ \"${{{name}-}}\" != {start} ]; then printf '%s\\0%s\\0' {name} \"${{{name}-}}\"; fi\n"));
+        }
+    }
+    if !trap.is_empty() && report == Report::Changes {
+        // `set +eu`: the script's own options must not end the trap half-way (or change
+        // its exit status); `return` keeps the status the script ended with.
+        prelude.push_str(&format!(
+            "__shoal_vars_exit() {{\n  __shoal_status=$?\n  set +eu\n  if [ -n \"${{{VARS_FILE_ENV}:-}}\" ]; then\n  {{\n{trap}  }} > \"${VARS_FILE_ENV}\" 2>/dev/null\n  fi\n  return $__shoal_status\n}}\ntrap __shoal_vars_exit EXIT\n"
+        ));
     }
     match body.strip_prefix("#!") {
         Some(_) => {
@@ -779,8 +820,91 @@ mod tests {
             ("L".to_string(), VarType::IndexArray, "a b".to_string()),
         ];
         let out = with_shell_variables("#!/bin/bash\necho $A\n", &vars);
-        assert_eq!(out, "#!/bin/bash\nA='it'\\''s'\ndeclare -A M=([k]=v)\ndeclare -a L=(a b)\necho $A\n");
-        assert_eq!(with_shell_variables("echo\n", &vars[..1]), "A='it'\\''s'\necho\n");
+        assert!(out.starts_with("#!/bin/bash\nA='it'\\''s'\ndeclare -A M=([k]=v)\ndeclare -a L=(a b)\n__shoal_vars_exit() {"), "{out}");
+        assert!(out.ends_with("trap __shoal_vars_exit EXIT\necho $A\n"), "{out}");
+        assert!(with_shell_variables("echo\n", &vars[..1]).starts_with("A='it'\\''s'\n__shoal_vars_exit() {"));
+        // Without string variables there is nothing to report: no trap.
+        assert_eq!(with_shell_variables("echo\n", &vars[1..]), "declare -A M=([k]=v)\ndeclare -a L=(a b)\necho\n");
+        // What rules judge: the definitions, not Shoal's trap.
+        assert_eq!(with_shell_definitions("echo\n", &vars[..1]), "A='it'\\''s'\necho\n");
+    }
+
+    #[test]
+    fn the_exit_trap_raises_no_builtin_finding() {
+        let vars = vec![("V".to_string(), VarType::String, "1".to_string())];
+        let text = with_shell_variables("#!/bin/bash\necho $V\n", &vars);
+        let findings = crate::danger::check(1, &text, &[], &[], &[]);
+        assert!(findings.is_empty(), "{findings:?}");
+    }
+
+    /// Runs `body` behind the prelude of `vars` with real bash; (exit status, what the
+    /// trap wrote as name → value, output).
+    fn run_bash(body: &str, vars: &[(&str, VarType, &str)], vars_file: bool) -> (Option<i32>, Vec<(String, String)>, String) {
+        let vars: Vec<(String, VarType, String)> = vars.iter().map(|(n, t, v)| (n.to_string(), *t, v.to_string())).collect();
+        let dir = std::env::temp_dir().join(format!(
+            "shoal-vars-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("s.sh");
+        std::fs::write(&script, with_shell_variables(body, &vars)).unwrap();
+        let file = dir.join("vars");
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(&script).env_remove(VARS_FILE_ENV);
+        if vars_file {
+            cmd.env(VARS_FILE_ENV, &file);
+        }
+        let out = cmd.output().unwrap();
+        let written = std::fs::read(&file).unwrap_or_default();
+        let mut fields: Vec<String> = written.split(|b| *b == 0).map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+        assert_eq!(fields.pop().as_deref(), Some(""), "NUL-terminated: {written:?}");
+        let pairs = fields.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        (out.status.code(), pairs, String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn the_exit_trap_reports_changed_string_variables_only() {
+        let vars = [
+            ("VERSION", VarType::String, "1.0"),
+            ("SAME", VarType::String, "it's"),
+            ("GONE", VarType::String, "x"),
+            ("TOKEN", VarType::Password, "s3cret"),
+            ("L", VarType::IndexArray, "a b"),
+        ];
+        let body =
+            "#!/bin/bash\nset -eu\necho \"$VERSION $SAME\"\nVERSION='2.0\nsecond line'\nSAME=\"it's\"\nunset GONE\nTOKEN=other\nL=(c)\n";
+        let (code, written, out) = run_bash(body, &vars, true);
+        assert_eq!(code, Some(0));
+        assert_eq!(out, "1.0 it's\n");
+        assert_eq!(written, pairs(&[("VERSION", "2.0\nsecond line"), ("GONE", "")]), "passwords and arrays are never written");
+        // Nothing changed: an empty file.
+        let (_, written, _) = run_bash("true\n", &vars, true);
+        assert!(written.is_empty());
+        // No file named: nothing written, nothing printed.
+        let (code, written, out) = run_bash("VERSION=3\n", &vars, false);
+        assert_eq!((code, written.is_empty(), out.as_str()), (Some(0), true, ""));
+    }
+
+    #[test]
+    fn the_exit_trap_keeps_the_exit_status() {
+        let vars = [("V", VarType::String, "a")];
+        for (body, want) in [("V=b\nexit 3\n", 3), ("V=b\nfalse\n", 1), ("set -e\nV=b\nfalse\necho never\n", 1), ("V=b\n", 0)] {
+            let (code, written, out) = run_bash(body, &vars, true);
+            assert_eq!(code, Some(want), "{body:?}");
+            assert_eq!(written, pairs(&[("V", "b")]), "{body:?}");
+            assert_eq!(out, "", "{body:?}");
+        }
+        // A script with its own EXIT trap replaces ours: its status holds, nothing is written.
+        let (code, written, out) = run_bash("trap 'echo mine' EXIT\nV=b\nexit 4\n", &vars, true);
+        assert_eq!((code, written.is_empty(), out.as_str()), (Some(4), true, "mine\n"));
     }
 
     #[test]

@@ -194,6 +194,26 @@ pub struct TaskExit {
     pub chunks: u64,
     /// Bytes dropped between head and tail because the output exceeded the cap.
     pub dropped_bytes: u64,
+    /// Global string variables the script changed, by name (see
+    /// `shoal_core::template::with_shell_variables`): at most [`MAX_VARS_BYTES`] of names
+    /// and values. Absent from older agents' exits and from records they left.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// The environment variable naming the file where a script leaves the global string
+/// variables it changed (`name\0value\0` pairs), set by the agent for every script.
+pub const VARS_FILE_ENV: &str = "SHOAL_VARS_FILE";
+
+/// The most bytes of names and values a task reports in [`TaskExit::vars`]; an agent
+/// ignores more (saying so in the task's log), and the server drops the whole set.
+pub const MAX_VARS_BYTES: usize = 64 * 1024;
+
+impl TaskExit {
+    /// Bytes of names and values in [`TaskExit::vars`].
+    pub fn vars_bytes(&self) -> usize {
+        self.vars.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
 }
 
 /// Room beyond a task's output cap ([`RunTask::output_cap`]) for the agent's [`drop_marker`]: an
@@ -432,6 +452,30 @@ mod tests {
         let k = TaskKey { step_instance_id: 12, execute_count: 0, host_id: 7 };
         assert_eq!(k.to_string().parse::<TaskKey>().unwrap(), k);
         assert!("1-2".parse::<TaskKey>().is_err());
+    }
+
+    #[test]
+    fn exits_carry_variables_and_older_exits_still_decode() {
+        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2 };
+        let mut x = TaskExit {
+            key,
+            reason: ExitReason::Exited,
+            exit_code: Some(0),
+            start_ms: 1,
+            end_ms: 2,
+            chunks: 1,
+            dropped_bytes: 0,
+            vars: BTreeMap::new(),
+        };
+        let text = serde_json::to_string(&AgentMsg::Exit(x.clone())).unwrap();
+        assert!(!text.contains("vars"), "no field when nothing changed: {text}");
+        // What an older agent sends (and keeps in its outbox).
+        let old = r#"{"key":{"step_instance_id":1,"execute_count":0,"host_id":2},"reason":"exited","exit_code":0,"start_ms":1,"end_ms":2,"chunks":1,"dropped_bytes":0}"#;
+        assert_eq!(serde_json::from_str::<TaskExit>(old).unwrap(), x);
+        x.vars.insert("VERSION".into(), "2.0".into());
+        assert_eq!(x.vars_bytes(), 10);
+        let back: TaskExit = serde_json::from_str(&serde_json::to_string(&x).unwrap()).unwrap();
+        assert_eq!(back, x);
     }
 
     #[test]

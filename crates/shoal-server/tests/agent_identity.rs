@@ -77,7 +77,16 @@ async fn forged_agent_identity_is_refused(mut h: Harness) {
     let frame = LogChunk { key, seq: 1, data: b"forged-binary".to_vec() }.to_frame();
     rogue.send(Message::Binary(frame.into())).await.unwrap();
     let now = shoal_core::time::now_ms();
-    let exit = TaskExit { key, reason: ExitReason::Exited, exit_code: Some(7), start_ms: now, end_ms: now, chunks: 1, dropped_bytes: 0 };
+    let exit = TaskExit {
+        key,
+        reason: ExitReason::Exited,
+        exit_code: Some(7),
+        start_ms: now,
+        end_ms: now,
+        chunks: 1,
+        dropped_bytes: 0,
+        vars: Default::default(),
+    };
     send(&mut rogue, &AgentMsg::Exit(exit)).await;
     let st = h.wait_finished(job, Duration::from_secs(20)).await;
     let host = &hosts_of(&st)[0];

@@ -259,6 +259,7 @@ async fn output_beyond_the_cap_is_dropped_by_the_server(mut h: Harness) {
         end_ms: now,
         chunks: CHUNKS,
         dropped_bytes: 0,
+        vars: Default::default(),
     };
     raw_agent::send(&mut rogue, &AgentMsg::Exit(exit)).await;
     // Everything is acknowledged, stored or not, so the agent's outbox drains.

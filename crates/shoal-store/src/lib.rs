@@ -177,8 +177,12 @@ pub trait Store:
     /// [`finalize`]): finalization never waits behind other work. At most `log_cap` bytes of
     /// output (plus room for the agent's drop marker,
     /// [`shoal_proto::agent::OUTPUT_MARKER_ROOM`]) are kept per host task, whatever its agent
-    /// sends. Returns what became final.
+    /// sends. A final status's variables ([`TaskChange::Finished`]) are stored in the same
+    /// transaction, when that status is. Returns what became final.
     async fn apply(&self, batch: &[TaskChange], log_cap: u64) -> Result<Applied>;
+    /// The global variables the scripts of a job's steps changed: per step and name, the
+    /// value set by the host with the lowest `bk_host_id` (ordered by step, then name).
+    async fn step_var_outputs(&self, job_id: i64) -> Result<Vec<StepVarOutput>>;
     /// Whether a host task of this step run is still waiting or running.
     async fn any_unfinished(&self, step_id: i64, execute_count: i32) -> Result<bool>;
     /// Output of host tasks of one step, concatenated in order.

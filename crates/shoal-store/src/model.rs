@@ -274,6 +274,9 @@ pub enum TaskChange {
         start_time: Option<i64>,
         end_time: i64,
         dropped_bytes: i64,
+        /// Global string variables the script changed, by name: stored with the final
+        /// status, and only when it is (a resent exit changes nothing).
+        vars: BTreeMap<String, String>,
     },
 }
 
@@ -287,6 +290,15 @@ impl TaskChange {
             }
         }
     }
+}
+
+/// A step's output value of a global variable a script changed: the value set by the host
+/// with the lowest `bk_host_id` that set it ([`crate::Store::step_var_outputs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepVarOutput {
+    pub step_instance_id: i64,
+    pub name: String,
+    pub value: String,
 }
 
 /// What committing a batch of host-task changes did ([`crate::Store::apply`]).

@@ -34,6 +34,38 @@ macro_rules! impl_sql_store {
         /// every chunk, so it ends the log.
         const NOTE_SEQ: i64 = i64::MAX;
 
+        /// Stores the variables of the exits in `ends` that became final (`finals`) in this
+        /// transaction. A task's final status is written once, so a resent exit adds nothing;
+        /// a retried step's later run (another execute count) replaces its host's values.
+        async fn insert_vars(tx: &mut sqlx::Transaction<'_, $db>, ends: &[&TaskChange], finals: &[TaskKey]) -> Result<()> {
+            let finals: std::collections::HashSet<&TaskKey> = finals.iter().collect();
+            // One row per (step, host, name) per statement (PostgreSQL refuses to update a row
+            // twice in one): of two runs of a step in one batch, the later one's.
+            let mut rows: BTreeMap<(i64, i64, &str), (i32, &str)> = BTreeMap::new();
+            for c in ends {
+                let TaskChange::Finished { key, vars, .. } = c else { continue };
+                if !finals.contains(key) {
+                    continue;
+                }
+                for (n, v) in vars {
+                    let at = rows.entry((key.step_instance_id, key.host_id, n.as_str())).or_insert((key.execute_count, v.as_str()));
+                    if key.execute_count > at.0 {
+                        *at = (key.execute_count, v.as_str());
+                    }
+                }
+            }
+            let rows: Vec<((i64, i64, &str), (i32, &str))> = rows.into_iter().collect();
+            for part in rows.chunks(INSERT_CHUNK) {
+                let mut q = QueryBuilder::<$db>::new("INSERT INTO step_var_values (step_instance_id, bk_host_id, name, value) ");
+                q.push_values(part, |mut b, ((step, host, name), (_, value))| {
+                    b.push_bind(*step).push_bind(*host).push_bind(*name).push_bind(*value);
+                });
+                q.push(" ON CONFLICT (step_instance_id, bk_host_id, name) DO UPDATE SET value = excluded.value");
+                q.build().execute(&mut **tx).await.op("store step variables")?;
+            }
+            Ok(())
+        }
+
         /// Stores a batch's log chunks, at most `log_cap` bytes (plus room for the agent's own
         /// drop marker) per host task whatever its agent sends: the rest is dropped, counted in
         /// `dropped_bytes`, and the log ends with [`shoal_proto::agent::server_drop_note`].
@@ -794,7 +826,7 @@ macro_rules! impl_sql_store {
                          dropped_bytes = host_tasks.dropped_bytes + v.column9 FROM (",
                     );
                     q.push_values(chunk, |mut b, c| {
-                        if let TaskChange::Finished { key, status, exit_code, error_code, start_time, end_time, dropped_bytes } = c {
+                        if let TaskChange::Finished { key, status, exit_code, error_code, start_time, end_time, dropped_bytes, .. } = c {
                             b.push_bind(key.step_instance_id).push_bind(key.execute_count as i64).push_bind(key.host_id);
                             b.push_bind(*status as i64).push_bind(*exit_code as i64).push_bind(*error_code as i64);
                             b.push_bind(*start_time).push_bind(*end_time).push_bind(*dropped_bytes);
@@ -814,6 +846,7 @@ macro_rules! impl_sql_store {
                         });
                     }
                 }
+                insert_vars(&mut tx, &ends, &finals).await?;
                 // Steps ended by this batch end in its commit on SQLite; on PostgreSQL in a
                 // second transaction right after it (see `crate::finalize`).
                 let now = shoal_core::time::now_ms();
@@ -855,6 +888,30 @@ macro_rules! impl_sql_store {
                         Ok(Applied { finals, ended: Vec::new(), left })
                     }
                 }
+            }
+
+            async fn step_var_outputs(&self, job_id: i64) -> Result<Vec<StepVarOutput>> {
+                let rows = sqlx::query(
+                    "SELECT v.step_instance_id, v.name, v.value FROM step_var_values v JOIN ( \
+                     SELECT w.step_instance_id, w.name, MIN(w.bk_host_id) AS h FROM step_var_values w \
+                     JOIN step_instances s ON s.id = w.step_instance_id WHERE s.job_instance_id = $1 \
+                     GROUP BY w.step_instance_id, w.name) m \
+                     ON v.step_instance_id = m.step_instance_id AND v.name = m.name AND v.bk_host_id = m.h \
+                     ORDER BY v.step_instance_id, v.name",
+                )
+                .bind(job_id)
+                .fetch_all(&self.pool)
+                .await
+                .op("read step variables")?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(StepVarOutput {
+                            step_instance_id: r.try_get("step_instance_id").op("decode step variable")?,
+                            name: r.try_get("name").op("decode step variable")?,
+                            value: r.try_get("value").op("decode step variable")?,
+                        })
+                    })
+                    .collect()
             }
 
             async fn any_unfinished(&self, step_id: i64, execute_count: i32) -> Result<bool> {

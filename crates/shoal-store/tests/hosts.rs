@@ -248,7 +248,16 @@ async fn chunks_for_finished_or_unknown_tasks_are_not_stored(s: Arc<dyn Store>) 
     let (_, steps) = s.create_job(&job).await.unwrap();
     let k = TaskKey { step_instance_id: steps[0], execute_count: 0, host_id: 1 };
     let log = |seq: u64, text: &str| TaskChange::Log { key: k, seq, data: text.as_bytes().to_vec() };
-    let fin = TaskChange::Finished { key: k, status: 9, exit_code: 0, error_code: 0, start_time: Some(1), end_time: 2, dropped_bytes: 0 };
+    let fin = TaskChange::Finished {
+        key: k,
+        status: 9,
+        exit_code: 0,
+        error_code: 0,
+        start_time: Some(1),
+        end_time: 2,
+        dropped_bytes: 0,
+        vars: Default::default(),
+    };
     // Output that arrives with the exit, before it, is kept.
     s.apply(&[log(0, "before\n"), fin], u64::MAX).await.unwrap();
     s.apply(&[log(1, "after\n")], u64::MAX).await.unwrap();

@@ -40,6 +40,7 @@ suite!(
     accounts_are_unique_per_scope,
     jobs_tasks_and_logs,
     apply_is_idempotent,
+    script_variables_are_kept_with_the_exit,
     the_last_result_ends_step_and_job,
     job_queries,
     callbacks_outbox,
@@ -157,7 +158,16 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
                 TaskChange::Started { key: k1, at: 102 },
                 TaskChange::Log { key: k1, seq: 1, data: b"world\n".to_vec() },
                 TaskChange::Log { key: k1, seq: 0, data: b"hello ".to_vec() },
-                TaskChange::Finished { key: k1, status: 9, exit_code: 0, error_code: 0, start_time: None, end_time: 110, dropped_bytes: 0 },
+                TaskChange::Finished {
+                    key: k1,
+                    status: 9,
+                    exit_code: 0,
+                    error_code: 0,
+                    start_time: None,
+                    end_time: 110,
+                    dropped_bytes: 0,
+                    vars: Default::default(),
+                },
             ],
             u64::MAX,
         )
@@ -187,6 +197,7 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
             start_time: Some(103),
             end_time: 111,
             dropped_bytes: 5,
+            vars: Default::default(),
         }],
         u64::MAX,
     )
@@ -202,13 +213,31 @@ async fn apply_is_idempotent(s: Arc<dyn Store>) {
     let k = TaskKey { step_instance_id: step, execute_count: 0, host_id: 1 };
     let batch = vec![
         TaskChange::Log { key: k, seq: 0, data: b"once\n".to_vec() },
-        TaskChange::Finished { key: k, status: 9, exit_code: 0, error_code: 0, start_time: Some(1), end_time: 2, dropped_bytes: 0 },
+        TaskChange::Finished {
+            key: k,
+            status: 9,
+            exit_code: 0,
+            error_code: 0,
+            start_time: Some(1),
+            end_time: 2,
+            dropped_bytes: 0,
+            vars: Default::default(),
+        },
     ];
     assert_eq!(s.apply(&batch, u64::MAX).await.unwrap().finals, vec![k]);
     // The same messages resent after a reconnect change nothing.
     assert!(s.apply(&batch, u64::MAX).await.unwrap().finals.is_empty());
     // A later, different final (e.g. agent-lost) does not overwrite the first.
-    let lost = TaskChange::Finished { key: k, status: 310, exit_code: 0, error_code: -1, start_time: None, end_time: 9, dropped_bytes: 0 };
+    let lost = TaskChange::Finished {
+        key: k,
+        status: 310,
+        exit_code: 0,
+        error_code: -1,
+        start_time: None,
+        end_time: 9,
+        dropped_bytes: 0,
+        vars: Default::default(),
+    };
     assert!(s.apply(&[lost], u64::MAX).await.unwrap().finals.is_empty());
     assert_eq!(s.host_tasks(step, 0).await.unwrap()[0].status, 9);
     assert_eq!(s.read_logs(step, 0, &[1]).await.unwrap(), vec![(1, b"once\n".to_vec())]);
@@ -220,6 +249,47 @@ async fn apply_is_idempotent(s: Arc<dyn Store>) {
     let text = String::from_utf8(s.read_logs(step2, 0, &[1]).await.unwrap().remove(0).1).unwrap();
     assert_eq!(text.lines().count(), 1200);
     assert!(text.starts_with("0\n1\n2\n") && text.ends_with("1199\n"));
+}
+
+/// The variables a script changed are stored with its host's final status, once; a step's
+/// output of a variable is the lowest host's value.
+async fn script_variables_are_kept_with_the_exit(s: Arc<dyn Store>) {
+    let hosts = [(1, "10.0.0.1"), (2, "10.0.0.2"), (3, "10.0.0.3")];
+    let (job, steps) = s.create_job(&new_job(&hosts, "vars", 1)).await.unwrap();
+    let (other_job, other_steps) = s.create_job(&new_job(&hosts[..1], "other", 2)).await.unwrap();
+    let step = steps[0];
+    let fin = |step_instance_id, execute_count, host_id, vars: &[(&str, &str)]| TaskChange::Finished {
+        key: TaskKey { step_instance_id, execute_count, host_id },
+        status: 9,
+        exit_code: 0,
+        error_code: 0,
+        start_time: Some(1),
+        end_time: 2,
+        dropped_bytes: 0,
+        vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    };
+    let outputs = |job| {
+        let s = s.clone();
+        async move { s.step_var_outputs(job).await.unwrap().into_iter().map(|o| (o.step_instance_id, o.name, o.value)).collect::<Vec<_>>() }
+    };
+    let out = |step: i64, pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| (step, n.to_string(), v.to_string())).collect::<Vec<_>>();
+    assert!(outputs(job).await.is_empty());
+    s.apply(&[fin(step, 0, 3, &[("V", "three")]), fin(step, 0, 2, &[("V", "two"), ("W", "w")])], u64::MAX).await.unwrap();
+    s.apply(&[fin(other_steps[0], 0, 1, &[("V", "elsewhere")])], u64::MAX).await.unwrap();
+    assert_eq!(outputs(job).await, out(step, &[("V", "two"), ("W", "w")]), "the lowest host that set it");
+    // A resent exit, or another final status for a task already final, changes nothing.
+    let resent = s.apply(&[fin(step, 0, 2, &[("V", "resent"), ("X", "new")])], u64::MAX).await.unwrap();
+    assert!(resent.finals.is_empty());
+    assert_eq!(outputs(job).await, out(step, &[("V", "two"), ("W", "w")]));
+    // The lowest host reports last: its value is the step's.
+    s.apply(&[fin(step, 0, 1, &[("V", "one")])], u64::MAX).await.unwrap();
+    assert_eq!(outputs(job).await, out(step, &[("V", "one"), ("W", "w")]));
+    // A retried step's later run replaces its hosts' values.
+    let again = [(TargetHost { bk_host_id: 1, ip: "10.0.0.1".into(), bk_cloud_id: 0 }, 5)];
+    s.restart_step(step, 1, &again).await.unwrap();
+    s.apply(&[fin(step, 1, 1, &[("V", "retried")])], u64::MAX).await.unwrap();
+    assert_eq!(outputs(job).await, out(step, &[("V", "retried"), ("W", "w")]));
+    assert_eq!(outputs(other_job).await, out(other_steps[0], &[("V", "elsewhere")]));
 }
 
 /// The commit of a step's last host result ends the step, and the job with its callback.
@@ -238,6 +308,7 @@ async fn the_last_result_ends_step_and_job(s: Arc<dyn Store>) {
         start_time: Some(3),
         end_time: 4,
         dropped_bytes: 0,
+        vars: Default::default(),
     };
     let first = s.apply(&[fin(1, 9)], u64::MAX).await.unwrap();
     assert_eq!((first.finals.len(), first.ended.len(), first.left.len()), (1, 0, 0), "one host is still running");

@@ -11,6 +11,8 @@
 //! - [`leftovers`]: where a started task's processes are (kept in its task record), and
 //!   killing what is left of a task that was running when the agent stopped.
 //! - `supervise`: the loop over output, exit, timeout and cancel.
+//! - [`vars`]: the task's private directory, where a script leaves the global variables it
+//!   changed (`SHOAL_VARS_FILE`).
 //!
 //! Every file here but `privileges.rs` forbids `unsafe` (this one cannot, being its parent;
 //! it has none).
@@ -24,7 +26,9 @@ mod privileges;
 pub mod script;
 pub mod sensitive;
 mod supervise;
+pub mod vars;
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -119,6 +123,8 @@ pub struct ExecOutcome {
     pub end_ms: i64,
     /// Process group of the script, when it started (diagnostics and tests).
     pub pgid: Option<i32>,
+    /// Global string variables the script changed (see [`vars`]).
+    pub vars: BTreeMap<String, String>,
 }
 
 /// Unix epoch milliseconds.
@@ -136,7 +142,7 @@ pub async fn execute<S: ChunkSink>(
     kill: oneshot::Receiver<KillReason>,
 ) -> ExecOutcome {
     let start_ms = now_ms();
-    let end = |reason, exit_code, pgid| ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid };
+    let end = |reason, exit_code, pgid| ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid, vars: BTreeMap::new() };
 
     let interp = match interpreter::resolve(task.language, &env.search_path) {
         Ok(i) => i,
@@ -181,6 +187,22 @@ pub async fn execute<S: ChunkSink>(
         }
     };
     let _remove_script = script::RemoveOnDrop(script.clone());
+    let vars_dir = {
+        let (dir, key) = (env.scripts_dir.clone(), task.key);
+        let owner = account.switch.then_some((account.uid, account.gid));
+        tokio::task::spawn_blocking(move || vars::VarsDir::create(&dir, &key, owner)).await
+    };
+    let vars_dir = match vars_dir {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            logs.note(&format!("[shoal] could not make this task's directory: {e}")).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+        Err(e) => {
+            logs.note(&format!("[shoal] could not make this task's directory: {e}")).await;
+            return end(ExitReason::StartFailed, None, None);
+        }
+    };
 
     let cgroup = match &env.placement {
         Placement::Cgroups(_) => {
@@ -206,7 +228,7 @@ pub async fn execute<S: ChunkSink>(
         }
     };
 
-    let (child, reader) = match spawn(&delivery, &interp, &account, &script, &env.search_path, join) {
+    let (child, reader) = match spawn(&delivery, &interp, &account, &script, &vars_dir.file(), &env.search_path, join) {
         Ok(started) => started,
         Err(e) => {
             let program = interp.program.display();
@@ -232,6 +254,19 @@ pub async fn execute<S: ChunkSink>(
     let timeout = (task.timeout_secs > 0).then(|| Duration::from_secs(task.timeout_secs));
     let target = kill::Target { pgid: pid, cgroup: cgroup.clone() };
     let (reason, exit_code) = supervise::supervise(child, &target, reader, timeout, kill, env.kill_grace, logs).await;
+    let (uid, mask) = (account.uid, task.mask.clone());
+    // The directory goes with the task (removed in the blocking thread, as `vars_dir` drops).
+    let changed = match tokio::task::spawn_blocking(move || vars_dir.read(uid, &mask)).await {
+        Ok(Ok(v)) => v,
+        Ok(Err(line)) => {
+            logs.note(&line).await;
+            BTreeMap::new()
+        }
+        Err(e) => {
+            logs.note(&format!("[shoal] the variables this script set were ignored: {e}")).await;
+            BTreeMap::new()
+        }
+    };
     if let Some(cg) = cgroup {
         // A task that was stopped leaves nothing behind; one that ended by itself may leave
         // a service it started, which keeps the cgroup until it ends.
@@ -245,7 +280,7 @@ pub async fn execute<S: ChunkSink>(
         })
         .await;
     }
-    end(reason, exit_code, pgid)
+    ExecOutcome { vars: changed, ..end(reason, exit_code, pgid) }
 }
 
 /// The limitation stated in the log of a task without a cgroup.
@@ -256,7 +291,8 @@ pub const PASSED_THROUGH: [&str; 3] = ["LANG", "LC_ALL", "TZ"];
 
 /// A script's whole environment: `PATH` (the agent's interpreter search path), `HOME`,
 /// `USER`, `LOGNAME` and `SHELL` of its account, and [`PASSED_THROUGH`] when the agent has
-/// them. Nothing else of the agent's environment is inherited.
+/// them — plus `SHOAL_VARS_FILE` (see [`vars`]). Nothing else of the agent's environment is
+/// inherited.
 pub fn job_env(account: &account::Account, search_path: &OsString) -> Vec<(OsString, OsString)> {
     let mut env: Vec<(OsString, OsString)> = vec![
         ("PATH".into(), search_path.clone()),
@@ -280,6 +316,7 @@ fn spawn(
     interp: &interpreter::Interpreter,
     account: &account::Account,
     script: &std::path::Path,
+    vars_file: &std::path::Path,
     search_path: &OsString,
     join_cgroup: Option<OwnedFd>,
 ) -> std::io::Result<(tokio::process::Child, tokio::net::unix::pipe::Receiver)> {
@@ -296,6 +333,7 @@ fn spawn(
         // Nothing of the agent's own environment (its token above all) reaches the script.
         .env_clear()
         .envs(job_env(account, search_path))
+        .env(shoal_proto::agent::VARS_FILE_ENV, vars_file)
         .stdin(if task.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::from(write_end.try_clone()?))
         .stderr(Stdio::from(write_end))

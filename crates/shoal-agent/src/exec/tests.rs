@@ -147,13 +147,33 @@ async fn the_job_environment_is_minimal() {
     // The test process has plenty of variables of its own (CARGO_*, …): none may reach a job.
     let (_, text, _) = run(&task(1, "env | cut -d= -f1 | sort", &me())).await;
     let names: Vec<&str> = text.lines().collect();
-    let allowed = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "TZ", "PWD", "SHLVL", "_", "OLDPWD"];
+    let allowed = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SHOAL_VARS_FILE", "LANG", "LC_ALL", "TZ", "PWD", "SHLVL", "_", "OLDPWD"];
     for n in &names {
         assert!(allowed.contains(n), "{n} leaked into the job's environment: {names:?}");
     }
-    for n in ["PATH", "HOME", "USER", "LOGNAME", "SHELL"] {
+    for n in ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "SHOAL_VARS_FILE"] {
         assert!(names.contains(&n), "{n} missing: {names:?}");
     }
+}
+
+#[tokio::test]
+async fn variables_a_script_leaves_come_back_with_its_outcome() {
+    // What a plan step's prelude writes as the script exits (masked like its output).
+    let mut t = task(1, "printf '%s\\0%s\\0' VERSION 2.0 PW x-hunter2 > \"$SHOAL_VARS_FILE\"; exit 2", &me());
+    t.mask = vec!["hunter2".into()];
+    let (out, text, _) = run(&t).await;
+    assert_eq!((out.reason, out.exit_code), (ExitReason::Exited, Some(2)), "{text}");
+    let want: BTreeMap<String, String> =
+        [("VERSION", "2.0"), ("PW", "x-******")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(out.vars, want);
+    // Nothing written: nothing reported. The private directory is gone either way (`run_in`).
+    let (out, text, _) = run(&task(1, "test -d \"$(dirname \"$SHOAL_VARS_FILE\")\" && echo ok", &me())).await;
+    assert_eq!((out.vars.len(), text.as_str()), (0, "ok\n"));
+    // Too much: ignored, and the log says so.
+    let t = task(1, "{ printf 'V\\000'; head -c 70000 /dev/zero | tr '\\0' x; printf '\\000'; } > \"$SHOAL_VARS_FILE\"", &me());
+    let (out, text, _) = run(&t).await;
+    assert!(out.vars.is_empty());
+    assert!(text.contains("[shoal] the variables this script set were ignored") && text.contains("64 KiB"), "{text}");
 }
 
 #[tokio::test]

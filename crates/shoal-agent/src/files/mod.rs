@@ -145,7 +145,7 @@ pub async fn transfer<S: ChunkSink>(
     mut kill: oneshot::Receiver<KillReason>,
 ) -> ExecOutcome {
     let start_ms = now_ms();
-    let end = |reason, exit_code| ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid: None };
+    let end = |reason, exit_code| ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid: None, vars: Default::default() };
     let user = task.user.clone();
     let account = match tokio::task::spawn_blocking(move || account::resolve(&user)).await {
         Ok(Ok(a)) => a,

@@ -84,7 +84,14 @@ impl Executor for InstantExecutor {
                 logs.write(&piece[..n]).await;
                 left -= n;
             }
-            ExecOutcome { reason: ExitReason::Exited, exit_code: Some(self.exit_code), start_ms, end_ms: now_ms(), pgid: None }
+            ExecOutcome {
+                reason: ExitReason::Exited,
+                exit_code: Some(self.exit_code),
+                start_ms,
+                end_ms: now_ms(),
+                pgid: None,
+                vars: Default::default(),
+            }
         })
     }
 }

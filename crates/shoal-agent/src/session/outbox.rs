@@ -401,7 +401,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
 /// A task's last chunk (`note`) and its exit.
 fn ended(key: TaskKey, seq: u64, reason: ExitReason, start_ms: i64, note: String) -> (LogChunk, TaskExit) {
     let chunk = LogChunk { key, seq, data: note.into_bytes() };
-    let exit = TaskExit { key, reason, exit_code: None, start_ms, end_ms: now_ms(), chunks: seq + 1, dropped_bytes: 0 };
+    let exit =
+        TaskExit { key, reason, exit_code: None, start_ms, end_ms: now_ms(), chunks: seq + 1, dropped_bytes: 0, vars: Default::default() };
     (chunk, exit)
 }
 
@@ -435,8 +436,16 @@ mod tests {
         o.create_dirs().unwrap();
         o.write_record(&key(1), &rec(5)).unwrap();
         o.write_chunk(&key(1), 0, b"secret output").unwrap();
-        let exit =
-            TaskExit { key: key(1), reason: ExitReason::Exited, exit_code: Some(0), start_ms: 1, end_ms: 2, chunks: 1, dropped_bytes: 0 };
+        let exit = TaskExit {
+            key: key(1),
+            reason: ExitReason::Exited,
+            exit_code: Some(0),
+            start_ms: 1,
+            end_ms: 2,
+            chunks: 1,
+            dropped_bytes: 0,
+            vars: Default::default(),
+        };
         o.write_exit(&exit).unwrap();
         o.ack_chunks(&key(1), 0).unwrap();
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
@@ -451,7 +460,16 @@ mod tests {
     }
 
     fn exit(k: TaskKey, chunks: u64) -> TaskExit {
-        TaskExit { key: k, reason: ExitReason::Exited, exit_code: Some(0), start_ms: 1, end_ms: 2, chunks, dropped_bytes: 0 }
+        TaskExit {
+            key: k,
+            reason: ExitReason::Exited,
+            exit_code: Some(0),
+            start_ms: 1,
+            end_ms: 2,
+            chunks,
+            dropped_bytes: 0,
+            vars: Default::default(),
+        }
     }
 
     fn outbox() -> (tempfile::TempDir, Outbox) {
@@ -487,6 +505,21 @@ mod tests {
         assert_eq!(index.known_tasks(), vec![a]);
         assert_eq!(index.pending[&a].chunks.iter().copied().collect::<Vec<_>>(), vec![1]);
         assert!(!o.task_dir(&b).exists() && !o.record_path(&b).exists());
+    }
+
+    #[test]
+    fn an_exit_keeps_its_variables_and_older_records_still_load() {
+        let (_dir, o) = outbox();
+        let mut x = exit(key(1), 0);
+        x.vars.insert("VERSION".into(), "2.0".into());
+        o.write_exit(&x).unwrap();
+        // An exit an older agent left, without the field.
+        let old = r#"{"key":{"step_instance_id":2,"execute_count":0,"host_id":9},"reason":"exited","exit_code":0,"start_ms":1,"end_ms":2,"chunks":0,"dropped_bytes":0}"#;
+        std::fs::create_dir_all(o.task_dir(&key(2))).unwrap();
+        std::fs::write(o.task_dir(&key(2)).join("exit.json"), old).unwrap();
+        let index = o.load().unwrap();
+        assert_eq!(index.pending[&key(1)].exit, Some(x));
+        assert_eq!(index.pending[&key(2)].exit, Some(exit(key(2), 0)));
     }
 
     #[tokio::test]

@@ -80,6 +80,7 @@ pub fn spawn(
             end_ms: out.end_ms,
             chunks: summary.chunks,
             dropped_bytes: summary.dropped_bytes,
+            vars: out.vars,
         };
         tracing::info!(%key, reason = ?exit.reason, exit_code = ?exit.exit_code,
             chunks = exit.chunks, "task finished");

@@ -313,10 +313,11 @@ pub async fn recheck(ctx: &Ctx, job: &JobRow, stage: Stage, step: Option<&StepRo
 }
 
 /// The text a host will run: a shell step gets the plan's variables in front (as the engine
-/// does when it dispatches), other languages run as written.
+/// does when it dispatches; without Shoal's own EXIT trap, which is no author's code), other
+/// languages run as written.
 fn final_text(language: i32, script: &[u8], shell_vars: &[(String, VarType, String)]) -> Vec<u8> {
     if language == ScriptLanguage::Shell as i32 && !shell_vars.is_empty() {
-        shoal_core::template::with_shell_variables(&String::from_utf8_lossy(script), shell_vars).into_bytes()
+        shoal_core::template::with_shell_definitions(&String::from_utf8_lossy(script), shell_vars).into_bytes()
     } else {
         script.to_vec()
     }

@@ -22,7 +22,7 @@ pub mod step_ops;
 pub mod targets;
 pub mod variables;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use shoal_proto::agent::{RunTask, ServerMsg, TaskKey};
@@ -54,7 +54,16 @@ pub struct Engine {
 
 fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem {
     IngestItem {
-        change: TaskChange::Finished { key, status, exit_code: 0, error_code, start_time: None, end_time: now, dropped_bytes: 0 },
+        change: TaskChange::Finished {
+            key,
+            status,
+            exit_code: 0,
+            error_code,
+            start_time: None,
+            end_time: now,
+            dropped_bytes: 0,
+            vars: Default::default(),
+        },
         ack: None,
     }
 }
@@ -91,6 +100,25 @@ impl Engine {
         }
     }
 
+    /// The global variables an exit reports, as stored: none past
+    /// [`shoal_proto::agent::MAX_VARS_BYTES`] (whatever the agent sends), the step's
+    /// passwords masked as in its output.
+    pub fn script_vars(&self, host_id: i64, exit: &mut shoal_proto::agent::TaskExit) -> BTreeMap<String, String> {
+        let bytes = exit.vars_bytes();
+        let mut vars = std::mem::take(&mut exit.vars);
+        if bytes > shoal_proto::agent::MAX_VARS_BYTES {
+            tracing::warn!(host_id, step_instance_id = exit.key.step_instance_id, bytes, "an exit's variables exceed the bound; ignored");
+            return BTreeMap::new();
+        }
+        let secrets = self.redactions.lock().expect("redactions lock").get(&exit.key.step_instance_id).cloned();
+        if let Some(s) = secrets {
+            for v in vars.values_mut() {
+                *v = variables::mask(v, &s);
+            }
+        }
+        vars
+    }
+
     pub(crate) fn me(&self) -> Option<Arc<Engine>> {
         self.me.upgrade()
     }
@@ -112,7 +140,7 @@ impl Engine {
                 if let Some(t) = unstaged {
                     self.stage_then_dispatch(Arc::new(step.clone()), t);
                 }
-                let prepared = self.prepare(step).await;
+                let prepared = self.prepare(step).await?;
                 self.steps.lock().expect("steps lock").insert(prepared.id, prepared);
                 // Steps whose last result arrived just before the restart end now.
                 self.on_final(&[key]).await;
@@ -148,7 +176,13 @@ impl Engine {
         }
         let s = self.store.get_step(step_id).await.ok()??;
         let running = s.status == RunStatus::Running as i32;
-        let s = self.prepare(s).await;
+        let s = match self.prepare(s).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(step_instance_id = step_id, error = %e, "preparing a step");
+                return None;
+            }
+        };
         if running {
             self.steps.lock().expect("steps lock").insert(step_id, s.clone());
         }
@@ -156,14 +190,24 @@ impl Engine {
     }
 
     /// The step as agents run it: shell scripts of plan jobs get the job's variables
-    /// defined before their body.
-    async fn prepare(&self, mut step: StepRow) -> Arc<StepRow> {
+    /// defined before their body — a string variable as the latest earlier step whose
+    /// script changed it left it, else the plan's value.
+    async fn prepare(&self, mut step: StepRow) -> Result<Arc<StepRow>, StoreError> {
         // Sensitive parameters are masked like passwords.
         let mut secrets = if step.sensitive { self.config.sealing_key.open_all(&step.args, crate::secrets::JOB_PARAM_AAD) } else { vec![] };
         if step.language == shoal_proto::status::ScriptLanguage::Shell as i32 {
-            if let Ok(Some(link)) = self.store.job_plan_link(step.job_instance_id).await {
+            if let Some(link) = self.store.job_plan_link(step.job_instance_id).await? {
                 secrets.extend(variables::passwords(&link.variables, &self.config.sealing_key));
-                let vars = variables::shell_values(&link.variables, &self.config.sealing_key);
+                let mut vars = variables::shell_values(&link.variables, &self.config.sealing_key);
+                let outputs = variables::outputs_by_step(self.store.step_var_outputs(step.job_instance_id).await?);
+                if !outputs.is_empty() {
+                    let mut earlier = self.store.get_steps(step.job_instance_id).await?;
+                    earlier.retain(|s| s.step_order < step.step_order);
+                    earlier.sort_by_key(|s| s.step_order);
+                    for s in &earlier {
+                        variables::apply_outputs(&mut vars, outputs.get(&s.id));
+                    }
+                }
                 let body = String::from_utf8_lossy(&step.script).into_owned();
                 step.script = shoal_core::template::with_shell_variables(&body, &vars).into_bytes();
             }
@@ -173,7 +217,7 @@ impl Engine {
         if !secrets.is_empty() {
             self.redactions.lock().expect("redactions lock").insert(step.id, Arc::new(secrets));
         }
-        Arc::new(step)
+        Ok(Arc::new(step))
     }
 
     /// Move a step to running (script) or waiting for a user (confirmation) and, for a
@@ -190,7 +234,7 @@ impl Engine {
         }
         step.status = status as i32;
         step.start_time = Some(now);
-        let step = self.prepare(step).await;
+        let step = self.prepare(step).await?;
         self.steps.lock().expect("steps lock").insert(step.id, step.clone());
         self.dispatch_step(&step).await
     }

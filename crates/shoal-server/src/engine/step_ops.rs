@@ -145,7 +145,7 @@ impl Engine {
         self.store.restart_step(step.id, next, &rows).await?;
         let fresh = self.store.get_step(step.id).await?.ok_or(StepOpError::WrongState)?;
         tracing::info!(job_instance_id = job.id, step_instance_id = step.id, execute_count = next, all, "retrying step");
-        let fresh = self.prepare(fresh).await;
+        let fresh = self.prepare(fresh).await?;
         self.steps.lock().expect("steps lock").insert(fresh.id, fresh.clone());
         if rows.iter().all(|(_, s)| *s == host_status::LAST_SUCCESS) {
             // Nothing to run: the step is done at once.

@@ -1,11 +1,16 @@
 //! The global variables a plan job runs with, as stored with the job (JSON), and what is
-//! derived from them: shell definitions for scripts, and the password values to mask.
+//! derived from them: shell definitions for scripts, and the password values to mask. A
+//! script may change a string variable (see `shoal_core::template::with_shell_variables`):
+//! the steps after it see the value it left.
 //! Password values are stored sealed (see [`crate::secrets`], bound to "a job variable named
 //! so") and opened only here; a job never takes a sealed value from a caller.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use shoal_core::template::VarType;
 use shoal_proto::jobv3::ServerDto;
+use shoal_store::StepVarOutput;
 
 use crate::secrets::Key;
 
@@ -66,6 +71,26 @@ pub fn shell_values(json: &str, key: &Key) -> Vec<(String, VarType, String)> {
         .into_iter()
         .filter_map(|v| var_type(v.var_type).filter(|t| *t != VarType::HostList).map(|t| (v.name, t, v.value)))
         .collect()
+}
+
+/// The values scripts of a job changed, by step and name ([`shoal_store::Store::step_var_outputs`]).
+pub fn outputs_by_step(outputs: Vec<StepVarOutput>) -> BTreeMap<i64, BTreeMap<String, String>> {
+    let mut by_step: BTreeMap<i64, BTreeMap<String, String>> = BTreeMap::new();
+    for o in outputs {
+        by_step.entry(o.step_instance_id).or_default().insert(o.name, o.value);
+    }
+    by_step
+}
+
+/// A step's outputs over `vars`: string variables only (a password, array or host list
+/// changed by a script is never taken).
+pub fn apply_outputs(vars: &mut [(String, VarType, String)], outputs: Option<&BTreeMap<String, String>>) {
+    let Some(outputs) = outputs else { return };
+    for (name, _, value) in vars.iter_mut().filter(|(_, t, _)| *t == VarType::String) {
+        if let Some(v) = outputs.get(name) {
+            value.clone_from(v);
+        }
+    }
 }
 
 /// Non-empty password values, longest first so overlapping values mask fully.

@@ -391,6 +391,7 @@ fn lost_item(key: TaskKey, now: i64) -> IngestItem {
             start_time: None,
             end_time: now,
             dropped_bytes: 0,
+            vars: Default::default(),
         },
         ack: None,
     }

@@ -154,8 +154,9 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::s
                         continue;
                     }
                     AgentMsg::Log(c) if c.key.host_id == host_id => TaskChange::Log { key: c.key, seq: c.seq, data: shared.engine.redact(c.key.step_instance_id, c.data) },
-                    AgentMsg::Exit(x) if x.key.host_id == host_id => {
+                    AgentMsg::Exit(mut x) if x.key.host_id == host_id => {
                         let (status, error_code) = shoal_core::outcome::host_result(x.reason, x.exit_code);
+                        let vars = shared.engine.script_vars(host_id, &mut x);
                         TaskChange::Finished {
                             key: x.key,
                             status,
@@ -164,6 +165,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::s
                             start_time: Some(x.start_ms),
                             end_time: x.end_ms,
                             dropped_bytes: x.dropped_bytes as i64,
+                            vars,
                         }
                     }
                     AgentMsg::Log(_) | AgentMsg::Exit(_) => {

@@ -611,9 +611,12 @@ struct VarValueReq {
     job_instance_id: Option<i64>,
 }
 
-/// As bk-job's `computeOutputVariableValuesForAllStep` answers: one entry per script step,
-/// each with the string variables only, as `{name, value, type}` (bk-sops copies every entry
-/// whose type is not 2 into its node outputs); no entry at all when the job has no variables.
+/// As bk-job's `computeOutputVariableValuesForAllStep` answers: one entry per script step
+/// (bk-job's code skips the others), each with the string variables only, as
+/// `{name, value, type}`, valued as they stood after that step — a script may have changed
+/// them (see `engine::variables`). bk-sops copies every entry whose type is not 2 into its
+/// node outputs. `global_var_list` is null when the job has none of the kinds bk-job lists
+/// (namespace variables alone); there is no entry at all when the job has no variables.
 pub async fn global_var_value(ctx: &Ctx, params: Value) -> ApiResult {
     let req: VarValueReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
@@ -627,18 +630,22 @@ pub async fn global_var_value(ctx: &Ctx, params: Value) -> ApiResult {
     if vars.is_empty() {
         return Ok(json!({"job_instance_id": job.id, "step_instance_var_list": []}));
     }
-    // A job of namespace variables alone has none of the kinds bk-job lists: null.
-    let strings: Option<Vec<Value>> = vars.iter().any(|v| v.var_type != VarType::Namespace.code()).then(|| {
-        vars.iter()
-            .filter(|v| v.var_type == VarType::String.code())
-            .map(|v| json!({"name": v.name, "value": v.value, "type": v.var_type}))
-            .collect()
-    });
-    let steps = store.get_steps(job.id).await.map_err(internal("get steps"))?;
-    let list: Vec<Value> = steps
-        .iter()
-        .filter(|s| s.step_type == step_type::SCRIPT)
-        .map(|s| json!({"step_instance_id": s.id, "global_var_list": strings}))
-        .collect();
+    let listed = vars.iter().any(|v| v.var_type != VarType::Namespace.code());
+    // Plan values, then each step's changes in step order.
+    let mut current: Vec<(String, VarType, String)> =
+        vars.into_iter().filter(|v| v.var_type == VarType::String.code()).map(|v| (v.name, VarType::String, v.value)).collect();
+    let outputs = variables::outputs_by_step(store.step_var_outputs(job.id).await.map_err(internal("step variables"))?);
+    let mut steps = store.get_steps(job.id).await.map_err(internal("get steps"))?;
+    steps.sort_by_key(|s| s.step_order);
+    let mut list = Vec::new();
+    for s in &steps {
+        variables::apply_outputs(&mut current, outputs.get(&s.id));
+        if s.step_type != step_type::SCRIPT {
+            continue;
+        }
+        let strings: Option<Vec<Value>> =
+            listed.then(|| current.iter().map(|(name, ty, value)| json!({"name": name, "value": value, "type": ty.code()})).collect());
+        list.push(json!({"step_instance_id": s.id, "global_var_list": strings}));
+    }
     Ok(json!({"job_instance_id": job.id, "step_instance_var_list": list}))
 }
