@@ -251,7 +251,7 @@ pub async fn verify_without_placing<S: ChunkSink>(t: &Transfer, fetcher: &Fetche
         None => (ExitReason::Exited, Some(0)),
         Some(r) => (r, None),
     };
-    ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid: None }
+    ExecOutcome { reason, exit_code, start_ms, end_ms: now_ms(), pgid: None, vars: Default::default() }
 }
 
 fn event(t: &Transfer, f: &FileGet, status: u8, done: u64, speed: u64, message: &str) -> FileEvent {
