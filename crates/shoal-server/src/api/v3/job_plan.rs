@@ -565,6 +565,7 @@ async fn file_request(
         download_limit: speed_limit(f.download_speed_limit),
         files,
         sources,
+        remote: vec![],
         upload_limit: speed_limit(f.upload_speed_limit),
         target_name: None,
     };
