@@ -10,8 +10,8 @@
 //!
 //! A source URL is a request the server makes on a caller's behalf, so it is fenced
 //! ([`UrlPolicy`]): http(s) only, no user info, and never this server's own addresses
-//! (loopback, the listen address, the unspecified address) nor link-local ones (cloud
-//! metadata) unless an admin lists its base URL in `file_source_allowed_base_urls`. The host
+//! (loopback, the listen address, any address of this machine's interfaces, the unspecified
+//! address) nor link-local ones (cloud metadata) unless an admin lists its base URL in `file_source_allowed_base_urls`. The host
 //! is resolved at read time, every address it resolves to is checked, the request goes to
 //! the checked address, and redirects are not followed.
 
@@ -73,12 +73,18 @@ pub struct UrlPolicy {
     own: Vec<IpAddr>,
 }
 
+/// Whether `ip` is an address of this machine: binding a socket to it succeeds only then.
+fn local_address(ip: IpAddr) -> bool {
+    std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+}
+
 fn link_local_or_own(ip: IpAddr, own: &[IpAddr]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     };
     own.contains(&ip)
+        || local_address(ip)
         || match ip {
             IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast(),
             IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80,
@@ -294,8 +300,14 @@ mod tests {
         ] {
             assert!(p.check(bad).is_err(), "{bad}");
         }
-        for good in ["http://10.0.0.6:8080", "https://bkrepo.example.com/", "http://192.168.1.10:9000"] {
+        for good in ["http://203.0.113.7:8080", "https://bkrepo.example.com/", "http://198.51.100.10:9000"] {
             assert!(p.check(good).is_ok(), "{good}");
+        }
+        // This machine's own address on its outbound interface (no packet is sent to learn it).
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        if probe.connect("192.0.2.1:9").is_ok() {
+            let mine = probe.local_addr().unwrap().ip();
+            assert!(p.check(&format!("http://{mine}:9000/")).is_err(), "{mine} is this machine's");
         }
         let admin = UrlPolicy::new(&["http://127.0.0.1:9000".into()], "0.0.0.0:8080").unwrap();
         assert!(admin.check("http://127.0.0.1:9000/generic").is_ok());
