@@ -597,3 +597,27 @@ async fn s3_blobs_read_by_range() {
     assert!(err.to_string().contains("99"), "{err}");
     assert_eq!(std::fs::read_dir(spool.path().join("tmp")).unwrap().count(), 0, "nothing left spooled");
 }
+
+/// A blob over the single-`PUT` size goes up in parts and reads back whole.
+#[tokio::test]
+async fn s3_blobs_upload_large_blobs_in_parts() {
+    use shoal_server::files::{blobs, BlobId, BlobStore};
+    use tokio::io::AsyncReadExt;
+    let Some(m) = moto().await else { return };
+    let client = s3(&m.endpoint, "AKP", "parts-secret");
+    client.create_bucket("parts").await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let store = shoal_server::files::s3::S3Blobs::new(client, "parts", "", spool.path().join("tmp")).unwrap().with_parts(1 << 20, 5 << 20);
+    let content: Vec<u8> = (0..(12u32 << 20)).map(|i| (i.wrapping_mul(31) >> 3) as u8).collect();
+    let pieces: Vec<std::io::Result<axum::body::Bytes>> =
+        content.chunks(1 << 20).map(|c| Ok(axum::body::Bytes::copy_from_slice(c))).collect();
+    let blob = store.put(Box::pin(futures_util::stream::iter(pieces)), 1 << 30).await.unwrap();
+    assert_eq!((blob.id.clone(), blob.size), (BlobId::of(&content), content.len() as u64));
+    let (mut r, size) = store.read_from(&blob.id, 0).await.unwrap();
+    let mut back = Vec::new();
+    r.read_to_end(&mut back).await.unwrap();
+    assert_eq!(size, content.len() as u64);
+    assert!(back == content, "the parts read back as the blob");
+    let again = store.put(blobs::once(content.clone()), 1 << 30).await.unwrap();
+    assert_eq!(again.id, blob.id);
+}

@@ -215,8 +215,8 @@ impl S3Client {
         Ok(())
     }
 
-    /// Uploads `len` bytes of `file` (from its current position) in parts.
-    async fn put_parts(&self, bucket: &str, key: &str, file: &mut tokio::fs::File, len: u64) -> io::Result<()> {
+    /// Uploads the `len` bytes of the file at `path` in parts of `part_bytes`.
+    async fn put_parts(&self, bucket: &str, key: &str, path: &std::path::Path, len: u64, part_bytes: u64) -> io::Result<()> {
         let up = [("uploads".to_string(), String::new())];
         let r = self.request(Method::POST, bucket, key, &up).send().await.map_err(io::Error::other)?;
         if !r.status().is_success() {
@@ -228,10 +228,11 @@ impl S3Client {
         let mut sent = 0u64;
         let result = async {
             while sent < len {
-                let n = PART_BYTES.min(len - sent);
+                let n = part_bytes.min(len - sent);
                 let number = etags.len() + 1;
                 let q = [("partNumber".to_string(), number.to_string()), ("uploadId".to_string(), upload_id.clone())];
-                let part = file.try_clone().await?;
+                let mut part = tokio::fs::File::open(path).await?;
+                part.seek(io::SeekFrom::Start(sent)).await?;
                 let stream = tokio_util::io::ReaderStream::new(part.take(n));
                 let r = self
                     .request(Method::PUT, bucket, key, &q)
@@ -246,7 +247,6 @@ impl S3Client {
                 let etag = r.headers().get(reqwest::header::ETAG).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                 etags.push(etag);
                 sent += n;
-                file.seek(io::SeekFrom::Current(n as i64)).await?;
             }
             let parts: String =
                 etags.iter().enumerate().map(|(i, e)| format!("<Part><PartNumber>{}</PartNumber><ETag>{e}</ETag></Part>", i + 1)).collect();
@@ -285,12 +285,23 @@ pub struct S3Blobs {
     bucket: String,
     prefix: String,
     spool: std::path::PathBuf,
+    /// Largest blob sent in one `PUT`, and the part size above it.
+    single_put_max: u64,
+    part_bytes: u64,
 }
 
 impl S3Blobs {
     pub fn new(client: S3Client, bucket: &str, prefix: &str, spool: std::path::PathBuf) -> io::Result<S3Blobs> {
         std::fs::create_dir_all(&spool)?;
-        Ok(S3Blobs { client, bucket: bucket.into(), prefix: prefix.into(), spool })
+        Ok(S3Blobs { client, bucket: bucket.into(), prefix: prefix.into(), spool, single_put_max: SINGLE_PUT_MAX, part_bytes: PART_BYTES })
+    }
+
+    /// Sends blobs over `single_put_max` bytes in parts of `part_bytes` (S3's smallest part is
+    /// 5 MiB).
+    pub fn with_parts(mut self, single_put_max: u64, part_bytes: u64) -> S3Blobs {
+        self.single_put_max = single_put_max;
+        self.part_bytes = part_bytes.max(5 << 20);
+        self
     }
 
     fn key(&self, id: &BlobId) -> String {
@@ -321,12 +332,13 @@ impl BlobStore for S3Blobs {
             if self.client.head(&self.bucket, &key).await? == Some(size) {
                 return Ok(blob);
             }
-            file.seek(io::SeekFrom::Start(0)).await?;
-            if size <= SINGLE_PUT_MAX {
+            if size <= self.single_put_max {
+                file.seek(io::SeekFrom::Start(0)).await?;
                 let stream = tokio_util::io::ReaderStream::new(file);
                 self.client.put(&self.bucket, &key, reqwest::Body::wrap_stream(stream), size).await?;
             } else {
-                self.client.put_parts(&self.bucket, &key, &mut file, size).await?;
+                drop(file);
+                self.client.put_parts(&self.bucket, &key, &tmp, size, self.part_bytes).await?;
             }
             Ok(blob)
         }
