@@ -564,7 +564,69 @@ async fn blobs_in_s3_serve_the_whole_file_path(b: Backend) {
     assert_eq!(std::fs::read_to_string(dir.join("app.conf")).unwrap(), "k=v\n");
 }
 
+/// A template's file step may read from a file source: checked when applied, shown by
+/// `get_job_plan_detail` as `file_type` 3, read when the plan runs.
+async fn a_plan_step_reads_from_a_file_source(b: Backend) {
+    let repo = bkrepo(&[("proj/generic/app.tar", b"release 7\n".to_vec())]).await;
+    let allowed = repo.url.clone();
+    let Some(mut h) = Harness::start_with(b, |c| c.file_source_allowed_base_urls = vec![allowed]).await else { return };
+    h.add_agent("10.35.0.1", None, None, &[]).await;
+    h.add_agent("10.35.0.2", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let hosts = h.host_ids().await;
+    let cred = create_credential(
+        &h,
+        json!({"name": "repo", "type": "USERNAME_PASSWORD", "credential_username": "bkrepo-user", "credential_password": "bkrepo-pass"}),
+    )
+    .await;
+    let id = create_source(&h, "releases", "BLUEKING_ARTIFACTORY", json!({"base_url": repo.url}), &cred).await;
+    let dest = h.dir.path().join("srv/app");
+    let doc = |code: &str| {
+        json!({
+            "name": "release",
+            "variables": [{"name": "DEST", "type": "host_list", "server": {"host_id_list": hosts}}],
+            "steps": [{"name": "ship", "file": {
+                "sources": [{"file_source": code, "files": ["proj/generic/app.tar"]}],
+                "destination": {"path": dest.to_str().unwrap(), "account": USER, "target": {"variable": "DEST"}}
+            }}]
+        })
+    };
+    let apply = |d: Value| {
+        let h = &h;
+        async move {
+            let r = h.http.post(format!("{}/api/shoal/v1/templates/apply", h.url)).header("X-Bkapi-Authorization", h.auth_header());
+            r.json(&json!({"bk_scope_type": "biz", "bk_scope_id": BIZ, "document": d})).send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    // An unknown source, and a source with an account, are refused with the field.
+    let v = apply(doc("nope")).await;
+    assert_eq!(v["code"], 1241010, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("steps.file.sources[0].file_source"), "{v}");
+    let mut bad = doc("releases");
+    bad["steps"][0]["file"]["sources"][0]["account"] = json!(USER);
+    assert_eq!(apply(bad).await["code"], 1241010);
+
+    let v = apply(doc("releases")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let plan = v["data"]["plans"][0]["id"].as_i64().unwrap();
+    let (_, d) = h.get("get_job_plan_detail", &format!("bk_scope_type=biz&bk_scope_id={BIZ}&job_plan_id={plan}")).await;
+    let src = &d["data"]["step_list"][0]["file_info"]["file_source_list"][0];
+    assert_eq!(
+        (src["file_type"].as_i64(), src["file_source_code"].as_str(), src["file_source_id"].as_i64()),
+        (Some(3), Some("releases"), Some(id)),
+        "{d}"
+    );
+    assert_eq!(src["file_list"], json!(["proj/generic/app.tar"]), "{d}");
+
+    let (_, v) = h.post("execute_job_plan", with_scope(json!({"job_plan_id": plan}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(60)).await;
+    assert_eq!(statuses(&st), vec![9, 9], "{st}");
+    assert_eq!(std::fs::read(dest.join("app.tar")).unwrap(), b"release 7\n");
+}
+
 both!(
+    a_plan_step_reads_from_a_file_source,
     credentials_are_sealed_and_never_returned,
     file_sources_are_checked_and_listed,
     bkrepo_files_reach_the_targets,

@@ -5,7 +5,7 @@ pub mod cron;
 pub(crate) mod dangerous_rule;
 pub(crate) mod fast_execute_script;
 mod file;
-mod file_source;
+pub(crate) mod file_source;
 pub(crate) mod get_job_instance_ip_log;
 mod get_job_instance_list;
 pub mod get_job_instance_status;
