@@ -18,6 +18,7 @@ const UPLOAD_PIECE: usize = 256 * 1024;
 
 /// JOB's source type of files uploaded through an upload URL.
 const FILE_TYPE_UPLOADED: i32 = 2;
+const FILE_TYPE_SOURCE: i32 = 3;
 
 /// One slot of `generate_local_file_upload_url`: where to `PUT` the file, and the path a
 /// `fast_transfer_file` names it by.
@@ -60,6 +61,8 @@ pub struct UploadTransfer {
     pub target_name: Option<String>,
     pub timeout_secs: Option<i64>,
     pub task_name: Option<String>,
+    /// Files of file sources (`file_type` 3): (source code, paths in it).
+    pub sources: Vec<(String, Vec<String>)>,
 }
 
 /// One file of a host's file log (`file_logs[]`, JOB's `EsbFileLogV3DTO`).
@@ -242,7 +245,7 @@ impl Client {
 
     /// `fast_transfer_file` of uploaded files.
     pub async fn transfer_uploads(&self, scope: &Scope, t: &UploadTransfer) -> Result<JobExecuteResp> {
-        if t.paths.is_empty() {
+        if t.paths.is_empty() && t.sources.iter().all(|(_, p)| p.is_empty()) {
             return Err(ClientError::Validation("no files to transfer".into()));
         }
         if t.target.is_empty() {
@@ -257,11 +260,18 @@ impl Client {
             account_alias: Some(t.account_alias.clone()),
             file_target_path: Some(t.target_dir.clone()),
             file_target_name: t.target_name.clone(),
-            file_source_list: Some(vec![FileSourceDto {
-                file_list: Some(t.paths.clone()),
-                file_type: Some(FILE_TYPE_UPLOADED),
-                ..Default::default()
-            }]),
+            file_source_list: Some(
+                (!t.paths.is_empty())
+                    .then(|| FileSourceDto { file_list: Some(t.paths.clone()), file_type: Some(FILE_TYPE_UPLOADED), ..Default::default() })
+                    .into_iter()
+                    .chain(t.sources.iter().filter(|(_, p)| !p.is_empty()).map(|(code, paths)| FileSourceDto {
+                        file_list: Some(paths.clone()),
+                        file_type: Some(FILE_TYPE_SOURCE),
+                        file_source_code: Some(code.clone()),
+                        ..Default::default()
+                    }))
+                    .collect(),
+            ),
             target_server: Some(t.target.clone()),
             timeout: t.timeout_secs,
             download_speed_limit: t.download_limit_mb,

@@ -164,8 +164,9 @@ pub struct FileStep {
     pub ignore_error: bool,
 }
 
-/// Where a file step's files come from: absolute `files` on hosts (read as `account`), or
-/// one file uploaded through `generate_local_file_upload_url`, by its `upload` path.
+/// Where a file step's files come from: absolute `files` on hosts (read as `account`), one
+/// file uploaded through `generate_local_file_upload_url`, by its `upload` path, or `files`
+/// of a file source, by its code (`file_source`; bkrepo `project/repo/path`, S3 `bucket/key`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSource {
@@ -177,6 +178,9 @@ pub struct FileSource {
     pub target: Option<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<String>,
+    /// The code of a file source `files` are read from (by the server, when the step runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_source: Option<String>,
     /// For an `upload` source: the content the upload held when this template version was
     /// applied. Set by the server (a value sent by a caller is replaced); runs place this
     /// content, so an approver sees exactly what is distributed.
@@ -465,6 +469,25 @@ impl FileStep {
         }
         for (i, src) in self.sources.iter().enumerate() {
             let field = format!("steps.file.sources[{i}]");
+            if let Some(code) = &src.file_source {
+                if code.trim().is_empty() {
+                    return Err(bad(&format!("{field}.file_source"), format!("step {step:?}: an empty file source code")));
+                }
+                if src.upload.is_some() || src.account.is_some() || src.target.is_some() {
+                    return Err(bad(&field, format!("step {step:?}: a file_source source has files and no upload, account or target")));
+                }
+                if src.files.is_empty() {
+                    return Err(bad(&format!("{field}.files"), format!("step {step:?}: a file_source source needs files")));
+                }
+                let in_source = |p: &str| {
+                    let p = p.trim().trim_start_matches('/');
+                    !p.is_empty() && !p.ends_with('/') && !p.contains('\0') && !p.split('/').any(|c| c == "..")
+                };
+                if let Some(p) = src.files.iter().find(|p| !in_source(p)) {
+                    return Err(bad(&format!("{field}.files"), format!("{p:?} is not a file path in the source")));
+                }
+                continue;
+            }
             match (&src.upload, src.files.is_empty()) {
                 (Some(path), true) => {
                     if path.trim().is_empty() {

@@ -83,6 +83,11 @@ codes! {
     MISSING_APP_CODE = 1247004, "缺少应用编码", "Missing app code";
     USER_ACCESS_APP_FORBIDDEN = 1247403, "无该应用访问权限", "No access permission for this application";
     BK_PERMISSION_DENIED = 9900403, "用户({0})权限不足，请前往权限中心确认并申请补充后重试", "User ({0}) permission not allowed, please confirm and apply permission in IAM";
+    FILE_SOURCE_NOT_EXIST = 1260001, "文件源不存在:{0}", "File source does not exist: {0}";
+    FILE_SOURCE_ALIAS_ALREADY_EXISTS = 1260004, "文件源别名已存在：{0}", "File source alias already exists: {0}";
+    FAIL_TO_FIND_FILE_SOURCE_BY_CODE = 1260012, "无法根据标识{0}找到文件源", "Cannot find file source by code {0}";
+    FILE_SOURCE_CODE_ALREADY_EXISTS = 1260015, "文件源标识已存在：{0}", "File source code already exists: {0}";
+    ID_AND_CODE_AT_LEAST_ONE = 1260016, "文件源ID与标识至少指定一个", "Specify at least one of the file source id and code";
     LOCK_NOT_ACQUIRED = 500006, "无法获取锁：检查[{0}]正在运行，请稍后重试", "Could not acquire the lock: check [{0}] is already running; retry later";
 }
 

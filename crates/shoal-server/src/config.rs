@@ -82,6 +82,22 @@ pub struct ServerConfig {
     pub cron_misfire_secs: u64,
     /// IANA time zone of crons saved without one; default: this machine's zone.
     pub cron_time_zone: Option<String>,
+    /// Base URLs file sources may read from although their host is one of this server's own
+    /// addresses (loopback, the listen address) or link-local (cloud metadata); such
+    /// addresses are refused otherwise. An admin setting.
+    pub file_source_allowed_base_urls: Vec<String>,
+    /// Where blobs are kept: `local` (`<data_dir>/blobs`, the default) or `s3` (an
+    /// S3-compatible bucket shared by replicas; the `s3_*` settings).
+    pub blob_store: String,
+    /// S3-compatible endpoint, e.g. `https://s3.eu-west-1.amazonaws.com` or
+    /// `http://minio:9000`; requests are path-style (`<endpoint>/<bucket>/<key>`).
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_bucket: Option<String>,
+    /// Key prefix of blobs in the bucket (default `blobs/`).
+    pub s3_prefix: String,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -120,6 +136,14 @@ impl Default for ServerConfig {
             cron_poll_ms: 1000,
             cron_misfire_secs: 60,
             cron_time_zone: None,
+            file_source_allowed_base_urls: Vec::new(),
+            blob_store: "local".into(),
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_bucket: None,
+            s3_prefix: "blobs/".into(),
+            s3_access_key: None,
+            s3_secret_key: None,
             sealing_key: crate::secrets::Key::default(),
         }
     }
@@ -150,6 +174,15 @@ impl ServerConfig {
         anyhow::ensure!(self.data_dir.is_some() || self.database_url.is_some(), "set data_dir (embedded SQLite) or database_url");
         anyhow::ensure!(self.tls_cert.is_some() == self.tls_key.is_some(), "set both tls_cert and tls_key, or neither");
         crate::engine::callback::CallbackPolicy::new(&self.callback_allowed_base_urls)?;
+        crate::files::sources::UrlPolicy::new(&self.file_source_allowed_base_urls, &self.listen)?;
+        match self.blob_store.as_str() {
+            "local" => {}
+            "s3" => anyhow::ensure!(
+                self.s3_endpoint.is_some() && self.s3_bucket.is_some() && self.s3_access_key.is_some() && self.s3_secret_key.is_some(),
+                "blob_store = \"s3\" needs s3_endpoint, s3_bucket, s3_access_key and s3_secret_key"
+            ),
+            other => anyhow::bail!("blob_store must be \"local\" or \"s3\", not {other:?}"),
+        }
         anyhow::ensure!(self.cron_poll_ms >= 10, "cron_poll_ms must be at least 10");
         anyhow::ensure!(self.cron_misfire_secs >= 1, "cron_misfire_secs must be at least 1");
         if let Some(tz) = &self.cron_time_zone {
@@ -188,6 +221,7 @@ impl ServerConfig {
         c.database_url = self.database_url.as_ref().map(|_| self.redacted_store_url());
         c.agent_token = self.agent_token.as_ref().map(|_| "<redacted>".into());
         c.bootstrap_app = self.bootstrap_app.as_ref().map(|a| format!("{}:<redacted>", a.split(':').next().unwrap_or("")));
+        c.s3_secret_key = self.s3_secret_key.as_ref().map(|_| "<redacted>".into());
         c
     }
 

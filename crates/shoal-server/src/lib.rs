@@ -82,7 +82,8 @@ pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     let gateway = Arc::new(gateway::Gateway::new(config.clone(), store.clone()));
     let engine = engine::Engine::new(config.clone(), store.clone(), gateway.clone());
     gateway.set_engine(&engine);
-    let blobs = Arc::new(files::LocalBlobs::new(config.data_dir().join("blobs")).context("preparing the blob directory")?);
+    let blobs = files::open_blobs(&config)?;
+    engine.set_blobs(blobs.clone());
     Ok(Arc::new(Shared { config, store, engine, gateway, agent_token, finished_status: Default::default(), blobs }))
 }
 

@@ -24,8 +24,60 @@ pub struct UploadRow {
     pub expire_time: i64,
 }
 
+/// One credential; `secret` is sealed (see the server's `secrets`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRow {
+    /// 32 hex digits.
+    pub id: String,
+    pub scope_type: String,
+    pub scope_id: String,
+    pub name: String,
+    /// `APP_ID_SECRET_KEY` | `PASSWORD` | `USERNAME_PASSWORD` | `SECRET_KEY`.
+    pub kind: String,
+    pub description: String,
+    pub secret: String,
+    pub creator: String,
+    pub create_time: i64,
+    pub last_modify_user: String,
+    pub last_modify_time: i64,
+}
+
+/// One file source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileSourceRow {
+    pub id: i64,
+    pub scope_type: String,
+    pub scope_id: String,
+    pub code: String,
+    pub alias: String,
+    /// `BLUEKING_ARTIFACTORY` | `S3`.
+    pub kind: String,
+    /// JSON object; no secret in it.
+    pub access_params: String,
+    pub credential_id: String,
+    pub file_prefix: String,
+    pub enable: bool,
+    pub creator: String,
+    pub create_time: i64,
+    pub last_modify_user: String,
+    pub last_modify_time: i64,
+}
+
 #[async_trait]
 pub trait FileStore: Send + Sync {
+    async fn create_credential(&self, row: &CredentialRow) -> Result<()>;
+    /// Replaces name, type, description, secret and the modifier of credential `row.id`.
+    async fn update_credential(&self, row: &CredentialRow) -> Result<()>;
+    async fn get_credential(&self, id: &str) -> Result<Option<CredentialRow>>;
+    async fn list_credentials(&self, scope_type: &str, scope_id: &str) -> Result<Vec<CredentialRow>>;
+    /// Creates a file source and answers its id; `Conflict` when its code is taken.
+    async fn create_file_source(&self, row: &FileSourceRow) -> Result<i64>;
+    /// Replaces everything but the id, scope, code, creator and create time.
+    async fn update_file_source(&self, row: &FileSourceRow) -> Result<()>;
+    async fn get_file_source(&self, id: i64) -> Result<Option<FileSourceRow>>;
+    async fn file_source_by_code(&self, scope_type: &str, scope_id: &str, code: &str) -> Result<Option<FileSourceRow>>;
+    async fn list_file_sources(&self, scope_type: &str, scope_id: &str) -> Result<Vec<FileSourceRow>>;
+
     async fn create_uploads(&self, rows: &[UploadRow]) -> Result<()>;
     async fn upload_by_token(&self, token_hash: &str) -> Result<Option<UploadRow>>;
     async fn upload_by_path(&self, path: &str) -> Result<Option<UploadRow>>;
@@ -42,8 +94,8 @@ macro_rules! impl_file_store {
             use async_trait::async_trait;
             use sqlx::Row;
 
-            use crate::files::{FileStore, UploadRow};
-            use crate::{DbContext, Result};
+            use crate::files::{CredentialRow, FileSourceRow, FileStore, UploadRow};
+            use crate::{DbContext, Result, StoreError};
 
             type DbRow = <$db as sqlx::Database>::Row;
 
@@ -65,8 +117,197 @@ macro_rules! impl_file_store {
                 })
             }
 
+            const CREDENTIAL_COLS: &str =
+                "id, scope_type, scope_id, name, type, description, secret, creator, create_time, last_modify_user, last_modify_time";
+            const SOURCE_COLS: &str = "id, scope_type, scope_id, code, alias, type, access_params, credential_id, file_prefix, enable, \
+                 creator, create_time, last_modify_user, last_modify_time";
+
+            fn credential_of(r: &DbRow) -> Result<CredentialRow> {
+                let op = "decode credential";
+                Ok(CredentialRow {
+                    id: r.try_get("id").op(op)?,
+                    scope_type: r.try_get("scope_type").op(op)?,
+                    scope_id: r.try_get("scope_id").op(op)?,
+                    name: r.try_get("name").op(op)?,
+                    kind: r.try_get("type").op(op)?,
+                    description: r.try_get("description").op(op)?,
+                    secret: r.try_get("secret").op(op)?,
+                    creator: r.try_get("creator").op(op)?,
+                    create_time: r.try_get("create_time").op(op)?,
+                    last_modify_user: r.try_get("last_modify_user").op(op)?,
+                    last_modify_time: r.try_get("last_modify_time").op(op)?,
+                })
+            }
+
+            fn source_of(r: &DbRow) -> Result<FileSourceRow> {
+                let op = "decode file source";
+                Ok(FileSourceRow {
+                    id: r.try_get("id").op(op)?,
+                    scope_type: r.try_get("scope_type").op(op)?,
+                    scope_id: r.try_get("scope_id").op(op)?,
+                    code: r.try_get("code").op(op)?,
+                    alias: r.try_get("alias").op(op)?,
+                    kind: r.try_get("type").op(op)?,
+                    access_params: r.try_get("access_params").op(op)?,
+                    credential_id: r.try_get("credential_id").op(op)?,
+                    file_prefix: r.try_get("file_prefix").op(op)?,
+                    enable: r.try_get::<i64, _>("enable").op(op)? != 0,
+                    creator: r.try_get("creator").op(op)?,
+                    create_time: r.try_get("create_time").op(op)?,
+                    last_modify_user: r.try_get("last_modify_user").op(op)?,
+                    last_modify_time: r.try_get("last_modify_time").op(op)?,
+                })
+            }
+
             #[async_trait]
             impl FileStore for super::$store {
+                async fn create_credential(&self, c: &CredentialRow) -> Result<()> {
+                    sqlx::query(&format!(
+                        "INSERT INTO credentials ({CREDENTIAL_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    ))
+                    .bind(&c.id)
+                    .bind(&c.scope_type)
+                    .bind(&c.scope_id)
+                    .bind(&c.name)
+                    .bind(&c.kind)
+                    .bind(&c.description)
+                    .bind(&c.secret)
+                    .bind(&c.creator)
+                    .bind(c.create_time)
+                    .bind(&c.last_modify_user)
+                    .bind(c.last_modify_time)
+                    .execute(&self.pool)
+                    .await
+                    .op("insert credential")?;
+                    Ok(())
+                }
+
+                async fn update_credential(&self, c: &CredentialRow) -> Result<()> {
+                    let done = sqlx::query(
+                        "UPDATE credentials SET name = $1, type = $2, description = $3, secret = $4, last_modify_user = $5, \
+                         last_modify_time = $6 WHERE id = $7",
+                    )
+                    .bind(&c.name)
+                    .bind(&c.kind)
+                    .bind(&c.description)
+                    .bind(&c.secret)
+                    .bind(&c.last_modify_user)
+                    .bind(c.last_modify_time)
+                    .bind(&c.id)
+                    .execute(&self.pool)
+                    .await
+                    .op("update credential")?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound("credential"));
+                    }
+                    Ok(())
+                }
+
+                async fn get_credential(&self, id: &str) -> Result<Option<CredentialRow>> {
+                    let row = sqlx::query(&format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE id = $1"))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .op("get credential")?;
+                    row.as_ref().map(credential_of).transpose()
+                }
+
+                async fn list_credentials(&self, scope_type: &str, scope_id: &str) -> Result<Vec<CredentialRow>> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {CREDENTIAL_COLS} FROM credentials WHERE scope_type = $1 AND scope_id = $2 ORDER BY create_time, id"
+                    ))
+                    .bind(scope_type)
+                    .bind(scope_id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .op("list credentials")?;
+                    rows.iter().map(credential_of).collect()
+                }
+
+                async fn create_file_source(&self, s: &FileSourceRow) -> Result<i64> {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO file_sources (scope_type, scope_id, code, alias, type, access_params, credential_id, file_prefix, \
+                         enable, creator, create_time, last_modify_user, last_modify_time) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+                    )
+                    .bind(&s.scope_type)
+                    .bind(&s.scope_id)
+                    .bind(&s.code)
+                    .bind(&s.alias)
+                    .bind(&s.kind)
+                    .bind(&s.access_params)
+                    .bind(&s.credential_id)
+                    .bind(&s.file_prefix)
+                    .bind(i64::from(s.enable))
+                    .bind(&s.creator)
+                    .bind(s.create_time)
+                    .bind(&s.last_modify_user)
+                    .bind(s.last_modify_time)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(|e| match e {
+                        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict("file source code"),
+                        source => StoreError::Db { op: "insert file source", source },
+                    })?;
+                    Ok(id)
+                }
+
+                async fn update_file_source(&self, s: &FileSourceRow) -> Result<()> {
+                    let done = sqlx::query(
+                        "UPDATE file_sources SET alias = $1, type = $2, access_params = $3, credential_id = $4, file_prefix = $5, \
+                         enable = $6, last_modify_user = $7, last_modify_time = $8 WHERE id = $9",
+                    )
+                    .bind(&s.alias)
+                    .bind(&s.kind)
+                    .bind(&s.access_params)
+                    .bind(&s.credential_id)
+                    .bind(&s.file_prefix)
+                    .bind(i64::from(s.enable))
+                    .bind(&s.last_modify_user)
+                    .bind(s.last_modify_time)
+                    .bind(s.id)
+                    .execute(&self.pool)
+                    .await
+                    .op("update file source")?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound("file source"));
+                    }
+                    Ok(())
+                }
+
+                async fn get_file_source(&self, id: i64) -> Result<Option<FileSourceRow>> {
+                    let row = sqlx::query(&format!("SELECT {SOURCE_COLS} FROM file_sources WHERE id = $1"))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .op("get file source")?;
+                    row.as_ref().map(source_of).transpose()
+                }
+
+                async fn file_source_by_code(&self, scope_type: &str, scope_id: &str, code: &str) -> Result<Option<FileSourceRow>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {SOURCE_COLS} FROM file_sources WHERE scope_type = $1 AND scope_id = $2 AND code = $3"
+                    ))
+                    .bind(scope_type)
+                    .bind(scope_id)
+                    .bind(code)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .op("get file source")?;
+                    row.as_ref().map(source_of).transpose()
+                }
+
+                async fn list_file_sources(&self, scope_type: &str, scope_id: &str) -> Result<Vec<FileSourceRow>> {
+                    let rows =
+                        sqlx::query(&format!("SELECT {SOURCE_COLS} FROM file_sources WHERE scope_type = $1 AND scope_id = $2 ORDER BY id"))
+                            .bind(scope_type)
+                            .bind(scope_id)
+                            .fetch_all(&self.pool)
+                            .await
+                            .op("list file sources")?;
+                    rows.iter().map(source_of).collect()
+                }
+
                 async fn create_uploads(&self, rows: &[UploadRow]) -> Result<()> {
                     let mut tx = self.pool.begin().await.op("begin")?;
                     for u in rows {

@@ -39,7 +39,7 @@ use shoal_proto::agent::{HostFacts, TaskKey};
 
 pub use admission::{AdmissionStore, JobQuota, QuotaKind};
 pub use cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
-pub use files::{FileStore, UploadRow};
+pub use files::{CredentialRow, FileSourceRow, FileStore, UploadRow};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};
 pub use library::LibraryStore;

@@ -75,6 +75,12 @@ pub enum Command {
     /// Cron jobs: a plan run on a crontab expression or once at a time.
     #[command(subcommand)]
     Cron(crate::cmd::cron::CronCommand),
+    /// Credentials file sources read with (secrets are never shown back).
+    #[command(subcommand)]
+    Credential(crate::cmd::file_source::CredentialCommand),
+    /// File sources (bkrepo, S3-compatible) that `shoal push --from-source` reads from.
+    #[command(subcommand)]
+    FileSource(crate::cmd::file_source::FileSourceCommand),
 }
 
 impl Command {

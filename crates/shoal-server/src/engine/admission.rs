@@ -130,7 +130,9 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
                 authz::authorize_account(ctx, scope, &account).await?;
                 let hosts = targets::resolve(store.as_ref(), scope, &f.target, max).await?;
                 // Files on source hosts count by the paths named, as JOB counts them.
-                let sources = f.transfer.files.len() + f.transfer.sources.iter().map(|s| s.paths.len()).sum::<usize>();
+                let sources = f.transfer.files.len()
+                    + f.transfer.sources.iter().map(|s| s.paths.len()).sum::<usize>()
+                    + f.transfer.remote.iter().map(|s| s.paths.len()).sum::<usize>();
                 if sources.saturating_mul(hosts.len()) > MAX_FILE_TASKS {
                     return Err(JobError::with(ErrorCode::FILE_TASK_TARGET_EXCEEDS_LIMIT, MAX_FILE_TASKS.to_string()));
                 }

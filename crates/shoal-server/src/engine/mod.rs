@@ -50,6 +50,10 @@ pub struct Engine {
     redactions: Mutex<HashMap<i64, Arc<Vec<String>>>>,
     /// File steps' staging requests waiting for their source hosts.
     staging: staging::Pending,
+    /// The blob store file sources are read into (set once at start).
+    blobs: std::sync::OnceLock<Arc<dyn crate::files::BlobStore>>,
+    /// Where file sources may be read from.
+    pub source_policy: crate::files::sources::UrlPolicy,
 }
 
 fn finished(key: TaskKey, status: i32, error_code: i32, now: i64) -> IngestItem {
@@ -72,6 +76,8 @@ impl Engine {
     pub fn new(config: ServerConfig, store: Arc<dyn Store>, gateway: Arc<Gateway>) -> Arc<Engine> {
         // The allow-list was checked when the configuration was validated.
         let callback_policy = callback::CallbackPolicy::new(&config.callback_allowed_base_urls).unwrap_or_default();
+        let source_policy =
+            crate::files::sources::UrlPolicy::new(&config.file_source_allowed_base_urls, &config.listen).unwrap_or_default();
         Arc::new_cyclic(|me| Engine {
             callback_policy,
             config,
@@ -82,7 +88,14 @@ impl Engine {
             me: me.clone(),
             redactions: Mutex::new(HashMap::new()),
             staging: Default::default(),
+            blobs: std::sync::OnceLock::new(),
+            source_policy,
         })
+    }
+
+    /// The blob store file sources are read into.
+    pub fn set_blobs(&self, blobs: Arc<dyn crate::files::BlobStore>) {
+        let _ = self.blobs.set(blobs);
     }
 
     /// A step ended: drop what was kept for it while it ran.
@@ -136,7 +149,7 @@ impl Engine {
                 resumed += 1;
                 let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: 0 };
                 // A file step that was staging its sources stages them again.
-                let unstaged = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| !t.sources.is_empty());
+                let unstaged = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| t.needs_staging());
                 if let Some(t) = unstaged {
                     self.stage_then_dispatch(Arc::new(step.clone()), t);
                 }
@@ -310,7 +323,7 @@ impl Engine {
 
     async fn dispatch_step(&self, step: &StepRow) -> Result<(), StoreError> {
         // A file step with files on source hosts stages them first.
-        if let Some(t) = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| !t.sources.is_empty()) {
+        if let Some(t) = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| t.needs_staging()) {
             self.stage_then_dispatch(Arc::new(step.clone()), t);
             return Ok(());
         }

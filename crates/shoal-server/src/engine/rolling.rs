@@ -69,7 +69,7 @@ impl Engine {
     /// A host task may go out now: it is not waiting in a later batch of a serial rolling step.
     pub(crate) async fn may_run_now(&self, step: &StepRow, key: TaskKey) -> bool {
         // A file step still staging its sources has nothing to send yet.
-        if step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).is_some_and(|t| !t.sources.is_empty()) {
+        if step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).is_some_and(|t| t.needs_staging()) {
             return false;
         }
         if key.execute_count != 0 {

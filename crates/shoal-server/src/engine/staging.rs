@@ -61,9 +61,26 @@ impl Engine {
 
     async fn stage(&self, step: Arc<StepRow>, mut transfer: StepTransfer) -> Result<(), shoal_store::StoreError> {
         let sources = std::mem::take(&mut transfer.sources);
+        let remote = std::mem::take(&mut transfer.remote);
         let limit = Duration::from_secs(step.timeout_secs.max(1) as u64);
         let mut staged: Vec<StepFile> = Vec::new();
         let mut failure: Option<SourceFailure> = None;
+        for src in &remote {
+            match tokio::time::timeout(limit, self.stage_remote(src)).await {
+                Ok(Ok(files)) => staged.extend(files),
+                Ok(Err(f)) => {
+                    if failure.as_ref().is_none_or(|old| old.status != host_status::FILE_SOURCE_MISSING) {
+                        failure = Some(f);
+                    }
+                }
+                Err(_) => {
+                    failure.get_or_insert(SourceFailure {
+                        status: host_status::FILE_TRANSFER_FAILED,
+                        message: format!("file source {}: not read within the step's timeout", src.code),
+                    });
+                }
+            }
+        }
         for src in &sources {
             match self.stage_one(&step, src, transfer.upload_limit, limit).await {
                 Ok(files) => staged.extend(files),
@@ -84,7 +101,12 @@ impl Engine {
                 let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
                 let event = FileEvent {
                     mode: 0,
-                    src_path: sources.iter().flat_map(|s| s.paths.iter().cloned()).collect::<Vec<_>>().join(" "),
+                    src_path: sources
+                        .iter()
+                        .flat_map(|s| s.paths.iter().cloned())
+                        .chain(remote.iter().flat_map(|s| s.paths.iter().cloned()))
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     src_host: None,
                     dest_path: transfer.target_dir.clone(),
                     status: FILE_STATUS_FAILED,
@@ -114,6 +136,16 @@ impl Engine {
         self.steps.lock().expect("steps lock").insert(ready.id, ready.clone());
         tracing::info!(step_instance_id = step.id, files = transfer.files.len(), "file step sources staged");
         self.dispatch_step(&ready).await
+    }
+
+    /// Reads the files of a file source into the blob store.
+    async fn stage_remote(&self, src: &crate::files::sources::RemoteSource) -> Result<Vec<StepFile>, SourceFailure> {
+        let Some(blobs) = self.blobs.get() else {
+            return Err(SourceFailure { status: host_status::FILE_TRANSFER_FAILED, message: "no blob store".into() });
+        };
+        crate::files::sources::stage(self.store.as_ref(), &self.config.sealing_key, &self.source_policy, blobs.as_ref(), src)
+            .await
+            .map_err(|f| SourceFailure { status: f.status, message: f.message })
     }
 
     /// Asks one source host to stage its files, waiting for its agent to be reachable first.

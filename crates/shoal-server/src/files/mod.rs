@@ -12,11 +12,31 @@
 pub mod blobs;
 pub mod http;
 pub mod logs;
+pub mod s3;
+pub mod sources;
 
 use serde::{Deserialize, Serialize};
 use shoal_proto::agent::{FileGet, FileHost, TaskKey, Transfer};
 
 pub use blobs::{Blob, BlobId, BlobStore, LocalBlobs};
+
+/// The blob store the configuration names (`blob_store`).
+pub fn open_blobs(config: &crate::ServerConfig) -> anyhow::Result<std::sync::Arc<dyn BlobStore>> {
+    use anyhow::Context;
+    let local = config.data_dir().join("blobs");
+    if config.blob_store != "s3" {
+        return Ok(std::sync::Arc::new(LocalBlobs::new(local).context("preparing the blob directory")?));
+    }
+    let (Some(endpoint), Some(bucket), Some(ak), Some(sk)) =
+        (&config.s3_endpoint, &config.s3_bucket, &config.s3_access_key, &config.s3_secret_key)
+    else {
+        anyhow::bail!("blob_store = \"s3\" needs s3_endpoint, s3_bucket, s3_access_key and s3_secret_key");
+    };
+    let http = reqwest::Client::builder().connect_timeout(std::time::Duration::from_secs(10)).build()?;
+    let client = s3::S3Client::new(endpoint, &config.s3_region, ak, sk, http)?;
+    let spool = local.join("tmp");
+    Ok(std::sync::Arc::new(s3::S3Blobs::new(client, bucket, &config.s3_prefix, spool).context("preparing the blob spool directory")?))
+}
 
 /// Largest file Shoal takes in one upload or source.
 pub const MAX_FILE_BYTES: u64 = 64 << 30;
@@ -40,6 +60,9 @@ pub struct StepTransfer {
     /// Upload speed limit of each source host, bytes per second; 0 is none.
     #[serde(default)]
     pub upload_limit: u64,
+    /// Files of file sources still to be read into the blob store (then they join `files`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remote: Vec<sources::RemoteSource>,
     /// The name the one staged file takes (`file_target_name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_name: Option<String>,
@@ -83,6 +106,11 @@ pub struct StepFile {
 }
 
 impl StepTransfer {
+    /// Whether sources remain to be staged before the targets can fetch.
+    pub fn needs_staging(&self) -> bool {
+        !self.sources.is_empty() || !self.remote.is_empty()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a step transfer serialises")
     }

@@ -8,6 +8,7 @@ pub mod config;
 pub(crate) mod cron;
 pub(crate) mod danger;
 mod dev;
+pub mod file_source;
 pub mod host;
 mod job;
 pub mod manual;
@@ -63,5 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions(a) => manual::completions(a),
         Command::Man(a) => manual::man(a),
         Command::Cron(c) => cron::run(c).await,
+        Command::Credential(c) => file_source::credential(c).await,
+        Command::FileSource(c) => file_source::file_source(c).await,
     }
 }

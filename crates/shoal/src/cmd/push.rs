@@ -26,8 +26,12 @@ pub struct PushArgs {
     pub client: ClientArgs,
     /// Local files to copy. A directory stands for the files in it; it may not hold
     /// sub-directories with files, as the files of one push land in one target directory.
-    #[arg(required = true, value_name = "LOCAL_FILE")]
+    #[arg(required_unless_present = "from_source", value_name = "LOCAL_FILE")]
     pub files: Vec<PathBuf>,
+    /// A file of a file source, `CODE:PATH` (bkrepo: `project/repo/path`; S3:
+    /// `bucket/key`); the server reads it once (see `shoal file-source`). Repeatable.
+    #[arg(long = "from-source", value_name = "CODE:PATH")]
+    pub from_source: Vec<String>,
     /// Absolute directory on the target hosts.
     #[arg(long = "to-dir", value_name = "DIR", required = true)]
     pub to_dir: String,
@@ -132,9 +136,26 @@ fn holds_files(dir: &Path) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// `CODE:PATH` arguments grouped by source code, in the order given.
+fn source_files(args: &[String]) -> anyhow::Result<Vec<(String, Vec<String>)>> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for a in args {
+        let (code, path) = a.split_once(':').filter(|(c, p)| !c.is_empty() && !p.trim_matches('/').is_empty()).ok_or_else(|| {
+            anyhow::anyhow!("--from-source {a:?}: give CODE:PATH, e.g. repo:project/generic/pkg.tgz (see shoal file-source list)")
+        })?;
+        match out.iter_mut().find(|(c, _)| c == code) {
+            Some((_, paths)) => paths.push(path.to_string()),
+            None => out.push((code.to_string(), vec![path.to_string()])),
+        }
+    }
+    Ok(out)
+}
+
 pub async fn run(a: PushArgs) -> anyhow::Result<u8> {
-    let files = collect(&a.files)?;
-    anyhow::ensure!(a.name.is_none() || files.len() == 1, "--name renames one file; {} files were given", files.len());
+    let files = if a.files.is_empty() { vec![] } else { collect(&a.files)? };
+    let sources = source_files(&a.from_source)?;
+    let count = files.len() + sources.iter().map(|(_, p)| p.len()).sum::<usize>();
+    anyhow::ensure!(a.name.is_none() || count == 1, "--name renames one file; {count} files were given");
     if let Some(n) = &a.name {
         anyhow::ensure!(!n.is_empty() && !n.contains('/') && n != "." && n != "..", "--name {n:?} must be a plain file name");
     }
@@ -151,7 +172,7 @@ pub async fn run(a: PushArgs) -> anyhow::Result<u8> {
 
     // Upload each file once, whatever the number of targets.
     let names: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-    let slots = r.client.upload_urls(&scope, &names).await?;
+    let slots = if names.is_empty() { Default::default() } else { r.client.upload_urls(&scope, &names).await? };
     let mut paths = Vec::with_capacity(files.len());
     let mut by_path: BTreeMap<String, &LocalFile> = BTreeMap::new();
     for f in &files {
@@ -179,6 +200,7 @@ pub async fn run(a: PushArgs) -> anyhow::Result<u8> {
         target_name: a.name.clone(),
         timeout_secs: a.timeout,
         task_name: None,
+        sources,
     };
     let job = r.client.transfer_uploads(&scope, &t).await?;
     let step = job.step_instance_id.context("the server answered no step id for the transfer")?;
@@ -309,6 +331,10 @@ async fn follow(
 fn host_text(logs: Option<&HostFileLogs>, by_path: &BTreeMap<String, &LocalFile>) -> String {
     let Some(l) = logs else { return String::new() };
     let mut lines = Vec::new();
+    // A source that could not be read (a missing file, a refused credential) says why.
+    for f in l.file_logs.iter().filter(|f| f.mode == 0 && f.status == file_status::FAILED) {
+        lines.push(format!("source {}: failed: {}", f.src_path, f.detail()));
+    }
     for f in l.file_logs.iter().filter(|f| f.mode == 1) {
         let dest = f.dest_path.clone().unwrap_or_else(|| by_path.get(&f.src_path).map_or(f.src_path.clone(), |l| l.name.clone()));
         let size = by_path.get(&f.src_path).map_or(f.size.clone(), |l| HumanBytes(l.size).to_string());
@@ -347,6 +373,21 @@ fn to_json(st: &JobInstanceStatus, logs: &[HostFileLogs]) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_files_are_code_and_path() {
+        let got = source_files(&["repo:p/r/a.tgz".into(), "s3:bkt/k".into(), "repo:p/r/b.tgz".into()]).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("repo".to_string(), vec!["p/r/a.tgz".to_string(), "p/r/b.tgz".to_string()]),
+                ("s3".to_string(), vec!["bkt/k".to_string()])
+            ]
+        );
+        for bad in ["repo", ":p/r/a", "repo:", "repo:/"] {
+            assert!(source_files(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn files_and_directories() {

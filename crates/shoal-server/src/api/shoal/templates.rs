@@ -180,6 +180,13 @@ async fn pin_uploads(ctx: &Ctx, scope: &Scope, doc: &mut Template) -> Result<(),
         let Some(f) = s.file.as_mut() else { continue };
         for (i, src) in f.sources.iter_mut().enumerate() {
             src.pinned = None;
+            if let Some(code) = src.file_source.as_deref().map(str::trim) {
+                let found = ctx.shared.store.file_source_by_code(&scope.scope_type, &scope.scope_id, code).await;
+                if found.map_err(internal("get file source"))?.is_none() {
+                    return Err(reason(&format!("steps.file.sources[{i}].file_source"), &format!("no file source {code:?} in this scope")));
+                }
+                continue;
+            }
             let Some(path) = src.upload.as_deref().map(str::trim) else { continue };
             let field = format!("steps.file.sources[{i}].upload");
             let slot = ctx.shared.store.upload_by_path(path).await.map_err(internal("get upload"))?;

@@ -114,6 +114,7 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
 
     let mut files = Vec::new();
     let mut host_sources = Vec::new();
+    let mut remote = Vec::new();
     for (i, src) in sources.iter().enumerate() {
         let list = src
             .file_list
@@ -177,10 +178,12 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
                 }
             }
             3 => {
-                return Err(JobError::args(
-                    ErrorCode::ILLEGAL_PARAM_WITH_REASON,
-                    vec![format!("file_source_list[{i}].file_type"), "file sources (file_type 3) are not served by this server yet".into()],
-                ));
+                let source = super::file_source::resolve(ctx, &scope, src.file_source_id, src.file_source_code.as_deref()).await?;
+                let paths: Vec<String> = list.iter().map(|p| p.trim().trim_start_matches('/').to_string()).collect();
+                if paths.iter().any(|p| p.is_empty() || p.contains('\0') || p.ends_with('/') || p.split('/').any(|c| c == "..")) {
+                    return Err(JobError::illegal(&format!("file_source_list[{i}].file_list")));
+                }
+                remote.push(crate::files::sources::RemoteSource { source_id: source.id, code: source.code, paths });
             }
             _ => return Err(JobError::illegal(&format!("file_source_list[{i}].file_type"))),
         }
@@ -190,9 +193,10 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
         if n.contains('/') || n == "." || n == ".." {
             return Err(JobError::illegal("file_target_name"));
         }
-        match (files.as_mut_slice(), host_sources.is_empty()) {
-            ([one], true) => one.name = n.to_string(),
-            ([], false) => target_name = Some(n.to_string()),
+        let remote_files: usize = remote.iter().map(|r: &crate::files::sources::RemoteSource| r.paths.len()).sum();
+        match (files.as_mut_slice(), host_sources.is_empty(), remote_files) {
+            ([one], true, 0) => one.name = n.to_string(),
+            ([], false, 0) | ([], true, 1) => target_name = Some(n.to_string()),
             _ => return Err(JobError::illegal("file_target_name")),
         }
     }
@@ -202,6 +206,7 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
         download_limit: speed_limit(req.download_speed_limit),
         files,
         sources: host_sources,
+        remote,
         upload_limit: speed_limit(req.upload_speed_limit),
         target_name,
     };
@@ -257,8 +262,16 @@ pub async fn push_config(ctx: &Ctx, params: Value) -> ApiResult {
             src_host: None,
         });
     }
-    let transfer =
-        StepTransfer { target_dir: dir, create_dirs: true, download_limit: 0, files, sources: vec![], upload_limit: 0, target_name: None };
+    let transfer = StepTransfer {
+        target_dir: dir,
+        create_dirs: true,
+        download_limit: 0,
+        files,
+        sources: vec![],
+        remote: vec![],
+        upload_limit: 0,
+        target_name: None,
+    };
     let name = req
         .task_name
         .as_deref()

@@ -239,6 +239,12 @@ async fn account_json(ctx: &Ctx, scope: &Scope, alias: &str) -> Value {
 async fn file_info(ctx: &Ctx, scope: &Scope, f: &tpl::FileStep) -> Result<Value, JobError> {
     let mut sources = Vec::with_capacity(f.sources.len());
     for src in &f.sources {
+        if let Some(code) = &src.file_source {
+            let id = ctx.shared.store.file_source_by_code(&scope.scope_type, &scope.scope_id, code).await.ok().flatten().map(|s| s.id);
+            sources.push(json!({"file_list": src.files, "account": null, "server": null, "file_type": 3,
+                                "file_source_id": id, "file_source_code": code}));
+            continue;
+        }
         let mut item = match (&src.upload, &src.account, &src.target) {
             (Some(path), _, _) => json!({"file_list": [path], "account": null, "server": null, "file_type": 2}),
             (None, account, target) => {
@@ -551,7 +557,14 @@ async fn file_request(
 ) -> Result<FileStep, JobError> {
     let mut files = Vec::new();
     let mut sources = Vec::new();
+    let mut remote = Vec::new();
     for src in &f.sources {
+        if let Some(code) = &src.file_source {
+            let source = super::file_source::resolve(ctx, scope, None, Some(code)).await?;
+            let paths = src.files.iter().map(|p| p.trim().trim_start_matches('/').to_string()).collect();
+            remote.push(crate::files::sources::RemoteSource { source_id: source.id, code: source.code, paths });
+            continue;
+        }
         if let Some(path) = &src.upload {
             // Every applied version pins its uploads; a document without the pin is not one.
             let pin = src.pinned.as_ref().ok_or_else(|| JobError::new(ErrorCode::EXECUTE_TASK_PLAN_ILLEGAL))?;
@@ -589,6 +602,7 @@ async fn file_request(
         download_limit: speed_limit(f.download_speed_limit),
         files,
         sources,
+        remote,
         upload_limit: speed_limit(f.upload_speed_limit),
         target_name: None,
     };

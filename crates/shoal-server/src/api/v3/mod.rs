@@ -5,6 +5,7 @@ pub mod cron;
 pub(crate) mod dangerous_rule;
 pub(crate) mod fast_execute_script;
 pub mod file;
+pub(crate) mod file_source;
 pub(crate) mod get_job_instance_ip_log;
 mod get_job_instance_list;
 pub mod get_job_instance_status;
@@ -71,6 +72,14 @@ pub async fn call(ctx: &Ctx, method: &Method, name: &str, params: Value) -> ApiR
         "fast_transfer_file" => file::fast_transfer(ctx, params).await,
         "push_config_file" => file::push_config(ctx, params).await,
         "generate_local_file_upload_url" => file::upload_url(ctx, params).await,
+        "create_credential" => file_source::create_credential(ctx, params).await,
+        "update_credential" => file_source::update_credential(ctx, params).await,
+        "get_credential_detail" => file_source::credential_detail(ctx, params).await,
+        "get_credential_list" => file_source::credential_list(ctx, params).await,
+        "create_file_source" => file_source::create_file_source(ctx, params).await,
+        "update_file_source" => file_source::update_file_source(ctx, params).await,
+        "get_file_source_detail" => file_source::file_source_detail(ctx, params).await,
+        "get_file_source_list" => file_source::file_source_list(ctx, params).await,
         "get_job_instance_ip_log" => get_job_instance_ip_log::one(ctx, params).await,
         "operate_job_instance" => operate_job_instance::handle(ctx, params).await,
         "operate_step_instance" => operate_step_instance::handle(ctx, params).await,
