@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about = "Run scripts on fleets of hosts. Speaks the BlueKing JOB v3 API.")]
 pub struct Cli {
+    /// Language of the CLI's error messages: en or zh [default: zh when LC_ALL / LC_MESSAGES /
+    /// LANG starts with zh, else en].
+    #[arg(long = "lang", id = "ui_lang", value_name = "LANG")]
+    pub ui_lang: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +79,9 @@ pub enum Command {
     /// Cron jobs: a plan run on a crontab expression or once at a time.
     #[command(subcommand)]
     Cron(crate::cmd::cron::CronCommand),
+    /// Dynamic groups: saved host selections (sets, modules, labels) to target with --group.
+    #[command(subcommand)]
+    Group(crate::cmd::group::GroupCommand),
 }
 
 impl Command {
@@ -227,6 +234,9 @@ pub struct ClientArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA bundle to verify an https server signed by a private CA [env: SHOAL_CA].
+    #[arg(long = "ca", id = "client_ca", global = true)]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -234,8 +244,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// Script text to run.
-    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    #[arg(short = 'c', long = "command", conflicts_with_all = ["file", "script"])]
     pub command: Option<String>,
+    /// A script of the library by name (or id): NAME runs its online version, NAME@VERSION
+    /// that version; the business's scripts are looked up first, then public ones.
+    #[arg(long, conflicts_with_all = ["file", "lang"])]
+    pub script: Option<String>,
     /// Script file to run.
     #[arg(short = 'f', long)]
     pub file: Option<PathBuf>,
@@ -259,6 +273,43 @@ pub struct RunArgs {
     /// Do not wait; print the job id.
     #[arg(long)]
     pub no_wait: bool,
+    /// Stream each host's output as it arrives, every line prefixed with the host's address
+    /// (like pdsh), then the summary.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub follow: bool,
+    /// What Ctrl-C does: terminate the job, detach (the job runs on; the command to re-attach
+    /// is printed) or ask [default: ask on a terminal, else detach].
+    #[arg(long, value_enum)]
+    pub on_interrupt: Option<OnInterrupt>,
+    /// Rolling execution: batch sizes, e.g. 10% or 5, or an expression like "1 10% +5".
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// With --batch, when a batch fails: pause (wait for `shoal job retry`/ignore), ignore
+    /// (go on), or confirm (every batch waits for a go-ahead) [default: pause].
+    #[arg(long, value_enum, requires = "batch")]
+    pub mode: Option<RollingModeArg>,
+}
+
+/// What Ctrl-C does to a followed job.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Terminate the job, then show its results.
+    Terminate,
+    /// Stop following; the job runs on.
+    Detach,
+    /// Ask which (on a terminal; elsewhere detach).
+    Ask,
+}
+
+/// `--mode` of a rolling run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollingModeArg {
+    /// A failed batch pauses the rolling until retried or ignored.
+    Pause,
+    /// Failed batches are ignored; the rolling goes on.
+    Ignore,
+    /// Every batch waits for a go-ahead.
+    Confirm,
 }
 
 /// Target hosts: the union of every flag as written.
@@ -279,6 +330,9 @@ pub struct TargetArgs {
     /// Target every registered host of the business.
     #[arg(long)]
     pub all: bool,
+    /// Target the hosts of a dynamic group (`shoal group list`); repeatable, comma-separated.
+    #[arg(long = "group", value_delimiter = ',')]
+    pub groups: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -330,6 +384,26 @@ pub enum JobCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Let a rolling step waiting between batches (--mode confirm) start its next batch.
+    Continue {
+        job_instance_id: i64,
+        #[arg(long)]
+        step: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a job again (after detaching): a progress bar, or its output with --follow.
+    Watch {
+        job_instance_id: i64,
+        /// Stream each host's output as it arrives, prefixed with the host's address.
+        #[arg(long)]
+        follow: bool,
+        /// What Ctrl-C does [default: ask on a terminal, else detach].
+        #[arg(long, value_enum)]
+        on_interrupt: Option<OnInterrupt>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Recent jobs.
     List {
         #[arg(long, default_value_t = 20)]
@@ -358,6 +432,18 @@ pub enum HostCommand {
     /// Rebind a host's address, business or topology (admin; audited). Its agent must then
     /// be started with the same facts, or its hello is refused.
     Move(crate::cmd::host::MoveArgs),
+    /// Remove hosts from the registry (admin; audited): no listing, no target, their agents
+    /// revoked. A host whose agent is connected is refused without --force.
+    Remove {
+        /// Host ids; repeatable, comma-separated.
+        #[arg(required = true, value_delimiter = ',')]
+        host_ids: Vec<i64>,
+        /// Remove even a host whose agent is connected (the agent is disconnected).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod config;
 pub(crate) mod cron;
 pub(crate) mod danger;
 mod dev;
+pub mod group;
 pub mod host;
 mod job;
 pub mod manual;
@@ -63,5 +64,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions(a) => manual::completions(a),
         Command::Man(a) => manual::man(a),
         Command::Cron(c) => cron::run(c).await,
+        Command::Group(c) => group::run(c).await,
     }
 }

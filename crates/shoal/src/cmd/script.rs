@@ -20,8 +20,11 @@ pub enum ScriptCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Versions of a script and their states; --content prints the given version's text.
+    /// Versions of a script (by name or id) and their states; --content prints the given
+    /// version's text.
     Show {
+        /// The script's name or id.
+        #[arg(value_name = "NAME_OR_ID")]
         script_id: String,
         #[arg(long)]
         public: bool,
@@ -115,6 +118,7 @@ pub async fn run(cmd: ScriptCommand) -> anyhow::Result<u8> {
         }
         ScriptCommand::Show { script_id, public, content, client } => {
             let r = client_config::resolve(&client)?;
+            let script_id = script_id_of(&r.client, r.biz, public, &script_id).await?;
             if let Some(version) = content {
                 let v: Value = r
                     .client
@@ -191,8 +195,16 @@ pub async fn run(cmd: ScriptCommand) -> anyhow::Result<u8> {
     }
 }
 
+/// The id of the script named `name_or_id` (a name first, else taken as an id).
+async fn script_id_of(client: &shoal_client::Client, biz: i64, public: bool, name_or_id: &str) -> anyhow::Result<String> {
+    let page: Value = client.call(&api("get_script_list", public), params(biz, public, json!({"length": 1000}))).await?;
+    let found = page["data"].as_array().into_iter().flatten().find(|s| s["name"] == name_or_id).and_then(|s| s["id"].as_str());
+    Ok(found.unwrap_or(name_or_id).to_string())
+}
+
 async fn set_state(script_id: String, version_id: i64, public: bool, client: ClientArgs, name: &str) -> anyhow::Result<u8> {
     let r = client_config::resolve(&client)?;
+    let script_id = script_id_of(&r.client, r.biz, public, &script_id).await?;
     let v: Value =
         r.client.call(&api(name, public), params(r.biz, public, json!({"script_id": script_id, "script_version_id": version_id}))).await?;
     let state = v["status"].as_u64().and_then(|s| STATES.get(s as usize)).copied().unwrap_or("?");
