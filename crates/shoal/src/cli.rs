@@ -339,12 +339,14 @@ pub struct TargetArgs {
 pub enum JobCommand {
     /// Status of a job, per host.
     Status {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Output of a job's hosts.
     Logs {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
         /// Only these host ids.
         #[arg(long = "host", value_delimiter = ',')]
@@ -354,13 +356,16 @@ pub enum JobCommand {
     },
     /// Terminate a running job.
     Terminate {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Confirm the step waiting for a user (or --step ID), and go on.
     Confirm {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
+        /// The step instance id [default: the job's step in a state this applies to].
         #[arg(long)]
         step: Option<i64>,
         #[command(flatten)]
@@ -368,7 +373,9 @@ pub enum JobCommand {
     },
     /// Reject the step waiting for a user; the job ends.
     Reject {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
+        /// The step instance id [default: the job's step in a state this applies to].
         #[arg(long)]
         step: Option<i64>,
         #[command(flatten)]
@@ -376,9 +383,12 @@ pub enum JobCommand {
     },
     /// Run the failed step again: its failed hosts, or --all of them.
     Retry {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
+        /// Every host of the step, not only the failed ones.
         #[arg(long)]
         all: bool,
+        /// The step instance id [default: the job's step in a state this applies to].
         #[arg(long)]
         step: Option<i64>,
         #[command(flatten)]
@@ -386,7 +396,9 @@ pub enum JobCommand {
     },
     /// Let a rolling step waiting between batches (--mode confirm) start its next batch.
     Continue {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
+        /// The step instance id [default: the job's step in a state this applies to].
         #[arg(long)]
         step: Option<i64>,
         #[command(flatten)]
@@ -394,6 +406,7 @@ pub enum JobCommand {
     },
     /// Follow a job again (after detaching): a progress bar, or its output with --follow.
     Watch {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
         /// Stream each host's output as it arrives, prefixed with the host's address.
         #[arg(long)]
@@ -406,6 +419,7 @@ pub enum JobCommand {
     },
     /// Recent jobs.
     List {
+        /// How many jobs, newest first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
         #[command(flatten)]
@@ -455,5 +469,34 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Arguments without help text, as `command path: --name`.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            if a.is_hide_set() || matches!(a.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path}: {}", a.get_long().map_or_else(|| a.get_id().to_string(), |l| format!("--{l}"))));
+            }
+        }
+        for s in cmd.get_subcommands() {
+            undocumented(s, &format!("{path} {}", s.get_name()), out);
+        }
+    }
+
+    /// Every flag and argument of every subcommand says what it is for (`--help`, man pages,
+    /// completions).
+    #[test]
+    fn every_argument_has_help() {
+        let mut out = vec![];
+        undocumented(&super::Cli::command(), "shoal", &mut out);
+        assert!(out.is_empty(), "{} arguments without help:\n{}", out.len(), out.join("\n"));
     }
 }

@@ -185,8 +185,8 @@ fn api(code: i32, message: &str, biz: i64, zh: bool) -> String {
             format!("该脚本版本不能执行（{message}）—— 用 'shoal script publish 脚本ID 版本ID' 上线一个版本"),
         ),
         ErrorCode::DANGEROUS_SCRIPT_FORBIDDEN => (
-            "the script matches a dangerous-command rule and was not run — change the script, or ask an admin ('shoal danger list')".to_string(),
-            "脚本命中高危语句规则，未执行 —— 修改脚本，或联系管理员（'shoal danger list'）".to_string(),
+            "the script matches a dangerous-command rule and was not run — change the script, or ask an admin ('shoal danger builtin list')".to_string(),
+            "脚本命中高危语句规则，未执行 —— 修改脚本，或联系管理员（'shoal danger builtin list'）".to_string(),
         ),
         ErrorCode::NOT_IN_CONFIRM_USER_LIST => (
             "only the step's confirmers may confirm or reject it — 'shoal job watch JOB_ID' shows who they are".to_string(),

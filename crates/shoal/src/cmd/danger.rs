@@ -24,12 +24,14 @@ pub enum BuiltinCommand {
     },
     /// Stop a built-in check from blocking (it is no longer reported either).
     Disable {
+        /// The built-in check's name (see `shoal danger builtin list`).
         name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Make a built-in check block again.
     Enable {
+        /// The built-in check's name (see `shoal danger builtin list`).
         name: String,
         #[command(flatten)]
         client: ClientArgs,

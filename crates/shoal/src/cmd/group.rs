@@ -36,6 +36,7 @@ pub enum GroupCommand {
     },
     /// Delete a group by id.
     Delete {
+        /// The group's id (see `shoal group list`).
         id: String,
         #[command(flatten)]
         client: ClientArgs,

@@ -15,6 +15,7 @@ use crate::client_config;
 pub enum ScriptCommand {
     /// Scripts of the business (or --public).
     List {
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
@@ -26,6 +27,7 @@ pub enum ScriptCommand {
         /// The script's name or id.
         #[arg(value_name = "NAME_OR_ID")]
         script_id: String,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         /// Print the text of this version (e.g. 1.2).
@@ -37,18 +39,24 @@ pub enum ScriptCommand {
     /// Add a script (with --name) or a new version of one (with --script-id) from a file; new
     /// versions are drafts until published.
     Add {
+        /// The script file.
         #[arg(short = 'f', long)]
         file: PathBuf,
+        /// Name of the new script.
         #[arg(long, required_unless_present = "script_id")]
         name: Option<String>,
+        /// The script (name or id).
         #[arg(long)]
         script_id: Option<String>,
         #[arg(long)]
         version: String,
+        /// Language: shell, python, perl or powershell [default: from the file extension, else shell].
         #[arg(long)]
         lang: Option<String>,
+        /// What the script is for.
         #[arg(long, default_value = "")]
         description: String,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
@@ -56,8 +64,11 @@ pub enum ScriptCommand {
     },
     /// Put a version online (the previous online version goes offline).
     Publish {
+        /// The script (name or id).
         script_id: String,
+        /// The version's id (VERSION_ID in `shoal script show`).
         version_id: i64,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
@@ -65,8 +76,11 @@ pub enum ScriptCommand {
     },
     /// Disable a version for good.
     Disable {
+        /// The script (name or id).
         script_id: String,
+        /// The version's id (VERSION_ID in `shoal script show`).
         version_id: i64,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
