@@ -126,6 +126,24 @@ fn day_two() {
     let o = run(port, &["run", "--host", &web, "--script", "nope"]);
     assert!(!o.status.success() && text(&o).contains("no script named \"nope\""), "{}", text(&o));
 
+    // Custom dangerous-command rules: added, checked against, enforced, turned off, deleted.
+    let o = run(port, &["danger", "rule", "add", "--expression", "forbidden-word", "--description", "the word"]);
+    assert!(o.status.success() && text(&o).contains("rule 1 added"), "{}", text(&o));
+    let o = run(port, &["danger", "rule", "list"]);
+    assert!(text(&o).contains("intercept") && text(&o).contains("forbidden-word"), "{}", text(&o));
+    let risky = dir.path().join("risky.sh");
+    std::fs::write(&risky, "#!/bin/bash\necho ok\necho forbidden-word\n").unwrap();
+    let o = run(port, &["danger", "check", "-f", risky.to_str().unwrap()]);
+    assert!(o.status.code() == Some(1) && text(&o).contains("risky.sh:3: echo forbidden-word (the word)"), "{}", text(&o));
+    let o = run(port, &["run", "--host", &web, "-c", "echo forbidden-word"]);
+    assert!(text(&o).contains("error 1244019: the script matches a dangerous-command rule"), "{}", text(&o));
+    let o = run(port, &["danger", "rule", "disable", "1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(port, &["run", "--host", &web, "-c", "echo forbidden-word"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(port, &["danger", "rule", "delete", "1"]);
+    assert!(o.status.success() && !text(&run(port, &["danger", "rule", "list"])).contains("forbidden-word"), "{}", text(&o));
+
     // A dead host: every --all run fails on it until it is removed.
     let dead = id_of(port, "127.0.0.93");
     kids.0[3].kill().unwrap();

@@ -29,7 +29,7 @@ fn readme_commands() -> Vec<String> {
     let mut in_sh = false;
     let mut joined = String::new();
     for line in text.lines() {
-        if line.starts_with("```") {
+        if line.trim_start().starts_with("```") {
             in_sh = !in_sh && line.trim() == "```sh";
             continue;
         }
@@ -264,6 +264,24 @@ fn adapt(w: &mut World, cmd: &str) -> Result<String, &'static str> {
             let id = found.unwrap_or_else(|| panic!("no cron nightly: {crons}"))["id"].to_string();
             c = c.replace(" 3", &format!(" {id}"));
         }
+        ("user", "create") if c.contains("--password-stdin") => c = format!("printf 'a-long-password-1\\n' | {c}"),
+        ("user", "token") if words.get(3) == Some(&"list") || words.get(3) == Some(&"revoke") => {
+            // As alice, with the token the README's `user token create --user alice` printed.
+            let token = std::fs::read_to_string(w.work.join("alice-token")).unwrap();
+            let spare = w.cli().args(["user", "token", "create", "--user", "alice", "--name", "spare"]).output().unwrap();
+            assert!(spare.status.success(), "{}", text(&spare));
+            let list = w.json(&["user", "token", "list", "--user", "alice"]);
+            let id = list["data"].as_array().unwrap().iter().find(|t| t["name"] == "spare").unwrap()["id"].as_str().unwrap().to_string();
+            c = format!("SHOAL_TOKEN={} {}", token.trim(), c.replace("<id>", &id));
+        }
+        ("user", "passwd") => {
+            let token = std::fs::read_to_string(w.work.join("alice-token")).unwrap();
+            c = format!("SHOAL_TOKEN={} {c}", token.trim());
+        }
+        ("app", "trust") => {
+            let o = w.cli().args(["app", "create", "esb"]).output().unwrap();
+            assert!(o.status.success(), "{}", text(&o));
+        }
         ("check", "show") => {
             let list = w.json(&["check", "list"]);
             let id = list["data"][0]["check_id"].as_str().unwrap().to_string();
@@ -377,6 +395,7 @@ fn every_readme_command_and_every_dev_hint_works_as_printed() {
     write(&work, "release/app", "binary\n");
     write(&work, "build.tar.gz", "tarball\n");
     write(&work, "app.conf", "key = value\n");
+    write(&work, "deploy.sh", "#!/bin/bash\nsystemctl restart app\n");
     write(&work, "deploy.yaml", TEMPLATE);
     std::fs::create_dir_all(work.join("etc/app")).unwrap();
 
@@ -412,6 +431,9 @@ fn every_readme_command_and_every_dev_hint_works_as_printed() {
             wait_until("the accepted agent", Duration::from_secs(60), || {
                 w.json(&["host", "list"])["data"].as_array().is_some_and(|a| a.iter().filter(|h| h["alive"] == 1).count() == 5)
             });
+        }
+        if cmd.starts_with("shoal user token create") {
+            std::fs::write(work.join("alice-token"), String::from_utf8_lossy(&o.stdout).trim()).unwrap();
         }
         if cmd.starts_with("shoal agent-token create") {
             std::fs::write(work.join("pending-token"), String::from_utf8_lossy(&o.stdout).trim()).unwrap();
