@@ -198,3 +198,54 @@ plans:
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(status.success() && out.contains("finished"), "{out}");
 }
+
+/// On a terminal, Ctrl-C asks; answering `t` terminates the job. The terminal is a real
+/// pseudo-terminal (util-linux `script`, which the test needs), the Ctrl-C a typed ^C.
+#[test]
+fn ctrl_c_on_a_terminal_asks() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _kids) = fleet(dir.path());
+    let inner = format!("{BIN} run --all -c 'echo up; sleep 600'");
+    let mut child = Command::new("script")
+        .args(["-qfec", &inner, "/dev/null"])
+        .env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
+        .env("SHOAL_APP_CODE", APP)
+        .env("SHOAL_APP_SECRET", SECRET)
+        .env("SHOAL_USERNAME", "tester")
+        .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
+        .env_remove("SHOAL_BIZ")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    // The progress bar shows once the CLI follows the job (and listens for ^C).
+    while !seen.contains("hosts done") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "no progress bar: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let (job, status) = newest_job(port).unwrap();
+    assert_eq!(status, 2);
+    input.write_all(b"\x03").unwrap();
+    input.flush().unwrap();
+    while !seen.contains("terminate the job or detach") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "no question asked: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    input.write_all(b"t\n").unwrap();
+    input.flush().unwrap();
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(rest.contains(&format!("job {job}: terminating")), "{seen}{rest}");
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    let st = job_status(port, job);
+    assert!(st == 3 || st == 4 || st == 8 || st == 11, "job {job} ended by the terminate, status {st}");
+}
