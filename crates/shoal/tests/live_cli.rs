@@ -249,3 +249,30 @@ fn ctrl_c_on_a_terminal_asks() {
     let st = job_status(port, job);
     assert!(st == 3 || st == 4 || st == 8 || st == 11, "job {job} ended by the terminate, status {st}");
 }
+
+/// A rolling run with `--mode confirm` says when it waits between batches and the command
+/// that lets it go on; that command works as printed.
+#[test]
+fn a_rolling_run_waiting_between_batches_says_how_to_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, _kids) = fleet(dir.path());
+    let mut child = cli(port)
+        .args(["run", "--all", "--batch", "1", "--mode", "confirm", "-c", "echo rolled"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let said = read_until(&mut err, &["waits for a go-ahead", "to go on: "]);
+    assert!(said.contains("after batch 1 of 2"), "{said}");
+    let command = said.lines().find_map(|l| l.trim().strip_prefix("to go on:")).unwrap().trim().to_string();
+    let (job, _) = newest_job(port).unwrap();
+    assert!(command.starts_with(&format!("shoal job continue {job} --step ")) && command.ends_with(" --biz 1"), "{command}");
+    let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+    let o = run(port, &args);
+    assert!(o.status.success(), "{}", text(&o));
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(status.success() && out.contains("rolled"), "{out}");
+}
