@@ -337,6 +337,20 @@ impl Client {
         }
     }
 
+    /// Trust the PEM certificates in `pem` (a private CA's bundle) besides the usual roots.
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<Client> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| ClientError::Validation(format!("CA bundle: {e}")))?;
+        if certs.is_empty() {
+            return Err(ClientError::Validation("CA bundle: no PEM certificate in it".into()));
+        }
+        let mut b = reqwest::Client::builder().timeout(self.cfg.timeout);
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+        self.http = b.build().map_err(|e| ClientError::Transport(e.to_string()))?;
+        Ok(self)
+    }
+
     /// Replace the retry policy of transport failures.
     pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
         self.retry = retry;

@@ -2,7 +2,8 @@
 //! claim another host's address, business or module (the victim keeps its session and its
 //! tasks); racing first enrolments of one address leave one winner; enrolment tokens are held
 //! to their business, their single use and their expiry; an agent enrolled pending gets no
-//! task until accepted; a hello over the limits is refused.
+//! task until accepted; a hello over the limits is refused; a removed host is in no listing
+//! and no target, and its agent is refused (a connected one only with `force`).
 
 #[macro_use]
 mod common;
@@ -24,6 +25,7 @@ on_both_stores!(
     racing_first_enrolments_of_one_address_one_wins,
     tokens_hold_to_business_use_and_expiry,
     a_pending_agent_gets_no_task_until_accepted,
+    a_removed_host_is_no_target_and_its_agent_is_refused,
 );
 
 fn hello(agent_id: &str, ip: &str, biz: i64, token: &str, credential: &str) -> Hello {
@@ -252,4 +254,45 @@ async fn a_pending_agent_gets_no_task_until_accepted(h: Harness) {
     assert!(h.logs(job, step, &[host]).await[&host].contains("accepted-and-running"));
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), agent).await;
+}
+
+async fn a_removed_host_is_no_target_and_its_agent_is_refused(mut h: Harness) {
+    let live = h.add_agent("127.0.0.84", None, None, &[]).await;
+    let gone = h.add_agent("127.0.0.85", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let (live_id, gone_id) = (h.host_id_of("127.0.0.84").await, h.host_id_of("127.0.0.85").await);
+    h.stop_agent(gone).await;
+    wait_for("the agent gone", Duration::from_secs(20), || {
+        let g = h.shared.gateway.clone();
+        async move { !g.is_connected(gone_id) }
+    })
+    .await;
+    let r = shoal_api(&h, "hosts/remove", json!({"bk_host_id": gone_id})).await;
+    assert_eq!(r["result"], true, "{r}");
+    assert_eq!(r["data"]["was_connected"], false, "{r}");
+    let r = shoal_api(&h, "hosts/remove", json!({"bk_host_id": gone_id})).await;
+    assert_eq!(r["result"], false, "removed once: {r}");
+    // A connected host: refused without force.
+    let r = shoal_api(&h, "hosts/remove", json!({"bk_host_id": live_id})).await;
+    assert_eq!(r["result"], false, "{r}");
+    assert!(r["message"].as_str().unwrap().contains("is connected"), "{r}");
+    assert!(h.shared.gateway.is_connected(live_id));
+    let r = shoal_api(&h, "hosts/remove", json!({"bk_host_id": live_id, "force": true})).await;
+    assert_eq!(r["data"]["was_connected"], true, "{r}");
+    wait_for("the agent refused", Duration::from_secs(20), || {
+        let done = h.agent_finished(live);
+        async move { done }
+    })
+    .await;
+    assert!(h.shared.store.list_hosts(None).await.unwrap().is_empty());
+    assert_eq!(audited(&h, "remove_host").await, 2);
+    // A removed host is no target.
+    let (status, env) = h
+        .post(
+            "fast_execute_script",
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "script_content": b64("true"), "script_language": 1,
+                   "account_alias": USER, "target_server": {"host_id_list": [gone_id]}}),
+        )
+        .await;
+    assert_eq!((status, env["code"].as_i64()), (200, Some(1243053)), "{env}");
 }

@@ -176,3 +176,29 @@ async fn untrusted_or_plain_text_clients_are_refused() {
     assert!(matches!(Target::parse(&format!("http://127.0.0.1:{port}"), false), Err(StartError::PlainHttp { .. })));
     assert!(s.shared.gateway.connected_set().is_empty());
 }
+
+/// The caller client reaches a server signed by a private CA once given the CA (`--ca` of the
+/// CLI); without it the failure names the certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_trusts_a_private_ca_when_given_it() {
+    use shoal_client::{Client, ClientConfig, PathStyle};
+    let s = start().await;
+    let cfg = ClientConfig {
+        url: format!("https://localhost:{}", s.addr.port()),
+        app_code: "tls-app".into(),
+        app_secret: "tls-secret".into(),
+        username: "tester".into(),
+        token: None,
+        style: PathStyle::Gateway,
+        timeout: Duration::from_secs(10),
+        language: Some("en".into()),
+    };
+    let plain = Client::new(cfg.clone()).unwrap().with_retry(shoal_client::RetryPolicy { attempts: 1, ..Default::default() });
+    let e = plain.hosts(Some(1), None).await.unwrap_err().to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    let pem = std::fs::read(&s.ca).unwrap();
+    let trusting = Client::new(cfg.clone()).unwrap().with_ca_pem(&pem).unwrap();
+    let hosts: Value = trusting.hosts(Some(1), None).await.unwrap();
+    assert_eq!(hosts["total"], 0, "{hosts}");
+    assert!(Client::new(cfg).unwrap().with_ca_pem(b"not a certificate").is_err());
+}

@@ -172,6 +172,10 @@ pub trait HostStore: Send + Sync {
     async fn move_host(&self, host_id: i64, m: &HostMove, event: &AuditEvent) -> Result<std::result::Result<BoundHost, MoveRefusal>>;
     /// Pending → active, with `event`; false when the host is not pending.
     async fn accept_host(&self, host_id: i64, event: &AuditEvent) -> Result<bool>;
+    /// Takes a host out of the registry (it becomes `Retired`: in no listing and no target,
+    /// its address free for another agent), with `event`. False when there is no such host
+    /// or it was retired already.
+    async fn remove_host(&self, host_id: i64, event: &AuditEvent) -> Result<bool>;
     /// Hosts waiting for acceptance.
     async fn pending_hosts(&self) -> Result<Vec<BoundHost>>;
 
@@ -430,6 +434,21 @@ macro_rules! impl_host_store {
                     }
                     super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
                     tx.commit().await.op("commit accept")?;
+                    Ok(true)
+                }
+
+                async fn remove_host(&self, host_id: i64, event: &AuditEvent) -> Result<bool> {
+                    let mut tx = self.pool.begin().await.op("begin host removal")?;
+                    let r = sqlx::query("UPDATE hosts SET state = 2, alive = 0 WHERE bk_host_id = $1 AND state <> 2")
+                        .bind(host_id)
+                        .execute(&mut *tx)
+                        .await
+                        .op("remove host")?;
+                    if r.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
+                    tx.commit().await.op("commit host removal")?;
                     Ok(true)
                 }
 

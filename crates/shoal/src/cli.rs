@@ -7,6 +7,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about = "Run scripts on fleets of hosts. Speaks the BlueKing JOB v3 API.")]
 pub struct Cli {
+    /// Language of the CLI's error messages: en or zh [default: zh when LC_ALL / LC_MESSAGES /
+    /// LANG starts with zh, else en].
+    #[arg(long = "lang", id = "ui_lang", value_name = "LANG")]
+    pub ui_lang: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -81,6 +85,9 @@ pub enum Command {
     /// File sources (bkrepo, S3-compatible) that `shoal push --from-source` reads from.
     #[command(subcommand)]
     FileSource(crate::cmd::file_source::FileSourceCommand),
+    /// Dynamic groups: saved host selections (sets, modules, labels) to target with --group.
+    #[command(subcommand)]
+    Group(crate::cmd::group::GroupCommand),
 }
 
 impl Command {
@@ -233,6 +240,9 @@ pub struct ClientArgs {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// PEM CA bundle to verify an https server signed by a private CA [env: SHOAL_CA].
+    #[arg(long = "ca", id = "client_ca", global = true)]
+    pub ca: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -240,8 +250,12 @@ pub struct RunArgs {
     #[command(flatten)]
     pub client: ClientArgs,
     /// Script text to run.
-    #[arg(short = 'c', long = "command", conflicts_with = "file")]
+    #[arg(short = 'c', long = "command", conflicts_with_all = ["file", "script"])]
     pub command: Option<String>,
+    /// A script of the library by name (or id): NAME runs its online version, NAME@VERSION
+    /// that version; the business's scripts are looked up first, then public ones.
+    #[arg(long, conflicts_with_all = ["file", "lang"])]
+    pub script: Option<String>,
     /// Script file to run.
     #[arg(short = 'f', long)]
     pub file: Option<PathBuf>,
@@ -265,6 +279,43 @@ pub struct RunArgs {
     /// Do not wait; print the job id.
     #[arg(long)]
     pub no_wait: bool,
+    /// Stream each host's output as it arrives, every line prefixed with the host's address
+    /// (like pdsh), then the summary.
+    #[arg(long, conflicts_with = "no_wait")]
+    pub follow: bool,
+    /// What Ctrl-C does: terminate the job, detach (the job runs on; the command to re-attach
+    /// is printed) or ask [default: ask on a terminal, else detach].
+    #[arg(long, value_enum)]
+    pub on_interrupt: Option<OnInterrupt>,
+    /// Rolling execution: batch sizes, e.g. 10% or 5, or an expression like "1 10% +5".
+    #[arg(long)]
+    pub batch: Option<String>,
+    /// With --batch, when a batch fails: pause (wait for `shoal job retry`/ignore), ignore
+    /// (go on), or confirm (every batch waits for a go-ahead) [default: pause].
+    #[arg(long, value_enum, requires = "batch")]
+    pub mode: Option<RollingModeArg>,
+}
+
+/// What Ctrl-C does to a followed job.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Terminate the job, then show its results.
+    Terminate,
+    /// Stop following; the job runs on.
+    Detach,
+    /// Ask which (on a terminal; elsewhere detach).
+    Ask,
+}
+
+/// `--mode` of a rolling run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RollingModeArg {
+    /// A failed batch pauses the rolling until retried or ignored.
+    Pause,
+    /// Failed batches are ignored; the rolling goes on.
+    Ignore,
+    /// Every batch waits for a go-ahead.
+    Confirm,
 }
 
 /// Target hosts: the union of every flag as written.
@@ -285,18 +336,23 @@ pub struct TargetArgs {
     /// Target every registered host of the business.
     #[arg(long)]
     pub all: bool,
+    /// Target the hosts of a dynamic group (`shoal group list`); repeatable, comma-separated.
+    #[arg(long = "group", value_delimiter = ',')]
+    pub groups: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
     /// Status of a job, per host.
     Status {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Output of a job's hosts.
     Logs {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
         /// Only these host ids.
         #[arg(long = "host", value_delimiter = ',')]
@@ -306,13 +362,16 @@ pub enum JobCommand {
     },
     /// Terminate a running job.
     Terminate {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Confirm the step waiting for a user (or --step ID), and go on.
     Confirm {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
+        /// The step instance id [default: the job's step in a state this applies to].
         #[arg(long)]
         step: Option<i64>,
         #[command(flatten)]
@@ -320,7 +379,9 @@ pub enum JobCommand {
     },
     /// Reject the step waiting for a user; the job ends.
     Reject {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
+        /// The step instance id [default: the job's step in a state this applies to].
         #[arg(long)]
         step: Option<i64>,
         #[command(flatten)]
@@ -328,16 +389,43 @@ pub enum JobCommand {
     },
     /// Run the failed step again: its failed hosts, or --all of them.
     Retry {
+        /// The job's id (see `shoal job list`).
         job_instance_id: i64,
+        /// Every host of the step, not only the failed ones.
         #[arg(long)]
         all: bool,
+        /// The step instance id [default: the job's step in a state this applies to].
         #[arg(long)]
         step: Option<i64>,
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Let a rolling step waiting between batches (--mode confirm) start its next batch.
+    Continue {
+        /// The job's id (see `shoal job list`).
+        job_instance_id: i64,
+        /// The step instance id [default: the job's step in a state this applies to].
+        #[arg(long)]
+        step: Option<i64>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Follow a job again (after detaching): a progress bar, or its output with --follow.
+    Watch {
+        /// The job's id (see `shoal job list`).
+        job_instance_id: i64,
+        /// Stream each host's output as it arrives, prefixed with the host's address.
+        #[arg(long)]
+        follow: bool,
+        /// What Ctrl-C does [default: ask on a terminal, else detach].
+        #[arg(long, value_enum)]
+        on_interrupt: Option<OnInterrupt>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Recent jobs.
     List {
+        /// How many jobs, newest first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
         #[command(flatten)]
@@ -364,6 +452,18 @@ pub enum HostCommand {
     /// Rebind a host's address, business or topology (admin; audited). Its agent must then
     /// be started with the same facts, or its hello is refused.
     Move(crate::cmd::host::MoveArgs),
+    /// Remove hosts from the registry (admin; audited): no listing, no target, their agents
+    /// revoked. A host whose agent is connected is refused without --force.
+    Remove {
+        /// Host ids; repeatable, comma-separated.
+        #[arg(required = true, value_delimiter = ',')]
+        host_ids: Vec<i64>,
+        /// Remove even a host whose agent is connected (the agent is disconnected).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[cfg(test)]
@@ -375,5 +475,34 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use clap::CommandFactory;
+
+    /// Arguments without help text, as `command path: --name`.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            if a.is_hide_set() || matches!(a.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path}: {}", a.get_long().map_or_else(|| a.get_id().to_string(), |l| format!("--{l}"))));
+            }
+        }
+        for s in cmd.get_subcommands() {
+            undocumented(s, &format!("{path} {}", s.get_name()), out);
+        }
+    }
+
+    /// Every flag and argument of every subcommand says what it is for (`--help`, man pages,
+    /// completions).
+    #[test]
+    fn every_argument_has_help() {
+        let mut out = vec![];
+        undocumented(&super::Cli::command(), "shoal", &mut out);
+        assert!(out.is_empty(), "{} arguments without help:\n{}", out.len(), out.join("\n"));
     }
 }

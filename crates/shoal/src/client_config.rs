@@ -36,6 +36,9 @@ pub struct FileConfig {
     pub username: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub biz: Option<i64>,
+    /// PEM CA bundle that signed the server's certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
 }
 
 /// The environment, as a function (tests give their own).
@@ -111,6 +114,7 @@ pub struct Effective {
     pub app_secret: Sourced<String>,
     pub username: (String, Source),
     pub biz: (i64, Source),
+    pub ca: Sourced<PathBuf>,
 }
 
 fn pick<T>(flag: Option<T>, flag_name: &'static str, env: Option<T>, env_name: &'static str, file: Option<T>) -> Sourced<T> {
@@ -130,6 +134,7 @@ pub fn effective(args: &ClientArgs, env: Env) -> anyhow::Result<Effective> {
         Some(b) => Some(b.trim().parse::<i64>().map_err(|_| anyhow::anyhow!("SHOAL_BIZ={b:?} is not a business id (a number)"))?),
         None => None,
     };
+    let ca = pick(args.ca.clone(), "--ca", env("SHOAL_CA").map(PathBuf::from), "SHOAL_CA", file.ca.clone());
     let url = pick(args.url.clone(), "--url", env("SHOAL_URL"), "SHOAL_URL", file.url).unwrap_or((DEFAULT_URL.into(), Source::Default));
     let username = pick(args.username.clone(), "--username", env("SHOAL_USERNAME"), "SHOAL_USERNAME", file.username)
         .unwrap_or_else(|| (current_os_user(), Source::Default));
@@ -154,7 +159,7 @@ pub fn effective(args: &ClientArgs, env: Env) -> anyhow::Result<Effective> {
         }
     };
     let app_secret = if app_code.is_some() { secret } else { None };
-    Ok(Effective { file: path.map(|p| (p, exists)), url, token, app_code, app_secret, username, biz })
+    Ok(Effective { file: path.map(|p| (p, exists)), url, token, app_code, app_secret, username, biz, ca })
 }
 
 pub struct Resolved {
@@ -183,6 +188,7 @@ pub fn resolve(args: &ClientArgs) -> anyhow::Result<Resolved> {
             "no credentials: set SHOAL_TOKEN (shoal user token create), or SHOAL_APP_CODE and SHOAL_APP_SECRET (shoal dev prints them), or write the config file (shoal config init)"
         ),
     };
+    crate::errors::set_call(&e.url.0, e.biz.0);
     let client = Client::new(ClientConfig {
         url: e.url.0,
         app_code,
@@ -193,6 +199,13 @@ pub fn resolve(args: &ClientArgs) -> anyhow::Result<Resolved> {
         timeout: Duration::from_secs(60),
         language: Some("en".into()),
     })?;
+    let client = match &e.ca {
+        Some((path, _)) => {
+            let pem = std::fs::read(path).with_context(|| format!("reading the CA bundle {}", path.display()))?;
+            client.with_ca_pem(&pem).with_context(|| format!("the CA bundle {}", path.display()))?
+        }
+        None => client,
+    };
     Ok(Resolved { client, biz: e.biz.0 })
 }
 

@@ -6,6 +6,7 @@ mod agent_config;
 mod cli;
 mod client_config;
 mod cmd;
+mod errors;
 mod output;
 mod server_config;
 
@@ -14,6 +15,7 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     quiet_on_broken_pipe();
     let cli = cli::Cli::parse();
+    errors::set_lang(errors::pick_lang(cli.ui_lang.as_deref(), &|k| std::env::var(k).ok()));
     let default_level = if cli.command.is_daemon() { "info" } else { "warn" };
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
@@ -37,7 +39,13 @@ fn main() -> std::process::ExitCode {
     match rt.block_on(cmd::run(cli)) {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let msg = errors::explain(&e);
+            // A JOB error says "error CODE: …" itself.
+            if msg.starts_with("error ") || msg.starts_with("错误 ") {
+                eprintln!("{msg}");
+            } else {
+                eprintln!("error: {msg}");
+            }
             std::process::ExitCode::from(2)
         }
     }

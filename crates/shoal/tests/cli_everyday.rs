@@ -126,9 +126,10 @@ fn unreachable_servers_and_bad_urls_are_explained() {
     let port = free_port();
     let o = cli(port).args(["host", "list"]).output().unwrap();
     let t = text(&o);
-    assert!(!o.status.success() && t.contains(&format!("cannot connect to http://127.0.0.1:{port}")), "{t}");
-    assert!(t.to_lowercase().contains("connection refused"), "{t}");
+    let said = format!("cannot reach the server at http://127.0.0.1:{port}: connection refused — is `shoal server` running?");
+    assert!(!o.status.success() && t.contains(&said), "{t}");
     let o = cli(port).args(["host", "list"]).env("SHOAL_URL", "localhost:8080").output().unwrap();
     let t = text(&o);
     assert!(!o.status.success() && t.contains("must look like http://host:port"), "{t}");
+    assert!(t.contains("give the scheme, e.g. --url http://127.0.0.1:8080"), "{t}");
 }

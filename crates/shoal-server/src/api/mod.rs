@@ -87,6 +87,14 @@ async fn healthz(axum::extract::State(shared): axum::extract::State<Arc<Shared>>
     }
 }
 
+/// The Shoal extension API (`/api/shoal/v1/…`) as an OpenAPI 3.1 document, kept beside the
+/// code; a test holds it to the routes the server answers.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI)
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.config.max_body_bytes;
     let timeout = std::time::Duration::from_secs(shared.config.request_timeout_secs);
@@ -94,6 +102,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/shoal/v1/agent/ws", get(crate::gateway::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::serve))
+        .route("/api/shoal/v1/openapi.json", get(openapi))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.

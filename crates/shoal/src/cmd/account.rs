@@ -31,6 +31,7 @@ pub enum AccountCommand {
     },
     /// Remove an execution account by alias (admin).
     Delete {
+        /// The account's alias.
         alias: String,
         #[command(flatten)]
         client: ClientArgs,

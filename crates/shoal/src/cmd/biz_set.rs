@@ -11,10 +11,12 @@ use crate::client_config;
 pub enum BizSetCommand {
     /// Create or replace a set: its id (8000000–9999999) and member businesses.
     Set {
+        /// The business set's id.
         id: i64,
         /// Member business ids, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         members: Vec<i64>,
+        /// The business set's name.
         #[arg(long)]
         name: Option<String>,
         #[command(flatten)]
@@ -27,6 +29,7 @@ pub enum BizSetCommand {
     },
     /// Delete a set: its scope reaches no host from then on.
     Delete {
+        /// The business set's id.
         id: i64,
         #[command(flatten)]
         client: ClientArgs,

@@ -29,6 +29,7 @@ pub struct CheckArgs {
 pub enum CheckCommand {
     /// Show a check record (its progress while it runs, its report once finished).
     Show {
+        /// The check record's id (check_…).
         check_id: String,
         /// Message language: zh or en [default: from SHOAL_LANGUAGE or LANG].
         #[arg(long)]
@@ -38,6 +39,7 @@ pub enum CheckCommand {
     },
     /// Latest check records of the business.
     List {
+        /// How many records, newest first.
         #[arg(long, default_value_t = 20)]
         limit: i64,
         #[command(flatten)]

@@ -200,6 +200,9 @@ pub fn show(e: &Effective) -> String {
     }
     line("username", quoted(&e.username.0), &e.username.1);
     line("biz", e.biz.0.to_string(), &e.biz.1);
+    if let Some((ca, src)) = &e.ca {
+        line("ca", quoted(&ca.display().to_string()), src);
+    }
     for m in missing {
         out.push_str(&format!("# {m}\n"));
     }
@@ -223,6 +226,7 @@ pub fn show_json(e: &Effective) -> serde_json::Value {
         "app_secret": app_secret,
         "username": entry(json!(e.username.0), &e.username.1),
         "biz": entry(json!(e.biz.0), &e.biz.1),
+        "ca": e.ca.as_ref().map(|(p, s)| entry(json!(p), s)),
     })
 }
 
@@ -240,6 +244,7 @@ mod tests {
             app_secret: Some(("very-secret".into(), Source::File)),
             username: ("alice".into(), Source::Flag("--username")),
             biz: (2, Source::Default),
+            ca: None,
         };
         let text = show(&e);
         assert!(!text.contains("very-secret"), "{text}");

@@ -18,6 +18,7 @@ pub enum CronCommand {
     },
     /// One cron: its schedule, variables and latest fires.
     Show {
+        /// The cron's id (see `shoal cron list`).
         id: i64,
         #[command(flatten)]
         client: ClientArgs,
@@ -27,6 +28,7 @@ pub enum CronCommand {
         /// The plan to run (its id, see `shoal template plans`).
         #[arg(long)]
         plan: i64,
+        /// The cron's name.
         #[arg(long)]
         name: String,
         /// 5-field crontab: minute hour day month weekday, e.g. "30 2 * * *".
@@ -52,18 +54,21 @@ pub enum CronCommand {
     },
     /// Start a cron.
     Enable {
+        /// The cron's id (see `shoal cron list`).
         id: i64,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Pause a cron.
     Disable {
+        /// The cron's id (see `shoal cron list`).
         id: i64,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Delete a cron (its jobs and fire history stay).
     Delete {
+        /// The cron's id (see `shoal cron list`).
         id: i64,
         #[command(flatten)]
         client: ClientArgs,

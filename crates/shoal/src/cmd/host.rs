@@ -1,4 +1,4 @@
-//! `shoal host list`, `shoal host move`.
+//! `shoal host list`, `shoal host move`, `shoal host remove`.
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -60,6 +60,7 @@ async fn move_host(a: MoveArgs) -> anyhow::Result<u8> {
 pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
     match cmd {
         HostCommand::Move(a) => move_host(a).await,
+        HostCommand::Remove { host_ids, force, client } => remove_hosts(&host_ids, force, &client).await,
         HostCommand::List { selector, all_biz, pending, client } => {
             let r = client_config::resolve(&client)?;
             let biz = (!all_biz).then_some(r.biz);
@@ -95,7 +96,7 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
             }
             println!(
                 "{:<8} {:<6} {:<16} {:<6} {:<6} {:<6} {:<8} {:<20} LABELS",
-                "HOST_ID", "BIZ", "IP", "CLOUD", "SET", "MODULE", "ALIVE", "HOSTNAME"
+                "HOST_ID", "BIZ", "IP", "CLOUD", "SET", "MODULE", "STATE", "HOSTNAME"
             );
             let opt = |v: &Value| v.as_i64().map(|i| i.to_string()).unwrap_or_else(|| "-".into());
             for h in hosts["data"].as_array().into_iter().flatten() {
@@ -109,7 +110,7 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
                     h["bk_cloud_id"].to_string(),
                     opt(&h["set_id"]),
                     opt(&h["module_id"]),
-                    if h["alive"].as_i64() == Some(1) { "yes" } else { "no" },
+                    if h["alive"].as_i64() == Some(1) { "alive" } else { "lost" },
                     h["hostname"].as_str().unwrap_or(""),
                     labels.join(",")
                 );
@@ -117,4 +118,32 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// Removes each host; a connected one is refused without `force`. Exits 1 when any was not
+/// removed.
+async fn remove_hosts(ids: &[i64], force: bool, client: &ClientArgs) -> anyhow::Result<u8> {
+    let r = client_config::resolve(client)?;
+    let mut failed = 0;
+    for id in ids {
+        let body = json!({"bk_host_id": id, "force": force});
+        match r.client.shoal::<Value>("hosts/remove", false, body).await {
+            Ok(h) if client.json => println!("{}", serde_json::to_string_pretty(&h)?),
+            Ok(h) => println!(
+                "host {id} ({}:{}) removed{}; its agent is revoked",
+                h["bk_cloud_id"],
+                h["ip"].as_str().unwrap_or(""),
+                if h["was_connected"] == json!(true) { " and disconnected" } else { "" }
+            ),
+            Err(e) => {
+                failed += 1;
+                let mut msg = crate::errors::explain(&anyhow::Error::new(e));
+                if msg.contains("is connected") {
+                    msg.push_str(&format!(" (shoal host remove {id} --force)"));
+                }
+                eprintln!("error: {msg}");
+            }
+        }
+    }
+    Ok(u8::from(failed > 0))
 }

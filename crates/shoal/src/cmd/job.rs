@@ -1,4 +1,4 @@
-//! `shoal job status|logs|terminate|list`.
+//! `shoal job status|logs|terminate|confirm|reject|retry|continue|watch|list`.
 
 use serde_json::Value;
 use shoal_client::Scope;
@@ -56,6 +56,12 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<u8> {
         JobCommand::Reject { job_instance_id, step, client } => operate(job_instance_id, step, 9, &[7], client).await,
         JobCommand::Retry { job_instance_id, all, step, client } => {
             operate(job_instance_id, step, if all { 8 } else { 2 }, &[4, 11], client).await
+        }
+        JobCommand::Continue { job_instance_id, step, client } => operate(job_instance_id, step, 13, &[7], client).await,
+        JobCommand::Watch { job_instance_id, follow, on_interrupt, client } => {
+            let r = client_config::resolve(&client)?;
+            let how = super::run::Watch { follow, json: client.json, on_interrupt };
+            super::run::watch(&r.client, &Scope::biz(r.biz), job_instance_id, how).await
         }
         JobCommand::List { limit, client } => {
             let r = client_config::resolve(&client)?;

@@ -9,6 +9,7 @@ pub(crate) mod cron;
 pub(crate) mod danger;
 mod dev;
 pub mod file_source;
+pub mod group;
 pub mod host;
 mod job;
 pub mod manual;
@@ -66,5 +67,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Cron(c) => cron::run(c).await,
         Command::Credential(c) => file_source::credential(c).await,
         Command::FileSource(c) => file_source::file_source(c).await,
+        Command::Group(c) => group::run(c).await,
     }
 }

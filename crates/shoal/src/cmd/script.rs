@@ -15,14 +15,19 @@ use crate::client_config;
 pub enum ScriptCommand {
     /// Scripts of the business (or --public).
     List {
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Versions of a script and their states; --content prints the given version's text.
+    /// Versions of a script (by name or id) and their states; --content prints the given
+    /// version's text.
     Show {
+        /// The script's name or id.
+        #[arg(value_name = "NAME_OR_ID")]
         script_id: String,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         /// Print the text of this version (e.g. 1.2).
@@ -34,18 +39,24 @@ pub enum ScriptCommand {
     /// Add a script (with --name) or a new version of one (with --script-id) from a file; new
     /// versions are drafts until published.
     Add {
+        /// The script file.
         #[arg(short = 'f', long)]
         file: PathBuf,
+        /// Name of the new script.
         #[arg(long, required_unless_present = "script_id")]
         name: Option<String>,
+        /// The script (name or id).
         #[arg(long)]
         script_id: Option<String>,
         #[arg(long)]
         version: String,
+        /// Language: shell, python, perl or powershell [default: from the file extension, else shell].
         #[arg(long)]
         lang: Option<String>,
+        /// What the script is for.
         #[arg(long, default_value = "")]
         description: String,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
@@ -53,8 +64,11 @@ pub enum ScriptCommand {
     },
     /// Put a version online (the previous online version goes offline).
     Publish {
+        /// The script (name or id).
         script_id: String,
+        /// The version's id (VERSION_ID in `shoal script show`).
         version_id: i64,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
@@ -62,8 +76,11 @@ pub enum ScriptCommand {
     },
     /// Disable a version for good.
     Disable {
+        /// The script (name or id).
         script_id: String,
+        /// The version's id (VERSION_ID in `shoal script show`).
         version_id: i64,
+        /// The public scripts (admin) instead of the business's.
         #[arg(long)]
         public: bool,
         #[command(flatten)]
@@ -115,6 +132,7 @@ pub async fn run(cmd: ScriptCommand) -> anyhow::Result<u8> {
         }
         ScriptCommand::Show { script_id, public, content, client } => {
             let r = client_config::resolve(&client)?;
+            let script_id = script_id_of(&r.client, r.biz, public, &script_id).await?;
             if let Some(version) = content {
                 let v: Value = r
                     .client
@@ -191,8 +209,16 @@ pub async fn run(cmd: ScriptCommand) -> anyhow::Result<u8> {
     }
 }
 
+/// The id of the script named `name_or_id` (a name first, else taken as an id).
+async fn script_id_of(client: &shoal_client::Client, biz: i64, public: bool, name_or_id: &str) -> anyhow::Result<String> {
+    let page: Value = client.call(&api("get_script_list", public), params(biz, public, json!({"length": 1000}))).await?;
+    let found = page["data"].as_array().into_iter().flatten().find(|s| s["name"] == name_or_id).and_then(|s| s["id"].as_str());
+    Ok(found.unwrap_or(name_or_id).to_string())
+}
+
 async fn set_state(script_id: String, version_id: i64, public: bool, client: ClientArgs, name: &str) -> anyhow::Result<u8> {
     let r = client_config::resolve(&client)?;
+    let script_id = script_id_of(&r.client, r.biz, public, &script_id).await?;
     let v: Value =
         r.client.call(&api(name, public), params(r.biz, public, json!({"script_id": script_id, "script_version_id": version_id}))).await?;
     let state = v["status"].as_u64().and_then(|s| STATES.get(s as usize)).copied().unwrap_or("?");

@@ -16,6 +16,7 @@ use crate::client_config::{self, Resolved};
 pub enum TemplateCommand {
     /// Create or change templates from a YAML (or JSON) file; prints what changed.
     Apply {
+        /// The template document (YAML).
         #[arg(short = 'f', long)]
         file: PathBuf,
         /// Change summary kept in the history.
@@ -26,19 +27,25 @@ pub enum TemplateCommand {
     },
     /// What `apply -f FILE` would change, or the changes between two versions: `diff NAME V1 V2`.
     Diff {
+        /// The template document (YAML).
         #[arg(short = 'f', long, conflicts_with_all = ["name", "from", "to"])]
         file: Option<PathBuf>,
+        /// The template's name.
         name: Option<String>,
+        /// The version to compare from (vN or N).
         from: Option<String>,
+        /// The version to compare to (vN or N).
         to: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Write a template (current version, or --version N) as YAML that `apply` accepts back.
     Export {
+        /// The template's name.
         name: String,
         #[arg(long)]
         version: Option<i64>,
+        /// Write the document to this file instead of standard output.
         #[arg(short = 'o', long)]
         output: Option<PathBuf>,
         #[command(flatten)]
@@ -46,14 +53,17 @@ pub enum TemplateCommand {
     },
     /// Versions of a template: author, time, state, summary, changes.
     History {
+        /// The template's name.
         name: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Make an earlier version current again (as a new version; history is kept).
     Rollback {
+        /// The template's name.
         name: String,
         version: String,
+        /// What the change is for (kept in the history).
         #[arg(short = 'm', long)]
         summary: Option<String>,
         #[command(flatten)]
@@ -75,12 +85,15 @@ pub enum TemplateCommand {
     Reject(Review),
     /// Run a plan of a template (`default` unless --plan) and follow it.
     Run {
+        /// The template's name.
         name: String,
+        /// The plan to run.
         #[arg(long, default_value = "default")]
         plan: String,
         /// Variable values, NAME=VALUE; repeatable.
         #[arg(long = "var")]
         vars: Vec<String>,
+        /// Do not wait; print the job id.
         #[arg(long)]
         no_wait: bool,
         #[command(flatten)]
@@ -90,8 +103,10 @@ pub enum TemplateCommand {
 
 #[derive(Args, Debug)]
 pub struct Review {
+    /// The template's name.
     name: String,
     version: String,
+    /// A comment kept with the decision.
     #[arg(short = 'm', long)]
     comment: Option<String>,
     #[command(flatten)]

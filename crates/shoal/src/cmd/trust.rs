@@ -18,7 +18,9 @@ pub enum AppCommand {
     },
     /// Create an app; its secret is printed once.
     Create {
+        /// The app's code.
         code: String,
+        /// What the app is for.
         #[arg(long)]
         description: Option<String>,
         /// Full rights on every scope and the platform.
@@ -32,6 +34,7 @@ pub enum AppCommand {
     },
     /// Make an app a trusted gateway (it may assert bk_username for others), or stop (--no).
     Trust {
+        /// The app's code.
         code: String,
         /// Take the trust back: the app acts as itself again.
         #[arg(long)]
@@ -41,6 +44,7 @@ pub enum AppCommand {
     },
     /// Replace an app's secret; the new one is printed once, the old stops working.
     Rotate {
+        /// The app's code.
         code: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -48,6 +52,7 @@ pub enum AppCommand {
     /// Issue an access token for an app (the caller's own app without CODE): what BlueKing
     /// callers send as `access_token` instead of the app's code and secret. Printed once.
     Token {
+        /// The app [default: the caller's own].
         code: Option<String>,
         /// Lifetime in seconds (1 day by default, at most 90 days).
         #[arg(long)]
@@ -57,12 +62,14 @@ pub enum AppCommand {
     },
     /// Revoke an app access token by its id (as `shoal app token` printed it).
     RevokeToken {
+        /// The token's id (as `shoal app token` printed it).
         id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Revoke an app: its secret stops working and its grants are dropped.
     Revoke {
+        /// The app's code.
         code: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -78,6 +85,7 @@ pub enum AppCommand {
     UngrantAccount(AccountGrantArgs),
     /// Roles and account grants, of one app or all.
     Grants {
+        /// Only this app [default: every app].
         code: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
@@ -86,7 +94,9 @@ pub enum AppCommand {
 
 #[derive(Args, Debug)]
 pub struct GrantArgs {
+    /// The app's code.
     pub code: String,
+    /// Role: run, manage, approve or admin.
     #[arg(long)]
     pub role: String,
     /// Every business instead of the one of --biz.
@@ -98,10 +108,12 @@ pub struct GrantArgs {
 
 #[derive(Args, Debug)]
 pub struct AccountGrantArgs {
+    /// The app's code.
     pub code: String,
     /// Account alias (it must exist), or * for every account of the business.
     #[arg(long)]
     pub alias: String,
+    /// Every business instead of the one of --biz.
     #[arg(long)]
     pub all_biz: bool,
     #[command(flatten)]
@@ -118,15 +130,19 @@ pub enum AuditCommand {
         /// Events at or before this time (ms since the epoch).
         #[arg(long)]
         until: Option<i64>,
+        /// Only events of this user.
         #[arg(long)]
         user: Option<String>,
+        /// Only events of this app.
         #[arg(long)]
         app: Option<String>,
+        /// Only events of this action (e.g. fast_execute_script).
         #[arg(long)]
         action: Option<String>,
         /// Only events of this business.
         #[arg(long = "scope-biz")]
         scope_biz: Option<i64>,
+        /// How many events.
         #[arg(long, default_value_t = 100)]
         limit: i64,
         #[command(flatten)]

@@ -19,6 +19,7 @@ pub enum UserCommand {
     },
     /// Create a user (admin); a generated password is printed once.
     Create {
+        /// The user's name.
         username: String,
         /// A platform admin.
         #[arg(long)]
@@ -32,7 +33,9 @@ pub enum UserCommand {
     /// Set a password: a user's (admin), or your own (stdin: current password, then the new
     /// one). A generated one is printed once. Every login session of the user ends.
     Passwd {
+        /// Whose password (admin) [default: your own].
         username: Option<String>,
+        /// Read the password(s) from standard input instead of generating one.
         #[arg(long)]
         password_stdin: bool,
         #[command(flatten)]
@@ -40,12 +43,14 @@ pub enum UserCommand {
     },
     /// Disable a user (admin): their tokens and sessions stop working.
     Disable {
+        /// The user's name.
         username: String,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// Enable a disabled user again (admin).
     Enable {
+        /// The user's name.
         username: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -67,11 +72,13 @@ pub enum UserCommand {
 pub enum TokenCommand {
     /// Create a token (yours, or --user's as an admin); it is printed once.
     Create {
+        /// A name to recognise the token by.
         #[arg(long)]
         name: Option<String>,
         /// Lifetime: 3600, 90s, 30m, 12h, 30d [default: until revoked].
         #[arg(long)]
         expires_in: Option<String>,
+        /// Create it for this user (admin) [default: yourself].
         #[arg(long)]
         user: Option<String>,
         #[command(flatten)]
@@ -79,6 +86,7 @@ pub enum TokenCommand {
     },
     /// Tokens (yours, or --user's, or everyone's as an admin); never the tokens themselves.
     List {
+        /// Another user's tokens (admin) [default: your own].
         #[arg(long)]
         user: Option<String>,
         #[command(flatten)]
@@ -86,7 +94,9 @@ pub enum TokenCommand {
     },
     /// Revoke a token by id.
     Revoke {
+        /// The token's id (see `shoal user token list`).
         id: String,
+        /// The token's owner (admin) [default: yourself].
         #[arg(long)]
         user: Option<String>,
         #[command(flatten)]
@@ -96,7 +106,9 @@ pub enum TokenCommand {
 
 #[derive(Args, Debug)]
 pub struct UserGrantArgs {
+    /// The user's name.
     pub username: String,
+    /// Role: run, manage, approve or admin.
     #[arg(long)]
     pub role: String,
     /// Every business instead of the one of --biz.
@@ -108,10 +120,12 @@ pub struct UserGrantArgs {
 
 #[derive(Args, Debug)]
 pub struct UserAccountGrantArgs {
+    /// The user's name.
     pub username: String,
     /// Account alias, or * for every account of the business.
     #[arg(long)]
     pub alias: String,
+    /// Every business instead of the one of --biz.
     #[arg(long)]
     pub all_biz: bool,
     #[command(flatten)]

@@ -7,11 +7,15 @@
 //! - `POST agents/accept {bk_host_id | agent_id}`: a pending host becomes a target.
 //! - `POST hosts/move {bk_host_id, bk_biz_id?, bk_cloud_id?, ip?, set_id?, module_id?}`: rebind
 //!   a host's address, business or topology (its agent must then say the same in its hello).
+//! - `POST hosts/remove {bk_host_id, force?}`: take a host out of the registry (no listing, no
+//!   target, its address free) and revoke its agent; a host whose agent is connected is
+//!   refused unless `force` (its agent is then disconnected).
 
 use axum::http::Method;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shoal_core::{JobError, Scope};
+use shoal_proto::agent::{Reject, ServerMsg};
 use shoal_proto::lenient;
 use shoal_store::hosts::{AgentTokenRow, BoundHost, HostMove, MoveRefusal, NewAgentToken};
 
@@ -20,7 +24,7 @@ use super::super::envelope::method_not_allowed;
 use super::super::{decode, internal, ApiResult, Ctx};
 use crate::gateway::enrol;
 
-const PATHS: [&str; 5] = ["agent_tokens", "agent_tokens/revoke", "agents/pending", "agents/accept", "hosts/move"];
+const PATHS: [&str; 6] = ["agent_tokens", "agent_tokens/revoke", "agents/pending", "agents/accept", "hosts/move", "hosts/remove"];
 
 /// Whether `path` (under `/api/shoal/v1/`) is served here.
 pub fn handles(path: &str) -> bool {
@@ -41,6 +45,7 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("agents/pending", Method::GET | Method::POST) => pending(ctx).await,
         ("agents/accept", Method::POST) => accept(ctx, params).await,
         ("hosts/move", Method::POST) => move_host(ctx, params).await,
+        ("hosts/remove", Method::POST) => remove_host(ctx, params).await,
         _ => Err(method_not_allowed()),
     }
 }
@@ -218,4 +223,49 @@ async fn move_host(ctx: &Ctx, params: Value) -> ApiResult {
         Err(MoveRefusal::NoSuchHost) => Err(JobError::bad_request(format!("no host {host_id}"))),
         Err(MoveRefusal::AddressTaken) => Err(JobError::bad_request("that address belongs to another host")),
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct RemoveReq {
+    #[serde(deserialize_with = "lenient::opt_i64")]
+    bk_host_id: Option<i64>,
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    force: Option<bool>,
+}
+
+/// Removes a host from the registry: its agent is revoked (and disconnected when it is
+/// connected, which takes `force`), the host retired.
+async fn remove_host(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: RemoveReq = decode(params)?;
+    let host_id = req.bk_host_id.ok_or_else(|| JobError::missing("bk_host_id"))?;
+    let store = &ctx.shared.store;
+    let host = store.hosts_by_ids(&[host_id]).await.map_err(internal("hosts by ids"))?.into_iter().next();
+    let host = host.ok_or_else(|| JobError::bad_request(format!("no host {host_id}")))?;
+    let alive = ctx.shared.gateway.reachable_set().await.contains(&host_id);
+    if alive && !req.force.unwrap_or(false) {
+        return Err(JobError::bad_request(format!(
+            "host {host_id} ({}:{}) is connected: stop its agent first, or remove it with force",
+            host.bk_cloud_id, host.ip
+        )));
+    }
+    if !host.agent_id.is_empty() {
+        store.revoke_agent(&host.agent_id, shoal_core::time::now_ms()).await.map_err(internal("revoke agent"))?;
+    }
+    if alive {
+        let bye = Reject { message: "host removed from the registry".into(), retry: false };
+        ctx.shared.gateway.send(host_id, ServerMsg::Reject(bye)).await;
+    }
+    let event = ctx.audit_event(
+        &Scope::biz(host.bk_biz_id),
+        "remove_host",
+        host_id,
+        json!({"bk_cloud_id": host.bk_cloud_id, "ip": host.ip, "agent_id": host.agent_id, "was_connected": alive}),
+    );
+    if !store.remove_host(host_id, &event).await.map_err(internal("remove host"))? {
+        return Err(JobError::bad_request(format!("no host {host_id}")));
+    }
+    tracing::info!(host_id, ip = %host.ip, was_connected = alive, "host removed");
+    Ok(json!({"bk_host_id": host_id, "bk_biz_id": host.bk_biz_id, "bk_cloud_id": host.bk_cloud_id, "ip": host.ip,
+              "removed": true, "was_connected": alive}))
 }

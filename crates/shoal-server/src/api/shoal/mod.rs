@@ -7,6 +7,8 @@
 //! - `GET dynamic_groups?bk_scope_type=&bk_scope_id=`, `POST dynamic_groups/delete {…, id}`.
 //!   A group is keyed by its scope and id: a call in one scope never reaches another's group.
 //! - Business sets (`biz_sets.rs`): which businesses a `biz_set` scope reaches.
+//! - `GET job_confirmation?bk_scope_type=&bk_scope_id=&job_instance_id=`: the job's
+//!   confirmation steps waiting for a user, with their message and who may confirm.
 
 pub mod agents;
 pub mod app_tokens;
@@ -38,6 +40,7 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("dynamic_groups", Method::POST) => create_group(ctx, params).await,
         ("dynamic_groups", Method::GET) => list_groups(ctx, params).await,
         ("dynamic_groups/delete", Method::POST) => delete_group(ctx, params).await,
+        ("job_confirmation", Method::GET | Method::POST) => job_confirmation(ctx, params).await,
         (p, _) if p == "biz_sets" || p.starts_with("biz_sets/") => biz_sets::call(ctx, method, p, params).await,
         ("hosts" | "dynamic_groups" | "dynamic_groups/delete", _) => Err(method_not_allowed()),
         (other, _) => Err(not_found(other)),
@@ -152,4 +155,33 @@ async fn delete_group(ctx: &Ctx, params: Value) -> ApiResult {
         true => Ok(json!({"id": id})),
         false => Err(JobError::illegal("id")),
     }
+}
+
+#[derive(Deserialize)]
+struct ConfirmationReq {
+    #[serde(flatten)]
+    scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    job_instance_id: Option<i64>,
+}
+
+/// The job's confirmation steps waiting for a user: name, message, and the users who may
+/// confirm (`anyone` when the step names none: whoever may operate the job's scope).
+async fn job_confirmation(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: ConfirmationReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Access).await?;
+    let job = crate::api::v3::job_in_scope(ctx, &scope, req.job_instance_id).await?;
+    let steps = ctx.shared.store.get_steps(job.id).await.map_err(internal("get steps"))?;
+    let mut data = vec![];
+    for s in steps {
+        let waiting = s.status == shoal_proto::status::RunStatus::WaitingUser as i32;
+        if s.step_type != shoal_proto::status::step_type::CONFIRM || !waiting {
+            continue;
+        }
+        let extras = ctx.shared.store.step_extras(s.id).await.map_err(internal("step extras"))?;
+        data.push(json!({"step_instance_id": s.id, "name": s.name, "message": extras.confirm_message.unwrap_or_default(),
+                         "users": extras.confirm_users, "anyone": extras.confirm_users.is_empty()}));
+    }
+    Ok(json!({"job_instance_id": job.id, "status": job.status, "data": data}))
 }
