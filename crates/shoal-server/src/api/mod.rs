@@ -94,6 +94,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/shoal/v1/agent/ws", get(crate::gateway::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::serve))
+        .route("/", get(crate::console::root))
+        .route("/console", get(crate::console::index))
+        .route("/console/", get(crate::console::index))
+        .route("/console/{*path}", get(crate::console::file))
+        .route("/api/shoal/v1/console/login", axum::routing::post(crate::console::session::login))
+        .route("/api/shoal/v1/console/session", get(crate::console::session::session))
+        .route("/api/shoal/v1/console/logout", axum::routing::post(crate::console::session::logout))
+        .route("/api/shoal/v1/jobs/{job_instance_id}/events", get(shoal::job_events::stream))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.
@@ -194,7 +202,7 @@ async fn handle(
             return shoal::users::login(&shared, method, params, request_id).await.map(Reply::from);
         }
     }
-    let caller = auth::authenticate(shared.store.as_ref(), headers, &params, system).await?;
+    let caller = auth::authenticate(shared.store.as_ref(), &shared.config.sealing_key, headers, &params, system).await?;
     let scheme = if shared.config.tls_cert.is_some() { "https" } else { "http" };
     let origin = headers
         .get(axum::http::header::HOST)

@@ -7,11 +7,13 @@
 //! - `GET dynamic_groups?bk_scope_type=&bk_scope_id=`, `POST dynamic_groups/delete {…, id}`.
 //!   A group is keyed by its scope and id: a call in one scope never reaches another's group.
 //! - Business sets (`biz_sets.rs`): which businesses a `biz_set` scope reaches.
+//! - [`job_events`]: `GET jobs/{id}/events`, a job live as server-sent events (the console).
 
 pub mod agents;
 pub mod app_tokens;
 pub mod biz_sets;
 pub mod checks;
+pub mod job_events;
 
 pub mod templates;
 pub mod users;
