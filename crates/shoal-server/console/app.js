@@ -19,6 +19,7 @@ const ROUTES = [
 const NAV = [['run', '/console/run'], ['jobs', '/console/jobs'], ['fleet', '/console/fleet'], ['approvals', '/console/approvals'], ['audit', '/console/audit'], ['rules', '/console/rules']];
 
 let leave = null; // the shown page's clean-up (closing its event stream)
+let renders = 0;
 
 export function go(path, replace = false) {
   if (replace) history.replaceState(null, '', path); else history.pushState(null, '', path);
@@ -55,10 +56,12 @@ async function render() {
     history.replaceState(null, '', '/console/login');
     page = 'login';
   }
-  header(page);
-  const main = document.getElementById('main');
+  const seq = ++renders;
   const mod = await import(`./pages/${page}.js`);
-  clear(main);
+  if (seq !== renders) return; // another navigation came first
+  // Header and page change together, so nothing of the previous page is seen with the new header.
+  header(page);
+  const main = clear(document.getElementById('main'));
   leave = (await mod.show(main, { args, go })) || null;
 }
 

@@ -34,7 +34,7 @@ export function show(main, { args }) {
         h('span', { class: 'spacer', style: null }),
         ACTIVE.has(s.status) && s.status !== 10 ? h('button', { class: 'danger', id: 'terminate', onclick: () => jobOp(1) }, t('terminate')) : null),
       h('div', { class: 'kv muted' },
-        t('operator'), s.operator || '', t('created'), fmtTime(s.create_time), t('duration'), fmtDuration(s.total_time)));
+        [t('operator'), s.operator || '', t('created'), fmtTime(s.create_time), t('duration'), fmtDuration(s.total_time)].map((x) => h('span', {}, x))));
   }
 
   function stepButtons(step) {

@@ -38,7 +38,7 @@ export async function show(main, { go }) {
   };
   targets.addEventListener('input', recount);
 
-  const form = h('form', { class: 'card', onsubmit: async (e) => {
+  const form = h('form', { class: 'card', id: 'run-form', onsubmit: async (e) => {
     e.preventDefault();
     err.show(null);
     const r = resolve();
@@ -74,6 +74,7 @@ export async function show(main, { go }) {
     for (const a of (acc.data || [])) account.append(h('option', { value: a.id }, `${a.alias} (${a.account})`));
     hosts = hs.data || [];
     recount();
+    form.dataset.ready = '1';
   } catch (ex) {
     err.show(ex);
   }
