@@ -120,3 +120,27 @@ fn the_console_in_a_browser() {
     assert!(versions.iter().any(|x| x["state"] != "pending" && x["reviewer"] == "lead"), "lead reviewed the change: {v}");
     drop(kids);
 }
+
+#[test]
+fn shoal_dev_prints_the_console_and_a_user_to_log_in_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let dev = || {
+        let out = std::process::Command::new(BIN)
+            .args(["dev", "--listen", "127.0.0.1:0", "--agents", "1", "--run", "true", "--data-dir"])
+            .arg(dir.path().join("dev"))
+            .output()
+            .unwrap();
+        let printed = text(&out);
+        assert!(out.status.success(), "{printed}");
+        let line = printed
+            .lines()
+            .find(|l| l.contains("web console"))
+            .unwrap_or_else(|| panic!("the console URL is printed: {printed}"))
+            .to_string();
+        assert!(line.contains("http://127.0.0.1:") && line.contains("/console/"), "{line}");
+        line.split("log in as dev / ").nth(1).unwrap_or_else(|| panic!("a user to log in with: {line}")).trim_end_matches(')').to_string()
+    };
+    let password = dev();
+    assert!(password.len() >= 16, "{password}");
+    assert_eq!(dev(), password, "the dev user keeps its password across starts");
+}
