@@ -112,6 +112,27 @@ try {
   await page.click('#terminate');
   await page.waitForFunction(() => ['8', '11'].includes(document.querySelector('#job-status')?.dataset.status));
 
+  step('a 5 MB log opens without freezing the page');
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', HOSTS[1]);
+  await page.waitForSelector('#match-count:has-text("1 of 1")');
+  await page.fill('#job-name', 'console-big');
+  // 49,000 lines of 101 bytes: 4.9 MB, under the 5 MiB output cap.
+  await page.fill('#script', `yes ${'0123456789'.repeat(10)} | head -n 49000`);
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.click('.group[data-status="9"]');
+  await page.click('.hosts button.host >> nth=0');
+  await page.waitForSelector('#log-info:has-text("49000")');
+  const inPage = await page.$$eval('#log .line', (els) => els.length);
+  check(inPage > 0 && inPage < 200, `only the visible lines of 49,000 are in the page (${inPage})`);
+  await page.$eval('#log', (el) => { el.scrollTop = el.scrollHeight; });
+  await page.waitForFunction(() => [...document.querySelectorAll('#log .line')].some((l) => parseInt(l.style.top, 10) >= 48990 * 18));
+  await page.fill('#log-search', 'nothing like this');
+  await page.waitForSelector('#log-info:has-text("0/49000")');
+
   step('job list');
   await page.click('header a[href="/console/jobs"]');
   await page.waitForSelector('#jobs tr[data-job]');
