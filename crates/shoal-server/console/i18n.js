@@ -35,8 +35,8 @@ const STRINGS = {
 };
 
 const RUN_STATUS = {
-  en: { 1: 'waiting', 2: 'running', 3: 'succeeded', 4: 'failed', 5: 'skipped', 6: 'error ignored', 7: 'waiting for user', 8: 'terminated', 9: 'abnormal', 10: 'terminating', 11: 'terminated (success)', 12: 'terminated by confirmation', 13: 'rolling: waiting', 14: 'rolling: waiting' },
-  zh: { 1: '等待执行', 2: '正在执行', 3: '执行成功', 4: '执行失败', 5: '跳过', 6: '忽略错误', 7: '等待用户', 8: '手动结束', 9: '状态异常', 10: '强制终止中', 11: '强制终止成功', 12: '确认终止', 13: '滚动等待', 14: '滚动等待' },
+  en: { 1: 'waiting', 2: 'running', 3: 'succeeded', 4: 'failed', 5: 'skipped', 6: 'error ignored', 7: 'waiting for user', 8: 'terminated', 9: 'abnormal', 10: 'terminating', 11: 'terminated', 13: 'rejected at confirmation', 14: 'abandoned', 15: 'rolling: waiting' },
+  zh: { 1: '等待执行', 2: '正在执行', 3: '执行成功', 4: '执行失败', 5: '跳过', 6: '忽略错误', 7: '等待用户', 8: '手动结束', 9: '状态异常', 10: '强制终止中', 11: '强制终止成功', 13: '确认终止', 14: '被丢弃', 15: '滚动等待' },
 };
 
 let current = localStorage.getItem('shoal.lang') || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');

@@ -35,8 +35,8 @@ export function fmtDuration(ms) {
 
 // Badge class for a job / step run status.
 export function runClass(s) {
-  if (s === 3 || s === 11 || s === 5 || s === 6) return 'ok';
-  if (s === 4 || s === 8 || s === 9 || s === 12) return 'bad';
+  if (s === 3 || s === 5 || s === 6) return 'ok';
+  if (s === 4 || s === 8 || s === 9 || s === 11 || s === 13 || s === 14) return 'bad';
   if (s === 2 || s === 10) return 'run';
   return 'wait';
 }

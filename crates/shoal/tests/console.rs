@@ -1,5 +1,6 @@
 //! The web console in a real browser: `shoal server` and three `shoal agent` processes, two
-//! users (an operator with grants in business 1, an admin who approves), and
+//! users (an operator with grants in business 1, an admin who approves), jobs waiting at a
+//! confirmation, and
 //! `tests/console/console.mjs` driving headless Chromium through Playwright against them.
 //!
 //! Needs `/usr/bin/chromium` (Debian's `chromium`) and `npm ci` in `tests/console`; without
@@ -88,6 +89,20 @@ fn the_console_in_a_browser() {
     ok(&v, "apply template");
     assert_eq!(v["data"]["state"], "pending", "{v}");
 
+    // Two jobs waiting at a confirmation ops may give: one to confirm, one to reject.
+    let doc = json!({"name": "gate", "steps": [{"name": "go?", "confirm": {"message": "ship it?", "users": ["ops"]}}]});
+    let v = post_json(port, APP, "/api/shoal/v1/templates/apply", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc}));
+    ok(&v, "apply gate");
+    let plan = v["data"]["plans"][0]["id"].as_i64().unwrap();
+    let waiting: Vec<String> = (0..2)
+        .map(|_| {
+            let v =
+                post_json(port, APP, "/api/v3/execute_job_plan", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_plan_id": plan}));
+            ok(&v, "execute_job_plan");
+            v["data"]["job_instance_id"].as_i64().unwrap().to_string()
+        })
+        .collect();
+
     let shot = std::env::var("SHOAL_CONSOLE_SCREENSHOT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-job.png"));
@@ -104,6 +119,7 @@ fn the_console_in_a_browser() {
         .env("SHOAL_HOSTS", ips.join(","))
         .env("SHOAL_GATE", &gate)
         .env("SHOAL_TEMPLATE", "deploy-web")
+        .env("SHOAL_CONFIRM_JOBS", waiting.join(","))
         .env("SHOAL_SCREENSHOT", &shot)
         .output()
         .unwrap();

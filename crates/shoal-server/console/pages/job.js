@@ -6,7 +6,7 @@ import { t, runStatus } from '../i18n.js';
 import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass } from '../ui.js';
 
 const LINE_HEIGHT = 18;
-const ACTIVE = new Set([1, 2, 7, 10, 13, 14]);
+const ACTIVE = new Set([2, 7, 15]); // running, waiting for a user, between rolling batches
 
 export function show(main, { args }) {
   const jobId = Number(args[0]);
@@ -20,7 +20,13 @@ export function show(main, { args }) {
   let snap = null;
   const sel = { step: null, group: null, host: null };
 
-  const operate = async (fn) => { err.show(null); try { await fn(); } catch (ex) { err.show(ex); } };
+  let es = null;
+  let ended = false;
+  // A finished job's stream has ended; an operation may revive the job (a retry, a skip): listen again.
+  const operate = async (fn) => {
+    err.show(null);
+    try { await fn(); if (ended) listen(); } catch (ex) { err.show(ex); }
+  };
   const jobOp = (code) => operate(() => v3('operate_job_instance', { ...sc, job_instance_id: jobId, operation_code: code }));
   const stepOp = (step, code) => operate(() => v3('operate_step_instance', { ...sc, job_instance_id: jobId, step_instance_id: step, operation_code: code }));
 
@@ -32,7 +38,7 @@ export function show(main, { args }) {
         h('span', { class: `badge ${runClass(s.status)}`, id: 'job-status', 'data-status': s.status }, runStatus(s.status)),
         liveState,
         h('span', { class: 'spacer', style: null }),
-        ACTIVE.has(s.status) && s.status !== 10 ? h('button', { class: 'danger', id: 'terminate', onclick: () => jobOp(1) }, t('terminate')) : null),
+        ACTIVE.has(s.status) ? h('button', { class: 'danger', id: 'terminate', onclick: () => jobOp(1) }, t('terminate')) : null),
       h('div', { class: 'kv muted' },
         [t('operator'), s.operator || '', t('created'), fmtTime(s.create_time), t('duration'), fmtDuration(s.total_time)].map((x) => h('span', {}, x))));
   }
@@ -134,7 +140,10 @@ export function show(main, { args }) {
     paint();
   }
 
-  const es = stream(`/api/shoal/v1/jobs/${jobId}/events?bk_scope_type=${encodeURIComponent(sc.bk_scope_type)}&bk_scope_id=${encodeURIComponent(sc.bk_scope_id)}`,
+  function listen() {
+    ended = false;
+    if (es) es.stop();
+    es = stream(`/api/shoal/v1/jobs/${jobId}/events?bk_scope_type=${encodeURIComponent(sc.bk_scope_type)}&bk_scope_id=${encodeURIComponent(sc.bk_scope_id)}`,
     (name, data) => {
       if (name === 'snapshot') {
         snap = data;
@@ -144,6 +153,12 @@ export function show(main, { args }) {
         err.show(data.message || `error ${data.code}`);
       }
     },
-    (state) => { liveState.textContent = state === 'live' ? `● ${t('live')}` : state === 'ended' ? t('ended') : t('reconnecting'); liveState.dataset.state = state; });
+    (state) => {
+      if (state === 'ended') ended = true;
+      liveState.textContent = state === 'live' ? `● ${t('live')}` : state === 'ended' ? t('ended') : t('reconnecting');
+      liveState.dataset.state = state;
+    });
+  }
+  listen();
   return () => es.stop();
 }

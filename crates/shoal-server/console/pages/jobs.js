@@ -15,7 +15,7 @@ export function show(main, { go }) {
   const sc = scope();
   const err = errorBox();
   const status = h('select', { id: 'f-status' }, h('option', { value: '' }, t('any')),
-    [1, 2, 3, 4, 7, 8, 10, 11, 12].map((s) => h('option', { value: s }, runStatus(s))));
+    [1, 2, 3, 4, 7, 8, 10, 11, 13].map((s) => h('option', { value: s }, runStatus(s))));
   const from = h('input', { type: 'datetime-local', id: 'f-from', value: local(Date.now() - 7 * DAY) });
   const to = h('input', { type: 'datetime-local', id: 'f-to', value: local(Date.now() + 60000) });
   const name = h('input', { type: 'text', id: 'f-name', placeholder: t('name') });

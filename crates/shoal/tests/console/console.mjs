@@ -1,7 +1,7 @@
 // Shoal's web console in headless Chromium against a real server and agents (started by
 // crates/shoal/tests/console.rs, which passes everything in the environment):
 // log in, run a script on hosts and watch its results arrive live, open a host's log,
-// terminate a long job from the page, approve a template change as a second user, read and
+// terminate a long job from the page, retry failed hosts, confirm and reject waiting jobs, approve a template change as a second user, read and
 // verify the audit. Exits non-zero on the first failed expectation.
 import { chromium } from 'playwright-core';
 import { writeFileSync, mkdirSync } from 'node:fs';
@@ -14,6 +14,7 @@ const APPROVER = env('SHOAL_APPROVER'); const APPROVER_PASSWORD = env('SHOAL_APP
 const HOSTS = env('SHOAL_HOSTS').split(',');
 const GATE = env('SHOAL_GATE');
 const TEMPLATE = env('SHOAL_TEMPLATE');
+const [TO_CONFIRM, TO_REJECT] = env('SHOAL_CONFIRM_JOBS').split(',');
 const SHOT = process.env.SHOAL_SCREENSHOT;
 const T = 60_000;
 
@@ -132,6 +133,32 @@ try {
   await page.waitForFunction(() => [...document.querySelectorAll('#log .line')].some((l) => parseInt(l.style.top, 10) >= 48990 * 18));
   await page.fill('#log-search', 'nothing like this');
   await page.waitForSelector('#log-info:has-text("0/49000")');
+
+  step('retry the failed hosts of a failed job');
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', HOSTS.join(' '));
+  await page.waitForSelector('#match-count:has-text("3 of 3")');
+  await page.fill('#job-name', 'console-retry');
+  await page.fill('#script', `[ -e ${GATE}.retry ] || { echo not yet; exit 3; }\necho now`);
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="4"]');
+  await page.waitForSelector('.group[data-count="3"]:has-text("exit 3")');
+  writeFileSync(`${GATE}.retry`, '');
+  await page.click('button.retry-failed');
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.waitForSelector('.group[data-status="9"][data-count="3"]:has-text("now")');
+
+  step('confirm one waiting job and reject another');
+  await page.goto(`${URL_}/console/jobs/${TO_CONFIRM}`);
+  await page.waitForSelector('#job-status[data-status="7"]');
+  await page.click('button.confirm');
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.goto(`${URL_}/console/jobs/${TO_REJECT}`);
+  await page.waitForSelector('#job-status[data-status="7"]');
+  await page.click('button.reject');
+  await page.waitForSelector('#job-status[data-status="13"]');
 
   step('job list');
   await page.click('header a[href="/console/jobs"]');
