@@ -14,9 +14,10 @@ const ROUTES = [
   [/^\/console\/audit$/, 'audit'],
   [/^\/console\/approvals$/, 'approvals'],
   [/^\/console\/rules$/, 'rules'],
+  [/^\/console\/library$/, 'library'],
 ];
 
-const NAV = [['run', '/console/run'], ['jobs', '/console/jobs'], ['fleet', '/console/fleet'], ['approvals', '/console/approvals'], ['audit', '/console/audit'], ['rules', '/console/rules']];
+const NAV = [['run', '/console/run'], ['jobs', '/console/jobs'], ['fleet', '/console/fleet'], ['approvals', '/console/approvals'], ['audit', '/console/audit'], ['library', '/console/library'], ['rules', '/console/rules']];
 
 let leave = null; // the shown page's clean-up (closing its event stream)
 let renders = 0;

@@ -48,6 +48,7 @@ assets! {
     "pages/audit.js" => "text/javascript; charset=utf-8",
     "pages/approvals.js" => "text/javascript; charset=utf-8",
     "pages/rules.js" => "text/javascript; charset=utf-8",
+    "pages/library.js" => "text/javascript; charset=utf-8",
     "favicon.svg" => "image/svg+xml",
 }
 

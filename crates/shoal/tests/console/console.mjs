@@ -184,6 +184,15 @@ try {
   await page.click(`${card} button.approve`);
   await page.waitForSelector('#no-approvals');
 
+  step('the template library shows the approved change');
+  await page.click('header a[href="/console/library"]');
+  await page.click(`#templates tr[data-template="${TEMPLATE}"]`);
+  await page.waitForSelector('.version[data-version="1"] .badge.ok');
+  await page.click('#tab-scripts');
+  await page.waitForSelector('#scripts', { state: 'attached' });
+  await page.click('#tab-cron');
+  await page.waitForSelector('#crons', { state: 'attached' });
+
   step('read and verify the audit');
   await page.click('header a[href="/console/audit"]');
   await page.waitForSelector('#audit tr[data-action="login"]');
