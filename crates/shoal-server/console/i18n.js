@@ -15,6 +15,7 @@ const STRINGS = {
     approve: 'Approve', check_script: 'Check this script', findings: 'Findings', no_findings: 'No dangerous statement found', expression: 'Expression',
     description: 'Description', more_hosts: '… and {0} more', output_cut: '(output cut; open a host for all of it)', previous: 'Previous', next: 'Next',
     ok: 'Done', load_more: 'Load more', ended: 'finished', not_allowed: 'Not allowed: {0}',
+    all_hosts: 'All {0} hosts', all_with_status: '{0} hosts with this status and exit code',
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
   },
   zh: {
@@ -32,6 +33,7 @@ const STRINGS = {
     approve: '批准', check_script: '检查此脚本', findings: '检查结果', no_findings: '未发现高危语句', expression: '表达式',
     description: '描述', more_hosts: '… 另有 {0} 台', output_cut: '（输出已截断；打开主机查看全部）', previous: '上一页', next: '下一页',
     ok: '完成', load_more: '加载更多', ended: '已结束', not_allowed: '无权限：{0}',
+    all_hosts: '全部 {0} 台主机', all_with_status: '此状态和退出码的主机共 {0} 台',
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
   },
 };

@@ -60,3 +60,28 @@ export function b64(text) {
   for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
   return btoa(s);
 }
+
+// A list of any length with only its visible rows in the page: `row(item, i)` makes one
+// row element (fixed height `rowHeight` px). Answers the scrolling box.
+export function virtualList(items, rowHeight, row, cls = 'vlist') {
+  const box = h('div', { class: cls, tabindex: 0 });
+  const inner = h('div', { class: 'spacer' });
+  box.append(inner);
+  const paint = () => {
+    inner.style.height = `${items.length * rowHeight}px`;
+    const first = Math.max(0, Math.floor(box.scrollTop / rowHeight) - 10);
+    const last = Math.min(items.length, first + Math.ceil((box.clientHeight || 400) / rowHeight) + 30);
+    const rows = [];
+    for (let i = first; i < last; i++) {
+      const el = row(items[i], i);
+      el.style.top = `${i * rowHeight}px`; // CSSOM, not a style attribute: the CSP allows no inline style
+      rows.push(el);
+    }
+    clear(inner, rows);
+  };
+  let raf = 0;
+  box.addEventListener('scroll', () => { if (!raf) raf = requestAnimationFrame(() => { raf = 0; paint(); }); });
+  requestAnimationFrame(paint);
+  paint();
+  return box;
+}

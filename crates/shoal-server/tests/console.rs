@@ -236,9 +236,17 @@ async fn a_job_streams_grouped_snapshots_then_ends(mut h: Harness) {
     assert_eq!(groups[0]["hosts"].as_array().unwrap().len(), 3);
     assert!(events.next().await.is_none(), "the stream closes after `end`");
 
-    // A finished job: one snapshot, then `end` at once.
-    let resp = h.http.get(&url).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
+    // A finished job: one snapshot, then `end` at once; as many hosts listed per group as asked.
+    let resp = h.http.get(format!("{url}&hosts_per_group=2")).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
     let mut events = Events { resp, buf: String::new() };
-    assert_eq!(events.next().await.unwrap().0, "snapshot");
+    let (name, snap) = events.next().await.unwrap();
+    assert_eq!(name, "snapshot");
+    let group = &snap["steps"][0]["groups"][0];
+    assert_eq!((group["host_count"].as_i64(), group["hosts"].as_array().map(Vec::len)), (Some(3), Some(2)), "{group}");
     assert_eq!(events.next().await.unwrap().0, "end");
+    for bad in ["0", "1001", "x"] {
+        let r = h.http.get(format!("{url}&hosts_per_group={bad}")).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        assert_ne!(v["code"], 0, "hosts_per_group={bad}: {v}");
+    }
 }

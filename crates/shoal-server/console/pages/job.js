@@ -3,7 +3,7 @@
 // its log (virtualised: only the visible lines are in the page, so a 5 MB log stays fast).
 import { v3, stream, scope } from '../api.js';
 import { t, runStatus } from '../i18n.js';
-import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass } from '../ui.js';
+import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass, virtualList } from '../ui.js';
 
 const LINE_HEIGHT = 18;
 const ACTIVE = new Set([2, 7, 15]); // running, waiting for a user, between rolling batches
@@ -19,6 +19,10 @@ export function show(main, { args }) {
   main.append(head, err.el, h('div', { class: 'split' }, steps, logPanel));
   let snap = null;
   const sel = { step: null, group: null, host: null };
+  // Every host of a big group, fetched on demand: step id + group key → hosts.
+  const allHosts = new Map();
+  // Hosts listed per group in each snapshot (the server's default unless the page's URL asks).
+  const perGroup = new URLSearchParams(location.search).get('hosts_per_group');
 
   let es = null;
   let ended = false;
@@ -75,7 +79,14 @@ export function show(main, { args }) {
           box.append(h('div', { class: 'hosts' },
             g.hosts.map((x) => h('button', { class: sel.host === x.bk_host_id ? 'sel host' : 'host', 'data-host': x.bk_host_id,
               onclick: (e) => { e.stopPropagation(); openLog(step, x); } }, x.ip || `#${x.bk_host_id}`)),
-            g.host_count > g.hosts.length ? h('span', { class: 'muted' }, t('more_hosts', g.host_count - g.hosts.length)) : null));
+            g.host_count > g.hosts.length && !allHosts.has(`${step.step_instance_id}/${g.key}`)
+              ? h('button', { class: 'plain all-hosts', onclick: (e) => { e.stopPropagation(); loadAll(step, g); } }, t('all_hosts', g.host_count)) : null));
+          const all = allHosts.get(`${step.step_instance_id}/${g.key}`);
+          if (all) {
+            box.append(h('div', { class: 'muted' }, t('all_with_status', all.length)),
+              virtualList(all, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: (e) => { e.stopPropagation(); openLog(step, x); } },
+                `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list'));
+          }
         }
         return box;
       });
@@ -88,6 +99,19 @@ export function show(main, { args }) {
           stepButtons(step)),
         groups);
     }));
+  }
+
+  // A group lists its first hosts; the rest come from the job's host results (every host
+  // with the group's status and exit code), shown as a virtual list however many there are.
+  async function loadAll(step, g) {
+    err.show(null);
+    try {
+      const d = await v3('get_job_instance_status', { ...sc, job_instance_id: jobId, return_ip_result: true }, 'GET');
+      const st = (d.step_instance_list || []).find((x) => x.step_instance_id === step.step_instance_id);
+      const hosts = ((st && st.step_ip_result_list) || []).filter((x) => x.status === g.status && x.exit_code === g.exit_code);
+      allHosts.set(`${step.step_instance_id}/${g.key}`, hosts);
+      drawSteps();
+    } catch (ex) { err.show(ex); }
   }
 
   async function openLog(step, host) {
@@ -143,7 +167,9 @@ export function show(main, { args }) {
   function listen() {
     ended = false;
     if (es) es.stop();
-    es = stream(`/api/shoal/v1/jobs/${jobId}/events?bk_scope_type=${encodeURIComponent(sc.bk_scope_type)}&bk_scope_id=${encodeURIComponent(sc.bk_scope_id)}`,
+    const q = new URLSearchParams({ ...sc });
+    if (perGroup) q.set('hosts_per_group', perGroup);
+    es = stream(`/api/shoal/v1/jobs/${jobId}/events?${q}`,
     (name, data) => {
       if (name === 'snapshot') {
         snap = data;

@@ -100,6 +100,16 @@ try {
     step(`screenshot: ${SHOT}`);
   }
 
+  step("a big group's hosts: the first listed, all of them on demand");
+  await page.goto(`${jobUrl}?hosts_per_group=1`);
+  await page.click('.group[data-status="9"]');
+  await page.waitForSelector('.hosts button.host');
+  check((await page.$$('.hosts button.host')).length === 1, 'one host listed');
+  await page.click('button.all-hosts');
+  await page.waitForSelector('.all-hosts-list .vrow >> nth=2');
+  await page.click('.all-hosts-list .vrow >> nth=2');
+  await page.waitForSelector('#log-info:has-text("2001")');
+
   step('terminate a long job from the page');
   await page.click('header a[href="/console/run"]');
   await page.waitForSelector('#run-form[data-ready]');

@@ -7,7 +7,8 @@
 //! - `snapshot` at once and again whenever the job changed ([`crate::engine::events`]), at
 //!   most [`SNAPSHOTS_PER_SEC`] a second: the job, its steps, and each step's host results
 //!   **grouped** by status + exit code + identical output ([`shoal_proto::grouping`]) — a
-//!   group has its host count, at most [`HOSTS_PER_GROUP`] hosts listed and the start of its
+//!   group has its host count, at most `hosts_per_group` hosts listed (a parameter, 1 to
+//!   [`MAX_HOSTS_PER_GROUP`], default [`HOSTS_PER_GROUP`]) and the start of its
 //!   output, so a 50,000-host step is a few groups, not 50,000 rows;
 //! - `end` once the job is finished (after its last snapshot); the stream then closes.
 //!
@@ -36,6 +37,8 @@ use crate::Shared;
 
 /// Hosts listed per group (the rest are counted).
 pub const HOSTS_PER_GROUP: usize = 100;
+/// The most hosts listed per group a caller may ask for.
+pub const MAX_HOSTS_PER_GROUP: usize = 1000;
 /// Snapshots sent per second at most, however often the job changes.
 pub const SNAPSHOTS_PER_SEC: u64 = 5;
 /// Bytes of a group's output sent with it.
@@ -78,6 +81,15 @@ async fn open(
 ) -> Result<Response, JobError> {
     let params = params::collect(method, uri, headers, &Bytes::new())?;
     let caller = crate::auth::authenticate(shared.store.as_ref(), &shared.config.sealing_key, headers, &params, false).await?;
+    let listed = match params.get("hosts_per_group") {
+        None => HOSTS_PER_GROUP,
+        Some(v) => v
+            .as_str()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .or_else(|| v.as_u64().map(|n| n as usize))
+            .filter(|n| (1..=MAX_HOSTS_PER_GROUP).contains(n))
+            .ok_or_else(|| JobError::illegal("hosts_per_group"))?,
+    };
     let ctx = Ctx { shared: shared.clone(), caller, lang, request_id: rid.to_string(), origin: None };
     let out = authorise(&ctx, job_id, params).await;
     if let Err(e) = &out {
@@ -89,7 +101,7 @@ async fn open(
     let rx = shared.gateway.events.subscribe();
     let stop = shared.gateway.stop_signal();
     let (tx, body_rx) = tokio::sync::mpsc::channel::<Bytes>(4);
-    tokio::spawn(run(shared, job.id, secrets, rx, stop, tx));
+    tokio::spawn(run(shared, job.id, listed, secrets, rx, stop, tx));
     let body = futures_util::stream::unfold(body_rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx)) });
     let mut resp = Body::from_stream(body).into_response();
     let h = resp.headers_mut();
@@ -114,6 +126,7 @@ fn event(name: &str, data: &Value) -> Bytes {
 async fn run(
     shared: Arc<Shared>,
     job_id: i64,
+    listed: usize,
     secrets: Vec<String>,
     mut rx: tokio::sync::broadcast::Receiver<Arc<crate::engine::events::Changed>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -122,7 +135,7 @@ async fn run(
     let mut outputs = Outputs::default();
     let gap = Duration::from_millis(1000 / SNAPSHOTS_PER_SEC);
     loop {
-        let (snap, finished, step_ids) = match snapshot(&shared, job_id, &secrets, &mut outputs).await {
+        let (snap, finished, step_ids) = match snapshot(&shared, job_id, listed, &secrets, &mut outputs).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = tx.send(event("error", &json!({"code": e.code.0}))).await;
@@ -164,13 +177,19 @@ async fn run(
 }
 
 /// The job now: (snapshot, finished, its step ids).
-async fn snapshot(shared: &Shared, job_id: i64, secrets: &[String], outputs: &mut Outputs) -> Result<(Value, bool, Vec<i64>), JobError> {
+async fn snapshot(
+    shared: &Shared,
+    job_id: i64,
+    listed: usize,
+    secrets: &[String],
+    outputs: &mut Outputs,
+) -> Result<(Value, bool, Vec<i64>), JobError> {
     let store = &shared.store;
     let job = store.get_job(job_id).await.map_err(internal("get job"))?.ok_or_else(JobError::internal)?;
     let steps = store.get_steps(job_id).await.map_err(internal("get steps"))?;
     let mut list = Vec::with_capacity(steps.len());
     for s in &steps {
-        list.push(step_json(shared, s, secrets, outputs).await?);
+        list.push(step_json(shared, s, listed, secrets, outputs).await?);
     }
     let finished = RunStatus::from_i32(job.status).is_some_and(RunStatus::is_finished);
     let total = |a: Option<i64>, b: Option<i64>| Some(b? - a?);
@@ -189,7 +208,7 @@ fn hash_of(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-async fn step_json(shared: &Shared, s: &StepRow, secrets: &[String], outputs: &mut Outputs) -> Result<Value, JobError> {
+async fn step_json(shared: &Shared, s: &StepRow, listed: usize, secrets: &[String], outputs: &mut Outputs) -> Result<Value, JobError> {
     let store = &shared.store;
     let tasks = store.host_tasks(s.id, s.execute_count).await.map_err(internal("host tasks"))?;
     // Outputs of tasks that became final since the last snapshot.
@@ -240,7 +259,7 @@ async fn step_json(shared: &Shared, s: &StepRow, secrets: &[String], outputs: &m
             let hosts: Vec<Value> = g
                 .hosts
                 .iter()
-                .take(HOSTS_PER_GROUP)
+                .take(listed)
                 .map(|h| json!({"bk_host_id": h.bk_host_id, "ip": h.ip, "bk_cloud_id": h.bk_cloud_id}))
                 .collect();
             json!({"status": g.status, "status_label": host_status::label(g.status), "exit_code": g.exit_code,
