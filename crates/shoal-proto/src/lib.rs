@@ -11,6 +11,7 @@
 
 pub mod agent;
 pub mod code;
+pub mod grouping;
 pub mod jobv3;
 pub mod lenient;
 pub mod status;

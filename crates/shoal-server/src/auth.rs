@@ -2,6 +2,8 @@
 //!
 //! - A **user** presents `Authorization: Bearer <token>`: a personal API token or a login
 //!   session (see [`token`]); the token is checked by its SHA-256, with its user live.
+//!   The web console carries its login session in the `shoal_session` cookie instead, which
+//!   counts only together with the session's CSRF token ([`crate::console::session`]).
 //! - An **app** presents `bk_app_code` + `bk_app_secret`, either in the
 //!   `X-Bkapi-Authorization` header (API-gateway style) or in the body / query string (ESB
 //!   style), and names a user (`bk_username`; on `/system/` paths `X-Bk-Username` wins). The
@@ -293,10 +295,21 @@ fn store_error(e: shoal_store::StoreError) -> JobError {
     JobError::internal()
 }
 
-/// Authenticate a request: a bearer token, else app credentials (see the module doc).
-pub async fn authenticate(store: &dyn Store, headers: &HeaderMap, params: &Value, system_path: bool) -> Result<Caller, JobError> {
+/// Authenticate a request: a bearer token, else the console's session cookie (only with its
+/// CSRF token, see [`crate::console::session`]; `key` makes those), else app credentials
+/// (see the module doc).
+pub async fn authenticate(
+    store: &dyn Store,
+    key: &crate::secrets::Key,
+    headers: &HeaderMap,
+    params: &Value,
+    system_path: bool,
+) -> Result<Caller, JobError> {
     if let Some(t) = bearer(headers) {
         return token::authenticate(store, t).await;
+    }
+    if crate::console::session::cookie_token(headers).is_some() {
+        return crate::console::session::cookie_caller(store, key, headers, true).await;
     }
     let p = presented(headers, params, system_path);
     if let Some(t) = &p.access_token {

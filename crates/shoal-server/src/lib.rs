@@ -15,12 +15,14 @@
 //! - [`metrics`]: Prometheus counters and gauges, served at `/metrics`.
 //! - [`conn`]: connection caps (per source, in total) and deadlines on the listener.
 //! - [`tls`]: TLS on the listener; [`secrets`]: sensitive values encrypted at rest.
+//! - [`console`]: the web console (embedded pages, cookie sessions with CSRF tokens).
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod engine;
 pub mod files;
 pub mod gateway;

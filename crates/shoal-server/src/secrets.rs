@@ -48,9 +48,11 @@ pub fn is_sealed(value: &str) -> bool {
 }
 const NONCE_LEN: usize = 24;
 
-/// The sealing key; empty until [`load_or_create`] fills it. Never printed.
+/// The sealing key; empty until [`load_or_create`] fills it. Never printed. Beside the
+/// cipher it keeps a MAC key derived from the same bytes ([`Key::mac`]: values the server
+/// recomputes instead of storing, like the console's CSRF tokens).
 #[derive(Clone, Default)]
-pub struct Key(Option<Arc<XChaCha20Poly1305>>);
+pub struct Key(Option<Arc<XChaCha20Poly1305>>, Option<Arc<[u8; 32]>>);
 
 impl std::fmt::Debug for Key {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,7 +62,23 @@ impl std::fmt::Debug for Key {
 
 impl Key {
     pub fn from_bytes(bytes: &[u8; 32]) -> Key {
-        Key(Some(Arc::new(XChaCha20Poly1305::new(bytes.into()))))
+        use sha2::Digest;
+        let mut d = sha2::Sha256::new();
+        d.update(b"shoal mac key v1\0");
+        d.update(bytes);
+        Key(Some(Arc::new(XChaCha20Poly1305::new(bytes.into()))), Some(Arc::new(d.finalize().into())))
+    }
+
+    /// HMAC-SHA256 (hex) of `data` for `purpose` (so a MAC made for one use never passes
+    /// for another); `None` without a key.
+    pub fn mac(&self, purpose: &str, data: &str) -> Option<String> {
+        use hmac::Mac;
+        let key = self.1.as_ref()?;
+        let mut m = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key[..]).expect("HMAC takes any key length");
+        m.update(purpose.as_bytes());
+        m.update(&[0]);
+        m.update(data.as_bytes());
+        Some(hex::encode(m.finalize().into_bytes()))
     }
 
     /// Seal one value, bound to `aad`. Without a key (never the case in a running server)

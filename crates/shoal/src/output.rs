@@ -12,29 +12,12 @@ pub struct HostOutcome<'a> {
     pub output: &'a str,
 }
 
-pub struct Group<'a> {
-    pub status: i32,
-    pub exit_code: i32,
-    pub output: &'a str,
-    pub hosts: Vec<&'a HostResultDto>,
-}
+pub type Group<'a> = shoal_proto::grouping::Group<'a, &'a str>;
 
-/// Groups in a stable order: failures first (they matter most), then by size.
+/// Groups in a stable order: failures first (they matter most), then by size (the grouping
+/// the console's job page shows too: [`shoal_proto::grouping`]).
 pub fn group<'a>(outcomes: &[HostOutcome<'a>]) -> Vec<Group<'a>> {
-    let mut map: BTreeMap<(i32, i32, &'a str), Vec<&'a HostResultDto>> = BTreeMap::new();
-    for o in outcomes {
-        map.entry((o.host.status, o.host.exit_code, o.output)).or_default().push(o.host);
-    }
-    let ip_key = |h: &&HostResultDto| (h.bk_cloud_id, h.ip.parse::<std::net::Ipv4Addr>().map(u32::from).unwrap_or(u32::MAX), h.bk_host_id);
-    let mut groups: Vec<Group<'a>> = map
-        .into_iter()
-        .map(|((status, exit_code, output), mut hosts)| {
-            hosts.sort_by_key(ip_key);
-            Group { status, exit_code, output, hosts }
-        })
-        .collect();
-    groups.sort_by_key(|g| (host_status::is_success(g.status), std::cmp::Reverse(g.hosts.len())));
-    groups
+    shoal_proto::grouping::group(outcomes.iter().map(|o| (o.host, o.output)))
 }
 
 fn host_label(h: &HostResultDto) -> String {

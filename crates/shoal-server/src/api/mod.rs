@@ -103,6 +103,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(crate::metrics::serve))
         .route("/api/shoal/v1/openapi.json", get(openapi))
+        .route("/", get(crate::console::root))
+        .route("/console", get(crate::console::index))
+        .route("/console/", get(crate::console::index))
+        .route("/console/{*path}", get(crate::console::file))
+        .route("/api/shoal/v1/console/login", axum::routing::post(crate::console::session::login))
+        .route("/api/shoal/v1/console/session", get(crate::console::session::session))
+        .route("/api/shoal/v1/console/logout", axum::routing::post(crate::console::session::logout))
+        .route("/api/shoal/v1/jobs/{job_instance_id}/events", get(shoal::job_events::stream))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.
@@ -203,7 +211,7 @@ async fn handle(
             return shoal::users::login(&shared, method, params, request_id).await.map(Reply::from);
         }
     }
-    let caller = auth::authenticate(shared.store.as_ref(), headers, &params, system).await?;
+    let caller = auth::authenticate(shared.store.as_ref(), &shared.config.sealing_key, headers, &params, system).await?;
     let scheme = if shared.config.tls_cert.is_some() { "https" } else { "http" };
     let origin = headers
         .get(axum::http::header::HOST)

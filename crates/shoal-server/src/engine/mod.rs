@@ -15,6 +15,7 @@
 pub mod admission;
 pub mod callback;
 pub mod cron;
+pub mod events;
 mod recovery;
 mod rolling;
 mod staging;
@@ -254,14 +255,17 @@ impl Engine {
 
     /// Running ↔ waiting-for-user while a job is active.
     pub(crate) async fn set_job_status(&self, job_id: i64, status: RunStatus) -> Result<(), StoreError> {
-        self.store
+        let out = self
+            .store
             .update_job(&JobUpdate {
                 id: job_id,
                 status: Some(status as i32),
                 expect_status: vec![RunStatus::Running as i32, RunStatus::WaitingUser as i32],
                 ..Default::default()
             })
-            .await
+            .await;
+        self.gateway.events.job(job_id);
+        out
     }
 
     fn run_msg(&self, key: TaskKey, step: &StepRow) -> ServerMsg {
@@ -313,6 +317,7 @@ impl Engine {
                 ..Default::default()
             })
             .await?;
+        self.gateway.events.job(job_id);
         self.gateway.metrics.job_started();
         // Steps run in order: the first starts now, the next when it ends.
         if let Some(step) = self.store.get_steps(job_id).await?.into_iter().next() {
@@ -499,6 +504,7 @@ impl Engine {
             }
         }
         tracing::info!(job_instance_id = job_id, "terminating job");
+        self.gateway.events.job(job_id);
         if !running {
             self.finish_job(job_id, RunStatus::StopSuccess).await?;
         }
@@ -630,6 +636,7 @@ impl Engine {
             })
             .await?;
         tracing::info!(job_instance_id = job.id, status = status as i32, "job finished");
+        self.gateway.events.job(job.id);
         self.gateway.metrics.job_finished(status as i32);
         if has_callback {
             self.callbacks.notify_one();

@@ -162,6 +162,7 @@ impl Engine {
     async fn end_step(&self, step: &StepRow, status: RunStatus) -> Result<(), StoreError> {
         let now = shoal_core::time::now_ms();
         self.store.update_step(&StepUpdate { id: step.id, status: Some(status as i32), start_time: None, end_time: Some(now) }).await?;
+        self.gateway.events.job(step.job_instance_id);
         self.forget_step(step.id);
         let Some(job) = self.store.get_job(step.job_instance_id).await? else { return Ok(()) };
         tracing::info!(job_instance_id = job.id, step_instance_id = step.id, status = status as i32, "rolling step finished");

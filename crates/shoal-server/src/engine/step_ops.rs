@@ -51,6 +51,12 @@ impl Engine {
     /// gateway app, or `app:<code>` for an app acting as itself — never a name an ordinary app
     /// merely claimed, so a confirmation's `users` list cannot be passed by claiming a name.
     pub async fn operate_step(&self, job: &JobRow, step: &StepRow, code: i32, user: &str) -> OpResult {
+        let out = self.operate(job, step, code, user).await;
+        self.gateway.events.job(job.id);
+        out
+    }
+
+    async fn operate(&self, job: &JobRow, step: &StepRow, code: i32, user: &str) -> OpResult {
         match code {
             6 => self.confirm(job, step, user).await,
             9 => self.reject(job, step, user).await,

@@ -101,6 +101,9 @@ pub struct Gateway {
     behind_since: Mutex<Option<Instant>>,
     /// This server's metrics (the engine and the API count through here too).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who listens for job changes (the console's live job page); the writer and the engine
+    /// publish there.
+    pub events: Arc<crate::engine::events::Hub>,
 }
 
 impl Gateway {
@@ -125,6 +128,7 @@ impl Gateway {
             ingest_fault: Mutex::new(None),
             behind_since: Mutex::new(None),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            events: Arc::default(),
         }
     }
 
@@ -298,6 +302,13 @@ impl Gateway {
                 .map(|i| i.change.key())
                 .collect();
             let changes: Vec<TaskChange> = batch.into_iter().map(|i| i.change).collect();
+            let touched: Vec<i64> = changes
+                .iter()
+                .map(|c| match c {
+                    TaskChange::RunStarted { step_instance_id, .. } => *step_instance_id,
+                    other => other.key().step_instance_id,
+                })
+                .collect();
             let applied = loop {
                 if changes.is_empty() {
                     break shoal_store::Applied::default();
@@ -345,6 +356,7 @@ impl Gateway {
                 }
             }
             self.acknowledge(acks).await;
+            self.events.steps(touched);
             if !applied.ended.is_empty() || !applied.left.is_empty() {
                 if let Some(engine) = self.engine() {
                     engine.on_applied(applied).await;

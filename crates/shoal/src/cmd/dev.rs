@@ -37,6 +37,44 @@ fn dev_secret(dir: &std::path::Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// The dev admin user for the web console (`dev`, a random password kept in the data dir,
+/// mode 0600), made at first start (an admin: every account and business is theirs). Answers
+/// how to log in.
+async fn dev_console_user(shared: &shoal_server::Shared, dir: &std::path::Path) -> anyhow::Result<String> {
+    const NAME: &str = "dev";
+    let path = dir.join("dev-console-password");
+    let kept = std::fs::read_to_string(&path).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    let password = match (kept, shared.store.get_user(NAME).await?) {
+        (Some(p), Some(_)) => p,
+        _ => {
+            let password = shoal_server::auth::random_token()[..20].to_string();
+            let hash =
+                shoal_server::auth::password::hash_password(&password).map_err(|e| anyhow::anyhow!("hashing the dev password: {e}"))?;
+            let now = shoal_core::time::now_ms();
+            match shared.store.get_user(NAME).await? {
+                Some(_) => shared.store.set_user_password(NAME, &hash, now).await?,
+                None => {
+                    let row = shoal_store::users::UserRow {
+                        username: NAME.into(),
+                        password_hash: hash,
+                        is_admin: true,
+                        created_by: "shoal dev".into(),
+                        created_at: now,
+                        disabled_at: None,
+                    };
+                    shared.store.create_user(&row).await?;
+                }
+            }
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+            writeln!(f, "{password}")?;
+            password
+        }
+    };
+    Ok(format!("{NAME} / {password}"))
+}
+
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
@@ -86,6 +124,8 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
             .await?;
     }
 
+    let console_login = dev_console_user(&shared, &data_dir).await?;
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let server = tokio::spawn(shoal_server::serve(shared.clone(), listener, stopped(stop_rx.clone())));
     let mut agents = Vec::new();
@@ -129,6 +169,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
             let scope = Scope::biz(DEV_BIZ);
             let target = ServerDto { host_id_list: Some(host_ids.clone()), ..Default::default() };
             println!("shoal dev: {} agents up at {url}; running on hosts {host_ids:?} as {user}", a.agents);
+            println!("shoal dev: web console {url}/console/ (log in as {console_login})");
             let job = client.run_script(&scope, ScriptLanguage::Shell as i32, cmd.as_bytes(), None, &user, target, Some(600), None).await?;
             super::run::show_job(&client, &scope, job.job_instance_id, false).await?
         }
@@ -147,6 +188,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
                  curl -s {url}/api/v3/get_job_instance_list -G -d bk_scope_type=biz -d bk_scope_id={DEV_BIZ} \\\n    \
                  -d create_time_start={since} -d create_time_end={until} \\\n    \
                  -H 'X-Bkapi-Authorization: {{\"bk_app_code\":\"{DEV_APP}\",\"bk_app_secret\":\"{secret}\",\"bk_username\":\"{user}\"}}'\n\n\
+                 Web console: {url}/console/ (log in as {console_login}).\n\n\
                  Ctrl-C stops everything.",
                 a.agents
             );

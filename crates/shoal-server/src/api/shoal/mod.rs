@@ -9,11 +9,13 @@
 //! - Business sets (`biz_sets.rs`): which businesses a `biz_set` scope reaches.
 //! - `GET job_confirmation?bk_scope_type=&bk_scope_id=&job_instance_id=`: the job's
 //!   confirmation steps waiting for a user, with their message and who may confirm.
+//! - [`job_events`]: `GET jobs/{id}/events`, a job live as server-sent events (the console).
 
 pub mod agents;
 pub mod app_tokens;
 pub mod biz_sets;
 pub mod checks;
+pub mod job_events;
 
 pub mod templates;
 pub mod users;

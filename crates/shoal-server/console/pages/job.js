@@ -1,0 +1,190 @@
+// A job, live: its steps and their host results grouped (status + exit code + identical
+// output), updated from the server's event stream; a group opens to its hosts, a host to
+// its log (virtualised: only the visible lines are in the page, so a 5 MB log stays fast).
+import { v3, stream, scope } from '../api.js';
+import { t, runStatus } from '../i18n.js';
+import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass, virtualList } from '../ui.js';
+
+const LINE_HEIGHT = 18;
+const ACTIVE = new Set([2, 7, 15]); // running, waiting for a user, between rolling batches
+
+export function show(main, { args }) {
+  const jobId = Number(args[0]);
+  const sc = scope();
+  const err = errorBox();
+  const head = h('div', { class: 'card', id: 'job-head' });
+  const steps = h('div', { id: 'steps' });
+  const logPanel = h('div', { class: 'card', id: 'log-panel', hidden: true });
+  const liveState = h('span', { class: 'muted', id: 'live' });
+  main.append(head, err.el, h('div', { class: 'split' }, steps, logPanel));
+  let snap = null;
+  const sel = { step: null, group: null, host: null };
+  // Every host of a big group, fetched on demand: step id + group key → hosts.
+  const allHosts = new Map();
+  // Hosts listed per group in each snapshot (the server's default unless the page's URL asks).
+  const perGroup = new URLSearchParams(location.search).get('hosts_per_group');
+
+  let es = null;
+  let ended = false;
+  // A finished job's stream has ended; an operation may revive the job (a retry, a skip): listen again.
+  const operate = async (fn) => {
+    err.show(null);
+    try { await fn(); if (ended) listen(); } catch (ex) { err.show(ex); }
+  };
+  const jobOp = (code) => operate(() => v3('operate_job_instance', { ...sc, job_instance_id: jobId, operation_code: code }));
+  const stepOp = (step, code) => operate(() => v3('operate_step_instance', { ...sc, job_instance_id: jobId, step_instance_id: step, operation_code: code }));
+
+  function drawHead() {
+    const s = snap;
+    clear(head,
+      h('div', { class: 'row' },
+        h('h1', {}, s.name, ' ', h('span', { class: 'muted' }, `#${s.job_instance_id}`)),
+        h('span', { class: `badge ${runClass(s.status)}`, id: 'job-status', 'data-status': s.status }, runStatus(s.status)),
+        liveState,
+        h('span', { class: 'spacer', style: null }),
+        ACTIVE.has(s.status) ? h('button', { class: 'danger', id: 'terminate', onclick: () => jobOp(1) }, t('terminate')) : null),
+      h('div', { class: 'kv muted' },
+        [t('operator'), s.operator || '', t('created'), fmtTime(s.create_time), t('duration'), fmtDuration(s.total_time)].map((x) => h('span', {}, x))));
+  }
+
+  function stepButtons(step) {
+    const out = [];
+    const jobStuck = snap.status === 4 || snap.status === 11 || snap.status === 8;
+    if (step.type === 3 && step.status === 7) {
+      out.push(h('button', { class: 'confirm', onclick: () => stepOp(step.step_instance_id, 6) }, t('confirm')));
+      out.push(h('button', { class: 'danger reject', onclick: () => stepOp(step.step_instance_id, 9) }, t('reject')));
+    }
+    if ((step.status === 4 || step.status === 11 || step.status === 8) && jobStuck && step.type !== 3) {
+      out.push(h('button', { class: 'retry-failed', onclick: () => stepOp(step.step_instance_id, 2) }, t('retry_failed')));
+      out.push(h('button', { class: 'plain', onclick: () => stepOp(step.step_instance_id, 8) }, t('retry_all')));
+      if (step.status === 4) out.push(h('button', { class: 'plain', onclick: () => stepOp(step.step_instance_id, 3) }, t('ignore_error')));
+      out.push(h('button', { class: 'plain skip', onclick: () => stepOp(step.step_instance_id, 12) }, t('skip')));
+    }
+    return out;
+  }
+
+  function drawSteps() {
+    clear(steps, snap.steps.map((step) => {
+      const groups = step.groups.map((g) => {
+        const on = sel.step === step.step_instance_id && sel.group === g.key;
+        const box = h('div', { class: `group${on ? ' sel' : ''}`, 'data-status': g.status, 'data-count': g.host_count,
+          onclick: () => { sel.step = step.step_instance_id; sel.group = on ? null : g.key; drawSteps(); } },
+        h('div', { class: 'row' },
+          h('span', { class: `badge ${hostClass(g.status)}` }, g.status_label),
+          h('span', {}, `${t('exit_code')} ${g.exit_code}`),
+          h('span', { class: 'count' }, `${g.host_count} ${t('hosts')}`)),
+        g.output ? h('pre', { class: 'out' }, g.output) : (g.status === 9 || g.status === 3 || g.status >= 100 || g.status === 4 ? h('div', { class: 'muted' }, t('no_output')) : null),
+        g.output_truncated ? h('div', { class: 'muted' }, t('output_cut')) : null);
+        if (on) {
+          box.append(h('div', { class: 'hosts' },
+            g.hosts.map((x) => h('button', { class: sel.host === x.bk_host_id ? 'sel host' : 'host', 'data-host': x.bk_host_id,
+              onclick: (e) => { e.stopPropagation(); openLog(step, x); } }, x.ip || `#${x.bk_host_id}`)),
+            g.host_count > g.hosts.length && !allHosts.has(`${step.step_instance_id}/${g.key}`)
+              ? h('button', { class: 'plain all-hosts', onclick: (e) => { e.stopPropagation(); loadAll(step, g); } }, t('all_hosts', g.host_count)) : null));
+          const all = allHosts.get(`${step.step_instance_id}/${g.key}`);
+          if (all) {
+            box.append(h('div', { class: 'muted' }, t('all_with_status', all.length)),
+              virtualList(all, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: (e) => { e.stopPropagation(); openLog(step, x); } },
+                `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list'));
+          }
+        }
+        return box;
+      });
+      return h('div', { class: 'card step', 'data-step': step.step_instance_id },
+        h('div', { class: 'row' },
+          h('strong', {}, step.name || `${t('step')} ${step.step_instance_id}`),
+          h('span', { class: `badge ${runClass(step.status)}`, 'data-status': step.status }, runStatus(step.status)),
+          step.host_count ? h('span', { class: 'muted' }, `${step.finished_hosts}/${step.host_count} ${t('hosts')}`) : null,
+          step.total_batch ? h('span', { class: 'muted' }, `${step.current_batch}/${step.total_batch}`) : null,
+          stepButtons(step)),
+        groups);
+    }));
+  }
+
+  // A group lists its first hosts; the rest come from the job's host results (every host
+  // with the group's status and exit code), shown as a virtual list however many there are.
+  async function loadAll(step, g) {
+    err.show(null);
+    try {
+      const d = await v3('get_job_instance_status', { ...sc, job_instance_id: jobId, return_ip_result: true }, 'GET');
+      const st = (d.step_instance_list || []).find((x) => x.step_instance_id === step.step_instance_id);
+      const hosts = ((st && st.step_ip_result_list) || []).filter((x) => x.status === g.status && x.exit_code === g.exit_code);
+      allHosts.set(`${step.step_instance_id}/${g.key}`, hosts);
+      drawSteps();
+    } catch (ex) { err.show(ex); }
+  }
+
+  async function openLog(step, host) {
+    sel.host = host.bk_host_id;
+    drawSteps();
+    logPanel.hidden = false;
+    clear(logPanel, h('h2', {}, `${t('log')} · ${host.ip} (#${host.bk_host_id})`), h('p', { class: 'muted' }, t('loading')));
+    try {
+      const d = await v3('get_job_instance_ip_log', { ...sc, job_instance_id: jobId, step_instance_id: step.step_instance_id, bk_host_id: host.bk_host_id }, 'GET');
+      showLog(host, d.log_content || '');
+    } catch (ex) {
+      clear(logPanel, h('div', { class: 'error' }, ex.message));
+    }
+  }
+
+  function showLog(host, text) {
+    const lines = text.split('\n');
+    if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
+    let shown = lines.map((_, i) => i);
+    let term = '';
+    const box = h('div', { class: 'log', id: 'log', tabindex: 0 });
+    const spacer = h('div', { class: 'spacer' });
+    box.append(spacer);
+    const info = h('span', { class: 'muted', id: 'log-info' });
+    const paint = () => {
+      spacer.style.height = `${shown.length * LINE_HEIGHT}px`;
+      const first = Math.max(0, Math.floor(box.scrollTop / LINE_HEIGHT) - 10);
+      const last = Math.min(shown.length, first + Math.ceil(box.clientHeight / LINE_HEIGHT) + 30);
+      const rows = [];
+      for (let i = first; i < last; i++) {
+        const row = h('div', { class: term ? 'line hit' : 'line' }, lines[shown[i]]);
+        row.style.top = `${i * LINE_HEIGHT}px`; // CSSOM, not a style attribute: the CSP allows no inline style
+        rows.push(row);
+      }
+      clear(spacer, rows);
+      info.textContent = t('lines', shown.length === lines.length ? lines.length : `${shown.length}/${lines.length}`);
+    };
+    let raf = 0;
+    box.addEventListener('scroll', () => { if (!raf) raf = requestAnimationFrame(() => { raf = 0; paint(); }); });
+    const search = h('input', { type: 'search', id: 'log-search', placeholder: t('search'), oninput: (e) => {
+      term = e.target.value;
+      shown = [];
+      for (let i = 0; i < lines.length; i++) if (!term || lines[i].includes(term)) shown.push(i);
+      box.scrollTop = 0;
+      paint();
+    } });
+    const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+    const dl = h('a', { href: url, download: `job-${jobId}-host-${host.bk_host_id}.log`, id: 'log-download' }, t('download'));
+    clear(logPanel, h('h2', {}, `${t('log')} · ${host.ip} (#${host.bk_host_id})`), h('div', { class: 'row' }, search, info, dl), box);
+    paint();
+  }
+
+  function listen() {
+    ended = false;
+    if (es) es.stop();
+    const q = new URLSearchParams({ ...sc });
+    if (perGroup) q.set('hosts_per_group', perGroup);
+    es = stream(`/api/shoal/v1/jobs/${jobId}/events?${q}`,
+    (name, data) => {
+      if (name === 'snapshot') {
+        snap = data;
+        drawHead();
+        drawSteps();
+      } else if (name === 'error') {
+        err.show(data.message || `error ${data.code}`);
+      }
+    },
+    (state) => {
+      if (state === 'ended') ended = true;
+      liveState.textContent = state === 'live' ? `● ${t('live')}` : state === 'ended' ? t('ended') : t('reconnecting');
+      liveState.dataset.state = state;
+    });
+  }
+  listen();
+  return () => es.stop();
+}

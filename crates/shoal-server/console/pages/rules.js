@@ -1,0 +1,26 @@
+// Dangerous-statement rules, and a "check this script" box (check_script).
+import { v3 } from '../api.js';
+import { t } from '../i18n.js';
+import { h, clear, errorBox, b64 } from '../ui.js';
+
+export function show(main) {
+  const err = errorBox();
+  const rules = h('tbody');
+  const script = h('textarea', { id: 'check-script', rows: 8, spellcheck: 'false' }, 'rm -rf /\n');
+  const language = h('select', {}, [[1, 'Shell'], [2, 'Bat'], [3, 'Perl'], [4, 'Python'], [5, 'PowerShell']].map(([v, l]) => h('option', { value: v }, l)));
+  const findings = h('div', { id: 'findings' });
+  main.append(h('h1', {}, t('rules')), err.el,
+    h('div', { class: 'card' }, h('h2', {}, t('check_script')), h('div', { class: 'row' }, language), script,
+      h('div', { class: 'row' }, h('button', { id: 'check', onclick: async () => {
+        err.show(null);
+        try {
+          const f = await v3('check_script', { script_language: Number(language.value), content: b64(script.value) });
+          clear(findings, f.length ? h('table', {}, h('tbody', {}, f.map((x) => h('tr', {}, h('td', {}, x.line), h('td', {}, h('code', {}, x.line_content)),
+            h('td', {}, x.description || ''), h('td', {}, x.level))))) : h('p', { class: 'badge ok' }, t('no_findings')));
+        } catch (ex) { err.show(ex); }
+      } }, t('check_script'))), findings),
+    h('div', { class: 'card' }, h('table', {}, h('thead', {}, h('tr', {}, [t('expression'), t('description'), t('action'), t('status')].map((c) => h('th', {}, c)))), rules)));
+  v3('get_dangerous_rule_list', {}, 'GET').then((d) => {
+    clear(rules, (Array.isArray(d) ? d : d.data || []).map((r) => h('tr', {}, h('td', {}, h('code', {}, r.expression)), h('td', {}, r.description), h('td', {}, r.action), h('td', {}, r.status))));
+  }).catch((ex) => err.show(ex));
+}

@@ -1,0 +1,229 @@
+// Shoal's web console in headless Chromium against a real server and agents (started by
+// crates/shoal/tests/console.rs, which passes everything in the environment):
+// log in, run a script on hosts and watch its results arrive live, open a host's log,
+// terminate a long job from the page, retry failed hosts, confirm and reject waiting jobs, approve a template change as a second user, read and
+// verify the audit. Exits non-zero on the first failed expectation.
+import { chromium } from 'playwright-core';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
+const URL_ = env('SHOAL_URL');
+const USER = env('SHOAL_USER'); const PASSWORD = env('SHOAL_PASSWORD');
+const APPROVER = env('SHOAL_APPROVER'); const APPROVER_PASSWORD = env('SHOAL_APPROVER_PASSWORD');
+const HOSTS = env('SHOAL_HOSTS').split(',');
+const GATE = env('SHOAL_GATE');
+const TEMPLATE = env('SHOAL_TEMPLATE');
+const [TO_CONFIRM, TO_REJECT] = env('SHOAL_CONFIRM_JOBS').split(',');
+const SHOT = process.env.SHOAL_SCREENSHOT;
+const T = 60_000;
+
+function check(cond, what) { if (!cond) throw new Error(`expected: ${what}`); }
+const step = (s) => console.log(`console test: ${s}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.SHOAL_CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
+});
+let failed = false;
+const page = await browser.newPage({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+page.setDefaultTimeout(T);
+const consoleErrors = [];
+page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+async function logIn(user, password) {
+  await page.goto(`${URL_}/`);
+  await page.waitForURL(/\/console\/login$/);
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', password);
+  await page.click('#login');
+  await page.waitForSelector('#who');
+  check((await page.textContent('#who')) === user, `logged in as ${user}`);
+}
+
+try {
+  step('a wrong password is refused');
+  await page.goto(`${URL_}/console/login`);
+  await page.fill('input[name=username]', USER);
+  await page.fill('input[name=password]', 'not the password');
+  await page.click('#login');
+  await page.waitForSelector('.error:has-text("Wrong")');
+
+  step('log in');
+  await logIn(USER, PASSWORD);
+  await page.waitForSelector('#run-form[data-ready]');
+  // The cookie is HttpOnly and alone it opens nothing: a call without the CSRF header is 401.
+  check(!(await page.evaluate(() => document.cookie)).includes('shoal_session'), 'the session cookie is out of script reach');
+  const bare = await page.evaluate(async () => (await fetch('/api/shoal/v1/users/tokens')).status);
+  check(bare === 401, `a call without the CSRF token is refused (got ${bare})`);
+
+  step('language switch');
+  await page.selectOption('header select', 'zh');
+  await page.waitForSelector('header a:has-text("快速执行")');
+  await page.selectOption('header select', 'en');
+  await page.waitForSelector('header a:has-text("Quick execution")');
+
+  step('run a script on hosts, live');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', `${HOSTS.join('\n')}\n10.255.255.254`);
+  await page.waitForSelector('#match-count:has-text("3 of 4")');
+  await page.fill('#job-name', 'console-hello');
+  await page.fill('#script', `while [ ! -e ${GATE} ]; do sleep 0.1; done\nfor i in $(seq 1 2000); do echo "line $i of the log"; done\necho done`);
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  const jobUrl = page.url();
+  // Running, waiting at the gate: the page shows it live.
+  await page.waitForSelector('#job-status[data-status="2"]');
+  await page.waitForSelector('#live[data-state="live"]');
+  writeFileSync(GATE, '');
+  // Results arrive without a reload: one group of three identical answers, the job done.
+  await page.waitForSelector('.group[data-status="9"][data-count="3"]');
+  await page.waitForSelector('#job-status[data-status="3"]');
+  check(page.url() === jobUrl, 'no navigation happened');
+
+  step("open a host's log");
+  await page.click('.group[data-status="9"]');
+  await page.click('.hosts button.host >> nth=0');
+  await page.waitForSelector('#log .line');
+  const lines = await page.$$eval('#log .line', (els) => els.length);
+  check(lines > 0 && lines < 200, `only the visible lines are in the page (${lines})`);
+  await page.waitForSelector('#log-info:has-text("2001")');
+  await page.fill('#log-search', 'line 1999 ');
+  await page.waitForSelector('#log-info:has-text("1/2001")');
+  check((await page.textContent('#log .line')).includes('line 1999 of the log'), 'search finds the line');
+  await page.fill('#log-search', '');
+  check(await page.getAttribute('#log-download', 'download'), 'a download link');
+  if (SHOT) {
+    mkdirSync(dirname(SHOT), { recursive: true });
+    await page.screenshot({ path: SHOT, fullPage: false });
+    step(`screenshot: ${SHOT}`);
+  }
+
+  step("a big group's hosts: the first listed, all of them on demand");
+  await page.goto(`${jobUrl}?hosts_per_group=1`);
+  await page.click('.group[data-status="9"]');
+  await page.waitForSelector('.hosts button.host');
+  check((await page.$$('.hosts button.host')).length === 1, 'one host listed');
+  await page.click('button.all-hosts');
+  await page.waitForSelector('.all-hosts-list .vrow >> nth=2');
+  await page.click('.all-hosts-list .vrow >> nth=2');
+  await page.waitForSelector('#log-info:has-text("2001")');
+
+  step('terminate a long job from the page');
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', HOSTS[0]);
+  await page.waitForSelector('#match-count:has-text("1 of 1")');
+  await page.fill('#job-name', 'console-sleep');
+  await page.fill('#script', 'sleep 600');
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="2"]');
+  await page.click('#terminate');
+  await page.waitForFunction(() => ['8', '11'].includes(document.querySelector('#job-status')?.dataset.status));
+
+  step('a 5 MB log opens without freezing the page');
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', HOSTS[1]);
+  await page.waitForSelector('#match-count:has-text("1 of 1")');
+  await page.fill('#job-name', 'console-big');
+  // 49,000 lines of 101 bytes: 4.9 MB, under the 5 MiB output cap.
+  await page.fill('#script', `yes ${'0123456789'.repeat(10)} | head -n 49000`);
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.click('.group[data-status="9"]');
+  await page.click('.hosts button.host >> nth=0');
+  await page.waitForSelector('#log-info:has-text("49000")');
+  const inPage = await page.$$eval('#log .line', (els) => els.length);
+  check(inPage > 0 && inPage < 200, `only the visible lines of 49,000 are in the page (${inPage})`);
+  await page.$eval('#log', (el) => { el.scrollTop = el.scrollHeight; });
+  await page.waitForFunction(() => [...document.querySelectorAll('#log .line')].some((l) => parseInt(l.style.top, 10) >= 48990 * 18));
+  await page.fill('#log-search', 'nothing like this');
+  await page.waitForSelector('#log-info:has-text("0/49000")');
+
+  step('retry the failed hosts of a failed job');
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', HOSTS.join(' '));
+  await page.waitForSelector('#match-count:has-text("3 of 3")');
+  await page.fill('#job-name', 'console-retry');
+  await page.fill('#script', `[ -e ${GATE}.retry ] || { echo not yet; exit 3; }\necho now`);
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="4"]');
+  await page.waitForSelector('.group[data-count="3"]:has-text("exit 3")');
+  writeFileSync(`${GATE}.retry`, '');
+  await page.click('button.retry-failed');
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.waitForSelector('.group[data-status="9"][data-count="3"]:has-text("now")');
+
+  step('confirm one waiting job and reject another');
+  await page.goto(`${URL_}/console/jobs/${TO_CONFIRM}`);
+  await page.waitForSelector('#job-status[data-status="7"]');
+  await page.click('button.confirm');
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.goto(`${URL_}/console/jobs/${TO_REJECT}`);
+  await page.waitForSelector('#job-status[data-status="7"]');
+  await page.click('button.reject');
+  await page.waitForSelector('#job-status[data-status="13"]');
+
+  step('job list');
+  await page.click('header a[href="/console/jobs"]');
+  await page.waitForSelector('#jobs tr[data-job]');
+  const names = await page.$$eval('#jobs tbody td:nth-child(2)', (els) => els.map((e) => e.textContent));
+  check(names.includes('console-hello') && names.includes('console-sleep'), `both jobs listed: ${names}`);
+  await page.selectOption('#f-status', '3');
+  await page.click('form button[type=submit]');
+  await page.waitForFunction(() => [...document.querySelectorAll('#jobs tbody td:nth-child(2)')].every((e) => e.textContent !== 'console-sleep'));
+
+  step('log out');
+  await page.click('#logout');
+  await page.waitForURL(/\/console\/login$/);
+  await page.goto(`${URL_}/console/jobs`);
+  await page.waitForURL(/\/console\/login$/);
+
+  step('approve a template change as the second user');
+  await logIn(APPROVER, APPROVER_PASSWORD);
+  await page.click('header a[href="/console/approvals"]');
+  const card = `.approval[data-template="${TEMPLATE}"]`;
+  await page.waitForSelector(card);
+  await page.fill(`${card} input.comment`, 'looks right');
+  await page.click(`${card} button.approve`);
+  await page.waitForSelector('#no-approvals');
+
+  step('the template library shows the approved change');
+  await page.click('header a[href="/console/library"]');
+  await page.click(`#templates tr[data-template="${TEMPLATE}"]`);
+  await page.waitForSelector('.version[data-version="1"] .badge.ok');
+  await page.click('#tab-scripts');
+  await page.waitForSelector('#scripts', { state: 'attached' });
+  await page.click('#tab-cron');
+  await page.waitForSelector('#crons', { state: 'attached' });
+
+  step('read and verify the audit');
+  await page.click('header a[href="/console/audit"]');
+  await page.waitForSelector('#audit tr[data-action="login"]');
+  await page.waitForSelector('#audit tr[data-action="login_failed"]');
+  await page.click('#verify-chain');
+  await page.waitForSelector('#chain-result .badge.ok');
+
+  step('fleet and rules pages');
+  await page.click('header a[href="/console/fleet"]');
+  await page.waitForSelector('#fleet-biz td');
+  await page.click('header a[href="/console/rules"]');
+  await page.click('#check');
+  await page.waitForSelector('#findings tr, #findings .badge');
+
+  check(consoleErrors.filter((e) => !e.includes('401')).length === 0, `no script errors: ${consoleErrors.join(' | ')}`);
+  step('all passed');
+} catch (e) {
+  failed = true;
+  console.error(`console test FAILED: ${e.stack || e}`);
+  try { console.error(`at ${page.url()}:\n${(await page.textContent('body')).slice(0, 3000)}`); } catch { /* page gone */ }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
