@@ -79,7 +79,7 @@ async fn save_cron_answers_job_codes(mut h: Harness) {
     assert_eq!(code(&save(&h, json!({"job_plan_id": plan, "name": "n"})).await), 1241007, "a schedule is required");
     assert_eq!(code(&save(&h, json!({"job_plan_id": 0, "name": "n", "expression": "* * * * *"})).await), 1241005);
     assert_eq!(code(&save(&h, json!({"job_plan_id": plan, "name": "x".repeat(61), "expression": "* * * * *"})).await), 1241005);
-    for bad in ["0 0 ? * *", "0 0 1 * 1", "* * * *", "0 0 L * *", "99 * * * *"] {
+    for bad in ["? 0 * * *", "0 0 1? * *", "0 0 1 * 1", "* * * *", "0 0 L * *", "99 * * * *"] {
         let v = save(&h, json!({"job_plan_id": plan, "name": "n", "expression": bad})).await;
         assert_eq!(code(&v), 1241010, "{bad}: {v}");
     }

@@ -122,8 +122,10 @@ fn canonical(v: &Value) -> Value {
     }
 }
 
-/// What the request asks for: the API and its parameters, without credentials.
-fn request_hash(route: &Route, username: &str, params: &Value) -> String {
+/// What the request asks for: the API and its parameters, without credentials, as an HMAC
+/// under the server's key — a request may carry a secret (a credential's password), and a
+/// plain hash kept in the database would let anyone reading it test guesses of that secret.
+fn request_hash(key: &crate::secrets::Key, route: &Route, username: &str, params: &Value) -> String {
     let mut p = params.clone();
     if let Some(m) = p.as_object_mut() {
         for f in IGNORED_FIELDS {
@@ -138,7 +140,7 @@ fn request_hash(route: &Route, username: &str, params: &Value) -> String {
     let mut pairs = vec![("api", json!(api)), ("user", json!(username)), ("params", canonical(&p))];
     pairs.sort_by_key(|(k, _)| *k);
     let text = serde_json::to_string(&pairs).unwrap_or_default();
-    hex::encode(Sha256::digest(text.as_bytes()))
+    key.mac("idempotent request", &text).unwrap_or_else(|| hex::encode(Sha256::digest(text.as_bytes())))
 }
 
 fn encode(out: &ApiResult) -> (i32, String) {
@@ -180,7 +182,7 @@ pub async fn begin(ctx: &Ctx, method: &Method, route: &Route, headers: &HeaderMa
         _ => return Err(Err(reject("must be 1 to 255 printable ASCII characters"))),
     };
     let app = ctx.caller.app_code.clone();
-    let hash = request_hash(route, &ctx.caller.username, params);
+    let hash = request_hash(&ctx.shared.config.sealing_key, route, &ctx.caller.username, params);
     purge_now_and_then(&ctx.shared);
     let store = &ctx.shared.store;
     let me = owner(&ctx.shared);
@@ -292,12 +294,24 @@ mod tests {
 
     #[test]
     fn the_hash_ignores_field_order_and_credentials() {
+        let k = crate::secrets::Key::from_bytes(&[7; 32]);
         let r = Route::JobV3 { name: "fast_execute_script".into(), system: false };
-        let a = request_hash(&r, "u", &json!({"a": 1, "b": {"x": 1, "y": 2}, "bk_app_secret": "s1"}));
-        let b = request_hash(&r, "u", &json!({"b": {"y": 2, "x": 1}, "a": 1, "bk_app_secret": "s2"}));
+        let a = request_hash(&k, &r, "u", &json!({"a": 1, "b": {"x": 1, "y": 2}, "bk_app_secret": "s1"}));
+        let b = request_hash(&k, &r, "u", &json!({"b": {"y": 2, "x": 1}, "a": 1, "bk_app_secret": "s2"}));
         assert_eq!(a, b);
-        assert_ne!(a, request_hash(&r, "u", &json!({"a": 2, "b": {"x": 1, "y": 2}})));
-        assert_ne!(a, request_hash(&r, "v", &json!({"a": 1, "b": {"x": 1, "y": 2}})));
+        assert_ne!(a, request_hash(&k, &r, "u", &json!({"a": 2, "b": {"x": 1, "y": 2}})));
+        assert_ne!(a, request_hash(&k, &r, "v", &json!({"a": 1, "b": {"x": 1, "y": 2}})));
+    }
+
+    /// A secret in a request cannot be guessed from the stored hash without the server's key.
+    #[test]
+    fn the_hash_is_keyed() {
+        let r = Route::JobV3 { name: "create_credential".into(), system: false };
+        let p = json!({"type": "PASSWORD", "credential_password": "hunter2"});
+        let keyed = request_hash(&crate::secrets::Key::from_bytes(&[7; 32]), &r, "u", &p);
+        assert_ne!(keyed, request_hash(&crate::secrets::Key::from_bytes(&[8; 32]), &r, "u", &p));
+        let text = serde_json::to_string(&vec![("api", json!("jobv3/create_credential")), ("params", canonical(&p)), ("user", json!("u"))]).unwrap();
+        assert_ne!(keyed, hex::encode(Sha256::digest(text.as_bytes())));
     }
 
     #[test]

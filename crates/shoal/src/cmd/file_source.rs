@@ -48,6 +48,7 @@ pub enum CredentialCommand {
         /// APP_ID_SECRET_KEY, PASSWORD, USERNAME_PASSWORD or SECRET_KEY.
         #[arg(long = "type", value_name = "TYPE")]
         kind: String,
+        /// What it is for.
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
@@ -57,11 +58,15 @@ pub enum CredentialCommand {
     },
     /// Change a credential: its name, description, or secret (give all fields of its type).
     Update {
+        /// The credential's id (`shoal credential list`).
         id: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// A new type (then give every secret field of that type).
         #[arg(long = "type", value_name = "TYPE")]
         kind: Option<String>,
+        /// A new description.
         #[arg(long)]
         description: Option<String>,
         #[command(flatten)]
@@ -83,6 +88,7 @@ pub enum FileSourceCommand {
     Create {
         /// Its code (a letter, then letters, digits and _; never changes).
         code: String,
+        /// A display name (default: the code).
         #[arg(long)]
         alias: Option<String>,
         /// BLUEKING_ARTIFACTORY or S3.
@@ -94,6 +100,7 @@ pub enum FileSourceCommand {
         /// S3 endpoint (files are bucket/key).
         #[arg(long)]
         endpoint: Option<String>,
+        /// S3 region (signing).
         #[arg(long)]
         region: Option<String>,
         /// Only this bucket may be read.
@@ -107,19 +114,27 @@ pub enum FileSourceCommand {
     },
     /// Change a file source (found by its code).
     Update {
+        /// The file source's code.
         code: String,
+        /// A new display name.
         #[arg(long)]
         alias: Option<String>,
+        /// BLUEKING_ARTIFACTORY or S3.
         #[arg(long = "type", value_name = "TYPE")]
         kind: Option<String>,
+        /// A new bkrepo base URL.
         #[arg(long)]
         base_url: Option<String>,
+        /// A new S3 endpoint.
         #[arg(long)]
         endpoint: Option<String>,
+        /// A new S3 region.
         #[arg(long)]
         region: Option<String>,
+        /// Only this bucket may be read (S3).
         #[arg(long)]
         bucket: Option<String>,
+        /// Id of the credential to read with.
         #[arg(long)]
         credential: Option<String>,
         /// Turn it off (reads fail) or on.
