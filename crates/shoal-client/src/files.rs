@@ -184,9 +184,8 @@ impl Client {
     ) -> Result<UploadedFile> {
         // The API's timeout bounds connecting and waiting for the answer, not the upload,
         // which takes as long as the file needs.
-        let http = reqwest::Client::builder()
-            .connect_timeout(self.cfg.timeout)
-            .read_timeout(self.cfg.timeout)
+        let http = self
+            .trusting(reqwest::Client::builder().connect_timeout(self.cfg.timeout).read_timeout(self.cfg.timeout))
             .build()
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let mut attempt = 0u32;

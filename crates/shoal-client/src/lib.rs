@@ -276,6 +276,9 @@ pub struct Client {
     http: reqwest::Client,
     cfg: ClientConfig,
     retry: RetryPolicy,
+    /// Certificates trusted besides the system's ([`Client::with_ca_pem`]), for every
+    /// connection this client makes (uploads too).
+    ca: Vec<reqwest::Certificate>,
 }
 
 pub fn b64(bytes: impl AsRef<[u8]>) -> String {
@@ -313,7 +316,7 @@ impl Client {
             _ => return Err(ClientError::Validation(format!("server URL {:?} must look like http://host:port or https://host", cfg.url))),
         }
         let http = reqwest::Client::builder().timeout(cfg.timeout).build().map_err(|e| ClientError::Transport(e.to_string()))?;
-        Ok(Client { http, cfg, retry: RetryPolicy::default() })
+        Ok(Client { http, cfg, retry: RetryPolicy::default(), ca: vec![] })
     }
 
     /// A transport failure as a person can act on it: what could not be done, to which
@@ -343,12 +346,18 @@ impl Client {
         if certs.is_empty() {
             return Err(ClientError::Validation("CA bundle: no PEM certificate in it".into()));
         }
-        let mut b = reqwest::Client::builder().timeout(self.cfg.timeout);
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
+        self.ca = certs;
+        let b = self.trusting(reqwest::Client::builder().timeout(self.cfg.timeout));
         self.http = b.build().map_err(|e| ClientError::Transport(e.to_string()))?;
         Ok(self)
+    }
+
+    /// `b` trusting the certificates given to [`Client::with_ca_pem`].
+    fn trusting(&self, mut b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        for c in &self.ca {
+            b = b.add_root_certificate(c.clone());
+        }
+        b
     }
 
     /// Replace the retry policy of transport failures.

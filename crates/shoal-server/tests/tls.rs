@@ -200,5 +200,11 @@ async fn the_client_trusts_a_private_ca_when_given_it() {
     let trusting = Client::new(cfg.clone()).unwrap().with_ca_pem(&pem).unwrap();
     let hosts: Value = trusting.hosts(Some(1), None).await.unwrap();
     assert_eq!(hosts["total"], 0, "{hosts}");
+    // Uploads (`shoal push`) go over the same trust.
+    let local = s.dir.path().join("payload.txt");
+    std::fs::write(&local, "over tls").unwrap();
+    let slots = trusting.upload_urls(&shoal_client::Scope::biz(1), &["payload.txt".to_string()]).await.unwrap();
+    let up = trusting.upload_file(&slots["payload.txt"], &local, |_| {}).await;
+    assert!(up.is_ok(), "{up:?}");
     assert!(Client::new(cfg).unwrap().with_ca_pem(b"not a certificate").is_err());
 }

@@ -241,7 +241,7 @@ pub struct ClientArgs {
     #[arg(long, global = true)]
     pub json: bool,
     /// PEM CA bundle to verify an https server signed by a private CA [env: SHOAL_CA].
-    #[arg(long = "ca", id = "client_ca", global = true)]
+    #[arg(long = "ca", id = "client_ca", value_name = "FILE", global = true)]
     pub ca: Option<PathBuf>,
 }
 

@@ -262,6 +262,19 @@ mod tests {
     }
 
     #[test]
+    fn the_ca_comes_from_the_flag_then_the_environment_then_the_file() {
+        let file = "ca = \"/file/ca.pem\"\n";
+        let e = with(&[], Some(file), &ClientArgs::default()).unwrap();
+        assert_eq!(e.ca, Some((PathBuf::from("/file/ca.pem"), Source::File)));
+        let e = with(&[("SHOAL_CA", "/env/ca.pem")], Some(file), &ClientArgs::default()).unwrap();
+        assert_eq!(e.ca, Some((PathBuf::from("/env/ca.pem"), Source::Env("SHOAL_CA"))));
+        let flag = ClientArgs { ca: Some("/flag/ca.pem".into()), ..Default::default() };
+        let e = with(&[("SHOAL_CA", "/env/ca.pem")], Some(file), &flag).unwrap();
+        assert_eq!(e.ca, Some((PathBuf::from("/flag/ca.pem"), Source::Flag("--ca"))));
+        assert_eq!(with(&[], None, &ClientArgs::default()).unwrap().ca, None);
+    }
+
+    #[test]
     fn the_file_is_found_under_xdg_config_home_then_home() {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");

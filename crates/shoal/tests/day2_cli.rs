@@ -62,6 +62,14 @@ fn day_two() {
     assert!(o.status.success(), "{}", text(&o));
     let web = id_of(port, "127.0.0.91");
 
+    // An empty business says where the hosts are.
+    let o = run(port, &["host", "list", "--biz", "2"]);
+    assert!(
+        o.status.success() && text(&o).contains("no host is registered in business 2; hosts are registered in business 1: give --biz 1"),
+        "{}",
+        text(&o)
+    );
+
     // Errors say what to do next, keep JOB's code, and speak Chinese when asked.
     let o = run(port, &["run", "--host", "9999", "-c", "true"]);
     let t = text(&o);

@@ -189,6 +189,9 @@ plans:
     let command = said.lines().find_map(|l| l.trim().strip_prefix("to confirm: ")).unwrap().to_string();
     let (job, _) = newest_job(port).unwrap();
     assert!(command.starts_with(&format!("shoal job confirm {job} --step ")) && command.ends_with(" --biz 1"), "{command}");
+    // `shoal job status` says the same.
+    let o = run(port, &["job", "status", &job.to_string()]);
+    assert!(text(&o).contains("who may confirm: alice, tester") && text(&o).contains(&command), "{}", text(&o));
     // The command works as printed.
     let args: Vec<&str> = command.split_whitespace().skip(1).collect();
     let o = run(port, &args);

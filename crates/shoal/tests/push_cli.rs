@@ -111,7 +111,11 @@ fn push_files_to_two_hosts() {
     let o = run(port, &["push", dir.path().join("nope.txt").to_str().unwrap(), "--to-dir", "/tmp/x", "--all"]);
     assert!(!o.status.success() && text(&o).contains("nope.txt: no such file or directory"), "{}", text(&o));
     let o = run(port, &["push", src.join("app.conf").to_str().unwrap(), "--to-dir", "/tmp/x"]);
-    assert!(!o.status.success() && text(&o).contains("no targets: give --host, --ip, --topo, --selector, --group or --all"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("no targets: give --host, --ip, --topo, --selector, --group or --all"),
+        "{}",
+        text(&o)
+    );
     let o = run(
         port,
         &[

@@ -94,6 +94,25 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
                 }
                 return Ok(0);
             }
+            let none = hosts["data"].as_array().is_none_or(|a| a.is_empty());
+            if none && biz.is_some() && selector.is_none() {
+                // Say where the hosts are rather than print an empty table.
+                let all: Value = r.client.hosts(None, None).await.unwrap_or(Value::Null);
+                let mut elsewhere: Vec<i64> =
+                    all["data"].as_array().into_iter().flatten().filter_map(|h| h["bk_biz_id"].as_i64()).collect();
+                elsewhere.sort_unstable();
+                elsewhere.dedup();
+                let list: Vec<String> = elsewhere.iter().map(i64::to_string).collect();
+                match elsewhere.first() {
+                    Some(b) => eprintln!(
+                        "no host is registered in business {}; hosts are registered in business {}: give --biz {b} (or set SHOAL_BIZ, or biz in 'shoal config init')",
+                        r.biz,
+                        list.join(", ")
+                    ),
+                    None => eprintln!("no host is registered in business {} yet: start an agent with --bk-biz-id {}", r.biz, r.biz),
+                }
+                return Ok(0);
+            }
             println!(
                 "{:<8} {:<6} {:<16} {:<6} {:<6} {:<6} {:<8} {:<20} LABELS",
                 "HOST_ID", "BIZ", "IP", "CLOUD", "SET", "MODULE", "STATE", "HOSTNAME"

@@ -31,6 +31,9 @@ pub async fn run(cmd: JobCommand) -> anyhow::Result<u8> {
                     );
                 }
             }
+            for step in st.step_instance_list.iter().filter(|s| s.status == RunStatus::WaitingUser as i32) {
+                println!("{}", super::run::waiting_notice(&r.client, &scope, job_instance_id, step).await);
+            }
             Ok(if st.finished && st.job_instance.status != RunStatus::Success as i32 { 1 } else { 0 })
         }
         JobCommand::Logs { job_instance_id, hosts, client } => {

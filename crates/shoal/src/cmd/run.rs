@@ -362,7 +362,7 @@ async fn print_new_output(
 }
 
 /// What a step waiting for a user waits for, who may give it and the command to do it.
-async fn waiting_notice(client: &Client, scope: &Scope, job_id: i64, step: &shoal_proto::jobv3::StepInstanceDto) -> String {
+pub(crate) async fn waiting_notice(client: &Client, scope: &Scope, job_id: i64, step: &shoal_proto::jobv3::StepInstanceDto) -> String {
     let biz = scope.biz_id().unwrap_or(0);
     let sid = step.step_instance_id;
     if step.step_type != step_type::CONFIRM {
