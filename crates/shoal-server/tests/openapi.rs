@@ -58,7 +58,8 @@ async fn the_openapi_document_lists_exactly_the_routes_answered() {
     }
     // Every operation listed is answered.
     for (path, method) in &listed {
-        let concrete = path.replace("{check_id}", "1").replace("{job_instance_id}", "1").replace("{token}", "t").replace("{sha256}", &"0".repeat(64));
+        let concrete =
+            path.replace("{check_id}", "1").replace("{job_instance_id}", "1").replace("{token}", "t").replace("{sha256}", &"0".repeat(64));
         let got = probe(&h, method, &concrete).await;
         assert!(answered(&got), "{method} /{path} is listed but not answered: {got:?}");
     }

@@ -190,6 +190,11 @@ fn adapt(w: &mut World, cmd: &str) -> Result<String, &'static str> {
     if cmd.contains("shoal server ") || verb == "agent" {
         return Err("a daemon: this test starts the server and agents itself, with these flags");
     }
+    if (verb == "file-source" && (sub == "create" || sub == "update")) || cmd.contains("--from-source") {
+        return Err(
+            "needs a bkrepo or S3-compatible server at the README's address (tests/file_source_cli.rs runs these against real ones)",
+        );
+    }
     if verb == "template" && (sub == "approve" || sub == "reject") {
         return Err("needs a pending change and an approver who is not its author (tests/processes.rs, shoal-server tests/templates.rs)");
     }
@@ -265,6 +270,7 @@ fn adapt(w: &mut World, cmd: &str) -> Result<String, &'static str> {
             c = c.replace(" 3", &format!(" {id}"));
         }
         ("user", "create") if c.contains("--password-stdin") => c = format!("printf 'a-long-password-1\\n' | {c}"),
+        ("credential", "create") if c.contains("--secret-stdin") && !c.contains(" < ") => c = format!("printf 'a-repo-password\\n' | {c}"),
         ("user", "token") if words.get(3) == Some(&"list") || words.get(3) == Some(&"revoke") => {
             // As alice, with the token the README's `user token create --user alice` printed.
             let token = std::fs::read_to_string(w.work.join("alice-token")).unwrap();
@@ -397,6 +403,7 @@ fn every_readme_command_and_every_dev_hint_works_as_printed() {
     write(&work, "app.conf", "key = value\n");
     write(&work, "deploy.sh", "#!/bin/bash\nsystemctl restart app\n");
     write(&work, "deploy.yaml", TEMPLATE);
+    write(&work, "sk.txt", "an-s3-secret-key\n");
     std::fs::create_dir_all(work.join("etc/app")).unwrap();
 
     let commands = readme_commands();

@@ -310,7 +310,8 @@ mod tests {
         let p = json!({"type": "PASSWORD", "credential_password": "hunter2"});
         let keyed = request_hash(&crate::secrets::Key::from_bytes(&[7; 32]), &r, "u", &p);
         assert_ne!(keyed, request_hash(&crate::secrets::Key::from_bytes(&[8; 32]), &r, "u", &p));
-        let text = serde_json::to_string(&vec![("api", json!("jobv3/create_credential")), ("params", canonical(&p)), ("user", json!("u"))]).unwrap();
+        let text = serde_json::to_string(&vec![("api", json!("jobv3/create_credential")), ("params", canonical(&p)), ("user", json!("u"))])
+            .unwrap();
         assert_ne!(keyed, hex::encode(Sha256::digest(text.as_bytes())));
     }
 
