@@ -419,6 +419,15 @@ async fn library_and_plans(mut h: Harness) {
     assert_eq!((rows.len(), rows[0]["bk_job_id"].as_i64(), rows[0]["name"].as_str()), (1, Some(plan), Some("nightly")), "{v}");
     let (_, v) = v2_get(&h, "get_job_list", "bk_biz_id=1&name=nothing-like-it").await;
     assert_eq!(v["data"]["total_record_size"], 0, "{v}");
+    // Date filters, as bk-job's v2 takes them: an end date includes its day.
+    let (_, v) = v2_get(&h, "get_job_list", "bk_biz_id=1&name=night").await;
+    let today = v["data"]["data"][0]["create_time"].as_str().unwrap()[..10].to_string();
+    let (_, v) = v2_get(&h, "get_job_list", &format!("bk_biz_id=1&create_time_start={today}&create_time_end={today}")).await;
+    assert_eq!(v["data"]["total_record_size"], 1, "{v}");
+    let (_, v) = v2_get(&h, "get_job_list", "bk_biz_id=1&last_modify_time_end=2000-01-01").await;
+    assert_eq!(v["data"]["total_record_size"], 0, "{v}");
+    let (_, v) = v2_get(&h, "get_job_list", "bk_biz_id=1&create_time_start=yesterday").await;
+    assert_eq!(v["code"], 1241010, "{v}");
     let (_, v) = v2_get(&h, "get_job_detail", &format!("bk_biz_id=1&bk_job_id={plan}")).await;
     assert_eq!(v["code"], 0, "{v}");
     let d = &v["data"];

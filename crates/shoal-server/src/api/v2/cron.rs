@@ -130,13 +130,9 @@ pub async fn update_status(ctx: &Ctx, params: Value) -> ApiResult {
     Ok(id_only(id))
 }
 
-/// A `yyyy-MM-dd` date as Unix seconds (its start, UTC).
-fn date_seconds(field: &str, s: &Option<String>) -> Result<Option<i64>, JobError> {
-    let Some(s) = s.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(None);
-    };
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| reason(field, "a date as yyyy-MM-dd"))?;
-    Ok(d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp()))
+/// A `yyyy-MM-dd` date as a bound in Unix seconds (an end date includes its day).
+fn date_seconds(field: &str, s: &Option<String>, end: bool) -> Result<Option<i64>, JobError> {
+    Ok(super::date_bound(field, s, end)?.map(|ms| ms.div_euclid(1000)))
 }
 
 pub async fn list(ctx: &Ctx, params: Value) -> ApiResult {
@@ -149,10 +145,10 @@ pub async fn list(ctx: &Ctx, params: Value) -> ApiResult {
         status: req.cron_status,
         creator: req.creator,
         last_modify_user: req.last_modify_user,
-        create_time_start: date_seconds("create_time_start", &req.create_time_start)?,
-        create_time_end: date_seconds("create_time_end", &req.create_time_end)?,
-        last_modify_time_start: date_seconds("last_modify_time_start", &req.last_modify_time_start)?,
-        last_modify_time_end: date_seconds("last_modify_time_end", &req.last_modify_time_end)?,
+        create_time_start: date_seconds("create_time_start", &req.create_time_start, false)?,
+        create_time_end: date_seconds("create_time_end", &req.create_time_end, true)?,
+        last_modify_time_start: date_seconds("last_modify_time_start", &req.last_modify_time_start, false)?,
+        last_modify_time_end: date_seconds("last_modify_time_end", &req.last_modify_time_end, true)?,
         start: req.start,
         length: req.length,
     };

@@ -26,6 +26,15 @@ struct Req {
     creator: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     last_modify_user: Option<String>,
+    /// `yyyy-MM-dd` dates.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    create_time_start: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    create_time_end: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    last_modify_time_start: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    last_modify_time_end: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
     start: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
@@ -42,12 +51,20 @@ pub async fn list(ctx: &Ctx, params: Value) -> ApiResult {
     let req: Req = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
     authz::authorize(ctx, &scope, Role::Access).await?;
+    let bound = |field: &str, v: &Option<String>, end: bool| super::date_bound(field, v, end);
+    let created = (bound("create_time_start", &req.create_time_start, false)?, bound("create_time_end", &req.create_time_end, true)?);
+    let modified = (
+        bound("last_modify_time_start", &req.last_modify_time_start, false)?,
+        bound("last_modify_time_end", &req.last_modify_time_end, true)?,
+    );
+    let within = |t: i64, (from, to): (Option<i64>, Option<i64>)| from.is_none_or(|f| t >= f) && to.is_none_or(|e| t <= e);
     let plans = ctx.shared.store.list_plans(&scope.scope_type, &scope.scope_id, None).await.map_err(internal("list plans"))?;
     let rows: Vec<Value> = plans
         .iter()
         .filter(|p| given(&req.name).is_none_or(|n| p.name.contains(n)))
         .filter(|p| given(&req.creator).is_none_or(|c| p.creator == c))
         .filter(|p| given(&req.last_modify_user).is_none_or(|u| p.last_modify_user == u))
+        .filter(|p| within(p.create_time, created) && within(p.last_modify_time, modified))
         .map(|p| {
             let mut v = json!({});
             scope_fields(&mut v, &p.scope_type, &p.scope_id);

@@ -129,6 +129,18 @@ pub(crate) fn opt_string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<
     }
 }
 
+/// A `yyyy-MM-dd` filter date of a v2 list, as a bound in ms (UTC): the start of the day, or
+/// with `end` its last millisecond (an end date includes its day).
+pub(crate) fn date_bound(field: &str, s: &Option<String>, end: bool) -> Result<Option<i64>, JobError> {
+    let Some(s) = s.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let why = || JobError::args(shoal_proto::ErrorCode::ILLEGAL_PARAM_WITH_REASON, vec![field.into(), "a date as yyyy-MM-dd".into()]);
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| why())?;
+    let start = d.and_hms_opt(0, 0, 0).ok_or_else(why)?.and_utc().timestamp_millis();
+    Ok(Some(if end { start + 86_400_000 - 1 } else { start }))
+}
+
 /// The request's scope, as v3 resolves it (`bk_scope_type` + `bk_scope_id`, or `bk_biz_id`).
 pub(crate) fn scope_of(params: &Value) -> Result<Scope, JobError> {
     let req: shoal_proto::jobv3::ScopeReq = super::decode(params.clone())?;
@@ -151,5 +163,10 @@ mod tests {
         assert_eq!(v2_page(rows.clone(), Some(1), Some(2)), json!({"start": 1, "page_size": 2, "total_record_size": 5, "data": [1, 2]}));
         assert_eq!(v2_page(rows, None, None)["data"].as_array().unwrap().len(), 5);
         assert_eq!(v2_page(vec![], Some(3), Some(2)), json!({"start": 0, "page_size": 10, "total_record_size": 0, "data": []}));
+        let day = Some("2018-03-15".to_string());
+        assert_eq!(date_bound("d", &day, false).unwrap(), Some(1_521_072_000_000));
+        assert_eq!(date_bound("d", &day, true).unwrap(), Some(1_521_072_000_000 + 86_400_000 - 1));
+        assert_eq!(date_bound("d", &None, true).unwrap(), None);
+        assert!(date_bound("d", &Some("15/03/2018".into()), false).is_err());
     }
 }
