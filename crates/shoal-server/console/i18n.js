@@ -16,6 +16,8 @@ const STRINGS = {
     description: 'Description', more_hosts: '… and {0} more', output_cut: '(output cut; open a host for all of it)', previous: 'Previous', next: 'Next',
     ok: 'Done', load_more: 'Load more', ended: 'finished', not_allowed: 'Not allowed: {0}',
     all_hosts: 'All {0} hosts', all_with_status: '{0} hosts with this status and exit code',
+    from_library: '(type it below)', params: 'Parameters', sensitive: 'sensitive', rolling: 'Rolling batches', selector: 'Label selector',
+    topology: 'Topology', dynamic_groups: 'Dynamic groups', dyn_groups: '{0} dynamic group(s)',
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
   },
   zh: {
@@ -34,6 +36,8 @@ const STRINGS = {
     description: '描述', more_hosts: '… 另有 {0} 台', output_cut: '（输出已截断；打开主机查看全部）', previous: '上一页', next: '下一页',
     ok: '完成', load_more: '加载更多', ended: '已结束', not_allowed: '无权限：{0}',
     all_hosts: '全部 {0} 台主机', all_with_status: '此状态和退出码的主机共 {0} 台',
+    from_library: '（在下方输入）', params: '脚本参数', sensitive: '敏感参数', rolling: '滚动批次', selector: '标签选择器',
+    topology: '拓扑', dynamic_groups: '动态分组', dyn_groups: '{0} 个动态分组',
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
   },
 };

@@ -147,8 +147,11 @@ try {
   step('retry the failed hosts of a failed job');
   await page.click('header a[href="/console/run"]');
   await page.waitForSelector('#run-form[data-ready]');
-  await page.fill('#targets', HOSTS.join(' '));
-  await page.waitForSelector('#match-count:has-text("3 of 3")');
+  // Targets by label selector (two web hosts) and by topology (module 2: the db host).
+  await page.fill('#selector', 'role=web');
+  await page.waitForSelector('#match-count:has-text("2 of 0")');
+  await page.check('#topology input[value="1/2"]');
+  await page.waitForSelector('#match-count:has-text("3 of 0")');
   await page.fill('#job-name', 'console-retry');
   await page.fill('#script', `[ -e ${GATE}.retry ] || { echo not yet; exit 3; }\necho now`);
   await page.click('#execute');
