@@ -114,20 +114,56 @@ export function show(main, { args }) {
     } catch (ex) { err.show(ex); }
   }
 
+  // The open log: its host and step, and when it was last read (a running host's log is read
+  // again as the job changes, at most once a second).
+  let open = null;
+  let blobUrl = null;
+
+  async function readLog(stepId, host) {
+    const d = await v3('get_job_instance_ip_log', { ...sc, job_instance_id: jobId, step_instance_id: stepId, bk_host_id: host.bk_host_id }, 'GET');
+    // A file step's log is its files' progress lines.
+    return d.file_logs ? d.file_logs.map((f) => f.log_content).join('\n') : (d.log_content || '');
+  }
+
   async function openLog(step, host) {
     sel.host = host.bk_host_id;
+    open = { step: step.step_instance_id, host, at: Date.now(), busy: false };
     drawSteps();
     logPanel.hidden = false;
     clear(logPanel, h('h2', {}, `${t('log')} · ${host.ip} (#${host.bk_host_id})`), h('p', { class: 'muted' }, t('loading')));
     try {
-      const d = await v3('get_job_instance_ip_log', { ...sc, job_instance_id: jobId, step_instance_id: step.step_instance_id, bk_host_id: host.bk_host_id }, 'GET');
-      showLog(host, d.log_content || '');
+      showLog(host, await readLog(step.step_instance_id, host));
     } catch (ex) {
       clear(logPanel, h('div', { class: 'error' }, ex.message));
     }
   }
 
-  function showLog(host, text) {
+  // Called on every snapshot: while the open log's step runs, its log follows.
+  async function follow() {
+    if (!open || open.busy || open.timer) return;
+    const step = snap.steps.find((x) => x.step_instance_id === open.step);
+    if (!step || (step.status !== 2 && step.status !== 15 && open.done)) return;
+    const wait = 1000 - (Date.now() - open.at);
+    if (wait > 0) {
+      const mine = open;
+      mine.timer = setTimeout(() => { mine.timer = null; if (open === mine) follow(); }, wait);
+      return;
+    }
+    open.busy = true;
+    open.at = Date.now();
+    const mine = open;
+    try {
+      const text = await readLog(mine.step, mine.host);
+      if (open === mine && text !== mine.text) showLog(mine.host, text, true);
+      mine.done = step.status !== 2 && step.status !== 15;
+    } catch { /* the next snapshot tries again */ } finally { mine.busy = false; }
+  }
+
+  function showLog(host, text, again = false) {
+    const before = again ? logPanel.querySelector('#log') : null;
+    const atEnd = before && before.scrollTop + before.clientHeight >= before.scrollHeight - 20;
+    const searched = again ? (logPanel.querySelector('#log-search') || {}).value || '' : '';
+    if (open) open.text = text;
     const lines = text.split('\n');
     if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
     let shown = lines.map((_, i) => i);
@@ -158,9 +194,13 @@ export function show(main, { args }) {
       box.scrollTop = 0;
       paint();
     } });
-    const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+    if (blobUrl) URL.revokeObjectURL(blobUrl);
+    const url = blobUrl = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
     const dl = h('a', { href: url, download: `job-${jobId}-host-${host.bk_host_id}.log`, id: 'log-download' }, t('download'));
     clear(logPanel, h('h2', {}, `${t('log')} · ${host.ip} (#${host.bk_host_id})`), h('div', { class: 'row' }, search, info, dl), box);
+    if (searched) { search.value = searched; search.dispatchEvent(new Event('input')); }
+    if (atEnd) box.scrollTop = box.scrollHeight;
+    else if (before) box.scrollTop = before.scrollTop;
     paint();
   }
 
@@ -175,6 +215,7 @@ export function show(main, { args }) {
         snap = data;
         drawHead();
         drawSteps();
+        follow();
       } else if (name === 'error') {
         err.show(data.message || `error ${data.code}`);
       }

@@ -76,10 +76,15 @@ try {
   // Running, waiting at the gate: the page shows it live.
   await page.waitForSelector('#job-status[data-status="2"]');
   await page.waitForSelector('#live[data-state="live"]');
+  // A running host's log is open before it prints anything, and follows it.
+  await page.click('.group >> nth=0');
+  await page.click('.hosts button.host >> nth=0');
+  await page.waitForSelector('#log-info');
   writeFileSync(GATE, '');
   // Results arrive without a reload: one group of three identical answers, the job done.
   await page.waitForSelector('.group[data-status="9"][data-count="3"]');
   await page.waitForSelector('#job-status[data-status="3"]');
+  await page.waitForSelector('#log-info:has-text("2001")');
   check(page.url() === jobUrl, 'no navigation happened');
 
   step("open a host's log");
