@@ -84,6 +84,18 @@ async fn cookie_sessions_need_their_csrf_token(h: Harness) {
     assert_eq!((status, v["data"]["csrf_token"].as_str(), v["data"]["username"].as_str()), (200, Some(csrf.as_str()), Some("ann")));
     assert_eq!(session_of(&h, "shoal_session=shoal_ses_nothing").await.0, 401);
 
+    // Another site's form cannot log the browser in (as anyone): JSON only.
+    let r = h
+        .http
+        .post(format!("{}/api/shoal/v1/console/login", h.url))
+        .form(&[("username", "ann"), ("password", "a long enough password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("set-cookie").is_none(), "a form post logs nobody in");
+    let v: Value = r.json().await.unwrap();
+    assert_ne!(v["code"], 0, "{v}");
+
     // A failed login sets no cookie and is audited.
     let r = h
         .http
