@@ -18,6 +18,7 @@ const STRINGS = {
     all_hosts: 'All {0} hosts', all_with_status: '{0} hosts with this status and exit code',
     from_library: '(type it below)', params: 'Parameters', sensitive: 'sensitive', rolling: 'Rolling batches', selector: 'Label selector',
     topology: 'Topology', dynamic_groups: 'Dynamic groups', dyn_groups: '{0} dynamic group(s)',
+    scan: 'record', intercept: 'block',
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
   },
   zh: {
@@ -38,6 +39,7 @@ const STRINGS = {
     all_hosts: '全部 {0} 台主机', all_with_status: '此状态和退出码的主机共 {0} 台',
     from_library: '（在下方输入）', params: '脚本参数', sensitive: '敏感参数', rolling: '滚动批次', selector: '标签选择器',
     topology: '拓扑', dynamic_groups: '动态分组', dyn_groups: '{0} 个动态分组',
+    scan: '扫描', intercept: '拦截',
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
   },
 };

@@ -221,6 +221,8 @@ try {
   step('fleet and rules pages');
   await page.click('header a[href="/console/fleet"]');
   await page.waitForSelector('#fleet-biz td');
+  const topo = await page.$$eval('#fleet-topology tbody tr', (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join(' ')));
+  check(topo.includes('1 1 1 2 0') && topo.includes('1 1 2 1 0'), `hosts by topology: ${topo}`);
   await page.click('header a[href="/console/rules"]');
   await page.click('#check');
   await page.waitForSelector('#findings tr, #findings .badge');
