@@ -72,7 +72,7 @@ export function show(main, { args }) {
         h('div', { class: 'row' },
           h('span', { class: `badge ${hostClass(g.status)}` }, g.status_label),
           h('span', {}, `${t('exit_code')} ${g.exit_code}`),
-          h('span', { class: 'count' }, `${g.host_count} ${t('hosts')}`)),
+          h('span', { class: 'count' }, `${g.host_count} ${t(g.host_count === 1 ? 'host' : 'hosts')}`)),
         g.output ? h('pre', { class: 'out' }, g.output) : (g.status === 9 || g.status === 3 || g.status >= 100 || g.status === 4 ? h('div', { class: 'muted' }, t('no_output')) : null),
         g.output_truncated ? h('div', { class: 'muted' }, t('output_cut')) : null);
         if (on) {
@@ -174,6 +174,8 @@ export function show(main, { args }) {
     const info = h('span', { class: 'muted', id: 'log-info' });
     const paint = () => {
       spacer.style.height = `${shown.length * LINE_HEIGHT}px`;
+      // A short log gets a short box; a long one scrolls in at most 420 px.
+      box.style.height = `${Math.max(3, Math.min(shown.length, 23)) * LINE_HEIGHT + 4}px`;
       const first = Math.max(0, Math.floor(box.scrollTop / LINE_HEIGHT) - 10);
       const last = Math.min(shown.length, first + Math.ceil(box.clientHeight / LINE_HEIGHT) + 30);
       const rows = [];

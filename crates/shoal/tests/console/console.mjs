@@ -99,11 +99,6 @@ try {
   check((await page.textContent('#log .line')).includes('line 1999 of the log'), 'search finds the line');
   await page.fill('#log-search', '');
   check(await page.getAttribute('#log-download', 'download'), 'a download link');
-  if (SHOT) {
-    mkdirSync(dirname(SHOT), { recursive: true });
-    await page.screenshot({ path: SHOT, fullPage: false });
-    step(`screenshot: ${SHOT}`);
-  }
 
   step("a big group's hosts: the first listed, all of them on demand");
   await page.goto(`${jobUrl}?hosts_per_group=1`);
@@ -186,6 +181,34 @@ try {
   await page.selectOption('#f-status', '3');
   await page.click('form button[type=submit]');
   await page.waitForFunction(() => [...document.querySelectorAll('#jobs tbody td:nth-child(2)')].every((e) => e.textContent !== 'console-sleep'));
+
+  step('a job whose hosts answer differently: one group per answer, failures first');
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', HOSTS.join(' '));
+  await page.waitForSelector('#match-count:has-text("3 of 3")');
+  await page.fill('#job-name', 'check-disks');
+  // The script's path names its agent's state directory, which names the host.
+  await page.fill('#script', [
+    '#!/bin/bash',
+    `case "$0" in *${HOSTS[2]}*) echo "/data is 97% full (limit 90%)"; df_used=97 ;; *) echo "/data is 41% full"; df_used=41 ;; esac`,
+    'echo "checked by $(id -un)"',
+    '[ "$df_used" -lt 90 ] || exit 2',
+  ].join('\n'));
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="4"]');
+  await page.waitForSelector('.group[data-count="2"][data-status="9"]');
+  const first = await page.getAttribute('.group >> nth=0', 'data-status');
+  check(first !== '9', `the failed group comes first (${first})`);
+  await page.click('.group >> nth=0');
+  await page.click('.hosts button.host >> nth=0');
+  await page.waitForSelector('#log .line');
+  if (SHOT) {
+    mkdirSync(dirname(SHOT), { recursive: true });
+    await page.screenshot({ path: SHOT, fullPage: false });
+    step(`screenshot: ${SHOT}`);
+  }
 
   step('log out');
   await page.click('#logout');
