@@ -262,3 +262,38 @@ async fn a_job_streams_grouped_snapshots_then_ends(mut h: Harness) {
         assert_ne!(v["code"], 0, "hosts_per_group={bad}: {v}");
     }
 }
+
+/// The listener closes connections idle for the request timeout; a stream waiting on a quiet
+/// job speaks before that, so it lives until the job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quiet_stream_outlives_the_idle_deadline() {
+    let Some(mut h) = Harness::start_with(Backend::Sqlite, |c| {
+        c.request_timeout_secs = 1;
+        c.header_read_timeout_secs = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    h.add_agent("10.0.0.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let gate = h.dir.path().join("go");
+    let job = h.execute(&format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()), &h.host_ids().await, json!({})).await
+        ["job_instance_id"]
+        .as_i64()
+        .unwrap();
+    let url = format!("{}/api/shoal/v1/jobs/{job}/events?bk_scope_type=biz&bk_scope_id=1", h.url);
+    let resp = h.http.get(&url).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
+    let mut events = Events { resp, buf: String::new() };
+    assert_eq!(events.next().await.unwrap().0, "snapshot");
+    // Quiet for longer than the idle deadline (2 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    std::fs::write(&gate, "").unwrap();
+    loop {
+        match events.next().await {
+            Some((name, _)) if name == "end" => break,
+            Some(_) => {}
+            None => panic!("the stream was closed before the job ended"),
+        }
+    }
+}
