@@ -178,7 +178,8 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
             let day = 86_400_000;
             let (since, until) = (shoal_core::time::now_ms() - 29 * day, shoal_core::time::now_ms() + day);
             println!(
-                "\nShoal dev is up: server {url}, {} agents (hosts {host_ids:?}), business {DEV_BIZ}, account {user:?}.\n\n\
+                "\nShoal dev is up: server {url}, {} agents (hosts {host_ids:?}), business {DEV_BIZ}, account {user:?}.\n\
+                 Web console: {url}/console/ (log in as {console_login}).\n\n\
                  In another terminal:\n\n  \
                  export SHOAL_URL={url} SHOAL_APP_CODE={DEV_APP} SHOAL_APP_SECRET={secret}\n  \
                  shoal host list\n  \
@@ -188,7 +189,6 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
                  curl -s {url}/api/v3/get_job_instance_list -G -d bk_scope_type=biz -d bk_scope_id={DEV_BIZ} \\\n    \
                  -d create_time_start={since} -d create_time_end={until} \\\n    \
                  -H 'X-Bkapi-Authorization: {{\"bk_app_code\":\"{DEV_APP}\",\"bk_app_secret\":\"{secret}\",\"bk_username\":\"{user}\"}}'\n\n\
-                 Web console: {url}/console/ (log in as {console_login}).\n\n\
                  Ctrl-C stops everything.",
                 a.agents
             );
