@@ -19,6 +19,7 @@ const STRINGS = {
     from_library: '(type it below)', params: 'Parameters', sensitive: 'sensitive', rolling: 'Rolling batches', selector: 'Label selector',
     topology: 'Topology', dynamic_groups: 'Dynamic groups', dyn_groups: '{0} dynamic group(s)',
     scan: 'record', intercept: 'block',
+    files: 'Files', files_to_send: 'Files to send', target_dir: 'Target directory', send_files: 'Upload and send', uploading: 'Uploading',
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
   },
   zh: {
@@ -40,6 +41,7 @@ const STRINGS = {
     from_library: '（在下方输入）', params: '脚本参数', sensitive: '敏感参数', rolling: '滚动批次', selector: '标签选择器',
     topology: '拓扑', dynamic_groups: '动态分组', dyn_groups: '{0} 个动态分组',
     scan: '扫描', intercept: '拦截',
+    files: '文件分发', files_to_send: '要分发的文件', target_dir: '目标路径', send_files: '上传并分发', uploading: '正在上传',
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
   },
 };

@@ -124,6 +124,7 @@ fn the_console_in_a_browser() {
         .env("SHOAL_GATE", &gate)
         .env("SHOAL_TEMPLATE", "deploy-web")
         .env("SHOAL_CONFIRM_JOBS", waiting.join(","))
+        .env("SHOAL_FILES_DIR", dir.path().join("placed"))
         .env("SHOAL_SCREENSHOT", &shot)
         .output()
         .unwrap();

@@ -4,6 +4,7 @@
 import { v3, shoal, scope } from '../api.js';
 import { t } from '../i18n.js';
 import { h, clear, errorBox, b64 } from '../ui.js';
+import { matchHosts } from '../hosts.js';
 
 const LANGUAGES = [[1, 'Shell'], [2, 'Bat'], [3, 'Perl'], [4, 'Python'], [5, 'PowerShell']];
 
@@ -32,15 +33,7 @@ export async function show(main, { go }) {
   // Pasted entries (IPs, "cloud:ip" or host ids), checked topology nodes and the label
   // selector → the hosts of this business they name.
   const resolve = () => {
-    const byId = new Map(hosts.map((x) => [String(x.bk_host_id), x]));
-    const byIp = new Map();
-    for (const x of hosts) { byIp.set(x.ip, x); byIp.set(`${x.bk_cloud_id}:${x.ip}`, x); }
-    const entries = targets.value.split(/[\s,;]+/).map((s) => s.trim()).filter(Boolean);
-    const found = new Map(); const missing = [];
-    for (const e of entries) {
-      const x = byIp.get(e) || byId.get(e);
-      if (x) found.set(x.bk_host_id, x); else missing.push(e);
-    }
+    const { entries, found, missing } = matchHosts(hosts, targets.value);
     for (const box of topo.querySelectorAll('input:checked')) {
       const [set, mod] = box.value.split('/');
       for (const x of hosts) if (String(x.set_id) === set && String(x.module_id) === mod) found.set(x.bk_host_id, x);

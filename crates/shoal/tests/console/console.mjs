@@ -4,7 +4,7 @@
 // terminate a long job from the page, retry failed hosts, confirm and reject waiting jobs, approve a template change as a second user, read and
 // verify the audit. Exits non-zero on the first failed expectation.
 import { chromium } from 'playwright-core';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
@@ -14,6 +14,7 @@ const APPROVER = env('SHOAL_APPROVER'); const APPROVER_PASSWORD = env('SHOAL_APP
 const HOSTS = env('SHOAL_HOSTS').split(',');
 const GATE = env('SHOAL_GATE');
 const TEMPLATE = env('SHOAL_TEMPLATE');
+const FILES_DIR = env('SHOAL_FILES_DIR');
 const [TO_CONFIRM, TO_REJECT] = env('SHOAL_CONFIRM_JOBS').split(',');
 const SHOT = process.env.SHOAL_SCREENSHOT;
 const T = 60_000;
@@ -172,6 +173,21 @@ try {
   await page.waitForSelector('#job-status[data-status="7"]');
   await page.click('button.reject');
   await page.waitForSelector('#job-status[data-status="13"]');
+
+  step('send a file from the browser to a host');
+  await page.click('header a[href="/console/files"]');
+  await page.waitForSelector('#files-form[data-ready]');
+  await page.setInputFiles('#files', { name: 'app.conf', mimeType: 'text/plain', buffer: Buffer.from('listen 8080\n') });
+  await page.fill('#target-dir', FILES_DIR);
+  await page.fill('#file-targets', HOSTS[0]);
+  await page.waitForSelector('#file-match-count:has-text("1 of 1")');
+  await page.click('#send-files');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="3"]');
+  check(readFileSync(`${FILES_DIR}/app.conf`, 'utf8') === 'listen 8080\n', 'the file arrived');
+  await page.click('.group[data-status="9"]');
+  await page.click('.hosts button.host >> nth=0');
+  await page.waitForSelector('#log .line:has-text("app.conf")');
 
   step('job list');
   await page.click('header a[href="/console/jobs"]');
