@@ -297,3 +297,41 @@ async fn a_quiet_stream_outlives_the_idle_deadline() {
         }
     }
 }
+
+/// A simulated fleet of 500 agents (the real session code, an instant executor): the stream
+/// sends groups, not hosts — one group of 500 with 100 listed, a few KB a snapshot however
+/// many results arrive — and at most 5 snapshots a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_big_job_streams_groups_not_hosts() {
+    use shoal_agent::fleet::{Fleet, FleetConfig};
+    const HOSTS: usize = 500;
+    let Some(h) = Harness::start(Backend::Sqlite).await else { return };
+    let exec = std::sync::Arc::new(shoal_agent::InstantExecutor { output_bytes: 200, exit_code: 0 });
+    let config = FleetConfig::new(vec![h.url.clone()], TOKEN.into(), h.dir.path().join("fleet"), exec);
+    let fleet = Fleet::start(&config, HOSTS).await;
+    h.wait_connected(HOSTS).await;
+    let hosts = h.host_ids().await;
+    let job = h.execute("echo simulated", &hosts, json!({})).await["job_instance_id"].as_i64().unwrap();
+    let url = format!("{}/api/shoal/v1/jobs/{job}/events?bk_scope_type=biz&bk_scope_id=1", h.url);
+    let started = std::time::Instant::now();
+    let resp = h.http.get(&url).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
+    let mut events = Events { resp, buf: String::new() };
+    let mut snapshots = 0;
+    let mut last = Value::Null;
+    loop {
+        let (name, v) = events.next().await.expect("the stream ends with `end`");
+        if name == "end" {
+            break;
+        }
+        snapshots += 1;
+        assert!(v.to_string().len() < 32 * 1024, "a snapshot of {HOSTS} hosts is groups, not rows: {} bytes", v.to_string().len());
+        last = v;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(f64::from(snapshots) <= elapsed * 5.0 + 2.0, "{snapshots} snapshots in {elapsed:.2} s: coalesced to 5 a second");
+    let groups = last["steps"][0]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!((groups[0]["host_count"].as_u64(), groups[0]["hosts"].as_array().map(Vec::len)), (Some(HOSTS as u64), Some(100)));
+    assert!(groups[0]["output"].as_str().unwrap().starts_with("shoal simulated output"));
+    fleet.stop(Duration::from_secs(10)).await;
+}
