@@ -51,6 +51,11 @@ const RUN_STATUS = {
   zh: { 1: '等待执行', 2: '正在执行', 3: '执行成功', 4: '执行失败', 5: '跳过', 6: '忽略错误', 7: '等待用户', 8: '手动结束', 9: '状态异常', 10: '强制终止中', 11: '强制终止成功', 13: '确认终止', 14: '被丢弃', 15: '滚动等待' },
 };
 
+// Host result statuses in Chinese (English comes from the server's label).
+const HOST_STATUS_ZH = { 1: 'Agent 异常', 2: '无效主机', 3: '上次已成功', 5: '等待执行', 7: '正在执行', 9: '执行成功', 11: '执行失败', 12: '任务下发失败',
+  101: '脚本执行失败', 102: '脚本执行超时', 103: '脚本执行被终止', 104: '脚本返回值非零', 202: '文件传输失败', 203: '源文件不存在', 310: 'Agent 异常',
+  311: '用户名不存在', 399: '任务执行出错', 403: '任务强制终止成功' };
+
 let current = localStorage.getItem('shoal.lang') || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
 
 export function lang() { return current; }
@@ -71,3 +76,7 @@ export function runStatus(code) {
 }
 
 setLang(current);
+
+export function hostStatus(code, label) {
+  return current === 'zh' ? HOST_STATUS_ZH[code] || label : label;
+}

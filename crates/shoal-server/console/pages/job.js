@@ -2,7 +2,7 @@
 // output), updated from the server's event stream; a group opens to its hosts, a host to
 // its log (virtualised: only the visible lines are in the page, so a 5 MB log stays fast).
 import { v3, stream, scope } from '../api.js';
-import { t, runStatus } from '../i18n.js';
+import { t, runStatus, hostStatus } from '../i18n.js';
 import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass, virtualList } from '../ui.js';
 
 const LINE_HEIGHT = 18;
@@ -70,10 +70,10 @@ export function show(main, { args }) {
         const box = h('div', { class: `group${on ? ' sel' : ''}`, 'data-status': g.status, 'data-count': g.host_count,
           onclick: () => { sel.step = step.step_instance_id; sel.group = on ? null : g.key; drawSteps(); } },
         h('div', { class: 'row' },
-          h('span', { class: `badge ${hostClass(g.status)}` }, g.status_label),
+          h('span', { class: `badge ${hostClass(g.status)}` }, hostStatus(g.status, g.status_label)),
           h('span', {}, `${t('exit_code')} ${g.exit_code}`),
           h('span', { class: 'count' }, `${g.host_count} ${t(g.host_count === 1 ? 'host' : 'hosts')}`)),
-        g.output ? h('pre', { class: 'out' }, g.output) : (g.status === 9 || g.status === 3 || g.status >= 100 || g.status === 4 ? h('div', { class: 'muted' }, t('no_output')) : null),
+        g.output ? h('pre', { class: 'out' }, g.output) : (g.status !== 5 && g.status !== 7 ? h('div', { class: 'muted' }, t('no_output')) : null),
         g.output_truncated ? h('div', { class: 'muted' }, t('output_cut')) : null);
         if (on) {
           box.append(h('div', { class: 'hosts' },

@@ -225,6 +225,12 @@ try {
     await page.screenshot({ path: SHOT, fullPage: false });
     step(`screenshot: ${SHOT}`);
   }
+  // In Chinese, statuses too.
+  await page.selectOption('header select', 'zh');
+  await page.waitForSelector('.group .badge:has-text("脚本返回值非零")');
+  await page.waitForSelector('#job-status:has-text("执行失败")');
+  await page.selectOption('header select', 'en');
+  await page.waitForSelector('.group .badge:has-text("non-zero exit")');
 
   step('log out');
   await page.click('#logout');
