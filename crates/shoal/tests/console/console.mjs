@@ -260,6 +260,11 @@ try {
   await page.click('header a[href="/console/audit"]');
   await page.waitForSelector('#audit tr[data-action="login"]');
   await page.waitForSelector('#audit tr[data-action="login_failed"]');
+  // Filtered: the approval of the template change, by business.
+  await page.fill('#a-action', 'approve_template_version');
+  await page.fill('#a-biz', '1');
+  await page.click('#audit-search');
+  await page.waitForFunction(() => { const rows = [...document.querySelectorAll('#audit tbody tr')]; return rows.length > 0 && rows.every((r) => r.dataset.action === 'approve_template_version'); });
   await page.click('#verify-chain');
   await page.waitForSelector('#chain-result .badge.ok');
 
