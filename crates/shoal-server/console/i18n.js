@@ -20,6 +20,8 @@ const STRINGS = {
     topology: 'Topology', dynamic_groups: 'Dynamic groups', dyn_groups: '{0} dynamic group(s)',
     scan: 'record', intercept: 'block',
     files: 'Files', files_to_send: 'Files to send', target_dir: 'Target directory', send_files: 'Upload and send', uploading: 'Uploading',
+    next_batch: 'Next batch', next_step: 'Go on to the next step',
+    rolling_stop: 'stop at a failure', rolling_ignore: 'go on past failures', rolling_confirm: 'confirm each batch',
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
   },
   zh: {
@@ -42,6 +44,8 @@ const STRINGS = {
     topology: '拓扑', dynamic_groups: '动态分组', dyn_groups: '{0} 个动态分组',
     scan: '扫描', intercept: '拦截',
     files: '文件分发', files_to_send: '要分发的文件', target_dir: '目标路径', send_files: '上传并分发', uploading: '正在上传',
+    next_batch: '执行下一批', next_step: '进入下一步',
+    rolling_stop: '失败即停止', rolling_ignore: '忽略失败继续', rolling_confirm: '每批人工确认',
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
   },
 };

@@ -54,6 +54,12 @@ export function show(main, { args }) {
       out.push(h('button', { class: 'confirm', onclick: () => stepOp(step.step_instance_id, 6) }, t('confirm')));
       out.push(h('button', { class: 'danger reject', onclick: () => stepOp(step.step_instance_id, 9) }, t('reject')));
     }
+    if (step.total_batch && step.status === 7) {
+      out.push(h('button', { class: 'next-batch', onclick: () => stepOp(step.step_instance_id, 13) }, t('next_batch')));
+    }
+    if (step.status === 11 && snap.status === 11) {
+      out.push(h('button', { class: 'plain next-step', onclick: () => stepOp(step.step_instance_id, 11) }, t('next_step')));
+    }
     if ((step.status === 4 || step.status === 11 || step.status === 8) && jobStuck && step.type !== 3) {
       out.push(h('button', { class: 'retry-failed', onclick: () => stepOp(step.step_instance_id, 2) }, t('retry_failed')));
       out.push(h('button', { class: 'plain', onclick: () => stepOp(step.step_instance_id, 8) }, t('retry_all')));

@@ -25,6 +25,7 @@ export async function show(main, { go }) {
   const sensitive = h('input', { type: 'checkbox', id: 'sensitive' });
   const timeout = h('input', { type: 'number', id: 'timeout', value: 600, min: 1, max: 86400 });
   const rolling = h('input', { type: 'text', id: 'rolling', placeholder: '10% / 1 10 100%' });
+  const rollingMode = h('select', { id: 'rolling-mode' }, [[1, t('rolling_stop')], [2, t('rolling_ignore')], [3, t('rolling_confirm')]].map(([v, l]) => h('option', { value: v }, l)));
   const submit = h('button', { type: 'submit', id: 'execute' }, t('submit'));
   let hosts = [];
   let bySelector = null; // hosts the label selector matched (null: no selector)
@@ -90,7 +91,7 @@ export async function show(main, { go }) {
       account_id: Number(account.value), timeout: Number(timeout.value) || 600, target_server: target,
     };
     if (params.value) { body.script_param = b64(params.value); body.is_param_sensitive = sensitive.checked ? 1 : 0; }
-    if (rolling.value.trim()) body.rolling_config = { expression: rolling.value.trim(), mode: 1 };
+    if (rolling.value.trim()) body.rolling_config = { expression: rolling.value.trim(), mode: Number(rollingMode.value) };
     submit.disabled = true;
     try {
       const data = await v3('fast_execute_script', body);
@@ -103,7 +104,7 @@ export async function show(main, { go }) {
   h('h1', {}, t('run')),
   h('label', {}, t('job_name')), name,
   h('div', { class: 'row' }, h('div', {}, h('label', {}, t('language')), language), h('div', {}, h('label', {}, t('account')), account),
-    h('div', {}, h('label', {}, t('timeout')), timeout), h('div', {}, h('label', {}, t('rolling')), rolling),
+    h('div', {}, h('label', {}, t('timeout')), timeout), h('div', {}, h('label', {}, t('rolling')), rolling, ' ', rollingMode),
     h('div', {}, h('label', {}, t('library')), fromLibrary)),
   h('label', {}, t('script')), script,
   h('div', { class: 'row' }, h('div', {}, h('label', {}, t('params')), params), h('label', {}, sensitive, ' ', t('sensitive'))),

@@ -164,6 +164,23 @@ try {
   await page.waitForSelector('#job-status[data-status="3"]');
   await page.waitForSelector('.group[data-status="9"][data-count="3"]:has-text("now")');
 
+  step('rolling batches, each confirmed from the page');
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', `${HOSTS[0]} ${HOSTS[1]}`);
+  await page.waitForSelector('#match-count:has-text("2 of 2")');
+  await page.fill('#job-name', 'console-rolling');
+  await page.fill('#script', 'echo rolled');
+  await page.fill('#rolling', '1');
+  await page.selectOption('#rolling-mode', '3');
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.waitForSelector('#job-status[data-status="7"]');
+  await page.waitForSelector('.step:has-text("1/2") button.next-batch');
+  await page.click('button.next-batch');
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.waitForSelector('.group[data-status="9"][data-count="2"]');
+
   step('confirm one waiting job and reject another');
   await page.goto(`${URL_}/console/jobs/${TO_CONFIRM}`);
   await page.waitForSelector('#job-status[data-status="7"]');
