@@ -44,6 +44,12 @@ async function logIn(user, password) {
 }
 
 try {
+  step("the browser's language is the default");
+  const zh = await browser.newPage({ locale: 'zh-CN' });
+  await zh.goto(`${URL_}/console/`);
+  await zh.waitForSelector('#login:has-text("登录")');
+  await zh.close();
+
   step('a wrong password is refused');
   await page.goto(`${URL_}/console/login`);
   await page.fill('input[name=username]', USER);
