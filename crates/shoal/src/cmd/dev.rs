@@ -178,7 +178,7 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
             let day = 86_400_000;
             let (since, until) = (shoal_core::time::now_ms() - 29 * day, shoal_core::time::now_ms() + day);
             println!(
-                "\nShoal dev is up: server {url}, {} agents (hosts {host_ids:?}), business {DEV_BIZ}, account {user:?}.\n\
+                "\nShoal dev is up: server {url}, {} agents (hosts {host_ids:?}), business {DEV_BIZ}, account {user:?}.\n\n\
                  Web console: {url}/console/ (log in as {console_login}).\n\n\
                  In another terminal:\n\n  \
                  export SHOAL_URL={url} SHOAL_APP_CODE={DEV_APP} SHOAL_APP_SECRET={secret}\n  \
