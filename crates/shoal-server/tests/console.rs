@@ -256,6 +256,16 @@ async fn a_job_streams_grouped_snapshots_then_ends(mut h: Harness) {
     let group = &snap["steps"][0]["groups"][0];
     assert_eq!((group["host_count"].as_i64(), group["hosts"].as_array().map(Vec::len)), (Some(3), Some(2)), "{group}");
     assert_eq!(events.next().await.unwrap().0, "end");
+    // A user without a grant in the business is refused the stream, as get_job_instance_status
+    // refuses them; their cookie counts only with its CSRF token here too.
+    admin(&h, "users", json!({"username": "outsider", "password": "a long enough password"})).await;
+    let (cookie, _, data) = console_login(&h, "outsider", "a long enough password").await;
+    let r = h.http.get(&url).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no CSRF token");
+    let r = h.http.get(&url).header("cookie", &cookie).header("x-shoal-csrf", data["csrf_token"].as_str().unwrap()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], 9900403, "no grant in business 1 (as JOB answers it, HTTP {status}): {v}");
     for bad in ["0", "1001", "x"] {
         let r = h.http.get(format!("{url}&hosts_per_group={bad}")).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
         let v: Value = r.json().await.unwrap();
