@@ -64,7 +64,7 @@ async fn cookie_sessions_need_their_csrf_token(h: Harness) {
     admin(&h, "users", json!({"username": "ann", "password": "a long enough password"})).await;
     let (cookie, set, data) = console_login(&h, "ann", "a long enough password").await;
     assert!(cookie.starts_with("shoal_session=shoal_ses_"), "{set}");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
         assert!(set.contains(attr), "{attr} missing: {set}");
     }
     assert!(!set.contains("Secure"), "no TLS here: {set}");

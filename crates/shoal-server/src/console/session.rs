@@ -133,7 +133,9 @@ pub async fn login(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, 
     match out {
         Ok((data, token)) => {
             let mut resp = envelope::render(Ok(Reply::Value(data)), lang(&headers), &rid);
-            set_cookie(&mut resp, &format!("{COOKIE}={token}; {}", cookie_attrs(&shared)));
+            // The cookie lasts as long as the session it carries.
+            let max_age = auth::token::SESSION_TTL_MS / 1000;
+            set_cookie(&mut resp, &format!("{COOKIE}={token}; Max-Age={max_age}; {}", cookie_attrs(&shared)));
             resp
         }
         Err(e) => envelope::render(Err(e), lang(&headers), &rid),
