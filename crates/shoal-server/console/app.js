@@ -15,9 +15,10 @@ const ROUTES = [
   [/^\/console\/approvals$/, 'approvals'],
   [/^\/console\/rules$/, 'rules'],
   [/^\/console\/library$/, 'library'],
+  [/^\/console\/files$/, 'files'],
 ];
 
-const NAV = [['run', '/console/run'], ['jobs', '/console/jobs'], ['fleet', '/console/fleet'], ['approvals', '/console/approvals'], ['audit', '/console/audit'], ['library', '/console/library'], ['rules', '/console/rules']];
+const NAV = [['run', '/console/run'], ['files', '/console/files'], ['jobs', '/console/jobs'], ['fleet', '/console/fleet'], ['approvals', '/console/approvals'], ['audit', '/console/audit'], ['library', '/console/library'], ['rules', '/console/rules']];
 
 let leave = null; // the shown page's clean-up (closing its event stream)
 let renders = 0;

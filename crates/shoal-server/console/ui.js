@@ -41,11 +41,11 @@ export function runClass(s) {
   return 'wait';
 }
 
-// Badge class for a host status (9 success, 3 succeeded before).
+// Badge class for a host status (9 success, 3 succeeded before, 7 running, 5 waiting).
 export function hostClass(s) {
   if (s === 9 || s === 3) return 'ok';
-  if (s === 5 || s === 7) return 'run';
-  if (s === 1 || s === 0) return 'wait';
+  if (s === 7) return 'run';
+  if (s === 5) return 'wait';
   return 'bad';
 }
 

@@ -64,7 +64,7 @@ async fn cookie_sessions_need_their_csrf_token(h: Harness) {
     admin(&h, "users", json!({"username": "ann", "password": "a long enough password"})).await;
     let (cookie, set, data) = console_login(&h, "ann", "a long enough password").await;
     assert!(cookie.starts_with("shoal_session=shoal_ses_"), "{set}");
-    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=28800"] {
         assert!(set.contains(attr), "{attr} missing: {set}");
     }
     assert!(!set.contains("Secure"), "no TLS here: {set}");
@@ -83,6 +83,18 @@ async fn cookie_sessions_need_their_csrf_token(h: Harness) {
     let (status, v) = session_of(&h, &cookie).await;
     assert_eq!((status, v["data"]["csrf_token"].as_str(), v["data"]["username"].as_str()), (200, Some(csrf.as_str()), Some("ann")));
     assert_eq!(session_of(&h, "shoal_session=shoal_ses_nothing").await.0, 401);
+
+    // Another site's form cannot log the browser in (as anyone): JSON only.
+    let r = h
+        .http
+        .post(format!("{}/api/shoal/v1/console/login", h.url))
+        .form(&[("username", "ann"), ("password", "a long enough password")])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("set-cookie").is_none(), "a form post logs nobody in");
+    let v: Value = r.json().await.unwrap();
+    assert_ne!(v["code"], 0, "{v}");
 
     // A failed login sets no cookie and is audited.
     let r = h
@@ -244,9 +256,92 @@ async fn a_job_streams_grouped_snapshots_then_ends(mut h: Harness) {
     let group = &snap["steps"][0]["groups"][0];
     assert_eq!((group["host_count"].as_i64(), group["hosts"].as_array().map(Vec::len)), (Some(3), Some(2)), "{group}");
     assert_eq!(events.next().await.unwrap().0, "end");
+    // A user without a grant in the business is refused the stream, as get_job_instance_status
+    // refuses them; their cookie counts only with its CSRF token here too.
+    admin(&h, "users", json!({"username": "outsider", "password": "a long enough password"})).await;
+    let (cookie, _, data) = console_login(&h, "outsider", "a long enough password").await;
+    let r = h.http.get(&url).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no CSRF token");
+    let r = h.http.get(&url).header("cookie", &cookie).header("x-shoal-csrf", data["csrf_token"].as_str().unwrap()).send().await.unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], 9900403, "no grant in business 1 (as JOB answers it, HTTP {status}): {v}");
     for bad in ["0", "1001", "x"] {
         let r = h.http.get(format!("{url}&hosts_per_group={bad}")).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
         let v: Value = r.json().await.unwrap();
         assert_ne!(v["code"], 0, "hosts_per_group={bad}: {v}");
     }
+}
+
+/// The listener closes connections idle for the request timeout; a stream waiting on a quiet
+/// job speaks before that, so it lives until the job ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quiet_stream_outlives_the_idle_deadline() {
+    let Some(mut h) = Harness::start_with(Backend::Sqlite, |c| {
+        c.request_timeout_secs = 1;
+        c.header_read_timeout_secs = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    h.add_agent("10.0.0.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let gate = h.dir.path().join("go");
+    let job = h.execute(&format!("while [ ! -e {} ]; do sleep 0.05; done", gate.display()), &h.host_ids().await, json!({})).await
+        ["job_instance_id"]
+        .as_i64()
+        .unwrap();
+    let url = format!("{}/api/shoal/v1/jobs/{job}/events?bk_scope_type=biz&bk_scope_id=1", h.url);
+    let resp = h.http.get(&url).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
+    let mut events = Events { resp, buf: String::new() };
+    assert_eq!(events.next().await.unwrap().0, "snapshot");
+    // Quiet for longer than the idle deadline (2 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    std::fs::write(&gate, "").unwrap();
+    loop {
+        match events.next().await {
+            Some((name, _)) if name == "end" => break,
+            Some(_) => {}
+            None => panic!("the stream was closed before the job ended"),
+        }
+    }
+}
+
+/// A simulated fleet of 500 agents (the real session code, an instant executor): the stream
+/// sends groups, not hosts — one group of 500 with 100 listed, a few KB a snapshot however
+/// many results arrive — and at most 5 snapshots a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_big_job_streams_groups_not_hosts() {
+    use shoal_agent::fleet::{Fleet, FleetConfig};
+    const HOSTS: usize = 500;
+    let Some(h) = Harness::start(Backend::Sqlite).await else { return };
+    let exec = std::sync::Arc::new(shoal_agent::InstantExecutor { output_bytes: 200, exit_code: 0 });
+    let config = FleetConfig::new(vec![h.url.clone()], TOKEN.into(), h.dir.path().join("fleet"), exec);
+    let fleet = Fleet::start(&config, HOSTS).await;
+    h.wait_connected(HOSTS).await;
+    let hosts = h.host_ids().await;
+    let job = h.execute("echo simulated", &hosts, json!({})).await["job_instance_id"].as_i64().unwrap();
+    let url = format!("{}/api/shoal/v1/jobs/{job}/events?bk_scope_type=biz&bk_scope_id=1", h.url);
+    let started = std::time::Instant::now();
+    let resp = h.http.get(&url).header("X-Bkapi-Authorization", h.auth_header()).send().await.unwrap();
+    let mut events = Events { resp, buf: String::new() };
+    let mut snapshots = 0;
+    let mut last = Value::Null;
+    loop {
+        let (name, v) = events.next().await.expect("the stream ends with `end`");
+        if name == "end" {
+            break;
+        }
+        snapshots += 1;
+        assert!(v.to_string().len() < 32 * 1024, "a snapshot of {HOSTS} hosts is groups, not rows: {} bytes", v.to_string().len());
+        last = v;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(f64::from(snapshots) <= elapsed * 5.0 + 2.0, "{snapshots} snapshots in {elapsed:.2} s: coalesced to 5 a second");
+    let groups = last["steps"][0]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!((groups[0]["host_count"].as_u64(), groups[0]["hosts"].as_array().map(Vec::len)), (Some(HOSTS as u64), Some(100)));
+    assert!(groups[0]["output"].as_str().unwrap().starts_with("shoal simulated output"));
+    fleet.stop(Duration::from_secs(10)).await;
 }

@@ -53,8 +53,12 @@ fn the_console_in_a_browser() {
     kids.0.push(server_cmd(port, &dir.path().join("data"), APP, token).spawn().unwrap());
     wait_until("the server listens", Duration::from_secs(60), || listening(port));
     let ips = ["10.61.0.1", "10.61.0.2", "10.61.0.3"];
-    for ip in ips {
-        kids.0.push(agent_cmd(port, ip, &dir.path().join(format!("agent-{ip}")), token).spawn().unwrap());
+    for (i, ip) in ips.iter().enumerate() {
+        // Two web hosts in module 1, a db host in module 2 (set 1): the page targets by both.
+        let (module, role) = if i < 2 { ("1", "web") } else { ("2", "db") };
+        let mut agent = agent_cmd(port, ip, &dir.path().join(format!("agent-{ip}")), token);
+        agent.args(["--set", "1", "--module", module, "--label", &format!("role={role}")]);
+        kids.0.push(agent.spawn().unwrap());
     }
     wait_until("three agents alive", Duration::from_secs(60), || {
         let v = post_json(port, APP, "/api/shoal/v1/hosts", json!({"bk_biz_id": 1}));
@@ -120,6 +124,7 @@ fn the_console_in_a_browser() {
         .env("SHOAL_GATE", &gate)
         .env("SHOAL_TEMPLATE", "deploy-web")
         .env("SHOAL_CONFIRM_JOBS", waiting.join(","))
+        .env("SHOAL_FILES_DIR", dir.path().join("placed"))
         .env("SHOAL_SCREENSHOT", &shot)
         .output()
         .unwrap();

@@ -2,7 +2,7 @@
 // output), updated from the server's event stream; a group opens to its hosts, a host to
 // its log (virtualised: only the visible lines are in the page, so a 5 MB log stays fast).
 import { v3, stream, scope } from '../api.js';
-import { t, runStatus } from '../i18n.js';
+import { t, runStatus, hostStatus } from '../i18n.js';
 import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass, virtualList } from '../ui.js';
 
 const LINE_HEIGHT = 18;
@@ -54,6 +54,12 @@ export function show(main, { args }) {
       out.push(h('button', { class: 'confirm', onclick: () => stepOp(step.step_instance_id, 6) }, t('confirm')));
       out.push(h('button', { class: 'danger reject', onclick: () => stepOp(step.step_instance_id, 9) }, t('reject')));
     }
+    if (step.total_batch && step.status === 7) {
+      out.push(h('button', { class: 'next-batch', onclick: () => stepOp(step.step_instance_id, 13) }, t('next_batch')));
+    }
+    if (step.status === 11 && snap.status === 11) {
+      out.push(h('button', { class: 'plain next-step', onclick: () => stepOp(step.step_instance_id, 11) }, t('next_step')));
+    }
     if ((step.status === 4 || step.status === 11 || step.status === 8) && jobStuck && step.type !== 3) {
       out.push(h('button', { class: 'retry-failed', onclick: () => stepOp(step.step_instance_id, 2) }, t('retry_failed')));
       out.push(h('button', { class: 'plain', onclick: () => stepOp(step.step_instance_id, 8) }, t('retry_all')));
@@ -70,10 +76,10 @@ export function show(main, { args }) {
         const box = h('div', { class: `group${on ? ' sel' : ''}`, 'data-status': g.status, 'data-count': g.host_count,
           onclick: () => { sel.step = step.step_instance_id; sel.group = on ? null : g.key; drawSteps(); } },
         h('div', { class: 'row' },
-          h('span', { class: `badge ${hostClass(g.status)}` }, g.status_label),
+          h('span', { class: `badge ${hostClass(g.status)}` }, hostStatus(g.status, g.status_label)),
           h('span', {}, `${t('exit_code')} ${g.exit_code}`),
-          h('span', { class: 'count' }, `${g.host_count} ${t('hosts')}`)),
-        g.output ? h('pre', { class: 'out' }, g.output) : (g.status === 9 || g.status === 3 || g.status >= 100 || g.status === 4 ? h('div', { class: 'muted' }, t('no_output')) : null),
+          h('span', { class: 'count' }, `${g.host_count} ${t(g.host_count === 1 ? 'host' : 'hosts')}`)),
+        g.output ? h('pre', { class: 'out' }, g.output) : (g.status !== 5 && g.status !== 7 ? h('div', { class: 'muted' }, t('no_output')) : null),
         g.output_truncated ? h('div', { class: 'muted' }, t('output_cut')) : null);
         if (on) {
           box.append(h('div', { class: 'hosts' },
@@ -114,20 +120,56 @@ export function show(main, { args }) {
     } catch (ex) { err.show(ex); }
   }
 
+  // The open log: its host and step, and when it was last read (a running host's log is read
+  // again as the job changes, at most once a second).
+  let open = null;
+  let blobUrl = null;
+
+  async function readLog(stepId, host) {
+    const d = await v3('get_job_instance_ip_log', { ...sc, job_instance_id: jobId, step_instance_id: stepId, bk_host_id: host.bk_host_id }, 'GET');
+    // A file step's log is its files' progress lines.
+    return d.file_logs ? d.file_logs.map((f) => f.log_content).join('\n') : (d.log_content || '');
+  }
+
   async function openLog(step, host) {
     sel.host = host.bk_host_id;
+    open = { step: step.step_instance_id, host, at: Date.now(), busy: false };
     drawSteps();
     logPanel.hidden = false;
     clear(logPanel, h('h2', {}, `${t('log')} · ${host.ip} (#${host.bk_host_id})`), h('p', { class: 'muted' }, t('loading')));
     try {
-      const d = await v3('get_job_instance_ip_log', { ...sc, job_instance_id: jobId, step_instance_id: step.step_instance_id, bk_host_id: host.bk_host_id }, 'GET');
-      showLog(host, d.log_content || '');
+      showLog(host, await readLog(step.step_instance_id, host));
     } catch (ex) {
       clear(logPanel, h('div', { class: 'error' }, ex.message));
     }
   }
 
-  function showLog(host, text) {
+  // Called on every snapshot: while the open log's step runs, its log follows.
+  async function follow() {
+    if (!open || open.busy || open.timer) return;
+    const step = snap.steps.find((x) => x.step_instance_id === open.step);
+    if (!step || (step.status !== 2 && step.status !== 15 && open.done)) return;
+    const wait = 1000 - (Date.now() - open.at);
+    if (wait > 0) {
+      const mine = open;
+      mine.timer = setTimeout(() => { mine.timer = null; if (open === mine) follow(); }, wait);
+      return;
+    }
+    open.busy = true;
+    open.at = Date.now();
+    const mine = open;
+    try {
+      const text = await readLog(mine.step, mine.host);
+      if (open === mine && text !== mine.text) showLog(mine.host, text, true);
+      mine.done = step.status !== 2 && step.status !== 15;
+    } catch { /* the next snapshot tries again */ } finally { mine.busy = false; }
+  }
+
+  function showLog(host, text, again = false) {
+    const before = again ? logPanel.querySelector('#log') : null;
+    const atEnd = before && before.scrollTop + before.clientHeight >= before.scrollHeight - 20;
+    const searched = again ? (logPanel.querySelector('#log-search') || {}).value || '' : '';
+    if (open) open.text = text;
     const lines = text.split('\n');
     if (lines.length > 1 && lines[lines.length - 1] === '') lines.pop();
     let shown = lines.map((_, i) => i);
@@ -138,6 +180,8 @@ export function show(main, { args }) {
     const info = h('span', { class: 'muted', id: 'log-info' });
     const paint = () => {
       spacer.style.height = `${shown.length * LINE_HEIGHT}px`;
+      // A short log gets a short box; a long one scrolls in at most 420 px.
+      box.style.height = `${Math.max(3, Math.min(shown.length, 23)) * LINE_HEIGHT + 4}px`;
       const first = Math.max(0, Math.floor(box.scrollTop / LINE_HEIGHT) - 10);
       const last = Math.min(shown.length, first + Math.ceil(box.clientHeight / LINE_HEIGHT) + 30);
       const rows = [];
@@ -158,9 +202,13 @@ export function show(main, { args }) {
       box.scrollTop = 0;
       paint();
     } });
-    const url = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
+    if (blobUrl) URL.revokeObjectURL(blobUrl);
+    const url = blobUrl = URL.createObjectURL(new Blob([text], { type: 'text/plain' }));
     const dl = h('a', { href: url, download: `job-${jobId}-host-${host.bk_host_id}.log`, id: 'log-download' }, t('download'));
     clear(logPanel, h('h2', {}, `${t('log')} · ${host.ip} (#${host.bk_host_id})`), h('div', { class: 'row' }, search, info, dl), box);
+    if (searched) { search.value = searched; search.dispatchEvent(new Event('input')); }
+    if (atEnd) box.scrollTop = box.scrollHeight;
+    else if (before) box.scrollTop = before.scrollTop;
     paint();
   }
 
@@ -175,6 +223,7 @@ export function show(main, { args }) {
         snap = data;
         drawHead();
         drawSteps();
+        follow();
       } else if (name === 'error') {
         err.show(data.message || `error ${data.code}`);
       }

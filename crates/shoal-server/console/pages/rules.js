@@ -1,5 +1,5 @@
 // Dangerous-statement rules, and a "check this script" box (check_script).
-import { v3 } from '../api.js';
+import { v3, session } from '../api.js';
 import { t } from '../i18n.js';
 import { h, clear, errorBox, b64 } from '../ui.js';
 
@@ -20,7 +20,15 @@ export function show(main) {
         } catch (ex) { err.show(ex); }
       } }, t('check_script'))), findings),
     h('div', { class: 'card' }, h('table', {}, h('thead', {}, h('tr', {}, [t('expression'), t('description'), t('action'), t('status')].map((c) => h('th', {}, c)))), rules)));
-  v3('get_dangerous_rule_list', {}, 'GET').then((d) => {
-    clear(rules, (Array.isArray(d) ? d : d.data || []).map((r) => h('tr', {}, h('td', {}, h('code', {}, r.expression)), h('td', {}, r.description), h('td', {}, r.action), h('td', {}, r.status))));
+  const ACTION = { 1: t('scan'), 2: t('intercept') };
+  const load = () => v3('get_dangerous_rule_list', {}, 'GET').then((d) => {
+    clear(rules, (Array.isArray(d) ? d : d.data || []).map((r) => h('tr', { 'data-rule': r.id },
+      h('td', {}, h('code', {}, r.expression)), h('td', {}, r.description), h('td', {}, ACTION[r.action] || r.action),
+      h('td', {}, h('span', { class: r.status === 1 ? 'badge ok' : 'badge' }, r.status === 1 ? t('enable') : t('disable'))),
+      // Changing rules is an admin's; the server refuses anyone else.
+      session.isAdmin ? h('td', {}, h('button', { class: 'plain', onclick: async () => {
+        try { await v3(r.status === 1 ? 'disable_dangerous_rule' : 'enable_dangerous_rule', { id: r.id }); load(); } catch (ex) { err.show(ex); }
+      } }, r.status === 1 ? t('disable') : t('enable'))) : null)));
   }).catch((ex) => err.show(ex));
+  load();
 }

@@ -1,7 +1,10 @@
-// Quick execution: a script on hosts named by IP or host id, with a live count of matches.
+// Quick execution: a script (typed, or taken from the library) on hosts named by IP or host id,
+// chosen by topology, by label selector, or by a saved dynamic group — with a live count of the
+// hosts matched — with parameters (sensitive or not), a timeout and rolling batches.
 import { v3, shoal, scope } from '../api.js';
 import { t } from '../i18n.js';
 import { h, clear, errorBox, b64 } from '../ui.js';
+import { matchHosts } from '../hosts.js';
 
 const LANGUAGES = [[1, 'Shell'], [2, 'Bat'], [3, 'Perl'], [4, 'Python'], [5, 'PowerShell']];
 
@@ -11,45 +14,87 @@ export async function show(main, { go }) {
   const name = h('input', { type: 'text', id: 'job-name', value: 'quick-run', maxlength: 512 });
   const script = h('textarea', { id: 'script', rows: 12, spellcheck: 'false' }, '#!/bin/bash\necho hello from $(hostname)\n');
   const language = h('select', { id: 'language' }, LANGUAGES.map(([v, l]) => h('option', { value: v }, l)));
+  const fromLibrary = h('select', { id: 'library-script' }, h('option', { value: '' }, t('from_library')));
   const account = h('select', { id: 'account' });
   const targets = h('textarea', { id: 'targets', rows: 4, spellcheck: 'false', placeholder: '10.0.0.1\n10.0.0.2, 17' });
+  const selector = h('input', { type: 'text', id: 'selector', placeholder: 'role=web,env!=prod' });
+  const groups = h('div', { id: 'dynamic-groups', class: 'row' });
+  const topo = h('div', { id: 'topology', class: 'row' });
   const count = h('div', { id: 'match-count', class: 'muted' });
+  const params = h('input', { type: 'text', id: 'params', placeholder: t('params') });
+  const sensitive = h('input', { type: 'checkbox', id: 'sensitive' });
   const timeout = h('input', { type: 'number', id: 'timeout', value: 600, min: 1, max: 86400 });
+  const rolling = h('input', { type: 'text', id: 'rolling', placeholder: '10% / 1 10 100%' });
+  const rollingMode = h('select', { id: 'rolling-mode' }, [[1, t('rolling_stop')], [2, t('rolling_ignore')], [3, t('rolling_confirm')]].map(([v, l]) => h('option', { value: v }, l)));
   const submit = h('button', { type: 'submit', id: 'execute' }, t('submit'));
   let hosts = [];
+  let bySelector = null; // hosts the label selector matched (null: no selector)
+  let selectorError = '';
 
-  // Entries (IPs, "cloud:ip" or host ids) → hosts of this business.
+  // Pasted entries (IPs, "cloud:ip" or host ids), checked topology nodes and the label
+  // selector → the hosts of this business they name.
   const resolve = () => {
-    const byId = new Map(hosts.map((x) => [String(x.bk_host_id), x]));
-    const byIp = new Map();
-    for (const x of hosts) { byIp.set(x.ip, x); byIp.set(`${x.bk_cloud_id}:${x.ip}`, x); }
-    const entries = targets.value.split(/[\s,;]+/).map((s) => s.trim()).filter(Boolean);
-    const found = new Map(); const missing = [];
-    for (const e of entries) {
-      const x = byIp.get(e) || byId.get(e);
-      if (x) found.set(x.bk_host_id, x); else missing.push(e);
+    const { entries, found, missing } = matchHosts(hosts, targets.value);
+    for (const box of topo.querySelectorAll('input:checked')) {
+      const [set, mod] = box.value.split('/');
+      for (const x of hosts) if (String(x.set_id) === set && String(x.module_id) === mod) found.set(x.bk_host_id, x);
     }
-    return { entries, found: [...found.values()], missing };
+    for (const x of bySelector || []) found.set(x.bk_host_id, x);
+    const dyn = [...groups.querySelectorAll('input:checked')].map((b) => b.value);
+    return { entries, found: [...found.values()], missing, dyn };
   };
   const recount = () => {
     const r = resolve();
     clear(count, h('span', { class: 'count' }, t('matched', r.found.length, r.entries.length)),
-      r.missing.length ? h('span', { class: 'error' }, ' · ', t('unmatched', r.missing.slice(0, 10).join(', ') + (r.missing.length > 10 ? ' …' : ''))) : null);
+      r.dyn.length ? h('span', {}, ' + ', t('dyn_groups', r.dyn.length)) : null,
+      r.missing.length ? h('span', { class: 'error' }, ' · ', t('unmatched', r.missing.slice(0, 10).join(', ') + (r.missing.length > 10 ? ' …' : ''))) : null,
+      selectorError ? h('span', { class: 'error' }, ' · ', selectorError) : null);
   };
   targets.addEventListener('input', recount);
+  topo.addEventListener('change', recount);
+  groups.addEventListener('change', recount);
+  let pending = 0;
+  selector.addEventListener('input', async () => {
+    const mine = ++pending;
+    const text = selector.value.trim();
+    if (!text) { bySelector = null; selectorError = ''; recount(); return; }
+    try {
+      const d = await shoal('hosts', { bk_biz_id: sc.bk_scope_id, selector: text });
+      if (mine !== pending) return;
+      bySelector = d.data || []; selectorError = '';
+    } catch (ex) {
+      if (mine !== pending) return;
+      bySelector = []; selectorError = ex.message;
+    }
+    recount();
+  });
+  fromLibrary.addEventListener('change', async () => {
+    const [scriptId, versionId] = fromLibrary.value.split('/');
+    if (!versionId) return;
+    try {
+      const v = await v3('get_script_version_detail', { ...sc, script_id: scriptId, id: versionId }, 'GET');
+      script.value = v.content || '';
+      if (v.script_language) language.value = v.script_language;
+    } catch (ex) { err.show(ex); }
+  });
 
   const form = h('form', { class: 'card', id: 'run-form', onsubmit: async (e) => {
     e.preventDefault();
     err.show(null);
     const r = resolve();
-    if (!r.found.length) { err.show(t('matched', 0, r.entries.length)); return; }
+    if (!r.found.length && !r.dyn.length) { err.show(t('matched', 0, r.entries.length)); return; }
+    const target = {};
+    if (r.found.length) target.host_id_list = r.found.map((x) => x.bk_host_id);
+    if (r.dyn.length) target.dynamic_group_list = r.dyn.map((id) => ({ id }));
+    const body = {
+      ...sc, task_name: name.value.trim() || 'quick-run', script_content: b64(script.value), script_language: Number(language.value),
+      account_id: Number(account.value), timeout: Number(timeout.value) || 600, target_server: target,
+    };
+    if (params.value) { body.script_param = b64(params.value); body.is_param_sensitive = sensitive.checked ? 1 : 0; }
+    if (rolling.value.trim()) body.rolling_config = { expression: rolling.value.trim(), mode: Number(rollingMode.value) };
     submit.disabled = true;
     try {
-      const data = await v3('fast_execute_script', {
-        ...sc, task_name: name.value.trim() || 'quick-run', script_content: b64(script.value), script_language: Number(language.value),
-        account_id: Number(account.value), timeout: Number(timeout.value) || 600,
-        target_server: { host_id_list: r.found.map((x) => x.bk_host_id) },
-      });
+      const data = await v3('fast_execute_script', body);
       go(`/console/jobs/${data.job_instance_id}`);
     } catch (ex) {
       err.show(ex);
@@ -59,9 +104,15 @@ export async function show(main, { go }) {
   h('h1', {}, t('run')),
   h('label', {}, t('job_name')), name,
   h('div', { class: 'row' }, h('div', {}, h('label', {}, t('language')), language), h('div', {}, h('label', {}, t('account')), account),
-    h('div', {}, h('label', {}, t('timeout')), timeout)),
+    h('div', {}, h('label', {}, t('timeout')), timeout), h('div', {}, h('label', {}, t('rolling')), rolling, ' ', rollingMode),
+    h('div', {}, h('label', {}, t('library')), fromLibrary)),
   h('label', {}, t('script')), script,
-  h('label', {}, t('targets')), targets, count,
+  h('div', { class: 'row' }, h('div', {}, h('label', {}, t('params')), params), h('label', {}, sensitive, ' ', t('sensitive'))),
+  h('label', {}, t('targets')), targets,
+  h('label', {}, t('selector')), selector,
+  h('label', {}, t('topology')), topo,
+  h('label', {}, t('dynamic_groups')), groups,
+  count,
   err.el,
   h('div', { class: 'row' }, submit));
   main.append(form);
@@ -73,9 +124,26 @@ export async function show(main, { go }) {
     ]);
     for (const a of (acc.data || [])) account.append(h('option', { value: a.id }, `${a.alias} (${a.account})`));
     hosts = hs.data || [];
+    // Topology as the hosts report it: set → module, with host counts.
+    const nodes = new Map();
+    for (const x of hosts) {
+      const k = `${x.set_id ?? ''}/${x.module_id ?? ''}`;
+      nodes.set(k, (nodes.get(k) || 0) + 1);
+    }
+    clear(topo, [...nodes.entries()].sort().map(([k, n]) => {
+      const [set, mod] = k.split('/');
+      return h('label', { class: 'muted' }, h('input', { type: 'checkbox', value: k }), ` set ${set || '-'} / module ${mod || '-'} (${n})`);
+    }));
     recount();
     form.dataset.ready = '1';
   } catch (ex) {
     err.show(ex);
   }
+  // The optional lists: a failure here leaves the rest of the page usable.
+  shoal('dynamic_groups', sc).then((d) => {
+    clear(groups, (d.data || []).map((g) => h('label', { class: 'muted' }, h('input', { type: 'checkbox', value: g.id }), ` ${g.name}`)));
+  }).catch(() => {});
+  v3('get_script_list', { ...sc, length: 1000 }, 'GET').then((d) => {
+    for (const s of d.data || []) if (s.online_script_version_id) fromLibrary.append(h('option', { value: `${s.id}/${s.online_script_version_id}` }, s.name));
+  }).catch(() => {});
 }

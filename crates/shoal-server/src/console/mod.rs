@@ -40,6 +40,7 @@ assets! {
     "api.js" => "text/javascript; charset=utf-8",
     "i18n.js" => "text/javascript; charset=utf-8",
     "ui.js" => "text/javascript; charset=utf-8",
+    "hosts.js" => "text/javascript; charset=utf-8",
     "pages/login.js" => "text/javascript; charset=utf-8",
     "pages/run.js" => "text/javascript; charset=utf-8",
     "pages/job.js" => "text/javascript; charset=utf-8",
@@ -49,6 +50,7 @@ assets! {
     "pages/approvals.js" => "text/javascript; charset=utf-8",
     "pages/rules.js" => "text/javascript; charset=utf-8",
     "pages/library.js" => "text/javascript; charset=utf-8",
+    "pages/files.js" => "text/javascript; charset=utf-8",
     "favicon.svg" => "image/svg+xml",
 }
 

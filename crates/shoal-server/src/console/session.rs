@@ -1,6 +1,7 @@
 //! Console sessions: the login session of [`crate::auth::token`], carried in a cookie.
 //!
-//! - `POST /api/shoal/v1/console/login {username, password}`: the password login (argon2,
+//! - `POST /api/shoal/v1/console/login {username, password}` (JSON only, so no other site's
+//!   form can log a browser in as someone else): the password login (argon2,
 //!   audited `login` / `login_failed`); the session token goes into `Set-Cookie:
 //!   shoal_session=…; HttpOnly; SameSite=Strict; Path=/` (+ `Secure` behind TLS), never into
 //!   the answer, which is `{csrf_token, username, is_admin, expires_at}`.
@@ -112,6 +113,15 @@ async fn who(shared: &Shared, caller: &Caller, expires_at: Option<i64>) -> Resul
 pub async fn login(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let rid = request_id();
     let out = async {
+        // JSON only: a page of another site can post a form here (login CSRF: the victim
+        // logged in as the attacker) but cannot send this content type without a CORS
+        // preflight, which is never granted.
+        let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.starts_with("application/json"));
+        if !json {
+            let mut e = JobError::new(ErrorCode::BODY_FORMAT_ERROR);
+            e.detail = Some("console login takes a JSON body (Content-Type: application/json)".into());
+            return Err(e);
+        }
         let params = params::collect(&method, &uri, &headers, &body)?;
         let answer = crate::api::shoal::users::login(&shared, &method, params, &rid).await?;
         let token = answer["token"].as_str().unwrap_or_default().to_string();
@@ -123,7 +133,9 @@ pub async fn login(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, 
     match out {
         Ok((data, token)) => {
             let mut resp = envelope::render(Ok(Reply::Value(data)), lang(&headers), &rid);
-            set_cookie(&mut resp, &format!("{COOKIE}={token}; {}", cookie_attrs(&shared)));
+            // The cookie lasts as long as the session it carries.
+            let max_age = auth::token::SESSION_TTL_MS / 1000;
+            set_cookie(&mut resp, &format!("{COOKIE}={token}; Max-Age={max_age}; {}", cookie_attrs(&shared)));
             resp
         }
         Err(e) => envelope::render(Err(e), lang(&headers), &rid),

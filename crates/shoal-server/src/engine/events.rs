@@ -56,6 +56,9 @@ impl Hub {
     }
 
     pub fn steps(&self, mut ids: Vec<i64>) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
         ids.sort_unstable();
         ids.dedup();
         self.publish(Changed { jobs: vec![], steps: ids });

@@ -45,7 +45,8 @@ pub const SNAPSHOTS_PER_SEC: u64 = 5;
 const OUTPUT_PREVIEW: usize = 4096;
 /// Host logs read per store call.
 const LOG_READ_CHUNK: usize = 500;
-/// A comment line this often keeps proxies from closing a quiet stream.
+/// A comment line at least this often keeps proxies from closing a quiet stream (and more
+/// often when the server's own idle deadline is shorter).
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Outputs of final host tasks seen so far: (step, run, host) → output hash; hash → preview.
@@ -134,6 +135,10 @@ async fn run(
 ) {
     let mut outputs = Outputs::default();
     let gap = Duration::from_millis(1000 / SNAPSHOTS_PER_SEC);
+    // The listener closes a connection idle for the request timeout plus the header read
+    // timeout (`conn`): speak well before that.
+    let idle_ms = (shared.config.request_timeout_secs + shared.config.header_read_timeout_secs).saturating_mul(1000);
+    let keepalive = KEEPALIVE.min(Duration::from_millis(idle_ms / 2).max(Duration::from_millis(500)));
     loop {
         let (snap, finished, step_ids) = match snapshot(&shared, job_id, listed, &secrets, &mut outputs).await {
             Ok(s) => s,
@@ -158,7 +163,7 @@ async fn run(
                     Err(RecvError::Lagged(_)) => true,
                     Err(RecvError::Closed) => return,
                 },
-                () = tokio::time::sleep(KEEPALIVE) => {
+                () = tokio::time::sleep(keepalive) => {
                     if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
                         return;
                     }
