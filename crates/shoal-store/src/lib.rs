@@ -45,7 +45,7 @@ pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Re
 pub use library::LibraryStore;
 pub use model::*;
 pub use scale::{RoutedMessage, ScaleStore};
-pub use scopes::{BizSetRow, ScopeStore};
+pub use scopes::{BizSetRow, ScopeStore, TopoNameRow};
 pub use trust::TrustStore;
 pub use users::UserStore;
 

@@ -1,7 +1,8 @@
 //! Resources that belong to a scope: dynamic groups (keyed by scope *and* id, so one
 //! business can never address another's group) and business sets with their member
 //! businesses (a `biz_set` scope reaches its members' hosts only; an undefined set reaches
-//! nothing). Every change is written with its audit event in one transaction.
+//! nothing), and the names of a business's sets and modules. Every change is written with its
+//! audit event in one transaction.
 
 use async_trait::async_trait;
 
@@ -17,8 +18,22 @@ pub struct BizSetRow {
     pub updated_at: i64,
 }
 
+/// The name of a set or module (`kind` "set" | "module") of a business.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopoNameRow {
+    pub bk_biz_id: i64,
+    pub kind: String,
+    pub id: i64,
+    pub name: String,
+}
+
 #[async_trait]
 pub trait ScopeStore {
+    /// Name a set or module (an empty name removes the name), with its audit event.
+    async fn put_topo_name(&self, n: &TopoNameRow, event: &AuditEvent) -> Result<()>;
+    /// The names of one business's sets and modules, or of every business's.
+    async fn list_topo_names(&self, bk_biz_id: Option<i64>) -> Result<Vec<TopoNameRow>>;
+
     /// Create or replace the group (scope, id) and record `event` in the same transaction.
     async fn put_group(&self, g: &GroupRow, event: &AuditEvent) -> Result<()>;
     async fn get_group(&self, scope_type: &str, scope_id: &str, id: &str) -> Result<Option<GroupRow>>;
@@ -41,7 +56,7 @@ macro_rules! impl_scope_store {
             use async_trait::async_trait;
             use sqlx::Row;
 
-            use crate::scopes::{BizSetRow, ScopeStore};
+            use crate::scopes::{BizSetRow, ScopeStore, TopoNameRow};
             use crate::{AuditEvent, DbContext, GroupRow, Result, StoreError};
 
             type DbRow = <$db as sqlx::Database>::Row;
@@ -73,6 +88,52 @@ macro_rules! impl_scope_store {
 
             #[async_trait]
             impl ScopeStore for super::$store {
+                async fn put_topo_name(&self, n: &TopoNameRow, event: &AuditEvent) -> Result<()> {
+                    let mut tx = self.pool.begin().await.op("begin name topology")?;
+                    if n.name.is_empty() {
+                        sqlx::query("DELETE FROM topo_names WHERE bk_biz_id = $1 AND kind = $2 AND id = $3")
+                            .bind(n.bk_biz_id)
+                            .bind(&n.kind)
+                            .bind(n.id)
+                            .execute(&mut *tx)
+                            .await
+                            .op("unname topology")?;
+                    } else {
+                        sqlx::query(
+                            "INSERT INTO topo_names (bk_biz_id, kind, id, name) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (bk_biz_id, kind, id) DO UPDATE SET name = excluded.name",
+                        )
+                        .bind(n.bk_biz_id)
+                        .bind(&n.kind)
+                        .bind(n.id)
+                        .bind(&n.name)
+                        .execute(&mut *tx)
+                        .await
+                        .op("name topology")?;
+                    }
+                    super::trust_sql::insert_chained_audit(&mut tx, &self.audit_key, event).await?;
+                    tx.commit().await.op("commit name topology")
+                }
+
+                async fn list_topo_names(&self, bk_biz_id: Option<i64>) -> Result<Vec<TopoNameRow>> {
+                    const COLS: &str = "SELECT bk_biz_id, kind, id, name FROM topo_names";
+                    let rows = match bk_biz_id {
+                        Some(b) => sqlx::query(&format!("{COLS} WHERE bk_biz_id = $1 ORDER BY kind, id")).bind(b).fetch_all(&self.pool).await,
+                        None => sqlx::query(&format!("{COLS} ORDER BY bk_biz_id, kind, id")).fetch_all(&self.pool).await,
+                    }
+                    .op("list topology names")?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(TopoNameRow {
+                                bk_biz_id: r.try_get("bk_biz_id").op("decode topology name")?,
+                                kind: r.try_get("kind").op("decode topology name")?,
+                                id: r.try_get("id").op("decode topology name")?,
+                                name: r.try_get("name").op("decode topology name")?,
+                            })
+                        })
+                        .collect()
+                }
+
                 async fn put_group(&self, g: &GroupRow, event: &AuditEvent) -> Result<()> {
                     let mut tx = self.pool.begin().await.op("begin put group")?;
                     sqlx::query(

@@ -452,6 +452,20 @@ pub enum HostCommand {
     /// Rebind a host's address, business or topology (admin; audited). Its agent must then
     /// be started with the same facts, or its hello is refused.
     Move(crate::cmd::host::MoveArgs),
+    /// Name a set or a module of the business (agents report only ids): `host list` shows the
+    /// name beside the id. An empty name removes it.
+    Name {
+        /// The set id to name.
+        #[arg(long, conflicts_with = "module", required_unless_present = "module")]
+        set: Option<i64>,
+        /// The module id to name.
+        #[arg(long)]
+        module: Option<i64>,
+        /// The name ("" removes it).
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Remove hosts from the registry (admin; audited): no listing, no target, their agents
     /// revoked. A host whose agent is connected is refused without --force.
     Remove {

@@ -39,6 +39,10 @@ fn id_of(port: u16, ip: &str) -> String {
     hosts(port).iter().find(|h| h["ip"] == ip).unwrap_or_else(|| panic!("no host {ip}"))["bk_host_id"].to_string()
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn ips_of(o: &Output) -> Vec<String> {
     let mut ips: Vec<String> = json_of(o)["hosts"].as_array().unwrap().iter().map(|h| h["ip"].as_str().unwrap().to_string()).collect();
     ips.sort();
@@ -177,4 +181,43 @@ fn day_two() {
     assert!(!hosts(port).iter().any(|h| h["ip"] == "127.0.0.92"));
     let o = run(port, &["run", "--all", "--json", "-c", "true"]);
     assert_eq!(ips_of(&o), ["127.0.0.91"], "{}", text(&o));
+}
+
+/// Sets and modules get names (agents report only ids): `host list` shows them beside the ids.
+#[test]
+fn sets_and_modules_have_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = server_cmd(port, &dir.path().join("data"), (APP, SECRET), TOKEN).spawn().unwrap();
+    let mut kids = Kids(vec![server]);
+    wait_until("the server", Duration::from_secs(30), || listening(port));
+    let agent = agent_cmd(port, "127.0.0.95", &dir.path().join("a"), TOKEN).args(["--set", "3", "--module", "7"]).spawn().unwrap();
+    kids.0.push(agent);
+    wait_until("the agent", Duration::from_secs(30), || hosts(port).iter().any(|h| h["alive"] == 1));
+    let o = run(port, &["host", "list"]);
+    let row = |o: &Output| stdout(o).lines().find(|l| l.contains("127.0.0.95")).unwrap_or_default().to_string();
+    assert!(o.status.success() && !row(&o).contains("web-tier"), "{}", text(&o));
+
+    let o = run(port, &["host", "name", "--set", "3", "web-tier"]);
+    assert!(o.status.success() && stdout(&o).contains("set 3 of business 1 is named \"web-tier\""), "{}", text(&o));
+    let o = run(port, &["host", "name", "--module", "7", "nginx"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(port, &["host", "list"]);
+    assert!(row(&o).contains("web-tier(3)") && row(&o).contains("nginx(7)"), "{}", text(&o));
+    let h = hosts(port).into_iter().find(|h| h["ip"] == "127.0.0.95").unwrap();
+    assert_eq!((h["set_name"].as_str(), h["module_name"].as_str()), (Some("web-tier"), Some("nginx")), "{h}");
+    // Another business's set 3 is not this one.
+    let o = run(port, &["host", "name", "--biz", "2", "--set", "3", "other"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(row(&run(port, &["host", "list"])).contains("web-tier(3)"));
+    // An empty name removes it; a set and a module at once is refused.
+    let o = run(port, &["host", "name", "--set", "3", ""]);
+    assert!(o.status.success() && stdout(&o).contains("has no name now"), "{}", text(&o));
+    let o = run(port, &["host", "list"]);
+    assert!(!row(&o).contains("web-tier") && row(&o).contains("nginx(7)"), "{}", text(&o));
+    let o = run(port, &["host", "name", "--set", "3", "--module", "7", "x"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    // Named in the audit trail.
+    let o = run(port, &["audit", "list", "--action", "name_topology"]);
+    assert!(o.status.success() && stdout(&o).contains("name_topology"), "{}", text(&o));
 }

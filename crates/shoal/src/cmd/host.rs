@@ -1,4 +1,4 @@
-//! `shoal host list`, `shoal host move`, `shoal host remove`.
+//! `shoal host list`, `shoal host move`, `shoal host remove`, `shoal host name`.
 
 use clap::Args;
 use serde_json::{json, Value};
@@ -61,6 +61,7 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
     match cmd {
         HostCommand::Move(a) => move_host(a).await,
         HostCommand::Remove { host_ids, force, client } => remove_hosts(&host_ids, force, &client).await,
+        HostCommand::Name { set, module, name, client } => name_topology(set, module, &name, &client).await,
         HostCommand::List { selector, all_biz, pending, client } => {
             let r = client_config::resolve(&client)?;
             let biz = (!all_biz).then_some(r.biz);
@@ -118,6 +119,11 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
                 "HOST_ID", "BIZ", "IP", "CLOUD", "SET", "MODULE", "STATE", "HOSTNAME"
             );
             let opt = |v: &Value| v.as_i64().map(|i| i.to_string()).unwrap_or_else(|| "-".into());
+            // A named set or module shows as `name(id)`.
+            let topo = |id: &Value, name: &Value| match name.as_str() {
+                Some(n) => format!("{n}({})", opt(id)),
+                None => opt(id),
+            };
             for h in hosts["data"].as_array().into_iter().flatten() {
                 let labels: Vec<String> =
                     h["labels"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect();
@@ -127,8 +133,8 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
                     h["bk_biz_id"].to_string(),
                     h["ip"].as_str().unwrap_or(""),
                     h["bk_cloud_id"].to_string(),
-                    opt(&h["set_id"]),
-                    opt(&h["module_id"]),
+                    topo(&h["set_id"], &h["set_name"]),
+                    topo(&h["module_id"], &h["module_name"]),
                     if h["alive"].as_i64() == Some(1) { "alive" } else { "lost" },
                     h["hostname"].as_str().unwrap_or(""),
                     labels.join(",")
@@ -137,6 +143,27 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// Names (or, with "", unnames) a set or module of the business.
+async fn name_topology(set: Option<i64>, module: Option<i64>, name: &str, client: &ClientArgs) -> anyhow::Result<u8> {
+    let r = client_config::resolve(client)?;
+    let (kind, id) = match (set, module) {
+        (Some(id), _) => ("set", id),
+        (None, Some(id)) => ("module", id),
+        (None, None) => anyhow::bail!("give --set ID or --module ID"),
+    };
+    let body = json!({"bk_scope_type": "biz", "bk_scope_id": r.biz.to_string(), "kind": kind, "id": id, "name": name});
+    let v: Value =
+        r.client.shoal("topo_names", false, body).await.map_err(|e| anyhow::anyhow!(crate::errors::explain(&anyhow::Error::new(e))))?;
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if name.trim().is_empty() {
+        println!("{kind} {id} of business {} has no name now", r.biz);
+    } else {
+        println!("{kind} {id} of business {} is named {:?}", r.biz, name.trim());
+    }
+    Ok(0)
 }
 
 /// Removes each host; a connected one is refused without `force`. Exits 1 when any was not

@@ -7,6 +7,8 @@
 //! - `GET dynamic_groups?bk_scope_type=&bk_scope_id=`, `POST dynamic_groups/delete {…, id}`.
 //!   A group is keyed by its scope and id: a call in one scope never reaches another's group.
 //! - Business sets (`biz_sets.rs`): which businesses a `biz_set` scope reaches.
+//! - `GET topo_names?bk_scope_type=biz&bk_scope_id=`, `POST topo_names {…, kind: set|module,
+//!   id, name}`: names of a business's sets and modules (hosts show them beside the ids).
 //! - `GET job_confirmation?bk_scope_type=&bk_scope_id=&job_instance_id=`: the job's
 //!   confirmation steps waiting for a user, with their message and who may confirm.
 //! - [`job_events`]: `GET jobs/{id}/events`, a job live as server-sent events (the console).
@@ -43,8 +45,10 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("dynamic_groups", Method::GET) => list_groups(ctx, params).await,
         ("dynamic_groups/delete", Method::POST) => delete_group(ctx, params).await,
         ("job_confirmation", Method::GET | Method::POST) => job_confirmation(ctx, params).await,
+        ("topo_names", Method::GET) => list_topo_names(ctx, params).await,
+        ("topo_names", Method::POST) => put_topo_name(ctx, params).await,
         (p, _) if p == "biz_sets" || p.starts_with("biz_sets/") => biz_sets::call(ctx, method, p, params).await,
-        ("hosts" | "dynamic_groups" | "dynamic_groups/delete", _) => Err(method_not_allowed()),
+        ("hosts" | "dynamic_groups" | "dynamic_groups/delete" | "topo_names", _) => Err(method_not_allowed()),
         (other, _) => Err(not_found(other)),
     }
 }
@@ -73,11 +77,17 @@ async fn hosts(ctx: &Ctx, params: Value) -> ApiResult {
     rows.retain(|h| sel.matches(&h.labels));
     // Alive: held by any live replica, not only the one answering.
     let alive = ctx.shared.gateway.reachable_set().await;
+    let names = ctx.shared.store.list_topo_names(req.bk_biz_id).await.map_err(internal("list topology names"))?;
+    let name = |biz: i64, kind: &str, id: Option<i64>| {
+        id.and_then(|id| names.iter().find(|n| n.bk_biz_id == biz && n.kind == kind && n.id == id)).map(|n| n.name.clone())
+    };
     let data: Vec<Value> = rows
         .iter()
         .map(|h| {
             let mut v = host_json(h);
             v["alive"] = json!(alive.contains(&h.bk_host_id) as i32);
+            v["set_name"] = json!(name(h.bk_biz_id, "set", h.set_id));
+            v["module_name"] = json!(name(h.bk_biz_id, "module", h.module_id));
             v
         })
         .collect();
@@ -157,6 +167,56 @@ async fn delete_group(ctx: &Ctx, params: Value) -> ApiResult {
         true => Ok(json!({"id": id})),
         false => Err(JobError::illegal("id")),
     }
+}
+
+#[derive(Deserialize)]
+struct TopoNameReq {
+    #[serde(flatten)]
+    scope: ScopeReq,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_i64")]
+    id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    name: Option<String>,
+}
+
+/// A business scope's id (sets and modules belong to one business).
+fn biz_of(scope: &Scope) -> Result<i64, JobError> {
+    match (scope.scope_type.as_str(), scope.scope_id.parse::<i64>()) {
+        ("biz", Ok(id)) => Ok(id),
+        _ => Err(JobError::illegal("bk_scope_type")),
+    }
+}
+
+/// `POST topo_names {scope, kind: set|module, id, name}`: name a set or module of the
+/// business (an empty name removes it); Manage role, audited.
+async fn put_topo_name(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: TopoNameReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    let bk_biz_id = biz_of(&scope)?;
+    crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Manage).await?;
+    let kind = req.kind.filter(|k| k == "set" || k == "module").ok_or_else(|| JobError::missing_or_illegal("kind"))?;
+    let id = req.id.filter(|i| *i >= 0).ok_or_else(|| JobError::missing_or_illegal("id"))?;
+    let name = req.name.unwrap_or_default().trim().to_string();
+    if name.chars().count() > 128 || name.chars().any(char::is_control) {
+        return Err(JobError::illegal("name"));
+    }
+    let row = shoal_store::TopoNameRow { bk_biz_id, kind, id, name };
+    let event = ctx.audit_event(&scope, "name_topology", format!("{}:{}", row.kind, row.id), json!({"name": row.name}));
+    ctx.shared.store.put_topo_name(&row, &event).await.map_err(internal("name topology"))?;
+    Ok(json!({"bk_biz_id": row.bk_biz_id, "kind": row.kind, "id": row.id, "name": (!row.name.is_empty()).then_some(&row.name)}))
+}
+
+/// `GET topo_names?scope`: the business's named sets and modules.
+async fn list_topo_names(ctx: &Ctx, params: Value) -> ApiResult {
+    let req: TopoNameReq = decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    let bk_biz_id = biz_of(&scope)?;
+    crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Access).await?;
+    let rows = ctx.shared.store.list_topo_names(Some(bk_biz_id)).await.map_err(internal("list topology names"))?;
+    let data: Vec<Value> = rows.iter().map(|n| json!({"kind": n.kind, "id": n.id, "name": n.name})).collect();
+    Ok(json!({"total": data.len(), "data": data}))
 }
 
 #[derive(Deserialize)]
