@@ -23,6 +23,8 @@ const STRINGS = {
     next_batch: 'Next batch', next_step: 'Go on to the next step',
     rolling_stop: 'stop at a failure', rolling_ignore: 'go on past failures', rolling_confirm: 'confirm each batch',
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
+    new_cron: 'New cron job (saved paused)', plan: 'Plan', cron_expr: 'Crontab (minute hour day month weekday)', save: 'Save', delete: 'Delete',
+    new_rule: 'New rule (saved disabled)', add: 'Add', next_fire: 'Next run',
   },
   zh: {
     login: '登录', logout: '退出', username: '用户名', password: '密码', login_failed: '用户名或密码错误',
@@ -47,6 +49,8 @@ const STRINGS = {
     next_batch: '执行下一批', next_step: '进入下一步',
     rolling_stop: '失败即停止', rolling_ignore: '忽略失败继续', rolling_confirm: '每批人工确认',
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
+    new_cron: '新建定时任务（保存后为暂停）', plan: '执行方案', cron_expr: 'Crontab（分 时 日 月 周）', save: '保存', delete: '删除',
+    new_rule: '新建规则（保存后为停用）', add: '添加', next_fire: '下次执行',
   },
 };
 

@@ -64,11 +64,21 @@ export function show(main) {
 
   async function crons() {
     try {
-      const d = await v3('get_cron_list', { ...sc, length: 1000 }, 'GET');
-      clear(body, h('table', { id: 'crons' }, h('tbody', {}, (d.data || []).map((c) => h('tr', {},
-        h('td', {}, c.name), h('td', {}, h('code', {}, c.expression || fmtTime((c.execute_time || 0) * 1000))), h('td', {}, c.next_fire_time ? fmtTime(c.next_fire_time * 1000) : ''),
-        h('td', {}, h('button', { class: 'plain', onclick: act(async () => { await v3('update_cron_status', { ...sc, id: c.id, status: c.status === 1 ? 2 : 1 }); crons(); }) },
-          c.status === 1 ? t('disable') : t('enable'))))))));
+      const [d, plans] = await Promise.all([v3('get_cron_list', { ...sc, length: 1000 }, 'GET'), v3('get_job_plan_list', { ...sc, length: 1000 }, 'GET')]);
+      const plan = h('select', { id: 'cron-plan' }, (plans.data || []).map((p) => h('option', { value: p.id }, `${p.name} (#${p.id})`)));
+      const name = h('input', { id: 'cron-name', placeholder: t('name') });
+      const expr = h('input', { id: 'cron-expr', value: '0 2 * * *', placeholder: t('cron_expr'), title: t('cron_expr') });
+      const save = h('button', { id: 'cron-save', onclick: act(async () => {
+        await v3('save_cron', { ...sc, job_plan_id: Number(plan.value), name: name.value, expression: expr.value });
+        crons();
+      }) }, t('save'));
+      clear(body, h('h2', {}, t('new_cron')), h('div', { class: 'row' }, plan, name, expr, save),
+        h('table', { id: 'crons' }, h('thead', {}, h('tr', {}, [t('name'), t('expression'), t('next_fire'), '', ''].map((c) => h('th', {}, c)))),
+          h('tbody', {}, (d.data || []).map((c) => h('tr', { 'data-cron': c.name },
+            h('td', {}, c.name), h('td', {}, h('code', {}, c.expression || fmtTime((c.execute_time || 0) * 1000))), h('td', {}, c.next_fire_time ? fmtTime(c.next_fire_time * 1000) : ''),
+            h('td', {}, h('button', { class: 'plain cron-toggle', onclick: act(async () => { await v3('update_cron_status', { ...sc, id: c.id, status: c.status === 1 ? 2 : 1 }); crons(); }) },
+              c.status === 1 ? t('disable') : t('enable'))),
+            h('td', {}, h('button', { class: 'plain cron-delete', onclick: act(async () => { await v3('delete_cron', { ...sc, id: c.id }); crons(); }) }, t('delete'))))))));
     } catch (ex) { err.show(ex); }
   }
 

@@ -19,7 +19,23 @@ export function show(main) {
             h('td', {}, x.description || ''), h('td', {}, x.level))))) : h('p', { class: 'badge ok' }, t('no_findings')));
         } catch (ex) { err.show(ex); }
       } }, t('check_script'))), findings),
+    session.isAdmin ? newRule() : null,
     h('div', { class: 'card' }, h('table', {}, h('thead', {}, h('tr', {}, [t('expression'), t('description'), t('action'), t('status')].map((c) => h('th', {}, c)))), rules)));
+  // A new rule (an admin's): a regular expression matched line by line, for the language
+  // chosen above; JOB saves it disabled.
+  function newRule() {
+    const expr = h('input', { id: 'rule-expr', placeholder: t('expression') });
+    const desc = h('input', { id: 'rule-desc', placeholder: t('description') });
+    const action = h('select', { id: 'rule-action' }, [[1, t('scan')], [2, t('intercept')]].map(([v, l]) => h('option', { value: v }, l)));
+    return h('div', { class: 'card' }, h('h2', {}, t('new_rule')), h('div', { class: 'row' }, expr, desc, action,
+      h('button', { id: 'rule-add', onclick: async () => {
+        err.show(null);
+        try {
+          await v3('create_dangerous_rule', { expression: expr.value, description: desc.value, action: Number(action.value), script_language_list: [Number(language.value)] });
+          load();
+        } catch (ex) { err.show(ex); }
+      } }, t('add'))));
+  }
   const ACTION = { 1: t('scan'), 2: t('intercept') };
   const load = () => v3('get_dangerous_rule_list', {}, 'GET').then((d) => {
     clear(rules, (Array.isArray(d) ? d : d.data || []).map((r) => h('tr', { 'data-rule': r.id },
@@ -28,7 +44,10 @@ export function show(main) {
       // Changing rules is an admin's; the server refuses anyone else.
       session.isAdmin ? h('td', {}, h('button', { class: 'plain', onclick: async () => {
         try { await v3(r.status === 1 ? 'disable_dangerous_rule' : 'enable_dangerous_rule', { id: r.id }); load(); } catch (ex) { err.show(ex); }
-      } }, r.status === 1 ? t('disable') : t('enable'))) : null)));
+      } }, r.status === 1 ? t('disable') : t('enable')),
+      h('button', { class: 'plain rule-delete', onclick: async () => {
+        try { await v3('delete_dangerous_rule', { id: r.id }); load(); } catch (ex) { err.show(ex); }
+      } }, t('delete'))) : null)));
   }).catch((ex) => err.show(ex));
   load();
 }

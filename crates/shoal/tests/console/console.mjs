@@ -284,6 +284,18 @@ try {
   await page.click('#tab-cron');
   await page.waitForSelector('#crons', { state: 'attached' });
 
+  step('a cron job made, started and deleted from the library');
+  await page.waitForSelector('#cron-plan option', { state: 'attached' });
+  await page.fill('#cron-name', 'nightly-console');
+  await page.fill('#cron-expr', '30 2 * * *');
+  await page.click('#cron-save');
+  const cronRow = '#crons tr[data-cron="nightly-console"]';
+  await page.waitForSelector(cronRow);
+  await page.click(`${cronRow} .cron-toggle`);
+  await page.waitForFunction((sel) => { const r = document.querySelector(sel); return r && r.children[2].textContent.trim() !== ''; }, cronRow);
+  await page.click(`${cronRow} .cron-delete`);
+  await page.waitForSelector(cronRow, { state: 'detached' });
+
   step('read and verify the audit');
   await page.click('header a[href="/console/audit"]');
   await page.waitForSelector('#audit tr[data-action="login"]');
@@ -304,6 +316,15 @@ try {
   await page.click('header a[href="/console/rules"]');
   await page.click('#check');
   await page.waitForSelector('#findings tr, #findings .badge');
+  step('a dangerous rule added and deleted by an admin');
+  const ruleExpr = 'shutdown\\s+-h';
+  await page.fill('#rule-expr', ruleExpr);
+  await page.fill('#rule-desc', 'no shutdown from a job');
+  await page.click('#rule-add');
+  const ruleRow = (expr) => [...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr);
+  await page.waitForFunction(ruleRow, ruleExpr);
+  await page.evaluate((expr) => [...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr).querySelector('.rule-delete').click(), ruleExpr);
+  await page.waitForFunction((expr) => ![...document.querySelectorAll('tr[data-rule]')].some((r) => r.querySelector('code')?.textContent === expr), ruleExpr);
 
   check(consoleErrors.filter((e) => !e.includes('401') && !e.includes('ERR_CONNECTION_RESET')).length === 0, `no script errors: ${consoleErrors.join(' | ')}`);
   step('all passed');
