@@ -21,12 +21,16 @@ impl Drop for Mount {
     }
 }
 
-const LINES: usize = 6000;
+/// About 1.3 MB of output per host: three hosts' output exceeds by far the 1 MiB left free
+/// plus whatever room SQLite's write-ahead log already holds from the server's start (it is
+/// reused in place, so a smaller job could fit without taking a new block).
+const LINES: usize = 15000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_mid_job_loses_nothing_and_runs_nothing_twice() {
     let mnt = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=8m", "tmpfs"]).arg(mnt.path()).status().is_ok_and(|s| s.success());
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"]).arg(mnt.path()).status().is_ok_and(|s| s.success());
     if !mounted {
         assert!(std::env::var("CI").is_err(), "CI must be able to mount a tmpfs for the full-disk test");
         eprintln!("skipping: cannot mount a tmpfs (needs root)");
@@ -41,7 +45,7 @@ async fn a_full_disk_mid_job_loses_nothing_and_runs_nothing_twice() {
     h.wait_connected(3).await;
     let hosts = h.host_ids().await;
 
-    // Leave about 1 MiB free: three hosts × ~0.6 MiB of output will not fit.
+    // Leave about 1 MiB free: three hosts × ~1.3 MiB of output will not fit.
     let ballast = mnt.path().join("ballast");
     let free = nix_free(mnt.path());
     std::fs::write(&ballast, vec![0u8; free.saturating_sub(1024 * 1024) as usize]).unwrap();
