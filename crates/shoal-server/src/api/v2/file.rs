@@ -10,12 +10,30 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shoal_core::{JobError, Scope};
-use shoal_proto::jobv3::{AccountRefDto, ConfigFileDto, FastTransferFileReq, FileSourceDto, IpDto, PushConfigFileReq, ScopeReq};
+use shoal_proto::jobv3::{AccountRefDto, ConfigFileDto, FastTransferFileReq, FileSourceDto, IpDto, PushConfigFileReq, ScopeReq, ServerDto};
 use shoal_proto::lenient;
 
 use super::execute::{account_alias, target, V2Server};
 use crate::api::v3;
 use crate::api::{decode, internal, ApiResult, Ctx};
+
+/// The hosts a v2 request (or one of its sources) names: a v2 `target_server`, else the
+/// top-level `ip_list` and `custom_query_id`.
+#[derive(Deserialize, Default)]
+struct V2Hosts {
+    #[serde(default)]
+    ip_list: Option<Vec<IpDto>>,
+    #[serde(default, deserialize_with = "super::opt_string_list")]
+    custom_query_id: Option<Vec<String>>,
+    #[serde(default)]
+    target_server: Option<V2Server>,
+}
+
+impl V2Hosts {
+    fn server(self) -> ServerDto {
+        target(self.target_server, self.ip_list, self.custom_query_id)
+    }
+}
 
 #[derive(Deserialize, Default)]
 struct V2Source {
@@ -23,12 +41,8 @@ struct V2Source {
     files: Option<Vec<String>>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     account: Option<String>,
-    #[serde(default)]
-    ip_list: Option<Vec<IpDto>>,
-    #[serde(default, deserialize_with = "super::opt_string_list")]
-    custom_query_id: Option<Vec<String>>,
-    #[serde(default)]
-    target_server: Option<V2Server>,
+    #[serde(flatten)]
+    hosts: V2Hosts,
 }
 
 #[derive(Deserialize, Default)]
@@ -43,12 +57,8 @@ struct PushFileReq {
     file_target_path: Option<String>,
     #[serde(default)]
     file_source: Option<Vec<V2Source>>,
-    #[serde(default)]
-    ip_list: Option<Vec<IpDto>>,
-    #[serde(default, deserialize_with = "super::opt_string_list")]
-    custom_query_id: Option<Vec<String>>,
-    #[serde(default)]
-    target_server: Option<V2Server>,
+    #[serde(flatten)]
+    hosts: V2Hosts,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     bk_callback_url: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
@@ -71,12 +81,8 @@ struct PushConfigReq {
     file_target_path: Option<String>,
     #[serde(default)]
     file_list: Option<Vec<ConfigFileDto>>,
-    #[serde(default)]
-    ip_list: Option<Vec<IpDto>>,
-    #[serde(default, deserialize_with = "super::opt_string_list")]
-    custom_query_id: Option<Vec<String>>,
-    #[serde(default)]
-    target_server: Option<V2Server>,
+    #[serde(flatten)]
+    hosts: V2Hosts,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     bk_callback_url: Option<String>,
 }
@@ -98,7 +104,7 @@ pub async fn fast_push_file(ctx: &Ctx, params: Value) -> ApiResult {
     let sources = req.file_source.filter(|s| !s.is_empty()).ok_or_else(|| JobError::missing("file_source"))?;
     let mut list = Vec::with_capacity(sources.len());
     for s in sources {
-        let server = target(s.target_server, s.ip_list, s.custom_query_id);
+        let server = s.hosts.server();
         if server.is_empty() {
             return Err(JobError::missing_or_illegal("file_source.ip_list"));
         }
@@ -111,7 +117,7 @@ pub async fn fast_push_file(ctx: &Ctx, params: Value) -> ApiResult {
             ..FileSourceDto::default()
         });
     }
-    let targets = target(req.target_server, req.ip_list, req.custom_query_id);
+    let targets = req.hosts.server();
     let v3_req = FastTransferFileReq {
         scope: req.scope,
         task_name: req.task_name,
@@ -132,7 +138,7 @@ pub async fn fast_push_file(ctx: &Ctx, params: Value) -> ApiResult {
 pub async fn push_config_file(ctx: &Ctx, params: Value) -> ApiResult {
     let req: PushConfigReq = decode(params)?;
     let scope = Scope::resolve(&req.scope)?;
-    let targets = target(req.target_server, req.ip_list, req.custom_query_id);
+    let targets = req.hosts.server();
     let v3_req = PushConfigFileReq {
         scope: req.scope,
         task_name: req.task_name,
