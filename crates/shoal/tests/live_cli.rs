@@ -209,9 +209,12 @@ fn ctrl_c_on_a_terminal_asks() {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let (port, _kids) = fleet(dir.path());
-    let inner = format!("{BIN} run --all -c 'echo up; sleep 600'");
+    // `exec`: the shell `script` starts must not stay in between; a shell that waits while
+    // the terminal's ^C arrives dies of it (dash does) and reports 130 for the CLI.
+    let inner = format!("exec {BIN} run --all -c 'echo up; sleep 600'");
     let mut child = Command::new("script")
         .args(["-qfec", &inner, "/dev/null"])
+        .env("SHELL", "/bin/sh")
         .env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
         .env("SHOAL_APP_CODE", APP)
         .env("SHOAL_APP_SECRET", SECRET)
