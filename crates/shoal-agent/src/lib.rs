@@ -74,6 +74,10 @@ pub struct AgentConfig {
     pub outbox: OutboxMode,
     /// Carries out tasks; `None` runs real processes ([`ProcessExecutor`]).
     pub executor: Option<Arc<dyn Executor>>,
+    /// Where this host serves the files it holds to other targets of the same file
+    /// (peer-to-peer fan-out, TLS; only to holders of the file's swarm secret), e.g.
+    /// `0.0.0.0:0` (any free port, the default); `None`: never (files come from the server).
+    pub peer_listen: Option<String>,
 }
 
 impl AgentConfig {
@@ -91,6 +95,7 @@ impl AgentConfig {
             reconnect_max: Duration::from_secs(10),
             outbox: OutboxMode::Disk,
             executor: None,
+            peer_listen: Some("0.0.0.0:0".into()),
         }
     }
 }

@@ -354,6 +354,10 @@ pub struct FileGet {
     /// Path of the blob endpoint on the server, and the token that lets this task read it.
     pub url: String,
     pub token: String,
+    /// When set, the blob may come from peers (targets that hold it verified) rather than
+    /// the server: the secret its peers ask for. Never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<String>,
 }
 
 impl fmt::Debug for FileGet {

@@ -98,6 +98,12 @@ pub struct ServerConfig {
     pub s3_prefix: String,
     pub s3_access_key: Option<String>,
     pub s3_secret_key: Option<String>,
+    /// Peer-to-peer file fan-out: targets of one blob that fetch it from the server at once;
+    /// the others fetch it, verified chunk by chunk, from targets that already hold it.
+    /// 0 turns peer-to-peer off (every target fetches from the server).
+    pub p2p_direct: usize,
+    /// Files smaller than this (bytes) always come from the server.
+    pub p2p_min_bytes: u64,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -144,6 +150,8 @@ impl Default for ServerConfig {
             s3_prefix: "blobs/".into(),
             s3_access_key: None,
             s3_secret_key: None,
+            p2p_direct: 4,
+            p2p_min_bytes: 4 * 1024 * 1024,
             sealing_key: crate::secrets::Key::default(),
         }
     }
@@ -164,6 +172,11 @@ impl std::fmt::Debug for ServerConfig {
 }
 
 impl ServerConfig {
+    /// Files of at least this size may come from peers; `None` when peer-to-peer is off.
+    pub fn swarm_min(&self) -> Option<u64> {
+        (self.p2p_direct > 0).then_some(self.p2p_min_bytes)
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         anyhow::ensure!(self.output_cap_bytes >= 1024, "output_cap_bytes must be at least 1024");
         anyhow::ensure!(self.heartbeat_secs >= 1, "heartbeat_secs must be at least 1");

@@ -52,6 +52,8 @@ pub struct Shared {
     pub finished_status: api::v3::get_job_instance_status::FinishedCache,
     /// File contents, by hash.
     pub blobs: Arc<dyn files::BlobStore>,
+    /// Who holds which blob, for peer-to-peer fan-out.
+    pub tracker: files::tracker::Tracker,
 }
 
 /// Credentials made at first start, for the caller to show.
@@ -86,7 +88,16 @@ pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     gateway.set_engine(&engine);
     let blobs = files::open_blobs(&config)?;
     engine.set_blobs(blobs.clone());
-    Ok(Arc::new(Shared { config, store, engine, gateway, agent_token, finished_status: Default::default(), blobs }))
+    Ok(Arc::new(Shared {
+        config,
+        store,
+        engine,
+        gateway,
+        agent_token,
+        finished_status: Default::default(),
+        blobs,
+        tracker: Default::default(),
+    }))
 }
 
 pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {

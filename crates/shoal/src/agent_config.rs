@@ -33,6 +33,7 @@ pub struct AgentFile {
     pub labels: BTreeMap<String, String>,
     pub ca: Option<PathBuf>,
     pub insecure: Option<bool>,
+    pub peer_listen: Option<String>,
 }
 
 /// The agent's effective settings (all but the token, which is read where it is used).
@@ -52,6 +53,8 @@ pub struct Settings {
     pub labels: BTreeMap<String, String>,
     pub ca: Option<PathBuf>,
     pub insecure: bool,
+    /// Where held files are served to peers; `off`: never.
+    pub peer_listen: String,
 }
 
 /// The config file to read: the one named (it must exist), else `default` when it exists.
@@ -96,6 +99,7 @@ pub fn load(a: &AgentArgs, default: &Path) -> anyhow::Result<Settings> {
         labels,
         ca: a.ca.clone().or(file.ca),
         insecure: a.insecure || file.insecure.unwrap_or(false),
+        peer_listen: a.peer_listen.clone().or(file.peer_listen).unwrap_or_else(|| "0.0.0.0:0".into()),
     })
 }
 

@@ -203,6 +203,10 @@ pub struct AgentArgs {
     /// Allow plain http/ws to the server.
     #[arg(long)]
     pub insecure: bool,
+    /// Where to serve held files to other targets of the same file (peer-to-peer fan-out,
+    /// TLS, only to holders of the file's secret), or `off` [default: 0.0.0.0:0, any free port].
+    #[arg(long, env = "SHOAL_PEER_LISTEN", value_name = "ADDR")]
+    pub peer_listen: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -8,6 +8,7 @@
 
 mod place;
 pub mod stage;
+pub mod swarm;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +28,8 @@ pub use place::{safe_relative, Placement};
 pub struct Fetcher {
     client: reqwest::Client,
     bases: Vec<url::Url>,
+    /// This host's side of peer-to-peer fan-out; without it every file comes from the server.
+    pub peers: Option<std::sync::Arc<swarm::Peers>>,
 }
 
 impl std::fmt::Debug for Fetcher {
@@ -48,7 +51,7 @@ impl Fetcher {
             .read_timeout(STALL)
             .build()?;
         let bases = servers.iter().map(|s| url::Url::parse(s)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Fetcher { client, bases })
+        Ok(Fetcher { client, bases, peers: None })
     }
 }
 
@@ -293,8 +296,84 @@ async fn one_file<S: ChunkSink>(
         return Ok(());
     }
     let partial = place::partial_path(&dest, &f.sha256, host_id);
+    let swarm = f.swarm.as_deref().zip(fetcher.peers.as_deref());
+    let mut direct_note = None;
+    if let Some((secret, peers)) = swarm {
+        match from_swarm(fetcher, peers, secret, t, f, &partial, logs, kill).await {
+            Ok(Swarmed::Fetched { outboard, peers_used, started }) => {
+                if let Err(e) = place.install(&partial, &dest, f.mode).await {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    return Err(Failure::Transfer(format!("cannot place {}: {e}", dest.display())));
+                }
+                let secs = started.elapsed().as_secs_f64().max(0.001);
+                let note = format!("done from {peers_used} peer(s), every chunk checked against its BLAKE3 tree, SHA-256 verified");
+                emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, (f.size as f64 / secs) as u64, &note)).await;
+                fetcher.serve(peers, f, &dest, outboard, secret).await;
+                return Ok(());
+            }
+            Ok(Swarmed::Direct(why)) => direct_note = why,
+            Err(failure) => {
+                if let Failure::Killed(k) = &failure {
+                    drop_partial(&partial, *k).await;
+                } else {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                }
+                return Err(failure);
+            }
+        }
+    }
+    let fetched = fetch_direct(fetcher, t, f, &dest, &partial, place, direct_note.as_deref(), logs, kill).await;
+    if let Some((secret, peers)) = swarm {
+        // The lease this host had for the server is given back either way: as a holder, or
+        // so that another target takes it.
+        let placed = match &fetched {
+            Ok(()) => {
+                let path = dest.clone();
+                match tokio::task::spawn_blocking(move || {
+                    std::fs::File::open(&path).and_then(|file| swarm::digest(&file, file.metadata()?.len()))
+                })
+                .await
+                {
+                    Ok(Ok((sha, outboard))) if sha == f.sha256 => Some(outboard),
+                    Ok(Ok(_)) => {
+                        tracing::warn!(dest = %dest.display(), "the placed file changed before it could be served to peers");
+                        None
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(dest = %dest.display(), error = %e, "the placed file cannot be read to serve it to peers");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "hashing for peers failed");
+                        None
+                    }
+                }
+            }
+            Err(_) => None,
+        };
+        match placed {
+            Some(outboard) => fetcher.serve(peers, f, &dest, outboard, secret).await,
+            None => fetcher.release(f).await,
+        }
+    }
+    fetched
+}
+
+/// Fetches `f` from the server into `partial` (resuming what it holds), verifies and places it.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_direct<S: ChunkSink>(
+    fetcher: &Fetcher,
+    t: &Transfer,
+    f: &FileGet,
+    dest: &Path,
+    partial: &Path,
+    place: &Placement,
+    note: Option<&str>,
+    logs: &mut LogStream<S>,
+    kill: &mut oneshot::Receiver<KillReason>,
+) -> Result<(), Failure> {
     let mut part =
-        place::Partial::open(&partial, f.size).await.map_err(|e| Failure::Transfer(format!("cannot write {}: {e}", partial.display())))?;
+        place::Partial::open(partial, f.size).await.map_err(|e| Failure::Transfer(format!("cannot write {}: {e}", partial.display())))?;
     let started = Instant::now();
     let resumed_from = part.len;
     let mut resumes = u32::from(resumed_from > 0);
@@ -324,22 +403,22 @@ async fn one_file<S: ChunkSink>(
             Ok(()) => attempt = 0,
             Err(FetchError::Killed(k)) => {
                 drop(part);
-                drop_partial(&partial, k).await;
+                drop_partial(partial, k).await;
                 return Err(Failure::Killed(k));
             }
             Err(FetchError::Missing) => {
                 drop(part);
-                let _ = tokio::fs::remove_file(&partial).await;
+                let _ = tokio::fs::remove_file(partial).await;
                 return Err(Failure::SourceMissing(format!("the server does not hold blob {}", f.sha256)));
             }
             Err(FetchError::Write(e)) => {
                 drop(part);
-                let _ = tokio::fs::remove_file(&partial).await;
+                let _ = tokio::fs::remove_file(partial).await;
                 return Err(Failure::Transfer(format!("cannot write {}: {e}", dest.display())));
             }
             Err(FetchError::Refused(why)) => {
                 drop(part);
-                let _ = tokio::fs::remove_file(&partial).await;
+                let _ = tokio::fs::remove_file(partial).await;
                 return Err(Failure::Transfer(why));
             }
             Err(FetchError::Link(why)) => {
@@ -352,7 +431,7 @@ async fn one_file<S: ChunkSink>(
                     k = &mut *kill => {
                         drop(part);
                         let k = k.unwrap_or(KillReason::Shutdown);
-                        drop_partial(&partial, k).await;
+                        drop_partial(partial, k).await;
                         return Err(Failure::Killed(k));
                     }
                     _ = tokio::time::sleep(wait) => {}
@@ -362,21 +441,234 @@ async fn one_file<S: ChunkSink>(
     }
     let verified = part.finish(&f.sha256).await;
     if let Err(why) = verified {
-        let _ = tokio::fs::remove_file(&partial).await;
+        let _ = tokio::fs::remove_file(partial).await;
         return Err(Failure::Transfer(why));
     }
-    if let Err(e) = place.install(&partial, &dest, f.mode).await {
-        let _ = tokio::fs::remove_file(&partial).await;
+    if let Err(e) = place.install(partial, dest, f.mode).await {
+        let _ = tokio::fs::remove_file(partial).await;
         return Err(Failure::Transfer(format!("cannot place {}: {e}", dest.display())));
     }
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let speed = ((f.size - resumed_from) as f64 / secs) as u64;
-    let done = match resumes {
+    let mut done = match resumes {
         0 => "done, SHA-256 verified".to_string(),
         n => format!("done, SHA-256 verified; the download was interrupted and resumed {n} time(s)"),
     };
+    if let Some(note) = note {
+        done.push_str(&format!(" (from the server: {note})"));
+    }
     emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, speed, &done)).await;
     Ok(())
+}
+
+/// How a file came (or is to come) when peers may serve it.
+enum Swarmed {
+    /// From peers, verified, into the partial file; its tree, to serve it in turn.
+    Fetched { outboard: bao_tree::io::outboard::PreOrderMemOutboard, peers_used: usize, started: Instant },
+    /// The tracker lets this host fetch from the server; why, when it is not the usual turn.
+    Direct(Option<String>),
+}
+
+/// What the tracker answers.
+#[derive(serde::Deserialize)]
+struct TrackerAnswer {
+    blake3: String,
+    direct: bool,
+    seeds: Vec<swarm::Seed>,
+    retry_ms: u64,
+}
+
+/// Path of the swarm tracker on the server (`<path>/<sha256>`).
+const SWARM_PATH: &str = "/api/shoal/v1/agent/swarm";
+/// Rounds in which no seed could be reached before this host fetches from the server instead.
+const UNREACHABLE_ROUNDS: u32 = 3;
+
+impl Fetcher {
+    /// Asks the tracker where to fetch `f` from.
+    async fn ask_tracker(&self, f: &FileGet, fallback: bool) -> Result<TrackerAnswer, FetchError> {
+        let mut last = String::from("no server to ask");
+        for base in &self.bases {
+            let Ok(mut url) = base.join(&format!("{SWARM_PATH}/{}", f.sha256)) else { continue };
+            if fallback {
+                url.set_query(Some("fallback=1"));
+            }
+            match self.client.get(url).header("x-shoal-blob-token", &f.token).send().await {
+                Ok(r) if r.status().is_success() => match r.json::<TrackerAnswer>().await {
+                    Ok(a) => return Ok(a),
+                    Err(e) => last = e.to_string(),
+                },
+                Ok(r) if r.status().as_u16() == 404 => return Err(FetchError::Missing),
+                Ok(r) if matches!(r.status().as_u16(), 401 | 403) => {
+                    return Err(FetchError::Refused(format!("the server refused the download (HTTP {})", r.status().as_u16())))
+                }
+                Ok(r) => last = format!("HTTP {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(FetchError::Link(last))
+    }
+
+    /// Tells the tracker this host is done with the server without serving the blob.
+    async fn release(&self, f: &FileGet) {
+        for base in &self.bases {
+            let Ok(url) = base.join(&format!("{SWARM_PATH}/{}", f.sha256)) else { continue };
+            if let Ok(r) = self.client.post(url).header("x-shoal-blob-token", &f.token).json(&serde_json::json!({"port": 0})).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves the placed `dest` to peers and tells the tracker so.
+    async fn serve(
+        &self,
+        peers: &swarm::Peers,
+        f: &FileGet,
+        dest: &Path,
+        outboard: bao_tree::io::outboard::PreOrderMemOutboard,
+        secret: &str,
+    ) {
+        let blake3 = outboard.root.to_hex().to_string();
+        if let Err(e) = peers.hold(dest, outboard, secret) {
+            tracing::warn!(dest = %dest.display(), error = %e, "cannot serve the placed file to peers");
+            return;
+        }
+        let body = serde_json::json!({
+            "port": peers.port(), "cert_sha256": peers.cert_sha256(), "blake3": blake3, "ttl_secs": swarm::SEED_TTL.as_secs(),
+        });
+        for base in &self.bases {
+            let Ok(url) = base.join(&format!("{SWARM_PATH}/{}", f.sha256)) else { continue };
+            match self.client.post(url).header("x-shoal-blob-token", &f.token).json(&body).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => tracing::warn!(status = %r.status(), "the tracker did not take this host as a holder"),
+                Err(e) => tracing::debug!(error = %e, "announcing to the tracker failed"),
+            }
+        }
+    }
+}
+
+/// Fetches `f` from the peers the tracker names, into `partial`, until it is all here and
+/// verified; or learns that this host fetches from the server.
+#[allow(clippy::too_many_arguments)]
+async fn from_swarm<S: ChunkSink>(
+    fetcher: &Fetcher,
+    peers: &swarm::Peers,
+    secret: &str,
+    t: &Transfer,
+    f: &FileGet,
+    partial: &Path,
+    logs: &mut LogStream<S>,
+    kill: &mut oneshot::Receiver<KillReason>,
+) -> Result<Swarmed, Failure> {
+    let started = Instant::now();
+    let mut download: Option<swarm::Download> = None;
+    let (mut fallback, mut unreachable, mut link_errors) = (false, 0u32, 0u32);
+    let mut fallback_why = None;
+    let mut used = std::collections::HashSet::new();
+    let mut last_progress = Instant::now();
+    loop {
+        let answer = tokio::select! {
+            k = &mut *kill => return Err(Failure::Killed(k.unwrap_or(KillReason::Shutdown))),
+            a = fetcher.ask_tracker(f, fallback) => a,
+        };
+        let answer = match answer {
+            Ok(a) => {
+                link_errors = 0;
+                a
+            }
+            Err(FetchError::Missing) => return Err(Failure::SourceMissing(format!("the server does not hold blob {}", f.sha256))),
+            Err(FetchError::Refused(why)) => return Err(Failure::Transfer(why)),
+            Err(FetchError::Link(why)) => {
+                link_errors += 1;
+                let wait = Duration::from_millis(200 * 2u64.pow(link_errors.min(6)));
+                if link_errors % 5 == 1 {
+                    emit(logs, &event(t, f, FILE_STATUS_DOWNLOADING, 0, 0, &format!("the server cannot be asked ({why}); asking again")))
+                        .await;
+                }
+                sleep_or_kill(wait, kill).await?;
+                continue;
+            }
+            Err(FetchError::Write(e)) => return Err(Failure::Transfer(e.to_string())),
+            Err(FetchError::Killed(k)) => return Err(Failure::Killed(k)),
+        };
+        if answer.direct {
+            if download.is_some() {
+                let _ = tokio::fs::remove_file(partial).await;
+            }
+            return Ok(Swarmed::Direct(fallback_why.take()));
+        }
+        if answer.seeds.is_empty() {
+            sleep_or_kill(Duration::from_millis(answer.retry_ms.clamp(50, 5000)), kill).await?;
+            continue;
+        }
+        let root = blake3::Hash::from_hex(&answer.blake3).map_err(|_| Failure::Transfer("the tracker sent no BLAKE3 root".into()))?;
+        let d = match &mut download {
+            Some(d) => d,
+            None => download.insert(
+                swarm::Download::open(partial, f.size, root, secret, t.download_limit)
+                    .map_err(|e| Failure::Transfer(format!("cannot write {}: {e}", partial.display())))?,
+            ),
+        };
+        let round = d.from_seeds(peers, &answer.seeds);
+        tokio::pin!(round);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        let (busy, failed) = loop {
+            tokio::select! {
+                k = &mut *kill => return Err(Failure::Killed(k.unwrap_or(KillReason::Shutdown))),
+                r = &mut round => break r,
+                _ = tick.tick() => {
+                    if last_progress.elapsed() >= PROGRESS_EVERY {
+                        last_progress = Instant::now();
+                        let done = d.done.load(std::sync::atomic::Ordering::Relaxed).min(f.size);
+                        let secs = started.elapsed().as_secs_f64().max(0.001);
+                        emit(logs, &event(t, f, FILE_STATUS_DOWNLOADING, done, (done as f64 / secs) as u64, "downloading from peers")).await;
+                    }
+                }
+            }
+        };
+        used.extend(answer.seeds.iter().take(4).map(|s| s.addr.clone()));
+        if d.complete() {
+            break;
+        }
+        for why in &failed {
+            tracing::debug!(blob = %f.sha256, %why, "a peer did not serve");
+        }
+        if busy == 0 && !failed.is_empty() {
+            unreachable += 1;
+            if unreachable >= UNREACHABLE_ROUNDS {
+                let why = format!("no peer could serve ({})", failed[0]);
+                emit(logs, &event(t, f, FILE_STATUS_DOWNLOADING, 0, 0, &format!("{why}; fetching from the server"))).await;
+                fallback_why = Some(why);
+                fallback = true;
+            }
+        }
+        sleep_or_kill(Duration::from_millis(answer.retry_ms.clamp(50, 5000)), kill).await?;
+    }
+    let d = download.expect("a complete download");
+    let d = std::sync::Arc::new(d);
+    let check = d.clone();
+    let (sha, outboard) = tokio::task::spawn_blocking(move || {
+        check.sync()?;
+        check.digest()
+    })
+    .await
+    .map_err(|e| Failure::Transfer(e.to_string()))?
+    .map_err(|e| Failure::Transfer(format!("cannot read back {}: {e}", partial.display())))?;
+    if sha != f.sha256 {
+        return Err(Failure::Transfer(format!("hash mismatch: expected SHA-256 {}, received {sha}; the file was not placed", f.sha256)));
+    }
+    if outboard.root != d.root {
+        return Err(Failure::Transfer("the file is not the one the BLAKE3 root names; the file was not placed".into()));
+    }
+    Ok(Swarmed::Fetched { outboard, peers_used: used.len(), started })
+}
+
+async fn sleep_or_kill(wait: Duration, kill: &mut oneshot::Receiver<KillReason>) -> Result<(), Failure> {
+    tokio::select! {
+        k = &mut *kill => Err(Failure::Killed(k.unwrap_or(KillReason::Shutdown))),
+        _ = tokio::time::sleep(wait) => Ok(()),
+    }
 }
 
 /// A download stopped by a user or its timeout leaves nothing behind; one stopped because the

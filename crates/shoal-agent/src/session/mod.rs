@@ -91,7 +91,14 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
         Some(e) => e.clone(),
         None => {
             let mut env = ExecEnv::new(outbox.scripts_dir(), config.kill_grace, placement.clone());
-            env.fetcher = Some(crate::files::Fetcher::new(&config.servers, connect::client_config(config.ca_file.as_deref())?)?);
+            let mut fetcher = crate::files::Fetcher::new(&config.servers, connect::client_config(config.ca_file.as_deref())?)?;
+            if let Some(bind) = &config.peer_listen {
+                match crate::files::swarm::Peers::start(bind).await {
+                    Ok(p) => fetcher.peers = Some(p),
+                    Err(e) => tracing::warn!(%bind, error = %e, "cannot serve files to peers; every file will come from the server"),
+                }
+            }
+            env.fetcher = Some(fetcher);
             let records = outbox.clone();
             env.on_started = Some(StartedHook(Arc::new(move |key, whereabouts| {
                 if let Err(e) = records.note_started(key, whereabouts) {

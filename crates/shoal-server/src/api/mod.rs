@@ -118,6 +118,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         // File content is not held to the API's body limit and request timeout.
         .route("/api/shoal/v1/uploads/{token}", axum::routing::put(crate::files::http::upload))
         .route("/api/shoal/v1/agent/blobs/{sha256}", get(crate::files::http::blob))
+        .route("/api/shoal/v1/agent/swarm/{sha256}", get(crate::files::tracker::ask).post(crate::files::tracker::announce))
         .route("/api/shoal/v1/agent/stage/{sha256}", axum::routing::head(crate::files::http::stage_head).put(crate::files::http::stage_put))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), crate::metrics::track))
         .with_state(shared)

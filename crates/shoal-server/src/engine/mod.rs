@@ -289,7 +289,7 @@ impl Engine {
                 .transfer
                 .as_deref()
                 .and_then(crate::files::StepTransfer::from_json)
-                .map(|t| Box::new(t.for_task(key, &self.config.sealing_key))),
+                .map(|t| Box::new(t.for_task(key, &self.config.sealing_key, self.config.swarm_min()))),
         })
     }
 

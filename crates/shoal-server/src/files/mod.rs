@@ -14,6 +14,7 @@ pub mod http;
 pub mod logs;
 pub mod s3;
 pub mod sources;
+pub mod tracker;
 
 use serde::{Deserialize, Serialize};
 use shoal_proto::agent::{FileGet, FileHost, TaskKey, Transfer};
@@ -120,8 +121,9 @@ impl StepTransfer {
     }
 
     /// The transfer of host task `key`: each file with a token that lets that task read its
-    /// blob.
-    pub fn for_task(&self, key: TaskKey, key_seal: &crate::secrets::Key) -> Transfer {
+    /// blob, and for files of at least `swarm_min` bytes (none when `None`) the secret that
+    /// lets the task fetch the blob from peers.
+    pub fn for_task(&self, key: TaskKey, key_seal: &crate::secrets::Key, swarm_min: Option<u64>) -> Transfer {
         let files = self
             .files
             .iter()
@@ -134,6 +136,7 @@ impl StepTransfer {
                 src_host: f.src_host.clone(),
                 url: format!("/api/shoal/v1/agent/blobs/{}", f.sha256),
                 token: blob_token(key_seal, &f.sha256, key).unwrap_or_default(),
+                swarm: swarm_min.filter(|min| f.size >= *min).and_then(|_| swarm_secret(key_seal, &f.sha256)),
             })
             .collect();
         Transfer { target_dir: self.target_dir.clone(), create_dirs: self.create_dirs, download_limit: self.download_limit, files }
@@ -152,11 +155,23 @@ const BLOB_TOKEN_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// Whether `token` lets its holder read blob `sha256` (now).
 pub fn token_opens(key_seal: &crate::secrets::Key, token: &str, sha256: &str) -> bool {
-    let Ok(plain) = key_seal.open(token, BLOB_TOKEN_AAD) else { return false };
+    token_holder(key_seal, token, sha256).is_some()
+}
+
+/// The host whose task `token` was made for, if it opens blob `sha256` now.
+pub fn token_holder(key_seal: &crate::secrets::Key, token: &str, sha256: &str) -> Option<i64> {
+    let plain = key_seal.open(token, BLOB_TOKEN_AAD).ok()?;
     let mut parts = plain.split(' ');
     let blob = parts.next();
-    let expires = parts.nth(1).and_then(|e| e.parse::<i64>().ok());
-    blob == Some(sha256) && expires.is_some_and(|e| e > shoal_core::time::now_ms())
+    let host = parts.next().and_then(|k| k.rsplit('-').next()).and_then(|h| h.parse::<i64>().ok());
+    let expires = parts.next().and_then(|e| e.parse::<i64>().ok());
+    (blob == Some(sha256) && expires.is_some_and(|e| e > shoal_core::time::now_ms())).then_some(host).flatten()
+}
+
+/// The secret every target of blob `sha256` is given to fetch it from its peers: peers serve
+/// the blob only to a holder of this secret, which only the server can make.
+pub fn swarm_secret(key_seal: &crate::secrets::Key, sha256: &str) -> Option<String> {
+    key_seal.mac("shoal-swarm", sha256)
 }
 
 /// File mode bits JOB callers cannot give: pushed and uploaded files are 0644.

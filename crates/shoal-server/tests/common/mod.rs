@@ -68,10 +68,16 @@ pub struct Agent {
 impl Agent {
     /// A real agent of `facts` dialling `servers` in order; stopped when dropped.
     pub fn start(servers: Vec<String>, state_dir: PathBuf, facts: HostFacts) -> Agent {
+        Agent::start_with(servers, state_dir, facts, |_| {})
+    }
+
+    /// [`Agent::start`] with its config changed by `tweak` first.
+    pub fn start_with(servers: Vec<String>, state_dir: PathBuf, facts: HostFacts, tweak: impl FnOnce(&mut AgentConfig)) -> Agent {
         let ip = facts.ip.clone();
         let mut cfg = AgentConfig::new(servers, TOKEN.into(), state_dir.clone(), facts);
         cfg.kill_grace = Duration::from_millis(500);
         cfg.reconnect_max = Duration::from_millis(500);
+        tweak(&mut cfg);
         let (tx, rx) = watch::channel(false);
         let task = tokio::spawn(shoal_agent::run(cfg, wait_stop(rx)));
         Agent { ip, stop: tx, task, state_dir }
@@ -230,6 +236,13 @@ impl Harness {
         };
         let state_dir = self.dir.path().join(format!("agent-{ip}"));
         self.agents.push(Agent::start(vec![self.url.clone()], state_dir, facts));
+        self.agents.len() - 1
+    }
+
+    /// An agent of business 1 at `ip` whose config `tweak` changes.
+    pub fn add_agent_with(&mut self, ip: &str, tweak: impl FnOnce(&mut AgentConfig)) -> usize {
+        let state_dir = self.dir.path().join(format!("agent-{ip}"));
+        self.agents.push(Agent::start_with(vec![self.url.clone()], state_dir, Agent::facts(ip), tweak));
         self.agents.len() - 1
     }
 

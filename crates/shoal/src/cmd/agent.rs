@@ -86,6 +86,7 @@ pub async fn run(a: AgentArgs) -> anyhow::Result<u8> {
     let token = enrolment_token(s.token_file.as_deref(), a.token, std::env::var(TOKEN_ENV).ok())?;
     let mut cfg = AgentConfig::new(s.server, token, s.state_dir, facts);
     cfg.ca_file = s.ca;
+    cfg.peer_listen = (s.peer_listen != "off").then_some(s.peer_listen);
     // Past the check above, an http:// server is either loopback or allowed by --insecure;
     // with only https:// servers the agent refuses plain text outright.
     cfg.insecure = s.insecure || cfg.servers.iter().any(|u| u.starts_with("http://"));

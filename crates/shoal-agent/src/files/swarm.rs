@@ -1,0 +1,620 @@
+//! Peer-to-peer fan-out on the agent: fetching a blob's chunks from other targets that hold it,
+//! and serving the blobs this host holds to them.
+//!
+//! Verification is BLAKE3 verified streaming (`bao-tree`): a peer answers a request for a range
+//! of a blob with the range's chunk groups (16 KiB) interleaved with the tree's parent hashes,
+//! and the receiver checks each group against the root the server's tracker gave it before
+//! writing a byte. A peer that sends anything else is dropped at the first bad group. The
+//! whole file's SHA-256 is checked again before it is placed, as for a download from the
+//! server.
+//!
+//! Peers talk TLS. A holder serves with a self-signed certificate made at start; the tracker
+//! names each holder with the SHA-256 of that certificate, and the receiver accepts no other
+//! (so only the announced holder can answer, and nothing on the wire is readable). The
+//! receiver proves it was given the blob by the server with the blob's swarm secret, which
+//! the holder got with its own copy. A holder serves at most [`UPLOAD_SLOTS`] peers at once
+//! (the others are told it is busy and go elsewhere) and only while the file it placed is
+//! still the same inode; the content is checked against the tree as it is read, so a file
+//! changed on disk since is never served.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{Read, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bao_tree::io::outboard::PreOrderMemOutboard;
+use bao_tree::io::sync::{encode_ranges_validated, DecodeResponseIter};
+use bao_tree::io::BaoContentItem;
+use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use tokio_util::io::SyncIoBridge;
+
+/// Chunk groups of 16 KiB: the unit a peer's data is checked in.
+pub const BLOCK: BlockSize = BlockSize::from_chunk_log(4);
+/// Bytes a receiver asks one peer for at a time.
+const PIECE: u64 = 1 << 20;
+/// Peers one holder serves at once.
+pub const UPLOAD_SLOTS: usize = 4;
+/// Peers one receiver fetches from at once.
+const DOWNLOAD_WORKERS: usize = 4;
+/// How long a holder serves a blob after placing it.
+pub const SEED_TTL: Duration = Duration::from_secs(15 * 60);
+/// TLS name of every peer (the certificate is pinned, the name is not checked).
+const PEER_NAME: &str = "shoal-peer";
+/// Longest wait to connect, or for a peer's answer line.
+const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a receiver asks a holder for: chunks `[start, end)` of blob `blake3`.
+#[derive(Serialize, Deserialize)]
+struct Request {
+    blake3: String,
+    secret: String,
+    start: u64,
+    end: u64,
+    /// Bytes per second the holder may send (0: no limit).
+    limit: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[serde(rename_all = "snake_case")]
+enum Reply {
+    Ok,
+    Busy,
+    Refused(String),
+}
+
+/// A blob this host holds and serves.
+struct Held {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    size: u64,
+    outboard: PreOrderMemOutboard,
+    secret: String,
+    until: Instant,
+}
+
+/// This host's side of the swarm: what it holds, the port it serves on, and how it connects
+/// to other peers.
+pub struct Peers {
+    port: u16,
+    cert_sha256: String,
+    held: Mutex<HashMap<String, Arc<Held>>>,
+    slots: Arc<tokio::sync::Semaphore>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+impl Peers {
+    /// Listens for peers on `bind` (e.g. `0.0.0.0:0`) with a certificate made now.
+    pub async fn start(bind: &str) -> anyhow::Result<Arc<Peers>> {
+        let made = rcgen::generate_simple_self_signed(vec![PEER_NAME.to_string()])?;
+        let cert = made.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(made.key_pair.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)?;
+        let listener = TcpListener::bind(bind).await?;
+        let peers = Arc::new(Peers {
+            port: listener.local_addr()?.port(),
+            cert_sha256: hex::encode(sha2::Sha256::digest(&cert)),
+            held: Mutex::new(HashMap::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
+            provider,
+        });
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let weak = Arc::downgrade(&peers);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Some(peers) = weak.upgrade() else { return };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = peers.serve(stream, acceptor).await {
+                        tracing::debug!(error = %e, "peer request not served");
+                    }
+                });
+            }
+        });
+        tracing::info!(port = peers.port, "serving held files to peers");
+        Ok(peers)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn cert_sha256(&self) -> &str {
+        &self.cert_sha256
+    }
+
+    /// Serves the blob placed at `path` (verified, its tree `outboard`) to holders of `secret`
+    /// for [`SEED_TTL`].
+    pub fn hold(&self, path: &Path, outboard: PreOrderMemOutboard, secret: &str) -> std::io::Result<()> {
+        let m = std::fs::symlink_metadata(path)?;
+        let held = Held {
+            path: path.to_path_buf(),
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.len(),
+            outboard,
+            secret: secret.to_string(),
+            until: Instant::now() + SEED_TTL,
+        };
+        let mut map = self.held.lock().expect("held lock");
+        let now = Instant::now();
+        map.retain(|_, h| h.until > now);
+        map.insert(held.outboard.root.to_hex().to_string(), Arc::new(held));
+        Ok(())
+    }
+
+    async fn serve(&self, stream: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> anyhow::Result<()> {
+        let tls = tokio::time::timeout(PEER_TIMEOUT, acceptor.accept(stream)).await??;
+        let mut reader = tokio::io::BufReader::new(tls);
+        let mut line = String::new();
+        tokio::time::timeout(PEER_TIMEOUT, (&mut reader).take(4096).read_line(&mut line)).await??;
+        let mut tls = reader.into_inner();
+        let answer = |r: Reply| {
+            let mut s = serde_json::to_string(&r).expect("a reply serialises");
+            s.push('\n');
+            s
+        };
+        let Ok(req) = serde_json::from_str::<Request>(&line) else {
+            tls.write_all(answer(Reply::Refused("not a request".into())).as_bytes()).await?;
+            return Ok(());
+        };
+        let held = self.held.lock().expect("held lock").get(&req.blake3).filter(|h| h.until > Instant::now()).cloned();
+        let Some(held) = held.filter(|h| same_secret(&h.secret, &req.secret)) else {
+            tls.write_all(answer(Reply::Refused("this host does not serve that blob to you".into())).as_bytes()).await?;
+            return Ok(());
+        };
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            tls.write_all(answer(Reply::Busy).as_bytes()).await?;
+            return Ok(());
+        };
+        let file = match open_same(&held) {
+            Ok(f) => f,
+            Err(why) => {
+                self.held.lock().expect("held lock").remove(&req.blake3);
+                tls.write_all(answer(Reply::Refused(why)).as_bytes()).await?;
+                return Ok(());
+            }
+        };
+        tls.write_all(answer(Reply::Ok).as_bytes()).await?;
+        let ranges = ChunkRanges::from(ChunkNum(req.start)..ChunkNum(req.end));
+        let out = SyncIoBridge::new(tls);
+        let limit = req.limit;
+        let served = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let mut out = Throttled::new(std::io::BufWriter::with_capacity(64 * 1024, out), limit);
+            let r = encode_ranges_validated(file, &held.outboard, &ranges, &mut out);
+            let _ = out.flush();
+            if let Ok(mut inner) = out.into_inner().into_inner() {
+                let _ = inner.shutdown();
+            }
+            r
+        })
+        .await?;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, blob = %req.blake3, "a held file no longer matches its tree; not served again");
+            self.held.lock().expect("held lock").remove(&req.blake3);
+        }
+        Ok(())
+    }
+
+    fn client_config(&self, cert_sha256: &str) -> anyhow::Result<rustls::ClientConfig> {
+        Ok(rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                sha256: cert_sha256.to_ascii_lowercase(),
+                provider: self.provider.clone(),
+            }))
+            .with_no_client_auth())
+    }
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (sha2::Sha256::digest(a.as_bytes()), sha2::Sha256::digest(b.as_bytes()));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The held file, if it is still the inode that was placed (not replaced, not a link).
+fn open_same(h: &Held) -> Result<std::fs::File, String> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&h.path)
+        .map_err(|e| format!("the held file cannot be opened: {e}"))?;
+    let m = f.metadata().map_err(|e| e.to_string())?;
+    if m.dev() != h.dev || m.ino() != h.ino || m.len() != h.size {
+        return Err("the held file was replaced since it was placed".into());
+    }
+    Ok(f)
+}
+
+/// Accepts only the certificate whose SHA-256 the tracker named.
+#[derive(Debug)]
+struct Pinned {
+    sha256: String,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if hex::encode(sha2::Sha256::digest(end_entity)) == self.sha256 {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("the peer's certificate is not the one the tracker named".into()))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A writer (or reader) held to `limit` bytes per second (0: no limit), sleeping the
+/// blocking thread it runs on.
+struct Throttled<T> {
+    inner: T,
+    limit: u64,
+    since: Instant,
+    moved: u64,
+}
+
+impl<T> Throttled<T> {
+    fn new(inner: T, limit: u64) -> Self {
+        Throttled { inner, limit, since: Instant::now(), moved: 0 }
+    }
+
+    fn account(&mut self, n: usize) {
+        if self.limit == 0 {
+            return;
+        }
+        self.moved += n as u64;
+        let due = Duration::from_secs_f64(self.moved as f64 / self.limit as f64);
+        if let Some(wait) = due.checked_sub(self.since.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn into_inner(self) -> T {
+        self.inner
+    }
+}
+
+impl<T: Write> Write for Throttled<T> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.account(n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<T: Read> Read for Throttled<T> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.account(n);
+        Ok(n)
+    }
+}
+
+/// A holder the tracker named.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Seed {
+    pub addr: String,
+    pub cert_sha256: String,
+}
+
+/// Why a peer did not give a piece.
+#[derive(Debug)]
+pub enum PeerError {
+    /// It serves as many peers as it may: try another, or later.
+    Busy,
+    /// It cannot be reached, refused, or sent something that is not the blob.
+    Bad(String),
+    /// This host cannot write the piece.
+    Write(std::io::Error),
+}
+
+/// A blob being fetched from peers into a file of its size.
+pub struct Download {
+    pub root: blake3::Hash,
+    pub tree: BaoTree,
+    pub secret: String,
+    /// Bytes per second for the whole download (0: no limit).
+    pub limit: u64,
+    file: Arc<std::fs::File>,
+    missing: Arc<Mutex<VecDeque<u64>>>,
+    /// Bytes written so far.
+    pub done: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Download {
+    /// Starts (over) the download into `partial`, a file made `size` bytes long.
+    pub fn open(partial: &Path, size: u64, root: blake3::Hash, secret: &str, limit: u64) -> std::io::Result<Download> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(partial)?;
+        file.set_len(0)?;
+        file.set_len(size)?;
+        let pieces = size.div_ceil(PIECE).max(1);
+        Ok(Download {
+            root,
+            tree: BaoTree::new(size, BLOCK),
+            secret: secret.to_string(),
+            limit,
+            file: Arc::new(file),
+            missing: Arc::new(Mutex::new((0..pieces).collect())),
+            done: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        })
+    }
+
+    pub fn complete(&self) -> bool {
+        self.missing.lock().expect("pieces lock").is_empty()
+    }
+
+    /// Fetches the missing pieces from `seeds`, a few at once, until every piece is here or
+    /// none of the seeds gives more. Returns how many seeds were busy and what went wrong with
+    /// the others.
+    pub async fn from_seeds(&self, peers: &Peers, seeds: &[Seed]) -> (usize, Vec<String>) {
+        let mut set = tokio::task::JoinSet::new();
+        let workers = seeds.len().clamp(1, DOWNLOAD_WORKERS);
+        for seed in seeds.iter().take(workers) {
+            let config = match peers.client_config(&seed.cert_sha256) {
+                Ok(c) => Arc::new(c),
+                Err(e) => return (0, vec![e.to_string()]),
+            };
+            let job = Worker {
+                seed: seed.clone(),
+                config,
+                root: self.root,
+                tree: self.tree,
+                secret: self.secret.clone(),
+                limit: self.limit / workers as u64,
+                file: self.file.clone(),
+                missing: self.missing.clone(),
+                done: self.done.clone(),
+            };
+            set.spawn(job.run());
+        }
+        let (mut busy, mut failed) = (0, Vec::new());
+        while let Some(r) = set.join_next().await {
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(PeerError::Busy)) => busy += 1,
+                Ok(Err(PeerError::Bad(why))) => failed.push(why),
+                Ok(Err(PeerError::Write(e))) => failed.push(format!("cannot write: {e}")),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        (busy, failed)
+    }
+
+    /// Reads the whole file once: its SHA-256 and its BLAKE3 tree (to serve it from).
+    pub fn digest(&self) -> std::io::Result<(String, PreOrderMemOutboard)> {
+        digest(&self.file, self.tree.size())
+    }
+
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.file.sync_all()
+    }
+}
+
+/// The SHA-256 and BLAKE3 tree of the first `size` bytes of `file`, in one read.
+pub fn digest(file: &std::fs::File, size: u64) -> std::io::Result<(String, PreOrderMemOutboard)> {
+    struct Tee<'a> {
+        file: &'a std::fs::File,
+        at: u64,
+        sha: sha2::Sha256,
+    }
+    impl Read for Tee<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.file.read_at(buf, self.at)?;
+            self.at += n as u64;
+            self.sha.update(&buf[..n]);
+            Ok(n)
+        }
+    }
+    let tree = BaoTree::new(size, BLOCK);
+    let mut outboard = PreOrderMemOutboard { root: blake3::Hash::from([0; 32]), tree, data: vec![0; tree.outboard_size() as usize] };
+    let mut tee = Tee { file, at: 0, sha: sha2::Sha256::new() };
+    let root = bao_tree::io::sync::outboard(std::io::BufReader::with_capacity(256 * 1024, (&mut tee).take(size)), tree, &mut outboard)?;
+    outboard.root = root;
+    Ok((hex::encode(tee.sha.finalize()), outboard))
+}
+
+/// One connection's worth of pieces from one seed.
+struct Worker {
+    seed: Seed,
+    config: Arc<rustls::ClientConfig>,
+    root: blake3::Hash,
+    tree: BaoTree,
+    secret: String,
+    limit: u64,
+    file: Arc<std::fs::File>,
+    missing: Arc<Mutex<VecDeque<u64>>>,
+    done: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Worker {
+    async fn run(self) -> Result<(), PeerError> {
+        loop {
+            let Some(piece) = self.missing.lock().expect("pieces lock").pop_front() else { return Ok(()) };
+            if let Err(e) = self.piece(piece).await {
+                self.missing.lock().expect("pieces lock").push_back(piece);
+                return Err(e);
+            }
+        }
+    }
+
+    /// Fetches piece `n`, checking every chunk group before writing it.
+    async fn piece(&self, n: u64) -> Result<(), PeerError> {
+        let chunks = self.tree.chunks().0;
+        let per = PIECE / 1024;
+        let (start, end) = (n * per, ((n + 1) * per).min(chunks.max(1)));
+        let tcp = tokio::time::timeout(PEER_TIMEOUT, TcpStream::connect(&self.seed.addr))
+            .await
+            .map_err(|_| PeerError::Bad(format!("{}: no answer", self.seed.addr)))?
+            .map_err(|e| PeerError::Bad(format!("{}: {e}", self.seed.addr)))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(PEER_NAME).expect("a valid name");
+        let mut tls = tokio::time::timeout(PEER_TIMEOUT, tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp))
+            .await
+            .map_err(|_| PeerError::Bad(format!("{}: TLS timed out", self.seed.addr)))?
+            .map_err(|e| PeerError::Bad(format!("{}: {e}", self.seed.addr)))?;
+        let req = Request { blake3: self.root.to_hex().to_string(), secret: self.secret.clone(), start, end, limit: self.limit };
+        let mut line = serde_json::to_string(&req).expect("a request serialises");
+        line.push('\n');
+        tls.write_all(line.as_bytes()).await.map_err(|e| PeerError::Bad(e.to_string()))?;
+        tls.flush().await.map_err(|e| PeerError::Bad(e.to_string()))?;
+        let mut reader = tokio::io::BufReader::new(tls);
+        let mut answer = String::new();
+        tokio::time::timeout(PEER_TIMEOUT, (&mut reader).take(4096).read_line(&mut answer))
+            .await
+            .map_err(|_| PeerError::Bad(format!("{}: no answer", self.seed.addr)))?
+            .map_err(|e| PeerError::Bad(e.to_string()))?;
+        match serde_json::from_str::<Reply>(&answer) {
+            Ok(Reply::Ok) => {}
+            Ok(Reply::Busy) => return Err(PeerError::Busy),
+            Ok(Reply::Refused(why)) => return Err(PeerError::Bad(format!("{}: {why}", self.seed.addr))),
+            Err(_) => return Err(PeerError::Bad(format!("{}: not a peer's answer", self.seed.addr))),
+        }
+        // Anything read past the answer line is the start of the encoded range.
+        let ahead = reader.buffer().to_vec();
+        let encoded = SyncIoBridge::new(reader.into_inner());
+        let (root, tree, file, done, limit, addr) =
+            (self.root, self.tree, self.file.clone(), self.done.clone(), self.limit, self.seed.addr.clone());
+        tokio::task::spawn_blocking(move || {
+            let ranges = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
+            let input =
+                Throttled::new(std::io::BufReader::with_capacity(64 * 1024, Read::chain(std::io::Cursor::new(ahead), encoded)), limit);
+            for item in DecodeResponseIter::new(root, tree, input, &ranges) {
+                match item {
+                    Ok(BaoContentItem::Leaf(leaf)) => {
+                        file.write_all_at(&leaf.data, leaf.offset).map_err(PeerError::Write)?;
+                        done.fetch_add(leaf.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Ok(BaoContentItem::Parent(_)) => {}
+                    Err(e) => return Err(PeerError::Bad(format!("{addr}: {e}"))),
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| PeerError::Bad(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content(size: usize) -> Vec<u8> {
+        (0..size).map(|i| (i * 7 + i / 1000) as u8).collect()
+    }
+
+    #[test]
+    fn the_tree_root_is_the_blake3_of_the_content() {
+        let data = content(3 * 1024 * 1024 + 123);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        let (sha, outboard) = digest(&std::fs::File::open(&path).unwrap(), data.len() as u64).unwrap();
+        assert_eq!(outboard.root, blake3::hash(&data));
+        assert_eq!(sha, hex::encode(sha2::Sha256::digest(&data)));
+    }
+
+    /// A holder serves a receiver with the secret, pinned by certificate; a wrong secret, a
+    /// wrong pin and a changed file get nothing.
+    #[tokio::test]
+    async fn pieces_come_verified_from_a_holder() {
+        let data = content(2 * 1024 * 1024 + 5000);
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join("held");
+        std::fs::write(&held, &data).unwrap();
+        let (_, outboard) = digest(&std::fs::File::open(&held).unwrap(), data.len() as u64).unwrap();
+        let root = outboard.root;
+        let holder = Peers::start("127.0.0.1:0").await.unwrap();
+        holder.hold(&held, outboard, "s3cret").unwrap();
+        let receiver = Peers::start("127.0.0.1:0").await.unwrap();
+        let seed = Seed { addr: format!("127.0.0.1:{}", holder.port()), cert_sha256: holder.cert_sha256().to_string() };
+
+        let part = dir.path().join("part");
+        let d = Download::open(&part, data.len() as u64, root, "s3cret", 0).unwrap();
+        let (busy, failed) = d.from_seeds(&receiver, std::slice::from_ref(&seed)).await;
+        assert_eq!((busy, failed.len()), (0, 0), "{failed:?}");
+        assert!(d.complete());
+        assert_eq!(std::fs::read(&part).unwrap(), data);
+
+        let wrong = Download::open(&dir.path().join("p2"), data.len() as u64, root, "guess", 0).unwrap();
+        let (_, failed) = wrong.from_seeds(&receiver, std::slice::from_ref(&seed)).await;
+        assert!(failed.iter().any(|f| f.contains("does not serve")), "{failed:?}");
+        assert!(!wrong.complete());
+
+        let impostor = Seed { cert_sha256: "0".repeat(64), ..seed.clone() };
+        let pinned = Download::open(&dir.path().join("p3"), data.len() as u64, root, "s3cret", 0).unwrap();
+        let (_, failed) = pinned.from_seeds(&receiver, &[impostor]).await;
+        assert!(failed.iter().any(|f| f.contains("certificate")), "{failed:?}");
+
+        // The held file changed in place (same inode): the first bad chunk group stops it.
+        let mut changed = data.clone();
+        changed[1_500_000] ^= 1;
+        std::fs::OpenOptions::new().write(true).open(&held).unwrap().write_all_at(&changed[1_500_000..1_500_001], 1_500_000).unwrap();
+        let bad = Download::open(&dir.path().join("p4"), data.len() as u64, root, "s3cret", 0).unwrap();
+        let (_, failed) = bad.from_seeds(&receiver, std::slice::from_ref(&seed)).await;
+        assert!(!failed.is_empty() && !bad.complete(), "a changed file was served");
+        let got = std::fs::read(dir.path().join("p4")).unwrap();
+        assert_eq!(&got[..1024 * 1024], &data[..1024 * 1024], "the pieces before the change are good");
+        assert_ne!(got[1_500_000], changed[1_500_000], "the changed byte was written");
+    }
+}

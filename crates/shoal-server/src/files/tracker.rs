@@ -1,0 +1,279 @@
+//! The swarm tracker: peer-to-peer fan-out of a blob to many targets.
+//!
+//! A target given a swarm secret with its file asks the tracker what to do
+//! (`GET /api/shoal/v1/agent/swarm/<sha256>`, with its blob token):
+//!
+//! - while fewer than `p2p_direct` targets of the blob fetch it from the server, it gets a
+//!   *direct* lease and fetches from the server as any target does;
+//! - once targets hold the blob, it gets some of them (*seeds*: address and the SHA-256 of the
+//!   TLS certificate each one serves with) and fetches the blob's chunks from them, checking
+//!   each chunk group against the blob's BLAKE3 tree (bao), whose root the tracker gives;
+//! - otherwise it waits and asks again.
+//!
+//! A target that holds the blob, verified, announces itself (`POST`, same path) and serves it
+//! for a while. So the server sends the blob `p2p_direct` times, not once per target, and the
+//! holders multiply each round. A target that cannot reach any seed asks with `fallback=1`
+//! and is let through to the server.
+//!
+//! The tracker's state is in memory, per replica: seeds announced to another replica are not
+//! seen here (their targets fetch from this server instead), and a restart forgets the seeds
+//! (they announce again only for later blobs; targets then fetch directly).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::io::AsyncReadExt;
+
+use super::blobs::BlobId;
+use crate::Shared;
+
+/// Seeds named in one answer.
+const SEEDS_PER_ANSWER: usize = 6;
+/// How long a target waits before asking again when there is nothing to fetch from yet.
+const RETRY_MS: u64 = 300;
+/// Longest a seed is named after its announcement, whatever it asks.
+const MAX_SEED_TTL: Duration = Duration::from_secs(3600);
+
+/// A blob's BLAKE3 root (hex) and size, once computed.
+type RootCell = tokio::sync::OnceCell<(String, u64)>;
+
+#[derive(Default)]
+pub struct Tracker {
+    swarms: Mutex<HashMap<String, Swarm>>,
+    /// BLAKE3 roots of blobs, computed once each.
+    roots: Mutex<HashMap<String, Arc<RootCell>>>,
+}
+
+#[derive(Default)]
+struct Swarm {
+    seeds: HashMap<i64, Seed>,
+    /// Hosts fetching from the server now, until when.
+    direct: HashMap<i64, Instant>,
+}
+
+#[derive(Clone)]
+struct Seed {
+    addr: String,
+    cert_sha256: String,
+    until: Instant,
+}
+
+/// What a target is told.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Answer {
+    /// BLAKE3 of the blob (hex): the root of the tree every chunk from a peer is checked against.
+    pub blake3: String,
+    /// Fetch from the server now.
+    pub direct: bool,
+    pub seeds: Vec<SeedInfo>,
+    /// With neither: ask again after this long.
+    pub retry_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedInfo {
+    pub addr: String,
+    pub cert_sha256: String,
+}
+
+/// A holder's announcement; with port 0, a target done with the server that serves nothing
+/// (its lease is given back).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+#[derive(Default)]
+pub struct Announce {
+    /// The port it serves peers on (at the host's registered IP).
+    pub port: u16,
+    pub cert_sha256: String,
+    pub blake3: String,
+    /// How long it serves the blob.
+    pub ttl_secs: u64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AskQuery {
+    /// No seed could be reached: fetch from the server whatever the lease count.
+    #[serde(default)]
+    pub fallback: u8,
+}
+
+impl Tracker {
+    /// The decision for `host`, a target of blob `sha256` of `size` bytes; at most `direct_max`
+    /// targets fetch from the server at once.
+    fn ask(&self, sha256: &str, host: i64, size: u64, direct_max: usize, fallback: bool) -> (bool, Vec<SeedInfo>) {
+        let now = Instant::now();
+        let mut swarms = self.swarms.lock().expect("tracker lock");
+        let swarm = swarms.entry(sha256.to_string()).or_default();
+        swarm.seeds.retain(|_, s| s.until > now);
+        swarm.direct.retain(|_, until| *until > now);
+        let mut seeds: Vec<SeedInfo> = swarm
+            .seeds
+            .iter()
+            .filter(|(h, _)| **h != host)
+            .map(|(_, s)| SeedInfo { addr: s.addr.clone(), cert_sha256: s.cert_sha256.clone() })
+            .collect();
+        if !seeds.is_empty() && !fallback {
+            // A different few for each asker, so the load spreads over the holders.
+            let n = seeds.len();
+            let start = (host as usize).wrapping_mul(2_654_435_761) % n;
+            seeds.rotate_left(start);
+            seeds.truncate(SEEDS_PER_ANSWER);
+            return (false, seeds);
+        }
+        if fallback || swarm.direct.contains_key(&host) || swarm.direct.len() < direct_max {
+            // The lease covers the fetch at a modest 4 MB/s, and at least a minute.
+            let lease = Duration::from_secs(60).max(Duration::from_secs(size / (4 * 1024 * 1024)));
+            swarm.direct.insert(host, now + lease);
+            return (true, Vec::new());
+        }
+        (false, Vec::new())
+    }
+
+    fn release(&self, sha256: &str, host: i64) {
+        if let Some(swarm) = self.swarms.lock().expect("tracker lock").get_mut(sha256) {
+            swarm.direct.remove(&host);
+        }
+    }
+
+    fn announce(&self, sha256: &str, host: i64, seed: Seed) {
+        let mut swarms = self.swarms.lock().expect("tracker lock");
+        let swarm = swarms.entry(sha256.to_string()).or_default();
+        swarm.direct.remove(&host);
+        swarm.seeds.insert(host, seed);
+    }
+
+    /// Forgets swarms with no seed and no lease left.
+    fn sweep(&self) {
+        let now = Instant::now();
+        let mut swarms = self.swarms.lock().expect("tracker lock");
+        swarms.retain(|_, s| s.seeds.values().any(|x| x.until > now) || s.direct.values().any(|u| *u > now));
+    }
+
+    /// BLAKE3 of blob `id` and its size, read once from the blob store.
+    async fn root(&self, shared: &Shared, id: &BlobId) -> anyhow::Result<(String, u64)> {
+        let cell = self.roots.lock().expect("tracker lock").entry(id.as_str().to_string()).or_default().clone();
+        let got = cell
+            .get_or_try_init(|| async {
+                let (mut reader, size) = shared.blobs.read_from(id, 0).await?;
+                let mut hasher = blake3::Hasher::new();
+                let mut buf = vec![0u8; 256 * 1024];
+                loop {
+                    let n = reader.read(&mut buf).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                }
+                anyhow::Ok((hasher.finalize().to_hex().to_string(), size))
+            })
+            .await?;
+        Ok(got.clone())
+    }
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"code": status.as_u16(), "message": message.into(), "data": null}))).into_response()
+}
+
+/// The host a blob token was made for, or the answer refusing it.
+fn holder(shared: &Shared, headers: &HeaderMap, sha: &str) -> Result<(BlobId, i64), Box<Response>> {
+    let Some(id) = BlobId::parse(sha) else { return Err(Box::new(error(StatusCode::NOT_FOUND, "not a blob name"))) };
+    let token = headers.get("x-shoal-blob-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+    match super::token_holder(&shared.config.sealing_key, token, id.as_str()) {
+        Some(host) => Ok((id, host)),
+        None => Err(Box::new(error(StatusCode::FORBIDDEN, "this token does not open this blob"))),
+    }
+}
+
+/// `GET /api/shoal/v1/agent/swarm/<sha256>`: where a target fetches the blob from.
+pub async fn ask(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, Query(q): Query<AskQuery>, headers: HeaderMap) -> Response {
+    let (id, host) = match holder(&shared, &headers, &sha) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let (blake3, size) = match shared.tracker.root(&shared, &id).await {
+        Ok(r) => r,
+        Err(e) if matches!(e.downcast_ref::<super::blobs::BlobError>(), Some(super::blobs::BlobError::Missing(_))) => {
+            return error(StatusCode::NOT_FOUND, "blob not stored");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, blob = %id.as_str(), "blob not readable for its BLAKE3 root");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the blob cannot be read now");
+        }
+    };
+    let (direct, seeds) = shared.tracker.ask(id.as_str(), host, size, shared.config.p2p_direct.max(1), q.fallback != 0);
+    shared.tracker.sweep();
+    axum::Json(Answer { blake3, direct, seeds, retry_ms: RETRY_MS }).into_response()
+}
+
+/// `POST /api/shoal/v1/agent/swarm/<sha256>`: a target holds the blob, verified, and serves it.
+pub async fn announce(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let (id, host) = match holder(&shared, &headers, &sha) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let Ok(a) = serde_json::from_slice::<Announce>(&body) else { return error(StatusCode::BAD_REQUEST, "not an announcement") };
+    if a.port == 0 {
+        shared.tracker.release(id.as_str(), host);
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let Ok((root, _)) = shared.tracker.root(&shared, &id).await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the blob cannot be read now");
+    };
+    if a.blake3 != root {
+        tracing::warn!(host, blob = %id.as_str(), "a holder announced a BLAKE3 root that is not the blob's; not named as a seed");
+        return error(StatusCode::CONFLICT, "that is not this blob's BLAKE3 root");
+    }
+    if a.cert_sha256.len() != 64 || !a.cert_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return error(StatusCode::BAD_REQUEST, "an announcement needs a port and the SHA-256 of the certificate");
+    }
+    let ip = match shared.store.hosts_by_ids(&[host]).await {
+        Ok(hosts) => match hosts.into_iter().next() {
+            Some(h) => h.ip,
+            None => return error(StatusCode::NOT_FOUND, "no such host"),
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "host lookup failed");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the store cannot be read");
+        }
+    };
+    let addr = if ip.contains(':') { format!("[{ip}]:{}", a.port) } else { format!("{ip}:{}", a.port) };
+    let until = Instant::now() + Duration::from_secs(a.ttl_secs).min(MAX_SEED_TTL);
+    shared.tracker.announce(id.as_str(), host, Seed { addr, cert_sha256: a.cert_sha256.to_ascii_lowercase(), until });
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(answer: (bool, Vec<SeedInfo>)) -> (bool, Vec<String>) {
+        (answer.0, answer.1.into_iter().map(|s| s.addr).collect())
+    }
+
+    #[test]
+    fn leases_then_seeds() {
+        let t = Tracker::default();
+        assert_eq!(addrs(t.ask("b", 1, 10, 2, false)), (true, vec![]));
+        assert!(t.ask("b", 2, 10, 2, false).0);
+        // Two leases out: the third waits.
+        assert_eq!(addrs(t.ask("b", 3, 10, 2, false)), (false, vec![]));
+        // Asking again keeps one's own lease.
+        assert!(t.ask("b", 1, 10, 2, false).0);
+        // Could not reach anyone: let through.
+        assert!(t.ask("b", 3, 10, 2, true).0);
+        t.announce("b", 1, Seed { addr: "10.0.0.1:7000".into(), cert_sha256: "c".into(), until: Instant::now() + Duration::from_secs(60) });
+        assert_eq!(addrs(t.ask("b", 4, 10, 2, false)), (false, vec!["10.0.0.1:7000".to_string()]));
+        // A seed is not told to fetch from itself.
+        assert!(t.ask("b", 1, 10, 3, false).1.is_empty());
+        // Expired seeds are not named.
+        t.announce("c", 1, Seed { addr: "x".into(), cert_sha256: "c".into(), until: Instant::now() });
+        assert!(t.ask("c", 2, 10, 1, false).1.is_empty());
+    }
+}

@@ -1,0 +1,135 @@
+//! Peer-to-peer file fan-out: with many targets, the server sends a blob to `p2p_direct` of
+//! them and the rest fetch it from targets that hold it, every chunk group checked against the
+//! blob's BLAKE3 tree. Real server, real agents (their peer listeners on loopback), real files.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn with_scope(mut v: Value) -> Value {
+    v["bk_scope_type"] = json!("biz");
+    v["bk_scope_id"] = json!("1");
+    v
+}
+
+async fn upload(h: &Harness, name: &str, content: &[u8]) -> String {
+    let (_, v) = h.post("generate_local_file_upload_url", with_scope(json!({"file_name_list": [name]}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let slot = &v["data"]["url_map"][name];
+    let r = h.http.put(slot["upload_url"].as_str().unwrap()).body(content.to_vec()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    slot["path"].as_str().unwrap().to_string()
+}
+
+/// Sends `path` to every host into `dir` at `limit` MB/s; returns each host's last file-log
+/// line, after checking every host succeeded.
+async fn send_to_all(h: &Harness, path: &str, dir: &std::path::Path, limit: i64) -> Vec<String> {
+    let hosts = h.host_ids().await;
+    let (_, v) = h
+        .post(
+            "fast_transfer_file",
+            with_scope(json!({
+                "account_alias": USER,
+                "file_target_path": dir.to_str().unwrap(),
+                "file_source_list": [{"file_list": [path], "file_type": 2}],
+                "target_server": {"host_id_list": hosts},
+                "download_speed_limit": limit,
+            })),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let job = v["data"]["job_instance_id"].as_i64().unwrap();
+    let step = v["data"]["step_instance_id"].as_i64().unwrap();
+    let st = h.wait_finished(job, Duration::from_secs(90)).await;
+    let statuses: Vec<i64> = hosts_of(&st).iter().map(|r| r["status"].as_i64().unwrap()).collect();
+    assert!(statuses.iter().all(|s| *s == 9), "{st}");
+    let mut lines = Vec::new();
+    for host in hosts {
+        let q = format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}&step_instance_id={step}&bk_host_id={host}");
+        let (_, v) = h.get("get_job_instance_ip_log", &q).await;
+        let logs = v["data"]["file_logs"].as_array().unwrap();
+        let all: Vec<&str> = logs.iter().filter_map(|l| l["log_content"].as_str()).collect();
+        lines.push(all.join(" | "));
+    }
+    lines
+}
+
+fn content(size: usize) -> Vec<u8> {
+    (0..size).map(|i| ((i * 31) ^ (i >> 11)) as u8).collect()
+}
+
+/// One target fetches from the server; the other four from it (and from each other), and
+/// every copy is the file.
+async fn targets_fetch_from_one_another(backend: Backend) {
+    let Some(mut h) = Harness::start_with(backend, |c| {
+        c.p2p_direct = 1;
+        c.p2p_min_bytes = 1024 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    for i in 0..5 {
+        h.add_agent_with(&format!("127.0.0.{}", 51 + i), |_| {});
+    }
+    h.wait_connected(5).await;
+    let data = content(12 * 1024 * 1024 + 777);
+    let path = upload(&h, "big.bin", &data).await;
+    let dir = h.dir.path().join("dest");
+    // 10 MB/s each: the first copy takes about a second, long enough for every target to
+    // have asked before anyone holds the file.
+    let lines = send_to_all(&h, &path, &dir, 10).await;
+    assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), data);
+    let direct = lines.iter().filter(|l| l.contains("done, SHA-256 verified") && !l.contains("peer(s)")).count();
+    let from_peers = lines.iter().filter(|l| l.contains("peer(s), every chunk checked against its BLAKE3 tree")).count();
+    assert_eq!((direct, from_peers), (1, 4), "{lines:#?}");
+}
+
+/// Holders that cannot be reached (they announce an address nothing listens on) do not
+/// stall anyone: after a few refused rounds each target fetches from the server.
+async fn unreachable_holders_send_targets_to_the_server(backend: Backend) {
+    let Some(mut h) = Harness::start_with(backend, |c| {
+        c.p2p_direct = 1;
+        c.p2p_min_bytes = 1024 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    for i in 0..3 {
+        // Listening on 127.0.0.1 only, registered as 127.0.0.6x: peers are refused.
+        h.add_agent_with(&format!("127.0.0.{}", 61 + i), |c| c.peer_listen = Some("127.0.0.1:0".into()));
+    }
+    h.wait_connected(3).await;
+    let data = content(3 * 1024 * 1024);
+    let path = upload(&h, "f.bin", &data).await;
+    let dir = h.dir.path().join("dest");
+    let lines = send_to_all(&h, &path, &dir, 20).await;
+    assert_eq!(std::fs::read(dir.join("f.bin")).unwrap(), data);
+    assert!(lines.iter().filter(|l| l.contains("no peer could serve")).count() >= 1, "{lines:#?}");
+}
+
+mod targets_fetch_from_one_another {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::targets_fetch_from_one_another(super::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::targets_fetch_from_one_another(super::Backend::Postgres).await;
+    }
+}
+
+mod unreachable_holders_send_targets_to_the_server {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::unreachable_holders_send_targets_to_the_server(super::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::unreachable_holders_send_targets_to_the_server(super::Backend::Postgres).await;
+    }
+}
