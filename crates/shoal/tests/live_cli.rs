@@ -215,6 +215,9 @@ fn ctrl_c_on_a_terminal_asks() {
     let mut child = Command::new("script")
         .args(["-qfec", &inner, "/dev/null"])
         .env("SHELL", "/bin/sh")
+        // The progress bar (which the test waits for) is drawn only on a terminal that says
+        // what it is.
+        .env("TERM", "xterm")
         .env("SHOAL_URL", format!("http://127.0.0.1:{port}"))
         .env("SHOAL_APP_CODE", APP)
         .env("SHOAL_APP_SECRET", SECRET)
@@ -227,28 +230,42 @@ fn ctrl_c_on_a_terminal_asks() {
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    // The terminal's output, read on a thread so that a missing prompt fails the test
+    // instead of hanging it.
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
     let mut seen = String::new();
-    let mut buf = [0u8; 256];
+    let wait_for = |what: &str, seen: &mut String| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !seen.contains(what) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => panic!("no {what:?} on the terminal: {seen}"),
+            }
+        }
+    };
     // The progress bar shows once the CLI follows the job (and listens for ^C).
-    while !seen.contains("hosts done") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0, "no progress bar: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    wait_for("hosts done", &mut seen);
     let (job, status) = newest_job(port).unwrap();
     assert_eq!(status, 2);
     input.write_all(b"\x03").unwrap();
     input.flush().unwrap();
-    while !seen.contains("terminate the job or detach") {
-        let n = out.read(&mut buf).unwrap();
-        assert!(n > 0, "no question asked: {seen}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    wait_for("terminate the job or detach", &mut seen);
     input.write_all(b"t\n").unwrap();
     input.flush().unwrap();
     let mut rest = String::new();
-    out.read_to_string(&mut rest).unwrap();
+    while let Ok(bytes) = rx.recv_timeout(Duration::from_secs(60)) {
+        rest.push_str(&String::from_utf8_lossy(&bytes));
+    }
     let status = child.wait().unwrap();
     assert!(rest.contains(&format!("job {job}: terminating")), "{seen}{rest}");
     assert_eq!(status.code(), Some(1), "{seen}{rest}");
