@@ -50,6 +50,7 @@ pub struct Metrics {
     connected_agents: Gauge,
     ingest_lag_seconds: Gauge<f64, AtomicU64>,
     ingest_blocked: Gauge,
+    blob_bytes_served: Counter,
 }
 
 impl Default for Metrics {
@@ -71,6 +72,7 @@ impl Metrics {
             connected_agents: Gauge::default(),
             ingest_lag_seconds: Gauge::default(),
             ingest_blocked: Gauge::default(),
+            blob_bytes_served: Counter::default(),
         };
         registry.register("jobs_started", "Jobs started", m.jobs_started.clone());
         registry.register("jobs_finished", "Jobs finished, by final status (JOB's code)", m.jobs_finished.clone());
@@ -88,6 +90,11 @@ impl Metrics {
             "1 while agents' results cannot be committed (the store refuses them)",
             m.ingest_blocked.clone(),
         );
+        registry.register(
+            "blob_bytes_served",
+            "File content this server sent to target agents (what peers serve one another is not counted)",
+            m.blob_bytes_served.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -101,6 +108,10 @@ impl Metrics {
 
     pub fn host_task_finished(&self, status: i32) {
         self.host_tasks_finished.get_or_create(&StatusLabel { status }).inc();
+    }
+
+    pub fn blob_bytes_served(&self, n: u64) {
+        self.blob_bytes_served.inc_by(n);
     }
 
     pub fn store_error(&self, source: &'static str) {

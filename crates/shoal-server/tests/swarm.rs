@@ -57,6 +57,13 @@ async fn send_to_all(h: &Harness, path: &str, dir: &std::path::Path, limit: i64)
     lines
 }
 
+/// What the server's `shoal_blob_bytes_served_total` says.
+async fn served(h: &Harness) -> u64 {
+    let text = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap().text().await.unwrap();
+    let line = text.lines().find(|l| l.starts_with("shoal_blob_bytes_served_total ")).expect("the counter is exposed");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 fn content(size: usize) -> Vec<u8> {
     (0..size).map(|i| ((i * 31) ^ (i >> 11)) as u8).collect()
 }
@@ -81,8 +88,11 @@ async fn targets_fetch_from_one_another(backend: Backend) {
     let dir = h.dir.path().join("dest");
     // 10 MB/s each: the first copy takes about a second, long enough for every target to
     // have asked before anyone holds the file.
+    let before = served(&h).await;
     let lines = send_to_all(&h, &path, &dir, 10).await;
     assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), data);
+    // The server sent the file once, not five times.
+    assert_eq!(served(&h).await - before, data.len() as u64);
     let direct = lines.iter().filter(|l| l.contains("done, SHA-256 verified") && !l.contains("peer(s)")).count();
     let from_peers = lines.iter().filter(|l| l.contains("peer(s), every chunk checked against its BLAKE3 tree")).count();
     assert_eq!((direct, from_peers), (1, 4), "{lines:#?}");

@@ -102,15 +102,20 @@ pub async fn blob(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, he
     if from > size {
         return error(StatusCode::RANGE_NOT_SATISFIABLE, format!("the blob has {size} bytes"));
     }
-    let stream = futures_util::stream::unfold(reader, |mut r| async move {
-        let mut buf = vec![0u8; PIECE];
-        match r.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), r))
+    let counted = shared.clone();
+    let stream = futures_util::stream::unfold(reader, move |mut r| {
+        let counted = counted.clone();
+        async move {
+            let mut buf = vec![0u8; PIECE];
+            match r.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    counted.gateway.metrics.blob_bytes_served(n as u64);
+                    Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), r))
+                }
+                Err(e) => Some((Err(e), r)),
             }
-            Err(e) => Some((Err(e), r)),
         }
     });
     let mut resp = Response::new(Body::from_stream(stream));
