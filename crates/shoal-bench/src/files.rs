@@ -99,12 +99,21 @@ async fn skipped(server: &Child, job: i64, step: i64, hosts: &[i64]) -> anyhow::
     Ok(n)
 }
 
-pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool) -> anyhow::Result<()> {
+/// What the server's `shoal_blob_bytes_served_total` says.
+async fn served_bytes(server: &Child) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{}/metrics", server.url)).await?.text().await?;
+    let line = text.lines().find(|l| l.starts_with("shoal_blob_bytes_served_total ")).context("no blob bytes counter")?;
+    Ok(line.split_whitespace().nth(1).context("no value")?.parse()?)
+}
+
+pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool, p2p_direct: Option<usize>) -> anyhow::Result<()> {
     // On the disk the build lives on (not a tmpfs).
     let base = std::env::current_dir()?.join("target").join("bench-files");
     std::fs::create_dir_all(&base)?;
     let dir = tempfile::tempdir_in(&base)?;
-    let server = Child::start(dir.path(), None).await?;
+    let p2p = p2p_direct.map(|n| n.to_string());
+    let env: Vec<(&str, &str)> = p2p.as_deref().map(|n| ("SHOAL_P2P_DIRECT", n)).into_iter().collect();
+    let server = Child::start_with(dir.path(), None, &env).await?;
     let mut kids = start_agents(&server, dir.path(), agents)?;
     let result = async {
         let hosts = server.wait_agents(agents, Duration::from_secs(120)).await?;
@@ -115,8 +124,10 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool) -> anyh
         let mut shoal = Vec::new();
         let mut skips = Vec::new();
         let mut peak = 0;
+        let mut served = Vec::new();
         for _ in 0..runs {
             let _ = std::fs::remove_dir_all(&target);
+            let before = served_bytes(&server).await?;
             let sampler = crate::sample_rss(server.pid());
             let t0 = Instant::now();
             let v = server
@@ -139,6 +150,7 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool) -> anyh
                 bail!("job {job}: {ok} of {total} hosts succeeded");
             }
             skips.push(skipped(&server, job, step, &hosts).await?);
+            served.push((served_bytes(&server).await? - before) as f64 / (1024.0 * 1024.0));
         }
         let _ = std::fs::remove_dir_all(&target);
         // `cp` into as many directories, then `sync`.
@@ -161,8 +173,10 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool) -> anyh
         }
         let (s, c) = (median(shoal.clone()), median(cp.clone()));
         println!(
-            "files agents={agents} mb={mb} runs={runs} shoal_median_s={s:.2} cp_median_s={c:.2} ratio_shoal_over_cp={:.2} server_rss_peak_kib={peak} skipped_hosts={skips:?} all_shoal_s={:?}",
+            "files agents={agents} mb={mb} runs={runs} p2p_direct={} shoal_median_s={s:.2} cp_median_s={c:.2} ratio_shoal_over_cp={:.2} server_rss_peak_kib={peak} server_sent_mib={:?} skipped_hosts={skips:?} all_shoal_s={:?}",
+            p2p_direct.map_or("default".to_string(), |n| n.to_string()),
             s / c,
+            served.iter().map(|m| format!("{m:.0}")).collect::<Vec<_>>(),
             shoal.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>()
         );
         if ansible {

@@ -127,6 +127,9 @@ enum Cmd {
         runs: usize,
         #[arg(long)]
         ansible: bool,
+        /// The server's `p2p_direct` (0: peer-to-peer off) [default: the server's default].
+        #[arg(long)]
+        p2p_direct: Option<usize>,
     },
     /// The same real-process job on N hosts through Shoal and through Ansible ad-hoc
     /// (`ansible` must be on PATH; local connection, forks 50).
@@ -175,7 +178,7 @@ fn main() -> anyhow::Result<()> {
             Cmd::Sustained { hosts, rate, secs, store, work } => sustained::sustained(store, hosts, rate, secs, work).await,
             Cmd::Footprint { agents } => footprint(agents).await,
             Cmd::Ansible { hosts, runs } => ansible(hosts, runs).await,
-            Cmd::Files { agents, mb, runs, ansible } => files::files(agents, mb, runs, ansible).await,
+            Cmd::Files { agents, mb, runs, ansible, p2p_direct } => files::files(agents, mb, runs, ansible, p2p_direct).await,
             Cmd::FilesSim { hosts, mb, runs } => files::files_sim(hosts, mb, runs).await,
         }
     })
