@@ -91,11 +91,11 @@ async fn targets_fetch_from_one_another(backend: Backend) {
     let before = served(&h).await;
     let lines = send_to_all(&h, &path, &dir, 10).await;
     assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), data);
-    // The server sent the file once, not five times.
-    assert_eq!(served(&h).await - before, data.len() as u64);
     let direct = lines.iter().filter(|l| l.contains("done, SHA-256 verified") && !l.contains("peer(s)")).count();
     let from_peers = lines.iter().filter(|l| l.contains("peer(s), every chunk checked against its BLAKE3 tree")).count();
     assert_eq!((direct, from_peers), (1, 4), "{lines:#?}");
+    // The server sent the file once, not five times.
+    assert_eq!(served(&h).await - before, data.len() as u64, "{lines:#?}");
 }
 
 /// Holders that cannot be reached (they announce an address nothing listens on) do not
@@ -120,6 +120,68 @@ async fn unreachable_holders_send_targets_to_the_server(backend: Backend) {
     let lines = send_to_all(&h, &path, &dir, 20).await;
     assert_eq!(std::fs::read(dir.join("f.bin")).unwrap(), data);
     assert!(lines.iter().filter(|l| l.contains("no peer could serve")).count() >= 1, "{lines:#?}");
+}
+
+/// A terminate while targets fetch from their peers leaves no piece file behind.
+async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) {
+    let Some(mut h) = Harness::start_with(backend, |c| {
+        c.p2p_direct = 1;
+        c.p2p_min_bytes = 1024 * 1024;
+    })
+    .await
+    else {
+        return;
+    };
+    for i in 0..3 {
+        h.add_agent_with(&format!("127.0.0.{}", 71 + i), |_| {});
+    }
+    h.wait_connected(3).await;
+    let data = content(6 * 1024 * 1024);
+    let path = upload(&h, "t.bin", &data).await;
+    // Every host holds the file after this; the next transfer comes from peers only.
+    send_to_all(&h, &path, &h.dir.path().join("first"), 0).await;
+    let before = served(&h).await;
+    let dir = h.dir.path().join("second");
+    let hosts = h.host_ids().await;
+    let (_, v) = h
+        .post(
+            "fast_transfer_file",
+            with_scope(json!({
+                "account_alias": USER, "file_target_path": dir.to_str().unwrap(),
+                "file_source_list": [{"file_list": [path], "file_type": 2}],
+                "target_server": {"host_id_list": hosts}, "download_speed_limit": 1,
+            })),
+        )
+        .await;
+    let job = v["data"]["job_instance_id"].as_i64().unwrap();
+    let pieces = |dir: &std::path::Path| files_under(dir).into_iter().filter(|p| p.to_string_lossy().ends_with(".shoal-pieces")).count();
+    wait_for("pieces arriving from peers", Duration::from_secs(30), || {
+        let dir = dir.clone();
+        async move { dir.exists() && pieces(&dir) > 0 }
+    })
+    .await;
+    let (_, v) = h.post("operate_job_instance", with_scope(json!({"job_instance_id": job, "operation_code": 1}))).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let st = h.wait_finished(job, Duration::from_secs(30)).await;
+    assert!(hosts_of(&st).iter().all(|r| r["status"] == 403), "{st}");
+    wait_for("piece files removed", Duration::from_secs(10), || {
+        let dir = dir.clone();
+        async move { pieces(&dir) == 0 }
+    })
+    .await;
+    assert!(!dir.join("t.bin").exists());
+    assert_eq!(served(&h).await, before, "the server sent nothing: the pieces came from peers");
+}
+
+mod a_terminate_while_fetching_from_peers_leaves_nothing {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sqlite() {
+        super::a_terminate_while_fetching_from_peers_leaves_nothing(super::Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn postgres() {
+        super::a_terminate_while_fetching_from_peers_leaves_nothing(super::Backend::Postgres).await;
+    }
 }
 
 mod targets_fetch_from_one_another {

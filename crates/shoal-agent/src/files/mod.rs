@@ -299,10 +299,13 @@ async fn one_file<S: ChunkSink>(
     let swarm = f.swarm.as_deref().zip(fetcher.peers.as_deref());
     let mut direct_note = None;
     if let Some((secret, peers)) = swarm {
-        match from_swarm(fetcher, peers, secret, t, f, &partial, logs, kill).await {
+        // Pieces land anywhere in this file, so it is never resumed as a download from the
+        // server is: kept apart, and removed whenever the download from peers stops.
+        let pieces = partial.with_extension("shoal-pieces");
+        match from_swarm(fetcher, peers, secret, t, f, &pieces, logs, kill).await {
             Ok(Swarmed::Fetched { outboard, peers_used, started }) => {
-                if let Err(e) = place.install(&partial, &dest, f.mode).await {
-                    let _ = tokio::fs::remove_file(&partial).await;
+                if let Err(e) = place.install(&pieces, &dest, f.mode).await {
+                    let _ = tokio::fs::remove_file(&pieces).await;
                     return Err(Failure::Transfer(format!("cannot place {}: {e}", dest.display())));
                 }
                 let secs = started.elapsed().as_secs_f64().max(0.001);
@@ -311,13 +314,12 @@ async fn one_file<S: ChunkSink>(
                 fetcher.serve(peers, f, &dest, outboard, secret).await;
                 return Ok(());
             }
-            Ok(Swarmed::Direct(why)) => direct_note = why,
+            Ok(Swarmed::Direct(why)) => {
+                let _ = tokio::fs::remove_file(&pieces).await;
+                direct_note = why;
+            }
             Err(failure) => {
-                if let Failure::Killed(k) = &failure {
-                    drop_partial(&partial, *k).await;
-                } else {
-                    let _ = tokio::fs::remove_file(&partial).await;
-                }
+                let _ = tokio::fs::remove_file(&pieces).await;
                 return Err(failure);
             }
         }
@@ -593,9 +595,6 @@ async fn from_swarm<S: ChunkSink>(
             Err(FetchError::Killed(k)) => return Err(Failure::Killed(k)),
         };
         if answer.direct {
-            if download.is_some() {
-                let _ = tokio::fs::remove_file(partial).await;
-            }
             return Ok(Swarmed::Direct(fallback_why.take()));
         }
         if answer.seeds.is_empty() {

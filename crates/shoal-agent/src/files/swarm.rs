@@ -13,13 +13,13 @@
 //! (so only the announced holder can answer, and nothing on the wire is readable). The
 //! receiver proves it was given the blob by the server with the blob's swarm secret, which
 //! the holder got with its own copy. A holder serves at most [`UPLOAD_SLOTS`] peers at once
-//! (the others are told it is busy and go elsewhere) and only while the file it placed is
-//! still the same inode; the content is checked against the tree as it is read, so a file
+//! (the others are told it is busy and go elsewhere), from the file it placed (a regular
+//! file, never through a link), checking the content against the tree as it reads: a file
 //! changed on disk since is never served.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,8 +73,6 @@ enum Reply {
 /// A blob this host holds and serves.
 struct Held {
     path: PathBuf,
-    dev: u64,
-    ino: u64,
     size: u64,
     outboard: PreOrderMemOutboard,
     secret: String,
@@ -146,15 +144,7 @@ impl Peers {
     /// for [`SEED_TTL`].
     pub fn hold(&self, path: &Path, outboard: PreOrderMemOutboard, secret: &str) -> std::io::Result<()> {
         let m = std::fs::symlink_metadata(path)?;
-        let held = Held {
-            path: path.to_path_buf(),
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.len(),
-            outboard,
-            secret: secret.to_string(),
-            until: Instant::now() + SEED_TTL,
-        };
+        let held = Held { path: path.to_path_buf(), size: m.len(), outboard, secret: secret.to_string(), until: Instant::now() + SEED_TTL };
         let mut map = self.held.lock().expect("held lock");
         let now = Instant::now();
         map.retain(|_, h| h.until > now);
@@ -234,16 +224,19 @@ fn same_secret(a: &str, b: &str) -> bool {
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The held file, if it is still the inode that was placed (not replaced, not a link).
+/// The held file: a regular file of the blob's size, not reached through a link at its
+/// name. It may have been replaced since it was placed (another target sharing the file
+/// system placed the same file over it); what is sent is checked against the blob's tree as
+/// it is read, so only the blob's own bytes ever leave.
 fn open_same(h: &Held) -> Result<std::fs::File, String> {
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(&h.path)
         .map_err(|e| format!("the held file cannot be opened: {e}"))?;
     let m = f.metadata().map_err(|e| e.to_string())?;
-    if m.dev() != h.dev || m.ino() != h.ino || m.len() != h.size {
-        return Err("the held file was replaced since it was placed".into());
+    if !m.is_file() || m.len() != h.size {
+        return Err("the held file was changed since it was placed".into());
     }
     Ok(f)
 }
