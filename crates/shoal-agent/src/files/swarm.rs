@@ -34,12 +34,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use tokio_util::io::SyncIoBridge;
 
 /// Chunk groups of 16 KiB: the unit a peer's data is checked in.
 pub const BLOCK: BlockSize = BlockSize::from_chunk_log(4);
 /// Bytes a receiver asks one peer for at a time.
-const PIECE: u64 = 1 << 20;
+const PIECE: u64 = 4 << 20;
 /// Peers one holder serves at once.
 pub const UPLOAD_SLOTS: usize = 4;
 /// Peers one receiver fetches from at once.
@@ -50,6 +49,10 @@ pub const SEED_TTL: Duration = Duration::from_secs(15 * 60);
 const PEER_NAME: &str = "shoal-peer";
 /// Longest wait to connect, or for a peer's answer line.
 const PEER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a peer may send or take nothing in the middle of a piece.
+const STALL: Duration = Duration::from_secs(30);
+/// A holder closes a connection idle this long (and frees its upload slot).
+const IDLE: Duration = Duration::from_secs(20);
 
 /// What a receiver asks a holder for: chunks `[start, end)` of blob `blake3`.
 #[derive(Serialize, Deserialize)]
@@ -152,58 +155,72 @@ impl Peers {
         Ok(())
     }
 
+    /// One peer's connection: requests one after another, each answered with the encoded
+    /// range; the upload slot is held while the connection lasts.
     async fn serve(&self, stream: TcpStream, acceptor: tokio_rustls::TlsAcceptor) -> anyhow::Result<()> {
+        let _ = stream.set_nodelay(true);
         let tls = tokio::time::timeout(PEER_TIMEOUT, acceptor.accept(stream)).await??;
-        let mut reader = tokio::io::BufReader::new(tls);
-        let mut line = String::new();
-        tokio::time::timeout(PEER_TIMEOUT, (&mut reader).take(4096).read_line(&mut line)).await??;
-        let mut tls = reader.into_inner();
-        let answer = |r: Reply| {
-            let mut s = serde_json::to_string(&r).expect("a reply serialises");
-            s.push('\n');
-            s
-        };
-        let Ok(req) = serde_json::from_str::<Request>(&line) else {
-            tls.write_all(answer(Reply::Refused("not a request".into())).as_bytes()).await?;
-            return Ok(());
-        };
-        let held = self.held.lock().expect("held lock").get(&req.blake3).filter(|h| h.until > Instant::now()).cloned();
-        let Some(held) = held.filter(|h| same_secret(&h.secret, &req.secret)) else {
-            tls.write_all(answer(Reply::Refused("this host does not serve that blob to you".into())).as_bytes()).await?;
-            return Ok(());
-        };
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            tls.write_all(answer(Reply::Busy).as_bytes()).await?;
-            return Ok(());
-        };
-        let file = match open_same(&held) {
-            Ok(f) => f,
-            Err(why) => {
-                self.held.lock().expect("held lock").remove(&req.blake3);
-                tls.write_all(answer(Reply::Refused(why)).as_bytes()).await?;
-                return Ok(());
+        let (rd, mut wr) = tokio::io::split(tls);
+        let mut rd = tokio::io::BufReader::new(rd);
+        let mut slot = None;
+        loop {
+            let mut line = String::new();
+            let wait = if slot.is_some() { IDLE } else { PEER_TIMEOUT };
+            match tokio::time::timeout(wait, (&mut rd).take(4096).read_line(&mut line)).await {
+                Ok(Ok(0)) | Err(_) => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e.into()),
             }
-        };
-        tls.write_all(answer(Reply::Ok).as_bytes()).await?;
-        let ranges = ChunkRanges::from(ChunkNum(req.start)..ChunkNum(req.end));
-        let out = SyncIoBridge::new(tls);
-        let limit = req.limit;
-        let served = tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            let mut out = Throttled::new(std::io::BufWriter::with_capacity(64 * 1024, out), limit);
-            let r = encode_ranges_validated(file, &held.outboard, &ranges, &mut out);
-            let _ = out.flush();
-            if let Ok(mut inner) = out.into_inner().into_inner() {
-                let _ = inner.shutdown();
+            let Ok(req) = serde_json::from_str::<Request>(&line) else {
+                return reply(&mut wr, Reply::Refused("not a request".into())).await;
+            };
+            let held = self.held.lock().expect("held lock").get(&req.blake3).filter(|h| h.until > Instant::now()).cloned();
+            let Some(held) = held.filter(|h| same_secret(&h.secret, &req.secret)) else {
+                return reply(&mut wr, Reply::Refused("this host does not serve that blob to you".into())).await;
+            };
+            if slot.is_none() {
+                match self.slots.clone().try_acquire_owned() {
+                    Ok(s) => slot = Some(s),
+                    Err(_) => return reply(&mut wr, Reply::Busy).await,
+                }
             }
-            r
-        })
-        .await?;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, blob = %req.blake3, "a held file no longer matches its tree; not served again");
-            self.held.lock().expect("held lock").remove(&req.blake3);
+            let file = match open_same(&held) {
+                Ok(f) => f,
+                Err(why) => {
+                    self.held.lock().expect("held lock").remove(&req.blake3);
+                    return reply(&mut wr, Reply::Refused(why)).await;
+                }
+            };
+            reply(&mut wr, Reply::Ok).await?;
+            // Encoded on a blocking thread into a small queue; sent from here, where a peer
+            // that stops reading is given up on (and the encoder with it).
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+            let ranges = ChunkRanges::from(ChunkNum(req.start)..ChunkNum(req.end));
+            let limit = req.limit;
+            let encode_held = held.clone();
+            let encoder = tokio::task::spawn_blocking(move || {
+                let mut out = Throttled::new(ChanWriter { tx, buf: Vec::with_capacity(64 * 1024) }, limit);
+                let r = encode_ranges_validated(file, &encode_held.outboard, &ranges, &mut out);
+                r.and_then(|()| out.flush().map_err(bao_tree::io::EncodeError::Io))
+            });
+            while let Some(chunk) = rx.recv().await {
+                if tokio::time::timeout(STALL, wr.write_all(&chunk)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            wr.flush().await?;
+            use bao_tree::io::EncodeError as E;
+            match encoder.await? {
+                Ok(()) => {}
+                Err(e @ (E::LeafHashMismatch(_) | E::ParentHashMismatch(_) | E::SizeMismatch)) => {
+                    tracing::warn!(error = %e, blob = %req.blake3, "a held file no longer matches its tree; not served again");
+                    self.held.lock().expect("held lock").remove(&req.blake3);
+                    return Ok(());
+                }
+                // The peer went away.
+                Err(_) => return Ok(()),
+            }
         }
-        Ok(())
     }
 
     fn client_config(&self, cert_sha256: &str) -> anyhow::Result<rustls::ClientConfig> {
@@ -215,6 +232,61 @@ impl Peers {
                 provider: self.provider.clone(),
             }))
             .with_no_client_auth())
+    }
+}
+
+/// Writes one answer line.
+async fn reply<W: tokio::io::AsyncWrite + Unpin>(wr: &mut W, r: Reply) -> anyhow::Result<()> {
+    let mut line = serde_json::to_string(&r).expect("a reply serialises");
+    line.push('\n');
+    wr.write_all(line.as_bytes()).await?;
+    wr.flush().await?;
+    Ok(())
+}
+
+/// A blocking writer whose bytes an async task sends on; it fails once that task gave up.
+struct ChanWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChanWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(64 * 1024));
+            self.tx.blocking_send(chunk).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the peer is gone"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A blocking reader of what an async task reads from a peer; it ends (EOF) once that task
+/// stops, on a stall or the end of the connection.
+struct ChanReader {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        self.cur = self.cur.slice(n..);
+        Ok(n)
     }
 }
 
@@ -310,10 +382,6 @@ impl<T> Throttled<T> {
         if let Some(wait) = due.checked_sub(self.since.elapsed()) {
             std::thread::sleep(wait);
         }
-    }
-
-    fn into_inner(self) -> T {
-        self.inner
     }
 }
 
@@ -479,72 +547,126 @@ struct Worker {
     done: Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// A connection to a holder, kept for the pieces a worker takes from it.
+struct Conn {
+    rd: tokio::io::BufReader<tokio::io::ReadHalf<tokio_rustls::client::TlsStream<TcpStream>>>,
+    wr: tokio::io::WriteHalf<tokio_rustls::client::TlsStream<TcpStream>>,
+}
+
 impl Worker {
     async fn run(self) -> Result<(), PeerError> {
+        let mut conn = None;
         loop {
             let Some(piece) = self.missing.lock().expect("pieces lock").pop_front() else { return Ok(()) };
-            if let Err(e) = self.piece(piece).await {
+            if let Err(e) = self.piece(&mut conn, piece).await {
                 self.missing.lock().expect("pieces lock").push_back(piece);
                 return Err(e);
             }
         }
     }
 
-    /// Fetches piece `n`, checking every chunk group before writing it.
-    async fn piece(&self, n: u64) -> Result<(), PeerError> {
+    async fn connect(&self) -> Result<Conn, PeerError> {
+        let bad = |e: String| PeerError::Bad(format!("{}: {e}", self.seed.addr));
+        let tcp = tokio::time::timeout(PEER_TIMEOUT, TcpStream::connect(&self.seed.addr))
+            .await
+            .map_err(|_| bad("no answer".into()))?
+            .map_err(|e| bad(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let name = ServerName::try_from(PEER_NAME).expect("a valid name");
+        let tls = tokio::time::timeout(PEER_TIMEOUT, tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp))
+            .await
+            .map_err(|_| bad("TLS timed out".into()))?
+            .map_err(|e| bad(e.to_string()))?;
+        let (rd, wr) = tokio::io::split(tls);
+        Ok(Conn { rd: tokio::io::BufReader::with_capacity(64 * 1024, rd), wr })
+    }
+
+    /// Fetches piece `n` over `conn` (connecting first if need be), checking every chunk
+    /// group before writing it.
+    async fn piece(&self, conn: &mut Option<Conn>, n: u64) -> Result<(), PeerError> {
+        let bad = |e: String| PeerError::Bad(format!("{}: {e}", self.seed.addr));
         let chunks = self.tree.chunks().0;
         let per = PIECE / 1024;
         let (start, end) = (n * per, ((n + 1) * per).min(chunks.max(1)));
-        let tcp = tokio::time::timeout(PEER_TIMEOUT, TcpStream::connect(&self.seed.addr))
-            .await
-            .map_err(|_| PeerError::Bad(format!("{}: no answer", self.seed.addr)))?
-            .map_err(|e| PeerError::Bad(format!("{}: {e}", self.seed.addr)))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(PEER_NAME).expect("a valid name");
-        let mut tls = tokio::time::timeout(PEER_TIMEOUT, tokio_rustls::TlsConnector::from(self.config.clone()).connect(name, tcp))
-            .await
-            .map_err(|_| PeerError::Bad(format!("{}: TLS timed out", self.seed.addr)))?
-            .map_err(|e| PeerError::Bad(format!("{}: {e}", self.seed.addr)))?;
+        if conn.is_none() {
+            *conn = Some(self.connect().await?);
+        }
+        let c = conn.as_mut().expect("connected");
         let req = Request { blake3: self.root.to_hex().to_string(), secret: self.secret.clone(), start, end, limit: self.limit };
         let mut line = serde_json::to_string(&req).expect("a request serialises");
         line.push('\n');
-        tls.write_all(line.as_bytes()).await.map_err(|e| PeerError::Bad(e.to_string()))?;
-        tls.flush().await.map_err(|e| PeerError::Bad(e.to_string()))?;
-        let mut reader = tokio::io::BufReader::new(tls);
+        let sent = async {
+            c.wr.write_all(line.as_bytes()).await?;
+            c.wr.flush().await
+        };
+        tokio::time::timeout(PEER_TIMEOUT, sent).await.map_err(|_| bad("not taking requests".into()))?.map_err(|e| bad(e.to_string()))?;
         let mut answer = String::new();
-        tokio::time::timeout(PEER_TIMEOUT, (&mut reader).take(4096).read_line(&mut answer))
+        tokio::time::timeout(PEER_TIMEOUT, (&mut c.rd).take(4096).read_line(&mut answer))
             .await
-            .map_err(|_| PeerError::Bad(format!("{}: no answer", self.seed.addr)))?
-            .map_err(|e| PeerError::Bad(e.to_string()))?;
+            .map_err(|_| bad("no answer".into()))?
+            .map_err(|e| bad(e.to_string()))?;
         match serde_json::from_str::<Reply>(&answer) {
             Ok(Reply::Ok) => {}
             Ok(Reply::Busy) => return Err(PeerError::Busy),
-            Ok(Reply::Refused(why)) => return Err(PeerError::Bad(format!("{}: {why}", self.seed.addr))),
-            Err(_) => return Err(PeerError::Bad(format!("{}: not a peer's answer", self.seed.addr))),
+            Ok(Reply::Refused(why)) => return Err(bad(why)),
+            Err(_) => return Err(bad("not a peer's answer".into())),
         }
-        // Anything read past the answer line is the start of the encoded range.
-        let ahead = reader.buffer().to_vec();
-        let encoded = SyncIoBridge::new(reader.into_inner());
-        let (root, tree, file, done, limit, addr) =
-            (self.root, self.tree, self.file.clone(), self.done.clone(), self.limit, self.seed.addr.clone());
-        tokio::task::spawn_blocking(move || {
+        // Read here (where a stall is seen), decoded and checked on a blocking thread.
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        let (root, tree, file, done, limit) = (self.root, self.tree, self.file.clone(), self.done.clone(), self.limit);
+        let decoder = tokio::task::spawn_blocking(move || {
             let ranges = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
-            let input =
-                Throttled::new(std::io::BufReader::with_capacity(64 * 1024, Read::chain(std::io::Cursor::new(ahead), encoded)), limit);
-            for item in DecodeResponseIter::new(root, tree, input, &ranges) {
+            let input = Throttled::new(ChanReader { rx, cur: bytes::Bytes::new() }, limit);
+            for item in DecodeResponseIter::new(root, tree, std::io::BufReader::with_capacity(64 * 1024, input), &ranges) {
                 match item {
                     Ok(BaoContentItem::Leaf(leaf)) => {
                         file.write_all_at(&leaf.data, leaf.offset).map_err(PeerError::Write)?;
                         done.fetch_add(leaf.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                     Ok(BaoContentItem::Parent(_)) => {}
-                    Err(e) => return Err(PeerError::Bad(format!("{addr}: {e}"))),
+                    Err(e) => return Err(PeerError::Bad(e.to_string())),
                 }
             }
             Ok(())
-        })
-        .await
-        .map_err(|e| PeerError::Bad(e.to_string()))?
+        });
+        let pump = async {
+            // Owned here: when the pump stops, the decoder sees the end of its input.
+            let tx = tx;
+            loop {
+                let read = tokio::select! {
+                    // The decoder has all it needs: the piece is done.
+                    _ = tx.closed() => return Ok(()),
+                    r = tokio::time::timeout(STALL, c.rd.fill_buf()) => r,
+                };
+                let got = match read {
+                    Err(_) => return Err(bad("stalled".into())),
+                    Ok(Err(e)) => return Err(bad(e.to_string())),
+                    Ok(Ok([])) => return Err(bad("closed the connection mid-piece".into())),
+                    Ok(Ok(b)) => bytes::Bytes::copy_from_slice(b),
+                };
+                let n = got.len();
+                if tx.send(got).await.is_err() {
+                    return Ok(());
+                }
+                c.rd.consume(n);
+            }
+        };
+        let pumped = pump.await;
+        let decoded = decoder.await.map_err(|e| PeerError::Bad(e.to_string()))?;
+        match (decoded, pumped) {
+            (Ok(()), _) => Ok(()),
+            (Err(PeerError::Bad(why)), Err(link)) => {
+                *conn = None;
+                Err(PeerError::Bad(format!("{why} ({link:?})")))
+            }
+            (Err(e), _) => {
+                *conn = None;
+                Err(match e {
+                    PeerError::Bad(why) => bad(why),
+                    other => other,
+                })
+            }
+        }
     }
 }
 
