@@ -70,6 +70,7 @@ export function show(main, { args }) {
   }
 
   function drawSteps() {
+    const kept = []; // open host lists, put back where they were scrolled to
     clear(steps, snap.steps.map((step) => {
       const groups = step.groups.map((g) => {
         const on = sel.step === step.step_instance_id && sel.group === g.key;
@@ -88,11 +89,7 @@ export function show(main, { args }) {
             g.host_count > g.hosts.length && !allHosts.has(`${step.step_instance_id}/${g.key}`)
               ? h('button', { class: 'plain all-hosts', onclick: (e) => { e.stopPropagation(); loadAll(step, g); } }, t('all_hosts', g.host_count)) : null));
           const all = allHosts.get(`${step.step_instance_id}/${g.key}`);
-          if (all) {
-            box.append(h('div', { class: 'muted' }, t('all_with_status', all.length)),
-              virtualList(all, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: (e) => { e.stopPropagation(); openLog(step, x); } },
-                `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list'));
-          }
+          if (all) { box.append(all.el); kept.push(all); }
         }
         return box;
       });
@@ -105,6 +102,7 @@ export function show(main, { args }) {
           stepButtons(step)),
         groups);
     }));
+    for (const all of kept) { all.list.scrollTop = all.top; all.list.repaint(); }
   }
 
   // A group lists its first hosts; the rest come from the job's host results (every host
@@ -115,9 +113,31 @@ export function show(main, { args }) {
       const d = await v3('get_job_instance_status', { ...sc, job_instance_id: jobId, return_ip_result: true }, 'GET');
       const st = (d.step_instance_list || []).find((x) => x.step_instance_id === step.step_instance_id);
       const hosts = ((st && st.step_ip_result_list) || []).filter((x) => x.status === g.status && x.exit_code === g.exit_code);
-      allHosts.set(`${step.step_instance_id}/${g.key}`, hosts);
+      allHosts.set(`${step.step_instance_id}/${g.key}`, hostList(step, hosts));
       drawSteps();
     } catch (ex) { err.show(ex); }
+  }
+
+  // A group's every host as a virtual list (however many, only the visible rows are in the
+  // page), with a filter by IP or host id. Made once and kept across snapshots, scrolled
+  // where it was.
+  function hostList(step, hosts) {
+    const entry = { top: 0 };
+    const count = h('span', { class: 'muted' }, t('all_with_status', hosts.length));
+    const list = virtualList(hosts, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: () => openLog(step, x) },
+      `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list');
+    list.addEventListener('scroll', () => { entry.top = list.scrollTop; });
+    const filter = h('input', { type: 'search', class: 'all-hosts-search', placeholder: t('filter_hosts'), oninput: () => {
+      const q = filter.value.trim();
+      const shown = q ? hosts.filter((x) => (x.ip || '').includes(q) || String(x.bk_host_id) === q) : hosts;
+      count.textContent = q ? t('hosts_matched', shown.length, hosts.length) : t('all_with_status', hosts.length);
+      list.setItems(shown);
+      entry.top = 0;
+    } });
+    // Clicks inside the list are the list's, not the group's (which would close).
+    entry.el = h('div', { class: 'all-hosts-box', onclick: (e) => e.stopPropagation() }, h('div', { class: 'row' }, count, filter), list);
+    entry.list = list;
+    return entry;
   }
 
   // The open log: its host and step, and when it was last read (a running host's log is read
@@ -191,7 +211,7 @@ export function show(main, { args }) {
         rows.push(row);
       }
       clear(spacer, rows);
-      info.textContent = t('lines', shown.length === lines.length ? lines.length : `${shown.length}/${lines.length}`);
+      info.textContent = t('lines', term ? `${shown.length}/${lines.length}` : lines.length);
     };
     let raf = 0;
     box.addEventListener('scroll', () => { if (!raf) raf = requestAnimationFrame(() => { raf = 0; paint(); }); });

@@ -1,0 +1,124 @@
+// The job page on a job of 50,000 hosts (written to the store the server reads by
+// crates/shoal/tests/console.rs): the page stays responsive and its DOM bounded — groups, a
+// virtual list of a group's hosts scrolled to its last host and filtered, a host's log
+// searched. Exits non-zero on the first failed expectation.
+import { chromium } from 'playwright-core';
+
+const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
+const URL_ = env('SHOAL_URL');
+const USER = env('SHOAL_USER'); const PASSWORD = env('SHOAL_PASSWORD');
+const JOB = env('SHOAL_JOB');
+const HOSTS = Number(env('SHOAL_HOST_COUNT'));
+const FAILED = Number(env('SHOAL_FAILED_COUNT'));
+const LAST_IP = env('SHOAL_LAST_IP');
+const T = 120_000;
+// What a click may take before the page shows its answer: generous (a shared, loaded CI
+// machine), yet far below what 50,000 DOM rows cost.
+const CLICK_MS = 3_000;
+// Rows of a virtual list in the page at a time: the visible ones and a margin, never all.
+const MAX_ROWS = 200;
+// Elements in the whole page: a job of any size is a few groups of at most 100 listed hosts.
+const MAX_ELEMENTS = 3_000;
+
+function check(cond, what) { if (!cond) throw new Error(`expected: ${what}`); }
+const step = (s) => console.log(`scale test: ${s}`);
+
+const browser = await chromium.launch({
+  executablePath: process.env.SHOAL_CHROMIUM || '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-dev-shm-usage'],
+});
+let failed = false;
+const page = await browser.newPage({ viewport: { width: 1360, height: 900 }, locale: 'en-US' });
+page.setDefaultTimeout(T);
+const consoleErrors = [];
+page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+const elements = () => page.evaluate(() => document.getElementsByTagName('*').length);
+const rows = () => page.$$eval('.all-hosts-list .vrow', (els) => els.length);
+// Clicks `sel` in the page and answers the milliseconds until the frame after the click's
+// work was painted.
+const timedClick = (sel) => page.evaluate(async (s) => {
+  const t0 = performance.now();
+  document.querySelector(s).click();
+  await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+  return performance.now() - t0;
+}, sel);
+
+try {
+  step('log in');
+  await page.goto(`${URL_}/console/login`);
+  await page.fill('input[name=username]', USER);
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('#login');
+  await page.waitForSelector('#who');
+
+  step(`the job of ${HOSTS} hosts: a few groups`);
+  await page.goto(`${URL_}/console/jobs/${JOB}`);
+  await page.waitForSelector('#job-status[data-status="4"]');
+  const okGroup = `.group[data-status="9"][data-count="${HOSTS - FAILED}"]`;
+  await page.waitForSelector(okGroup);
+  await page.waitForSelector(`.group[data-status="104"][data-count="${FAILED}"]`);
+  check((await page.getAttribute('.group >> nth=0', 'data-status')) === '104', 'the failed hosts come first');
+  const closed = await elements();
+  check(closed < MAX_ELEMENTS, `a bounded page (${closed} elements)`);
+
+  step('the big group opens at once, its first hosts listed');
+  const openMs = await timedClick(okGroup);
+  check(openMs < CLICK_MS, `the group opened in ${openMs.toFixed(0)} ms`);
+  await page.waitForSelector(`${okGroup}.sel .hosts button.host`);
+  const listed = (await page.$$(`${okGroup} .hosts button.host`)).length;
+  check(listed > 0 && listed <= 100, `at most 100 hosts listed (${listed})`);
+
+  step('all its hosts: a virtual list');
+  await page.click(`${okGroup} button.all-hosts`);
+  await page.waitForSelector('.all-hosts-list .vrow');
+  await page.waitForSelector(`.all-hosts-box:has-text("${HOSTS - FAILED} hosts")`);
+  let n = await rows();
+  check(n > 0 && n < MAX_ROWS, `only the visible rows of ${HOSTS - FAILED} are in the page (${n})`);
+  const open = await elements();
+  check(open < MAX_ELEMENTS, `a bounded page with the list open (${open} elements)`);
+
+  step('scrolled to the end: the last host');
+  await page.$eval('.all-hosts-list', (el) => { el.scrollTop = el.scrollHeight; });
+  await page.waitForSelector(`.all-hosts-list .vrow:text-matches("^${LAST_IP.replaceAll('.', '\\.')} ")`);
+  n = await rows();
+  check(n > 0 && n < MAX_ROWS, `still only the visible rows (${n})`);
+
+  step('filtered by IP: one host');
+  await page.fill('.all-hosts-search', LAST_IP);
+  await page.waitForFunction((ip) => {
+    const r = [...document.querySelectorAll('.all-hosts-list .vrow')];
+    return r.length === 1 && r[0].textContent.startsWith(`${ip} `);
+  }, LAST_IP);
+
+  step("that host's log, searched");
+  await page.click('.all-hosts-list .vrow >> nth=0');
+  await page.waitForSelector('#log .line:has-text("nginx/1.24.0")');
+  check(await page.isVisible('.all-hosts-search'), 'the list stays open beside the log');
+  check((await page.inputValue('.all-hosts-search')) === LAST_IP, 'and keeps its filter');
+  await page.fill('#log-search', 'nginx/1.24');
+  await page.waitForSelector('#log-info:has-text("1/1")');
+  await page.fill('#log-search', 'emerg');
+  await page.waitForSelector('#log-info:has-text("0/1")');
+
+  step('another click answers as fast');
+  const failedGroup = '.group[data-status="104"]';
+  const againMs = await timedClick(failedGroup);
+  check(againMs < CLICK_MS, `the failed group opened in ${againMs.toFixed(0)} ms`);
+  await page.waitForSelector(`${failedGroup}.sel .hosts button.host`);
+  check((await page.$$(`${failedGroup} .hosts button.host`)).length === FAILED, `its ${FAILED} hosts listed`);
+  await page.waitForSelector(`${failedGroup} pre.out:has-text("[emerg]")`);
+
+  // The login page asks who is logged in first: a 401 before logging in is expected.
+  check(consoleErrors.filter((e) => !e.includes('401')).length === 0, `no script errors: ${consoleErrors.join(' | ')}`);
+  step(`  clicks answered in ${[openMs, againMs].map((x) => x.toFixed(0)).join(', ')} ms`);
+  step('all passed');
+} catch (e) {
+  failed = true;
+  console.error(`scale test FAILED: ${e.stack || e}`);
+  try { console.error(`at ${page.url()}:\n${(await page.textContent('body')).slice(0, 3000)}`); } catch { /* page gone */ }
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
