@@ -26,6 +26,8 @@ const STRINGS = {
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
     new_cron: 'New cron job (saved paused)', plan: 'Plan', cron_expr: 'Crontab (minute hour day month weekday)', save: 'Save', delete: 'Delete',
     new_rule: 'New rule (saved disabled)', add: 'Add', next_fire: 'Next run',
+    edit: 'Edit', cancel: 'Cancel', edit_cron: 'Edit cron job', variables: 'Variables', unchanged: '(unchanged)',
+    host_list_kept: 'host list kept as it is', enabled: 'enabled', disabled: 'disabled',
   },
   zh: {
     login: '登录', logout: '退出', username: '用户名', password: '密码', login_failed: '用户名或密码错误',
@@ -53,6 +55,8 @@ const STRINGS = {
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
     new_cron: '新建定时任务（保存后为暂停）', plan: '执行方案', cron_expr: 'Crontab（分 时 日 月 周）', save: '保存', delete: '删除',
     new_rule: '新建规则（保存后为停用）', add: '添加', next_fire: '下次执行',
+    edit: '编辑', cancel: '取消', edit_cron: '编辑定时任务', variables: '全局变量', unchanged: '（不变）',
+    host_list_kept: '主机列表保持不变', enabled: '已启用', disabled: '已停用',
   },
 };
 

@@ -123,7 +123,9 @@ fn the_console_in_a_browser() {
     assert_eq!(v["data"]["state"], "pending", "{v}");
 
     // Two jobs waiting at a confirmation ops may give: one to confirm, one to reject.
-    let doc = json!({"name": "gate", "steps": [{"name": "go?", "confirm": {"message": "ship it?", "users": ["ops"]}}]});
+    // Its plan has a variable: the cron made from it on the page gets a value for it.
+    let doc = json!({"name": "gate", "variables": [{"name": "WHO", "type": "string", "value": "nobody"}],
+                     "steps": [{"name": "go?", "confirm": {"message": "ship it?", "users": ["ops"]}}]});
     let v = post_json(port, APP, "/api/shoal/v1/templates/apply", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "document": doc}));
     ok(&v, "apply gate");
     let plan = v["data"]["plans"][0]["id"].as_i64().unwrap();
@@ -155,6 +157,7 @@ fn the_console_in_a_browser() {
             ("SHOAL_GATE", path(&gate)),
             ("SHOAL_TEMPLATE", "deploy-web".into()),
             ("SHOAL_CONFIRM_JOBS", waiting.join(",")),
+            ("SHOAL_CRON_PLAN", plan.to_string()),
             ("SHOAL_FILES_DIR", path(&dir.path().join("placed"))),
             ("SHOAL_SCREENSHOT", path(&shot)),
         ],

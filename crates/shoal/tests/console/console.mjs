@@ -2,7 +2,8 @@
 // crates/shoal/tests/console.rs, which passes everything in the environment):
 // log in, run a script on hosts and watch its results arrive live, open a host's log (and a
 // 5 MB one), terminate a long job from the page, retry failed hosts, confirm and reject
-// waiting jobs, approve a template change as a second user, read and verify the audit.
+// waiting jobs, approve a template change as a second user, read and verify the audit,
+// edit a cron job and a dangerous rule in place.
 // Exits non-zero on the first failed expectation.
 import { chromium } from 'playwright-core';
 import { writeFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ const TEMPLATE = env('SHOAL_TEMPLATE');
 const FILES_DIR = env('SHOAL_FILES_DIR');
 const [TO_CONFIRM, TO_REJECT] = env('SHOAL_CONFIRM_JOBS').split(',');
 const SHOT = process.env.SHOAL_SCREENSHOT;
+const CRON_PLAN = env('SHOAL_CRON_PLAN');
 const T = 60_000;
 
 function check(cond, what) { if (!cond) throw new Error(`expected: ${what}`); }
@@ -309,6 +311,7 @@ try {
 
   step('a cron job made, started and deleted from the library');
   await page.waitForSelector('#cron-plan option', { state: 'attached' });
+  await page.selectOption('#cron-plan', CRON_PLAN);
   await page.fill('#cron-name', 'nightly-console');
   await page.fill('#cron-expr', '30 2 * * *');
   await page.click('#cron-save');
@@ -316,8 +319,24 @@ try {
   await page.waitForSelector(cronRow);
   await page.click(`${cronRow} .cron-toggle`);
   await page.waitForFunction((sel) => { const r = document.querySelector(sel); return r && r.children[2].textContent.trim() !== ''; }, cronRow);
-  await page.click(`${cronRow} .cron-delete`);
-  await page.waitForSelector(cronRow, { state: 'detached' });
+
+  step('a cron job edited in place: name, schedule and a variable');
+  await page.click(`${cronRow} .cron-edit`);
+  await page.waitForSelector('#cron-edit [data-var="WHO"]');
+  check((await page.inputValue('#cron-edit-expr')) === '30 2 * * *', 'the form shows the schedule');
+  await page.fill('#cron-edit-name', 'nightly-console-2');
+  await page.fill('#cron-edit-expr', '45 3 * * 1-5');
+  await page.fill('#cron-edit [data-var="WHO"]', 'night-shift');
+  await page.click('#cron-edit-save');
+  const editedRow = '#crons tr[data-cron="nightly-console-2"]';
+  await page.waitForSelector(`${editedRow} code:text-is("45 3 * * 1-5")`);
+  check(!(await page.$(cronRow)), 'the old name is gone');
+  // Read back from the server: the variable has its new value.
+  await page.click(`${editedRow} .cron-edit`);
+  await page.waitForFunction(() => document.querySelector('#cron-edit [data-var="WHO"]')?.value === 'night-shift');
+  check((await page.inputValue('#cron-edit-name')) === 'nightly-console-2', 'the new name is stored');
+  await page.click(`${editedRow} .cron-delete`);
+  await page.waitForSelector(editedRow, { state: 'detached' });
 
   step('read and verify the audit');
   await page.click('header a[href="/console/audit"]');
@@ -346,8 +365,21 @@ try {
   await page.click('#rule-add');
   const ruleRow = (expr) => [...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr);
   await page.waitForFunction(ruleRow, ruleExpr);
-  await page.evaluate((expr) => [...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr).querySelector('.rule-delete').click(), ruleExpr);
-  await page.waitForFunction((expr) => ![...document.querySelectorAll('tr[data-rule]')].some((r) => r.querySelector('code')?.textContent === expr), ruleExpr);
+  step('a dangerous rule edited in place: expression, action, description');
+  await page.evaluate((expr) => [...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr).querySelector('.rule-edit').click(), ruleExpr);
+  await page.waitForSelector('tr.editing .rule-edit-expr');
+  check((await page.inputValue('tr.editing .rule-edit-expr')) === ruleExpr, 'the form shows the expression');
+  const editedExpr = '(shutdown|reboot)\\b';
+  await page.fill('tr.editing .rule-edit-expr', editedExpr);
+  await page.fill('tr.editing .rule-edit-desc', 'no shutdown or reboot from a job');
+  await page.selectOption('tr.editing .rule-edit-action', '2');
+  await page.click('tr.editing .rule-save');
+  await page.waitForFunction(ruleRow, editedExpr);
+  const edited = await page.evaluate((expr) => [...[...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr).children].map((c) => c.textContent), editedExpr);
+  check(edited[1] === 'no shutdown or reboot from a job' && edited[2] === 'block', `the rule as edited: ${edited}`);
+  check(!(await page.evaluate((expr) => [...document.querySelectorAll('tr[data-rule]')].some((r) => r.querySelector('code')?.textContent === expr), ruleExpr)), 'the old expression is gone');
+  await page.evaluate((expr) => [...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr).querySelector('.rule-delete').click(), editedExpr);
+  await page.waitForFunction((expr) => ![...document.querySelectorAll('tr[data-rule]')].some((r) => r.querySelector('code')?.textContent === expr), editedExpr);
 
   check(consoleErrors.filter((e) => !e.includes('401') && !e.includes('ERR_CONNECTION_RESET')).length === 0, `no script errors: ${consoleErrors.join(' | ')}`);
   step('all passed');
