@@ -1,7 +1,8 @@
 // The job page on a job of 50,000 hosts (written to the store the server reads by
-// crates/shoal/tests/console.rs): the page stays responsive and its DOM bounded — groups, a
-// virtual list of a group's hosts scrolled to its last host and filtered, a host's log
-// searched. Exits non-zero on the first failed expectation.
+// crates/shoal/tests/console.rs): its first load is small and gzip'd; the page stays
+// responsive and its DOM bounded — groups, a virtual list of a group's hosts scrolled to its
+// last host and filtered, a host's log searched. Exits non-zero on the first failed
+// expectation.
 import { chromium } from 'playwright-core';
 
 const env = (k) => { const v = process.env[k]; if (!v) throw new Error(`${k} is not set`); return v; };
@@ -53,6 +54,39 @@ try {
   await page.click('#login');
   await page.waitForSelector('#who');
 
+  step('the job page loaded cold: under 200 KB over the wire, gzip\'d');
+  {
+    const cold = await browser.newContext({ locale: 'en-US' });
+    const login = await cold.request.post(`${URL_}/api/shoal/v1/console/login`, { data: { username: USER, password: PASSWORD } });
+    check(login.ok(), `logged in (${login.status()})`);
+    const p = await cold.newPage();
+    p.setDefaultTimeout(T);
+    // Bytes over the wire per request, as the browser counts them (headers and encoded
+    // body), also for the event stream, which stays open until the page leaves.
+    const cdp = await cold.newCDPSession(p);
+    await cdp.send('Network.enable');
+    const wire = new Map();
+    cdp.on('Network.responseReceived', (e) => {
+      const hd = Object.fromEntries(Object.entries(e.response.headers).map(([k, v]) => [k.toLowerCase(), v]));
+      wire.set(e.requestId, { path: new URL(e.response.url).pathname, status: e.response.status, encoding: hd['content-encoding'], bytes: e.response.encodedDataLength });
+    });
+    // A body not encoded is its length on the wire (the event stream's chunks report no
+    // encoded length while it is open).
+    cdp.on('Network.dataReceived', (e) => { const w = wire.get(e.requestId); if (w) w.bytes += w.encoding ? e.encodedDataLength : Math.max(e.encodedDataLength, e.dataLength); });
+    cdp.on('Network.loadingFinished', (e) => { const w = wire.get(e.requestId); if (w) w.bytes = Math.max(w.bytes, e.encodedDataLength); });
+    await p.goto(`${URL_}/console/jobs/${JOB}`);
+    await p.waitForSelector(`.group[data-status="9"][data-count="${HOSTS - FAILED}"]`);
+    await p.waitForSelector('#live[data-state="ended"]');
+    const got = [...wire.values()];
+    const total = got.reduce((a, x) => a + x.bytes, 0);
+    const plain = got.filter((x) => x.path.startsWith('/console') && !x.path.endsWith('.svg') && x.status === 200 && x.encoding !== 'gzip').map((x) => x.path);
+    step(`  ${got.length} requests, ${total} bytes: ${got.map((x) => `${x.path} ${x.bytes}`).join(', ')}`);
+    check(got.some((x) => x.path.endsWith('/pages/job.js')) && got.some((x) => x.path.endsWith('/events') && x.bytes > 1000), 'the page and its event stream were loaded');
+    check(total < 200 * 1024, `the first load is under 200 KB over the wire (${total} bytes)`);
+    check(plain.length === 0, `every console asset came gzip'd (not: ${plain.join(', ')})`);
+    await cold.close();
+  }
+
   step(`the job of ${HOSTS} hosts: a few groups`);
   await page.goto(`${URL_}/console/jobs/${JOB}`);
   await page.waitForSelector('#job-status[data-status="4"]');
@@ -71,8 +105,15 @@ try {
   check(listed > 0 && listed <= 100, `at most 100 hosts listed (${listed})`);
 
   step('all its hosts: a virtual list');
-  await page.click(`${okGroup} button.all-hosts`);
+  const [answer] = await Promise.all([
+    page.waitForResponse((r) => r.url().includes('/api/v3/get_job_instance_status')),
+    page.click(`${okGroup} button.all-hosts`),
+  ]);
   await page.waitForSelector('.all-hosts-list .vrow');
+  const wire = (await answer.request().sizes()).responseBodySize;
+  const raw = (await answer.body()).length;
+  step(`  ${HOSTS} host results: ${raw} bytes of JSON, ${wire} over the wire`);
+  check((await answer.headerValue('content-encoding')) === 'gzip' && wire * 5 < raw, "the API's answer came gzip'd");
   await page.waitForSelector(`.all-hosts-box:has-text("${HOSTS - FAILED} hosts")`);
   let n = await rows();
   check(n > 0 && n < MAX_ROWS, `only the visible rows of ${HOSTS - FAILED} are in the page (${n})`);
