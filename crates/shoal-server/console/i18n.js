@@ -28,6 +28,10 @@ const STRINGS = {
     new_rule: 'New rule (saved disabled)', add: 'Add', next_fire: 'Next run',
     edit: 'Edit', cancel: 'Cancel', edit_cron: 'Edit cron job', variables: 'Variables', unchanged: '(unchanged)',
     host_list_kept: 'host list kept as it is', enabled: 'enabled', disabled: 'disabled',
+    set: 'Set', module: 'Module',
+    seq: 'Seq', app: 'App', detail: 'Detail',
+    state_current: 'current', state_pending: 'pending approval', state_rejected: 'rejected', state_superseded: 'superseded',
+    script_draft: 'draft', script_online: 'online', script_offline: 'offline', script_disabled: 'disabled',
   },
   zh: {
     login: '登录', logout: '退出', username: '用户名', password: '密码', login_failed: '用户名或密码错误',
@@ -57,6 +61,10 @@ const STRINGS = {
     new_rule: '新建规则（保存后为停用）', add: '添加', next_fire: '下次执行',
     edit: '编辑', cancel: '取消', edit_cron: '编辑定时任务', variables: '全局变量', unchanged: '（不变）',
     host_list_kept: '主机列表保持不变', enabled: '已启用', disabled: '已停用',
+    set: '集群', module: '模块',
+    seq: '序号', app: '应用', detail: '详情',
+    state_current: '当前版本', state_pending: '待审批', state_rejected: '已驳回', state_superseded: '历史版本',
+    script_draft: '未上线', script_online: '已上线', script_offline: '已下线', script_disabled: '已禁用',
   },
 };
 
@@ -66,7 +74,7 @@ const RUN_STATUS = {
 };
 
 // Host result statuses in Chinese (English comes from the server's label).
-const HOST_STATUS_ZH = { 1: 'Agent 异常', 2: '无效主机', 3: '上次已成功', 5: '等待执行', 7: '正在执行', 9: '执行成功', 11: '执行失败', 12: '任务下发失败',
+const HOST_STATUS_ZH = { 0: '未知错误', 1: 'Agent 异常', 2: '无效主机', 3: '上次已成功', 5: '等待执行', 7: '正在执行', 9: '执行成功', 11: '执行失败', 12: '任务下发失败',
   101: '脚本执行失败', 102: '脚本执行超时', 103: '脚本执行被终止', 104: '脚本返回值非零', 202: '文件传输失败', 203: '源文件不存在', 310: 'Agent 异常',
   311: '用户名不存在', 399: '任务执行出错', 403: '任务强制终止成功' };
 

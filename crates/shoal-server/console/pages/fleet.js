@@ -12,7 +12,7 @@ export async function show(main) {
       h('div', { class: 'card' }, h('table', { id: 'fleet-biz' }, h('thead', {}, h('tr', {}, [t('business'), t('alive'), t('lost')].map((c) => h('th', {}, c)))), byBiz)),
       h('div', { class: 'card' }, h('h2', {}, t('versions')), h('table', { id: 'fleet-versions' }, versions))),
     h('div', { class: 'card' }, h('h2', {}, t('topology')),
-      h('table', { id: 'fleet-topology' }, h('thead', {}, h('tr', {}, [t('business'), 'set', 'module', t('alive'), t('lost')].map((c) => h('th', {}, c)))), byTopo)),
+      h('table', { id: 'fleet-topology' }, h('thead', {}, h('tr', {}, [t('business'), t('set'), t('module'), t('alive'), t('lost')].map((c) => h('th', {}, c)))), byTopo)),
     h('div', { class: 'card' }, h('h2', {}, t('pending_agents')), pending));
   try {
     const d = await shoal('hosts', {});

@@ -30,7 +30,7 @@ export function show(main) {
     try {
       const d = await shoal('templates/history', { ...sc, name: tpl.name });
       clear(detail, h('h2', {}, tpl.name), (d.versions || []).map((v) => h('div', { class: 'card version', 'data-version': v.version },
-        h('div', { class: 'row' }, h('strong', {}, `${t('version')} ${v.version}`), h('span', { class: `badge ${v.state === 'current' ? 'ok' : v.state === 'pending' ? 'wait' : ''}` }, v.state),
+        h('div', { class: 'row' }, h('strong', {}, `${t('version')} ${v.version}`), h('span', { class: `badge ${v.state === 'current' ? 'ok' : v.state === 'pending' ? 'wait' : ''}` }, t(`state_${v.state}`)),
           h('span', { class: 'muted' }, `${v.author} · ${fmtTime(v.created_at)}`),
           v.state !== 'current' && v.state !== 'pending' && v.state !== 'rejected'
             ? h('button', { class: 'plain rollback', onclick: act(async () => { await shoal('templates/rollback', { ...sc, name: tpl.name, version: v.version }, 'POST'); history(tpl); templates(); }) }, t('rollback')) : null),
@@ -52,7 +52,7 @@ export function show(main) {
     try {
       const d = await v3('get_script_version_list', { ...sc, script_id: s.id, return_script_content: true, length: 1000 }, 'GET');
       const list = d.data || [];
-      const status = { 0: 'draft', 1: 'online', 2: 'offline', 3: 'disabled' };
+      const status = { 0: t('script_draft'), 1: t('script_online'), 2: t('script_offline'), 3: t('script_disabled') };
       clear(detail, h('h2', {}, s.name), list.map((v, i) => h('div', { class: 'card' },
         h('div', { class: 'row' }, h('strong', {}, v.version), h('span', { class: 'badge' }, status[v.status] ?? v.status), h('span', { class: 'muted' }, v.version_desc || ''),
           v.status !== 1 ? h('button', { class: 'plain', onclick: act(async () => { await v3('publish_script_version', { ...sc, script_id: s.id, script_version_id: v.id }); versions(s); }) }, t('publish')) : null,

@@ -132,7 +132,7 @@ export async function show(main, { go }) {
     }
     clear(topo, [...nodes.entries()].sort().map(([k, n]) => {
       const [set, mod] = k.split('/');
-      return h('label', { class: 'muted' }, h('input', { type: 'checkbox', value: k }), ` set ${set || '-'} / module ${mod || '-'} (${n})`);
+      return h('label', { class: 'muted' }, h('input', { type: 'checkbox', value: k }), ` ${t('set')} ${set || '-'} / ${t('module')} ${mod || '-'} (${n})`);
     }));
     recount();
     form.dataset.ready = '1';

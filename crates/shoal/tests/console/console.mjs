@@ -3,7 +3,7 @@
 // log in, run a script on hosts and watch its results arrive live, open a host's log (and a
 // 5 MB one), terminate a long job from the page, retry failed hosts, confirm and reject
 // waiting jobs, approve a template change as a second user, read and verify the audit,
-// edit a cron job and a dangerous rule in place.
+// edit a cron job and a dangerous rule in place, see every page in Chinese.
 // Exits non-zero on the first failed expectation.
 import { chromium } from 'playwright-core';
 import { writeFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -35,6 +35,28 @@ page.setDefaultTimeout(T);
 const consoleErrors = [];
 page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
 page.on('pageerror', (e) => consoleErrors.push(String(e)));
+
+// UI text of the shown page that is still English — in headings, labels, buttons, table
+// headers, badges, options, placeholders and titles. What users and hosts named (job,
+// template and topology names, accounts, IPs) is data, not UI, and so are table cells and
+// examples of syntax; product words (Shoal, Agent, Crontab, script languages) stay as they are.
+function untranslated() {
+  return page.evaluate(() => {
+    const ALLOWED = /^(Shoal|Agent|IP|ID|Crontab|Shell|Bat|Perl|Python|PowerShell|English)$/;
+    const DATA = '#who, #account, #file-account, #library-script, #cron-plan, .topo-node, #job-head h1, #log-panel h2, .approval strong, #library-detail h2, .step > .row > strong';
+    const EXAMPLES = '#selector, #target-dir, #targets, #file-targets, #check-script';
+    const out = new Set();
+    for (const el of document.querySelectorAll('header a, h1, h2, label, button, th, option, .badge, .group .row > span, [placeholder], [title]')) {
+      if (el.closest(DATA) || (el.closest('td') && !el.matches('button, .badge'))) continue;
+      const texts = [el.matches('input, textarea, select') ? '' : el.textContent];
+      if (!el.matches(EXAMPLES)) texts.push(el.getAttribute('placeholder') || '', el.getAttribute('title') || '');
+      for (const text of texts) {
+        if ((text.match(/[A-Za-z]{3,}/g) || []).some((w) => !ALLOWED.test(w))) out.add(`<${el.tagName.toLowerCase()}> ${text.trim().slice(0, 80)}`);
+      }
+    }
+    return [...out];
+  });
+}
 
 async function logIn(user, password) {
   await page.goto(`${URL_}/`);
@@ -267,6 +289,7 @@ try {
   await page.click('#execute');
   await page.waitForURL(/\/console\/jobs\/\d+$/);
   await page.waitForSelector('#job-status[data-status="4"]');
+  const disksJob = page.url();
   await page.waitForSelector('.group[data-count="2"][data-status="9"]');
   const first = await page.getAttribute('.group >> nth=0', 'data-status');
   check(first !== '9', `the failed group comes first (${first})`);
@@ -380,6 +403,27 @@ try {
   check(!(await page.evaluate((expr) => [...document.querySelectorAll('tr[data-rule]')].some((r) => r.querySelector('code')?.textContent === expr), ruleExpr)), 'the old expression is gone');
   await page.evaluate((expr) => [...document.querySelectorAll('tr[data-rule]')].find((r) => r.querySelector('code')?.textContent === expr).querySelector('.rule-delete').click(), editedExpr);
   await page.waitForFunction((expr) => ![...document.querySelectorAll('tr[data-rule]')].some((r) => r.querySelector('code')?.textContent === expr), editedExpr);
+
+  step('every page in Chinese: no English left in its headings, labels, buttons and headers');
+  await page.selectOption('header select', 'zh');
+  const pages = [['/console/run', '#run-form[data-ready]'], ['/console/files', '#files-form[data-ready]'], ['/console/jobs', '#jobs tr[data-job]'],
+    [new URL(disksJob).pathname, '.group .badge'], ['/console/fleet', '#fleet-biz td'], ['/console/approvals', '#no-approvals'],
+    ['/console/audit', '#audit tbody tr'], ['/console/library', `#templates tr[data-template="${TEMPLATE}"]`], ['/console/rules', '#check']];
+  for (const [path, ready] of pages) {
+    await page.evaluate((p) => { history.pushState(null, '', p); dispatchEvent(new PopStateEvent('popstate')); }, path);
+    await page.waitForSelector(ready);
+    const left = await untranslated();
+    check(left.length === 0, `${path} in Chinese has English: ${left.join(' | ')}`);
+  }
+  // The library's other views: a template's history and the cron jobs.
+  await page.click('header a[href="/console/library"]');
+  await page.click(`#templates tr[data-template="${TEMPLATE}"]`);
+  await page.waitForSelector('.version[data-version="1"]');
+  await page.click('#tab-cron');
+  await page.waitForSelector('#cron-plan option', { state: 'attached' });
+  let left = await untranslated();
+  check(left.length === 0, `the library in Chinese has English: ${left.join(' | ')}`);
+  await page.selectOption('header select', 'en');
 
   check(consoleErrors.filter((e) => !e.includes('401') && !e.includes('ERR_CONNECTION_RESET')).length === 0, `no script errors: ${consoleErrors.join(' | ')}`);
   step('all passed');
