@@ -94,6 +94,12 @@ fn the_console_in_a_browser() {
         v["data"]["data"].as_array().is_some_and(|h| h.iter().filter(|h| h["alive"] == 1).count() == 3)
     });
 
+    // Set 1 and module 2 have names: the quick-execution tree shows them.
+    for (kind, id, name) in [("set", 1, "prod"), ("module", 2, "mysql")] {
+        let v = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "kind": kind, "id": id, "name": name});
+        ok(&post_json(port, APP, "/api/shoal/v1/topo_names", v), "name the topology");
+    }
+
     // An execution account, an operator with grants in business 1, an admin who approves.
     let me = whoami();
     let v = post_json(
@@ -284,6 +290,10 @@ fn a_job_of_50000_hosts_in_a_browser() {
     let mut kids = Kids(vec![]);
     kids.0.push(server_cmd(port, &data, APP, "big-agent-token").spawn().unwrap());
     wait_until("the server listens", Duration::from_secs(60), || listening(port));
+    for (kind, id, name) in [("set", 1, "edge"), ("module", 1, "nginx")] {
+        let v = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "kind": kind, "id": id, "name": name});
+        ok(&post_json(port, APP, "/api/shoal/v1/topo_names", v), "name the topology");
+    }
     let password = "viewer's long password";
     ok(&post_json(port, APP, "/api/shoal/v1/users", json!({"username": "viewer", "password": password})), "create viewer");
     let g = json!({"app_code": "user:viewer", "bk_scope_type": "biz", "bk_scope_id": "1", "role": "run"});

@@ -3,7 +3,8 @@
 // log in, run a script on hosts and watch its results arrive live, open a host's log (and a
 // 5 MB one), terminate a long job from the page, retry failed hosts, confirm and reject
 // waiting jobs, approve a template change as a second user, read and verify the audit,
-// edit a cron job and a dangerous rule in place, see every page in Chinese.
+// pick hosts from the topology tree, edit a cron job and a dangerous rule in place, see
+// every page in Chinese.
 // Exits non-zero on the first failed expectation.
 import { chromium } from 'playwright-core';
 import { writeFileSync, mkdirSync, readFileSync } from 'node:fs';
@@ -201,6 +202,23 @@ try {
   step('retry the failed hosts of a failed job');
   await page.click('header a[href="/console/run"]');
   await page.waitForSelector('#run-form[data-ready]');
+  // The topology tree: business → named set → named modules, with their host counts; a
+  // node checks everything under it, the count follows.
+  await page.waitForSelector('#topology .topo-set > label:has-text("prod (#1)")');
+  await page.waitForSelector('#topology .topo-module > label:has-text("mysql (#2) (1)")');
+  await page.waitForSelector('#topology .topo-biz > label:has-text("(3)")');
+  await page.check('#topology input[data-node="biz"]');
+  await page.waitForSelector('#match-count:has-text("3 of 0")');
+  check(await page.$$eval('#topology input[data-node="module"]', (els) => els.every((e) => e.checked)), 'the business checks its modules');
+  await page.uncheck('#topology input[value="1/1"]');
+  await page.waitForSelector('#match-count:has-text("1 of 0")');
+  check(await page.$eval('#topology input[data-node="biz"]', (e) => !e.checked && e.indeterminate), 'the business is half-checked');
+  // The half-checked set checks all under it, then clears it.
+  await page.check('#topology input[data-node="set"][value="1"]');
+  await page.waitForSelector('#match-count:has-text("3 of 0")');
+  check(await page.$eval('#topology input[data-node="biz"]', (e) => e.checked && !e.indeterminate), 'the business is checked again');
+  await page.uncheck('#topology input[data-node="set"][value="1"]');
+  await page.waitForSelector('#match-count:has-text("0 of 0")');
   // Targets by label selector (two web hosts) and by topology (module 2: the db host).
   await page.fill('#selector', 'role=web');
   await page.waitForSelector('#match-count:has-text("2 of 0")');
