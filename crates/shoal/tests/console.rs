@@ -182,6 +182,9 @@ fn the_console_in_a_browser() {
 const BIG: usize = 50_000;
 /// One host in every `FAIL_EVERY` of the big job fails (exit 2) with another answer.
 const FAIL_EVERY: usize = 1_000;
+/// One host in every `OTHER_EVERY` of the big job succeeds with another answer: a second
+/// success group, the same status and exit code as the first.
+const OTHER_EVERY: usize = 10;
 
 /// `10.<a>.<b>.<c>` for host number `i` of the big job.
 fn big_ip(i: usize) -> String {
@@ -254,7 +257,13 @@ async fn seed_big_job(url: &str, audit_key: [u8; 32]) -> i64 {
             let i = n * 2_000 + j;
             let key = TaskKey { step_instance_id: step, execute_count: 0, host_id: t.bk_host_id };
             let failed = i % FAIL_EVERY == FAIL_EVERY / 2;
-            let out = if failed { "nginx: [emerg] open() \"/etc/nginx/nginx.conf\" failed\n" } else { "nginx version: nginx/1.24.0\n" };
+            let out = if failed {
+                "nginx: [emerg] open() \"/etc/nginx/nginx.conf\" failed\n"
+            } else if i % OTHER_EVERY == 3 {
+                "nginx version: nginx/1.25.3\n"
+            } else {
+                "nginx version: nginx/1.24.0\n"
+            };
             batch.push(TaskChange::Log { key, seq: 0, data: out.as_bytes().to_vec() });
             batch.push(TaskChange::Finished {
                 key,
@@ -308,6 +317,9 @@ fn a_job_of_50000_hosts_in_a_browser() {
             ("SHOAL_JOB", job_id.to_string()),
             ("SHOAL_HOST_COUNT", BIG.to_string()),
             ("SHOAL_FAILED_COUNT", (BIG / FAIL_EVERY).to_string()),
+            ("SHOAL_OTHER_COUNT", (BIG / OTHER_EVERY).to_string()),
+            // Host 253 answered otherwise (253 % 10 == 3); no other host's IP contains its IP.
+            ("SHOAL_OTHER_IP", big_ip(253)),
             ("SHOAL_LAST_IP", big_ip(BIG - 1)),
         ],
     );

@@ -1,7 +1,7 @@
 // A job, live: its steps and their host results grouped (status + exit code + identical
 // output), updated from the server's event stream; a group opens to its hosts, a host to
 // its log (virtualised: only the visible lines are in the page, so a 5 MB log stays fast).
-import { v3, stream, scope } from '../api.js';
+import { v3, shoal, stream, scope } from '../api.js';
 import { t, runStatus, hostStatus } from '../i18n.js';
 import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass, virtualList } from '../ui.js';
 
@@ -105,15 +105,13 @@ export function show(main, { args }) {
     for (const all of kept) { all.list.scrollTop = all.top; all.list.repaint(); }
   }
 
-  // A group lists its first hosts; the rest come from the job's host results (every host
-  // with the group's status and exit code), shown as a virtual list however many there are.
+  // A group lists its first hosts; all of them (the hosts with its status, exit code and
+  // output) come on demand, shown as a virtual list however many there are.
   async function loadAll(step, g) {
     err.show(null);
     try {
-      const d = await v3('get_job_instance_status', { ...sc, job_instance_id: jobId, return_ip_result: true }, 'GET');
-      const st = (d.step_instance_list || []).find((x) => x.step_instance_id === step.step_instance_id);
-      const hosts = ((st && st.step_ip_result_list) || []).filter((x) => x.status === g.status && x.exit_code === g.exit_code);
-      allHosts.set(`${step.step_instance_id}/${g.key}`, hostList(step, hosts));
+      const d = await shoal('job_group_hosts', { ...sc, job_instance_id: jobId, step_instance_id: step.step_instance_id, key: g.key });
+      allHosts.set(`${step.step_instance_id}/${g.key}`, hostList(step, d.hosts || []));
       drawSteps();
     } catch (ex) { err.show(ex); }
   }
@@ -123,14 +121,14 @@ export function show(main, { args }) {
   // where it was.
   function hostList(step, hosts) {
     const entry = { top: 0 };
-    const count = h('span', { class: 'muted' }, t('all_with_status', hosts.length));
+    const count = h('span', { class: 'muted' }, t('all_in_group', hosts.length));
     const list = virtualList(hosts, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: () => openLog(step, x) },
       `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list');
     list.addEventListener('scroll', () => { entry.top = list.scrollTop; });
     const filter = h('input', { type: 'search', class: 'all-hosts-search', placeholder: t('filter_hosts'), oninput: () => {
       const q = filter.value.trim();
       const shown = q ? hosts.filter((x) => (x.ip || '').includes(q) || String(x.bk_host_id) === q) : hosts;
-      count.textContent = q ? t('hosts_matched', shown.length, hosts.length) : t('all_with_status', hosts.length);
+      count.textContent = q ? t('hosts_matched', shown.length, hosts.length) : t('all_in_group', hosts.length);
       list.setItems(shown);
       entry.top = 0;
     } });
