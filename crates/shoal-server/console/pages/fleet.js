@@ -17,9 +17,11 @@ export async function show(main) {
   try {
     const d = await shoal('hosts', {});
     const biz = new Map(); const ver = new Map(); const topo = new Map();
+    // A set or module shows its name (`shoal host name`) beside its id when it has one.
+    const named = (name, id) => (id === null || id === undefined ? '-' : name ? `${name} (#${id})` : String(id));
     for (const x of d.data || []) {
       const tk = `${x.bk_biz_id}/${x.set_id ?? '-'}/${x.module_id ?? '-'}`;
-      const tc = topo.get(tk) || { alive: 0, lost: 0 };
+      const tc = topo.get(tk) || { alive: 0, lost: 0, set: named(x.set_name, x.set_id), module: named(x.module_name, x.module_id) };
       if (x.alive) tc.alive++; else tc.lost++;
       topo.set(tk, tc);
       const b = biz.get(x.bk_biz_id) || { alive: 0, lost: 0 };
@@ -28,7 +30,8 @@ export async function show(main) {
       ver.set(x.agent_version || '?', (ver.get(x.agent_version || '?') || 0) + 1);
     }
     clear(byBiz, [...biz.entries()].sort((a, b) => a[0] - b[0]).map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, v.alive), h('td', {}, v.lost))));
-    clear(byTopo, [...topo.entries()].sort().map(([k, v]) => h('tr', {}, k.split('/').map((p) => h('td', {}, p)), h('td', {}, v.alive), h('td', {}, v.lost))));
+    clear(byTopo, [...topo.entries()].sort().map(([k, v]) => h('tr', {}, h('td', {}, k.split('/')[0]), h('td', {}, v.set), h('td', {}, v.module),
+      h('td', {}, v.alive), h('td', {}, v.lost))));
     clear(versions, [...ver.entries()].map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, v))));
   } catch (ex) { err.show(ex); }
   if (!session.isAdmin) { clear(pending, h('p', { class: 'muted' }, t('not_allowed', 'admin'))); return; }

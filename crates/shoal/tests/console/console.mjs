@@ -395,7 +395,8 @@ try {
   await page.click('header a[href="/console/fleet"]');
   await page.waitForSelector('#fleet-biz td');
   const topo = await page.$$eval('#fleet-topology tbody tr', (rows) => rows.map((r) => [...r.children].map((c) => c.textContent).join(' ')));
-  check(topo.includes('1 1 1 2 0') && topo.includes('1 1 2 1 0'), `hosts by topology: ${topo}`);
+  // Set 1 and module 2 show their names beside their ids; module 1 has none.
+  check(topo.includes('1 prod (#1) 1 2 0') && topo.includes('1 prod (#1) mysql (#2) 1 0'), `hosts by topology: ${topo}`);
   await page.click('header a[href="/console/rules"]');
   await page.click('#check');
   await page.waitForSelector('#findings tr, #findings .badge');
