@@ -6,7 +6,7 @@ import { h, clear, errorBox, fmtTime } from '../ui.js';
 
 export async function show(main) {
   const err = errorBox();
-  const byBiz = h('tbody'); const versions = h('tbody'); const pending = h('div'); const byTopo = h('tbody');
+  const byBiz = h('tbody'); const versions = h('tbody'); const pending = h('div', { id: 'fleet-pending' }); const byTopo = h('tbody');
   main.append(h('h1', {}, t('fleet')), err.el,
     h('div', { class: 'split' },
       h('div', { class: 'card' }, h('table', { id: 'fleet-biz' }, h('thead', {}, h('tr', {}, [t('business'), t('alive'), t('lost')].map((c) => h('th', {}, c)))), byBiz)),
@@ -34,7 +34,7 @@ export async function show(main) {
       h('td', {}, v.alive), h('td', {}, v.lost))));
     clear(versions, [...ver.entries()].map(([k, v]) => h('tr', {}, h('td', {}, k), h('td', {}, v))));
   } catch (ex) { err.show(ex); }
-  if (!session.isAdmin) { clear(pending, h('p', { class: 'muted' }, t('not_allowed', 'admin'))); return; }
+  if (!session.isAdmin) { clear(pending, h('p', { class: 'muted' }, t('admins_only'))); return; }
   const loadPending = async () => {
     try {
       const p = await shoal('agents/pending', {});

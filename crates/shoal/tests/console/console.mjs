@@ -47,7 +47,7 @@ function untranslated() {
     const DATA = '#who, #account, #file-account, #library-script, #cron-plan, .topo-node, #job-head h1, #log-panel h2, .approval strong, #library-detail h2, .step > .row > strong';
     const EXAMPLES = '#selector, #target-dir, #targets, #file-targets, #check-script';
     const out = new Set();
-    for (const el of document.querySelectorAll('header a, h1, h2, label, button, th, option, .badge, .group .row > span, [placeholder], [title]')) {
+    for (const el of document.querySelectorAll('header a, h1, h2, label, button, th, option, .badge, .group .row > span, #fleet-pending p, [placeholder], [title]')) {
       if (el.closest(DATA) || (el.closest('td') && !el.matches('button, .badge'))) continue;
       const texts = [el.matches('input, textarea, select') ? '' : el.textContent];
       if (!el.matches(EXAMPLES)) texts.push(el.getAttribute('placeholder') || '', el.getAttribute('title') || '');
@@ -325,6 +325,14 @@ try {
   await page.waitForSelector('#job-status:has-text("执行失败")');
   await page.selectOption('header select', 'en');
   await page.waitForSelector('.group .badge:has-text("non-zero exit")');
+
+  step("the fleet page in Chinese for a user who is not an admin");
+  await page.selectOption('header select', 'zh');
+  await page.click('header a[href="/console/fleet"]');
+  await page.waitForSelector('#fleet-pending p');
+  const notAdmin = await untranslated();
+  check(notAdmin.length === 0, `the fleet page in Chinese has English: ${notAdmin.join(' | ')}`);
+  await page.selectOption('header select', 'en');
 
   step('log out');
   await page.click('#logout');
