@@ -89,7 +89,10 @@ export function show(main, { args }) {
             g.host_count > g.hosts.length && !allHosts.has(`${step.step_instance_id}/${g.key}`)
               ? h('button', { class: 'plain all-hosts', onclick: (e) => { e.stopPropagation(); loadAll(step, g); } }, t('all_hosts', g.host_count)) : null));
           const all = allHosts.get(`${step.step_instance_id}/${g.key}`);
-          if (all) { box.append(all.el); kept.push(all); }
+          if (all) {
+            box.append(all.el); kept.push(all);
+            if (all.hosts.length !== g.host_count) refresh(step.step_instance_id, g.key, all);
+          }
         }
         return box;
       });
@@ -111,27 +114,55 @@ export function show(main, { args }) {
     err.show(null);
     try {
       const d = await shoal('job_group_hosts', { ...sc, job_instance_id: jobId, step_instance_id: step.step_instance_id, key: g.key });
-      allHosts.set(`${step.step_instance_id}/${g.key}`, hostList(step, d.hosts || []));
+      const entry = hostList(step, d.hosts || []);
+      entry.at = Date.now();
+      allHosts.set(`${step.step_instance_id}/${g.key}`, entry);
       drawSteps();
     } catch (ex) { err.show(ex); }
+  }
+
+  // An open list whose group grew or shrank in a snapshot (a live job) is read again, at most
+  // every 2 s; a later snapshot's count decides whether the next read is still needed.
+  function refresh(stepId, key, all) {
+    if (all.loading || all.timer) return;
+    const wait = 2000 - (Date.now() - (all.at || 0));
+    if (wait > 0) {
+      all.timer = setTimeout(() => {
+        all.timer = null;
+        const step = snap.steps.find((s) => s.step_instance_id === stepId);
+        const g = step && step.groups.find((x) => x.key === key);
+        if (g && g.host_count !== all.hosts.length) refresh(stepId, key, all);
+      }, wait);
+      return;
+    }
+    all.loading = true;
+    all.at = Date.now();
+    shoal('job_group_hosts', { ...sc, job_instance_id: jobId, step_instance_id: stepId, key })
+      .then((d) => all.set(d.hosts || []))
+      .catch(() => { /* the next snapshot tries again */ })
+      .finally(() => { all.loading = false; });
   }
 
   // A group's every host as a virtual list (however many, only the visible rows are in the
   // page), with a filter by IP or host id. Made once and kept across snapshots, scrolled
   // where it was.
   function hostList(step, hosts) {
-    const entry = { top: 0 };
+    const entry = { top: 0, hosts };
     const count = h('span', { class: 'muted' }, t('all_in_group', hosts.length));
     const list = virtualList(hosts, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: () => openLog(step, x) },
       `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list');
     list.addEventListener('scroll', () => { entry.top = list.scrollTop; });
-    const filter = h('input', { type: 'search', class: 'all-hosts-search', placeholder: t('filter_hosts'), oninput: () => {
+    const show = (keepScroll) => {
       const q = filter.value.trim();
-      const shown = q ? hosts.filter((x) => (x.ip || '').includes(q) || String(x.bk_host_id) === q) : hosts;
-      count.textContent = q ? t('hosts_matched', shown.length, hosts.length) : t('all_in_group', hosts.length);
-      list.setItems(shown);
-      entry.top = 0;
-    } });
+      const all = entry.hosts;
+      const shown = q ? all.filter((x) => (x.ip || '').includes(q) || String(x.bk_host_id) === q) : all;
+      count.textContent = q ? t('hosts_matched', shown.length, all.length) : t('all_in_group', all.length);
+      list.setItems(shown, keepScroll);
+      if (!keepScroll) entry.top = 0;
+    };
+    const filter = h('input', { type: 'search', class: 'all-hosts-search', placeholder: t('filter_hosts'), oninput: () => show(false) });
+    // The group's hosts read again: the same filter, the same place in the list.
+    entry.set = (fresh) => { entry.hosts = fresh; show(true); };
     // Clicks inside the list are the list's, not the group's (which would close).
     entry.el = h('div', { class: 'all-hosts-box', onclick: (e) => e.stopPropagation() }, h('div', { class: 'row' }, count, filter), list);
     entry.list = list;

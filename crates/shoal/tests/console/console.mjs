@@ -143,6 +143,31 @@ try {
   await page.click('.all-hosts-list .vrow >> nth=2');
   await page.waitForSelector('#log-info:has-text("2001")');
 
+  step("an open list of a group's hosts follows the job live");
+  await page.click('header a[href="/console/run"]');
+  await page.waitForSelector('#run-form[data-ready]');
+  await page.fill('#targets', HOSTS.join(' '));
+  await page.waitForSelector('#match-count:has-text("3 of 3")');
+  await page.fill('#job-name', 'console-growing');
+  // The first host answers at once, the others when their gates open; all the same answer.
+  await page.fill('#script', [
+    `case "$0" in *${HOSTS[0]}*) ;; *${HOSTS[1]}*) while [ ! -e ${GATE}.second ]; do sleep 0.1; done ;; *) while [ ! -e ${GATE}.third ]; do sleep 0.1; done ;; esac`,
+    'echo same',
+  ].join('\n'));
+  await page.click('#execute');
+  await page.waitForURL(/\/console\/jobs\/\d+$/);
+  await page.goto(`${page.url()}?hosts_per_group=1`);
+  await page.waitForSelector('.group[data-status="9"][data-count="1"]');
+  writeFileSync(`${GATE}.second`, '');
+  await page.waitForSelector('.group[data-status="9"][data-count="2"]');
+  await page.click('.group[data-status="9"]');
+  await page.click('button.all-hosts');
+  await page.waitForSelector('.all-hosts-box:has-text("All 2 hosts of this group")');
+  writeFileSync(`${GATE}.third`, '');
+  await page.waitForSelector('#job-status[data-status="3"]');
+  await page.waitForSelector('.all-hosts-box:has-text("All 3 hosts of this group")');
+  await page.waitForFunction(() => document.querySelectorAll('.all-hosts-list .vrow').length === 3);
+
   step('terminate a long job from the page');
   await page.click('header a[href="/console/run"]');
   await page.waitForSelector('#run-form[data-ready]');
