@@ -307,6 +307,17 @@ fn a_job_of_50000_hosts_in_a_browser() {
     ok(&post_json(port, APP, "/api/shoal/v1/users", json!({"username": "viewer", "password": password})), "create viewer");
     let g = json!({"app_code": "user:viewer", "bk_scope_type": "biz", "bk_scope_id": "1", "role": "run"});
     ok(&post_json(port, APP, "/api/shoal/v1/grants", g), "grant");
+    // The viewer may run jobs as an account: the page starts one on 45,000 of the hosts.
+    let me = whoami();
+    let v = post_json(
+        port,
+        APP,
+        "/api/v3/create_account",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
+    );
+    ok(&v, "create_account");
+    let g = json!({"app_code": "user:viewer", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": "*"});
+    ok(&post_json(port, APP, "/api/shoal/v1/account_grants", g), "account grant");
     run_spec(
         &spec_dir,
         "scale.mjs",
