@@ -26,6 +26,7 @@ export function show(main, { args }) {
 
   let es = null;
   let ended = false;
+  let left = false; // the page was left: nothing more to read
   // A finished job's stream has ended; an operation may revive the job (a retry, a skip): listen again.
   const operate = async (fn) => {
     err.show(null);
@@ -124,7 +125,7 @@ export function show(main, { args }) {
   // An open list whose group grew or shrank in a snapshot (a live job) is read again, at most
   // every 2 s; a later snapshot's count decides whether the next read is still needed.
   function refresh(stepId, key, all) {
-    if (all.loading || all.timer) return;
+    if (all.loading || all.timer || left) return;
     const wait = 2000 - (Date.now() - (all.at || 0));
     if (wait > 0) {
       all.timer = setTimeout(() => {
@@ -284,5 +285,5 @@ export function show(main, { args }) {
     });
   }
   listen();
-  return () => es.stop();
+  return () => { left = true; es.stop(); };
 }
