@@ -91,6 +91,9 @@ export function show(main) {
     const current = new Map((d.global_var_list || []).map((v) => [v.name, v]));
     const name = h('input', { type: 'text', id: 'cron-edit-name', value: d.name });
     const expr = h('input', { type: 'text', id: 'cron-edit-expr', value: d.expression || '', placeholder: t('cron_expr'), title: t('cron_expr') });
+    // Or once, at a time (a one-shot's time; a schedule given wins).
+    const localTime = (s) => { const x = new Date(s * 1000 - new Date(s * 1000).getTimezoneOffset() * 60000); return x.toISOString().slice(0, 16); };
+    const once = h('input', { type: 'datetime-local', id: 'cron-edit-once', value: d.execute_time ? localTime(d.execute_time) : '', title: t('run_once_at') });
     const vars = (plan.global_var_list || []).map((v) => {
       const cur = current.get(v.name);
       const password = v.type === 4;
@@ -106,6 +109,7 @@ export function show(main) {
     const save = h('button', { id: 'cron-edit-save', onclick: act(async () => {
       const body = { ...sc, id: c.id, name: name.value, global_var_list: given() };
       if (expr.value.trim()) body.expression = expr.value.trim();
+      else if (once.value) body.execute_time = Math.floor(new Date(once.value).getTime() / 1000);
       await v3('save_cron', body);
       clear(detail);
       crons();
@@ -114,6 +118,7 @@ export function show(main) {
       h('div', { id: 'cron-edit' },
         h('label', {}, t('name')), name,
         h('label', {}, t('cron_expr')), expr,
+        h('label', {}, t('run_once_at')), once,
         vars.length ? h('label', {}, t('variables')) : null,
         vars.length ? h('table', { id: 'cron-edit-vars' }, h('tbody', {}, vars.map(({ v, input }) => h('tr', {},
           h('td', {}, h('code', {}, v.name)), h('td', {}, v.description || ''),

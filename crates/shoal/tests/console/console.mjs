@@ -409,6 +409,15 @@ try {
   await page.click(`${editedRow} .cron-edit`);
   await page.waitForFunction(() => document.querySelector('#cron-edit [data-var="WHO"]')?.value === 'night-shift');
   check((await page.inputValue('#cron-edit-name')) === 'nightly-console-2', 'the new name is stored');
+  // Made a one-shot: no crontab, a time two days ahead (to the minute), shown in the list.
+  const at = new Date(Date.now() + 2 * 86400000);
+  at.setSeconds(0, 0);
+  const p2 = (n) => String(n).padStart(2, '0');
+  const day = `${at.getFullYear()}-${p2(at.getMonth() + 1)}-${p2(at.getDate())}`;
+  await page.fill('#cron-edit-expr', '');
+  await page.fill('#cron-edit-once', `${day}T${p2(at.getHours())}:${p2(at.getMinutes())}`);
+  await page.click('#cron-edit-save');
+  await page.waitForSelector(`${editedRow} code:text-is("${day} ${p2(at.getHours())}:${p2(at.getMinutes())}:00")`);
   await page.click(`${editedRow} .cron-delete`);
   await page.waitForSelector(editedRow, { state: 'detached' });
 
