@@ -94,7 +94,8 @@ export function stream(url, onEvent, onState = () => {}) {
             }
             if (!data.length) continue;
             onEvent(name, JSON.parse(data.join('\n')));
-            if (name === 'end') { stopped = true; onState('ended'); return; }
+            // The job is over: the server closes the stream; let go of it here too.
+            if (name === 'end') { stopped = true; reader.cancel().catch(() => {}); onState('ended'); return; }
           }
         }
       } catch (e) {

@@ -33,7 +33,7 @@ function header(page) {
   if (!session.username) { clear(top); return; }
   const biz = h('input', { class: 'biz', type: 'text', value: scope().bk_scope_id, title: t('business'), 'aria-label': t('business'),
     onchange: (e) => { localStorage.setItem('shoal.biz', e.target.value.trim() || '1'); render(); } });
-  const langSel = h('select', { 'aria-label': 'language', onchange: (e) => { setLang(e.target.value); render(); } },
+  const langSel = h('select', { 'aria-label': t('language'), onchange: (e) => { setLang(e.target.value); render(); } },
     h('option', { value: 'zh', selected: lang() === 'zh' }, '中文'), h('option', { value: 'en', selected: lang() === 'en' }, 'English'));
   clear(top,
     h('a', { class: 'brand', href: '/console/run', 'data-nav': true }, 'Shoal'),

@@ -14,8 +14,9 @@ const STRINGS = {
     chain_bad: 'Chain BROKEN at {0}: {1}', template: 'Template', version: 'Version', author: 'Author', changes: 'Changes', comment: 'Comment',
     approve: 'Approve', check_script: 'Check this script', findings: 'Findings', no_findings: 'No dangerous statement found', expression: 'Expression',
     description: 'Description', more_hosts: '… and {0} more', output_cut: '(output cut; open a host for all of it)', previous: 'Previous', next: 'Next',
-    ok: 'Done', load_more: 'Load more', ended: 'finished', not_allowed: 'Not allowed: {0}',
-    all_hosts: 'All {0} hosts', all_with_status: '{0} hosts with this status and exit code',
+    ok: 'Done', load_more: 'Load more', ended: 'finished', admins_only: 'Only platform admins accept agents',
+    all_hosts: 'All {0} hosts', all_in_group: 'All {0} hosts of this group',
+    filter_hosts: 'Filter by IP or host id', hosts_matched: '{0} of {1} hosts',
     from_library: '(type it below)', params: 'Parameters', sensitive: 'sensitive', rolling: 'Rolling batches', selector: 'Label selector',
     topology: 'Topology', dynamic_groups: 'Dynamic groups', dyn_groups: '{0} dynamic group(s)',
     scan: 'record', intercept: 'block',
@@ -25,6 +26,12 @@ const STRINGS = {
     library: 'Library', templates: 'Templates', scripts: 'Scripts', cron: 'Cron', rollback: 'Roll back to this', publish: 'Publish', disable: 'Disable', enable: 'Enable',
     new_cron: 'New cron job (saved paused)', plan: 'Plan', cron_expr: 'Crontab (minute hour day month weekday)', save: 'Save', delete: 'Delete',
     new_rule: 'New rule (saved disabled)', add: 'Add', next_fire: 'Next run',
+    edit: 'Edit', cancel: 'Cancel', edit_cron: 'Edit cron job', variables: 'Variables', unchanged: '(unchanged)',
+    host_list_kept: 'host list kept as it is', run_once_at: 'Or once, at (when no crontab is given)', enabled: 'enabled', disabled: 'disabled',
+    set: 'Set', module: 'Module', topo_none: '(no {0})',
+    seq: 'Seq', app: 'App', detail: 'Detail',
+    state_current: 'current', state_pending: 'pending approval', state_rejected: 'rejected', state_superseded: 'superseded',
+    script_draft: 'draft', script_online: 'online', script_offline: 'offline', script_disabled: 'disabled',
   },
   zh: {
     login: '登录', logout: '退出', username: '用户名', password: '密码', login_failed: '用户名或密码错误',
@@ -40,8 +47,9 @@ const STRINGS = {
     chain_bad: '审计链在 {0} 处断裂：{1}', template: '模板', version: '版本', author: '作者', changes: '变更', comment: '意见',
     approve: '批准', check_script: '检查此脚本', findings: '检查结果', no_findings: '未发现高危语句', expression: '表达式',
     description: '描述', more_hosts: '… 另有 {0} 台', output_cut: '（输出已截断；打开主机查看全部）', previous: '上一页', next: '下一页',
-    ok: '完成', load_more: '加载更多', ended: '已结束', not_allowed: '无权限：{0}',
-    all_hosts: '全部 {0} 台主机', all_with_status: '此状态和退出码的主机共 {0} 台',
+    ok: '完成', load_more: '加载更多', ended: '已结束', admins_only: '仅平台管理员可以接入 Agent',
+    all_hosts: '全部 {0} 台主机', all_in_group: '此分组全部 {0} 台主机',
+    filter_hosts: '按 IP 或主机 ID 筛选', hosts_matched: '{0} / {1} 台主机',
     from_library: '（在下方输入）', params: '脚本参数', sensitive: '敏感参数', rolling: '滚动批次', selector: '标签选择器',
     topology: '拓扑', dynamic_groups: '动态分组', dyn_groups: '{0} 个动态分组',
     scan: '扫描', intercept: '拦截',
@@ -51,6 +59,12 @@ const STRINGS = {
     library: '作业库', templates: '作业模板', scripts: '脚本', cron: '定时任务', rollback: '回滚到此版本', publish: '上线', disable: '禁用', enable: '启用',
     new_cron: '新建定时任务（保存后为暂停）', plan: '执行方案', cron_expr: 'Crontab（分 时 日 月 周）', save: '保存', delete: '删除',
     new_rule: '新建规则（保存后为停用）', add: '添加', next_fire: '下次执行',
+    edit: '编辑', cancel: '取消', edit_cron: '编辑定时任务', variables: '全局变量', unchanged: '（不变）',
+    host_list_kept: '主机列表保持不变', run_once_at: '或单次执行于（未填 Crontab 时）', enabled: '已启用', disabled: '已停用',
+    set: '集群', module: '模块', topo_none: '（无{0}）',
+    seq: '序号', app: '应用', detail: '详情',
+    state_current: '当前版本', state_pending: '待审批', state_rejected: '已驳回', state_superseded: '历史版本',
+    script_draft: '未上线', script_online: '已上线', script_offline: '已下线', script_disabled: '已禁用',
   },
 };
 
@@ -60,7 +74,7 @@ const RUN_STATUS = {
 };
 
 // Host result statuses in Chinese (English comes from the server's label).
-const HOST_STATUS_ZH = { 1: 'Agent 异常', 2: '无效主机', 3: '上次已成功', 5: '等待执行', 7: '正在执行', 9: '执行成功', 11: '执行失败', 12: '任务下发失败',
+const HOST_STATUS_ZH = { 0: '未知错误', 1: 'Agent 异常', 2: '无效主机', 3: '上次已成功', 5: '等待执行', 7: '正在执行', 9: '执行成功', 11: '执行失败', 12: '任务下发失败',
   101: '脚本执行失败', 102: '脚本执行超时', 103: '脚本执行被终止', 104: '脚本返回值非零', 202: '文件传输失败', 203: '源文件不存在', 310: 'Agent 异常',
   311: '用户名不存在', 399: '任务执行出错', 403: '任务强制终止成功' };
 

@@ -62,7 +62,8 @@ export function b64(text) {
 }
 
 // A list of any length with only its visible rows in the page: `row(item, i)` makes one
-// row element (fixed height `rowHeight` px). Answers the scrolling box.
+// row element (fixed height `rowHeight` px). Answers the scrolling box; `box.setItems(list)`
+// shows another list (a filter's result) in it, from the top unless `keepScroll`.
 export function virtualList(items, rowHeight, row, cls = 'vlist') {
   const box = h('div', { class: cls, tabindex: 0 });
   const inner = h('div', { class: 'spacer' });
@@ -81,6 +82,8 @@ export function virtualList(items, rowHeight, row, cls = 'vlist') {
   };
   let raf = 0;
   box.addEventListener('scroll', () => { if (!raf) raf = requestAnimationFrame(() => { raf = 0; paint(); }); });
+  box.setItems = (list, keepScroll = false) => { items = list; if (!keepScroll) box.scrollTop = 0; paint(); };
+  box.repaint = paint;
   requestAnimationFrame(paint);
   paint();
   return box;

@@ -256,6 +256,29 @@ async fn a_job_streams_grouped_snapshots_then_ends(mut h: Harness) {
     let group = &snap["steps"][0]["groups"][0];
     assert_eq!((group["host_count"].as_i64(), group["hosts"].as_array().map(Vec::len)), (Some(3), Some(2)), "{group}");
     assert_eq!(events.next().await.unwrap().0, "end");
+    // Every host of a group, by the key its snapshot gave (the list a snapshot cuts short);
+    // a key no group has lists none; another business does not reach the job.
+    let ask = |scope_id: &str, key: &str| {
+        json!({"bk_scope_type": "biz", "bk_scope_id": scope_id, "job_instance_id": job,
+               "step_instance_id": snap["steps"][0]["step_instance_id"], "key": key})
+    };
+    let all = admin(&h, "job_group_hosts", ask("1", group["key"].as_str().unwrap())).await;
+    let mut listed: Vec<i64> = all["hosts"].as_array().unwrap().iter().map(|x| x["bk_host_id"].as_i64().unwrap()).collect();
+    listed.sort_unstable();
+    let mut expected = hosts.clone();
+    expected.sort_unstable();
+    assert_eq!((all["host_count"].as_i64(), listed), (Some(3), expected), "{all}");
+    assert_eq!(admin(&h, "job_group_hosts", ask("1", "104:2:0")).await["host_count"], 0);
+    let r = h
+        .http
+        .post(format!("{}/api/shoal/v1/job_group_hosts", h.url))
+        .header("X-Bkapi-Authorization", h.auth_header())
+        .json(&ask("2", group["key"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_ne!(v["code"], 0, "another business: {v}");
     // A user without a grant in the business is refused the stream, as get_job_instance_status
     // refuses them; their cookie counts only with its CSRF token here too.
     admin(&h, "users", json!({"username": "outsider", "password": "a long enough password"})).await;

@@ -123,6 +123,21 @@ async fn save_cron_answers_job_codes(mut h: Harness) {
     assert_eq!((vars[1]["name"].as_str(), vars[1]["value"].as_str(), vars[1]["type"].as_i64()), (Some("PW"), Some("******"), Some(4)));
     assert!(!v.to_string().contains("cron-secret"));
 
+    // Sent back as read (the password masked) with another value changed: the sealed
+    // password stays as it was, not the mask.
+    let stored_pw = |vars: String| {
+        let vars: Vec<Value> = serde_json::from_str(&vars).unwrap();
+        vars.into_iter().find(|x| x["name"] == "PW").map(|x| x["value"].clone()).unwrap_or(Value::Null)
+    };
+    let before = stored_pw(h.shared.store.get_cron(id).await.unwrap().unwrap().variables);
+    assert!(before.as_str().is_some_and(|v| v.starts_with("shoal-sealed:")), "{before}");
+    let mut read = d["global_var_list"].clone();
+    read[0]["value"] = json!("ops-2");
+    let v = save(&h, json!({"id": id, "global_var_list": read})).await;
+    assert_eq!(code(&v), 0, "{v}");
+    assert_eq!(v["data"]["global_var_list"][0]["value"], "ops-2", "{v}");
+    assert_eq!(stored_pw(h.shared.store.get_cron(id).await.unwrap().unwrap().variables), before);
+
     // The list (paged, filtered as bk-job), then start and pause.
     let (_, l) = h.get("get_cron_list", "bk_scope_type=biz&bk_scope_id=1&name=five").await;
     assert_eq!((l["data"]["total"].as_i64(), l["data"]["data"][0]["id"].as_i64()), (Some(1), Some(id)), "{l}");

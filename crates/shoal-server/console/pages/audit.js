@@ -42,7 +42,7 @@ export function show(main) {
         } catch (ex) { err.show(ex); }
       } }, t('verify_chain')), result),
     err.el,
-    h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, ['seq', t('time'), t('username'), 'app', t('action'), t('business'), t('resource'), 'detail'].map((c) => h('th', {}, c)))), body),
+    h('table', { id: 'audit' }, h('thead', {}, h('tr', {}, [t('seq'), t('time'), t('username'), t('app'), t('action'), t('business'), t('resource'), t('detail')].map((c) => h('th', {}, c)))), body),
     more);
   load(false);
 }

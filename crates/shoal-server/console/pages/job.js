@@ -1,7 +1,7 @@
 // A job, live: its steps and their host results grouped (status + exit code + identical
 // output), updated from the server's event stream; a group opens to its hosts, a host to
 // its log (virtualised: only the visible lines are in the page, so a 5 MB log stays fast).
-import { v3, stream, scope } from '../api.js';
+import { v3, shoal, stream, scope } from '../api.js';
 import { t, runStatus, hostStatus } from '../i18n.js';
 import { h, clear, errorBox, fmtTime, fmtDuration, runClass, hostClass, virtualList } from '../ui.js';
 
@@ -26,6 +26,7 @@ export function show(main, { args }) {
 
   let es = null;
   let ended = false;
+  let left = false; // the page was left: nothing more to read
   // A finished job's stream has ended; an operation may revive the job (a retry, a skip): listen again.
   const operate = async (fn) => {
     err.show(null);
@@ -70,6 +71,7 @@ export function show(main, { args }) {
   }
 
   function drawSteps() {
+    const kept = []; // open host lists, put back where they were scrolled to
     clear(steps, snap.steps.map((step) => {
       const groups = step.groups.map((g) => {
         const on = sel.step === step.step_instance_id && sel.group === g.key;
@@ -89,9 +91,8 @@ export function show(main, { args }) {
               ? h('button', { class: 'plain all-hosts', onclick: (e) => { e.stopPropagation(); loadAll(step, g); } }, t('all_hosts', g.host_count)) : null));
           const all = allHosts.get(`${step.step_instance_id}/${g.key}`);
           if (all) {
-            box.append(h('div', { class: 'muted' }, t('all_with_status', all.length)),
-              virtualList(all, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: (e) => { e.stopPropagation(); openLog(step, x); } },
-                `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list'));
+            box.append(all.el); kept.push(all);
+            if (all.hosts.length !== g.host_count) refresh(step.step_instance_id, g.key, all);
           }
         }
         return box;
@@ -105,19 +106,68 @@ export function show(main, { args }) {
           stepButtons(step)),
         groups);
     }));
+    for (const all of kept) { all.list.scrollTop = all.top; all.list.repaint(); }
   }
 
-  // A group lists its first hosts; the rest come from the job's host results (every host
-  // with the group's status and exit code), shown as a virtual list however many there are.
+  // A group lists its first hosts; all of them (the hosts with its status, exit code and
+  // output) come on demand, shown as a virtual list however many there are.
   async function loadAll(step, g) {
     err.show(null);
     try {
-      const d = await v3('get_job_instance_status', { ...sc, job_instance_id: jobId, return_ip_result: true }, 'GET');
-      const st = (d.step_instance_list || []).find((x) => x.step_instance_id === step.step_instance_id);
-      const hosts = ((st && st.step_ip_result_list) || []).filter((x) => x.status === g.status && x.exit_code === g.exit_code);
-      allHosts.set(`${step.step_instance_id}/${g.key}`, hosts);
+      const d = await shoal('job_group_hosts', { ...sc, job_instance_id: jobId, step_instance_id: step.step_instance_id, key: g.key });
+      const entry = hostList(step, d.hosts || []);
+      entry.at = Date.now();
+      allHosts.set(`${step.step_instance_id}/${g.key}`, entry);
       drawSteps();
     } catch (ex) { err.show(ex); }
+  }
+
+  // An open list whose group grew or shrank in a snapshot (a live job) is read again, at most
+  // every 2 s; a later snapshot's count decides whether the next read is still needed.
+  function refresh(stepId, key, all) {
+    if (all.loading || all.timer || left) return;
+    const wait = 2000 - (Date.now() - (all.at || 0));
+    if (wait > 0) {
+      all.timer = setTimeout(() => {
+        all.timer = null;
+        const step = snap.steps.find((s) => s.step_instance_id === stepId);
+        const g = step && step.groups.find((x) => x.key === key);
+        if (g && g.host_count !== all.hosts.length) refresh(stepId, key, all);
+      }, wait);
+      return;
+    }
+    all.loading = true;
+    all.at = Date.now();
+    shoal('job_group_hosts', { ...sc, job_instance_id: jobId, step_instance_id: stepId, key })
+      .then((d) => all.set(d.hosts || []))
+      .catch(() => { /* the next snapshot tries again */ })
+      .finally(() => { all.loading = false; });
+  }
+
+  // A group's every host as a virtual list (however many, only the visible rows are in the
+  // page), with a filter by IP or host id. Made once and kept across snapshots, scrolled
+  // where it was.
+  function hostList(step, hosts) {
+    const entry = { top: 0, hosts };
+    const count = h('span', { class: 'muted' }, t('all_in_group', hosts.length));
+    const list = virtualList(hosts, 26, (x) => h('div', { class: 'vrow', 'data-host': x.bk_host_id, onclick: () => openLog(step, x) },
+      `${x.ip || ''} (#${x.bk_host_id})`), 'vlist all-hosts-list');
+    list.addEventListener('scroll', () => { entry.top = list.scrollTop; });
+    const show = (keepScroll) => {
+      const q = filter.value.trim();
+      const all = entry.hosts;
+      const shown = q ? all.filter((x) => (x.ip || '').includes(q) || String(x.bk_host_id) === q) : all;
+      count.textContent = q ? t('hosts_matched', shown.length, all.length) : t('all_in_group', all.length);
+      list.setItems(shown, keepScroll);
+      if (!keepScroll) entry.top = 0;
+    };
+    const filter = h('input', { type: 'search', class: 'all-hosts-search', placeholder: t('filter_hosts'), oninput: () => show(false) });
+    // The group's hosts read again: the same filter, the same place in the list.
+    entry.set = (fresh) => { entry.hosts = fresh; show(true); };
+    // Clicks inside the list are the list's, not the group's (which would close).
+    entry.el = h('div', { class: 'all-hosts-box', onclick: (e) => e.stopPropagation() }, h('div', { class: 'row' }, count, filter), list);
+    entry.list = list;
+    return entry;
   }
 
   // The open log: its host and step, and when it was last read (a running host's log is read
@@ -191,7 +241,7 @@ export function show(main, { args }) {
         rows.push(row);
       }
       clear(spacer, rows);
-      info.textContent = t('lines', shown.length === lines.length ? lines.length : `${shown.length}/${lines.length}`);
+      info.textContent = t('lines', term ? `${shown.length}/${lines.length}` : lines.length);
     };
     let raf = 0;
     box.addEventListener('scroll', () => { if (!raf) raf = requestAnimationFrame(() => { raf = 0; paint(); }); });
@@ -235,5 +285,5 @@ export function show(main, { args }) {
     });
   }
   listen();
-  return () => es.stop();
+  return () => { left = true; es.stop(); };
 }

@@ -30,7 +30,7 @@ export function show(main) {
     try {
       const d = await shoal('templates/history', { ...sc, name: tpl.name });
       clear(detail, h('h2', {}, tpl.name), (d.versions || []).map((v) => h('div', { class: 'card version', 'data-version': v.version },
-        h('div', { class: 'row' }, h('strong', {}, `${t('version')} ${v.version}`), h('span', { class: `badge ${v.state === 'current' ? 'ok' : v.state === 'pending' ? 'wait' : ''}` }, v.state),
+        h('div', { class: 'row' }, h('strong', {}, `${t('version')} ${v.version}`), h('span', { class: `badge ${v.state === 'current' ? 'ok' : v.state === 'pending' ? 'wait' : ''}` }, t(`state_${v.state}`)),
           h('span', { class: 'muted' }, `${v.author} · ${fmtTime(v.created_at)}`),
           v.state !== 'current' && v.state !== 'pending' && v.state !== 'rejected'
             ? h('button', { class: 'plain rollback', onclick: act(async () => { await shoal('templates/rollback', { ...sc, name: tpl.name, version: v.version }, 'POST'); history(tpl); templates(); }) }, t('rollback')) : null),
@@ -52,7 +52,7 @@ export function show(main) {
     try {
       const d = await v3('get_script_version_list', { ...sc, script_id: s.id, return_script_content: true, length: 1000 }, 'GET');
       const list = d.data || [];
-      const status = { 0: 'draft', 1: 'online', 2: 'offline', 3: 'disabled' };
+      const status = { 0: t('script_draft'), 1: t('script_online'), 2: t('script_offline'), 3: t('script_disabled') };
       clear(detail, h('h2', {}, s.name), list.map((v, i) => h('div', { class: 'card' },
         h('div', { class: 'row' }, h('strong', {}, v.version), h('span', { class: 'badge' }, status[v.status] ?? v.status), h('span', { class: 'muted' }, v.version_desc || ''),
           v.status !== 1 ? h('button', { class: 'plain', onclick: act(async () => { await v3('publish_script_version', { ...sc, script_id: s.id, script_version_id: v.id }); versions(s); }) }, t('publish')) : null,
@@ -78,8 +78,52 @@ export function show(main) {
             h('td', {}, c.name), h('td', {}, h('code', {}, c.expression || fmtTime((c.execute_time || 0) * 1000))), h('td', {}, c.next_fire_time ? fmtTime(c.next_fire_time * 1000) : ''),
             h('td', {}, h('button', { class: 'plain cron-toggle', onclick: act(async () => { await v3('update_cron_status', { ...sc, id: c.id, status: c.status === 1 ? 2 : 1 }); crons(); }) },
               c.status === 1 ? t('disable') : t('enable'))),
-            h('td', {}, h('button', { class: 'plain cron-delete', onclick: act(async () => { await v3('delete_cron', { ...sc, id: c.id }); crons(); }) }, t('delete'))))))));
+            h('td', {}, h('button', { class: 'plain cron-edit', onclick: act(() => editCron(c)) }, t('edit')), ' ',
+              h('button', { class: 'plain cron-delete', onclick: act(async () => { await v3('delete_cron', { ...sc, id: c.id }); crons(); }) }, t('delete'))))))));
     } catch (ex) { err.show(ex); }
+  }
+
+  // A cron edited in place: its name, schedule and the values of its plan's variables (a
+  // password is shown masked and kept unless a new one is typed; host lists are kept).
+  async function editCron(c) {
+    const [d, plan] = await Promise.all([v3('get_cron_detail', { ...sc, id: c.id }, 'GET'),
+      v3('get_job_plan_detail', { ...sc, job_plan_id: c.job_plan_id }, 'GET')]);
+    const current = new Map((d.global_var_list || []).map((v) => [v.name, v]));
+    const name = h('input', { type: 'text', id: 'cron-edit-name', value: d.name });
+    const expr = h('input', { type: 'text', id: 'cron-edit-expr', value: d.expression || '', placeholder: t('cron_expr'), title: t('cron_expr') });
+    // Or once, at a time (a one-shot's time; a schedule given wins).
+    const localTime = (s) => { const x = new Date(s * 1000 - new Date(s * 1000).getTimezoneOffset() * 60000); return x.toISOString().slice(0, 16); };
+    const once = h('input', { type: 'datetime-local', id: 'cron-edit-once', value: d.execute_time ? localTime(d.execute_time) : '', title: t('run_once_at') });
+    const vars = (plan.global_var_list || []).map((v) => {
+      const cur = current.get(v.name);
+      const password = v.type === 4;
+      const input = v.type === 3 ? null : h('input', { type: password ? 'password' : 'text', 'data-var': v.name, autocomplete: 'off',
+        value: !password && cur && cur.value !== null ? cur.value : '', placeholder: password ? (cur ? t('unchanged') : '') : (v.value ?? '') });
+      return { v, cur, input };
+    });
+    const given = () => vars.flatMap(({ v, cur, input }) => {
+      if (!input) return cur && cur.server ? [{ name: v.name, server: cur.server }] : [];
+      if (v.type === 4 && !input.value) return cur ? [{ name: v.name, value: cur.value }] : [];
+      return input.value !== '' || cur ? [{ name: v.name, value: input.value }] : [];
+    });
+    const save = h('button', { id: 'cron-edit-save', onclick: act(async () => {
+      const body = { ...sc, id: c.id, name: name.value, global_var_list: given() };
+      if (expr.value.trim()) body.expression = expr.value.trim();
+      else if (once.value) body.execute_time = Math.floor(new Date(once.value).getTime() / 1000);
+      await v3('save_cron', body);
+      clear(detail);
+      crons();
+    }) }, t('save'));
+    clear(detail, h('h2', {}, `${t('edit_cron')} · ${d.name} (#${d.id})`),
+      h('div', { id: 'cron-edit' },
+        h('label', {}, t('name')), name,
+        h('label', {}, t('cron_expr')), expr,
+        h('label', {}, t('run_once_at')), once,
+        vars.length ? h('label', {}, t('variables')) : null,
+        vars.length ? h('table', { id: 'cron-edit-vars' }, h('tbody', {}, vars.map(({ v, input }) => h('tr', {},
+          h('td', {}, h('code', {}, v.name)), h('td', {}, v.description || ''),
+          h('td', {}, input || h('span', { class: 'muted' }, t('host_list_kept'))))))) : null,
+        h('div', { class: 'row' }, save, h('button', { class: 'plain', onclick: () => clear(detail) }, t('cancel')))));
   }
 
   templates();

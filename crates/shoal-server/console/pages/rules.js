@@ -20,7 +20,7 @@ export function show(main) {
         } catch (ex) { err.show(ex); }
       } }, t('check_script'))), findings),
     session.isAdmin ? newRule() : null,
-    h('div', { class: 'card' }, h('table', {}, h('thead', {}, h('tr', {}, [t('expression'), t('description'), t('action'), t('status')].map((c) => h('th', {}, c)))), rules)));
+    h('div', { class: 'card' }, h('table', {}, h('thead', {}, h('tr', {}, [t('expression'), t('description'), t('action'), t('status'), ''].map((c) => h('th', {}, c)))), rules)));
   // A new rule (an admin's): a regular expression matched line by line, for the language
   // chosen above; JOB saves it disabled.
   function newRule() {
@@ -37,17 +37,37 @@ export function show(main) {
       } }, t('add'))));
   }
   const ACTION = { 1: t('scan'), 2: t('intercept') };
+  // A rule's row, or the form that edits it in place (expression, description, action; its
+  // languages and status stay as they are).
+  const row = (r) => h('tr', { 'data-rule': r.id },
+    h('td', {}, h('code', {}, r.expression)), h('td', {}, r.description), h('td', {}, ACTION[r.action] || r.action),
+    h('td', {}, h('span', { class: r.status === 1 ? 'badge ok' : 'badge' }, r.status === 1 ? t('enabled') : t('disabled'))),
+    // Changing rules is an admin's; the server refuses anyone else.
+    session.isAdmin ? h('td', {}, h('button', { class: 'plain', onclick: async () => {
+      try { await v3(r.status === 1 ? 'disable_dangerous_rule' : 'enable_dangerous_rule', { id: r.id }); load(); } catch (ex) { err.show(ex); }
+    } }, r.status === 1 ? t('disable') : t('enable')),
+    h('button', { class: 'plain rule-edit', onclick: (e) => e.target.closest('tr').replaceWith(editRow(r)) }, t('edit')),
+    h('button', { class: 'plain rule-delete', onclick: async () => {
+      try { await v3('delete_dangerous_rule', { id: r.id }); load(); } catch (ex) { err.show(ex); }
+    } }, t('delete'))) : null);
+  const editRow = (r) => {
+    const expr = h('input', { type: 'text', class: 'rule-edit-expr', value: r.expression, 'aria-label': t('expression') });
+    const desc = h('input', { type: 'text', class: 'rule-edit-desc', value: r.description || '', 'aria-label': t('description') });
+    const action = h('select', { class: 'rule-edit-action', 'aria-label': t('action') },
+      [[1, t('scan')], [2, t('intercept')]].map(([v, l]) => h('option', { value: v, selected: r.action === v }, l)));
+    const tr = h('tr', { 'data-rule': r.id, class: 'editing' }, h('td', {}, expr), h('td', {}, desc), h('td', {}, action), h('td', {}),
+      h('td', {}, h('button', { class: 'rule-save', onclick: async () => {
+        err.show(null);
+        try {
+          await v3('update_dangerous_rule', { id: r.id, expression: expr.value, description: desc.value, action: Number(action.value),
+            script_language_list: r.script_language_list });
+          load();
+        } catch (ex) { err.show(ex); }
+      } }, t('save')), ' ', h('button', { class: 'plain', onclick: () => tr.replaceWith(row(r)) }, t('cancel'))));
+    return tr;
+  };
   const load = () => v3('get_dangerous_rule_list', {}, 'GET').then((d) => {
-    clear(rules, (Array.isArray(d) ? d : d.data || []).map((r) => h('tr', { 'data-rule': r.id },
-      h('td', {}, h('code', {}, r.expression)), h('td', {}, r.description), h('td', {}, ACTION[r.action] || r.action),
-      h('td', {}, h('span', { class: r.status === 1 ? 'badge ok' : 'badge' }, r.status === 1 ? t('enable') : t('disable'))),
-      // Changing rules is an admin's; the server refuses anyone else.
-      session.isAdmin ? h('td', {}, h('button', { class: 'plain', onclick: async () => {
-        try { await v3(r.status === 1 ? 'disable_dangerous_rule' : 'enable_dangerous_rule', { id: r.id }); load(); } catch (ex) { err.show(ex); }
-      } }, r.status === 1 ? t('disable') : t('enable')),
-      h('button', { class: 'plain rule-delete', onclick: async () => {
-        try { await v3('delete_dangerous_rule', { id: r.id }); load(); } catch (ex) { err.show(ex); }
-      } }, t('delete'))) : null)));
+    clear(rules, (Array.isArray(d) ? d : d.data || []).map(row));
   }).catch((ex) => err.show(ex));
   load();
 }

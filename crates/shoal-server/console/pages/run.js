@@ -19,7 +19,7 @@ export async function show(main, { go }) {
   const targets = h('textarea', { id: 'targets', rows: 4, spellcheck: 'false', placeholder: '10.0.0.1\n10.0.0.2, 17' });
   const selector = h('input', { type: 'text', id: 'selector', placeholder: 'role=web,env!=prod' });
   const groups = h('div', { id: 'dynamic-groups', class: 'row' });
-  const topo = h('div', { id: 'topology', class: 'row' });
+  const topo = h('div', { id: 'topology', class: 'topo' });
   const count = h('div', { id: 'match-count', class: 'muted' });
   const params = h('input', { type: 'text', id: 'params', placeholder: t('params') });
   const sensitive = h('input', { type: 'checkbox', id: 'sensitive' });
@@ -28,6 +28,7 @@ export async function show(main, { go }) {
   const rollingMode = h('select', { id: 'rolling-mode' }, [[1, t('rolling_stop')], [2, t('rolling_ignore')], [3, t('rolling_confirm')]].map(([v, l]) => h('option', { value: v }, l)));
   const submit = h('button', { type: 'submit', id: 'execute' }, t('submit'));
   let hosts = [];
+  let leaves = new Map(); // "set/module" → its hosts
   let bySelector = null; // hosts the label selector matched (null: no selector)
   let selectorError = '';
 
@@ -35,9 +36,10 @@ export async function show(main, { go }) {
   // selector → the hosts of this business they name.
   const resolve = () => {
     const { entries, found, missing } = matchHosts(hosts, targets.value);
-    for (const box of topo.querySelectorAll('input:checked')) {
-      const [set, mod] = box.value.split('/');
-      for (const x of hosts) if (String(x.set_id) === set && String(x.module_id) === mod) found.set(x.bk_host_id, x);
+    // The tree's modules (its leaves) hold its hosts; a checked business or set has every
+    // module under it checked.
+    for (const box of topo.querySelectorAll('input[data-node="module"]:checked')) {
+      for (const x of leaves.get(box.value) || []) found.set(x.bk_host_id, x);
     }
     for (const x of bySelector || []) found.set(x.bk_host_id, x);
     const dyn = [...groups.querySelectorAll('input:checked')].map((b) => b.value);
@@ -51,7 +53,7 @@ export async function show(main, { go }) {
       selectorError ? h('span', { class: 'error' }, ' · ', selectorError) : null);
   };
   targets.addEventListener('input', recount);
-  topo.addEventListener('change', recount);
+  topo.addEventListener('change', (e) => { topoTick(e.target); recount(); });
   groups.addEventListener('change', recount);
   let pending = 0;
   selector.addEventListener('input', async () => {
@@ -124,16 +126,7 @@ export async function show(main, { go }) {
     ]);
     for (const a of (acc.data || [])) account.append(h('option', { value: a.id }, `${a.alias} (${a.account})`));
     hosts = hs.data || [];
-    // Topology as the hosts report it: set → module, with host counts.
-    const nodes = new Map();
-    for (const x of hosts) {
-      const k = `${x.set_id ?? ''}/${x.module_id ?? ''}`;
-      nodes.set(k, (nodes.get(k) || 0) + 1);
-    }
-    clear(topo, [...nodes.entries()].sort().map(([k, n]) => {
-      const [set, mod] = k.split('/');
-      return h('label', { class: 'muted' }, h('input', { type: 'checkbox', value: k }), ` set ${set || '-'} / module ${mod || '-'} (${n})`);
-    }));
+    leaves = drawTopology(topo, sc.bk_scope_id, hosts);
     recount();
     form.dataset.ready = '1';
   } catch (ex) {
@@ -146,4 +139,45 @@ export async function show(main, { go }) {
   v3('get_script_list', { ...sc, length: 1000 }, 'GET').then((d) => {
     for (const s of d.data || []) if (s.online_script_version_id) fromLibrary.append(h('option', { value: `${s.id}/${s.online_script_version_id}` }, s.name));
   }).catch(() => {});
+}
+
+// The business's topology as its hosts report it — business → set → module, each with its
+// name (`shoal host name`) and host count — as a tree of checkboxes. Answers the leaves:
+// "set/module" → hosts.
+function drawTopology(box, biz, hosts) {
+  const sets = new Map(); // set id → { name, count, modules: Map(module id → { name, hosts }) }
+  const leaves = new Map();
+  for (const x of hosts) {
+    const sk = x.set_id ?? ''; const mk = x.module_id ?? '';
+    let set = sets.get(sk);
+    if (!set) { set = { name: x.set_name, count: 0, modules: new Map() }; sets.set(sk, set); }
+    set.count++;
+    let mod = set.modules.get(mk);
+    if (!mod) { mod = { name: x.module_name, hosts: [] }; set.modules.set(mk, mod); }
+    mod.hosts.push(x);
+    leaves.set(`${sk}/${mk}`, mod.hosts);
+  }
+  const byId = (a, b) => (a[0] === '' ? 1 : b[0] === '' ? -1 : a[0] - b[0]);
+  const label = (kind, name, id) => (id === '' ? t('topo_none', t(kind)) : name ? `${name} (#${id})` : `${t(kind)} #${id}`);
+  const node = (kind, value, text, count, children) => h('li', { class: `topo-${kind}` },
+    h('label', { class: 'topo-node' }, h('input', { type: 'checkbox', 'data-node': kind, value }), ' ', text, ' ', h('span', { class: 'muted' }, `(${count})`)),
+    children ? h('ul', {}, children) : null);
+  clear(box, hosts.length ? h('ul', { class: 'topo-tree' }, node('biz', biz, `${t('business')} ${biz}`, hosts.length,
+    [...sets.entries()].sort(byId).map(([sk, set]) => node('set', String(sk), label('set', set.name, sk), set.count,
+      [...set.modules.entries()].sort(byId).map(([mk, mod]) => node('module', `${sk}/${mk}`, label('module', mod.name, mk), mod.hosts.length)))))) : h('span', { class: 'muted' }, t('none')));
+  return leaves;
+}
+
+// A checkbox of the tree changed: everything under it follows, and every node above is
+// checked when all under it are (half-checked when some are).
+function topoTick(input) {
+  if (!input.dataset.node) return;
+  const li = input.closest('li');
+  for (const c of li.querySelectorAll('ul input[type=checkbox]')) { c.checked = input.checked; c.indeterminate = false; }
+  for (let up = li.parentElement.closest('li'); up; up = up.parentElement.closest('li')) {
+    const mods = [...up.querySelectorAll('ul input[data-node="module"]')];
+    const on = mods.filter((m) => m.checked).length;
+    const box = up.querySelector(':scope > label > input');
+    box.checked = on === mods.length; box.indeterminate = on > 0 && on < mods.length;
+  }
 }

@@ -115,6 +115,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         // A request that takes longer is answered 408 and its handler dropped.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, timeout))
+        // The console's pages and the API's answers gzip'd for a caller that accepts it (a
+        // browser does); event streams, images and answers under 32 bytes go as they are.
+        .layer(tower_http::compression::CompressionLayer::new())
         // File content is not held to the API's body limit and request timeout.
         .route("/api/shoal/v1/uploads/{token}", axum::routing::put(crate::files::http::upload))
         .route("/api/shoal/v1/agent/blobs/{sha256}", get(crate::files::http::blob))

@@ -199,6 +199,26 @@ mod tests {
         );
     }
 
+    /// The keys of one language's strings in `i18n.js` (`key: '…'` entries of its block).
+    fn string_keys(block: &str) -> std::collections::BTreeSet<&str> {
+        block
+            .split(['\n', ','])
+            .filter_map(|part| part.trim().split_once(": '").map(|(k, _)| k))
+            .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+            .collect()
+    }
+
+    #[test]
+    fn every_string_of_the_console_is_in_chinese_and_english() {
+        let (i18n, _) = asset("i18n.js").unwrap();
+        let js = std::str::from_utf8(i18n.bytes).unwrap();
+        let (en_at, zh_at, end) = (js.find("  en: {").unwrap(), js.find("  zh: {").unwrap(), js.find("const RUN_STATUS").unwrap());
+        let (en, zh) = (string_keys(&js[en_at..zh_at]), string_keys(&js[zh_at..end]));
+        assert!(en.len() > 100, "the English strings are read: {en:?}");
+        assert_eq!(en.difference(&zh).collect::<Vec<_>>(), Vec::<&&str>::new(), "English strings with no Chinese");
+        assert_eq!(zh.difference(&en).collect::<Vec<_>>(), Vec::<&&str>::new(), "Chinese strings with no English");
+    }
+
     #[test]
     fn the_page_has_no_inline_script() {
         let (page, _) = asset("index.html").unwrap();

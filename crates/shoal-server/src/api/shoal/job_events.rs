@@ -213,7 +213,14 @@ fn hash_of(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-async fn step_json(shared: &Shared, s: &StepRow, listed: usize, secrets: &[String], outputs: &mut Outputs) -> Result<Value, JobError> {
+/// The step run's host results with the hash of each final one's output (read once into
+/// `outputs`), ready for [`shoal_proto::grouping::group`].
+async fn results(
+    shared: &Shared,
+    s: &StepRow,
+    secrets: &[String],
+    outputs: &mut Outputs,
+) -> Result<Vec<(HostResultDto, Option<u64>)>, JobError> {
     let store = &shared.store;
     let tasks = store.host_tasks(s.id, s.execute_count).await.map_err(internal("host tasks"))?;
     // Outputs of tasks that became final since the last snapshot.
@@ -240,44 +247,91 @@ async fn step_json(shared: &Shared, s: &StepRow, listed: usize, secrets: &[Strin
             outputs.hashes.insert((s.id, s.execute_count, *host), seen.get(host).copied().unwrap_or(empty));
         }
     }
-    let results: Vec<HostResultDto> = tasks
+    Ok(tasks
         .iter()
-        .map(|t| HostResultDto {
-            bk_host_id: t.bk_host_id,
-            ip: t.ip.clone(),
-            bk_cloud_id: t.bk_cloud_id,
-            status: t.status,
-            tag: String::new(),
-            exit_code: t.exit_code,
-            error_code: t.error_code,
-            start_time: t.start_time,
-            end_time: t.end_time,
-            total_time: None,
+        .map(|t| {
+            let dto = HostResultDto {
+                bk_host_id: t.bk_host_id,
+                ip: t.ip.clone(),
+                bk_cloud_id: t.bk_cloud_id,
+                status: t.status,
+                tag: String::new(),
+                exit_code: t.exit_code,
+                error_code: t.error_code,
+                start_time: t.start_time,
+                end_time: t.end_time,
+                total_time: None,
+            };
+            (dto, outputs.hashes.get(&(s.id, s.execute_count, t.bk_host_id)).copied())
         })
-        .collect();
-    let groups =
-        shoal_proto::grouping::group(results.iter().map(|h| (h, outputs.hashes.get(&(s.id, s.execute_count, h.bk_host_id)).copied())));
+        .collect())
+}
+
+/// A group's key: status, exit code and output hash (what makes hosts one group).
+fn group_key(status: i32, exit_code: i32, output: Option<u64>) -> String {
+    format!("{}:{}:{:x}", status, exit_code, output.unwrap_or(0))
+}
+
+fn host_ref(h: &HostResultDto) -> Value {
+    json!({"bk_host_id": h.bk_host_id, "ip": h.ip, "bk_cloud_id": h.bk_cloud_id})
+}
+
+async fn step_json(shared: &Shared, s: &StepRow, listed: usize, secrets: &[String], outputs: &mut Outputs) -> Result<Value, JobError> {
+    let store = &shared.store;
+    let results = results(shared, s, secrets, outputs).await?;
+    let groups = shoal_proto::grouping::group(results.iter().map(|(h, o)| (h, *o)));
     let groups: Vec<Value> = groups
         .iter()
         .map(|g| {
             let (output, truncated) = g.output.and_then(|h| outputs.previews.get(&h)).cloned().unwrap_or_default();
-            let hosts: Vec<Value> = g
-                .hosts
-                .iter()
-                .take(listed)
-                .map(|h| json!({"bk_host_id": h.bk_host_id, "ip": h.ip, "bk_cloud_id": h.bk_cloud_id}))
-                .collect();
+            let hosts: Vec<Value> = g.hosts.iter().take(listed).map(|h| host_ref(h)).collect();
             json!({"status": g.status, "status_label": host_status::label(g.status), "exit_code": g.exit_code,
                    "host_count": g.hosts.len(), "hosts": hosts, "output": output, "output_truncated": truncated,
-                   "key": format!("{}:{}:{:x}", g.status, g.exit_code, g.output.unwrap_or(0))})
+                   "key": group_key(g.status, g.exit_code, g.output)})
         })
         .collect();
     let rolling = store.step_rolling(s.id).await.map_err(internal("step rolling"))?;
-    let done = tasks.iter().filter(|t| host_status::is_final(t.status)).count();
+    let done = results.iter().filter(|(h, _)| host_status::is_final(h.status)).count();
     Ok(json!({
         "step_instance_id": s.id, "name": s.name, "type": s.step_type, "status": s.status, "execute_count": s.execute_count,
-        "start_time": s.start_time, "end_time": s.end_time, "host_count": tasks.len(), "finished_hosts": done,
+        "start_time": s.start_time, "end_time": s.end_time, "host_count": results.len(), "finished_hosts": done,
         "current_batch": rolling.as_ref().map(|r| r.current_batch), "total_batch": rolling.as_ref().map(|r| r.total_batches),
         "groups": groups,
     }))
+}
+
+#[derive(serde::Deserialize)]
+struct GroupHostsReq {
+    #[serde(flatten)]
+    scope: ScopeReq,
+    #[serde(default, deserialize_with = "shoal_proto::lenient::opt_i64")]
+    job_instance_id: Option<i64>,
+    #[serde(default, deserialize_with = "shoal_proto::lenient::opt_i64")]
+    step_instance_id: Option<i64>,
+    #[serde(default, deserialize_with = "shoal_proto::lenient::opt_string")]
+    key: Option<String>,
+}
+
+/// `GET|POST job_group_hosts {scope, job_instance_id, step_instance_id, key}`: every host of
+/// one group of a step's current run — the group whose `key` a snapshot gave — grouped as
+/// the stream groups them (an empty list once no host has that status, exit code and
+/// output any more). Authorised like the stream.
+pub async fn group_hosts(ctx: &Ctx, params: Value) -> crate::api::ApiResult {
+    let req: GroupHostsReq = crate::api::decode(params)?;
+    let scope = Scope::resolve(&req.scope)?;
+    crate::api::authz::authorize(ctx, &scope, crate::api::authz::Role::Access).await?;
+    let job = crate::api::v3::job_in_scope(ctx, &scope, req.job_instance_id).await?;
+    let step_id = req.step_instance_id.ok_or_else(|| JobError::missing_or_illegal("step_instance_id"))?;
+    let key = req.key.filter(|k| !k.is_empty()).ok_or_else(|| JobError::missing("key"))?;
+    let steps = ctx.shared.store.get_steps(job.id).await.map_err(internal("get steps"))?;
+    let step = steps.iter().find(|s| s.id == step_id).ok_or_else(|| JobError::new(shoal_proto::ErrorCode::STEP_INSTANCE_NOT_EXIST))?;
+    let secrets = crate::api::v3::get_job_instance_ip_log::passwords(ctx, job.id).await?;
+    let results = results(&ctx.shared, step, &secrets, &mut Outputs::default()).await?;
+    let groups = shoal_proto::grouping::group(results.iter().map(|(h, o)| (h, *o)));
+    let hosts: Vec<Value> = groups
+        .iter()
+        .find(|g| group_key(g.status, g.exit_code, g.output) == key)
+        .map(|g| g.hosts.iter().map(|h| host_ref(h)).collect())
+        .unwrap_or_default();
+    Ok(json!({"job_instance_id": job.id, "step_instance_id": step.id, "key": key, "host_count": hosts.len(), "hosts": hosts}))
 }

@@ -11,7 +11,8 @@
 //!   id, name}`: names of a business's sets and modules (hosts show them beside the ids).
 //! - `GET job_confirmation?bk_scope_type=&bk_scope_id=&job_instance_id=`: the job's
 //!   confirmation steps waiting for a user, with their message and who may confirm.
-//! - [`job_events`]: `GET jobs/{id}/events`, a job live as server-sent events (the console).
+//! - [`job_events`]: `GET jobs/{id}/events`, a job live as server-sent events (the console);
+//!   `GET job_group_hosts`, every host of one of its groups.
 
 pub mod agents;
 pub mod app_tokens;
@@ -45,6 +46,7 @@ pub async fn call(ctx: &Ctx, method: &Method, path: &str, params: Value) -> ApiR
         ("dynamic_groups", Method::GET) => list_groups(ctx, params).await,
         ("dynamic_groups/delete", Method::POST) => delete_group(ctx, params).await,
         ("job_confirmation", Method::GET | Method::POST) => job_confirmation(ctx, params).await,
+        ("job_group_hosts", Method::GET | Method::POST) => job_events::group_hosts(ctx, params).await,
         ("topo_names", Method::GET) => list_topo_names(ctx, params).await,
         ("topo_names", Method::POST) => put_topo_name(ctx, params).await,
         (p, _) if p == "biz_sets" || p.starts_with("biz_sets/") => biz_sets::call(ctx, method, p, params).await,

@@ -152,15 +152,20 @@ fn actor(ctx: &Ctx) -> CronActor {
 }
 
 /// The values given for the plan's variables, resolved against it (1241005 for one it does
-/// not have) and kept by name; password values sealed.
-async fn resolve_vars(ctx: &Ctx, scope: &Scope, job_plan_id: i64, given: &[GlobalVarReq]) -> Result<String, JobError> {
+/// not have) and kept by name; password values sealed. A password given as the mask
+/// `get_cron_detail` shows keeps the value `before` (the cron's stored variables) holds, so
+/// a caller can send back what it read with only other values changed.
+async fn resolve_vars(ctx: &Ctx, scope: &Scope, job_plan_id: i64, given: &[GlobalVarReq], before: &str) -> Result<String, JobError> {
     let (_, vars) = plan_vars(ctx, scope, Some(job_plan_id)).await?;
+    let before: Vec<GlobalVarReq> = serde_json::from_str(before).unwrap_or_default();
     let mut out: Vec<GlobalVarReq> = Vec::with_capacity(given.len());
     for g in given {
         let v = &vars[var_index(&vars, g)?];
         let mut kept = GlobalVarReq { id: None, name: Some(v.name.clone()), value: None, server: None };
         if v.var_type == VarType::HostList {
             kept.server = g.server.clone().filter(|s| !s.is_empty());
+        } else if v.var_type == VarType::Password && g.value.as_deref() == Some(MASK) {
+            kept.value = before.iter().find(|b| b.name.as_ref() == Some(&v.name)).and_then(|b| b.value.clone());
         } else if let Some(value) = &g.value {
             kept.value = Some(if v.var_type == VarType::Password && !value.is_empty() {
                 let aad = sched::value_aad(scope, &v.name);
@@ -248,7 +253,10 @@ pub async fn save_in(ctx: &Ctx, scope: &Scope, req: SaveCronReq) -> ApiResult {
         c.missed_policy = p;
     }
     match &req.global_var_list {
-        Some(given) => c.variables = resolve_vars(ctx, scope, c.job_plan_id, given).await?,
+        Some(given) => {
+            let before = if plan_changed { "[]".to_string() } else { c.variables.clone() };
+            c.variables = resolve_vars(ctx, scope, c.job_plan_id, given, &before).await?
+        }
         // The plan exists in the scope (and its values would not fit another plan).
         None if plan_changed || !updating => {
             plan_vars(ctx, scope, Some(c.job_plan_id)).await?;
