@@ -440,9 +440,17 @@ impl Engine {
     async fn sweep_lost(&self) {
         let steps: Vec<Arc<StepRow>> = self.steps.lock().expect("steps lock").values().cloned().collect();
         let connected = self.gateway.reachable_set().await;
+        // A server that began stopping meanwhile (its sessions closing, so nobody looks
+        // connected) judges nobody: its successor will.
+        if *self.gateway.stop_signal().borrow() {
+            return;
+        }
         let now = shoal_core::time::now_ms();
         for step in steps {
             let Ok(tasks) = self.store.host_tasks(step.id, step.execute_count).await else { continue };
+            if *self.gateway.stop_signal().borrow() {
+                return;
+            }
             let items: Vec<IngestItem> = tasks
                 .iter()
                 .filter(|t| !host_status::is_final(t.status) && !connected.contains(&t.bk_host_id))
