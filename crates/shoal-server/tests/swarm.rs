@@ -96,6 +96,14 @@ async fn targets_fetch_from_one_another(backend: Backend) {
     assert_eq!((direct, from_peers), (1, 4), "{lines:#?}");
     // The server sent the file once, not five times.
     assert_eq!(served(&h).await - before, data.len() as u64, "{lines:#?}");
+    // The copies are deleted; the holders the tracker still names withdraw when asked, and
+    // the file is again sent by the server about once, not to everyone.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let before = served(&h).await;
+    let lines = send_to_all(&h, &path, &dir, 10).await;
+    assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), data);
+    let sent = served(&h).await - before;
+    assert!(sent <= 2 * data.len() as u64, "the server sent {sent} bytes: {lines:#?}");
 }
 
 /// Holders that cannot be reached (they announce an address nothing listens on) do not

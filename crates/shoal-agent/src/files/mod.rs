@@ -510,11 +510,17 @@ impl Fetcher {
         Err(FetchError::Link(last))
     }
 
-    /// Tells the tracker this host is done with the server without serving the blob.
+    /// Tells the tracker this host does not serve the blob (any more), and is done with the
+    /// server.
     async fn release(&self, f: &FileGet) {
+        self.withdraw(&swarm::Withdrawal { sha256: f.sha256.clone(), token: f.token.clone() }).await;
+    }
+
+    /// [`Fetcher::release`] for a held file this host stopped serving.
+    pub async fn withdraw(&self, w: &swarm::Withdrawal) {
         for base in &self.bases {
-            let Ok(url) = base.join(&format!("{SWARM_PATH}/{}", f.sha256)) else { continue };
-            if let Ok(r) = self.client.post(url).header("x-shoal-blob-token", &f.token).json(&serde_json::json!({"port": 0})).send().await {
+            let Ok(url) = base.join(&format!("{SWARM_PATH}/{}", w.sha256)) else { continue };
+            if let Ok(r) = self.client.post(url).header("x-shoal-blob-token", &w.token).json(&serde_json::json!({"port": 0})).send().await {
                 if r.status().is_success() {
                     return;
                 }
@@ -532,7 +538,8 @@ impl Fetcher {
         secret: &str,
     ) {
         let blake3 = outboard.root.to_hex().to_string();
-        if let Err(e) = peers.hold(dest, outboard, secret) {
+        let withdrawal = swarm::Withdrawal { sha256: f.sha256.clone(), token: f.token.clone() };
+        if let Err(e) = peers.hold(dest, outboard, secret, withdrawal) {
             tracing::warn!(dest = %dest.display(), error = %e, "cannot serve the placed file to peers");
             return;
         }

@@ -77,9 +77,19 @@ enum Reply {
 struct Held {
     path: PathBuf,
     size: u64,
+    /// What [`Peers::withdrawals`] hands on when the file can no longer be served.
+    withdrawal: Withdrawal,
     outboard: PreOrderMemOutboard,
     secret: String,
     until: Instant,
+}
+
+/// A held file this host stopped serving (gone, or changed on disk): the blob's SHA-256 and
+/// the token that lets this host tell the tracker.
+#[derive(Debug, Clone)]
+pub struct Withdrawal {
+    pub sha256: String,
+    pub token: String,
 }
 
 /// This host's side of the swarm: what it holds, the port it serves on, and how it connects
@@ -90,6 +100,7 @@ pub struct Peers {
     held: Mutex<HashMap<String, Arc<Held>>>,
     slots: Arc<tokio::sync::Semaphore>,
     provider: Arc<rustls::crypto::CryptoProvider>,
+    withdrawn: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Withdrawal>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -116,6 +127,7 @@ impl Peers {
             held: Mutex::new(HashMap::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(UPLOAD_SLOTS)),
             provider,
+            withdrawn: std::sync::OnceLock::new(),
         });
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
         let weak = Arc::downgrade(&peers);
@@ -145,14 +157,38 @@ impl Peers {
 
     /// Serves the blob placed at `path` (verified, its tree `outboard`) to holders of `secret`
     /// for [`SEED_TTL`].
-    pub fn hold(&self, path: &Path, outboard: PreOrderMemOutboard, secret: &str) -> std::io::Result<()> {
+    pub fn hold(&self, path: &Path, outboard: PreOrderMemOutboard, secret: &str, withdrawal: Withdrawal) -> std::io::Result<()> {
         let m = std::fs::symlink_metadata(path)?;
-        let held = Held { path: path.to_path_buf(), size: m.len(), outboard, secret: secret.to_string(), until: Instant::now() + SEED_TTL };
+        let held = Held {
+            path: path.to_path_buf(),
+            size: m.len(),
+            withdrawal,
+            outboard,
+            secret: secret.to_string(),
+            until: Instant::now() + SEED_TTL,
+        };
         let mut map = self.held.lock().expect("held lock");
         let now = Instant::now();
         map.retain(|_, h| h.until > now);
         map.insert(held.outboard.root.to_hex().to_string(), Arc::new(held));
         Ok(())
+    }
+
+    /// The held files this host stops serving, from now on, for someone to tell the tracker
+    /// (so that it stops naming this host for them).
+    pub fn withdrawals(&self) -> tokio::sync::mpsc::UnboundedReceiver<Withdrawal> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let _ = self.withdrawn.set(tx);
+        rx
+    }
+
+    /// Stops serving blob `blake3`.
+    fn drop_held(&self, blake3: &str) {
+        if let Some(h) = self.held.lock().expect("held lock").remove(blake3) {
+            if let Some(tx) = self.withdrawn.get() {
+                let _ = tx.send(h.withdrawal.clone());
+            }
+        }
     }
 
     /// One peer's connection: requests one after another, each answered with the encoded
@@ -187,7 +223,7 @@ impl Peers {
             let file = match open_same(&held) {
                 Ok(f) => f,
                 Err(why) => {
-                    self.held.lock().expect("held lock").remove(&req.blake3);
+                    self.drop_held(&req.blake3);
                     return reply(&mut wr, Reply::Refused(why)).await;
                 }
             };
@@ -214,7 +250,7 @@ impl Peers {
                 Ok(()) => {}
                 Err(e @ (E::LeafHashMismatch(_) | E::ParentHashMismatch(_) | E::SizeMismatch)) => {
                     tracing::warn!(error = %e, blob = %req.blake3, "a held file no longer matches its tree; not served again");
-                    self.held.lock().expect("held lock").remove(&req.blake3);
+                    self.drop_held(&req.blake3);
                     return Ok(());
                 }
                 // The peer went away.
@@ -700,7 +736,7 @@ mod tests {
         let (_, outboard) = digest(&std::fs::File::open(&held).unwrap(), data.len() as u64).unwrap();
         let root = outboard.root;
         let holder = Peers::start("127.0.0.1:0").await.unwrap();
-        holder.hold(&held, outboard, "s3cret").unwrap();
+        holder.hold(&held, outboard, "s3cret", Withdrawal { sha256: "x".into(), token: "t".into() }).unwrap();
         let receiver = Peers::start("127.0.0.1:0").await.unwrap();
         let seed = Seed { addr: format!("127.0.0.1:{}", holder.port()), cert_sha256: holder.cert_sha256().to_string() };
 

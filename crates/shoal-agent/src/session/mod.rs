@@ -94,7 +94,16 @@ pub async fn run(config: AgentConfig, shutdown: impl Future<Output = ()> + Send)
             let mut fetcher = crate::files::Fetcher::new(&config.servers, connect::client_config(config.ca_file.as_deref())?)?;
             if let Some(bind) = &config.peer_listen {
                 match crate::files::swarm::Peers::start(bind).await {
-                    Ok(p) => fetcher.peers = Some(p),
+                    Ok(p) => {
+                        let mut withdrawals = p.withdrawals();
+                        let teller = fetcher.clone();
+                        tokio::spawn(async move {
+                            while let Some(w) = withdrawals.recv().await {
+                                teller.withdraw(&w).await;
+                            }
+                        });
+                        fetcher.peers = Some(p);
+                    }
                     Err(e) => tracing::warn!(%bind, error = %e, "cannot serve files to peers; every file will come from the server"),
                 }
             }

@@ -82,8 +82,8 @@ pub struct SeedInfo {
     pub cert_sha256: String,
 }
 
-/// A holder's announcement; with port 0, a target done with the server that serves nothing
-/// (its lease is given back).
+/// A holder's announcement; with port 0, a target that serves nothing (any more) and is done
+/// with the server (its lease is given back, and it is no longer named as a seed).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(default)]
 #[derive(Default)]
@@ -135,9 +135,11 @@ impl Tracker {
         (false, Vec::new())
     }
 
+    /// `host` neither fetches from the server nor serves the blob (any more).
     fn release(&self, sha256: &str, host: i64) {
         if let Some(swarm) = self.swarms.lock().expect("tracker lock").get_mut(sha256) {
             swarm.direct.remove(&host);
+            swarm.seeds.remove(&host);
         }
     }
 
@@ -272,6 +274,9 @@ mod tests {
         assert_eq!(addrs(t.ask("b", 4, 10, 2, false)), (false, vec!["10.0.0.1:7000".to_string()]));
         // A seed is not told to fetch from itself.
         assert!(t.ask("b", 1, 10, 3, false).1.is_empty());
+        // A holder that withdraws is no longer named.
+        t.release("b", 1);
+        assert!(t.ask("b", 4, 10, 2, false).1.is_empty());
         // Expired seeds are not named.
         t.announce("c", 1, Seed { addr: "x".into(), cert_sha256: "c".into(), until: Instant::now() });
         assert!(t.ask("c", 2, 10, 1, false).1.is_empty());
