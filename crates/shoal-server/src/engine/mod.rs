@@ -49,6 +49,9 @@ pub struct Engine {
     /// Password values and sensitive parameters of running steps, masked in their output as
     /// it arrives (and sent to agents to mask before it leaves the host).
     redactions: Mutex<HashMap<i64, Arc<Vec<String>>>>,
+    /// Hosts each file step (or rolling batch) was last sent to: peer-to-peer fan-out pays
+    /// only with many more targets than fetch from the server at once.
+    fanout: Mutex<HashMap<i64, usize>>,
     /// File steps' staging requests waiting for their source hosts.
     staging: staging::Pending,
     /// The blob store file sources are read into (set once at start).
@@ -88,6 +91,7 @@ impl Engine {
             callbacks: Notify::new(),
             me: me.clone(),
             redactions: Mutex::new(HashMap::new()),
+            fanout: Mutex::new(HashMap::new()),
             staging: Default::default(),
             blobs: std::sync::OnceLock::new(),
             source_policy,
@@ -103,6 +107,16 @@ impl Engine {
     fn forget_step(&self, step_id: i64) {
         self.steps.lock().expect("steps lock").remove(&step_id);
         self.redactions.lock().expect("redactions lock").remove(&step_id);
+        self.fanout.lock().expect("fanout lock").remove(&step_id);
+    }
+
+    /// The smallest file of step `step_id` its targets may fetch from one another: none when
+    /// the step went to few hosts (each fetches from the server, as fast as waiting for a
+    /// first copy would be); unknown (after a restart) counts as many.
+    fn swarm_min(&self, step_id: i64) -> Option<u64> {
+        let hosts = self.fanout.lock().expect("fanout lock").get(&step_id).copied();
+        let few = hosts.is_some_and(|n| n <= 2 * self.config.p2p_direct);
+        self.config.swarm_min().filter(|_| !few)
     }
 
     /// Mask a plan step's password values in a piece of its output before it is stored.
@@ -289,7 +303,7 @@ impl Engine {
                 .transfer
                 .as_deref()
                 .and_then(crate::files::StepTransfer::from_json)
-                .map(|t| Box::new(t.for_task(key, &self.config.sealing_key, self.config.swarm_min()))),
+                .map(|t| Box::new(t.for_task(key, &self.config.sealing_key, self.swarm_min(step.id)))),
         })
     }
 
@@ -372,6 +386,7 @@ impl Engine {
         changes.push(IngestItem { change: run, ack: None });
         // The start is queued before the tasks go out, so the writer sees it first.
         self.gateway.submit(changes).await;
+        self.fanout.lock().expect("fanout lock").insert(step.id, to_send.len());
         let mut lost = Vec::new();
         for key in to_send {
             if !self.gateway.send(key.host_id, self.run_msg(key, step)).await && !returning.contains(&key.host_id) {
