@@ -181,35 +181,24 @@ async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) 
     assert_eq!(served(&h).await, before, "the server sent nothing: the pieces came from peers");
 }
 
-mod a_terminate_while_fetching_from_peers_leaves_nothing {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::a_terminate_while_fetching_from_peers_leaves_nothing(super::Backend::Sqlite).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        super::a_terminate_while_fetching_from_peers_leaves_nothing(super::Backend::Postgres).await;
-    }
+/// Each scenario on SQLite and on PostgreSQL (each makes its own server: the settings differ).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await;
+            }
+        }
+    )*};
 }
 
-mod targets_fetch_from_one_another {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::targets_fetch_from_one_another(super::Backend::Sqlite).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        super::targets_fetch_from_one_another(super::Backend::Postgres).await;
-    }
-}
-
-mod unreachable_holders_send_targets_to_the_server {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn sqlite() {
-        super::unreachable_holders_send_targets_to_the_server(super::Backend::Sqlite).await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn postgres() {
-        super::unreachable_holders_send_targets_to_the_server(super::Backend::Postgres).await;
-    }
-}
+on_both_backends!(
+    targets_fetch_from_one_another,
+    unreachable_holders_send_targets_to_the_server,
+    a_terminate_while_fetching_from_peers_leaves_nothing,
+);
