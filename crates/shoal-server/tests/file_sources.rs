@@ -31,22 +31,6 @@ fn with_scope(mut v: Value) -> Value {
     v
 }
 
-/// One scenario on both stores, each given the backend to start its own harness with.
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await;
-            }
-        }
-    )*};
-}
-
 /// A bkrepo generic-download peer: `GET /generic/{project}/{repo}/{path}` with basic auth.
 struct Bkrepo {
     url: String,
@@ -625,7 +609,7 @@ async fn a_plan_step_reads_from_a_file_source(b: Backend) {
     assert_eq!(std::fs::read(dest.join("app.tar")).unwrap(), b"release 7\n");
 }
 
-both!(
+on_both_backends!(
     a_plan_step_reads_from_a_file_source,
     credentials_are_sealed_and_never_returned,
     file_sources_are_checked_and_listed,

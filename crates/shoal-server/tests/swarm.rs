@@ -2,6 +2,7 @@
 //! them and the rest fetch it from targets that hold it, every chunk group checked against the
 //! blob's BLAKE3 tree. Real server, real agents (their peer listeners on loopback), real files.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -64,6 +65,15 @@ async fn served(h: &Harness) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
+/// A server that sends each blob to one target itself, for files of 1 MiB and more.
+async fn swarm_harness(backend: Backend) -> Option<Harness> {
+    Harness::start_with(backend, |c| {
+        c.p2p_direct = 1;
+        c.p2p_min_bytes = 1024 * 1024;
+    })
+    .await
+}
+
 fn content(size: usize) -> Vec<u8> {
     (0..size).map(|i| ((i * 31) ^ (i >> 11)) as u8).collect()
 }
@@ -71,14 +81,7 @@ fn content(size: usize) -> Vec<u8> {
 /// One target fetches from the server; the other four from it (and from each other), and
 /// every copy is the file.
 async fn targets_fetch_from_one_another(backend: Backend) {
-    let Some(mut h) = Harness::start_with(backend, |c| {
-        c.p2p_direct = 1;
-        c.p2p_min_bytes = 1024 * 1024;
-    })
-    .await
-    else {
-        return;
-    };
+    let Some(mut h) = swarm_harness(backend).await else { return };
     for i in 0..5 {
         h.add_agent_with(&format!("127.0.0.{}", 51 + i), |_| {});
     }
@@ -109,14 +112,7 @@ async fn targets_fetch_from_one_another(backend: Backend) {
 /// Holders that cannot be reached (they announce an address nothing listens on) do not
 /// stall anyone: after a few refused rounds each target fetches from the server.
 async fn unreachable_holders_send_targets_to_the_server(backend: Backend) {
-    let Some(mut h) = Harness::start_with(backend, |c| {
-        c.p2p_direct = 1;
-        c.p2p_min_bytes = 1024 * 1024;
-    })
-    .await
-    else {
-        return;
-    };
+    let Some(mut h) = swarm_harness(backend).await else { return };
     for i in 0..3 {
         // Listening on 127.0.0.1 only, registered as 127.0.0.6x: peers are refused.
         h.add_agent_with(&format!("127.0.0.{}", 61 + i), |c| c.peer_listen = Some("127.0.0.1:0".into()));
@@ -132,14 +128,7 @@ async fn unreachable_holders_send_targets_to_the_server(backend: Backend) {
 
 /// A terminate while targets fetch from their peers leaves no piece file behind.
 async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) {
-    let Some(mut h) = Harness::start_with(backend, |c| {
-        c.p2p_direct = 1;
-        c.p2p_min_bytes = 1024 * 1024;
-    })
-    .await
-    else {
-        return;
-    };
+    let Some(mut h) = swarm_harness(backend).await else { return };
     for i in 0..3 {
         h.add_agent_with(&format!("127.0.0.{}", 71 + i), |_| {});
     }
@@ -179,22 +168,6 @@ async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) 
     .await;
     assert!(!dir.join("t.bin").exists());
     assert_eq!(served(&h).await, before, "the server sent nothing: the pieces came from peers");
-}
-
-/// Each scenario on SQLite and on PostgreSQL (each makes its own server: the settings differ).
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await;
-            }
-        }
-    )*};
 }
 
 on_both_backends!(

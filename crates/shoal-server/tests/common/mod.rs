@@ -23,6 +23,24 @@ macro_rules! on_both_stores {
     )*};
 }
 
+/// One scenario on both stores, given the backend to start its own harness with (for
+/// scenarios whose server needs settings of its own).
+#[allow(unused_macros)]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await;
+            }
+        }
+    )*};
+}
+
 mod api;
 mod killable;
 
