@@ -22,6 +22,8 @@ use crate::JobError;
 pub const INVALID_ROLLING_EXPR: ErrorCode = ErrorCode(1244026);
 /// 1244027 "Rolling batch can not be greater than {0}".
 pub const EXCEED_MAX_ALLOWED_BATCH_SIZE: ErrorCode = ErrorCode(1244027);
+/// 1244035 "The file source rolling policy only support server file".
+pub const SOURCE_FILE_ROLLING_ONLY_SERVER_FILES: ErrorCode = ErrorCode(1244035);
 
 /// Most batches a serial rolling step may have.
 pub const MAX_SERIAL_BATCHES: usize = 500;
@@ -248,19 +250,85 @@ impl StaggerDelays {
     }
 }
 
-/// A validated v3 `rolling_config` with `type = 1` (target hosts), the only type supported.
+/// A validated v3 `rolling_config`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollingConfig {
-    pub expression: RollingExpr,
+    pub by: RollingBy,
     pub mode: RollingMode,
     pub execution: RollingExecution,
+}
+
+/// What a step rolls over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RollingBy {
+    /// `type = 1`: the target hosts, in batches the expression sizes.
+    Hosts(RollingExpr),
+    /// `type = 2` (file steps whose files are on source hosts): the source files, in batches
+    /// that every target receives one after the other.
+    SourceFiles(SourceFileLimits),
+}
+
+/// `rolling_config.file_source`: how much of the sources one batch takes (`None`: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceFileLimits {
+    /// `max_execute_object_num_in_batch`: source hosts per batch.
+    pub max_hosts: Option<usize>,
+    /// `max_file_num_of_single_execute_object`: files per source host per batch.
+    pub max_files: Option<usize>,
+}
+
+/// One source group's share of a batch: hosts `hosts` of group `group`, with its files `files`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePick {
+    pub group: usize,
+    pub hosts: std::ops::Range<usize>,
+    pub files: std::ops::Range<usize>,
+}
+
+impl SourceFileLimits {
+    /// Cuts source groups (`(hosts, files)` each: one `file_source_list` entry) into batches,
+    /// as JOB does: a group over a limit is split into the cross product of its host chunks and
+    /// file chunks, one batch each; runs of groups within the limits are taken greedily into
+    /// one batch while their summed hosts and files stay within them.
+    pub fn plan(&self, groups: &[(usize, usize)]) -> Vec<Vec<SourcePick>> {
+        let max_hosts = self.max_hosts.unwrap_or(usize::MAX).max(1);
+        let max_files = self.max_files.unwrap_or(usize::MAX).max(1);
+        let mut batches = Vec::new();
+        let mut i = 0;
+        while i < groups.len() {
+            let (hosts, files) = groups[i];
+            if hosts > max_hosts || files > max_files {
+                for h in (0..hosts).step_by(max_hosts) {
+                    for f in (0..files.max(1)).step_by(max_files) {
+                        let pick = SourcePick { group: i, hosts: h..(h + max_hosts).min(hosts), files: f..(f + max_files).min(files) };
+                        batches.push(vec![pick]);
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            let (mut sum_hosts, mut sum_files) = (hosts, files);
+            let mut end = i + 1;
+            while end < groups.len() {
+                sum_hosts = sum_hosts.saturating_add(groups[end].0);
+                sum_files = sum_files.saturating_add(groups[end].1);
+                if sum_hosts > max_hosts || sum_files > max_files {
+                    break;
+                }
+                end += 1;
+            }
+            batches.push((i..end).map(|g| SourcePick { group: g, hosts: 0..groups[g].0, files: 0..groups[g].1 }).collect());
+            i = end;
+        }
+        batches
+    }
 }
 
 impl RollingConfig {
     /// Reads the v3 object. Integers may come as JSON numbers or numeric strings; `null` and
     /// `""` count as absent. Checks run as JOB orders them: field constraints (`1240003` with the
-    /// field message), then `type = 2` (source-file rolling, unsupported: `1241005`
-    /// "rolling_config.type"), then the expression (`1244026`).
+    /// field message), then the expression of `type = 1` (`1244026`). Whether `type = 2` fits
+    /// the step's sources is its caller's to check (`1244035`).
     pub fn from_json(v: &Value) -> Result<RollingConfig, JobError> {
         let obj = v.as_object().ok_or_else(|| JobError::bad_request("rolling_config must be an object"))?;
 
@@ -300,23 +368,65 @@ impl RollingConfig {
         };
 
         if kind == 2 {
-            return Err(JobError::illegal("rolling_config.type"));
+            if execution_mode == 2 {
+                return Err(JobError::bad_request("rolling_config.execution_mode 2 (parallel) is only for type 1"));
+            }
+            let fs = match obj.get("file_source") {
+                Some(Value::Object(fs)) => fs,
+                _ => return Err(JobError::bad_request("rolling_config.file_source is required when type is 2")),
+            };
+            let limit = |name: &str| -> Result<Option<usize>, JobError> {
+                let bad = || JobError::bad_request(format!("rolling_config.file_source.{name} must be an integer"));
+                let v = match fs.get(name) {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Number(n)) => Some(n.as_i64().ok_or_else(bad)?),
+                    Some(Value::String(t)) if t.trim().is_empty() => None,
+                    Some(Value::String(t)) => Some(t.trim().parse::<i64>().map_err(|_| bad())?),
+                    Some(_) => return Err(bad()),
+                };
+                // Zero or less is no limit, as JOB reads it.
+                Ok(v.filter(|n| *n > 0).map(|n| n as usize))
+            };
+            let limits = SourceFileLimits {
+                max_hosts: limit("max_execute_object_num_in_batch")?,
+                max_files: limit("max_file_num_of_single_execute_object")?,
+            };
+            return Ok(RollingConfig { by: RollingBy::SourceFiles(limits), mode, execution });
         }
         let expression = match obj.get("expression") {
             Some(Value::String(s)) => parse(s)?,
             _ => return Err(JobError::new(INVALID_ROLLING_EXPR)),
         };
-        Ok(RollingConfig { expression, mode, execution })
+        Ok(RollingConfig { by: RollingBy::Hosts(expression), mode, execution })
+    }
+
+    /// The limits of a step rolling by source file.
+    pub fn source_files(&self) -> Option<SourceFileLimits> {
+        match self.by {
+            RollingBy::SourceFiles(l) => Some(l),
+            RollingBy::Hosts(_) => None,
+        }
     }
 
     /// The v3 object, as echoed back and stored.
     pub fn to_json(&self) -> Value {
-        let mut v = json!({
-            "expression": self.expression.as_str(),
-            "mode": self.mode.code(),
-            "type": 1,
-            "execution_mode": self.execution.code(),
-        });
+        let mut v = match &self.by {
+            RollingBy::Hosts(expression) => json!({
+                "expression": expression.as_str(),
+                "mode": self.mode.code(),
+                "type": 1,
+                "execution_mode": self.execution.code(),
+            }),
+            RollingBy::SourceFiles(l) => json!({
+                "mode": self.mode.code(),
+                "type": 2,
+                "execution_mode": self.execution.code(),
+                "file_source": {
+                    "max_execute_object_num_in_batch": l.max_hosts,
+                    "max_file_num_of_single_execute_object": l.max_files,
+                },
+            }),
+        };
         if let RollingExecution::Parallel(d) = self.execution {
             v["batch_start_wait_fixed_ms"] = json!(d.fixed_ms);
             v["batch_start_wait_random_min_ms"] = json!(d.random_min_ms);
@@ -330,9 +440,13 @@ impl RollingConfig {
         self.execution.max_batches()
     }
 
-    /// Batch sizes over `total` hosts under this mode's cap.
+    /// Batch sizes over `total` hosts under this mode's cap; a step rolling by source file
+    /// has no host batches (empty).
     pub fn plan(&self, total: usize) -> Result<Vec<usize>, JobError> {
-        self.expression.plan(total, self.max_batches())
+        match &self.by {
+            RollingBy::Hosts(expression) => expression.plan(total, self.max_batches()),
+            RollingBy::SourceFiles(_) => Ok(vec![]),
+        }
     }
 }
 
@@ -501,7 +615,7 @@ mod tests {
     #[test]
     fn config_defaults_to_serial_pause_on_failure() {
         let c = RollingConfig::from_json(&json!({"expression": "1 10 100%"})).unwrap();
-        assert_eq!(c.expression.as_str(), "1 10 100%");
+        assert!(matches!(&c.by, RollingBy::Hosts(e) if e.as_str() == "1 10 100%"));
         assert_eq!(c.mode, RollingMode::PauseOnFailure);
         assert_eq!(c.execution, RollingExecution::Serial);
         assert_eq!(c.max_batches(), 500);
@@ -582,12 +696,49 @@ mod tests {
     }
 
     #[test]
-    fn config_source_file_rolling_is_unsupported() {
-        let err = RollingConfig::from_json(&json!({"type": 2, "file_source": {}})).unwrap_err();
-        assert_eq!(err.code, ErrorCode::ILLEGAL_PARAM_WITH_NAME);
-        assert_eq!(err.args, vec!["rolling_config.type".to_string()]);
+    fn config_by_source_file() {
+        let cfg = RollingConfig::from_json(
+            &json!({"type": 2, "mode": 3, "file_source": {"max_execute_object_num_in_batch": 2, "max_file_num_of_single_execute_object": "0"}}),
+        )
+        .unwrap();
+        assert_eq!(cfg.source_files(), Some(SourceFileLimits { max_hosts: Some(2), max_files: None }));
+        assert_eq!(cfg.mode, RollingMode::ManualConfirm);
+        assert_eq!(cfg.plan(10).unwrap(), Vec::<usize>::new());
+        let back = RollingConfig::from_json(&cfg.to_json()).unwrap();
+        assert_eq!(back, cfg, "stored form reads back");
         // Field constraints are checked first, as bean validation runs before the service.
         assert_eq!(code(RollingConfig::from_json(&json!({"type": 2, "mode": 9}))), 1240003);
+        for bad in [
+            json!({"type": 2}),
+            json!({"type": 2, "file_source": {}, "execution_mode": 2, "batch_start_wait_fixed_ms": 0, "batch_start_wait_random_min_ms": 0, "batch_start_wait_random_max_ms": 0}),
+            json!({"type": 2, "file_source": {"max_execute_object_num_in_batch": "x"}}),
+        ] {
+            assert_eq!(code(RollingConfig::from_json(&bad)), 1240003, "{bad}");
+        }
+    }
+
+    fn picks(b: &[SourcePick]) -> Vec<(usize, usize, usize, usize, usize)> {
+        b.iter().map(|p| (p.group, p.hosts.start, p.hosts.end, p.files.start, p.files.end)).collect()
+    }
+
+    #[test]
+    fn source_file_batches_follow_job() {
+        let limits = |h, f| SourceFileLimits { max_hosts: h, max_files: f };
+        // No limits: everything in one batch.
+        let all = limits(None, None).plan(&[(2, 3), (1, 1)]);
+        assert_eq!(all.len(), 1);
+        assert_eq!(picks(&all[0]), vec![(0, 0, 2, 0, 3), (1, 0, 1, 0, 1)]);
+        // A group over a limit: host chunks × file chunks, one batch each.
+        let split = limits(Some(2), Some(2)).plan(&[(3, 3)]);
+        let got: Vec<_> = split.iter().map(|b| picks(b)).collect();
+        assert_eq!(got, vec![vec![(0, 0, 2, 0, 2)], vec![(0, 0, 2, 2, 3)], vec![(0, 2, 3, 0, 2)], vec![(0, 2, 3, 2, 3)]]);
+        // Groups within the limits are merged greedily while the sums fit.
+        let greedy = limits(Some(2), None).plan(&[(1, 5), (1, 1), (1, 1), (3, 1)]);
+        let got: Vec<_> = greedy.iter().map(|b| picks(b)).collect();
+        assert_eq!(got, vec![vec![(0, 0, 1, 0, 5), (1, 0, 1, 0, 1)], vec![(2, 0, 1, 0, 1)], vec![(3, 0, 2, 0, 1)], vec![(3, 2, 3, 0, 1)]]);
+        // One file per batch: every file of every host on its own.
+        assert_eq!(limits(None, Some(1)).plan(&[(1, 3)]).len(), 3);
+        assert!(limits(Some(1), Some(1)).plan(&[]).is_empty());
     }
 
     #[test]

@@ -16,17 +16,36 @@ use serde::{Deserialize, Serialize};
 /// Version of this protocol; the server refuses agents speaking another one.
 pub const PROTOCOL_VERSION: u32 = 2;
 
-/// Identity of one host task: `(step_instance_id, execute_count, host_id)`.
+/// Identity of one host task: `(step_instance_id, execute_count, host_id)`, and for a file
+/// step rolling by source file, which batch of files (`file_batch`, from 1; 0 otherwise):
+/// each batch sends every target a task of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct TaskKey {
     pub step_instance_id: i64,
     pub execute_count: i32,
     pub host_id: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub file_batch: i32,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
+}
+
+impl TaskKey {
+    /// The task of `host_id` in run `execute_count` of a step (no file batch).
+    pub fn new(step_instance_id: i64, execute_count: i32, host_id: i64) -> TaskKey {
+        TaskKey { step_instance_id, execute_count, host_id, file_batch: 0 }
+    }
 }
 
 impl fmt::Display for TaskKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}-{}", self.step_instance_id, self.execute_count, self.host_id)
+        write!(f, "{}-{}-{}", self.step_instance_id, self.execute_count, self.host_id)?;
+        if self.file_batch != 0 {
+            write!(f, "-{}", self.file_batch)?;
+        }
+        Ok(())
     }
 }
 
@@ -39,6 +58,10 @@ impl std::str::FromStr for TaskKey {
             step_instance_id: it.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?,
             execute_count: it.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?,
             host_id: it.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?,
+            file_batch: match it.next() {
+                None => 0,
+                Some(b) => b.parse().ok().filter(|b| *b > 0).ok_or_else(bad)?,
+            },
         };
         if it.next().is_some() {
             return Err(bad());
@@ -118,41 +141,55 @@ pub struct LogChunk {
 
 /// First byte of a binary frame holding a [`LogChunk`].
 pub const LOG_FRAME: u8 = 1;
+/// First byte of a binary frame holding a [`LogChunk`] of a task with a file batch: its
+/// header ends with the batch (i32).
+pub const LOG_FRAME_BATCH: u8 = 2;
 /// Tag, step instance, execute count, host, seq.
 const LOG_HEADER: usize = 1 + 8 + 4 + 8 + 8;
 
 impl LogChunk {
     /// The binary frame of this chunk: [`LOG_FRAME`], then `step_instance_id` (i64),
     /// `execute_count` (i32), `host_id` (i64) and `seq` (u64), little-endian, then the bytes.
+    /// A task with a file batch uses [`LOG_FRAME_BATCH`], the batch following `seq`.
     pub fn to_frame(&self) -> Vec<u8> {
-        let mut f = Vec::with_capacity(LOG_HEADER + self.data.len());
-        f.push(LOG_FRAME);
+        let mut f = Vec::with_capacity(LOG_HEADER + 4 + self.data.len());
+        f.push(if self.key.file_batch == 0 { LOG_FRAME } else { LOG_FRAME_BATCH });
         f.extend_from_slice(&self.key.step_instance_id.to_le_bytes());
         f.extend_from_slice(&self.key.execute_count.to_le_bytes());
         f.extend_from_slice(&self.key.host_id.to_le_bytes());
         f.extend_from_slice(&self.seq.to_le_bytes());
+        if self.key.file_batch != 0 {
+            f.extend_from_slice(&self.key.file_batch.to_le_bytes());
+        }
         f.extend_from_slice(&self.data);
         f
+    }
+
+    fn header_len(f: &[u8]) -> usize {
+        if f.first() == Some(&LOG_FRAME_BATCH) {
+            LOG_HEADER + 4
+        } else {
+            LOG_HEADER
+        }
     }
 
     /// Reads a frame made by [`LogChunk::to_frame`]; `None` when it is not one.
     /// How many bytes of output a binary frame carries (what [`LogChunk::from_frame`] copies).
     pub fn data_len_of_frame(f: &[u8]) -> usize {
-        f.len().saturating_sub(LOG_HEADER)
+        f.len().saturating_sub(Self::header_len(f))
     }
 
     pub fn from_frame(f: &[u8]) -> Option<LogChunk> {
-        if f.len() < LOG_HEADER || f[0] != LOG_FRAME {
+        let header = Self::header_len(f);
+        if f.len() < header || (f[0] != LOG_FRAME && f[0] != LOG_FRAME_BATCH) {
             return None;
         }
         let i64_at = |at: usize| f.get(at..at + 8).and_then(|b| b.try_into().ok()).map(i64::from_le_bytes);
-        let key = TaskKey {
-            step_instance_id: i64_at(1)?,
-            execute_count: i32::from_le_bytes(f.get(9..13)?.try_into().ok()?),
-            host_id: i64_at(13)?,
-        };
+        let i32_at = |at: usize| f.get(at..at + 4).and_then(|b| b.try_into().ok()).map(i32::from_le_bytes);
+        let file_batch = if f[0] == LOG_FRAME_BATCH { i32_at(LOG_HEADER).filter(|b| *b > 0)? } else { 0 };
+        let key = TaskKey { step_instance_id: i64_at(1)?, execute_count: i32_at(9)?, host_id: i64_at(13)?, file_batch };
         let seq = u64::from_le_bytes(f.get(21..29)?.try_into().ok()?);
-        Some(LogChunk { key, seq, data: f[LOG_HEADER..].to_vec() })
+        Some(LogChunk { key, seq, data: f[header..].to_vec() })
     }
 }
 
@@ -453,14 +490,23 @@ mod tests {
 
     #[test]
     fn task_key_text_round_trip() {
-        let k = TaskKey { step_instance_id: 12, execute_count: 0, host_id: 7 };
+        let k = TaskKey { step_instance_id: 12, execute_count: 0, host_id: 7, file_batch: 0 };
         assert_eq!(k.to_string().parse::<TaskKey>().unwrap(), k);
+        assert_eq!(k.to_string(), "12-0-7", "the text of a task without a file batch is unchanged");
+        let b = TaskKey { file_batch: 3, ..k };
+        assert_eq!(b.to_string(), "12-0-7-3");
+        assert_eq!(b.to_string().parse::<TaskKey>().unwrap(), b);
         assert!("1-2".parse::<TaskKey>().is_err());
+        assert!("1-2-3-0".parse::<TaskKey>().is_err(), "batch 0 is written without");
+        assert!("1-2-3-4-5".parse::<TaskKey>().is_err());
+        // JSON: the batch only when there is one, and older keys still decode.
+        assert_eq!(serde_json::to_string(&k).unwrap(), r#"{"step_instance_id":12,"execute_count":0,"host_id":7}"#);
+        assert_eq!(serde_json::from_str::<TaskKey>(&serde_json::to_string(&b).unwrap()).unwrap(), b);
     }
 
     #[test]
     fn exits_carry_variables_and_older_exits_still_decode() {
-        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2 };
+        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2, file_batch: 0 };
         let mut x = TaskExit {
             key,
             reason: ExitReason::Exited,
@@ -485,7 +531,7 @@ mod tests {
     #[test]
     fn log_chunk_carries_arbitrary_bytes() {
         let c = AgentMsg::Log(LogChunk {
-            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2 },
+            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2, file_batch: 0 },
             seq: 3,
             data: vec![0xff, 0, b'a'],
         });
@@ -500,7 +546,7 @@ mod tests {
     #[test]
     fn log_frames_round_trip_and_refuse_what_is_not_one() {
         let c = LogChunk {
-            key: TaskKey { step_instance_id: -5, execute_count: 3, host_id: 1 << 40 },
+            key: TaskKey { step_instance_id: -5, execute_count: 3, host_id: 1 << 40, file_batch: 0 },
             seq: u64::MAX,
             data: vec![0xff, 0, b'a'],
         };
@@ -511,9 +557,16 @@ mod tests {
         assert_eq!(LogChunk::from_frame(&empty.to_frame()), Some(empty));
         assert_eq!(LogChunk::from_frame(&f[..28]), None, "short header");
         let mut other = f.clone();
-        other[0] = 2;
+        other[0] = 3;
         assert_eq!(LogChunk::from_frame(&other), None, "another tag");
         assert_eq!(LogChunk::from_frame(&[]), None);
+        // A file batch's chunk: its own tag, the batch after the header.
+        let batch = LogChunk { key: TaskKey { file_batch: 2, ..c.key }, ..c.clone() };
+        let f = batch.to_frame();
+        assert_eq!((f[0], f.len()), (LOG_FRAME_BATCH, 29 + 4 + 3));
+        assert_eq!(LogChunk::data_len_of_frame(&f), 3);
+        assert_eq!(LogChunk::from_frame(&f), Some(batch));
+        assert_eq!(LogChunk::from_frame(&f[..32]), None, "short header");
     }
 
     #[test]
@@ -530,7 +583,7 @@ mod tests {
         assert!(!format!("{h:?}").contains("s3cret"));
         assert!(!format!("{h:?}").contains("cr3d"));
         let t = RunTask {
-            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 1 },
+            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 1, file_batch: 0 },
             language: 1,
             script: vec![],
             args: vec!["hunter2".into()],

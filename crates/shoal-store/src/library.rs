@@ -190,6 +190,12 @@ pub trait LibraryStore: Send + Sync {
     // --- rolling execution ---
     async fn step_rolling(&self, step_id: i64) -> Result<Option<RollingRow>>;
     async fn set_rolling_batch(&self, step_id: i64, batch: i32) -> Result<()>;
+    /// A step rolling by source file moves to its batch of files `batch`, whose sources
+    /// `transfer` (the step's new transfer) names: every host task of run `execute_count`
+    /// waits again (status 5), keyed by that batch. One transaction.
+    async fn start_file_batch(&self, step_id: i64, execute_count: i32, batch: i32, transfer: &str) -> Result<()>;
+    /// A batch of the step failed and the step went on (mode "ignore failures").
+    async fn note_failed_batch(&self, step_id: i64) -> Result<()>;
 }
 
 /// A rolling step's config (JSON), batch count and the batch now running (0: not started).
@@ -198,6 +204,8 @@ pub struct RollingRow {
     pub config: String,
     pub total_batches: i32,
     pub current_batch: i32,
+    /// Batches that failed while the step went on.
+    pub failed_batches: i32,
 }
 
 /// Implements [`LibraryStore`] for `$store` over `$db`.
@@ -817,7 +825,7 @@ macro_rules! impl_library_store {
                 }
 
                 async fn step_rolling(&self, step_id: i64) -> Result<Option<RollingRow>> {
-                    let row = sqlx::query("SELECT config, total_batches, current_batch FROM step_rolling WHERE step_instance_id = $1")
+                    let row = sqlx::query("SELECT config, total_batches, current_batch, failed_batches FROM step_rolling WHERE step_instance_id = $1")
                         .bind(step_id)
                         .fetch_optional(&self.pool)
                         .await
@@ -827,6 +835,7 @@ macro_rules! impl_library_store {
                             config: r.try_get("config").op("decode rolling")?,
                             total_batches: r.try_get::<i64, _>("total_batches").op("decode rolling")? as i32,
                             current_batch: r.try_get::<i64, _>("current_batch").op("decode rolling")? as i32,
+                            failed_batches: r.try_get::<i64, _>("failed_batches").op("decode rolling")? as i32,
                         })
                     })
                     .transpose()
@@ -839,6 +848,43 @@ macro_rules! impl_library_store {
                         .execute(&self.pool)
                         .await
                         .op("set rolling batch")?;
+                    Ok(())
+                }
+
+                async fn start_file_batch(&self, step_id: i64, execute_count: i32, batch: i32, transfer: &str) -> Result<()> {
+                    let mut tx = self.pool.begin().await.op("begin file batch")?;
+                    sqlx::query("UPDATE step_instances SET transfer = $1 WHERE id = $2")
+                        .bind(transfer)
+                        .bind(step_id)
+                        .execute(&mut *tx)
+                        .await
+                        .op("start file batch")?;
+                    sqlx::query(
+                        "UPDATE host_tasks SET status = 5, file_batch = $1, exit_code = 0, error_code = 0, start_time = NULL, end_time = NULL \
+                         WHERE step_instance_id = $2 AND execute_count = $3",
+                    )
+                    .bind(batch as i64)
+                    .bind(step_id)
+                    .bind(execute_count as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .op("start file batch")?;
+                    sqlx::query("UPDATE step_rolling SET current_batch = $1 WHERE step_instance_id = $2")
+                        .bind(batch as i64)
+                        .bind(step_id)
+                        .execute(&mut *tx)
+                        .await
+                        .op("start file batch")?;
+                    tx.commit().await.op("commit file batch")?;
+                    Ok(())
+                }
+
+                async fn note_failed_batch(&self, step_id: i64) -> Result<()> {
+                    sqlx::query("UPDATE step_rolling SET failed_batches = failed_batches + 1 WHERE step_instance_id = $1")
+                        .bind(step_id)
+                        .execute(&self.pool)
+                        .await
+                        .op("note failed batch")?;
                     Ok(())
                 }
             }

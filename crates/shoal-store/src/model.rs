@@ -111,7 +111,10 @@ pub struct NewStep {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewRolling {
     pub config: String,
+    /// Hosts per batch of a step rolling by target host.
     pub batch_sizes: Vec<usize>,
+    /// Batches of files of a step rolling by source file (0 otherwise).
+    pub file_batches: usize,
 }
 
 /// The plan a job instance runs, and the variable values it ran with (JSON).
@@ -201,6 +204,20 @@ pub struct HostTaskRow {
     pub dropped_bytes: i64,
     /// Rolling batch (1-based; 0 when the step does not roll).
     pub batch: i32,
+    /// The batch of files a step rolling by source file is at (1-based; 0 otherwise).
+    pub file_batch: i32,
+}
+
+impl HostTaskRow {
+    /// The agent task of this row.
+    pub fn key(&self) -> TaskKey {
+        TaskKey {
+            step_instance_id: self.step_instance_id,
+            execute_count: self.execute_count,
+            host_id: self.bk_host_id,
+            file_batch: self.file_batch,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -286,7 +303,7 @@ impl TaskChange {
         match self {
             TaskChange::Started { key, .. } | TaskChange::Log { key, .. } | TaskChange::Finished { key, .. } => *key,
             TaskChange::RunStarted { step_instance_id, execute_count, .. } => {
-                TaskKey { step_instance_id: *step_instance_id, execute_count: *execute_count, host_id: 0 }
+                TaskKey { step_instance_id: *step_instance_id, execute_count: *execute_count, host_id: 0, file_batch: 0 }
             }
         }
     }

@@ -310,7 +310,7 @@ macro_rules! impl_scale_store {
 
                 async fn lost_tasks(&self, closed_before: i64, dead_before: i64) -> Result<Vec<TaskKey>> {
                     let rows = sqlx::query(
-                        "SELECT h.step_instance_id, h.execute_count, h.bk_host_id FROM host_tasks h \
+                        "SELECT h.step_instance_id, h.execute_count, h.bk_host_id, h.file_batch FROM host_tasks h \
                          JOIN step_instances s ON s.id = h.step_instance_id AND s.execute_count = h.execute_count \
                          JOIN agent_sessions a ON a.bk_host_id = h.bk_host_id \
                          LEFT JOIN replicas r ON r.id = a.replica_id \
@@ -328,6 +328,7 @@ macro_rules! impl_scale_store {
                                 step_instance_id: r.try_get("step_instance_id").op("decode task key")?,
                                 execute_count: r.try_get::<i64, _>("execute_count").op("decode task key")? as i32,
                                 host_id: r.try_get("bk_host_id").op("decode task key")?,
+                                file_batch: r.try_get::<i64, _>("file_batch").op("decode task key")? as i32,
                             })
                         })
                         .collect()

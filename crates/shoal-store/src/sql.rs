@@ -20,7 +20,7 @@ macro_rules! impl_sql_store {
         const STEP_COLS: &str = "id, job_instance_id, step_order, name, step_type, status, execute_count, create_time, start_time, end_time, language, script, args, sensitive, timeout_secs, account_id, account_user, transfer";
         const HOST_COLS: &str = "bk_host_id, agent_id, bk_biz_id, bk_cloud_id, ip, set_id, module_id, labels, hostname, os, agent_version, alive, last_seen";
         const ACCOUNT_COLS: &str = "id, scope_type, scope_id, account, alias, category, account_type, description, creator, create_time, last_modify_user, last_modify_time";
-        const TASK_COLS: &str = "step_instance_id, execute_count, bk_host_id, ip, bk_cloud_id, status, exit_code, error_code, tag, start_time, end_time, dropped_bytes, batch";
+        const TASK_COLS: &str = "step_instance_id, execute_count, bk_host_id, ip, bk_cloud_id, status, exit_code, error_code, tag, start_time, end_time, dropped_bytes, batch, file_batch";
         /// Rows per multi-row INSERT, well under SQLite's variable limit.
         const INSERT_CHUNK: usize = 500;
         /// Log data per INSERT. sqlx copies a statement's arguments to send them to the
@@ -90,16 +90,16 @@ macro_rules! impl_sql_store {
             // What each task still waiting or running has stored so far.
             let mut used: std::collections::HashMap<TaskKey, u64> = std::collections::HashMap::new();
             for part in keys.chunks(UPDATE_CHUNK) {
-                let mut q = QueryBuilder::<$db>::new("SELECT h.step_instance_id, h.execute_count, h.bk_host_id, h.log_bytes FROM host_tasks h JOIN (");
+                let mut q = QueryBuilder::<$db>::new("SELECT h.step_instance_id, h.execute_count, h.bk_host_id, h.file_batch, h.log_bytes FROM host_tasks h JOIN (");
                 q.push_values(part, |mut b, k| {
-                    b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id);
+                    b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(k.file_batch as i64);
                 });
                 q.push(
                     ") AS v ON h.step_instance_id = v.column1 AND h.execute_count = v.column2 AND h.bk_host_id = v.column3 \
-                     WHERE h.status IN (5, 7)",
+                     AND h.file_batch = v.column4 WHERE h.status IN (5, 7)",
                 );
                 for r in q.build().fetch_all(&mut **tx).await.op("read log sizes")? {
-                    let key = TaskKey { step_instance_id: r.try_get("step_instance_id").op("decode task key")?, execute_count: i32_of(&r, "execute_count")?, host_id: r.try_get("bk_host_id").op("decode task key")? };
+                    let key = task_key_of(&r)?;
                     used.insert(key, r.try_get::<i64, _>("log_bytes").op("decode log size")?.max(0) as u64);
                 }
             }
@@ -119,8 +119,12 @@ macro_rules! impl_sql_store {
             }
             let note = shoal_proto::agent::server_drop_note(log_cap).into_bytes();
             keep.extend(dropped.keys().map(|k| (*k, NOTE_SEQ, note.as_slice())));
-            // Bytes really inserted per task, and bytes dropped.
-            let mut counts: BTreeMap<TaskKey, (i64, i64)> = dropped.into_iter().map(|(k, d)| (k, (0, d))).collect();
+            // Bytes really inserted per task row (whatever its file batch), and bytes dropped.
+            let row = |k: TaskKey| TaskKey { file_batch: 0, ..k };
+            let mut counts: BTreeMap<TaskKey, (i64, i64)> = BTreeMap::new();
+            for (k, d) in dropped {
+                counts.entry(row(k)).or_default().1 += d;
+            }
             let mut rest = keep.as_slice();
             while !rest.is_empty() {
                 let (part, tail) = rest.split_at(log_insert_len(rest));
@@ -130,11 +134,12 @@ macro_rules! impl_sql_store {
                      SELECT v.column1, v.column2, v.column3, v.column4, v.column5 FROM (",
                 );
                 q.push_values(part, |mut b, (k, seq, data)| {
-                    b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(*seq).push_bind(*data);
+                    b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(stored_seq(k, *seq)).push_bind(*data);
+                    b.push_bind(k.file_batch as i64);
                 });
                 q.push(
                     ") AS v JOIN host_tasks h ON h.step_instance_id = v.column1 AND h.execute_count = v.column2 \
-                     AND h.bk_host_id = v.column3 WHERE h.status IN (5, 7) ON CONFLICT DO NOTHING \
+                     AND h.bk_host_id = v.column3 AND h.file_batch = v.column6 WHERE h.status IN (5, 7) ON CONFLICT DO NOTHING \
                      RETURNING step_instance_id, execute_count, bk_host_id, CAST(length(data) AS BIGINT) AS n",
                 );
                 let rows = q.build().fetch_all(&mut **tx).await.op("insert log chunks")?;
@@ -142,7 +147,7 @@ macro_rules! impl_sql_store {
                     tracing::debug!(chunks = part.len(), stored = rows.len(), "log chunks not stored: duplicates, or for finished or unknown tasks");
                 }
                 for r in &rows {
-                    let key = TaskKey { step_instance_id: r.try_get("step_instance_id").op("decode task key")?, execute_count: i32_of(r, "execute_count")?, host_id: r.try_get("bk_host_id").op("decode task key")? };
+                    let key = TaskKey { step_instance_id: r.try_get("step_instance_id").op("decode task key")?, execute_count: i32_of(r, "execute_count")?, host_id: r.try_get("bk_host_id").op("decode task key")?, file_batch: 0 };
                     counts.entry(key).or_default().0 += r.try_get::<i64, _>("n").op("decode log size")?;
                 }
             }
@@ -162,6 +167,26 @@ macro_rules! impl_sql_store {
                 q.build().execute(&mut **tx).await.op("count log bytes")?;
             }
             Ok(())
+        }
+
+        /// The key of a host task row read with its `file_batch`.
+        fn task_key_of(r: &<$db as sqlx::Database>::Row) -> Result<TaskKey> {
+            Ok(TaskKey {
+                step_instance_id: r.try_get("step_instance_id").op("decode task key")?,
+                execute_count: i32_of(r, "execute_count")?,
+                host_id: r.try_get("bk_host_id").op("decode task key")?,
+                file_batch: i32::try_from(r.try_get::<i64, _>("file_batch").op("decode task key")?).unwrap_or(0),
+            })
+        }
+
+        /// Where chunk `seq` of task `k` is stored: each file batch of a task numbers its
+        /// chunks from 0, so batch `b` stores them from `b << 40`, after the earlier batches'.
+        fn stored_seq(k: &TaskKey, seq: i64) -> i64 {
+            if seq == NOTE_SEQ {
+                seq
+            } else {
+                seq.saturating_add(i64::from(k.file_batch) << 40)
+            }
         }
 
         /// How many of `rows` (at least one) the next log INSERT takes: at most
@@ -278,6 +303,7 @@ macro_rules! impl_sql_store {
                 end_time: r.try_get("end_time").op("decode task")?,
                 dropped_bytes: r.try_get("dropped_bytes").op("decode task")?,
                 batch: i32_of(r, "batch")?,
+                file_batch: i32_of(r, "file_batch")?,
             })
         }
 
@@ -515,7 +541,7 @@ macro_rules! impl_sql_store {
                         sqlx::query("INSERT INTO step_rolling (step_instance_id, config, total_batches, current_batch) VALUES ($1, $2, $3, 0)")
                             .bind(step_id)
                             .bind(&r.config)
-                            .bind(r.batch_sizes.len() as i64)
+                            .bind(if r.file_batches > 0 { r.file_batches } else { r.batch_sizes.len() } as i64)
                             .execute(&mut *tx)
                             .await
                             .op("insert step rolling")?;
@@ -694,7 +720,7 @@ macro_rules! impl_sql_store {
 
             async fn pending_tasks_for_host(&self, host_id: i64) -> Result<Vec<TaskKey>> {
                 let rows = sqlx::query(
-                    "SELECT h.step_instance_id, h.execute_count, h.bk_host_id FROM host_tasks h \
+                    "SELECT h.step_instance_id, h.execute_count, h.bk_host_id, h.file_batch FROM host_tasks h \
                      JOIN step_instances s ON s.id = h.step_instance_id AND s.execute_count = h.execute_count \
                      WHERE h.bk_host_id = $1 AND h.status IN (5, 7) AND s.status = 2 ORDER BY h.step_instance_id",
                 )
@@ -702,15 +728,7 @@ macro_rules! impl_sql_store {
                 .fetch_all(&self.pool)
                 .await
                 .op("pending tasks for host")?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(TaskKey {
-                            step_instance_id: r.try_get("step_instance_id").op("decode task key")?,
-                            execute_count: i32_of(r, "execute_count")?,
-                            host_id: r.try_get("bk_host_id").op("decode task key")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(task_key_of).collect()
             }
 
             async fn update_job(&self, u: &JobUpdate) -> Result<()> {
@@ -807,10 +825,11 @@ macro_rules! impl_sql_store {
                     let mut q = QueryBuilder::<$db>::new("UPDATE host_tasks SET status = 7, start_time = v.column4 FROM (");
                     q.push_values(chunk, |mut b, (k, at)| {
                         b.push_bind(k.step_instance_id).push_bind(k.execute_count as i64).push_bind(k.host_id).push_bind(*at);
+                        b.push_bind(k.file_batch as i64);
                     });
                     q.push(
                         ") AS v WHERE host_tasks.step_instance_id = v.column1 AND host_tasks.execute_count = v.column2 \
-                         AND host_tasks.bk_host_id = v.column3 AND host_tasks.status = 5",
+                         AND host_tasks.bk_host_id = v.column3 AND host_tasks.file_batch = v.column5 AND host_tasks.status = 5",
                     );
                     q.build().execute(&mut *tx).await.op("start host tasks")?;
                 }
@@ -830,20 +849,17 @@ macro_rules! impl_sql_store {
                             b.push_bind(key.step_instance_id).push_bind(key.execute_count as i64).push_bind(key.host_id);
                             b.push_bind(*status as i64).push_bind(*exit_code as i64).push_bind(*error_code as i64);
                             b.push_bind(*start_time).push_bind(*end_time).push_bind(*dropped_bytes);
+                            b.push_bind(key.file_batch as i64);
                         }
                     });
                     q.push(
                         ") AS v WHERE host_tasks.step_instance_id = v.column1 AND host_tasks.execute_count = v.column2 \
-                         AND host_tasks.bk_host_id = v.column3 AND host_tasks.status IN (5, 7) \
-                         RETURNING step_instance_id, execute_count, bk_host_id",
+                         AND host_tasks.bk_host_id = v.column3 AND host_tasks.file_batch = v.column10 AND host_tasks.status IN (5, 7) \
+                         RETURNING step_instance_id, execute_count, bk_host_id, file_batch",
                     );
                     let rows = q.build().fetch_all(&mut *tx).await.op("finish host tasks")?;
                     for r in &rows {
-                        finals.push(TaskKey {
-                            step_instance_id: r.try_get("step_instance_id").op("decode task key")?,
-                            execute_count: i32_of(r, "execute_count")?,
-                            host_id: r.try_get("bk_host_id").op("decode task key")?,
-                        });
+                        finals.push(task_key_of(r)?);
                     }
                 }
                 insert_vars(&mut tx, &ends, &finals).await?;

@@ -255,7 +255,7 @@ async fn seed_big_job(url: &str, audit_key: [u8; 32]) -> i64 {
         let mut batch = Vec::with_capacity(chunk.len() * 2);
         for (j, t) in chunk.iter().enumerate() {
             let i = n * 2_000 + j;
-            let key = TaskKey { step_instance_id: step, execute_count: 0, host_id: t.bk_host_id };
+            let key = TaskKey { step_instance_id: step, execute_count: 0, host_id: t.bk_host_id, file_batch: 0 };
             let failed = i % FAIL_EVERY == FAIL_EVERY / 2;
             let out = if failed {
                 "nginx: [emerg] open() \"/etc/nginx/nginx.conf\" failed\n"

@@ -136,16 +136,18 @@ pub async fn admit(ctx: &Ctx, req: JobRequest) -> Result<Admitted, JobError> {
                 if sources.saturating_mul(hosts.len()) > MAX_FILE_TASKS {
                     return Err(JobError::with(ErrorCode::FILE_TASK_TARGET_EXCEEDS_LIMIT, MAX_FILE_TASKS.to_string()));
                 }
+                let mut transfer = f.transfer.clone();
+                let rolling = file_rolling_of(f.rolling.as_ref(), hosts.len(), &mut transfer)?;
                 NewStep {
                     name: f.name.clone(),
                     step_type: step_type::FILE,
                     timeout_secs: f.timeout_secs,
                     account_id: account.id,
                     account_user: account.account.clone(),
-                    rolling: rolling_of(f.rolling.as_ref(), hosts.len())?,
+                    rolling,
                     targets: hosts,
                     ignore_error: f.ignore_error,
-                    transfer: Some(f.transfer.to_json()),
+                    transfer: Some(transfer.to_json()),
                     ..Default::default()
                 }
             }
@@ -229,11 +231,43 @@ fn rolling_of(raw: Option<&Value>, hosts: usize) -> Result<Option<shoal_store::N
     match raw.filter(|r| r.as_object().is_some_and(|o| !o.is_empty())) {
         Some(raw) => {
             let cfg = shoal_core::rolling::RollingConfig::from_json(raw)?;
+            if cfg.source_files().is_some() {
+                // Only a file step has source files.
+                return Err(JobError::illegal("rolling_config.type"));
+            }
             let batch_sizes = cfg.plan(hosts)?;
-            Ok(Some(shoal_store::NewRolling { config: cfg.to_json().to_string(), batch_sizes }))
+            Ok(Some(shoal_store::NewRolling { config: cfg.to_json().to_string(), batch_sizes, file_batches: 0 }))
         }
         None => Ok(None),
     }
+}
+
+/// A file step's rolling configuration: by target host as for scripts, or by source file,
+/// which cuts the step's source hosts and their files into batches (kept in `transfer`, each
+/// staged and sent in its turn). Rolling by source file takes files on source hosts only
+/// (`1244035`).
+fn file_rolling_of(
+    raw: Option<&Value>,
+    hosts: usize,
+    transfer: &mut crate::files::StepTransfer,
+) -> Result<Option<shoal_store::NewRolling>, JobError> {
+    let Some(raw) = raw.filter(|r| r.as_object().is_some_and(|o| !o.is_empty())) else { return Ok(None) };
+    let cfg = shoal_core::rolling::RollingConfig::from_json(raw)?;
+    let Some(limits) = cfg.source_files() else { return rolling_of(Some(raw), hosts) };
+    if transfer.sources.is_empty() || !transfer.files.is_empty() || !transfer.remote.is_empty() {
+        return Err(JobError::new(shoal_core::rolling::SOURCE_FILE_ROLLING_ONLY_SERVER_FILES));
+    }
+    let batches = crate::files::source_file_batches(&transfer.sources, &limits);
+    if batches.len() > shoal_core::rolling::MAX_SERIAL_BATCHES {
+        return Err(JobError::with(
+            shoal_core::rolling::EXCEED_MAX_ALLOWED_BATCH_SIZE,
+            shoal_core::rolling::MAX_SERIAL_BATCHES.to_string(),
+        ));
+    }
+    let n = batches.len();
+    transfer.sources.clear();
+    transfer.file_batches = batches;
+    Ok(Some(shoal_store::NewRolling { config: cfg.to_json().to_string(), batch_sizes: vec![], file_batches: n }))
 }
 
 /// Refuses new jobs (1244034, JOB's "system quota", which callers retry later) while

@@ -162,7 +162,7 @@ impl Engine {
                     continue;
                 }
                 resumed += 1;
-                let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: 0 };
+                let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: 0, file_batch: 0 };
                 // A file step that was staging its sources stages them again.
                 let unstaged = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| t.needs_staging());
                 if let Some(t) = unstaged {
@@ -372,7 +372,7 @@ impl Engine {
         // Right after a start, agents still reconnecting: their tasks wait for them.
         let returning = self.gateway.returning_set();
         for t in tasks.iter().filter(|t| t.status == host_status::WAITING) {
-            let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
+            let key = t.key();
             if reachable.contains(&t.bk_host_id) {
                 to_send.push(key);
             } else if !returning.contains(&t.bk_host_id) {
@@ -470,7 +470,7 @@ impl Engine {
                 .iter()
                 .filter(|t| !host_status::is_final(t.status) && !connected.contains(&t.bk_host_id))
                 .map(|t| {
-                    let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
+                    let key = t.key();
                     finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now)
                 })
                 .collect();
@@ -512,7 +512,7 @@ impl Engine {
             }
             let mut items = Vec::new();
             for t in self.store.host_tasks(step.id, step.execute_count).await? {
-                let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
+                let key = t.key();
                 let cancelled = t.status == host_status::RUNNING && self.gateway.send(t.bk_host_id, ServerMsg::Cancel { key }).await;
                 if !cancelled && !host_status::is_final(t.status) {
                     items.push(finished(key, host_status::TERMINATE_SUCCESS, gse_code::TERMINATED, now));
@@ -540,8 +540,11 @@ impl Engine {
         for ended in &applied.ended {
             self.step_ended(ended).await;
         }
-        let left: Vec<TaskKey> =
-            applied.left.iter().map(|&(step_instance_id, execute_count)| TaskKey { step_instance_id, execute_count, host_id: 0 }).collect();
+        let left: Vec<TaskKey> = applied
+            .left
+            .iter()
+            .map(|&(step_instance_id, execute_count)| TaskKey { step_instance_id, execute_count, host_id: 0, file_batch: 0 })
+            .collect();
         if !left.is_empty() {
             self.on_final(&left).await;
         }

@@ -3,6 +3,11 @@
 //! user (7) after every batch until `operate_step_instance` 13; a failed batch stops the
 //! step (mode 1, 3) or is tolerated (mode 2, the step then ends 6). Parallel-staggered: every
 //! batch is dispatched at its cumulative delay; the step ends when all hosts have.
+//!
+//! Rolling by source file (a file step, `type` 2): batch *k* stages its share of the source
+//! hosts' files, then sends every target a task of its own (keyed by the batch) to fetch
+//! them; the same modes decide between batches. Under mode 2 a failed batch is remembered, so
+//! the step ends 6 even when the last batch succeeds.
 
 use std::time::Duration;
 
@@ -32,6 +37,13 @@ impl Engine {
         let Some(cfg) = config(&r) else {
             return self.dispatch_tasks(step, tasks, None).await;
         };
+        if cfg.source_files().is_some() {
+            if r.current_batch == 0 {
+                return self.begin_file_batch(step, 1).await;
+            }
+            // The current batch's files are staged: its tasks go out.
+            return self.dispatch_tasks(step, tasks, None).await;
+        }
         match cfg.execution {
             RollingExecution::Serial => {
                 let batch = r.current_batch.max(1);
@@ -76,7 +88,9 @@ impl Engine {
             return true;
         }
         let Ok(Some(r)) = self.store.step_rolling(step.id).await else { return true };
-        if !matches!(config(&r).map(|c| c.execution), Some(RollingExecution::Serial)) {
+        let cfg = config(&r);
+        // Rolling by source file: whatever task is pending is the current batch's.
+        if !matches!(cfg.as_ref().map(|c| c.execution), Some(RollingExecution::Serial)) || cfg.and_then(|c| c.source_files()).is_some() {
             return true;
         }
         match self.store.host_tasks(step.id, 0).await {
@@ -102,13 +116,16 @@ impl Engine {
         let all_final = tasks.iter().all(|t| host_status::is_final(t.status));
         if job.stopping || parallel || cfg.is_none() {
             if all_final {
-                self.finish_rolling_step(&step, &tasks, cfg.map(|c| c.mode)).await?;
+                self.finish_rolling_step(&step, &tasks, cfg.map(|c| c.mode), &r).await?;
             }
             return Ok(());
         }
         let cfg = cfg.expect("checked above");
-        let batch: Vec<&HostTaskRow> = tasks.iter().filter(|t| t.batch == r.current_batch).collect();
-        if batch.iter().any(|t| !host_status::is_final(t.status)) {
+        let by_file = cfg.source_files().is_some();
+        // Rolling by source file, every target takes part in every batch.
+        let batch: Vec<&HostTaskRow> =
+            tasks.iter().filter(|t| if by_file { t.file_batch == r.current_batch } else { t.batch == r.current_batch }).collect();
+        if batch.is_empty() || batch.len() < tasks.len() && by_file || batch.iter().any(|t| !host_status::is_final(t.status)) {
             return Ok(());
         }
         let failed = batch.iter().any(|t| !host_status::is_success(t.status));
@@ -116,8 +133,13 @@ impl Engine {
         if failed && cfg.mode != RollingMode::IgnoreFailure {
             return self.end_step(&step, RunStatus::Fail).await;
         }
+        let mut r = r;
+        if failed && by_file {
+            self.store.note_failed_batch(step.id).await?;
+            r.failed_batches += 1;
+        }
         if r.current_batch >= r.total_batches {
-            return self.finish_rolling_step(&step, &tasks, Some(cfg.mode)).await;
+            return self.finish_rolling_step(&step, &tasks, Some(cfg.mode), &r).await;
         }
         if cfg.mode == RollingMode::ManualConfirm {
             self.store
@@ -135,11 +157,19 @@ impl Engine {
     /// Start the batch after the current one (also `operate_step_instance` 13).
     pub(crate) async fn next_batch(&self, step: &StepRow, r: &RollingRow) -> Result<(), StoreError> {
         let batch = r.current_batch + 1;
-        self.store.set_rolling_batch(step.id, batch).await?;
+        let by_file = config(r).and_then(|c| c.source_files()).is_some();
+        if !by_file {
+            self.store.set_rolling_batch(step.id, batch).await?;
+        }
         self.store
             .update_step(&StepUpdate { id: step.id, status: Some(RunStatus::Running as i32), start_time: None, end_time: None })
             .await?;
         self.set_job_status(step.job_instance_id, RunStatus::Running).await?;
+        if by_file {
+            let mut running = step.clone();
+            running.status = RunStatus::Running as i32;
+            return self.begin_file_batch(&running, batch).await;
+        }
         let tasks = self.store.host_tasks(step.id, 0).await?;
         let mut running = step.clone();
         running.status = RunStatus::Running as i32;
@@ -148,14 +178,46 @@ impl Engine {
         self.dispatch_tasks(&prepared, tasks.into_iter().filter(|t| t.batch == batch).collect(), Some(batch)).await
     }
 
-    async fn finish_rolling_step(&self, step: &StepRow, tasks: &[HostTaskRow], mode: Option<RollingMode>) -> Result<(), StoreError> {
+    async fn finish_rolling_step(
+        &self,
+        step: &StepRow,
+        tasks: &[HostTaskRow],
+        mode: Option<RollingMode>,
+        r: &RollingRow,
+    ) -> Result<(), StoreError> {
         let job = self.store.get_job(step.job_instance_id).await?;
         let stopping = job.as_ref().is_some_and(|j| j.stopping);
         let mut status = shoal_core::outcome::step_status(tasks.iter().map(|t| t.status), stopping);
-        if status == RunStatus::Fail && mode == Some(RollingMode::IgnoreFailure) {
+        let earlier_failed = r.failed_batches > 0 && status == RunStatus::Success;
+        if (status == RunStatus::Fail || earlier_failed) && mode == Some(RollingMode::IgnoreFailure) {
             status = RunStatus::IgnoreError;
         }
         self.end_step(step, status).await
+    }
+
+    /// Batch `batch` of a step rolling by source file: its sources become the step's to stage
+    /// (the previous batch's files are done), every target's task waits again keyed by the
+    /// batch, then the sources are staged and the tasks sent.
+    async fn begin_file_batch(&self, step: &StepRow, batch: i32) -> Result<(), StoreError> {
+        let Some(mut transfer) = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json) else {
+            return Box::pin(self.end_step(step, RunStatus::Fail)).await;
+        };
+        let Some(sources) = transfer.file_batches.get(batch.max(1) as usize - 1).cloned() else {
+            tracing::error!(step_instance_id = step.id, batch, "no such batch of files");
+            return Box::pin(self.end_step(step, RunStatus::Fail)).await;
+        };
+        transfer.sources = sources;
+        transfer.files.clear();
+        let json = transfer.to_json();
+        self.store.start_file_batch(step.id, step.execute_count, batch, &json).await?;
+        let mut ready = step.clone();
+        ready.transfer = Some(json);
+        let ready = std::sync::Arc::new(ready);
+        self.steps.lock().expect("steps lock").insert(ready.id, ready.clone());
+        tracing::info!(step_instance_id = step.id, batch, hosts = transfer.sources.len(), "rolling batch of files started");
+        self.gateway.events.job(step.job_instance_id);
+        self.stage_then_dispatch(ready, transfer);
+        Ok(())
     }
 
     /// Give a step its final status and move the job on.

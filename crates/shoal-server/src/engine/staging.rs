@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shoal_proto::agent::{FileEvent, StageRequest, StageResult, TaskKey, FILE_STATUS_FAILED};
+use shoal_proto::agent::{FileEvent, StageRequest, StageResult, FILE_STATUS_FAILED};
 use shoal_proto::status::{gse_code, host_status};
 use shoal_store::{StepRow, TaskChange};
 use tokio::sync::oneshot;
@@ -98,7 +98,7 @@ impl Engine {
             let now = shoal_core::time::now_ms();
             let mut items = Vec::new();
             for t in tasks.iter().filter(|t| !host_status::is_final(t.status)) {
-                let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: t.bk_host_id };
+                let key = t.key();
                 let event = FileEvent {
                     mode: 0,
                     src_path: sources

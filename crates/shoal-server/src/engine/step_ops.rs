@@ -147,6 +147,13 @@ impl Engine {
                 )
             })
             .collect();
+        // A step rolling by source file runs again with all its files at once.
+        if let Some(mut t) = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| !t.file_batches.is_empty())
+        {
+            t.sources = t.file_batches.concat();
+            t.files.clear();
+            self.store.set_step_transfer(step.id, &t.to_json()).await?;
+        }
         self.revive(job, RunStatus::Running).await?;
         self.store.restart_step(step.id, next, &rows).await?;
         let fresh = self.store.get_step(step.id).await?.ok_or(StepOpError::WrongState)?;
@@ -155,7 +162,7 @@ impl Engine {
         self.steps.lock().expect("steps lock").insert(fresh.id, fresh.clone());
         if rows.iter().all(|(_, s)| *s == host_status::LAST_SUCCESS) {
             // Nothing to run: the step is done at once.
-            self.on_final(&[TaskKey { step_instance_id: step.id, execute_count: next, host_id: 0 }]).await;
+            self.on_final(&[TaskKey { step_instance_id: step.id, execute_count: next, host_id: 0, file_batch: 0 }]).await;
             return Ok(());
         }
         Ok(self.dispatch_step(&fresh).await?)

@@ -67,6 +67,43 @@ pub struct StepTransfer {
     /// The name the one staged file takes (`file_target_name`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_name: Option<String>,
+    /// A step rolling by source file: its sources cut into batches, each staged into
+    /// `sources` (then `files`) in its turn.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub file_batches: Vec<Vec<HostSource>>,
+}
+
+/// Cuts a file step's source hosts into the batches of [`SourceFileLimits`]. Hosts that follow
+/// each other with the same files and account form one group (one `file_source_list` entry).
+pub fn source_file_batches(sources: &[HostSource], limits: &shoal_core::rolling::SourceFileLimits) -> Vec<Vec<HostSource>> {
+    let mut groups: Vec<&[HostSource]> = Vec::new();
+    let mut start = 0;
+    for i in 1..=sources.len() {
+        if i == sources.len() || sources[i].paths != sources[start].paths || sources[i].user != sources[start].user {
+            groups.push(&sources[start..i]);
+            start = i;
+        }
+    }
+    let sizes: Vec<(usize, usize)> = groups.iter().map(|g| (g.len(), g[0].paths.len())).collect();
+    limits
+        .plan(&sizes)
+        .into_iter()
+        .map(|batch| {
+            batch
+                .into_iter()
+                .flat_map(|pick| {
+                    groups[pick.group][pick.hosts.clone()]
+                        .iter()
+                        .map(move |h| HostSource {
+                            host: h.host.clone(),
+                            user: h.user.clone(),
+                            paths: h.paths[pick.files.clone()].to_vec(),
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Files on a source host, as the caller named them, and the account that reads them.
@@ -163,7 +200,7 @@ pub fn token_holder(key_seal: &crate::secrets::Key, token: &str, sha256: &str) -
     let plain = key_seal.open(token, BLOB_TOKEN_AAD).ok()?;
     let mut parts = plain.split(' ');
     let blob = parts.next();
-    let host = parts.next().and_then(|k| k.rsplit('-').next()).and_then(|h| h.parse::<i64>().ok());
+    let host = parts.next().and_then(|k| k.parse::<TaskKey>().ok()).map(|k| k.host_id);
     let expires = parts.next().and_then(|e| e.parse::<i64>().ok());
     (blob == Some(sha256) && expires.is_some_and(|e| e > shoal_core::time::now_ms())).then_some(host).flatten()
 }
@@ -184,7 +221,7 @@ mod tests {
     #[test]
     fn a_blob_token_opens_its_blob_only() {
         let seal = crate::secrets::Key::from_bytes(&[7; 32]);
-        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2 };
+        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2, file_batch: 0 };
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let t = blob_token(&seal, &a, key).unwrap();
         assert!(token_opens(&seal, &t, &a));

@@ -209,6 +209,7 @@ pub async fn fast_transfer(ctx: &Ctx, params: Value) -> ApiResult {
         remote,
         upload_limit: speed_limit(req.upload_speed_limit),
         target_name,
+        file_batches: vec![],
     };
     let name = task_name.unwrap_or_else(|| format!("API_FAST_TRANSFER_FILE_{}", shoal_core::time::now_ms()));
     let detail = json!({"files": transfer.files.iter().map(|f| json!({"sha256": f.sha256, "size": f.size, "src": f.src_path})).collect::<Vec<_>>(), "target_path": transfer.target_dir});
@@ -271,6 +272,7 @@ pub async fn push_config(ctx: &Ctx, params: Value) -> ApiResult {
         remote: vec![],
         upload_limit: 0,
         target_name: None,
+        file_batches: vec![],
     };
     let name = req
         .task_name

@@ -605,6 +605,7 @@ async fn file_request(
         remote,
         upload_limit: speed_limit(f.upload_speed_limit),
         target_name: None,
+        file_batches: vec![],
     };
     Ok(FileStep {
         name: name.to_string(),
