@@ -321,6 +321,38 @@ async fn bkrepo_files_reach_the_targets(b: Backend) {
     assert_eq!(statuses(&st), vec![9], "{st}");
     assert_eq!(std::fs::read(dir2.join("c.txt")).unwrap(), b"spaced\n");
 
+    // A file_prefix starts every placed name; ${UUID} makes a new one per read.
+    let body = json!({"code": "repo_prefixed", "alias": "p", "type": "BLUEKING_ARTIFACTORY", "access_params": {"base_url": repo.url},
+                      "credential_id": good, "file_prefix": "v2_"});
+    let (_, v) = h.post("create_file_source", with_scope(body.clone())).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let dir3 = h.dir.path().join("dest3");
+    let (job, _) =
+        transfer_from(&h, json!({"file_source_code": "repo_prefixed", "file_list": ["proj/generic-repo/a b/c.txt"]}), &dir3, &hosts[..1])
+            .await;
+    assert_eq!(statuses(&h.wait_finished(job, Duration::from_secs(60)).await), vec![9]);
+    assert_eq!(std::fs::read(dir3.join("v2_c.txt")).unwrap(), b"spaced\n");
+    let mut uuid = body.clone();
+    uuid["code"] = json!("repo_uuid");
+    uuid["alias"] = json!("u");
+    uuid["file_prefix"] = json!("${UUID}");
+    let (_, v) = h.post("create_file_source", with_scope(uuid)).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let dir4 = h.dir.path().join("dest4");
+    let (job, _) =
+        transfer_from(&h, json!({"file_source_code": "repo_uuid", "file_list": ["proj/generic-repo/a b/c.txt"]}), &dir4, &hosts[..1]).await;
+    assert_eq!(statuses(&h.wait_finished(job, Duration::from_secs(60)).await), vec![9]);
+    let names: Vec<String> = std::fs::read_dir(&dir4).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert!(names.len() == 1 && names[0].len() == 32 + "c.txt".len() && names[0].ends_with("c.txt"), "{names:?}");
+    for bad in ["../x", "a/b", ".."] {
+        let mut b = body.clone();
+        b["code"] = json!("repo_bad_prefix");
+        b["alias"] = json!("b");
+        b["file_prefix"] = json!(bad);
+        let (_, v) = h.post("create_file_source", with_scope(b)).await;
+        assert_eq!(v["code"], 1241010, "{bad}: {v}");
+    }
+
     // A missing object: 203 on every target, with the reason.
     let (job, step) =
         transfer_from(&h, json!({"file_source_code": "repo", "file_list": ["proj/generic-repo/nothing.bin"]}), &dir, &hosts).await;

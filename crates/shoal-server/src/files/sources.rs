@@ -198,6 +198,9 @@ fn answer_failure(who: &str, path: &str, status: reqwest::StatusCode) -> Option<
 
 /// Reads the files of `src` into `blobs`; each file's name on the targets is the last
 /// segment of its path.
+/// The `file_prefix` that stands for a new UUID at each read.
+pub const UUID_PREFIX: &str = "${UUID}";
+
 pub async fn stage(
     store: &dyn Store,
     key: &crate::secrets::Key,
@@ -225,6 +228,9 @@ pub async fn stage(
     let base = base_url(&source.kind, &params).ok_or_else(|| failed(format!("{who} has no base URL")))?;
     let base_url = policy.check(&base).map_err(|e| failed(format!("{who}: {e}")))?;
     let client = policy.client_for(&base_url).await.map_err(|e| failed(format!("{who}: {e}")))?;
+    // Every name placed starts with the source's prefix; `${UUID}` is a new one per read, as
+    // JOB's file workers make it.
+    let prefix = if source.file_prefix == UUID_PREFIX { uuid::Uuid::new_v4().simple().to_string() } else { source.file_prefix.clone() };
     let mut out = Vec::with_capacity(src.paths.len());
     for path in &src.paths {
         let path = path.trim().trim_start_matches('/');
@@ -271,7 +277,7 @@ pub async fn stage(
         out.push(StepFile {
             sha256: blob.id.to_string(),
             size: blob.size,
-            name,
+            name: format!("{prefix}{name}"),
             mode: Some(super::DEFAULT_MODE),
             src_path: path.to_string(),
             src_host: None,

@@ -270,6 +270,10 @@ async fn check_source(ctx: &Ctx, scope: &Scope, s: &FileSourceRow) -> Result<(),
     if s.alias.chars().count() > MAX_NAME_CHARS {
         return Err(reason("alias", format!("at most {MAX_NAME_CHARS} characters")));
     }
+    // The prefix starts each file name placed on the targets: it cannot name a directory.
+    if s.file_prefix.contains(['/', '\\', '\0']) || s.file_prefix == "." || s.file_prefix == ".." || s.file_prefix.len() > 200 {
+        return Err(reason("file_prefix", "a file name prefix: no / or \\, at most 200 bytes"));
+    }
     let credential = credential_in_scope(ctx, scope, Some(&s.credential_id)).await.map_err(|_| JobError::illegal("credential_id"))?;
     if s.kind == sources::S3 && credential.kind != "APP_ID_SECRET_KEY" {
         return Err(reason("credential_id", "an S3 source needs an APP_ID_SECRET_KEY credential (access key and secret key)"));
