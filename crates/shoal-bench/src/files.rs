@@ -127,6 +127,9 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool, p2p_dir
         let mut served = Vec::new();
         for _ in 0..runs {
             let _ = std::fs::remove_dir_all(&target);
+            // Each timed run, Shoal's and cp's, starts with nothing left to write back (the
+            // source, the blob, an earlier run's files).
+            std::process::Command::new("sync").status()?;
             let before = served_bytes(&server).await?;
             let sampler = crate::sample_rss(server.pid());
             let t0 = Instant::now();
@@ -158,6 +161,7 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool, p2p_dir
         for _ in 0..runs {
             let dirs = dir.path().join("cp");
             let _ = std::fs::remove_dir_all(&dirs);
+            std::process::Command::new("sync").status()?;
             let t0 = Instant::now();
             for i in 0..agents {
                 let d = dirs.join(i.to_string());

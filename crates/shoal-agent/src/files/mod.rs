@@ -404,6 +404,7 @@ async fn fetch_direct<S: ChunkSink>(
         match got {
             Ok(()) => attempt = 0,
             Err(FetchError::Killed(k)) => {
+                let _ = part.persist().await;
                 drop(part);
                 drop_partial(partial, k).await;
                 return Err(Failure::Killed(k));
@@ -431,6 +432,7 @@ async fn fetch_direct<S: ChunkSink>(
                 emit(logs, &event(t, f, FILE_STATUS_DOWNLOADING, part.len, 0, &note)).await;
                 tokio::select! {
                     k = &mut *kill => {
+                        let _ = part.persist().await;
                         drop(part);
                         let k = k.unwrap_or(KillReason::Shutdown);
                         drop_partial(partial, k).await;
@@ -751,6 +753,7 @@ async fn fetch_some<S: ChunkSink>(
                     }
                     if last_progress.elapsed() >= PROGRESS_EVERY {
                         *last_progress = Instant::now();
+                        part.flush_buf().await.map_err(FetchError::Write)?;
                         emit(logs, &progress(part.len)).await;
                     }
                 }

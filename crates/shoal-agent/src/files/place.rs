@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::unistd::{Gid, Uid};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 use crate::exec::account::Account;
 
@@ -188,52 +188,118 @@ pub async fn holds(dest: &Path, sha256: &str, size: u64) -> bool {
 }
 
 /// A download in progress: the bytes so far, hashed as they are written.
+///
+/// Received pieces are gathered into [`WRITE_BUF`]-byte buffers; each full buffer is written
+/// and hashed on a blocking thread while the next one fills, so a download costs a few
+/// hundred large writes rather than one thread hand-off per network read.
 pub struct Partial {
-    file: tokio::fs::File,
-    hash: Sha256,
+    /// The file and the hash so far, when no write is under way.
+    idle: Option<(std::fs::File, Sha256)>,
+    /// The write under way; it gives back the file, the hash and its (emptied) buffer.
+    busy: Option<tokio::task::JoinHandle<io::Result<Written>>>,
+    buf: Vec<u8>,
+    /// Bytes accepted: written, being written or gathered.
     pub len: u64,
 }
+
+type Written = (std::fs::File, Sha256, Vec<u8>);
+
+/// Bytes gathered before a write.
+const WRITE_BUF: usize = 4 << 20;
 
 impl Partial {
     /// Opens (or makes) the partial file and hashes what it already holds, so a download
     /// resumes where the last attempt stopped. One longer than `size` is started over.
     pub async fn open(path: &Path, size: u64) -> io::Result<Partial> {
-        let std_file =
-            std::fs::OpenOptions::new().read(true).append(true).create(true).mode(0o600).custom_flags(nix::libc::O_NOFOLLOW).open(path)?;
-        let file = tokio::fs::File::from_std(std_file);
-        let mut len = file.metadata().await?.len();
-        if len > size {
-            file.set_len(0).await?;
-            len = 0;
-        }
-        let mut hash = Sha256::new();
-        let mut reader = tokio::fs::File::open(path).await?;
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut left = len;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = reader.read(&mut buf[..want]).await?;
-            if n == 0 {
-                break;
+        let path = path.to_path_buf();
+        let (file, hash, len) = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Sha256, u64)> {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(nix::libc::O_NOFOLLOW)
+                .open(&path)?;
+            let mut len = file.metadata()?.len();
+            if len > size {
+                file.set_len(0)?;
+                len = 0;
             }
-            hash.update(&buf[..n]);
-            left -= n as u64;
-        }
-        Ok(Partial { file, hash, len })
+            let mut hash = Sha256::new();
+            let mut reader = std::io::Read::take(std::fs::File::open(&path)?, len);
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut read = 0u64;
+            loop {
+                let n = std::io::Read::read(&mut reader, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hash.update(&buf[..n]);
+                read += n as u64;
+            }
+            Ok((file, hash, read))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Partial { idle: Some((file, hash)), busy: None, buf: Vec::with_capacity(WRITE_BUF), len })
     }
 
     pub async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.file.write_all(bytes).await?;
-        self.hash.update(bytes);
+        self.buf.extend_from_slice(bytes);
         self.len += bytes.len() as u64;
+        if self.buf.len() >= WRITE_BUF {
+            self.flush_buf().await?;
+        }
         Ok(())
     }
 
-    /// Flushes to disk and checks the hash.
+    /// Waits for the write under way, if any.
+    async fn settle(&mut self) -> io::Result<Vec<u8>> {
+        match self.busy.take() {
+            None => Ok(Vec::with_capacity(WRITE_BUF)),
+            Some(job) => {
+                let (file, hash, mut spare) = job.await.map_err(io::Error::other)??;
+                spare.clear();
+                self.idle = Some((file, hash));
+                Ok(spare)
+            }
+        }
+    }
+
+    /// Starts writing what is gathered (after the write under way): a slow download reaches
+    /// the disk as it goes, not only every [`WRITE_BUF`] bytes.
+    pub async fn flush_buf(&mut self) -> io::Result<()> {
+        let spare = self.settle().await?;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let data = std::mem::replace(&mut self.buf, spare);
+        let (mut file, mut hash) = self.idle.take().ok_or_else(|| io::Error::other("an earlier write failed"))?;
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            std::io::Write::write_all(&mut file, &data)?;
+            hash.update(&data);
+            Ok((file, hash, data))
+        }));
+        Ok(())
+    }
+
+    /// Writes what is gathered and waits for it (a download stopped to be resumed later
+    /// keeps every byte it received).
+    pub async fn persist(&mut self) -> io::Result<()> {
+        self.flush_buf().await?;
+        self.settle().await.map(drop)
+    }
+
+    /// Writes the rest, flushes to disk and checks the hash.
     pub async fn finish(mut self, sha256: &str) -> Result<(), String> {
-        self.file.flush().await.map_err(|e| e.to_string())?;
-        self.file.sync_all().await.map_err(|e| format!("cannot write the file: {e}"))?;
-        let got = hex::encode(self.hash.finalize());
+        let written = async {
+            self.flush_buf().await?;
+            self.settle().await?;
+            let (file, hash) = self.idle.take().ok_or_else(|| io::Error::other("an earlier write failed"))?;
+            tokio::task::spawn_blocking(move || file.sync_all().map(|()| hash)).await.map_err(io::Error::other)?
+        };
+        let hash = written.await.map_err(|e| format!("cannot write the file: {e}"))?;
+        let got = hex::encode(hash.finalize());
         if got != sha256 {
             return Err(format!("hash mismatch: expected SHA-256 {sha256}, received {got}; the file was not placed"));
         }
@@ -285,6 +351,7 @@ mod tests {
         let path = tmp.path().join(".f.part");
         let mut p = Partial::open(&path, 10).await.unwrap();
         p.write(b"hello").await.unwrap();
+        p.persist().await.unwrap();
         drop(p);
         let mut p = Partial::open(&path, 10).await.unwrap();
         assert_eq!(p.len, 5);
@@ -294,5 +361,19 @@ mod tests {
         let p = Partial::open(&path, 10).await.unwrap();
         let err = p.finish(&"0".repeat(64)).await.unwrap_err();
         assert!(err.contains("hash mismatch"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn large_downloads_are_written_in_order_across_buffers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join(".big.part");
+        let content: Vec<u8> = (0..(WRITE_BUF * 2 + 12_345)).map(|i| (i % 251) as u8).collect();
+        let mut p = Partial::open(&path, content.len() as u64).await.unwrap();
+        for piece in content.chunks(16 * 1024 + 7) {
+            p.write(piece).await.unwrap();
+        }
+        assert_eq!(p.len, content.len() as u64);
+        p.finish(&hex::encode(Sha256::digest(&content))).await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), content);
     }
 }
