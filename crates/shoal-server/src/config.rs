@@ -104,6 +104,11 @@ pub struct ServerConfig {
     pub p2p_direct: usize,
     /// Files smaller than this (bytes) always come from the server.
     pub p2p_min_bytes: u64,
+    /// Seconds between garbage collections of the blob store; 0 turns collection off.
+    pub blob_gc_interval_secs: u64,
+    /// A blob named by a job that ended less than this many days ago is kept (so the job can
+    /// be retried); blobs of templates, plans and live uploads are always kept.
+    pub blob_keep_days: u64,
     /// The loaded key (filled at start from `secret_key_file`; never serialised).
     #[serde(skip)]
     pub sealing_key: crate::secrets::Key,
@@ -152,6 +157,8 @@ impl Default for ServerConfig {
             s3_secret_key: None,
             p2p_direct: 4,
             p2p_min_bytes: 4 * 1024 * 1024,
+            blob_gc_interval_secs: 3600,
+            blob_keep_days: 7,
             sealing_key: crate::secrets::Key::default(),
         }
     }

@@ -86,7 +86,7 @@ pub async fn prepare(mut config: ServerConfig) -> anyhow::Result<Arc<Shared>> {
     let gateway = Arc::new(gateway::Gateway::new(config.clone(), store.clone()));
     let engine = engine::Engine::new(config.clone(), store.clone(), gateway.clone());
     gateway.set_engine(&engine);
-    let blobs = files::open_blobs(&config)?;
+    let blobs: Arc<dyn files::BlobStore> = Arc::new(files::gc::Tracked::new(files::open_blobs(&config)?, store.clone()));
     engine.set_blobs(blobs.clone());
     Ok(Arc::new(Shared {
         config,
@@ -104,6 +104,7 @@ pub async fn serve(shared: Arc<Shared>, listener: TcpListener, shutdown: impl Fu
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     shared.gateway.start(stop_rx.clone());
     shared.engine.start(stop_rx.clone()).await?;
+    files::gc::spawn(shared.clone(), stop_rx.clone());
     engine::cron::spawn(shared.clone(), stop_rx);
     let app = api::router(shared.clone());
     let tls = match (&shared.config.tls_cert, &shared.config.tls_key) {

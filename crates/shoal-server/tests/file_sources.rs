@@ -578,6 +578,13 @@ async fn blobs_in_s3_serve_the_whole_file_path(b: Backend) {
     let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(60)).await;
     assert_eq!(statuses(&st), vec![9, 9], "{st}");
     assert_eq!(std::fs::read_to_string(dir.join("app.conf")).unwrap(), "k=v\n");
+
+    // Garbage collection deletes from the bucket: eight days on, the jobs are long over and
+    // the upload slot expired.
+    let later = shoal_core::time::now_ms() + 8 * 86_400_000;
+    let c = shoal_server::files::gc::collect(h.shared.store.as_ref(), h.shared.blobs.as_ref(), 7, later).await.unwrap();
+    assert_eq!(c.deleted, 2, "{c:?}");
+    assert_eq!(client.head("shoal-blobs", &format!("blobs/{sha}")).await.unwrap(), None, "deleted from the bucket");
 }
 
 /// A template's file step may read from a file source: checked when applied, shown by

@@ -86,6 +86,18 @@ pub trait FileStore: Send + Sync {
     async fn fill_upload(&self, path: &str, blob: &str, size: i64) -> Result<()>;
     /// Replaces a file step's transfer (its sources staged).
     async fn set_step_transfer(&self, step_id: i64, transfer: &str) -> Result<()>;
+
+    /// Blob `sha256` (of `size` bytes) was stored, or someone relies on it, at `at` (ms).
+    async fn note_blob_use(&self, sha256: &str, size: i64, at: i64) -> Result<()>;
+    /// Every text that may name a blob still needed: the transfers of file steps of jobs not
+    /// ended or ended at or after `ended_after`, every template version and plan, and the
+    /// blobs of uploads not expired at `now`.
+    async fn blob_references(&self, ended_after: i64, now: i64) -> Result<Vec<String>>;
+    /// Up to `limit` blobs not used since `used_before`: `(sha256, size)`.
+    async fn stale_blobs(&self, used_before: i64, limit: i64) -> Result<Vec<(String, i64)>>;
+    /// Forgets blob `sha256` if it is still unused since `used_before`; whether it did (then
+    /// its content may be deleted).
+    async fn forget_blob(&self, sha256: &str, used_before: i64) -> Result<bool>;
 }
 
 macro_rules! impl_file_store {
@@ -355,6 +367,59 @@ macro_rules! impl_file_store {
                         .await
                         .op("set step transfer")?;
                     Ok(())
+                }
+
+                async fn note_blob_use(&self, sha256: &str, size: i64, at: i64) -> Result<()> {
+                    sqlx::query(
+                        "INSERT INTO blobs (sha256, size, last_used) VALUES ($1, $2, $3) \
+                         ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, \
+                         last_used = CASE WHEN excluded.last_used > blobs.last_used THEN excluded.last_used ELSE blobs.last_used END",
+                    )
+                    .bind(sha256)
+                    .bind(size)
+                    .bind(at)
+                    .execute(&self.pool)
+                    .await
+                    .op("note blob use")?;
+                    Ok(())
+                }
+
+                async fn blob_references(&self, ended_after: i64, now: i64) -> Result<Vec<String>> {
+                    let rows = sqlx::query(
+                        "SELECT s.transfer AS t FROM step_instances s JOIN job_instances j ON j.id = s.job_instance_id \
+                         WHERE s.transfer IS NOT NULL AND (j.end_time IS NULL OR j.end_time >= $1) \
+                         UNION ALL SELECT spec AS t FROM template_versions \
+                         UNION ALL SELECT spec AS t FROM plans \
+                         UNION ALL SELECT blob AS t FROM file_uploads WHERE blob IS NOT NULL AND expire_time >= $2",
+                    )
+                    .bind(ended_after)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await
+                    .op("blob references")?;
+                    rows.iter().map(|r| r.try_get::<String, _>("t").op("decode blob reference")).collect()
+                }
+
+                async fn stale_blobs(&self, used_before: i64, limit: i64) -> Result<Vec<(String, i64)>> {
+                    let rows = sqlx::query("SELECT sha256, size FROM blobs WHERE last_used < $1 ORDER BY last_used LIMIT $2")
+                        .bind(used_before)
+                        .bind(limit)
+                        .fetch_all(&self.pool)
+                        .await
+                        .op("stale blobs")?;
+                    rows.iter()
+                        .map(|r| Ok((r.try_get("sha256").op("decode blob")?, r.try_get("size").op("decode blob")?)))
+                        .collect()
+                }
+
+                async fn forget_blob(&self, sha256: &str, used_before: i64) -> Result<bool> {
+                    let done = sqlx::query("DELETE FROM blobs WHERE sha256 = $1 AND last_used < $2")
+                        .bind(sha256)
+                        .bind(used_before)
+                        .execute(&self.pool)
+                        .await
+                        .op("forget blob")?;
+                    Ok(done.rows_affected() == 1)
                 }
 
                 async fn fill_upload(&self, path: &str, blob: &str, size: i64) -> Result<()> {

@@ -67,6 +67,18 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn stat(&self, id: &BlobId) -> Result<Option<u64>, BlobError>;
     /// The bytes of a blob from `offset` to its end.
     async fn read_from(&self, id: &BlobId, offset: u64) -> Result<(BlobReader, u64), BlobError>;
+    /// Deletes a blob (one not stored is fine).
+    async fn delete(&self, id: &BlobId) -> Result<(), BlobError>;
+    /// Every stored blob with its size and when it was written (ms), where the store can
+    /// list them cheaply; `None` where it cannot.
+    async fn list(&self) -> Result<Option<Vec<(BlobId, u64, i64)>>, BlobError> {
+        Ok(None)
+    }
+    /// Size of a stored blob that a caller is about to rely on without storing it again (a
+    /// source host asking whether to upload): kept from collection from now on.
+    async fn keep(&self, id: &BlobId) -> Result<Option<u64>, BlobError> {
+        self.stat(id).await
+    }
 }
 
 /// Blobs in a local directory.
@@ -139,6 +151,40 @@ impl BlobStore for LocalBlobs {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.path_of(id)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> Result<Option<Vec<(BlobId, u64, i64)>>, BlobError> {
+        let root = self.root.clone();
+        let listed = tokio::task::spawn_blocking(move || -> io::Result<Vec<(BlobId, u64, i64)>> {
+            let mut out = Vec::new();
+            for dir in std::fs::read_dir(&root)? {
+                let dir = dir?;
+                let name = dir.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.len() != 2 || !dir.file_type()?.is_dir() {
+                    continue;
+                }
+                for f in std::fs::read_dir(dir.path())? {
+                    let f = f?;
+                    let Some(id) = f.file_name().to_str().and_then(BlobId::parse) else { continue };
+                    let m = f.metadata()?;
+                    let written =
+                        m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_millis() as i64);
+                    out.push((id, m.len(), written));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Some(listed))
     }
 
     async fn read_from(&self, id: &BlobId, offset: u64) -> Result<(BlobReader, u64), BlobError> {

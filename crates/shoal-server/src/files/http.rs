@@ -138,7 +138,8 @@ pub async fn stage_head(State(shared): State<Arc<Shared>>, Path(sha): Path<Strin
     if !staging_allowed(&shared, &headers) {
         return error(StatusCode::FORBIDDEN, "this token does not allow staging");
     }
-    match shared.blobs.stat(&id).await {
+    // The source host will not upload it: it must not be collected meanwhile.
+    match shared.blobs.keep(&id).await {
         Ok(Some(_)) => StatusCode::OK.into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

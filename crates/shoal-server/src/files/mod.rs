@@ -1,6 +1,7 @@
 //! File distribution: a file step moves blobs named by their SHA-256.
 //!
 //! - [`blobs`]: the blob store ([`BlobStore`]; a local directory by default).
+//! - [`gc`]: its garbage collection (blob uses recorded, unneeded blobs deleted).
 //! - [`http`]: the two HTTP doors of file content — the upload URL handed out by
 //!   `generate_local_file_upload_url` (a `PUT` of the raw body), and the blob endpoint target
 //!   agents fetch from by range, with a token the server sealed into their task.
@@ -10,6 +11,7 @@
 //!   into JOB's `file_logs`.
 
 pub mod blobs;
+pub mod gc;
 pub mod http;
 pub mod logs;
 pub mod s3;

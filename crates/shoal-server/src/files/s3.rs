@@ -206,6 +206,15 @@ impl S3Client {
         Ok(())
     }
 
+    /// Deletes an object (S3 answers 204 whether or not there was one).
+    pub async fn delete(&self, bucket: &str, key: &str) -> io::Result<()> {
+        let r = self.request(Method::DELETE, bucket, key, &[]).send().await.map_err(io::Error::other)?;
+        if !r.status().is_success() && r.status() != StatusCode::NOT_FOUND {
+            return Err(failure(&format!("DELETE {bucket}/{key}"), r).await);
+        }
+        Ok(())
+    }
+
     /// Creates a bucket (an existing one of the same owner is fine).
     pub async fn create_bucket(&self, bucket: &str) -> io::Result<()> {
         let r = self.request(Method::PUT, bucket, "", &[]).send().await.map_err(io::Error::other)?;
@@ -349,6 +358,10 @@ impl BlobStore for S3Blobs {
 
     async fn stat(&self, id: &BlobId) -> Result<Option<u64>, BlobError> {
         Ok(self.client.head(&self.bucket, &self.key(id)).await?)
+    }
+
+    async fn delete(&self, id: &BlobId) -> Result<(), BlobError> {
+        Ok(self.client.delete(&self.bucket, &self.key(id)).await?)
     }
 
     async fn read_from(&self, id: &BlobId, offset: u64) -> Result<(BlobReader, u64), BlobError> {
