@@ -11,7 +11,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -410,54 +410,6 @@ async fn a_source_is_checked_again_when_read(b: Backend) {
     assert!(file_log_text(&h, job, step, hosts[0]).await.contains("file_source_allowed_base_urls"));
     assert_eq!(repo.hits.load(Ordering::SeqCst), 0);
     assert!(!dir.join("f.txt").exists());
-}
-
-/// A moto S3 server on a free port, stopped on drop.
-struct Moto {
-    endpoint: String,
-    child: std::process::Child,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_path() -> PathBuf {
-    std::env::var_os("SHOAL_MOTO_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/s3-venv/bin/moto_server"))
-}
-
-/// `None` (the test is skipped) when moto is not installed, unless `SHOAL_REQUIRE_S3=1`.
-async fn moto() -> Option<Moto> {
-    let path = moto_path();
-    if !path.exists() {
-        assert!(
-            std::env::var("SHOAL_REQUIRE_S3").as_deref() != Ok("1"),
-            "SHOAL_REQUIRE_S3=1 but {} is missing (.ci/run installs moto[server] there)",
-            path.display()
-        );
-        eprintln!("skipped: {} is missing", path.display());
-        return None;
-    }
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = std::process::Command::new(&path)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start moto_server");
-    let m = Moto { endpoint: format!("http://127.0.0.1:{port}"), child };
-    let http = reqwest::Client::new();
-    wait_for("moto_server to answer", Duration::from_secs(60), || {
-        let (http, url) = (http.clone(), m.endpoint.clone());
-        async move { http.get(&url).send().await.is_ok() }
-    })
-    .await;
-    Some(m)
 }
 
 fn s3(endpoint: &str, ak: &str, sk: &str) -> S3Client {

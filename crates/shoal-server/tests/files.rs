@@ -311,7 +311,8 @@ async fn files_on_a_source_host_reach_the_targets(mut h: Harness) {
     assert_eq!(v["code"], 0, "{v}");
     let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
     let st = h.wait_finished(job, Duration::from_secs(30)).await;
-    assert_eq!(host_statuses(&st), vec![9, 9], "only the targets are listed: {st}");
+    let why = [file_logs(&h, job, step, targets[0]).await, file_logs(&h, job, step, targets[1]).await];
+    assert_eq!(host_statuses(&st), vec![9, 9], "only the targets are listed: {st}; file logs: {why:?}");
     for (name, content) in
         [("other.txt", "other\n"), ("app.log", "app\n"), ("app.log.1", "old\n"), ("logs/a.txt", "a\n"), ("logs/deep/b.txt", "b\n")]
     {

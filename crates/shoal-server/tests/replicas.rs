@@ -230,3 +230,60 @@ async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost() {
     let statuses: BTreeSet<i64> = api_b.results(job, step).await.values().map(|(s, _)| *s).collect();
     assert_eq!(statuses, BTreeSet::from([9, 310]));
 }
+
+/// A file step submitted to replica a whose source host's agent is held by replica b: the
+/// staging request goes to b, the source uploads into the shared (S3) blob store through b,
+/// and b passes the answer back to a, which then sends the targets their tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn files_staged_through_another_replica_reach_the_targets() {
+    let Some(db) = postgres_url().await else { return };
+    let Some(m) = common::moto().await else { return };
+    let client = shoal_server::files::s3::S3Client::new(&m.endpoint, "us-east-1", "AKREP", "rep-secret", reqwest::Client::new()).unwrap();
+    client.create_bucket("shoal-replicas").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shared_blobs = |name: &str| ServerConfig {
+        blob_store: "s3".into(),
+        s3_endpoint: Some(m.endpoint.clone()),
+        s3_bucket: Some("shoal-replicas".into()),
+        s3_access_key: Some("AKREP".into()),
+        s3_secret_key: Some("rep-secret".into()),
+        ..replica_config(dir.path(), name, &db)
+    };
+    let a = Server::start(shared_blobs("a")).await;
+    let b = Server::start(shared_blobs("b")).await;
+    let api_a = Api::new(&a.url);
+    api_a.create_account(USER, &current_user()).await;
+    let _source = Agent::start(vec![b.url.clone()], dir.path().join("source"), Agent::facts("127.0.8.40"));
+    let _target = Agent::start(vec![a.url.clone()], dir.path().join("target"), Agent::facts("127.0.8.41"));
+    wait_for("both agents alive", Duration::from_secs(30), || {
+        let api_a = api_a.clone();
+        async move { listed_alive(&api_a, "127.0.8.40").await && listed_alive(&api_a, "127.0.8.41").await }
+    })
+    .await;
+    let id_of = |hosts: &[serde_json::Value], ip: &str| hosts.iter().find(|h| h["ip"] == ip).unwrap()["bk_host_id"].as_i64().unwrap();
+    let hosts = api_a.hosts().await;
+    let (source, target) = (id_of(&hosts, "127.0.8.40"), id_of(&hosts, "127.0.8.41"));
+
+    let from = dir.path().join("files");
+    std::fs::create_dir_all(&from).unwrap();
+    std::fs::write(from.join("app.conf"), "staged via b\n").unwrap();
+    let dest = dir.path().join("dest");
+    let d = api_a
+        .post(
+            "fast_transfer_file",
+            json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account_alias": USER, "file_target_path": dest.to_str().unwrap(),
+                   "file_source_list": [{"file_list": [from.join("app.conf").to_str().unwrap()], "account": {"alias": USER},
+                                         "server": {"host_id_list": [source]}}],
+                   "target_server": {"host_id_list": [target]}}),
+        )
+        .await;
+    let job = d["job_instance_id"].as_i64().unwrap();
+    wait_for("the file job finished", Duration::from_secs(60), || {
+        let api_a = api_a.clone();
+        async move { api_a.status(job).await["finished"] == json!(true) }
+    })
+    .await;
+    let st = api_a.status(job).await;
+    assert_eq!(st["job_instance"]["status"], json!(3), "{st}");
+    assert_eq!(std::fs::read_to_string(dest.join("app.conf")).unwrap(), "staged via b\n");
+}

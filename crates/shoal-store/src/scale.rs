@@ -51,6 +51,8 @@ pub trait ScaleStore: Send + Sync {
     async fn session_closed(&self, host_id: i64, replica: &str, conn_id: i64, now: i64) -> Result<()>;
     /// Open sessions on replicas whose heartbeat is at or after `alive_after`: (host, replica).
     async fn live_sessions(&self, alive_after: i64) -> Result<Vec<(i64, String)>>;
+    /// Ids of the replicas whose heartbeat is at or after `alive_after`.
+    async fn live_replicas(&self, alive_after: i64) -> Result<Vec<String>>;
     /// The replica holding `host_id`'s open session, if that replica is alive.
     async fn session_holder(&self, host_id: i64, alive_after: i64) -> Result<Option<String>>;
 
@@ -249,6 +251,14 @@ macro_rules! impl_scale_store {
                     rows.iter()
                         .map(|r| Ok((r.try_get("bk_host_id").op("decode session")?, r.try_get("replica_id").op("decode session")?)))
                         .collect()
+                }
+
+                async fn live_replicas(&self, alive_after: i64) -> Result<Vec<String>> {
+                    sqlx::query_scalar("SELECT id FROM replicas WHERE heartbeat >= $1 ORDER BY id")
+                        .bind(alive_after)
+                        .fetch_all(&self.pool)
+                        .await
+                        .op("live replicas")
                 }
 
                 async fn session_holder(&self, host_id: i64, alive_after: i64) -> Result<Option<String>> {

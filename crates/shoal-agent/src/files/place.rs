@@ -128,11 +128,17 @@ impl Placement {
                 Ok(m) if m.file_type().is_symlink() => return Err(format!("{} is a symbolic link: not followed", at.display())),
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => return Err(format!("{} is not a directory", at.display())),
-                Err(_) => {
-                    std::fs::DirBuilder::new().mode(0o755).create(&at).map_err(|e| format!("cannot create {}: {e}", at.display()))?;
-                    std::os::unix::fs::lchown(&at, Some(self.uid.as_raw()), Some(self.gid.as_raw()))
-                        .map_err(|e| format!("cannot give {} to the account: {e}", at.display()))?;
-                }
+                Err(_) => match std::fs::DirBuilder::new().mode(0o755).create(&at) {
+                    Ok(()) => std::os::unix::fs::lchown(&at, Some(self.uid.as_raw()), Some(self.gid.as_raw()))
+                        .map_err(|e| format!("cannot give {} to the account: {e}", at.display()))?,
+                    // Made meanwhile by another task placing files here: fine if it is a
+                    // directory (and not a link).
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match std::fs::symlink_metadata(&at) {
+                        Ok(m) if m.is_dir() => {}
+                        _ => return Err(format!("{} appeared meanwhile and is not a directory", at.display())),
+                    },
+                    Err(e) => return Err(format!("cannot create {}: {e}", at.display())),
+                },
             }
         }
         let dest = self.dir.join(&rel);
@@ -361,6 +367,28 @@ mod tests {
         let p = Partial::open(&path, 10).await.unwrap();
         let err = p.finish(&"0".repeat(64)).await.unwrap_err();
         assert!(err.contains("hash mismatch"), "{err}");
+    }
+
+    #[test]
+    fn tasks_making_the_same_directories_at_once_all_succeed() {
+        for round in 0..20 {
+            let tmp = tempfile::tempdir().unwrap();
+            let p = std::sync::Arc::new(Placement::prepare(tmp.path(), false, &me()).unwrap());
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4)
+                .map(|i| {
+                    let (p, barrier) = (std::sync::Arc::clone(&p), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        p.destination(&format!("a/b/c/f{i}.txt"))
+                    })
+                })
+                .collect();
+            for t in threads {
+                assert!(t.join().unwrap().is_ok(), "round {round}");
+            }
+            assert!(tmp.path().join("a/b/c").is_dir());
+        }
     }
 
     #[tokio::test]

@@ -5,10 +5,11 @@
 //! one that cannot upload with 202, each with the reason in its file log.
 //!
 //! Staging is idempotent (blobs are content-addressed), so a server that restarts while a
-//! step stages simply stages it again.
+//! step stages simply stages it again. On several replicas the source host's agent may be
+//! held by another replica: the request is routed to it, and the answer comes back through
+//! the database (`gateway::route`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +25,6 @@ use crate::gateway::IngestItem;
 /// Staging requests waiting for their answer.
 #[derive(Default)]
 pub struct Pending {
-    next: AtomicU64,
     /// By request id: the source host asked, and where its answer goes.
     waiting: Mutex<HashMap<u64, (i64, oneshot::Sender<StageResult>)>>,
 }
@@ -36,17 +36,36 @@ struct SourceFailure {
 }
 
 impl Engine {
-    /// The answer of the agent of `host_id`; an answer to a request sent to another host is
-    /// ignored (an agent cannot stage files in another host's name).
-    pub fn on_staged(&self, host_id: i64, result: StageResult) {
+    /// The answer of the agent of `host_id`, connected here: taken if this replica asked,
+    /// else passed to the other replicas (one of them asked).
+    pub async fn on_staged(&self, host_id: i64, result: StageResult) {
+        if let Some(result) = self.take_staged_or_return(host_id, result) {
+            self.gateway.forward_staged(host_id, result).await;
+        }
+    }
+
+    /// An answer another replica passed on: taken if this replica asked, else dropped.
+    pub fn take_staged(&self, host_id: i64, result: StageResult) {
+        let _ = self.take_staged_or_return(host_id, result);
+    }
+
+    /// Hands `result` to the request waiting for it; gives it back when no request of this
+    /// replica has its id. An answer to a request sent to another host is dropped (an agent
+    /// cannot stage files in another host's name).
+    fn take_staged_or_return(&self, host_id: i64, result: StageResult) -> Option<StageResult> {
         let mut waiting = self.staging.waiting.lock().expect("staging lock");
-        if waiting.get(&result.id).is_none_or(|(asked, _)| *asked != host_id) {
-            tracing::warn!(host_id, id = result.id, "staging answer for a request this host was not sent; ignored");
-            return;
+        match waiting.get(&result.id) {
+            None => return Some(result),
+            Some((asked, _)) if *asked != host_id => {
+                tracing::warn!(host_id, id = result.id, "staging answer for a request this host was not sent; ignored");
+                return None;
+            }
+            Some(_) => {}
         }
         if let Some((_, tx)) = waiting.remove(&result.id) {
             let _ = tx.send(result);
         }
+        None
     }
 
     /// Stages `step`'s sources, then dispatches it (on its own task).
@@ -157,7 +176,8 @@ impl Engine {
         limit: Duration,
     ) -> Result<Vec<StepFile>, SourceFailure> {
         let who = format!("source host {} ({})", src.host.ip, src.host.bk_host_id);
-        let id = self.staging.next.fetch_add(1, Ordering::Relaxed) + 1;
+        // Unique across replicas: the answer may come back through another one.
+        let id = ((uuid::Uuid::new_v4().as_u128() as u64) >> 1) | 1;
         let token = crate::files::stage_token(&self.config.sealing_key, step.id).map_err(|e| SourceFailure {
             status: host_status::FILE_TRANSFER_FAILED,
             message: format!("cannot make an upload token: {e}"),

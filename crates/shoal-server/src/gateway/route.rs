@@ -15,6 +15,8 @@
 //!   channel; the holder takes its rows and hands them to the sessions. A message for a host
 //!   that moved on is routed again to where it is now, or dropped if it is nowhere (the agent
 //!   is resumed when it connects, or its task is lost after the grace period).
+//! - **Staging answers**: a source host's answer to a staging request another replica sent
+//!   goes to every other live replica; the one that asked takes it.
 //! - **Lost agents**: a sweep on every replica fails (310) the unfinished tasks of hosts
 //!   whose session closed more than the grace period ago, or whose replica died more than
 //!   the grace period ago — so a job still finishes when the replica that started it, or
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use shoal_proto::agent::{ServerMsg, TaskKey};
+use shoal_proto::agent::{ServerMsg, StageResult, TaskKey};
 use shoal_proto::status::{gse_code, host_status};
 use shoal_store::{RoutedMessage, Store, TaskChange};
 use tokio::sync::{mpsc, watch};
@@ -46,8 +48,17 @@ const MAX_ROUTE_BATCH: usize = 4096;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Routed {
-    Run { key: TaskKey },
-    Msg { msg: ServerMsg },
+    Run {
+        key: TaskKey,
+    },
+    Msg {
+        msg: ServerMsg,
+    },
+    /// A source host's staging answer, for the replica that asked (sent to every other live
+    /// replica: only the asker waits for its id).
+    Staged {
+        result: StageResult,
+    },
 }
 
 /// A session opening or closing, written in order.
@@ -155,6 +166,26 @@ impl Gateway {
         };
         let Ok(body) = serde_json::to_string(&routed) else { return false };
         replica.outgoing_tx.send(RoutedMessage { replica_id: holder, host_id, body }).is_ok()
+    }
+
+    /// A staging answer from `host_id`'s agent that no request of this replica waits for:
+    /// passed to the other live replicas, one of which asked.
+    pub async fn forward_staged(&self, host_id: i64, result: StageResult) {
+        let Some(replica) = &self.replica else {
+            tracing::warn!(host_id, id = result.id, "staging answer for a request nobody waits for; ignored");
+            return;
+        };
+        let others = match self.store.live_replicas(alive_after()).await {
+            Ok(ids) => ids.into_iter().filter(|r| *r != replica.id).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!(host_id, error = %e, "reading live replicas to pass on a staging answer");
+                return;
+            }
+        };
+        let Ok(body) = serde_json::to_string(&Routed::Staged { result }) else { return };
+        for r in others {
+            let _ = replica.outgoing_tx.send(RoutedMessage { replica_id: r, host_id, body: body.clone() });
+        }
     }
 
     /// Notes a session opening or closing for the other replicas (in order).
@@ -311,6 +342,13 @@ impl Gateway {
         for m in msgs {
             let msg = match serde_json::from_str::<Routed>(&m.body) {
                 Ok(Routed::Msg { msg }) => msg,
+                Ok(Routed::Staged { result }) => {
+                    // Forwarded once: a replica that did not ask drops it.
+                    if let Some(engine) = engine.as_ref() {
+                        engine.take_staged(m.host_id, result);
+                    }
+                    continue;
+                }
                 Ok(Routed::Run { key }) => match engine.as_ref() {
                     Some(engine) => match engine.run_msg_for(key).await {
                         Some(msg) => msg,

@@ -150,7 +150,7 @@ async fn session(shared: Arc<Shared>, mut socket: WebSocket, unhelloed: tokio::s
                 let change = match parsed {
                     AgentMsg::Heartbeat | AgentMsg::Hello(_) => continue,
                     AgentMsg::Staged(r) => {
-                        shared.engine.on_staged(host_id, r);
+                        shared.engine.on_staged(host_id, r).await;
                         continue;
                     }
                     AgentMsg::Log(c) if c.key.host_id == host_id => TaskChange::Log { key: c.key, seq: c.seq, data: shared.engine.redact(c.key.step_instance_id, c.data) },
