@@ -239,6 +239,32 @@ async fn the_download_speed_limit_is_honoured(mut h: Harness) {
     assert_eq!(std::fs::read(dir.join("s.bin")).unwrap().len(), 3 << 20);
 }
 
+async fn the_upload_speed_limit_is_honoured(mut h: Harness) {
+    h.add_agent("10.9.5.2", None, None, &[]).await;
+    h.add_agent("10.9.5.3", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let (src, target) = (h.host_id_of("10.9.5.2").await, h.host_id_of("10.9.5.3").await);
+    let from = h.dir.path().join("up-source");
+    std::fs::create_dir_all(&from).unwrap();
+    std::fs::write(from.join("u.bin"), vec![b'u'; 3 << 20]).unwrap();
+    let dir = h.dir.path().join("up-dest");
+    let body = with_scope(json!({
+        "account_alias": USER,
+        "file_target_path": dir.to_str().unwrap(),
+        "file_source_list": [{"file_list": [from.join("u.bin").to_str().unwrap()], "account": {"alias": USER}, "server": {"host_id_list": [src]}}],
+        "target_server": {"host_id_list": [target]},
+        "upload_speed_limit": 1,
+    }));
+    let started = Instant::now();
+    let (_, v) = h.post("fast_transfer_file", body).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    assert_eq!(host_statuses(&st), vec![9], "{st}");
+    // The source host uploads 3 MiB at 1 MiB/s: about two seconds at least.
+    assert!(started.elapsed() >= Duration::from_millis(1900), "{:?}", started.elapsed());
+    assert_eq!(std::fs::read(dir.join("u.bin")).unwrap().len(), 3 << 20);
+}
+
 async fn bad_file_requests_get_job_codes(mut h: Harness) {
     h.add_agent("10.9.6.1", None, None, &[]).await;
     h.wait_connected(1).await;
@@ -516,5 +542,6 @@ on_both_stores!(
     a_corrupted_blob_is_refused_and_a_missing_one_is_203,
     a_terminate_mid_transfer_removes_the_partial_file,
     the_download_speed_limit_is_honoured,
+    the_upload_speed_limit_is_honoured,
     bad_file_requests_get_job_codes,
 );
