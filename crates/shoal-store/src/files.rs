@@ -98,6 +98,24 @@ pub trait FileStore: Send + Sync {
     /// Forgets blob `sha256` if it is still unused since `used_before`; whether it did (then
     /// its content may be deleted).
     async fn forget_blob(&self, sha256: &str, used_before: i64) -> Result<bool>;
+    /// The swarm tracker, for target `host` of blob `sha256` at `now`: the holders (other
+    /// than `host`) serving it, `(addr, cert_sha256)` — unless `fallback`; else whether `host`
+    /// may fetch from a server, which it may when it holds a lease, fewer than `direct_max`
+    /// targets do, or with `fallback` (its lease then runs until `lease_until`). One
+    /// transaction, serialised per blob.
+    async fn swarm_ask(
+        &self,
+        sha256: &str,
+        host: i64,
+        direct_max: i64,
+        lease_until: i64,
+        fallback: bool,
+        now: i64,
+    ) -> Result<(bool, Vec<(String, String)>)>;
+    /// `host` holds blob `sha256` and serves it at `addr` until `until` (its lease ends).
+    async fn swarm_announce(&self, sha256: &str, host: i64, addr: &str, cert_sha256: &str, until: i64, now: i64) -> Result<()>;
+    /// `host` neither fetches blob `sha256` from a server nor serves it (any more).
+    async fn swarm_release(&self, sha256: &str, host: i64) -> Result<()>;
 }
 
 macro_rules! impl_file_store {
@@ -420,6 +438,91 @@ macro_rules! impl_file_store {
                         .await
                         .op("forget blob")?;
                     Ok(done.rows_affected() == 1)
+                }
+
+                async fn swarm_ask(
+                    &self,
+                    sha256: &str,
+                    host: i64,
+                    direct_max: i64,
+                    lease_until: i64,
+                    fallback: bool,
+                    now: i64,
+                ) -> Result<(bool, Vec<(String, String)>)> {
+                    let mut tx = self.pool.begin().await.op("begin swarm ask")?;
+                    if <$db as sqlx::Database>::NAME == "PostgreSQL" {
+                        // Askers of one blob through several replicas count leases one at a time.
+                        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))").bind(sha256).execute(&mut *tx).await.op("lock swarm")?;
+                    }
+                    sqlx::query("DELETE FROM swarm_peers WHERE sha256 = $1 AND until_ms <= $2")
+                        .bind(sha256)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await
+                        .op("expire swarm peers")?;
+                    let rows = sqlx::query("SELECT bk_host_id, kind, addr, cert_sha256 FROM swarm_peers WHERE sha256 = $1 ORDER BY bk_host_id")
+                        .bind(sha256)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .op("read swarm")?;
+                    let mut seeds = Vec::new();
+                    let (mut leases, mut mine) = (0i64, false);
+                    for r in &rows {
+                        let (h, kind): (i64, i64) = (r.try_get("bk_host_id").op("decode swarm")?, r.try_get("kind").op("decode swarm")?);
+                        if kind == 2 && h != host {
+                            seeds.push((r.try_get("addr").op("decode swarm")?, r.try_get("cert_sha256").op("decode swarm")?));
+                        } else if kind == 1 {
+                            leases += 1;
+                            mine |= h == host;
+                        }
+                    }
+                    if !seeds.is_empty() && !fallback {
+                        tx.commit().await.op("commit swarm ask")?;
+                        return Ok((false, seeds));
+                    }
+                    let direct = fallback || mine || leases < direct_max;
+                    if direct {
+                        sqlx::query(
+                            "INSERT INTO swarm_peers (sha256, bk_host_id, kind, until_ms) VALUES ($1, $2, 1, $3) \
+                             ON CONFLICT (sha256, bk_host_id) DO UPDATE SET kind = 1, addr = '', cert_sha256 = '', until_ms = excluded.until_ms",
+                        )
+                        .bind(sha256)
+                        .bind(host)
+                        .bind(lease_until)
+                        .execute(&mut *tx)
+                        .await
+                        .op("lease swarm")?;
+                    }
+                    tx.commit().await.op("commit swarm ask")?;
+                    Ok((direct, Vec::new()))
+                }
+
+                async fn swarm_announce(&self, sha256: &str, host: i64, addr: &str, cert_sha256: &str, until: i64, now: i64) -> Result<()> {
+                    sqlx::query(
+                        "INSERT INTO swarm_peers (sha256, bk_host_id, kind, addr, cert_sha256, until_ms) VALUES ($1, $2, 2, $3, $4, $5) \
+                         ON CONFLICT (sha256, bk_host_id) DO UPDATE SET kind = 2, addr = excluded.addr, cert_sha256 = excluded.cert_sha256, until_ms = excluded.until_ms",
+                    )
+                    .bind(sha256)
+                    .bind(host)
+                    .bind(addr)
+                    .bind(cert_sha256)
+                    .bind(until)
+                    .execute(&self.pool)
+                    .await
+                    .op("announce swarm")?;
+                    // Swarms nobody asks about any more.
+                    sqlx::query("DELETE FROM swarm_peers WHERE until_ms <= $1").bind(now).execute(&self.pool).await.op("expire swarm peers")?;
+                    Ok(())
+                }
+
+                async fn swarm_release(&self, sha256: &str, host: i64) -> Result<()> {
+                    sqlx::query("DELETE FROM swarm_peers WHERE sha256 = $1 AND bk_host_id = $2")
+                        .bind(sha256)
+                        .bind(host)
+                        .execute(&self.pool)
+                        .await
+                        .op("release swarm")?;
+                    Ok(())
                 }
 
                 async fn fill_upload(&self, path: &str, blob: &str, size: i64) -> Result<()> {

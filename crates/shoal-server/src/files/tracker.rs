@@ -15,9 +15,10 @@
 //! holders multiply each round. A target that cannot reach any seed asks with `fallback=1`
 //! and is let through to the server.
 //!
-//! The tracker's state is in memory, per replica: seeds announced to another replica are not
-//! seen here (their targets fetch from this server instead), and a restart forgets the seeds
-//! (they announce again only for later blobs; targets then fetch directly).
+//! With one server the tracker's state is in memory (a restart forgets the seeds; targets then
+//! fetch directly). Replicas on a shared store keep it in the database (`swarm_peers`), so a
+//! seed announced through one replica is named by all, and the `p2p_direct` leases of a blob
+//! are counted across them.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -119,20 +120,30 @@ impl Tracker {
             .map(|(_, s)| SeedInfo { addr: s.addr.clone(), cert_sha256: s.cert_sha256.clone() })
             .collect();
         if !seeds.is_empty() && !fallback {
-            // A different few for each asker, so the load spreads over the holders.
-            let n = seeds.len();
-            let start = (host as usize).wrapping_mul(2_654_435_761) % n;
-            seeds.rotate_left(start);
-            seeds.truncate(SEEDS_PER_ANSWER);
+            spread(host, &mut seeds);
             return (false, seeds);
         }
         if fallback || swarm.direct.contains_key(&host) || swarm.direct.len() < direct_max {
-            // The lease covers the fetch at a modest 4 MB/s, and at least a minute.
-            let lease = Duration::from_secs(60).max(Duration::from_secs(size / (4 * 1024 * 1024)));
-            swarm.direct.insert(host, now + lease);
+            swarm.direct.insert(host, now + lease_for(size));
             return (true, Vec::new());
         }
         (false, Vec::new())
+    }
+
+    /// [`Tracker::ask`] where the state lives: in the database on a shared store.
+    async fn decide(&self, shared: &Shared, sha256: &str, host: i64, size: u64, fallback: bool) -> anyhow::Result<(bool, Vec<SeedInfo>)> {
+        let direct_max = shared.config.p2p_direct.max(1);
+        if !shared.store.is_shared() {
+            let answer = self.ask(sha256, host, size, direct_max, fallback);
+            self.sweep();
+            return Ok(answer);
+        }
+        let now = shoal_core::time::now_ms();
+        let until = now + lease_for(size).as_millis() as i64;
+        let (direct, seeds) = shared.store.swarm_ask(sha256, host, direct_max as i64, until, fallback, now).await?;
+        let mut seeds: Vec<SeedInfo> = seeds.into_iter().map(|(addr, cert_sha256)| SeedInfo { addr, cert_sha256 }).collect();
+        spread(host, &mut seeds);
+        Ok((direct, seeds))
     }
 
     /// `host` neither fetches from the server nor serves the blob (any more).
@@ -179,6 +190,21 @@ impl Tracker {
     }
 }
 
+/// A different few seeds for each asker, so the load spreads over the holders.
+fn spread(host: i64, seeds: &mut Vec<SeedInfo>) {
+    if seeds.is_empty() {
+        return;
+    }
+    let start = (host as usize).wrapping_mul(2_654_435_761) % seeds.len();
+    seeds.rotate_left(start);
+    seeds.truncate(SEEDS_PER_ANSWER);
+}
+
+/// A lease covers the fetch at a modest 4 MB/s, and at least a minute.
+fn lease_for(size: u64) -> Duration {
+    Duration::from_secs(60).max(Duration::from_secs(size / (4 * 1024 * 1024)))
+}
+
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"code": status.as_u16(), "message": message.into(), "data": null}))).into_response()
 }
@@ -209,8 +235,13 @@ pub async fn ask(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, Que
             return error(StatusCode::SERVICE_UNAVAILABLE, "the blob cannot be read now");
         }
     };
-    let (direct, seeds) = shared.tracker.ask(id.as_str(), host, size, shared.config.p2p_direct.max(1), q.fallback != 0);
-    shared.tracker.sweep();
+    let (direct, seeds) = match shared.tracker.decide(&shared, id.as_str(), host, size, q.fallback != 0).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!(error = %e, blob = %id.as_str(), "the swarm state cannot be read");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the swarm state cannot be read now");
+        }
+    };
     axum::Json(Answer { blake3, direct, seeds, retry_ms: RETRY_MS }).into_response()
 }
 
@@ -222,7 +253,14 @@ pub async fn announce(State(shared): State<Arc<Shared>>, Path(sha): Path<String>
     };
     let Ok(a) = serde_json::from_slice::<Announce>(&body) else { return error(StatusCode::BAD_REQUEST, "not an announcement") };
     if a.port == 0 {
-        shared.tracker.release(id.as_str(), host);
+        if shared.store.is_shared() {
+            if let Err(e) = shared.store.swarm_release(id.as_str(), host).await {
+                tracing::error!(error = %e, "the swarm state cannot be written");
+                return error(StatusCode::SERVICE_UNAVAILABLE, "the swarm state cannot be written now");
+            }
+        } else {
+            shared.tracker.release(id.as_str(), host);
+        }
         return StatusCode::NO_CONTENT.into_response();
     }
     let Ok((root, _)) = shared.tracker.root(&shared, &id).await else {
@@ -246,8 +284,17 @@ pub async fn announce(State(shared): State<Arc<Shared>>, Path(sha): Path<String>
         }
     };
     let addr = if ip.contains(':') { format!("[{ip}]:{}", a.port) } else { format!("{ip}:{}", a.port) };
-    let until = Instant::now() + Duration::from_secs(a.ttl_secs).min(MAX_SEED_TTL);
-    shared.tracker.announce(id.as_str(), host, Seed { addr, cert_sha256: a.cert_sha256.to_ascii_lowercase(), until });
+    let ttl = Duration::from_secs(a.ttl_secs).min(MAX_SEED_TTL);
+    let cert_sha256 = a.cert_sha256.to_ascii_lowercase();
+    if shared.store.is_shared() {
+        let now = shoal_core::time::now_ms();
+        if let Err(e) = shared.store.swarm_announce(id.as_str(), host, &addr, &cert_sha256, now + ttl.as_millis() as i64, now).await {
+            tracing::error!(error = %e, "the swarm state cannot be written");
+            return error(StatusCode::SERVICE_UNAVAILABLE, "the swarm state cannot be written now");
+        }
+    } else {
+        shared.tracker.announce(id.as_str(), host, Seed { addr, cert_sha256, until: Instant::now() + ttl });
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 
