@@ -24,8 +24,8 @@ async fn leases_then_holders(s: Arc<dyn Store>) {
     assert_eq!(ask(1, false, now).await, (true, vec![]));
     assert_eq!(ask(2, false, now).await, (true, vec![]));
     assert_eq!(ask(3, false, now).await, (false, vec![]), "two leases out: the third waits");
-    assert_eq!(ask(1, false, now).await.0, true, "asking again keeps one's own lease");
-    assert_eq!(ask(3, true, now).await.0, true, "could not reach anyone: let through");
+    assert!(ask(1, false, now).await.0, "asking again keeps one's own lease");
+    assert!(ask(3, true, now).await.0, "could not reach anyone: let through");
     s.swarm_announce(BLOB, 1, "10.0.0.1:7000", "c1", now + 60_000, now).await.unwrap();
     assert_eq!(ask(4, false, now).await, (false, vec![("10.0.0.1:7000".to_string(), "c1".to_string())]));
     assert!(ask(1, false, now).await.1.is_empty(), "a holder is not told to fetch from itself");
