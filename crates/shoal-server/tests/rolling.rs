@@ -13,6 +13,7 @@ on_both_stores!(
     pause_on_failure_stops_ignore_goes_on,
     manual_batches_wait_for_the_user,
     parallel_staggered,
+    a_step_left_between_batches_by_a_crash_goes_on,
     bad_rolling_configs
 );
 
@@ -113,6 +114,43 @@ async fn manual_batches_wait_for_the_user(mut h: Harness) {
     let st = wait_job(&h, id, 11).await;
     let statuses: Vec<i64> = by_target(&st, &hosts).iter().map(|x| x["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, vec![9, 403, 403]);
+}
+
+async fn a_step_left_between_batches_by_a_crash_goes_on(mut h: Harness) {
+    let hosts = fleet(&mut h, 3).await;
+    let job = h.execute("echo ok", &hosts, json!({"rolling_config": {"expression": "1", "mode": 3}})).await;
+    let (id, step) = (job["job_instance_id"].as_i64().unwrap(), job["step_instance_id"].as_i64().unwrap());
+    wait_job(&h, id, 7).await;
+    // The server dies right after a batch ended, having marked the step "waiting for the next
+    // batch" (15) but before starting that batch.
+    h.stop_server().await;
+    let store = h.shared.store.clone();
+    store.update_step(&shoal_store::StepUpdate { id: step, status: Some(15), start_time: None, end_time: None }).await.unwrap();
+    store.update_job(&shoal_store::JobUpdate { id, status: Some(2), expect_status: vec![7], ..Default::default() }).await.unwrap();
+    h.restart_server().await;
+    // The new server decides again where the step is: batch 1 is over and mode 3 waits for
+    // the user (not a step stuck "between batches" forever)...
+    let st = wait_job(&h, id, 7).await;
+    assert_eq!(
+        (st["step_instance_list"][0]["status"].as_i64(), st["step_instance_list"][0]["current_batch"].as_i64()),
+        (Some(7), Some(1)),
+        "{st}"
+    );
+    // ...and the user's go starts batch 2.
+    let op = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": id, "step_instance_id": step, "operation_code": 13});
+    let (_, v) = h.post("operate_step_instance", op).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = h.status(id).await;
+        if st["job_instance"]["status"] == 7 && st["step_instance_list"][0]["current_batch"] == 2 {
+            let statuses: Vec<i64> = by_target(&st, &hosts).iter().map(|x| x["status"].as_i64().unwrap()).collect();
+            assert_eq!(statuses, vec![9, 9, 5], "{st}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "batch 2 never ran: {st}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn parallel_staggered(mut h: Harness) {

@@ -157,7 +157,21 @@ impl Engine {
         let active = self.store.active_jobs().await?;
         let mut resumed = 0;
         for job in &active {
-            for step in self.store.get_steps(job.id).await? {
+            for mut step in self.store.get_steps(job.id).await? {
+                if step.status == RunStatus::RollingWaiting as i32 {
+                    // Left between two batches (the server stopped before starting the next
+                    // one): running again, it goes on below, from the batch it was at.
+                    self.store
+                        .update_step(&StepUpdate { id: step.id, status: Some(RunStatus::Running as i32), start_time: None, end_time: None })
+                        .await?;
+                    self.set_job_status(job.id, RunStatus::Running).await?;
+                    step.status = RunStatus::Running as i32;
+                    tracing::info!(step_instance_id = step.id, "resuming a rolling step left between two batches");
+                    let prepared = self.prepare(step.clone()).await?;
+                    self.steps.lock().expect("steps lock").insert(prepared.id, prepared.clone());
+                    // Its current batch's waiting tasks go out; a batch already over moves on.
+                    self.dispatch_step(&prepared).await?;
+                }
                 if step.status != RunStatus::Running as i32 {
                     continue;
                 }
