@@ -33,14 +33,8 @@ async fn held(h: &Harness, id: &BlobId) -> bool {
     h.shared.blobs.stat(id).await.unwrap().is_some()
 }
 
-async fn unneeded_blobs_go_and_needed_ones_stay(mut h: Harness) {
-    h.add_agent("10.7.0.1", None, None, &[]).await;
-    h.wait_connected(1).await;
-    let hosts = h.host_ids().await;
-    let t0 = shoal_core::time::now_ms();
-
-    // A: pushed by a job that ends now.
-    let dir = h.dir.path().join("conf");
+/// Pushes `a.conf` ("pushed") to `hosts` and waits for the job to succeed.
+async fn push(h: &Harness, dir: &std::path::Path, hosts: &[i64]) {
     let (_, v) = h
         .post(
             "push_config_file",
@@ -51,6 +45,17 @@ async fn unneeded_blobs_go_and_needed_ones_stay(mut h: Harness) {
     assert_eq!(v["code"], 0, "{v}");
     let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
     assert_eq!(st["job_instance"]["status"], 3, "{st}");
+}
+
+async fn unneeded_blobs_go_and_needed_ones_stay(mut h: Harness) {
+    h.add_agent("10.7.0.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let t0 = shoal_core::time::now_ms();
+
+    // A: pushed by a job that ends now.
+    let dir = h.dir.path().join("conf");
+    push(&h, &dir, &hosts).await;
     let a = sha_of(b"pushed\n");
     // B: uploaded into a slot (alive a day), not used by any job yet.
     let (_, v) = h.post("generate_local_file_upload_url", with_scope(json!({"file_name_list": ["b.bin"]}))).await;
@@ -80,15 +85,7 @@ async fn unneeded_blobs_go_and_needed_ones_stay(mut h: Harness) {
     assert_eq!(collected(&h, later).await.deleted, 0);
 
     // The same content pushed again is simply stored again.
-    let (_, v) = h
-        .post(
-            "push_config_file",
-            with_scope(json!({"account_alias": USER, "file_target_path": dir.to_str().unwrap(),
-                "file_list": [{"file_name": "a.conf", "content": b64("pushed\n")}], "target_server": {"host_id_list": hosts}})),
-        )
-        .await;
-    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
-    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+    push(&h, &dir, &hosts).await;
     assert!(held(&h, &a).await);
 }
 

@@ -18,18 +18,6 @@ fn with_scope(mut v: Value) -> Value {
     v
 }
 
-async fn wait_job(h: &Harness, job: i64, status: i64) -> Value {
-    let end = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = h.status(job).await;
-        if st["job_instance"]["status"] == status {
-            return st;
-        }
-        assert!(tokio::time::Instant::now() < end, "job {job} never reached {status}: {st}");
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-}
-
 fn host_statuses(st: &Value) -> Vec<i64> {
     hosts_of(st).iter().map(|r| r["status"].as_i64().unwrap()).collect()
 }
@@ -85,7 +73,7 @@ async fn batches_of_files_wait_for_the_user(mut h: Harness) {
     assert_eq!(v["code"], 0, "{v}");
     let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
     // a's two files are over the per-host limit: [a:a1], [a:a2]; then [b:b1].
-    let st = wait_job(&h, job, 7).await;
+    let st = h.wait_job(job, 7).await;
     let s = &st["step_instance_list"][0];
     assert_eq!((s["status"].as_i64(), s["current_batch"].as_i64(), s["total_batch"].as_i64()), (Some(7), Some(1), Some(3)), "{st}");
     assert_eq!(host_statuses(&st), vec![9, 9], "{st}");
@@ -95,7 +83,7 @@ async fn batches_of_files_wait_for_the_user(mut h: Harness) {
     let op = with_scope(json!({"job_instance_id": job, "step_instance_id": step, "operation_code": 13}));
     let (_, v) = h.post("operate_step_instance", op.clone()).await;
     assert_eq!(v["code"], 0, "{v}");
-    let st = wait_job(&h, job, 7).await;
+    let st = h.wait_job(job, 7).await;
     assert_eq!(st["step_instance_list"][0]["current_batch"], 2, "{st}");
     // Wait until batch 2 has really ended (the job is 7 again only after it).
     assert_eq!(std::fs::read_to_string(dir.join("a2")).unwrap(), "two\n");
@@ -103,7 +91,7 @@ async fn batches_of_files_wait_for_the_user(mut h: Harness) {
 
     let (_, v) = h.post("operate_step_instance", op.clone()).await;
     assert_eq!(v["code"], 0, "{v}");
-    let st = wait_job(&h, job, 3).await;
+    let st = h.wait_job(job, 3).await;
     assert_eq!((st["step_instance_list"][0]["status"].as_i64(), st["step_instance_list"][0]["current_batch"].as_i64()), (Some(3), Some(3)));
     assert_eq!(host_statuses(&st), vec![9, 9]);
     assert_eq!(std::fs::read_to_string(dir.join("b1")).unwrap(), "three\n");
@@ -137,7 +125,7 @@ async fn a_failed_batch_stops_or_is_ignored(mut h: Harness) {
     let dir = h.dir.path().join("paused");
     let (_, v) = h.post("fast_transfer_file", body(&f, &dir, &["missing", "a2"], one_file_per_batch(1))).await;
     assert_eq!(v["code"], 0, "{v}");
-    let st = wait_job(&h, v["data"]["job_instance_id"].as_i64().unwrap(), 4).await;
+    let st = h.wait_job(v["data"]["job_instance_id"].as_i64().unwrap(), 4).await;
     assert_eq!(st["step_instance_list"][0]["status"], 4, "{st}");
     assert_eq!(host_statuses(&st), vec![203, 203], "{st}");
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -146,7 +134,7 @@ async fn a_failed_batch_stops_or_is_ignored(mut h: Harness) {
     // Mode 2: the failed batch is passed over, the others arrive; the step ends 6.
     let dir = h.dir.path().join("ignored");
     let (_, v) = h.post("fast_transfer_file", body(&f, &dir, &["missing", "a2"], one_file_per_batch(2))).await;
-    let st = wait_job(&h, v["data"]["job_instance_id"].as_i64().unwrap(), 3).await;
+    let st = h.wait_job(v["data"]["job_instance_id"].as_i64().unwrap(), 3).await;
     assert_eq!(st["step_instance_list"][0]["status"], 6, "{st}");
     assert_eq!(std::fs::read_to_string(dir.join("a2")).unwrap(), "two\n");
     assert_eq!(std::fs::read_to_string(dir.join("b1")).unwrap(), "three\n");
@@ -154,7 +142,7 @@ async fn a_failed_batch_stops_or_is_ignored(mut h: Harness) {
     // Without limits every source goes in one batch.
     let dir = h.dir.path().join("whole");
     let (_, v) = h.post("fast_transfer_file", body(&f, &dir, &["a1", "a2"], json!({"type": 2, "file_source": {}}))).await;
-    let st = wait_job(&h, v["data"]["job_instance_id"].as_i64().unwrap(), 3).await;
+    let st = h.wait_job(v["data"]["job_instance_id"].as_i64().unwrap(), 3).await;
     assert_eq!(st["step_instance_list"][0]["total_batch"], 1, "{st}");
     assert!(["a1", "a2", "b1"].iter().all(|n| dir.join(n).exists()));
 }

@@ -34,18 +34,6 @@ fn by_target(st: &Value, hosts: &[i64]) -> Vec<Value> {
     hosts.iter().map(|id| results.iter().find(|r| r["bk_host_id"] == *id).cloned().unwrap()).collect()
 }
 
-async fn wait_job(h: &Harness, job: i64, status: i64) -> Value {
-    let end = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let st = h.status(job).await;
-        if st["job_instance"]["status"] == status {
-            return st;
-        }
-        assert!(tokio::time::Instant::now() < end, "job {job} never reached {status}: {st}");
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
-}
-
 /// A script that fails only on the agent at `ip` (its script path names the agent's state dir).
 fn failing_on(ip: &str) -> String {
     format!("case \"$0\" in *agent-{ip}/*) echo failing; exit 1;; esac; sleep 0.2; echo ok")
@@ -57,7 +45,7 @@ async fn serial_batches_run_in_order(mut h: Harness) {
     let id = job["job_instance_id"].as_i64().unwrap();
     let st = h.status(id).await;
     assert_eq!(st["step_instance_list"][0]["total_batch"], 3, "{st}");
-    let st = wait_job(&h, id, 3).await;
+    let st = h.wait_job(id, 3).await;
     assert_eq!(st["step_instance_list"][0]["current_batch"], 3);
     let r = by_target(&st, &hosts);
     assert!(r.iter().all(|x| x["status"] == 9));
@@ -73,13 +61,13 @@ async fn pause_on_failure_stops_ignore_goes_on(mut h: Harness) {
     // The second host (first batch) fails.
     let script = failing_on("127.0.0.82");
     let job = h.execute(&script, &hosts, json!({"rolling_config": {"expression": "2", "mode": 1}})).await;
-    let st = wait_job(&h, job["job_instance_id"].as_i64().unwrap(), 4).await;
+    let st = h.wait_job(job["job_instance_id"].as_i64().unwrap(), 4).await;
     assert_eq!(st["step_instance_list"][0]["status"], 4);
     let statuses: Vec<i64> = by_target(&st, &hosts).iter().map(|x| x["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, vec![9, 104, 5, 5, 5], "later batches never ran");
 
     let job = h.execute(&script, &hosts, json!({"rolling_config": {"expression": "2", "mode": 2}})).await;
-    let st = wait_job(&h, job["job_instance_id"].as_i64().unwrap(), 3).await;
+    let st = h.wait_job(job["job_instance_id"].as_i64().unwrap(), 3).await;
     assert_eq!(st["step_instance_list"][0]["status"], 6, "the step ends ignore-error: {st}");
     let statuses: Vec<i64> = by_target(&st, &hosts).iter().map(|x| x["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, vec![9, 104, 9, 9, 9]);
@@ -90,14 +78,14 @@ async fn manual_batches_wait_for_the_user(mut h: Harness) {
     let job = h.execute("echo ok", &hosts, json!({"rolling_config": {"expression": "1 2", "mode": 3}})).await;
     let id = job["job_instance_id"].as_i64().unwrap();
     let step = job["step_instance_id"].as_i64().unwrap();
-    let st = wait_job(&h, id, 7).await;
+    let st = h.wait_job(id, 7).await;
     assert_eq!((st["step_instance_list"][0]["status"].as_i64(), st["step_instance_list"][0]["current_batch"].as_i64()), (Some(7), Some(1)));
     let statuses: Vec<i64> = by_target(&st, &hosts).iter().map(|x| x["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, vec![9, 5, 5]);
     let op = json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": id, "step_instance_id": step, "operation_code": 13});
     let (_, v) = h.post("operate_step_instance", op.clone()).await;
     assert_eq!(v["code"], 0, "{v}");
-    let st = wait_job(&h, id, 3).await;
+    let st = h.wait_job(id, 3).await;
     assert_eq!(st["step_instance_list"][0]["current_batch"], 2);
     assert!(hosts_of(&st).iter().all(|x| x["status"] == 9));
     let (_, v) = h.post("operate_step_instance", op).await;
@@ -106,12 +94,12 @@ async fn manual_batches_wait_for_the_user(mut h: Harness) {
     // Terminated while waiting between batches: the rest never runs.
     let job = h.execute("echo ok", &hosts, json!({"rolling_config": {"expression": "1", "mode": 3}})).await;
     let id = job["job_instance_id"].as_i64().unwrap();
-    wait_job(&h, id, 7).await;
+    h.wait_job(id, 7).await;
     let (_, v) = h
         .post("operate_job_instance", json!({"bk_scope_type": "biz", "bk_scope_id": "1", "job_instance_id": id, "operation_code": 1}))
         .await;
     assert_eq!(v["code"], 0, "{v}");
-    let st = wait_job(&h, id, 11).await;
+    let st = h.wait_job(id, 11).await;
     let statuses: Vec<i64> = by_target(&st, &hosts).iter().map(|x| x["status"].as_i64().unwrap()).collect();
     assert_eq!(statuses, vec![9, 403, 403]);
 }
@@ -120,7 +108,7 @@ async fn a_step_left_between_batches_by_a_crash_goes_on(mut h: Harness) {
     let hosts = fleet(&mut h, 3).await;
     let job = h.execute("echo ok", &hosts, json!({"rolling_config": {"expression": "1", "mode": 3}})).await;
     let (id, step) = (job["job_instance_id"].as_i64().unwrap(), job["step_instance_id"].as_i64().unwrap());
-    wait_job(&h, id, 7).await;
+    h.wait_job(id, 7).await;
     // The server dies right after a batch ended, having marked the step "waiting for the next
     // batch" (15) but before starting that batch.
     h.stop_server().await;
@@ -130,7 +118,7 @@ async fn a_step_left_between_batches_by_a_crash_goes_on(mut h: Harness) {
     h.restart_server().await;
     // The new server decides again where the step is: batch 1 is over and mode 3 waits for
     // the user (not a step stuck "between batches" forever)...
-    let st = wait_job(&h, id, 7).await;
+    let st = h.wait_job(id, 7).await;
     assert_eq!(
         (st["step_instance_list"][0]["status"].as_i64(), st["step_instance_list"][0]["current_batch"].as_i64()),
         (Some(7), Some(1)),
@@ -158,7 +146,7 @@ async fn parallel_staggered(mut h: Harness) {
     let cfg = json!({"expression": "1", "execution_mode": 2, "batch_start_wait_fixed_ms": 300,
                      "batch_start_wait_random_min_ms": 0, "batch_start_wait_random_max_ms": 0});
     let job = h.execute("echo ok", &hosts, json!({"rolling_config": cfg})).await;
-    let st = wait_job(&h, job["job_instance_id"].as_i64().unwrap(), 3).await;
+    let st = h.wait_job(job["job_instance_id"].as_i64().unwrap(), 3).await;
     let r = by_target(&st, &hosts);
     let start = |i: usize| r[i]["start_time"].as_i64().unwrap();
     assert!(start(1) - start(0) >= 250 && start(2) - start(1) >= 250, "staggered: {r:?}");

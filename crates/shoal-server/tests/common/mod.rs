@@ -403,6 +403,19 @@ impl Harness {
         }
     }
 
+    /// The job's status once it is `status` (within 30 s).
+    pub async fn wait_job(&self, job_id: i64, status: i64) -> Value {
+        let end = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let st = self.status(job_id).await;
+            if st["job_instance"]["status"] == status {
+                return st;
+            }
+            assert!(tokio::time::Instant::now() < end, "job {job_id} never reached {status}: {st}");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    }
+
     pub async fn logs(&self, job_id: i64, step_id: i64, hosts: &[i64]) -> BTreeMap<i64, String> {
         let (_, v) = self
             .post(
