@@ -490,7 +490,7 @@ mod tests {
 
     #[test]
     fn task_key_text_round_trip() {
-        let k = TaskKey { step_instance_id: 12, execute_count: 0, host_id: 7, file_batch: 0 };
+        let k = TaskKey::new(12, 0, 7);
         assert_eq!(k.to_string().parse::<TaskKey>().unwrap(), k);
         assert_eq!(k.to_string(), "12-0-7", "the text of a task without a file batch is unchanged");
         let b = TaskKey { file_batch: 3, ..k };
@@ -506,7 +506,7 @@ mod tests {
 
     #[test]
     fn exits_carry_variables_and_older_exits_still_decode() {
-        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2, file_batch: 0 };
+        let key = TaskKey::new(1, 0, 2);
         let mut x = TaskExit {
             key,
             reason: ExitReason::Exited,
@@ -530,11 +530,7 @@ mod tests {
 
     #[test]
     fn log_chunk_carries_arbitrary_bytes() {
-        let c = AgentMsg::Log(LogChunk {
-            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2, file_batch: 0 },
-            seq: 3,
-            data: vec![0xff, 0, b'a'],
-        });
+        let c = AgentMsg::Log(LogChunk { key: TaskKey::new(1, 0, 2), seq: 3, data: vec![0xff, 0, b'a'] });
         let text = serde_json::to_string(&c).unwrap();
         assert!(text.contains("\"type\":\"log\""));
         match serde_json::from_str::<AgentMsg>(&text).unwrap() {
@@ -545,11 +541,7 @@ mod tests {
 
     #[test]
     fn log_frames_round_trip_and_refuse_what_is_not_one() {
-        let c = LogChunk {
-            key: TaskKey { step_instance_id: -5, execute_count: 3, host_id: 1 << 40, file_batch: 0 },
-            seq: u64::MAX,
-            data: vec![0xff, 0, b'a'],
-        };
+        let c = LogChunk { key: TaskKey::new(-5, 3, 1 << 40), seq: u64::MAX, data: vec![0xff, 0, b'a'] };
         let f = c.to_frame();
         assert_eq!(f.len(), 29 + 3);
         assert_eq!(LogChunk::from_frame(&f), Some(c.clone()));
@@ -583,7 +575,7 @@ mod tests {
         assert!(!format!("{h:?}").contains("s3cret"));
         assert!(!format!("{h:?}").contains("cr3d"));
         let t = RunTask {
-            key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 1, file_batch: 0 },
+            key: TaskKey::new(1, 0, 1),
             language: 1,
             script: vec![],
             args: vec!["hunter2".into()],

@@ -41,13 +41,7 @@ async fn forged_agent_identity_is_refused(mut h: Harness) {
     assert!(rejected(&m).contains("another enrolled agent"), "{m:?}");
     // A first frame that is not a hello is refused for good.
     let mut raw = dial(&Target::parse(&h.url, true).unwrap(), None).await.unwrap();
-    raw.send(Message::Binary(
-        LogChunk { key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: host_a, file_batch: 0 }, seq: 0, data: vec![] }
-            .to_frame()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    raw.send(Message::Binary(LogChunk { key: TaskKey::new(1, 0, host_a), seq: 0, data: vec![] }.to_frame().into())).await.unwrap();
     match next_msg(&mut raw).await {
         Some(ServerMsg::Reject(r)) => assert!(r.message.contains("expected hello") && !r.retry, "{r:?}"),
         other => panic!("expected a rejection, got {other:?}"),
@@ -73,7 +67,7 @@ async fn forged_agent_identity_is_refused(mut h: Harness) {
     // ...and its reports about host A's task are ignored.
     let data = h.execute("#!/bin/bash\nsleep 1; echo genuine-output", &[host_a], json!({})).await;
     let (job, step) = (data["job_instance_id"].as_i64().unwrap(), data["step_instance_id"].as_i64().unwrap());
-    let key = TaskKey { step_instance_id: step, execute_count: 0, host_id: host_a, file_batch: 0 };
+    let key = TaskKey::new(step, 0, host_a);
     send(&mut rogue, &AgentMsg::Log(LogChunk { key, seq: 0, data: b"forged-output".to_vec() })).await;
     // In the binary form agents send too.
     let frame = LogChunk { key, seq: 1, data: b"forged-binary".to_vec() }.to_frame();

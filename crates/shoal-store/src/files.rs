@@ -89,6 +89,9 @@ pub trait FileStore: Send + Sync {
 
     /// Blob `sha256` (of `size` bytes) was stored, or someone relies on it, at `at` (ms).
     async fn note_blob_use(&self, sha256: &str, size: i64, at: i64) -> Result<()>;
+    /// Blobs found in the store, `(sha256, size, written at)`, recorded as used when written
+    /// unless they are recorded already (a few statements, whatever their number).
+    async fn note_blobs_found(&self, found: &[(String, i64, i64)]) -> Result<()>;
     /// Every text that may name a blob still needed: the transfers of file steps of jobs not
     /// ended or ended at or after `ended_after`, every template version and plan, and the
     /// blobs of uploads not expired at `now`.
@@ -399,6 +402,18 @@ macro_rules! impl_file_store {
                     .execute(&self.pool)
                     .await
                     .op("note blob use")?;
+                    Ok(())
+                }
+
+                async fn note_blobs_found(&self, found: &[(String, i64, i64)]) -> Result<()> {
+                    for part in found.chunks(500) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new("INSERT INTO blobs (sha256, size, last_used) ");
+                        q.push_values(part, |mut b, (sha, size, at)| {
+                            b.push_bind(sha).push_bind(*size).push_bind(*at);
+                        });
+                        q.push(" ON CONFLICT (sha256) DO NOTHING");
+                        q.build().execute(&self.pool).await.op("note found blobs")?;
+                    }
                     Ok(())
                 }
 

@@ -302,9 +302,7 @@ impl TaskChange {
     pub fn key(&self) -> TaskKey {
         match self {
             TaskChange::Started { key, .. } | TaskChange::Log { key, .. } | TaskChange::Finished { key, .. } => *key,
-            TaskChange::RunStarted { step_instance_id, execute_count, .. } => {
-                TaskKey { step_instance_id: *step_instance_id, execute_count: *execute_count, host_id: 0, file_batch: 0 }
-            }
+            TaskChange::RunStarted { step_instance_id, execute_count, .. } => TaskKey::new(*step_instance_id, *execute_count, 0),
         }
     }
 }

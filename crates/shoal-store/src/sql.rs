@@ -147,7 +147,7 @@ macro_rules! impl_sql_store {
                     tracing::debug!(chunks = part.len(), stored = rows.len(), "log chunks not stored: duplicates, or for finished or unknown tasks");
                 }
                 for r in &rows {
-                    let key = TaskKey { step_instance_id: r.try_get("step_instance_id").op("decode task key")?, execute_count: i32_of(r, "execute_count")?, host_id: r.try_get("bk_host_id").op("decode task key")?, file_batch: 0 };
+                    let key = TaskKey::new(r.try_get("step_instance_id").op("decode task key")?, i32_of(r, "execute_count")?, r.try_get("bk_host_id").op("decode task key")?);
                     counts.entry(key).or_default().0 += r.try_get::<i64, _>("n").op("decode log size")?;
                 }
             }

@@ -81,13 +81,7 @@ async fn a_full_disk_is_an_error_never_a_silent_success() {
     let mut failures = 0;
     let mut seq = 0u64;
     while failures < 20 && seq < 2000 {
-        let batch: Vec<TaskChange> = (1..=4)
-            .map(|h| TaskChange::Log {
-                key: TaskKey { step_instance_id: step, execute_count: 0, host_id: h, file_batch: 0 },
-                seq,
-                data: chunk(h, seq),
-            })
-            .collect();
+        let batch: Vec<TaskChange> = (1..=4).map(|h| TaskChange::Log { key: TaskKey::new(step, 0, h), seq, data: chunk(h, seq) }).collect();
         // A write that waits on a lock left behind by a failed one would hang here.
         let applied = tokio::time::timeout(std::time::Duration::from_secs(20), store.apply(&batch, u64::MAX)).await;
         match applied.expect("a write hung on the lock of a failed commit") {
@@ -103,13 +97,7 @@ async fn a_full_disk_is_an_error_never_a_silent_success() {
     assert!(grown.success());
     let mut recovered = false;
     for _ in 0..50 {
-        let batch: Vec<TaskChange> = (1..=4)
-            .map(|h| TaskChange::Log {
-                key: TaskKey { step_instance_id: step, execute_count: 0, host_id: h, file_batch: 0 },
-                seq,
-                data: chunk(h, seq),
-            })
-            .collect();
+        let batch: Vec<TaskChange> = (1..=4).map(|h| TaskChange::Log { key: TaskKey::new(step, 0, h), seq, data: chunk(h, seq) }).collect();
         let applied = tokio::time::timeout(std::time::Duration::from_secs(20), store.apply(&batch, u64::MAX)).await;
         if applied.expect("a write hung once space returned").is_ok() {
             acked.extend((1..=4).map(|h| (h, seq)));

@@ -246,7 +246,7 @@ async fn chunks_for_finished_or_unknown_tasks_are_not_stored(s: Arc<dyn Store>) 
         quota: Default::default(),
     };
     let (_, steps) = s.create_job(&job).await.unwrap();
-    let k = TaskKey { step_instance_id: steps[0], execute_count: 0, host_id: 1, file_batch: 0 };
+    let k = TaskKey::new(steps[0], 0, 1);
     let log = |seq: u64, text: &str| TaskChange::Log { key: k, seq, data: text.as_bytes().to_vec() };
     let fin = TaskChange::Finished {
         key: k,
@@ -263,7 +263,7 @@ async fn chunks_for_finished_or_unknown_tasks_are_not_stored(s: Arc<dyn Store>) 
     s.apply(&[log(1, "after\n")], u64::MAX).await.unwrap();
     assert_eq!(s.read_logs(k.step_instance_id, 0, &[1]).await.unwrap(), vec![(1, b"before\n".to_vec())]);
     // A task that does not exist gets nothing stored either.
-    let ghost = TaskKey { step_instance_id: k.step_instance_id + 1000, execute_count: 0, host_id: 1, file_batch: 0 };
+    let ghost = TaskKey::new(k.step_instance_id + 1000, 0, 1);
     s.apply(&[TaskChange::Log { key: ghost, seq: 0, data: b"ghost".to_vec() }], u64::MAX).await.unwrap();
     assert!(s.read_logs(ghost.step_instance_id, 0, &[1]).await.unwrap().is_empty());
 }

@@ -149,8 +149,8 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
     // Pending tasks only show for running steps.
     assert!(s.pending_tasks_for_host(1).await.unwrap().is_empty());
     s.update_step(&StepUpdate { id: step, status: Some(2), start_time: Some(101), end_time: None }).await.unwrap();
-    let k1 = TaskKey { step_instance_id: step, execute_count: 0, host_id: 1, file_batch: 0 };
-    let k2 = TaskKey { step_instance_id: step, execute_count: 0, host_id: 2, file_batch: 0 };
+    let k1 = TaskKey::new(step, 0, 1);
+    let k2 = TaskKey::new(step, 0, 2);
     assert_eq!(s.pending_tasks_for_host(1).await.unwrap(), vec![k1]);
     let finals = s
         .apply(
@@ -210,7 +210,7 @@ async fn jobs_tasks_and_logs(s: Arc<dyn Store>) {
 
 async fn apply_is_idempotent(s: Arc<dyn Store>) {
     let (_, step) = s.create_job(&new_job(&[(1, "10.0.0.1")], "j", 1)).await.map(|(j, st)| (j, st[0])).unwrap();
-    let k = TaskKey { step_instance_id: step, execute_count: 0, host_id: 1, file_batch: 0 };
+    let k = TaskKey::new(step, 0, 1);
     let batch = vec![
         TaskChange::Log { key: k, seq: 0, data: b"once\n".to_vec() },
         TaskChange::Finished {
@@ -243,7 +243,7 @@ async fn apply_is_idempotent(s: Arc<dyn Store>) {
     assert_eq!(s.read_logs(step, 0, &[1]).await.unwrap(), vec![(1, b"once\n".to_vec())]);
     // A big batch of chunks in one call.
     let (_, step2) = s.create_job(&new_job(&[(1, "10.0.0.1")], "j2", 2)).await.map(|(j, st)| (j, st[0])).unwrap();
-    let k2 = TaskKey { step_instance_id: step2, execute_count: 0, host_id: 1, file_batch: 0 };
+    let k2 = TaskKey::new(step2, 0, 1);
     let many: Vec<TaskChange> = (0..1200).map(|i| TaskChange::Log { key: k2, seq: i, data: format!("{i}\n").into_bytes() }).collect();
     s.apply(&many, u64::MAX).await.unwrap();
     let text = String::from_utf8(s.read_logs(step2, 0, &[1]).await.unwrap().remove(0).1).unwrap();
@@ -259,7 +259,7 @@ async fn script_variables_are_kept_with_the_exit(s: Arc<dyn Store>) {
     let (other_job, other_steps) = s.create_job(&new_job(&hosts[..1], "other", 2)).await.unwrap();
     let step = steps[0];
     let fin = |step_instance_id, execute_count, host_id, vars: &[(&str, &str)]| TaskChange::Finished {
-        key: TaskKey { step_instance_id, execute_count, host_id, file_batch: 0 },
+        key: TaskKey::new(step_instance_id, execute_count, host_id),
         status: 9,
         exit_code: 0,
         error_code: 0,
@@ -301,7 +301,7 @@ async fn the_last_result_ends_step_and_job(s: Arc<dyn Store>) {
     s.update_job(&JobUpdate { id: job_id, status: Some(2), start_time: Some(2), ..Default::default() }).await.unwrap();
     s.update_step(&StepUpdate { id: step, status: Some(2), start_time: Some(2), end_time: None }).await.unwrap();
     let fin = |host_id, status| TaskChange::Finished {
-        key: TaskKey { step_instance_id: step, execute_count: 0, host_id, file_batch: 0 },
+        key: TaskKey::new(step, 0, host_id),
         status,
         exit_code: 0,
         error_code: 0,

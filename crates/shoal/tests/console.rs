@@ -101,14 +101,7 @@ fn the_console_in_a_browser() {
     }
 
     // An execution account, an operator with grants in business 1, an admin who approves.
-    let me = whoami();
-    let v = post_json(
-        port,
-        APP,
-        "/api/v3/create_account",
-        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
-    );
-    ok(&v, "create_account");
+    create_account(port);
     let password = "operator's long password";
     ok(&post_json(port, APP, "/api/shoal/v1/users", json!({"username": "ops", "password": password})), "create ops");
     for role in ["run", "manage"] {
@@ -255,7 +248,7 @@ async fn seed_big_job(url: &str, audit_key: [u8; 32]) -> i64 {
         let mut batch = Vec::with_capacity(chunk.len() * 2);
         for (j, t) in chunk.iter().enumerate() {
             let i = n * 2_000 + j;
-            let key = TaskKey { step_instance_id: step, execute_count: 0, host_id: t.bk_host_id, file_batch: 0 };
+            let key = TaskKey::new(step, 0, t.bk_host_id);
             let failed = i % FAIL_EVERY == FAIL_EVERY / 2;
             let out = if failed {
                 "nginx: [emerg] open() \"/etc/nginx/nginx.conf\" failed\n"
@@ -308,14 +301,7 @@ fn a_job_of_50000_hosts_in_a_browser() {
     let g = json!({"app_code": "user:viewer", "bk_scope_type": "biz", "bk_scope_id": "1", "role": "run"});
     ok(&post_json(port, APP, "/api/shoal/v1/grants", g), "grant");
     // The viewer may run jobs as an account: the page starts one on 45,000 of the hosts.
-    let me = whoami();
-    let v = post_json(
-        port,
-        APP,
-        "/api/v3/create_account",
-        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
-    );
-    ok(&v, "create_account");
+    create_account(port);
     let g = json!({"app_code": "user:viewer", "bk_scope_type": "biz", "bk_scope_id": "1", "alias": "*"});
     ok(&post_json(port, APP, "/api/shoal/v1/account_grants", g), "account grant");
     run_spec(
@@ -359,4 +345,16 @@ fn shoal_dev_prints_the_console_and_a_user_to_log_in_with() {
     let password = dev();
     assert!(password.len() >= 16, "{password}");
     assert_eq!(dev(), password, "the dev user keeps its password across starts");
+}
+
+/// An execution account in business 1 named after the user running the tests.
+fn create_account(port: u16) {
+    let me = whoami();
+    let v = post_json(
+        port,
+        APP,
+        "/api/v3/create_account",
+        json!({"bk_scope_type": "biz", "bk_scope_id": "1", "account": me, "alias": me, "type": 1, "category": 1}),
+    );
+    ok(&v, "create_account");
 }

@@ -101,7 +101,7 @@ mod tests {
 
     fn task(language: i32, script: &str, args: &[&str], sensitive: bool) -> RunTask {
         RunTask {
-            key: shoal_proto::agent::TaskKey { step_instance_id: 1, execute_count: 0, host_id: 1, file_batch: 0 },
+            key: shoal_proto::agent::TaskKey::new(1, 0, 1),
             language,
             script: script.as_bytes().to_vec(),
             args: args.iter().map(|s| s.to_string()).collect(),

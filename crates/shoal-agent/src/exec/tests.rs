@@ -14,7 +14,7 @@ use crate::logs::{LogSummary, VecSink};
 
 fn task(language: i32, script: &str, user: &str) -> RunTask {
     RunTask {
-        key: TaskKey { step_instance_id: 1, execute_count: 0, host_id: 1, file_batch: 0 },
+        key: TaskKey::new(1, 0, 1),
         language,
         script: script.as_bytes().to_vec(),
         args: vec![],

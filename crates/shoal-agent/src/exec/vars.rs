@@ -133,7 +133,7 @@ mod tests {
     use super::*;
 
     fn key() -> TaskKey {
-        TaskKey { step_instance_id: 4, execute_count: 0, host_id: 9, file_batch: 0 }
+        TaskKey::new(4, 0, 9)
     }
 
     #[test]

@@ -422,7 +422,7 @@ mod tests {
     }
 
     fn key(n: i64) -> TaskKey {
-        TaskKey { step_instance_id: n, execute_count: 0, host_id: 9, file_batch: 0 }
+        TaskKey::new(n, 0, 9)
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Drop for AgentUnderTest {
 }
 
 fn key(n: i64) -> TaskKey {
-    TaskKey { step_instance_id: n, execute_count: 0, host_id: 7, file_batch: 0 }
+    TaskKey::new(n, 0, 7)
 }
 
 fn me() -> String {

@@ -158,32 +158,34 @@ impl Engine {
         let mut resumed = 0;
         for job in &active {
             for mut step in self.store.get_steps(job.id).await? {
-                if step.status == RunStatus::RollingWaiting as i32 {
-                    // Left between two batches (the server stopped before starting the next
-                    // one): running again, it goes on below, from the batch it was at.
+                // Left between two batches (the server stopped before starting the next one):
+                // running again, its current batch's waiting tasks go out below, and a batch
+                // already over moves on.
+                let between_batches = step.status == RunStatus::RollingWaiting as i32;
+                if between_batches {
                     self.store
                         .update_step(&StepUpdate { id: step.id, status: Some(RunStatus::Running as i32), start_time: None, end_time: None })
                         .await?;
                     self.set_job_status(job.id, RunStatus::Running).await?;
                     step.status = RunStatus::Running as i32;
                     tracing::info!(step_instance_id = step.id, "resuming a rolling step left between two batches");
-                    let prepared = self.prepare(step.clone()).await?;
-                    self.steps.lock().expect("steps lock").insert(prepared.id, prepared.clone());
-                    // Its current batch's waiting tasks go out; a batch already over moves on.
-                    self.dispatch_step(&prepared).await?;
                 }
                 if step.status != RunStatus::Running as i32 {
                     continue;
                 }
                 resumed += 1;
-                let key = TaskKey { step_instance_id: step.id, execute_count: step.execute_count, host_id: 0, file_batch: 0 };
+                let key = TaskKey::new(step.id, step.execute_count, 0);
                 // A file step that was staging its sources stages them again.
                 let unstaged = step.transfer.as_deref().and_then(crate::files::StepTransfer::from_json).filter(|t| t.needs_staging());
+                let staging = unstaged.is_some();
                 if let Some(t) = unstaged {
                     self.stage_then_dispatch(Arc::new(step.clone()), t);
                 }
                 let prepared = self.prepare(step).await?;
-                self.steps.lock().expect("steps lock").insert(prepared.id, prepared);
+                self.steps.lock().expect("steps lock").insert(prepared.id, prepared.clone());
+                if between_batches && !staging {
+                    self.dispatch_step(&prepared).await?;
+                }
                 // Steps whose last result arrived just before the restart end now.
                 self.on_final(&[key]).await;
             }
@@ -554,11 +556,8 @@ impl Engine {
         for ended in &applied.ended {
             self.step_ended(ended).await;
         }
-        let left: Vec<TaskKey> = applied
-            .left
-            .iter()
-            .map(|&(step_instance_id, execute_count)| TaskKey { step_instance_id, execute_count, host_id: 0, file_batch: 0 })
-            .collect();
+        let left: Vec<TaskKey> =
+            applied.left.iter().map(|&(step_instance_id, execute_count)| TaskKey::new(step_instance_id, execute_count, 0)).collect();
         if !left.is_empty() {
             self.on_final(&left).await;
         }

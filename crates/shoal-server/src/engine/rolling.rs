@@ -125,7 +125,9 @@ impl Engine {
         // Rolling by source file, every target takes part in every batch.
         let batch: Vec<&HostTaskRow> =
             tasks.iter().filter(|t| if by_file { t.file_batch == r.current_batch } else { t.batch == r.current_batch }).collect();
-        if batch.is_empty() || batch.len() < tasks.len() && by_file || batch.iter().any(|t| !host_status::is_final(t.status)) {
+        // A batch of files is over when every target's task for it is.
+        let started = !by_file || batch.len() == tasks.len();
+        if !started || batch.iter().any(|t| !host_status::is_final(t.status)) {
             return Ok(());
         }
         let failed = batch.iter().any(|t| !host_status::is_success(t.status));

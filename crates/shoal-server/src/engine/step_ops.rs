@@ -162,7 +162,7 @@ impl Engine {
         self.steps.lock().expect("steps lock").insert(fresh.id, fresh.clone());
         if rows.iter().all(|(_, s)| *s == host_status::LAST_SUCCESS) {
             // Nothing to run: the step is done at once.
-            self.on_final(&[TaskKey { step_instance_id: step.id, execute_count: next, host_id: 0, file_batch: 0 }]).await;
+            self.on_final(&[TaskKey::new(step.id, next, 0)]).await;
             return Ok(());
         }
         Ok(self.dispatch_step(&fresh).await?)

@@ -109,9 +109,9 @@ fn blob_names(text: &str, into: &mut HashSet<String>) {
 pub async fn collect(store: &dyn Store, blobs: &dyn BlobStore, keep_days: u64, now: i64) -> Result<Collected, anyhow::Error> {
     // Blobs stored before uses were recorded count as used when they were written.
     if let Some(listed) = blobs.list().await? {
-        for (id, size, written) in listed {
-            store.note_blob_use(id.as_str(), size as i64, written).await?;
-        }
+        let found: Vec<(String, i64, i64)> =
+            listed.into_iter().map(|(id, size, written)| (id.as_str().to_string(), size as i64, written)).collect();
+        store.note_blobs_found(&found).await?;
     }
     let keep_ms = i64::try_from(keep_days).unwrap_or(i64::MAX / 2).saturating_mul(86_400_000);
     let mut named = HashSet::new();

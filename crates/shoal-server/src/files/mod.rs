@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn a_blob_token_opens_its_blob_only() {
         let seal = crate::secrets::Key::from_bytes(&[7; 32]);
-        let key = TaskKey { step_instance_id: 1, execute_count: 0, host_id: 2, file_batch: 0 };
+        let key = TaskKey::new(1, 0, 2);
         let (a, b) = ("a".repeat(64), "b".repeat(64));
         let t = blob_token(&seal, &a, key).unwrap();
         assert!(token_opens(&seal, &t, &a));
