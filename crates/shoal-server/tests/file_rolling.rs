@@ -159,6 +159,11 @@ async fn rolling_by_source_file_takes_host_files_only(mut h: Harness) {
     mixed["file_source_list"].as_array_mut().unwrap().push(json!({"file_list": [slot["path"]], "file_type": 2}));
     let (_, v) = h.post("fast_transfer_file", mixed).await;
     assert_eq!(v["code"], 1244035, "{v}");
+    // More batches than a serial step may have (500): refused before anything is read.
+    let many: Vec<String> = (0..501).map(|i| format!("f{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let (_, v) = h.post("fast_transfer_file", body(&f, &dir, &many, one_file_per_batch(1))).await;
+    assert_eq!(v["code"], 1244027, "{v}");
     // type 2 needs its file_source object; a script cannot roll by source file.
     let (_, v) = h.post("fast_transfer_file", body(&f, &dir, &["a1"], json!({"type": 2}))).await;
     assert_eq!(v["code"], 1240003, "{v}");
