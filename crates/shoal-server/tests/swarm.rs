@@ -95,7 +95,8 @@ async fn targets_fetch_from_one_another(backend: Backend) {
     let lines = send_to_all(&h, &path, &dir, 10).await;
     assert_eq!(std::fs::read(dir.join("big.bin")).unwrap(), data);
     let direct = lines.iter().filter(|l| l.contains("done, SHA-256 verified") && !l.contains("peer(s)")).count();
-    let from_peers = lines.iter().filter(|l| l.contains("peer(s), every chunk checked against its BLAKE3 tree")).count();
+    let from_peers =
+        lines.iter().filter(|l| l.contains("peer(s), every chunk checked against the BLAKE3 tree of the blob the SHA-256 names")).count();
     assert_eq!((direct, from_peers), (1, 4), "{lines:#?}");
     // The server sent the file once, not five times.
     assert_eq!(served(&h).await - before, data.len() as u64, "{lines:#?}");
@@ -170,7 +171,49 @@ async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) 
     assert_eq!(served(&h).await, before, "the server sent nothing: the pieces came from peers");
 }
 
+/// A blob changed in the store after it was stored reaches no target, from the server or
+/// from a peer: the tracker names no peer for it, and every target fails saying why.
+async fn a_blob_changed_in_the_store_is_placed_nowhere(backend: Backend) {
+    let Some(mut h) = swarm_harness(backend).await else { return };
+    for i in 0..3 {
+        h.add_agent_with(&format!("127.0.0.{}", 81 + i), |_| {});
+    }
+    h.wait_connected(3).await;
+    let data = content(2 * 1024 * 1024);
+    let path = upload(&h, "c.bin", &data).await;
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    let blob = h.config.data_dir.clone().unwrap().join("blobs").join(&sha[..2]).join(&sha);
+    let mut fake = data.clone();
+    fake[1_000_000] ^= 1;
+    std::fs::write(&blob, &fake).unwrap();
+    let hosts = h.host_ids().await;
+    let dir = h.dir.path().join("dest");
+    let (_, v) = h
+        .post(
+            "fast_transfer_file",
+            with_scope(json!({
+                "account_alias": USER,
+                "file_target_path": dir.to_str().unwrap(),
+                "file_source_list": [{"file_list": [path], "file_type": 2}],
+                "target_server": {"host_id_list": hosts},
+            })),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
+    let st = h.wait_finished(job, Duration::from_secs(60)).await;
+    let statuses: Vec<i64> = hosts_of(&st).iter().map(|r| r["status"].as_i64().unwrap()).collect();
+    assert_eq!(statuses, vec![202; 3], "{st}");
+    for host in hosts {
+        let q = format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}&step_instance_id={step}&bk_host_id={host}");
+        let (_, v) = h.get("get_job_instance_ip_log", &q).await;
+        assert!(v["data"]["file_logs"].to_string().contains("hash mismatch"), "{v}");
+    }
+    assert!(!dir.join("c.bin").exists(), "the changed blob was placed");
+}
+
 on_both_backends!(
+    a_blob_changed_in_the_store_is_placed_nowhere,
     targets_fetch_from_one_another,
     unreachable_holders_send_targets_to_the_server,
     a_terminate_while_fetching_from_peers_leaves_nothing,

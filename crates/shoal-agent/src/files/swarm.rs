@@ -468,6 +468,9 @@ pub struct Download {
     pub limit: u64,
     file: Arc<std::fs::File>,
     missing: Arc<Mutex<VecDeque<u64>>>,
+    /// The blob's tree, filled from the parent hashes peers send (each checked before it is
+    /// kept): once every piece is here, it is the whole tree this host serves the blob with.
+    tree_hashes: Arc<Mutex<PreOrderMemOutboard>>,
     /// Bytes written so far.
     pub done: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -485,13 +488,16 @@ impl Download {
         file.set_len(0)?;
         file.set_len(size)?;
         let pieces = size.div_ceil(PIECE).max(1);
+        let tree = BaoTree::new(size, BLOCK);
+        let hashes = PreOrderMemOutboard { root, tree, data: vec![0; tree.outboard_size() as usize] };
         Ok(Download {
             root,
-            tree: BaoTree::new(size, BLOCK),
+            tree,
             secret: secret.to_string(),
             limit,
             file: Arc::new(file),
             missing: Arc::new(Mutex::new((0..pieces).collect())),
+            tree_hashes: Arc::new(Mutex::new(hashes)),
             done: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         })
     }
@@ -520,6 +526,7 @@ impl Download {
                 limit: self.limit / workers as u64,
                 file: self.file.clone(),
                 missing: self.missing.clone(),
+                tree_hashes: self.tree_hashes.clone(),
                 done: self.done.clone(),
             };
             set.spawn(job.run());
@@ -537,13 +544,17 @@ impl Download {
         (busy, failed)
     }
 
-    /// Reads the whole file once: its SHA-256 and its BLAKE3 tree (to serve it from).
-    pub fn digest(&self) -> std::io::Result<(String, PreOrderMemOutboard)> {
-        digest(&self.file, self.tree.size())
-    }
-
-    pub fn sync(&self) -> std::io::Result<()> {
-        self.file.sync_all()
+    /// Once [`Download::complete`]: the file on disk, and the blob's tree to serve it with.
+    ///
+    /// Nothing is read back. Every byte was checked against the root as it came, and the tree
+    /// is made of the parent hashes that checked it: every node of the tree lies over some
+    /// piece, so every node came with one. The root is the server's, computed from the blob
+    /// it holds after checking that blob's SHA-256, so a file that matches the root is the
+    /// blob the SHA-256 names.
+    pub fn finish(&self) -> std::io::Result<PreOrderMemOutboard> {
+        self.file.sync_all()?;
+        let tree = self.tree_hashes.lock().expect("tree lock");
+        Ok(PreOrderMemOutboard { root: tree.root, tree: tree.tree, data: tree.data.clone() })
     }
 }
 
@@ -580,6 +591,7 @@ struct Worker {
     limit: u64,
     file: Arc<std::fs::File>,
     missing: Arc<Mutex<VecDeque<u64>>>,
+    tree_hashes: Arc<Mutex<PreOrderMemOutboard>>,
     done: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -650,6 +662,7 @@ impl Worker {
         // Read here (where a stall is seen), decoded and checked on a blocking thread.
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
         let (root, tree, file, done, limit) = (self.root, self.tree, self.file.clone(), self.done.clone(), self.limit);
+        let tree_hashes = self.tree_hashes.clone();
         let decoder = tokio::task::spawn_blocking(move || {
             let ranges = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
             let input = Throttled::new(ChanReader { rx, cur: bytes::Bytes::new() }, limit);
@@ -659,7 +672,11 @@ impl Worker {
                         file.write_all_at(&leaf.data, leaf.offset).map_err(PeerError::Write)?;
                         done.fetch_add(leaf.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     }
-                    Ok(BaoContentItem::Parent(_)) => {}
+                    // Checked against the hash above it before it is yielded.
+                    Ok(BaoContentItem::Parent(p)) => {
+                        use bao_tree::io::sync::OutboardMut;
+                        tree_hashes.lock().expect("tree lock").save(p.node, &p.pair).map_err(PeerError::Write)?;
+                    }
                     Err(e) => return Err(PeerError::Bad(e.to_string())),
                 }
             }
@@ -746,6 +763,10 @@ mod tests {
         assert_eq!((busy, failed.len()), (0, 0), "{failed:?}");
         assert!(d.complete());
         assert_eq!(std::fs::read(&part).unwrap(), data);
+        // The tree kept from the peer's parent hashes is the whole tree, as if read back.
+        let kept = d.finish().unwrap();
+        let (_, read_back) = digest(&std::fs::File::open(&part).unwrap(), data.len() as u64).unwrap();
+        assert_eq!((kept.root, &kept.data), (read_back.root, &read_back.data));
 
         let wrong = Download::open(&dir.path().join("p2"), data.len() as u64, root, "guess", 0).unwrap();
         let (_, failed) = wrong.from_seeds(&receiver, std::slice::from_ref(&seed)).await;

@@ -169,26 +169,42 @@ impl Tracker {
     }
 
     /// BLAKE3 of blob `id` and its size, read once from the blob store.
+    ///
+    /// The same read checks the blob's SHA-256 against its name: targets fetching from peers
+    /// check every byte against this root and nothing else, so the root must be that of the
+    /// bytes the SHA-256 names (a blob changed in the store is refused here, as a target
+    /// fetching from the server refuses it).
     async fn root(&self, shared: &Shared, id: &BlobId) -> anyhow::Result<(String, u64)> {
         let cell = self.roots.lock().expect("tracker lock").entry(id.as_str().to_string()).or_default().clone();
         let got = cell
             .get_or_try_init(|| async {
+                use sha2::Digest;
                 let (mut reader, size) = shared.blobs.read_from(id, 0).await?;
-                let mut hasher = blake3::Hasher::new();
+                let (mut blake, mut sha) = (blake3::Hasher::new(), sha2::Sha256::new());
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
                     let n = reader.read(&mut buf).await?;
                     if n == 0 {
                         break;
                     }
-                    hasher.update(&buf[..n]);
+                    blake.update(&buf[..n]);
+                    sha.update(&buf[..n]);
                 }
-                anyhow::Ok((hasher.finalize().to_hex().to_string(), size))
+                let sha = hex::encode(sha.finalize());
+                if sha != id.as_str() {
+                    return Err(anyhow::Error::new(Changed(sha)));
+                }
+                anyhow::Ok((blake.finalize().to_hex().to_string(), size))
             })
             .await?;
         Ok(got.clone())
     }
 }
+
+/// A stored blob whose content no longer has the SHA-256 it is named by (the SHA-256 it has).
+#[derive(Debug, thiserror::Error)]
+#[error("the stored blob's SHA-256 is {0}, not its name")]
+struct Changed(String);
 
 /// A different few seeds for each asker, so the load spreads over the holders.
 fn spread(host: i64, seeds: &mut Vec<SeedInfo>) {
@@ -229,6 +245,12 @@ pub async fn ask(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, Que
         Ok(r) => r,
         Err(e) if matches!(e.downcast_ref::<super::blobs::BlobError>(), Some(super::blobs::BlobError::Missing(_))) => {
             return error(StatusCode::NOT_FOUND, "blob not stored");
+        }
+        // No peer is named for it: the target fetches from the server, checks the SHA-256
+        // as always, and fails saying what it got.
+        Err(e) if e.downcast_ref::<Changed>().is_some() => {
+            tracing::error!(error = %e, blob = %id.as_str(), "a stored blob changed");
+            return axum::Json(Answer { blake3: String::new(), direct: true, seeds: Vec::new(), retry_ms: RETRY_MS }).into_response();
         }
         Err(e) => {
             tracing::error!(error = %e, blob = %id.as_str(), "blob not readable for its BLAKE3 root");
