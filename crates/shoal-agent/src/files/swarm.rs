@@ -39,6 +39,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 pub const BLOCK: BlockSize = BlockSize::from_chunk_log(4);
 /// Bytes a receiver asks one peer for at a time.
 const PIECE: u64 = 4 << 20;
+/// Bytes handed at once between a peer connection and the thread encoding or checking them.
+const BATCH: usize = 256 * 1024;
 /// Peers one holder serves at once.
 pub const UPLOAD_SLOTS: usize = 4;
 /// Peers one receiver fetches from at once.
@@ -235,7 +237,7 @@ impl Peers {
             let limit = req.limit;
             let encode_held = held.clone();
             let encoder = tokio::task::spawn_blocking(move || {
-                let mut out = Throttled::new(ChanWriter { tx, buf: Vec::with_capacity(64 * 1024) }, limit);
+                let mut out = Throttled::new(ChanWriter { tx, buf: Vec::with_capacity(BATCH) }, limit);
                 let r = encode_ranges_validated(file, &encode_held.outboard, &ranges, &mut out);
                 r.and_then(|()| out.flush().map_err(bao_tree::io::EncodeError::Io))
             });
@@ -289,7 +291,7 @@ struct ChanWriter {
 impl Write for ChanWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         self.buf.extend_from_slice(data);
-        if self.buf.len() >= 64 * 1024 {
+        if self.buf.len() >= BATCH {
             self.flush()?;
         }
         Ok(data.len())
@@ -297,7 +299,7 @@ impl Write for ChanWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(64 * 1024));
+            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
             self.tx.blocking_send(chunk).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the peer is gone"))?;
         }
         Ok(())
@@ -323,6 +325,37 @@ impl Read for ChanReader {
         buf[..n].copy_from_slice(&self.cur[..n]);
         self.cur = self.cur.slice(n..);
         Ok(n)
+    }
+}
+
+/// Checked bytes on their way to the file: runs of consecutive chunk groups go in one write.
+struct Gather<'a> {
+    file: &'a std::fs::File,
+    /// Offset of `buf`'s first byte in the file.
+    at: u64,
+    buf: Vec<u8>,
+    done: &'a std::sync::atomic::AtomicU64,
+}
+
+impl Gather<'_> {
+    fn put(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        if !self.buf.is_empty() && (self.at + self.buf.len() as u64 != offset || self.buf.len() + data.len() > BATCH) {
+            self.flush()?;
+        }
+        if self.buf.is_empty() {
+            self.at = offset;
+        }
+        self.buf.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.at)?;
+            self.done.fetch_add(self.buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            self.buf.clear();
+        }
+        Ok(())
     }
 }
 
@@ -626,7 +659,7 @@ impl Worker {
             .map_err(|_| bad("TLS timed out".into()))?
             .map_err(|e| bad(e.to_string()))?;
         let (rd, wr) = tokio::io::split(tls);
-        Ok(Conn { rd: tokio::io::BufReader::with_capacity(64 * 1024, rd), wr })
+        Ok(Conn { rd: tokio::io::BufReader::with_capacity(16 * 1024, rd), wr })
     }
 
     /// Fetches piece `n` over `conn` (connecting first if need be), checking every chunk
@@ -660,48 +693,68 @@ impl Worker {
             Err(_) => return Err(bad("not a peer's answer".into())),
         }
         // Read here (where a stall is seen), decoded and checked on a blocking thread.
-        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(8);
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
         let (root, tree, file, done, limit) = (self.root, self.tree, self.file.clone(), self.done.clone(), self.limit);
         let tree_hashes = self.tree_hashes.clone();
         let decoder = tokio::task::spawn_blocking(move || {
             let ranges = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
             let input = Throttled::new(ChanReader { rx, cur: bytes::Bytes::new() }, limit);
-            for item in DecodeResponseIter::new(root, tree, std::io::BufReader::with_capacity(64 * 1024, input), &ranges) {
+            // Checked chunk groups follow one another: written a batch at a time.
+            let mut out = Gather { file: &file, at: 0, buf: Vec::with_capacity(BATCH), done: &done };
+            for item in DecodeResponseIter::new(root, tree, input, &ranges) {
                 match item {
-                    Ok(BaoContentItem::Leaf(leaf)) => {
-                        file.write_all_at(&leaf.data, leaf.offset).map_err(PeerError::Write)?;
-                        done.fetch_add(leaf.data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    }
+                    Ok(BaoContentItem::Leaf(leaf)) => out.put(leaf.offset, &leaf.data).map_err(PeerError::Write)?,
                     // Checked against the hash above it before it is yielded.
                     Ok(BaoContentItem::Parent(p)) => {
                         use bao_tree::io::sync::OutboardMut;
                         tree_hashes.lock().expect("tree lock").save(p.node, &p.pair).map_err(PeerError::Write)?;
                     }
-                    Err(e) => return Err(PeerError::Bad(e.to_string())),
+                    Err(e) => {
+                        out.flush().map_err(PeerError::Write)?;
+                        return Err(PeerError::Bad(e.to_string()));
+                    }
                 }
             }
-            Ok(())
+            out.flush().map_err(PeerError::Write)
         });
         let pump = async {
+            use futures_util::FutureExt;
             // Owned here: when the pump stops, the decoder sees the end of its input.
             let tx = tx;
+            // What the answer line's reader already holds comes first.
+            let held = c.rd.buffer().len();
+            if held > 0 {
+                let first = bytes::Bytes::copy_from_slice(c.rd.buffer());
+                c.rd.consume(held);
+                if tx.send(first).await.is_err() {
+                    return Ok(());
+                }
+            }
             loop {
+                let mut buf = bytes::BytesMut::with_capacity(BATCH);
                 let read = tokio::select! {
                     // The decoder has all it needs: the piece is done.
                     _ = tx.closed() => return Ok(()),
-                    r = tokio::time::timeout(STALL, c.rd.fill_buf()) => r,
+                    r = tokio::time::timeout(STALL, c.rd.get_mut().read_buf(&mut buf)) => r,
                 };
-                let got = match read {
+                match read {
                     Err(_) => return Err(bad("stalled".into())),
                     Ok(Err(e)) => return Err(bad(e.to_string())),
-                    Ok(Ok([])) => return Err(bad("closed the connection mid-piece".into())),
-                    Ok(Ok(b)) => bytes::Bytes::copy_from_slice(b),
-                };
-                let n = got.len();
-                if tx.send(got).await.is_err() {
+                    Ok(Ok(0)) => return Err(bad("closed the connection mid-piece".into())),
+                    Ok(Ok(_)) => {}
+                }
+                // Whatever else has arrived goes in the same batch: one hand-over (and one
+                // wake-up of the decoder) per batch, not per TLS record.
+                while buf.len() < BATCH {
+                    match c.rd.get_mut().read_buf(&mut buf).now_or_never() {
+                        Some(Ok(n)) if n > 0 => {}
+                        Some(Err(e)) => return Err(bad(e.to_string())),
+                        _ => break,
+                    }
+                }
+                if tx.send(buf.freeze()).await.is_err() {
                     return Ok(());
                 }
-                c.rd.consume(n);
             }
         };
         let pumped = pump.await;
