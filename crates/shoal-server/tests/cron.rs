@@ -14,6 +14,7 @@ on_both_stores!(
     save_cron_answers_job_codes,
     a_one_shot_cron_runs_its_plan_on_an_agent,
     a_restart_never_fires_twice_and_missed_fires_follow_the_policy,
+    a_fire_claimed_by_a_server_that_died_runs_exactly_once,
     a_fire_runs_as_its_last_editor_with_their_grants_as_they_are,
     a_sealed_value_that_does_not_open_fails_the_fire
 );
@@ -264,6 +265,57 @@ async fn a_restart_never_fires_twice_and_missed_fires_follow_the_policy(h: Harne
         let st = h.wait_finished(job["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
         assert_eq!(st["job_instance"]["status"], 3, "{st}");
     }
+}
+
+/// The window between claiming a due time and creating its job: a server that claimed a
+/// fire and died there left it `claimed` with no job. A scheduler started later runs it,
+/// exactly once however many look at once, when the claim is older than
+/// `cron_reclaim_secs`; a younger claim may still be creating its job and is left alone.
+async fn a_fire_claimed_by_a_server_that_died_runs_exactly_once(h: Harness) {
+    let backend = if h.config.database_url.is_some() { Backend::Postgres } else { Backend::Sqlite };
+    drop(h);
+    let mut h = Harness::start_with(backend, |c| c.cron_poll_ms = 3_600_000).await.unwrap();
+    h.add_agent("127.0.0.97", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let plan = h.apply_template(plan_doc(&hosts)).await["plans"][0]["id"].as_i64().unwrap();
+    let t = shoal_core::time::now_ms() / 1000 + 86_400;
+    let v = save(&h, json!({"job_plan_id": plan, "name": "orphan", "execute_time": t})).await;
+    let id = v["data"]["id"].as_i64().unwrap();
+    assert_eq!(code(&set_status(&h, id, 1).await), 0);
+
+    // What the scheduler of the server that died did: the due time claimed, then nothing.
+    let (due, claimed_at) = (t * 1000, t * 1000 + 100);
+    let claim = shoal_store::FireClaim {
+        cron_id: id,
+        due_time: due,
+        next: None,
+        missed: false,
+        skip: false,
+        claimer: "replica-that-died",
+        now: claimed_at,
+    };
+    assert!(h.shared.store.claim_cron_fire(&claim).await.unwrap().is_some());
+    h.restart_server().await;
+
+    let tick = |now: i64| shoal_server::engine::cron::tick(&h.shared, now);
+    assert_eq!(tick(claimed_at + 1_000).await.unwrap(), 0, "a young claim may still be creating its job");
+    assert!(cron_jobs(&h, id).await.is_empty());
+    let later = claimed_at + 10 * 60_000;
+    let (a, b) = tokio::join!(tick(later), tick(later));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "two schedulers at once: one job");
+    assert_eq!(tick(later + 60_000).await.unwrap(), 0);
+    let jobs = cron_jobs(&h, id).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job_id = jobs[0]["job_instance_id"].as_i64().unwrap();
+    assert_eq!(jobs[0]["launch_mode"], 3, "{jobs:?}");
+    let d = detail(&h, id).await["data"].clone();
+    let fires = d["fire_list"].as_array().unwrap();
+    assert_eq!(fires.len(), 1, "{d}");
+    assert_eq!((fires[0]["outcome"].as_str(), fires[0]["job_instance_id"].as_i64()), (Some("started"), Some(job_id)), "{d}");
+    assert_eq!(fires[0]["due_time"].as_i64(), Some(t), "{d}");
+    let st = h.wait_finished(job_id, Duration::from_secs(30)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
 }
 
 /// A Shoal API call as `app`.
