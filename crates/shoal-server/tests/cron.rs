@@ -101,17 +101,21 @@ async fn save_cron_answers_job_codes(mut h: Harness) {
     assert_eq!(code(&h.post("delete_cron", scoped(json!({"id": 999_999}))).await.1), 1245001);
     assert_eq!(code(&detail(&h, 999_999).await), 1245001);
 
-    // Created disabled, in the shape of EsbCronInfoV3DTO (seconds), variables resolved by name.
+    // Created disabled, in the shape of EsbCronInfoV3DTO (seconds), variables resolved by name;
+    // the expression answered in bk-job's form (Quartz's `?` written back as `*`).
     let v = save(
         &h,
-        json!({"job_plan_id": plan, "name": "every-five", "expression": "0/5 * * * *", "execute_time_zone": "Asia/Shanghai",
+        json!({"job_plan_id": plan, "name": "every-five", "expression": "0/5 * * * ?", "execute_time_zone": "Asia/Shanghai",
                "global_var_list": [{"id": 1, "value": "ops"}, {"name": "PW", "value": "cron-secret"}]}),
     )
     .await;
     assert_eq!(code(&v), 0, "{v}");
     let d = &v["data"];
     let id = d["id"].as_i64().unwrap();
-    assert_eq!((d["status"].as_i64(), d["next_fire_time"].as_i64()), (Some(0), None), "a new cron is saved disabled: {d}");
+    // save_cron writes a paused cron's status as 2 (bk-job's toEsbCronInfoV3Response); the
+    // list and the detail write 0 (its toEsbCronInfoV3).
+    assert_eq!((d["status"].as_i64(), d["next_fire_time"].as_i64()), (Some(2), None), "a new cron is saved disabled: {d}");
+    assert_eq!(detail(&h, id).await["data"]["status"], 0);
     assert_eq!(
         (d["job_plan_id"].as_i64(), d["expression"].as_str(), d["execute_time_zone"].as_str()),
         (Some(plan), Some("0/5 * * * *"), Some("Asia/Shanghai"))
@@ -155,14 +159,28 @@ async fn save_cron_answers_job_codes(mut h: Harness) {
     assert_eq!(r["data"]["id"], id);
     assert_eq!(r["data"]["name"], Value::Null, "bk-job answers the id alone");
     let d = detail(&h, id).await;
-    assert_eq!(d["data"]["status"], 1);
+    assert_eq!((d["data"]["status"].as_i64(), d["data"]["expression"].as_str()), (Some(1), Some("0/5 * * * *")), "{d}");
     let next = d["data"]["next_fire_time"].as_i64().unwrap();
     assert!(next > now_s && next <= now_s + 301 && next % 300 == 0, "next five-minute mark: {next}");
     let (_, l) = h.get("get_cron_list", "bk_scope_type=biz&bk_scope_id=1&status=1").await;
     assert_eq!(l["data"]["total"], 1, "{l}");
+    assert_eq!(l["data"]["data"][0]["expression"], "0/5 * * * *", "{l}");
     assert_eq!(code(&set_status(&h, id, 2).await), 0);
     let d = detail(&h, id).await;
     assert_eq!((d["data"]["status"].as_i64(), d["data"]["next_fire_time"].as_i64()), (Some(0), None));
+
+    // Saving a running cron pauses it, as bk-job's saveCron does: started again, then edited.
+    assert_eq!(code(&set_status(&h, id, 1).await), 0);
+    let v = save(&h, json!({"id": id, "expression": "0 12 * JAN,jul MON-FRI"})).await;
+    assert_eq!(code(&v), 0, "{v}");
+    assert_eq!((v["data"]["status"].as_i64(), v["data"]["next_fire_time"].as_i64()), (Some(2), None), "{v}");
+    assert_eq!(v["data"]["expression"], "0 12 * 1,7 1-5", "names answered as numbers, as bk-job: {v}");
+    let d = detail(&h, id).await;
+    assert_eq!((d["data"]["status"].as_i64(), d["data"]["next_fire_time"].as_i64()), (Some(0), None), "{d}");
+    assert_eq!(d["data"]["expression"], "0 12 * 1,7 1-5", "{d}");
+    let (_, l) = h.get("get_cron_list", "bk_scope_type=biz&bk_scope_id=1&status=1").await;
+    assert_eq!(l["data"]["total"], 0, "{l}");
+    assert_eq!(shoal_server::engine::cron::tick(&h.shared, (next + 86_400 * 40) * 1000).await.unwrap(), 0, "a paused cron fires nothing");
 
     // Update by id: a one-shot replaces the expression; the plan's variables still apply.
     let v = save(&h, json!({"id": id, "execute_time": later, "missed_policy": "skip"})).await;
@@ -360,8 +378,10 @@ async fn a_fire_runs_as_its_last_editor_with_their_grants_as_they_are(mut h: Har
     assert_eq!(code(&v), 0, "{v}");
     assert_eq!(
         (v["data"]["creator"].as_str(), v["data"]["last_modify_user"].as_str(), v["data"]["status"].as_i64()),
-        (Some(USER), Some("app:ops"), Some(1))
+        (Some(USER), Some("app:ops"), Some(2)),
+        "an edit pauses the cron"
     );
+    assert_eq!(code(&call_as(&h, "ops", &secret, "update_cron_status", json!({"id": edited, "status": 1})).await), 0);
 
     assert_eq!(shoal_server::engine::cron::tick(&h.shared, t * 1000 + 100).await.unwrap(), 1);
     let jobs = cron_jobs(&h, own).await;

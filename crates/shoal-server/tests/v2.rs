@@ -590,24 +590,24 @@ async fn v2_cron(h: Harness) {
         (Some(id), Some("nightly"), Some(plan), Some(2), Some(1)),
         "a new cron is paused: {v}"
     );
-    assert_eq!(row["cron_expression"], "0/5 * * * ?", "{row}");
+    assert_eq!(row["cron_expression"], "0/5 * * * *", "in bk-job's form: {row}");
     assert!(is_v2_time(&row["create_time"]) && is_v2_time(&row["last_modify_time"]), "{row}");
     let (_, v) = v2_post(&h, "update_cron_status", json!({"bk_biz_id": 1, "cron_id": id, "cron_status": 1})).await;
     assert_eq!((v["code"].as_i64(), v["data"]["cron_id"].as_i64()), (Some(0), Some(id)), "{v}");
     let (_, v) = v2_post(&h, "update_cron_status", json!({"bk_biz_id": 1, "cron_id": id, "cron_status": 7})).await;
     assert_eq!(v["code"], 1241002, "{v}");
-    // An update of one field keeps the others.
+    let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_status": 2})).await;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(0), "{v}");
+    // An update of one field keeps the others, and pauses the cron (bk-job's v2 saveCron).
     let (_, v) = v2_post(&h, "save_cron", json!({"bk_biz_id": 1, "cron_id": id, "cron_name": "hourly"})).await;
     assert_eq!((v["code"].as_i64(), v["data"]["cron_id"].as_i64()), (Some(0), Some(id)), "{v}");
     let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_id": id})).await;
     let row = &v["data"][0];
     assert_eq!(
         (row["cron_name"].as_str(), row["cron_status"].as_i64(), row["cron_expression"].as_str()),
-        (Some("hourly"), Some(1), Some("0/5 * * * ?")),
+        (Some("hourly"), Some(2), Some("0/5 * * * *")),
         "{v}"
     );
-    let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_status": 2})).await;
-    assert_eq!(v["data"].as_array().map(Vec::len), Some(0), "{v}");
     let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "create_time_start": "yesterday"})).await;
     assert_eq!(v["code"], 1241010, "{v}");
 }

@@ -84,6 +84,49 @@ pub fn parse_expression(expr: &str) -> Result<Cron, String> {
         .map_err(|e| e.to_string())
 }
 
+/// An expression as bk-job answers it: what its `CronExpressionUtil.fixExpressionForUser`
+/// gives back for the Quartz form it stored (cron-utils' Unix-to-Quartz mapping and back):
+/// fields one space apart, Quartz's `?` written `*`, month and weekday names as numbers
+/// (`JAN` 1, `SUN` 0), and weekday 7 as 0.
+pub fn user_form(expr: &str) -> String {
+    const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+    const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let value = |v: &str, names: &[&str], first: usize| -> String {
+        let up = v.to_ascii_uppercase();
+        names.iter().position(|n| *n == up).map_or_else(|| v.to_string(), |i| (i + first).to_string())
+    };
+    let field = |f: &str, names: &[&str], first: usize, weekday: bool| -> String {
+        if f == "?" {
+            return "*".into();
+        }
+        let part = |p: &str| -> String {
+            let (base, step) = match p.split_once('/') {
+                Some((b, s)) => (b, Some(s)),
+                None => (p, None),
+            };
+            let base = match base.split_once('-') {
+                Some((a, b)) => format!("{}-{}", value(a, names, first), value(b, names, first)),
+                None if weekday && base == "7" => "0".into(),
+                None => value(base, names, first),
+            };
+            step.map_or(base.clone(), |s| format!("{base}/{s}"))
+        };
+        f.split(',').map(part).collect::<Vec<_>>().join(",")
+    };
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return expr.to_string();
+    }
+    [
+        field(fields[0], &[], 0, false),
+        field(fields[1], &[], 0, false),
+        field(fields[2], &[], 0, false),
+        field(fields[3], &MONTHS, 1, false),
+        field(fields[4], &DAYS, 0, true),
+    ]
+    .join(" ")
+}
+
 /// The time zone a cron is saved with: the one given (an IANA name), else the server's
 /// `cron_time_zone`, else this machine's zone, else UTC.
 pub fn time_zone(given: Option<&str>, config: &ServerConfig) -> Result<String, JobError> {
@@ -332,6 +375,23 @@ mod tests {
             "",
         ] {
             assert!(parse_expression(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expressions_in_bk_jobs_answer_form() {
+        for (given, answered) in [
+            ("0/5 * * * ?", "0/5 * * * *"),
+            ("0/5  *  * * *", "0/5 * * * *"),
+            ("*/5 * * * *", "*/5 * * * *"),
+            ("0 0 ? * 1", "0 0 * * 1"),
+            ("15 10 * JAN,jul *", "15 10 * 1,7 *"),
+            ("0 12 * * MON-FRI", "0 12 * * 1-5"),
+            ("0 12 * * sun,7", "0 12 * * 0,0"),
+            ("0 12 * * MON-FRI/2", "0 12 * * 1-5/2"),
+            ("30 2 1-15 * *", "30 2 1-15 * *"),
+        ] {
+            assert_eq!(user_form(given), answered, "{given}");
         }
     }
 
