@@ -2,7 +2,9 @@
 //! code against a real server and real agents:
 //! - bk-nodeman `apps/backend/agent/tasks.py::collect_log`: v2 `fast_execute_script` with v2
 //!   fields mixed with a v3 `target_server`, then v2 `get_job_instance_log` polled until
-//!   `data[0].status == 3`, reading `data[0].step_results[0].ip_logs[0].log_content`;
+//!   `data[0].status == 3`, reading `data[0].step_results[0].ip_logs[0].log_content` — through
+//!   the ESB path (`/api/c/compapi/v2/job/<name>/`), bk-job's gateway
+//!   (`/api/job/v2/job-execute/<name>`) and the backend path (`/esb/api/v2/<name>`);
 //! - bk-sops' node-log view (`get_job_instance_log` by GET, the whole envelope shown);
 //! - v2 `get_job_instance_status` / `get_step_instance_status`;
 //! - `access_token` accepted in the header, body and query; `bk_token` / `bk_ticket` refused.
@@ -47,11 +49,39 @@ fn is_v2_time(v: &Value) -> bool {
         })
 }
 
+/// The path forms a v2 call arrives on.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// ESB: `/api/c/compapi/v2/job/<name>/`, credentials in the body (bk-nodeman's `client_v2`).
+    Esb,
+    /// bk-job's own gateway: `/api/job/v2/<module>/<name>`, credentials in the header.
+    JobGateway,
+    /// The backend path the gateway rewrites to: `/esb/api/v2/<name>`.
+    Backend,
+}
+
+const VIAS: [Via; 3] = [Via::Esb, Via::JobGateway, Via::Backend];
+
+/// POST a v2 call through `via`.
+async fn v2_via(h: &Harness, via: Via, module: &str, name: &str, body: Value) -> (u16, Value) {
+    let r = match via {
+        Via::Esb => return v2_post(h, name, body).await,
+        Via::JobGateway => h.http.post(format!("{}/api/job/v2/{module}/{name}", h.url)),
+        Via::Backend => h.http.post(format!("{}/esb/api/v2/{name}", h.url)),
+    };
+    let r = r.header("X-Bkapi-Authorization", h.auth_header()).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// bk-nodeman's poll: `get_job_instance_log` until the first step's status is 3 (success).
 async fn poll_log_until_success(h: &Harness, job_id: i64) -> Value {
+    poll_log_via(h, Via::Esb, job_id).await
+}
+
+async fn poll_log_via(h: &Harness, via: Via, job_id: i64) -> Value {
     for _ in 0..600 {
-        let (status, v) = v2_post(h, "get_job_instance_log", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
-        assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{v}");
+        let (status, v) = v2_via(h, via, "job-execute", "get_job_instance_log", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
+        assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{via:?}: {v}");
         if v["data"][0]["status"] == 3 {
             return v["data"].clone();
         }
@@ -61,10 +91,9 @@ async fn poll_log_until_success(h: &Harness, job_id: i64) -> Value {
     panic!("job {job_id} did not succeed");
 }
 
-async fn nodeman_collect_log(mut h: Harness) {
-    h.add_agent("10.0.2.1", None, None, &[]).await;
-    h.wait_connected(1).await;
-    let host_id = h.host_id_of("10.0.2.1").await;
+/// bk-nodeman's `collect_log` through `via`: v2 `fast_execute_script` with v2 fields mixed
+/// with a v3 `target_server`, the log polled, then the same job through v2 status.
+async fn nodeman_loop(h: &Harness, via: Via, host_id: i64) {
     // The p-agent log collector of bk-nodeman: a Python script with its own shebang, its
     // arguments (a password among them) sensitive, the account named by its OS user.
     let script = "#!/opt/py36/bin/python\n# -*- encoding:utf-8 -*-\nimport sys\nprint('collected <setup_agent.sh.debug> & ' + ' '.join(sys.argv[1:]))\n";
@@ -79,11 +108,11 @@ async fn nodeman_collect_log(mut h: Harness) {
         "script_type": 4,
         "target_server": {"ip_list": [{"bk_cloud_id": 0, "ip": "10.0.2.1", "host_id": host_id}]},
     });
-    let (status, v) = v2_post(&h, "fast_execute_script", body).await;
-    assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{v}");
+    let (status, v) = v2_via(h, via, "job-execute", "fast_execute_script", body).await;
+    assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{via:?}: {v}");
     let job_id = v["data"]["job_instance_id"].as_i64().unwrap();
     assert!(v["data"]["step_instance_id"].as_i64().is_some(), "{v}");
-    let data = poll_log_until_success(&h, job_id).await;
+    let data = poll_log_via(h, via, job_id).await;
     let output = data[0]["step_results"][0]["ip_logs"][0]["log_content"].as_str().unwrap();
     // The arguments were sensitive: they reach the script but never its log.
     assert!(output.starts_with("collected &lt;setup_agent.sh.debug&gt; &amp; ") && output.ends_with('\n'), "{output}");
@@ -99,8 +128,8 @@ async fn nodeman_collect_log(mut h: Harness) {
     assert!(ip_log["total_time"].as_f64().is_some_and(|t| t >= 0.0), "{ip_log}");
 
     // The same job through v2 status.
-    let (_, v) = v2_post(&h, "get_job_instance_status", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
-    assert_eq!(v["code"], 0, "{v}");
+    let (_, v) = v2_via(h, via, "job-execute", "get_job_instance_status", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
+    assert_eq!(v["code"], 0, "{via:?}: {v}");
     let st = &v["data"];
     assert_eq!(st["is_finished"], true, "{st}");
     let job = &st["job_instance"];
@@ -113,16 +142,30 @@ async fn nodeman_collect_log(mut h: Harness) {
     assert_eq!((step["status"].as_i64(), step["step_id"].as_i64(), step["type"].as_i64()), (Some(3), Some(-1), Some(1)));
 
     let step_id = step["step_instance_id"].as_i64().unwrap();
-    let (_, v) =
-        v2_post(&h, "get_step_instance_status", json!({"bk_biz_id": 1, "job_instance_id": job_id, "step_instance_id": step_id})).await;
-    assert_eq!(v["code"], 0, "{v}");
+    let (_, v) = v2_via(
+        h,
+        via,
+        "job-execute",
+        "get_step_instance_status",
+        json!({"bk_biz_id": 1, "job_instance_id": job_id, "step_instance_id": step_id}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{via:?}: {v}");
     assert_eq!(v["data"]["is_finished"], true);
     assert_eq!(v["data"]["step_instance_detail"]["target_ips"], "0:10.0.2.1");
     let groups = v["data"]["step_instance_analyse_result"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "{v}");
     assert_eq!((groups[0]["result_type"].as_i64(), groups[0]["count"].as_i64()), (Some(9), Some(1)));
     assert_eq!(groups[0]["ip_list"][0]["bk_host_id"].as_i64(), Some(host_id));
+}
 
+async fn nodeman_collect_log(mut h: Harness) {
+    h.add_agent("10.0.2.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host_id = h.host_id_of("10.0.2.1").await;
+    for via in VIAS {
+        nodeman_loop(&h, via, host_id).await;
+    }
     // What bk-job refuses, in its order and with its field names.
     let base = json!({"bk_biz_id": 1, "script_content": b64("echo hi"), "script_type": 1, "account": current_user(),
                       "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.2.1"}]});
