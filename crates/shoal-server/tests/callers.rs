@@ -18,7 +18,6 @@
 #[macro_use]
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -57,24 +56,6 @@ async fn poll_until_done(h: &Harness, via: Via, job: i64) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("job {job} did not finish");
-}
-
-/// A callback receiver: every body posted to it.
-async fn callback_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-        let sink = sink.clone();
-        async move {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            sink.lock().unwrap().push(v);
-            "ok"
-        }
-    });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (format!("http://{addr}/sops/callback"), got)
 }
 
 fn ip_list(ips: &[&str]) -> Value {

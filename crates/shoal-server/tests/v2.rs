@@ -7,6 +7,9 @@
 //!   (`/api/job/v2/job-execute/<name>`) and the backend path (`/esb/api/v2/<name>`);
 //! - bk-sops' node-log view (`get_job_instance_log` by GET, the whole envelope shown);
 //! - v2 `get_job_instance_status` / `get_step_instance_status`;
+//! - v2 `fast_execute_script`'s `bk_callback_url` called back when the job ends;
+//! - v2 `get_job_instance_log` with hosts in more than one (status, tag) group, and on file
+//!   steps (each host's file log text, as bk-job's `FileExecuteObjectLogContent`);
 //! - `access_token` accepted in the header, body and query; `bk_token` / `bk_ticket` refused.
 
 #[macro_use]
@@ -519,7 +522,16 @@ async fn library_and_plans(mut h: Harness) {
     assert_ne!(st["job_instance"]["status"], 3, "{st}");
 }
 
-on_both_stores!(nodeman_collect_log, sops_node_log, access_token_and_login_tickets, library_and_plans, v2_cron, v2_files);
+on_both_stores!(
+    nodeman_collect_log,
+    sops_node_log,
+    access_token_and_login_tickets,
+    library_and_plans,
+    v2_cron,
+    v2_files,
+    v2_callback_url_is_called_back,
+    v2_log_groups_hosts_by_status_and_tag
+);
 
 /// Every row of the compatibility matrix in `docs/jobv3.md` against the router: an API
 /// marked served (or partly) answers something other than 404, one marked not served
@@ -672,9 +684,38 @@ async fn v2_files(mut h: Harness) {
     .await;
     assert_eq!(v["code"], 0, "{v}");
     assert!(v["data"]["job_instance_name"].is_string() && v["data"].get("step_instance_id").is_none(), "{v}");
-    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    let config_job = v["data"]["job_instance_id"].as_i64().unwrap();
+    let st = h.wait_finished(config_job, Duration::from_secs(30)).await;
     assert_eq!(st["job_instance"]["status"], 3, "{st}");
     assert_eq!(std::fs::read_to_string(out.path().join("conf/app.conf")).unwrap(), "port=80\n");
+    // The v2 log of a file step: per target host, its file log as text (one line per file,
+    // as v3's `file_logs[].log_content`), HTML-escaped, as bk-job's FileExecuteObjectLogContent.
+    let (_, v) = v2_get(&h, "get_job_instance_log", &format!("bk_biz_id=1&job_instance_id={config_job}")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let step = &v["data"][0];
+    assert_eq!((step["status"].as_i64(), step["is_finished"].as_bool()), (Some(3), Some(true)), "{v}");
+    let groups = step["step_results"].as_array().unwrap();
+    assert_eq!((groups.len(), groups[0]["ip_status"].as_i64()), (1, Some(9)), "{v}");
+    let logs = groups[0]["ip_logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{v}");
+    for l in logs {
+        let text = l["log_content"].as_str().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "one file: {l}");
+        assert!(lines[0].starts_with('[') && text.ends_with('\n'), "{l}");
+        assert!(lines[0].contains(&format!("FileName: {dir}/conf/app.conf")) && lines[0].contains("State: success"), "{l}");
+        let (_, v3) = h
+            .get(
+                "get_job_instance_ip_log",
+                &format!(
+                    "bk_scope_type=biz&bk_scope_id=1&job_instance_id={config_job}&step_instance_id={}&bk_cloud_id=0&ip={}",
+                    step["step_instance_id"],
+                    l["ip"].as_str().unwrap()
+                ),
+            )
+            .await;
+        assert_eq!(v3["data"]["file_logs"][0]["log_content"].as_str(), Some(lines[0]), "the same text as v3's file log: {v3}");
+    }
 
     let src = out.path().join("src.bin");
     std::fs::write(&src, b"payload from a host").unwrap();
@@ -701,4 +742,64 @@ async fn v2_files(mut h: Harness) {
     assert_eq!(v["result"], false, "{v}");
     let (_, v) = v2_post(&h, "fast_push_file", json!({"bk_biz_id": 1, "account": USER, "file_target_path": "/tmp", "ip_list": ips})).await;
     assert_eq!(v["code"], 1241004, "{v}");
+}
+
+/// v2 `fast_execute_script` with `bk_callback_url`: the URL is posted to when the job ends.
+async fn v2_callback_url_is_called_back(mut h: Harness) {
+    h.add_agent("10.0.12.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let (url, got) = callback_sink().await;
+    let (_, v) = v2_post(
+        &h,
+        "fast_execute_script",
+        json!({"bk_biz_id": 1, "script_content": b64("echo called back"), "script_type": 1, "account": USER,
+               "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.12.1"}], "bk_callback_url": url}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let job_id = v["data"]["job_instance_id"].as_i64().unwrap();
+    let step_id = v["data"]["step_instance_id"].as_i64().unwrap();
+    wait_for("the callback", Duration::from_secs(30), || {
+        let got = got.clone();
+        async move { got.lock().unwrap().iter().any(|c| c["job_instance_id"] == job_id) }
+    })
+    .await;
+    let cb = got.lock().unwrap().iter().find(|c| c["job_instance_id"] == job_id).cloned().unwrap();
+    assert_eq!(cb["status"], 3, "{cb}");
+    assert_eq!(cb["step_instances"], json!([{"step_instance_id": step_id, "status": 3}]), "{cb}");
+}
+
+/// Two hosts succeed and one fails: v2 `get_job_instance_log` answers two (status, tag)
+/// groups, each host in the group of its own result.
+async fn v2_log_groups_hosts_by_status_and_tag(mut h: Harness) {
+    for ip in ["10.0.13.1", "10.0.13.2", "10.0.13.3"] {
+        h.add_agent(ip, None, None, &[]).await;
+    }
+    h.wait_connected(3).await;
+    let hosts = h.host_ids().await;
+    // The script's path names the agent's state dir: it fails on 10.0.13.2 only.
+    let job = h.execute("case \"$0\" in *agent-10.0.13.2/*) echo failing; exit 1;; esac; echo fine", &hosts, json!({})).await;
+    let job_id = job["job_instance_id"].as_i64().unwrap();
+    let st = h.wait_finished(job_id, Duration::from_secs(60)).await;
+    assert_eq!(st["job_instance"]["status"], 4, "{st}");
+    let (_, v) = v2_get(&h, "get_job_instance_log", &format!("bk_biz_id=1&job_instance_id={job_id}")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let step = &v["data"][0];
+    assert_eq!((step["status"].as_i64(), step["is_finished"].as_bool()), (Some(4), Some(true)), "{v}");
+    let groups = step["step_results"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{v}");
+    let group = |status: i64| groups.iter().find(|g| g["ip_status"] == status).cloned().unwrap_or_else(|| panic!("no {status}: {v}"));
+    let ok = group(9);
+    let mut ips: Vec<&str> = ok["ip_logs"].as_array().unwrap().iter().map(|l| l["ip"].as_str().unwrap()).collect();
+    ips.sort_unstable();
+    assert_eq!(ips, ["10.0.13.1", "10.0.13.3"], "{ok}");
+    assert!(ok["ip_logs"].as_array().unwrap().iter().all(|l| l["log_content"] == "fine\n" && l["exit_code"] == 0), "{ok}");
+    let failed = group(104);
+    assert_eq!(failed["tag"], "", "{failed}");
+    let logs = failed["ip_logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{failed}");
+    assert_eq!(
+        (logs[0]["ip"].as_str(), logs[0]["exit_code"].as_i64(), logs[0]["log_content"].as_str()),
+        (Some("10.0.13.2"), Some(1), Some("failing\n"))
+    );
 }

@@ -36,7 +36,12 @@ macro_rules! suite {
     )*};
 }
 
-suite!(a_due_time_is_claimed_once, a_fire_learns_its_job, a_claim_left_without_its_job_is_taken_over_once, crons_are_listed_by_their_filters);
+suite!(
+    a_due_time_is_claimed_once,
+    a_fire_learns_its_job,
+    a_claim_left_without_its_job_is_taken_over_once,
+    crons_are_listed_by_their_filters
+);
 
 fn audit() -> AuditEvent {
     AuditEvent {
@@ -186,8 +191,7 @@ async fn a_claim_left_without_its_job_is_taken_over_once(s: Arc<dyn Store>) {
     assert_eq!(s.cron_fires(id, 1).await.unwrap()[0].outcome, "claimed");
 
     // Both run at once under their leases: the current one creates the job, once.
-    let (a, b) =
-        tokio::join!(cron::FIRING.scope(taken, s.create_job(&job)), cron::FIRING.scope(taken, s.create_job(&job)));
+    let (a, b) = tokio::join!(cron::FIRING.scope(taken, s.create_job(&job)), cron::FIRING.scope(taken, s.create_job(&job)));
     let created: Vec<i64> = [a, b].into_iter().filter_map(|r| r.ok().map(|(j, _)| j)).collect();
     assert_eq!(created.len(), 1, "{created:?}");
     let f = &s.cron_fires(id, 1).await.unwrap()[0];
