@@ -80,6 +80,11 @@ pub struct ServerConfig {
     /// A cron fire found this late (seconds after its due time) was missed while no server
     /// ran: it follows its cron's missed-fire policy (run once, or skip) instead of running.
     pub cron_misfire_secs: u64,
+    /// A fire claimed this long ago (seconds) with no job and no failure recorded was left by
+    /// a server that stopped between claiming it and creating its job: another takes the
+    /// claim over and runs it (the job is created under one claim only, so a claimer that
+    /// was merely slow creates none).
+    pub cron_reclaim_secs: u64,
     /// IANA time zone of crons saved without one; default: this machine's zone.
     pub cron_time_zone: Option<String>,
     /// Base URLs file sources may read from although their host is one of this server's own
@@ -146,6 +151,7 @@ impl Default for ServerConfig {
             replica_sweep_secs: 30,
             cron_poll_ms: 1000,
             cron_misfire_secs: 60,
+            cron_reclaim_secs: 60,
             cron_time_zone: None,
             file_source_allowed_base_urls: Vec::new(),
             blob_store: "local".into(),
@@ -205,6 +211,7 @@ impl ServerConfig {
         }
         anyhow::ensure!(self.cron_poll_ms >= 10, "cron_poll_ms must be at least 10");
         anyhow::ensure!(self.cron_misfire_secs >= 1, "cron_misfire_secs must be at least 1");
+        anyhow::ensure!(self.cron_reclaim_secs >= 1, "cron_reclaim_secs must be at least 1");
         if let Some(tz) = &self.cron_time_zone {
             anyhow::ensure!(tz.parse::<chrono_tz::Tz>().is_ok(), "cron_time_zone {tz:?} is not an IANA time zone");
         }
@@ -282,6 +289,7 @@ mod tests {
         let zone = ServerConfig { cron_time_zone: Some("Mars/Olympus".into()), ..ok.clone() };
         assert!(zone.validate().unwrap_err().to_string().contains("not an IANA time zone"));
         assert!(ServerConfig { cron_poll_ms: 0, ..ok.clone() }.validate().is_err());
-        assert!(ServerConfig { cron_misfire_secs: 0, ..ok }.validate().is_err());
+        assert!(ServerConfig { cron_misfire_secs: 0, ..ok.clone() }.validate().is_err());
+        assert!(ServerConfig { cron_reclaim_secs: 0, ..ok }.validate().is_err());
     }
 }

@@ -10,14 +10,14 @@
 //! - bk-sops' history picker: `get_job_instance_list` over a time range, reading
 //!   `job_instance_id`;
 //! - bk-monitor's alert action: plan list paged → plan detail → `execute_job_plan` with one
-//!   `ip_list` entry per host → status polled until done.
+//!   `global_var_list` entry per host IP, all with the same variable id (the last wins, as
+//!   in bk-job) → status polled until done.
 //!
 //! bk-nodeman's v2 `fast_execute_script` + `get_job_instance_log` loop is in `tests/v2.rs`.
 
 #[macro_use]
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -56,24 +56,6 @@ async fn poll_until_done(h: &Harness, via: Via, job: i64) -> Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("job {job} did not finish");
-}
-
-/// A callback receiver: every body posted to it.
-async fn callback_sink() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
-        let sink = sink.clone();
-        async move {
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            sink.lock().unwrap().push(v);
-            "ok"
-        }
-    });
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (format!("http://{addr}/sops/callback"), got)
 }
 
 fn ip_list(ips: &[&str]) -> Value {
@@ -287,19 +269,29 @@ async fn monitor_alert_action(mut h: Harness) {
         let plan = all.iter().find(|p| p["name"] == "install-only" && p["job_template_id"].is_i64()).unwrap()["id"].clone();
         let detail = call(&h, via, "get_job_plan_detail", json!({"job_plan_id": plan})).await;
         let targets = detail["global_var_list"].as_array().unwrap().iter().find(|v| v["type"] == 3).cloned().unwrap();
-        // The alert's hosts: one ip_list entry per host IP.
-        let job = call(
-            &h,
-            via,
-            "execute_job_plan",
-            json!({"job_plan_id": plan, "global_var_list": [{"id": targets["id"], "server": {"ip_list": ip_list(&ips[..2])}}]}),
-        )
-        .await;
+        // The alert's hosts as bk-monitor's job action sends them (`fta_action/job`): one
+        // `global_var_list` entry per host IP, each with the host variable's id and a one-host
+        // `ip_list`, plus a string variable by id.
+        let version = detail["global_var_list"].as_array().unwrap().iter().find(|v| v["name"] == "VERSION").cloned().unwrap();
+        let mut global_vars: Vec<Value> =
+            ips[..2].iter().map(|ip| json!({"id": targets["id"], "server": {"ip_list": ip_list(&[ip])}})).collect();
+        global_vars.push(json!({"id": version["id"], "value": "alert"}));
+        let job = call(&h, via, "execute_job_plan", json!({"job_plan_id": plan, "global_var_list": global_vars})).await;
         let st = poll_until_done(&h, via, job["job_instance_id"].as_i64().unwrap()).await;
         assert_eq!(st["job_instance"]["status"], 3, "{st}");
-        let mut ran: Vec<&str> =
-            st["step_instance_list"][0]["step_ip_result_list"].as_array().unwrap().iter().map(|r| r["ip"].as_str().unwrap()).collect();
-        ran.sort();
-        assert_eq!(ran, vec!["10.0.11.1", "10.0.11.2"], "{st}");
+        // bk-job keeps the last value given for an id (`buildFinalTaskVariableValues` fills a
+        // map), so the host variable holds the last IP only.
+        let results = st["step_instance_list"][0]["step_ip_result_list"].as_array().unwrap();
+        let ran: Vec<&str> = results.iter().map(|r| r["ip"].as_str().unwrap()).collect();
+        assert_eq!(ran, vec!["10.0.11.2"], "{st}");
+        let log = call(
+            &h,
+            via,
+            "get_job_instance_ip_log",
+            json!({"job_instance_id": job["job_instance_id"], "step_instance_id": st["step_instance_list"][0]["step_instance_id"],
+                   "bk_cloud_id": 0, "ip": "10.0.11.2"}),
+        )
+        .await;
+        assert_eq!(log["log_content"], "v=alert\n", "{log}");
     }
 }

@@ -14,6 +14,7 @@ on_both_stores!(
     save_cron_answers_job_codes,
     a_one_shot_cron_runs_its_plan_on_an_agent,
     a_restart_never_fires_twice_and_missed_fires_follow_the_policy,
+    a_fire_claimed_by_a_server_that_died_runs_exactly_once,
     a_fire_runs_as_its_last_editor_with_their_grants_as_they_are,
     a_sealed_value_that_does_not_open_fails_the_fire
 );
@@ -100,17 +101,21 @@ async fn save_cron_answers_job_codes(mut h: Harness) {
     assert_eq!(code(&h.post("delete_cron", scoped(json!({"id": 999_999}))).await.1), 1245001);
     assert_eq!(code(&detail(&h, 999_999).await), 1245001);
 
-    // Created disabled, in the shape of EsbCronInfoV3DTO (seconds), variables resolved by name.
+    // Created disabled, in the shape of EsbCronInfoV3DTO (seconds), variables resolved by name;
+    // the expression answered in bk-job's form (Quartz's `?` written back as `*`).
     let v = save(
         &h,
-        json!({"job_plan_id": plan, "name": "every-five", "expression": "0/5 * * * *", "execute_time_zone": "Asia/Shanghai",
+        json!({"job_plan_id": plan, "name": "every-five", "expression": "0/5 * * * ?", "execute_time_zone": "Asia/Shanghai",
                "global_var_list": [{"id": 1, "value": "ops"}, {"name": "PW", "value": "cron-secret"}]}),
     )
     .await;
     assert_eq!(code(&v), 0, "{v}");
     let d = &v["data"];
     let id = d["id"].as_i64().unwrap();
-    assert_eq!((d["status"].as_i64(), d["next_fire_time"].as_i64()), (Some(0), None), "a new cron is saved disabled: {d}");
+    // save_cron writes a paused cron's status as 2 (bk-job's toEsbCronInfoV3Response); the
+    // list and the detail write 0 (its toEsbCronInfoV3).
+    assert_eq!((d["status"].as_i64(), d["next_fire_time"].as_i64()), (Some(2), None), "a new cron is saved disabled: {d}");
+    assert_eq!(detail(&h, id).await["data"]["status"], 0);
     assert_eq!(
         (d["job_plan_id"].as_i64(), d["expression"].as_str(), d["execute_time_zone"].as_str()),
         (Some(plan), Some("0/5 * * * *"), Some("Asia/Shanghai"))
@@ -154,14 +159,28 @@ async fn save_cron_answers_job_codes(mut h: Harness) {
     assert_eq!(r["data"]["id"], id);
     assert_eq!(r["data"]["name"], Value::Null, "bk-job answers the id alone");
     let d = detail(&h, id).await;
-    assert_eq!(d["data"]["status"], 1);
+    assert_eq!((d["data"]["status"].as_i64(), d["data"]["expression"].as_str()), (Some(1), Some("0/5 * * * *")), "{d}");
     let next = d["data"]["next_fire_time"].as_i64().unwrap();
     assert!(next > now_s && next <= now_s + 301 && next % 300 == 0, "next five-minute mark: {next}");
     let (_, l) = h.get("get_cron_list", "bk_scope_type=biz&bk_scope_id=1&status=1").await;
     assert_eq!(l["data"]["total"], 1, "{l}");
+    assert_eq!(l["data"]["data"][0]["expression"], "0/5 * * * *", "{l}");
     assert_eq!(code(&set_status(&h, id, 2).await), 0);
     let d = detail(&h, id).await;
     assert_eq!((d["data"]["status"].as_i64(), d["data"]["next_fire_time"].as_i64()), (Some(0), None));
+
+    // Saving a running cron pauses it, as bk-job's saveCron does: started again, then edited.
+    assert_eq!(code(&set_status(&h, id, 1).await), 0);
+    let v = save(&h, json!({"id": id, "expression": "0 12 * JAN,jul MON-FRI"})).await;
+    assert_eq!(code(&v), 0, "{v}");
+    assert_eq!((v["data"]["status"].as_i64(), v["data"]["next_fire_time"].as_i64()), (Some(2), None), "{v}");
+    assert_eq!(v["data"]["expression"], "0 12 * 1,7 1-5", "names answered as numbers, as bk-job: {v}");
+    let d = detail(&h, id).await;
+    assert_eq!((d["data"]["status"].as_i64(), d["data"]["next_fire_time"].as_i64()), (Some(0), None), "{d}");
+    assert_eq!(d["data"]["expression"], "0 12 * 1,7 1-5", "{d}");
+    let (_, l) = h.get("get_cron_list", "bk_scope_type=biz&bk_scope_id=1&status=1").await;
+    assert_eq!(l["data"]["total"], 0, "{l}");
+    assert_eq!(shoal_server::engine::cron::tick(&h.shared, (next + 86_400 * 40) * 1000).await.unwrap(), 0, "a paused cron fires nothing");
 
     // Update by id: a one-shot replaces the expression; the plan's variables still apply.
     let v = save(&h, json!({"id": id, "execute_time": later, "missed_policy": "skip"})).await;
@@ -266,6 +285,57 @@ async fn a_restart_never_fires_twice_and_missed_fires_follow_the_policy(h: Harne
     }
 }
 
+/// The window between claiming a due time and creating its job: a server that claimed a
+/// fire and died there left it `claimed` with no job. A scheduler started later runs it,
+/// exactly once however many look at once, when the claim is older than
+/// `cron_reclaim_secs`; a younger claim may still be creating its job and is left alone.
+async fn a_fire_claimed_by_a_server_that_died_runs_exactly_once(h: Harness) {
+    let backend = if h.config.database_url.is_some() { Backend::Postgres } else { Backend::Sqlite };
+    drop(h);
+    let mut h = Harness::start_with(backend, |c| c.cron_poll_ms = 3_600_000).await.unwrap();
+    h.add_agent("127.0.0.97", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let hosts = h.host_ids().await;
+    let plan = h.apply_template(plan_doc(&hosts)).await["plans"][0]["id"].as_i64().unwrap();
+    let t = shoal_core::time::now_ms() / 1000 + 86_400;
+    let v = save(&h, json!({"job_plan_id": plan, "name": "orphan", "execute_time": t})).await;
+    let id = v["data"]["id"].as_i64().unwrap();
+    assert_eq!(code(&set_status(&h, id, 1).await), 0);
+
+    // What the scheduler of the server that died did: the due time claimed, then nothing.
+    let (due, claimed_at) = (t * 1000, t * 1000 + 100);
+    let claim = shoal_store::FireClaim {
+        cron_id: id,
+        due_time: due,
+        next: None,
+        missed: false,
+        skip: false,
+        claimer: "replica-that-died",
+        now: claimed_at,
+    };
+    assert!(h.shared.store.claim_cron_fire(&claim).await.unwrap().is_some());
+    h.restart_server().await;
+
+    let tick = |now: i64| shoal_server::engine::cron::tick(&h.shared, now);
+    assert_eq!(tick(claimed_at + 1_000).await.unwrap(), 0, "a young claim may still be creating its job");
+    assert!(cron_jobs(&h, id).await.is_empty());
+    let later = claimed_at + 10 * 60_000;
+    let (a, b) = tokio::join!(tick(later), tick(later));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "two schedulers at once: one job");
+    assert_eq!(tick(later + 60_000).await.unwrap(), 0);
+    let jobs = cron_jobs(&h, id).await;
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let job_id = jobs[0]["job_instance_id"].as_i64().unwrap();
+    assert_eq!(jobs[0]["launch_mode"], 3, "{jobs:?}");
+    let d = detail(&h, id).await["data"].clone();
+    let fires = d["fire_list"].as_array().unwrap();
+    assert_eq!(fires.len(), 1, "{d}");
+    assert_eq!((fires[0]["outcome"].as_str(), fires[0]["job_instance_id"].as_i64()), (Some("started"), Some(job_id)), "{d}");
+    assert_eq!(fires[0]["due_time"].as_i64(), Some(t), "{d}");
+    let st = h.wait_finished(job_id, Duration::from_secs(30)).await;
+    assert_eq!(st["job_instance"]["status"], 3, "{st}");
+}
+
 /// A Shoal API call as `app`.
 async fn shoal_as(h: &Harness, app: &str, secret: &str, path: &str, body: Value) -> Value {
     let auth = json!({"bk_app_code": app, "bk_app_secret": secret, "bk_username": USER}).to_string();
@@ -308,8 +378,10 @@ async fn a_fire_runs_as_its_last_editor_with_their_grants_as_they_are(mut h: Har
     assert_eq!(code(&v), 0, "{v}");
     assert_eq!(
         (v["data"]["creator"].as_str(), v["data"]["last_modify_user"].as_str(), v["data"]["status"].as_i64()),
-        (Some(USER), Some("app:ops"), Some(1))
+        (Some(USER), Some("app:ops"), Some(2)),
+        "an edit pauses the cron"
     );
+    assert_eq!(code(&call_as(&h, "ops", &secret, "update_cron_status", json!({"id": edited, "status": 1})).await), 0);
 
     assert_eq!(shoal_server::engine::cron::tick(&h.shared, t * 1000 + 100).await.unwrap(), 1);
     let jobs = cron_jobs(&h, own).await;

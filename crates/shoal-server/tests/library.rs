@@ -160,12 +160,20 @@ async fn public_scripts(mut h: Harness) {
         .await;
     assert_eq!(v["code"], 0, "{v}");
     assert_eq!(v["data"]["public_script"], true);
-    assert!(v["data"].get("bk_scope_type").is_none());
+    // A public script belongs to no scope: bk-job's DTOs carry the scope fields as null.
+    let scopeless = |d: &Value| {
+        let o = d.as_object().unwrap_or_else(|| panic!("{d}"));
+        assert_eq!((o.get("bk_scope_type"), o.get("bk_scope_id")), (Some(&Value::Null), Some(&Value::Null)), "{d}");
+    };
+    scopeless(&v["data"]);
     let sid = v["data"]["script_id"].as_str().unwrap().to_string();
     let vid = v["data"]["id"].as_i64().unwrap();
     // BlueKing callers probe health with this list.
     let (status, l) = h.get("get_public_script_list", "").await;
     assert_eq!((status, l["data"]["total"].as_i64()), (200, Some(1)), "{l}");
+    scopeless(&l["data"]["data"][0]);
+    let (_, l) = h.get("get_public_script_version_list", &format!("script_id={sid}")).await;
+    scopeless(&l["data"]["data"][0]);
     let (_, p) = h.post("publish_public_script_version", json!({"script_id": sid, "script_version_id": vid})).await;
     assert_eq!(p["data"]["status"], 1, "{p}");
     // Any business may run a public script.
@@ -180,4 +188,5 @@ async fn public_scripts(mut h: Harness) {
     assert_eq!(st["job_instance"]["status"], 3);
     let (_, ok) = h.get("get_public_script_version_detail", &format!("id={vid}")).await;
     assert_eq!(ok["data"]["content"], "uptime >/dev/null; echo up");
+    scopeless(&ok["data"]);
 }

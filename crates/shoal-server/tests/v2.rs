@@ -2,9 +2,14 @@
 //! code against a real server and real agents:
 //! - bk-nodeman `apps/backend/agent/tasks.py::collect_log`: v2 `fast_execute_script` with v2
 //!   fields mixed with a v3 `target_server`, then v2 `get_job_instance_log` polled until
-//!   `data[0].status == 3`, reading `data[0].step_results[0].ip_logs[0].log_content`;
+//!   `data[0].status == 3`, reading `data[0].step_results[0].ip_logs[0].log_content` — through
+//!   the ESB path (`/api/c/compapi/v2/job/<name>/`), bk-job's gateway
+//!   (`/api/job/v2/job-execute/<name>`) and the backend path (`/esb/api/v2/<name>`);
 //! - bk-sops' node-log view (`get_job_instance_log` by GET, the whole envelope shown);
 //! - v2 `get_job_instance_status` / `get_step_instance_status`;
+//! - v2 `fast_execute_script`'s `bk_callback_url` called back when the job ends;
+//! - v2 `get_job_instance_log` with hosts in more than one (status, tag) group, and on file
+//!   steps (each host's file log text, as bk-job's `FileExecuteObjectLogContent`);
 //! - `access_token` accepted in the header, body and query; `bk_token` / `bk_ticket` refused.
 
 #[macro_use]
@@ -47,11 +52,39 @@ fn is_v2_time(v: &Value) -> bool {
         })
 }
 
+/// The path forms a v2 call arrives on.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    /// ESB: `/api/c/compapi/v2/job/<name>/`, credentials in the body (bk-nodeman's `client_v2`).
+    Esb,
+    /// bk-job's own gateway: `/api/job/v2/<module>/<name>`, credentials in the header.
+    JobGateway,
+    /// The backend path the gateway rewrites to: `/esb/api/v2/<name>`.
+    Backend,
+}
+
+const VIAS: [Via; 3] = [Via::Esb, Via::JobGateway, Via::Backend];
+
+/// POST a v2 call through `via`.
+async fn v2_via(h: &Harness, via: Via, module: &str, name: &str, body: Value) -> (u16, Value) {
+    let r = match via {
+        Via::Esb => return v2_post(h, name, body).await,
+        Via::JobGateway => h.http.post(format!("{}/api/job/v2/{module}/{name}", h.url)),
+        Via::Backend => h.http.post(format!("{}/esb/api/v2/{name}", h.url)),
+    };
+    let r = r.header("X-Bkapi-Authorization", h.auth_header()).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
 /// bk-nodeman's poll: `get_job_instance_log` until the first step's status is 3 (success).
 async fn poll_log_until_success(h: &Harness, job_id: i64) -> Value {
+    poll_log_via(h, Via::Esb, job_id).await
+}
+
+async fn poll_log_via(h: &Harness, via: Via, job_id: i64) -> Value {
     for _ in 0..600 {
-        let (status, v) = v2_post(h, "get_job_instance_log", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
-        assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{v}");
+        let (status, v) = v2_via(h, via, "job-execute", "get_job_instance_log", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
+        assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{via:?}: {v}");
         if v["data"][0]["status"] == 3 {
             return v["data"].clone();
         }
@@ -61,10 +94,9 @@ async fn poll_log_until_success(h: &Harness, job_id: i64) -> Value {
     panic!("job {job_id} did not succeed");
 }
 
-async fn nodeman_collect_log(mut h: Harness) {
-    h.add_agent("10.0.2.1", None, None, &[]).await;
-    h.wait_connected(1).await;
-    let host_id = h.host_id_of("10.0.2.1").await;
+/// bk-nodeman's `collect_log` through `via`: v2 `fast_execute_script` with v2 fields mixed
+/// with a v3 `target_server`, the log polled, then the same job through v2 status.
+async fn nodeman_loop(h: &Harness, via: Via, host_id: i64) {
     // The p-agent log collector of bk-nodeman: a Python script with its own shebang, its
     // arguments (a password among them) sensitive, the account named by its OS user.
     let script = "#!/opt/py36/bin/python\n# -*- encoding:utf-8 -*-\nimport sys\nprint('collected <setup_agent.sh.debug> & ' + ' '.join(sys.argv[1:]))\n";
@@ -79,11 +111,11 @@ async fn nodeman_collect_log(mut h: Harness) {
         "script_type": 4,
         "target_server": {"ip_list": [{"bk_cloud_id": 0, "ip": "10.0.2.1", "host_id": host_id}]},
     });
-    let (status, v) = v2_post(&h, "fast_execute_script", body).await;
-    assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{v}");
+    let (status, v) = v2_via(h, via, "job-execute", "fast_execute_script", body).await;
+    assert_eq!((status, v["code"].as_i64()), (200, Some(0)), "{via:?}: {v}");
     let job_id = v["data"]["job_instance_id"].as_i64().unwrap();
     assert!(v["data"]["step_instance_id"].as_i64().is_some(), "{v}");
-    let data = poll_log_until_success(&h, job_id).await;
+    let data = poll_log_via(h, via, job_id).await;
     let output = data[0]["step_results"][0]["ip_logs"][0]["log_content"].as_str().unwrap();
     // The arguments were sensitive: they reach the script but never its log.
     assert!(output.starts_with("collected &lt;setup_agent.sh.debug&gt; &amp; ") && output.ends_with('\n'), "{output}");
@@ -99,8 +131,8 @@ async fn nodeman_collect_log(mut h: Harness) {
     assert!(ip_log["total_time"].as_f64().is_some_and(|t| t >= 0.0), "{ip_log}");
 
     // The same job through v2 status.
-    let (_, v) = v2_post(&h, "get_job_instance_status", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
-    assert_eq!(v["code"], 0, "{v}");
+    let (_, v) = v2_via(h, via, "job-execute", "get_job_instance_status", json!({"bk_biz_id": 1, "job_instance_id": job_id})).await;
+    assert_eq!(v["code"], 0, "{via:?}: {v}");
     let st = &v["data"];
     assert_eq!(st["is_finished"], true, "{st}");
     let job = &st["job_instance"];
@@ -113,16 +145,30 @@ async fn nodeman_collect_log(mut h: Harness) {
     assert_eq!((step["status"].as_i64(), step["step_id"].as_i64(), step["type"].as_i64()), (Some(3), Some(-1), Some(1)));
 
     let step_id = step["step_instance_id"].as_i64().unwrap();
-    let (_, v) =
-        v2_post(&h, "get_step_instance_status", json!({"bk_biz_id": 1, "job_instance_id": job_id, "step_instance_id": step_id})).await;
-    assert_eq!(v["code"], 0, "{v}");
+    let (_, v) = v2_via(
+        h,
+        via,
+        "job-execute",
+        "get_step_instance_status",
+        json!({"bk_biz_id": 1, "job_instance_id": job_id, "step_instance_id": step_id}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{via:?}: {v}");
     assert_eq!(v["data"]["is_finished"], true);
     assert_eq!(v["data"]["step_instance_detail"]["target_ips"], "0:10.0.2.1");
     let groups = v["data"]["step_instance_analyse_result"].as_array().unwrap();
     assert_eq!(groups.len(), 1, "{v}");
     assert_eq!((groups[0]["result_type"].as_i64(), groups[0]["count"].as_i64()), (Some(9), Some(1)));
     assert_eq!(groups[0]["ip_list"][0]["bk_host_id"].as_i64(), Some(host_id));
+}
 
+async fn nodeman_collect_log(mut h: Harness) {
+    h.add_agent("10.0.2.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let host_id = h.host_id_of("10.0.2.1").await;
+    for via in VIAS {
+        nodeman_loop(&h, via, host_id).await;
+    }
     // What bk-job refuses, in its order and with its field names.
     let base = json!({"bk_biz_id": 1, "script_content": b64("echo hi"), "script_type": 1, "account": current_user(),
                       "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.2.1"}]});
@@ -476,10 +522,19 @@ async fn library_and_plans(mut h: Harness) {
     assert_ne!(st["job_instance"]["status"], 3, "{st}");
 }
 
-on_both_stores!(nodeman_collect_log, sops_node_log, access_token_and_login_tickets, library_and_plans, v2_cron, v2_files);
+on_both_stores!(
+    nodeman_collect_log,
+    sops_node_log,
+    access_token_and_login_tickets,
+    library_and_plans,
+    v2_cron,
+    v2_files,
+    v2_callback_url_is_called_back,
+    v2_log_groups_hosts_by_status_and_tag
+);
 
 /// Every row of the compatibility matrix in `docs/jobv3.md` against the router: an API
-/// marked served (or partly) answers something other than 404, one marked not served
+/// marked served (or partly, saying how it differs) answers something other than 404, one marked not served
 /// answers 404 in JOB's envelope; and the matrix lists every API bk-job's gateway has.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn matrix() {
@@ -514,7 +569,11 @@ async fn matrix() {
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap();
         match state {
-            "served" | "partly" => assert_ne!(status, 404, "{path} is marked {state}: {v}"),
+            "served" => assert_ne!(status, 404, "{path} is marked {state}: {v}"),
+            "partly" => {
+                assert_ne!(status, 404, "{path} is marked {state}: {v}");
+                assert!(!notes.is_empty(), "{path} is marked partly: the row must say how it differs");
+            }
             "not served" => assert_eq!((status, v["result"].as_bool()), (404, Some(false)), "{path} is marked {state}: {v}"),
             other => panic!("{path}: unknown state {other:?}"),
         }
@@ -590,24 +649,24 @@ async fn v2_cron(h: Harness) {
         (Some(id), Some("nightly"), Some(plan), Some(2), Some(1)),
         "a new cron is paused: {v}"
     );
-    assert_eq!(row["cron_expression"], "0/5 * * * ?", "{row}");
+    assert_eq!(row["cron_expression"], "0/5 * * * *", "in bk-job's form: {row}");
     assert!(is_v2_time(&row["create_time"]) && is_v2_time(&row["last_modify_time"]), "{row}");
     let (_, v) = v2_post(&h, "update_cron_status", json!({"bk_biz_id": 1, "cron_id": id, "cron_status": 1})).await;
     assert_eq!((v["code"].as_i64(), v["data"]["cron_id"].as_i64()), (Some(0), Some(id)), "{v}");
     let (_, v) = v2_post(&h, "update_cron_status", json!({"bk_biz_id": 1, "cron_id": id, "cron_status": 7})).await;
     assert_eq!(v["code"], 1241002, "{v}");
-    // An update of one field keeps the others.
+    let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_status": 2})).await;
+    assert_eq!(v["data"].as_array().map(Vec::len), Some(0), "{v}");
+    // An update of one field keeps the others, and pauses the cron (bk-job's v2 saveCron).
     let (_, v) = v2_post(&h, "save_cron", json!({"bk_biz_id": 1, "cron_id": id, "cron_name": "hourly"})).await;
     assert_eq!((v["code"].as_i64(), v["data"]["cron_id"].as_i64()), (Some(0), Some(id)), "{v}");
     let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_id": id})).await;
     let row = &v["data"][0];
     assert_eq!(
         (row["cron_name"].as_str(), row["cron_status"].as_i64(), row["cron_expression"].as_str()),
-        (Some("hourly"), Some(1), Some("0/5 * * * ?")),
+        (Some("hourly"), Some(2), Some("0/5 * * * *")),
         "{v}"
     );
-    let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "cron_status": 2})).await;
-    assert_eq!(v["data"].as_array().map(Vec::len), Some(0), "{v}");
     let (_, v) = v2_post(&h, "get_cron_list", json!({"bk_biz_id": 1, "create_time_start": "yesterday"})).await;
     assert_eq!(v["code"], 1241010, "{v}");
 }
@@ -629,9 +688,38 @@ async fn v2_files(mut h: Harness) {
     .await;
     assert_eq!(v["code"], 0, "{v}");
     assert!(v["data"]["job_instance_name"].is_string() && v["data"].get("step_instance_id").is_none(), "{v}");
-    let st = h.wait_finished(v["data"]["job_instance_id"].as_i64().unwrap(), Duration::from_secs(30)).await;
+    let config_job = v["data"]["job_instance_id"].as_i64().unwrap();
+    let st = h.wait_finished(config_job, Duration::from_secs(30)).await;
     assert_eq!(st["job_instance"]["status"], 3, "{st}");
     assert_eq!(std::fs::read_to_string(out.path().join("conf/app.conf")).unwrap(), "port=80\n");
+    // The v2 log of a file step: per target host, its file log as text (one line per file,
+    // as v3's `file_logs[].log_content`), HTML-escaped, as bk-job's FileExecuteObjectLogContent.
+    let (_, v) = v2_get(&h, "get_job_instance_log", &format!("bk_biz_id=1&job_instance_id={config_job}")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let step = &v["data"][0];
+    assert_eq!((step["status"].as_i64(), step["is_finished"].as_bool()), (Some(3), Some(true)), "{v}");
+    let groups = step["step_results"].as_array().unwrap();
+    assert_eq!((groups.len(), groups[0]["ip_status"].as_i64()), (1, Some(9)), "{v}");
+    let logs = groups[0]["ip_logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 2, "{v}");
+    for l in logs {
+        let text = l["log_content"].as_str().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "one file: {l}");
+        assert!(lines[0].starts_with('[') && text.ends_with('\n'), "{l}");
+        assert!(lines[0].contains(&format!("FileName: {dir}/conf/app.conf")) && lines[0].contains("State: success"), "{l}");
+        let (_, v3) = h
+            .get(
+                "get_job_instance_ip_log",
+                &format!(
+                    "bk_scope_type=biz&bk_scope_id=1&job_instance_id={config_job}&step_instance_id={}&bk_cloud_id=0&ip={}",
+                    step["step_instance_id"],
+                    l["ip"].as_str().unwrap()
+                ),
+            )
+            .await;
+        assert_eq!(v3["data"]["file_logs"][0]["log_content"].as_str(), Some(lines[0]), "the same text as v3's file log: {v3}");
+    }
 
     let src = out.path().join("src.bin");
     std::fs::write(&src, b"payload from a host").unwrap();
@@ -658,4 +746,64 @@ async fn v2_files(mut h: Harness) {
     assert_eq!(v["result"], false, "{v}");
     let (_, v) = v2_post(&h, "fast_push_file", json!({"bk_biz_id": 1, "account": USER, "file_target_path": "/tmp", "ip_list": ips})).await;
     assert_eq!(v["code"], 1241004, "{v}");
+}
+
+/// v2 `fast_execute_script` with `bk_callback_url`: the URL is posted to when the job ends.
+async fn v2_callback_url_is_called_back(mut h: Harness) {
+    h.add_agent("10.0.12.1", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let (url, got) = callback_sink().await;
+    let (_, v) = v2_post(
+        &h,
+        "fast_execute_script",
+        json!({"bk_biz_id": 1, "script_content": b64("echo called back"), "script_type": 1, "account": USER,
+               "ip_list": [{"bk_cloud_id": 0, "ip": "10.0.12.1"}], "bk_callback_url": url}),
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let job_id = v["data"]["job_instance_id"].as_i64().unwrap();
+    let step_id = v["data"]["step_instance_id"].as_i64().unwrap();
+    wait_for("the callback", Duration::from_secs(30), || {
+        let got = got.clone();
+        async move { got.lock().unwrap().iter().any(|c| c["job_instance_id"] == job_id) }
+    })
+    .await;
+    let cb = got.lock().unwrap().iter().find(|c| c["job_instance_id"] == job_id).cloned().unwrap();
+    assert_eq!(cb["status"], 3, "{cb}");
+    assert_eq!(cb["step_instances"], json!([{"step_instance_id": step_id, "status": 3}]), "{cb}");
+}
+
+/// Two hosts succeed and one fails: v2 `get_job_instance_log` answers two (status, tag)
+/// groups, each host in the group of its own result.
+async fn v2_log_groups_hosts_by_status_and_tag(mut h: Harness) {
+    for ip in ["10.0.13.1", "10.0.13.2", "10.0.13.3"] {
+        h.add_agent(ip, None, None, &[]).await;
+    }
+    h.wait_connected(3).await;
+    let hosts = h.host_ids().await;
+    // The script's path names the agent's state dir: it fails on 10.0.13.2 only.
+    let job = h.execute("case \"$0\" in *agent-10.0.13.2/*) echo failing; exit 1;; esac; echo fine", &hosts, json!({})).await;
+    let job_id = job["job_instance_id"].as_i64().unwrap();
+    let st = h.wait_finished(job_id, Duration::from_secs(60)).await;
+    assert_eq!(st["job_instance"]["status"], 4, "{st}");
+    let (_, v) = v2_get(&h, "get_job_instance_log", &format!("bk_biz_id=1&job_instance_id={job_id}")).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let step = &v["data"][0];
+    assert_eq!((step["status"].as_i64(), step["is_finished"].as_bool()), (Some(4), Some(true)), "{v}");
+    let groups = step["step_results"].as_array().unwrap();
+    assert_eq!(groups.len(), 2, "{v}");
+    let group = |status: i64| groups.iter().find(|g| g["ip_status"] == status).cloned().unwrap_or_else(|| panic!("no {status}: {v}"));
+    let ok = group(9);
+    let mut ips: Vec<&str> = ok["ip_logs"].as_array().unwrap().iter().map(|l| l["ip"].as_str().unwrap()).collect();
+    ips.sort_unstable();
+    assert_eq!(ips, ["10.0.13.1", "10.0.13.3"], "{ok}");
+    assert!(ok["ip_logs"].as_array().unwrap().iter().all(|l| l["log_content"] == "fine\n" && l["exit_code"] == 0), "{ok}");
+    let failed = group(104);
+    assert_eq!(failed["tag"], "", "{failed}");
+    let logs = failed["ip_logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{failed}");
+    assert_eq!(
+        (logs[0]["ip"].as_str(), logs[0]["exit_code"].as_i64(), logs[0]["log_content"].as_str()),
+        (Some("10.0.13.2"), Some(1), Some("failing\n"))
+    );
 }

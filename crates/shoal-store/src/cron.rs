@@ -4,9 +4,15 @@
 //! expression or one execute time, in a time zone), whether it is enabled and the next due
 //! time (`next_fire`, ms). Every fire is claimed in one transaction that moves `next_fire`
 //! on only if it still holds the due time being fired, and inserts the fire's
-//! `(cron_id, due_time)` row, unique: two replicas (or a restarted server) never fire one due
+//! `(cron_id, due_time)` row, unique: two replicas (or a restarted server) never claim one due
 //! time twice. The job a fire starts is linked to its fire row in the job's own creation
 //! transaction ([`firing`]), so a job never exists without its fire saying so.
+//!
+//! A claim is a lease ([`FireLease`]: the fire and its `attempt`). The job's creation
+//! commits only while its fire is still `claimed` under the same attempt, so a claim left by
+//! a server that died before creating the job can be taken over
+//! ([`CronStore::take_over_cron_fire`] bumps the attempt) and run by another, and the first
+//! claimer, were it only slow, can no longer create a second job: one job per due time.
 
 use async_trait::async_trait;
 
@@ -77,6 +83,8 @@ pub struct CronFireRow {
     pub missed: bool,
     pub claimed_by: String,
     pub claimed_at: i64,
+    /// How many times the claim was taken over from a claimer that did not create its job.
+    pub attempt: i64,
     /// `claimed` | `started` | `failed` | `skipped`.
     pub outcome: String,
     pub job_instance_id: Option<i64>,
@@ -98,15 +106,24 @@ pub struct FireClaim<'a> {
     pub now: i64,
 }
 
-tokio::task_local! {
-    /// The fire whose job is being created in this task.
-    pub static FIRING: i64;
+/// A claim on a fire: the fire's id and the attempt it was claimed under. Only the holder
+/// of the current attempt can create the fire's job or record its failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FireLease {
+    pub fire_id: i64,
+    pub attempt: i64,
 }
 
-/// The fire (id) of the job being created in this task, if any: `create_job` marks it
-/// started with the job's id in the job's transaction.
-pub fn firing() -> Option<i64> {
-    FIRING.try_with(|id| *id).ok()
+tokio::task_local! {
+    /// The fire whose job is being created in this task.
+    pub static FIRING: FireLease;
+}
+
+/// The fire of the job being created in this task, if any: `create_job` marks it started
+/// with the job's id in the job's transaction, and creates nothing when the lease is no
+/// longer the fire's ([`crate::StoreError::Conflict`]).
+pub fn firing() -> Option<FireLease> {
+    FIRING.try_with(|l| *l).ok()
 }
 
 #[async_trait]
@@ -126,11 +143,18 @@ pub trait CronStore {
     async fn delete_cron(&self, id: i64, event: &AuditEvent) -> Result<bool>;
     /// Enabled crons whose next due time is at or before `now`.
     async fn due_crons(&self, now: i64) -> Result<Vec<CronRow>>;
-    /// Claim one due time: the fire's id, or `None` when it was taken (by another replica,
-    /// or the cron changed since it was read).
-    async fn claim_cron_fire(&self, c: &FireClaim<'_>) -> Result<Option<i64>>;
-    /// Record that a claimed fire could not start its job.
-    async fn fail_cron_fire(&self, fire_id: i64, error: &str) -> Result<()>;
+    /// Claim one due time: the lease on its fire (attempt 0), or `None` when it was taken (by
+    /// another replica, or the cron changed since it was read).
+    async fn claim_cron_fire(&self, c: &FireClaim<'_>) -> Result<Option<FireLease>>;
+    /// Fires still `claimed` (no job, no failure recorded) whose claim was made before
+    /// `claimed_before` (ms), oldest first.
+    async fn stale_cron_fires(&self, claimed_before: i64, limit: i64) -> Result<Vec<CronFireRow>>;
+    /// Take over the claim of `fire` as read (still `claimed`, at its attempt): the new lease,
+    /// or `None` when it changed since (another took it over, or its job was created).
+    async fn take_over_cron_fire(&self, fire: &CronFireRow, claimer: &str, now: i64) -> Result<Option<FireLease>>;
+    /// Record that a claimed fire could not start its job (nothing when the lease is no
+    /// longer the fire's).
+    async fn fail_cron_fire(&self, lease: FireLease, error: &str) -> Result<()>;
     /// The latest fires of a cron, newest first.
     async fn cron_fires(&self, cron_id: i64, limit: i64) -> Result<Vec<CronFireRow>>;
 }
@@ -142,14 +166,14 @@ macro_rules! impl_cron_store {
             use async_trait::async_trait;
             use sqlx::{QueryBuilder, Row};
 
-            use crate::cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
+            use crate::cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim, FireLease};
             use crate::{AuditEvent, DbContext, Result};
 
             type DbRow = <$db as sqlx::Database>::Row;
 
             const CRON_COLS: &str = "id, scope_type, scope_id, name, job_plan_id, expression, execute_time, time_zone, variables, enabled, \
                                      missed_policy, next_fire, creator, run_as_kind, run_as_app, run_as, create_time, last_modify_user, last_modify_time";
-            const FIRE_COLS: &str = "id, cron_id, due_time, missed, claimed_by, claimed_at, outcome, job_instance_id, error";
+            const FIRE_COLS: &str = "id, cron_id, due_time, missed, claimed_by, claimed_at, attempt, outcome, job_instance_id, error";
 
             fn cron_of(r: &DbRow) -> Result<CronRow> {
                 let enabled: i64 = r.try_get("enabled").op("decode cron")?;
@@ -187,6 +211,7 @@ macro_rules! impl_cron_store {
                     missed: missed != 0,
                     claimed_by: r.try_get("claimed_by").op("decode cron fire")?,
                     claimed_at: r.try_get("claimed_at").op("decode cron fire")?,
+                    attempt: r.try_get("attempt").op("decode cron fire")?,
                     outcome: r.try_get("outcome").op("decode cron fire")?,
                     job_instance_id: r.try_get("job_instance_id").op("decode cron fire")?,
                     error: r.try_get("error").op("decode cron fire")?,
@@ -354,7 +379,7 @@ macro_rules! impl_cron_store {
                     rows.iter().map(cron_of).collect()
                 }
 
-                async fn claim_cron_fire(&self, c: &FireClaim<'_>) -> Result<Option<i64>> {
+                async fn claim_cron_fire(&self, c: &FireClaim<'_>) -> Result<Option<FireLease>> {
                     let mut tx = self.pool.begin().await.op("begin claim cron fire")?;
                     // The compare-and-set: a replica that read the same due time finds it
                     // moved on (PostgreSQL re-checks the row after the winner commits).
@@ -386,13 +411,43 @@ macro_rules! impl_cron_store {
                     .op("insert cron fire")?;
                     // Moving on is kept either way: that due time is dealt with.
                     tx.commit().await.op("commit claim cron fire")?;
-                    Ok(id)
+                    Ok(id.map(|fire_id| FireLease { fire_id, attempt: 0 }))
                 }
 
-                async fn fail_cron_fire(&self, fire_id: i64, error: &str) -> Result<()> {
-                    sqlx::query("UPDATE cron_fires SET outcome = 'failed', error = $1 WHERE id = $2 AND outcome = 'claimed'")
+                async fn stale_cron_fires(&self, claimed_before: i64, limit: i64) -> Result<Vec<CronFireRow>> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {FIRE_COLS} FROM cron_fires WHERE outcome = 'claimed' AND claimed_at < $1 ORDER BY claimed_at, id LIMIT $2"
+                    ))
+                    .bind(claimed_before)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+                    .op("stale cron fires")?;
+                    rows.iter().map(fire_of).collect()
+                }
+
+                async fn take_over_cron_fire(&self, fire: &CronFireRow, claimer: &str, now: i64) -> Result<Option<FireLease>> {
+                    // The compare-and-set on the attempt: of two that read the same claim, one
+                    // moves it on; the job's creation checks the attempt it holds.
+                    let r = sqlx::query(
+                        "UPDATE cron_fires SET attempt = attempt + 1, claimed_by = $1, claimed_at = $2 \
+                         WHERE id = $3 AND outcome = 'claimed' AND attempt = $4",
+                    )
+                    .bind(claimer)
+                    .bind(now)
+                    .bind(fire.id)
+                    .bind(fire.attempt)
+                    .execute(&self.pool)
+                    .await
+                    .op("take over cron fire")?;
+                    Ok((r.rows_affected() == 1).then(|| FireLease { fire_id: fire.id, attempt: fire.attempt + 1 }))
+                }
+
+                async fn fail_cron_fire(&self, lease: FireLease, error: &str) -> Result<()> {
+                    sqlx::query("UPDATE cron_fires SET outcome = 'failed', error = $1 WHERE id = $2 AND outcome = 'claimed' AND attempt = $3")
                         .bind(error)
-                        .bind(fire_id)
+                        .bind(lease.fire_id)
+                        .bind(lease.attempt)
                         .execute(&self.pool)
                         .await
                         .op("fail cron fire")?;

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use shoal_proto::agent::{HostFacts, TaskKey};
 
 pub use admission::{AdmissionStore, JobQuota, QuotaKind};
-pub use cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim};
+pub use cron::{CronActor, CronFireRow, CronQuery, CronRow, CronStore, FireClaim, FireLease};
 pub use files::{CredentialRow, FileSourceRow, FileStore, UploadRow};
 pub use hosts::HostStore;
 pub use idempotency::{CallerStore, CheckRow, CheckUpdate, IdemRow, IdemState, Reservation};

@@ -590,14 +590,21 @@ macro_rules! impl_sql_store {
                 let mut audit = job.audit.clone();
                 audit.resource_id = job_id.to_string();
                 insert_audit(&mut *tx, &self.audit_key, &audit).await?;
-                // A cron's fire learns its job in the same transaction.
-                if let Some(fire) = crate::cron::firing() {
-                    sqlx::query("UPDATE cron_fires SET outcome = 'started', job_instance_id = $1 WHERE id = $2 AND outcome = 'claimed'")
-                        .bind(job_id)
-                        .bind(fire)
-                        .execute(&mut *tx)
-                        .await
-                        .op("record the cron fire's job")?;
+                // A cron's fire learns its job in the same transaction, and only while this
+                // task's lease is the fire's: a claim taken over meanwhile creates nothing.
+                if let Some(lease) = crate::cron::firing() {
+                    let r = sqlx::query(
+                        "UPDATE cron_fires SET outcome = 'started', job_instance_id = $1 WHERE id = $2 AND outcome = 'claimed' AND attempt = $3",
+                    )
+                    .bind(job_id)
+                    .bind(lease.fire_id)
+                    .bind(lease.attempt)
+                    .execute(&mut *tx)
+                    .await
+                    .op("record the cron fire's job")?;
+                    if r.rows_affected() == 0 {
+                        return Err(StoreError::Conflict("cron fire claimed by another"));
+                    }
                 }
                 // The request's idempotency key learns its job in the same transaction.
                 if let Some(k) = crate::idempotency::creating_for() {

@@ -1,6 +1,7 @@
 //! Crons and their fires on SQLite and PostgreSQL: a due time is claimed once however many
-//! claim it at once, a one-shot ends with its fire, and a job created for a fire is linked
-//! to it in its own transaction.
+//! claim it at once, a one-shot ends with its fire, a job created for a fire is linked to it
+//! in its own transaction, and a claim left without its job is taken over once and creates
+//! one job.
 
 use std::sync::Arc;
 
@@ -35,7 +36,12 @@ macro_rules! suite {
     )*};
 }
 
-suite!(a_due_time_is_claimed_once, a_fire_learns_its_job, crons_are_listed_by_their_filters);
+suite!(
+    a_due_time_is_claimed_once,
+    a_fire_learns_its_job,
+    a_claim_left_without_its_job_is_taken_over_once,
+    crons_are_listed_by_their_filters
+);
 
 fn audit() -> AuditEvent {
     AuditEvent {
@@ -109,7 +115,7 @@ async fn a_due_time_is_claimed_once(s: Arc<dyn Store>) {
     let seen: Vec<(i64, &str, bool)> = fires.iter().map(|f| (f.due_time, f.outcome.as_str(), f.missed)).collect();
     assert_eq!(seen, [(180_000, "failed", false), (120_000, "skipped", true), (60_000, "claimed", false)]);
     assert_eq!(fires[0].error.as_deref(), Some("9900403: denied"));
-    assert_eq!(fires[1].id, f);
+    assert_eq!(fires[1].id, f.fire_id);
 
     // A one-shot's fire ends it.
     let once =
@@ -120,10 +126,8 @@ async fn a_due_time_is_claimed_once(s: Arc<dyn Store>) {
     assert!(s.due_crons(i64::MAX).await.unwrap().iter().all(|c| c.id != once));
 }
 
-async fn a_fire_learns_its_job(s: Arc<dyn Store>) {
-    let id = s.create_cron(&cron("c", Some(60_000)), &audit()).await.unwrap();
-    let fire = s.claim_cron_fire(&claim(id, 60_000, Some(120_000), "r0")).await.unwrap().unwrap();
-    let job = NewJob {
+fn cron_job() -> NewJob {
+    NewJob {
         scope_type: "biz".into(),
         scope_id: "1".into(),
         name: "from cron".into(),
@@ -137,7 +141,13 @@ async fn a_fire_learns_its_job(s: Arc<dyn Store>) {
         plan: None,
         audit: audit(),
         quota: Default::default(),
-    };
+    }
+}
+
+async fn a_fire_learns_its_job(s: Arc<dyn Store>) {
+    let id = s.create_cron(&cron("c", Some(60_000)), &audit()).await.unwrap();
+    let fire = s.claim_cron_fire(&claim(id, 60_000, Some(120_000), "r0")).await.unwrap().unwrap();
+    let job = cron_job();
     let (job_id, _) = cron::FIRING.scope(fire, s.create_job(&job)).await.unwrap();
     // A job created outside a fire is no cron's.
     let (other, _) = s.create_job(&job).await.unwrap();
@@ -147,6 +157,49 @@ async fn a_fire_learns_its_job(s: Arc<dyn Store>) {
     let (total, jobs) = s.list_jobs(&q).await.unwrap();
     assert_eq!((total, jobs[0].job.id, jobs[0].job.launch_mode), (1, job_id, 3));
     assert_ne!(job_id, other);
+}
+
+async fn a_claim_left_without_its_job_is_taken_over_once(s: Arc<dyn Store>) {
+    let id = s.create_cron(&cron("c", Some(60_000)), &audit()).await.unwrap();
+    // Claimed at 60_010 by a server that then stopped.
+    let first = s.claim_cron_fire(&claim(id, 60_000, Some(120_000), "gone")).await.unwrap().unwrap();
+    assert_eq!(first.attempt, 0);
+    assert!(s.stale_cron_fires(60_010, 10).await.unwrap().is_empty(), "only claims made before the bound");
+    let stale = s.stale_cron_fires(70_000, 10).await.unwrap();
+    assert_eq!(stale.iter().map(|f| (f.id, f.attempt)).collect::<Vec<_>>(), [(first.fire_id, 0)]);
+
+    // Eight replicas take it over at once: one does.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (s, f) = (s.clone(), stale[0].clone());
+        tasks.push(tokio::spawn(async move { s.take_over_cron_fire(&f, &format!("r{i}"), 70_000).await.unwrap() }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    assert_eq!(won, [FireLease { fire_id: first.fire_id, attempt: 1 }]);
+    let taken = won[0];
+
+    // The first claimer, only slow after all, can neither create the job nor fail the fire.
+    let job = cron_job();
+    let q = JobQuery { scope_type: "biz".into(), scope_id: "1".into(), length: 10, ..Default::default() };
+    let err = cron::FIRING.scope(first, s.create_job(&job)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.list_jobs(&q).await.unwrap().0, 0, "nothing was created");
+    s.fail_cron_fire(first, "late").await.unwrap();
+    assert_eq!(s.cron_fires(id, 1).await.unwrap()[0].outcome, "claimed");
+
+    // Both run at once under their leases: the current one creates the job, once.
+    let (a, b) = tokio::join!(cron::FIRING.scope(taken, s.create_job(&job)), cron::FIRING.scope(taken, s.create_job(&job)));
+    let created: Vec<i64> = [a, b].into_iter().filter_map(|r| r.ok().map(|(j, _)| j)).collect();
+    assert_eq!(created.len(), 1, "{created:?}");
+    let f = &s.cron_fires(id, 1).await.unwrap()[0];
+    assert_eq!((f.outcome.as_str(), f.job_instance_id, f.attempt), ("started", Some(created[0]), 1));
+    assert!(f.claimed_by.starts_with('r'), "{f:?}");
+    assert_eq!(s.list_jobs(&q).await.unwrap().0, 1);
+    assert!(s.stale_cron_fires(i64::MAX, 10).await.unwrap().is_empty(), "a fire with its job is not left");
+    assert!(s.take_over_cron_fire(&stale[0], "late", 80_000).await.unwrap().is_none());
 }
 
 async fn crons_are_listed_by_their_filters(s: Arc<dyn Store>) {

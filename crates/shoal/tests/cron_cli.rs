@@ -1,6 +1,6 @@
 //! `shoal cron …` against a server process and an agent process: a one-shot cron created
 //! from the command line runs its plan on the agent, and shows its fire; crons are listed,
-//! paused and deleted.
+//! updated (name, schedule, values), paused and deleted.
 
 mod common;
 
@@ -75,6 +75,26 @@ fn crons_from_the_command_line() {
     let nightly = list.lines().find(|l| l.contains("nightly")).unwrap().split_whitespace().next().unwrap().to_string();
     let o = run(port, &["cron", "enable", &nightly]);
     assert!(o.status.success() && text(&o).contains("running; next fire ") && text(&o).contains(":30:00 UTC"), "{}", text(&o));
+
+    // Update: a new name, schedule and value; saving pauses a running cron, as JOB does.
+    let o = run(port, &["cron", "update", &nightly, "--name", "nightly-3am", "--expression", "0 3 * * 1-5", "--var", "WHO=ops"]);
+    assert!(
+        o.status.success() && text(&o).contains(&format!("cron #{nightly} nightly-3am updated (paused: shoal cron enable)")),
+        "{}",
+        text(&o)
+    );
+    let show = text(&run(port, &["cron", "show", &nightly]));
+    assert!(show.contains("nightly-3am (paused)") && show.contains("schedule: 0 3 * * 1-5 (UTC)"), "{show}");
+    assert!(show.contains("var WHO = \"ops\""), "{show}");
+    // A one-shot time instead, started again at once; the values set before are kept.
+    let o = run(port, &["cron", "update", &nightly, "--at", "+3600", "--enable"]);
+    assert!(o.status.success() && text(&o).contains("updated (running)"), "{}", text(&o));
+    let show = text(&run(port, &["cron", "show", &nightly]));
+    assert!(show.contains("(running)") && show.contains("schedule: once at ") && show.contains("var WHO = \"ops\""), "{show}");
+    let o = run(port, &["cron", "update", &nightly, "--var", "NOPE=1"]);
+    assert!(!o.status.success() && text(&o).contains("1241005"), "an unknown variable is the server's error: {}", text(&o));
+    let o = run(port, &["cron", "update", &nightly]);
+    assert!(!o.status.success() && text(&o).contains("nothing to change"), "{}", text(&o));
     let o = run(port, &["cron", "disable", &nightly]);
     assert!(o.status.success() && text(&o).contains("paused"), "{}", text(&o));
     let o = run(port, &["cron", "delete", &nightly]);

@@ -4,7 +4,8 @@
 //! `/esb/api/v3/<name>` (JOB's own gateway and backend), with or without a trailing slash.
 //! Queries answer GET and POST; parameters come from the query string, a JSON body or a
 //! form body. Shoal's own extensions live under `/api/shoal/v1/`. The JOB v2 ESB API
-//! (`/api/c/compapi/v2/job/<name>/`, `/esb/api/v2/<name>`) lands on [`v2`].
+//! (`/api/c/compapi/v2/job/<name>/`, bk-job's gateway `/api/job/v2/<module>/<name>`, the
+//! backend `/esb/api/v2/<name>`) lands on [`v2`].
 
 pub mod authz;
 pub mod envelope;
@@ -173,6 +174,11 @@ pub fn route(path: &str) -> Option<Route> {
         let (_svc, name) = rest.split_once('/')?;
         return v3(name, false);
     }
+    if let Some(rest) = p.strip_prefix("/api/job/v2/") {
+        // bk-job's gateway: `/api/job/v2/<module>/<name>` → `/esb/api/v2/<name>`.
+        let (_module, name) = rest.split_once('/')?;
+        return name_ok(name).then(|| Route::JobV2 { name: name.to_string() });
+    }
     if let Some(rest) = p.strip_prefix("/api/shoal/v1/") {
         return Some(Route::Shoal { path: rest.to_string() });
     }
@@ -317,6 +323,9 @@ mod tests {
         let v2 = |name: &str| Some(Route::JobV2 { name: name.into() });
         assert_eq!(route("/api/c/compapi/v2/job/get_job_instance_log/"), v2("get_job_instance_log"));
         assert_eq!(route("/esb/api/v2/fast_execute_script"), v2("fast_execute_script"));
+        assert_eq!(route("/api/job/v2/job-execute/get_job_instance_log"), v2("get_job_instance_log"));
+        assert_eq!(route("/api/job/v2/job-crontab/save_cron/"), v2("save_cron"));
+        assert_eq!(route("/api/job/v2/get_job_instance_log"), None);
         assert_eq!(route("/api/c/compapi/v2/job/../x"), None);
         assert_eq!(route("/api/v3/../etc"), None);
         assert_eq!(route("/nothing"), None);

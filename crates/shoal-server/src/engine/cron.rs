@@ -1,16 +1,22 @@
-//! The cron scheduler: fires each enabled cron once per due time, across replicas and
-//! restarts.
+//! The cron scheduler: fires each enabled cron exactly once per due time, across replicas
+//! and restarts.
 //!
 //! Every `cron_poll_ms` the scheduler reads the enabled crons whose next due time
 //! (`next_fire`) has come, and claims each due time in the store before doing anything
 //! ([`shoal_store::CronStore::claim_cron_fire`]): the claim moves `next_fire` on only if it
 //! still holds that due time, and inserts the fire's unique `(cron, due time)` row, in one
-//! transaction. A replica (or a restarted server) that read the same due time finds it taken,
-//! so a due time starts at most one job. The job is the cron's plan run through
-//! [`crate::engine::admission`] as the cron's creator, or the principal that saved or started
-//! it since (their grants as they are now), with
+//! transaction. A replica (or a restarted server) that read the same due time finds it taken.
+//! The job is the cron's plan run through [`crate::engine::admission`] as the cron's creator,
+//! or the principal that saved or started it since (their grants as they are now), with
 //! `launch_mode` 3; its creation marks the fire started in the same transaction, and a
 //! refusal is recorded on the fire.
+//!
+//! A server can stop between the claim and the job's creation. The claim is a lease
+//! ([`shoal_store::FireLease`]), and the job's creation commits only under the fire's current
+//! lease: a fire still `claimed` after `cron_reclaim_secs` is taken over (the store moves its
+//! attempt on, once however many replicas try) and its job created then, while the first
+//! claimer, had it only been slow, can no longer create one. So every claimed due time ends
+//! in exactly one job, or in a recorded failure.
 //!
 //! A due time found more than `cron_misfire_secs` late was missed while no server ran: the
 //! cron's missed-fire policy runs it once (however many due times passed, they are one late
@@ -32,7 +38,7 @@ use shoal_core::{JobError, Scope};
 use shoal_proto::code::Lang;
 use shoal_proto::status::launch_mode;
 use shoal_proto::ErrorCode;
-use shoal_store::{CronRow, FireClaim, StoreError};
+use shoal_store::{CronFireRow, CronRow, FireClaim, FireLease, StoreError};
 use tokio::sync::watch;
 
 use crate::api::v3::job_plan::{self, GlobalVarReq, PlanRun};
@@ -44,6 +50,8 @@ use crate::{ServerConfig, Shared};
 pub const MISSED_RUN_ONCE: &str = "run_once";
 /// Missed-fire policy: record a missed due time as skipped.
 pub const MISSED_SKIP: &str = "skip";
+/// Fires left claimed without their job taken over in one look.
+const RECLAIM_BATCH: i64 = 100;
 
 /// Parses a 5-field crontab expression as bk-job accepts it (its `CronCheckUtil`): what
 /// its Unix-to-Quartz fix-up cannot express is refused with the reason.
@@ -74,6 +82,49 @@ pub fn parse_expression(expr: &str) -> Result<Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| e.to_string())
+}
+
+/// An expression as bk-job answers it: what its `CronExpressionUtil.fixExpressionForUser`
+/// gives back for the Quartz form it stored (cron-utils' Unix-to-Quartz mapping and back):
+/// fields one space apart, Quartz's `?` written `*`, month and weekday names as numbers
+/// (`JAN` 1, `SUN` 0), and weekday 7 as 0.
+pub fn user_form(expr: &str) -> String {
+    const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+    const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+    let value = |v: &str, names: &[&str], first: usize| -> String {
+        let up = v.to_ascii_uppercase();
+        names.iter().position(|n| *n == up).map_or_else(|| v.to_string(), |i| (i + first).to_string())
+    };
+    let field = |f: &str, names: &[&str], first: usize, weekday: bool| -> String {
+        if f == "?" {
+            return "*".into();
+        }
+        let part = |p: &str| -> String {
+            let (base, step) = match p.split_once('/') {
+                Some((b, s)) => (b, Some(s)),
+                None => (p, None),
+            };
+            let base = match base.split_once('-') {
+                Some((a, b)) => format!("{}-{}", value(a, names, first), value(b, names, first)),
+                None if weekday && base == "7" => "0".into(),
+                None => value(base, names, first),
+            };
+            step.map_or(base.clone(), |s| format!("{base}/{s}"))
+        };
+        f.split(',').map(part).collect::<Vec<_>>().join(",")
+    };
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if fields.len() != 5 {
+        return expr.to_string();
+    }
+    [
+        field(fields[0], &[], 0, false),
+        field(fields[1], &[], 0, false),
+        field(fields[2], &[], 0, false),
+        field(fields[3], &MONTHS, 1, false),
+        field(fields[4], &DAYS, 0, true),
+    ]
+    .join(" ")
 }
 
 /// The time zone a cron is saved with: the one given (an IANA name), else the server's
@@ -138,7 +189,8 @@ fn claimer(shared: &Shared) -> String {
 }
 
 /// Deals with every cron due at `now`: claims each due time, then starts its job (or
-/// records the skip). Returns how many jobs it started.
+/// records the skip); then takes over fires left claimed without their job for longer than
+/// `cron_reclaim_secs` and starts theirs. Returns how many jobs it started.
 pub async fn tick(shared: &Arc<Shared>, now: i64) -> Result<usize, StoreError> {
     let store = &shared.store;
     let misfire_ms = shared.config.cron_misfire_secs.saturating_mul(1000) as i64;
@@ -160,7 +212,7 @@ pub async fn tick(shared: &Arc<Shared>, now: i64) -> Result<usize, StoreError> {
         };
         let skip = missed && c.missed_policy == MISSED_SKIP;
         let claim = FireClaim { cron_id: c.id, due_time: due, next, missed, skip, claimer: &me, now };
-        let Some(fire) = store.claim_cron_fire(&claim).await? else {
+        let Some(lease) = store.claim_cron_fire(&claim).await? else {
             tracing::debug!(cron_id = c.id, due_time = due, "cron fire taken by another replica");
             continue;
         };
@@ -168,20 +220,58 @@ pub async fn tick(shared: &Arc<Shared>, now: i64) -> Result<usize, StoreError> {
             tracing::info!(cron_id = c.id, due_time = due, "missed cron fire skipped (policy skip)");
             continue;
         }
-        let out = shoal_store::cron::FIRING.scope(fire, run(shared, &c, due)).await;
-        match out {
-            Ok(job_id) => {
-                started += 1;
-                tracing::info!(cron_id = c.id, due_time = due, missed, job_instance_id = job_id, "cron fired");
-            }
-            Err(e) => {
-                let why = format!("{}: {}", e.code.0, e.message(Lang::En));
-                tracing::warn!(cron_id = c.id, due_time = due, error = %why, "cron fire refused");
-                store.fail_cron_fire(fire, &why).await?;
-            }
-        }
+        started += fire(shared, &c, due, missed, lease).await? as usize;
+    }
+    started += reclaim(shared, now, &me).await?;
+    Ok(started)
+}
+
+/// Takes over the fires claimed before `now - cron_reclaim_secs` that have neither a job
+/// nor a failure (their claimer stopped in between) and starts their jobs.
+async fn reclaim(shared: &Arc<Shared>, now: i64, me: &str) -> Result<usize, StoreError> {
+    let store = &shared.store;
+    let bound = now.saturating_sub(shared.config.cron_reclaim_secs.saturating_mul(1000) as i64);
+    let mut started = 0;
+    for f in store.stale_cron_fires(bound, RECLAIM_BATCH).await? {
+        let Some(lease) = store.take_over_cron_fire(&f, me, now).await? else {
+            tracing::debug!(cron_id = f.cron_id, due_time = f.due_time, "left cron fire taken over by another replica");
+            continue;
+        };
+        tracing::warn!(cron_id = f.cron_id, due_time = f.due_time, claimed_by = %f.claimed_by, attempt = lease.attempt,
+            "cron fire claimed without its job: taken over");
+        started += fire_left(shared, &f, lease).await? as usize;
     }
     Ok(started)
+}
+
+/// Starts the job of a fire taken over, if its cron still exists.
+async fn fire_left(shared: &Arc<Shared>, f: &CronFireRow, lease: FireLease) -> Result<bool, StoreError> {
+    match shared.store.get_cron(f.cron_id).await? {
+        Some(c) => fire(shared, &c, f.due_time, f.missed, lease).await,
+        None => {
+            shared.store.fail_cron_fire(lease, "the cron was deleted before its job was created").await?;
+            Ok(false)
+        }
+    }
+}
+
+/// Creates the job of one claimed fire under its lease; a refusal is recorded on the fire.
+/// True when the job was created.
+async fn fire(shared: &Arc<Shared>, c: &CronRow, due: i64, missed: bool, lease: FireLease) -> Result<bool, StoreError> {
+    let out = shoal_store::cron::FIRING.scope(lease, run(shared, c, due)).await;
+    match out {
+        Ok(job_id) => {
+            tracing::info!(cron_id = c.id, due_time = due, missed, job_instance_id = job_id, "cron fired");
+            Ok(true)
+        }
+        Err(e) => {
+            let why = format!("{}: {}", e.code.0, e.message(Lang::En));
+            tracing::warn!(cron_id = c.id, due_time = due, error = %why, "cron fire refused");
+            // Under a lease no longer the fire's this records nothing: its new holder decides.
+            shared.store.fail_cron_fire(lease, &why).await?;
+            Ok(false)
+        }
+    }
 }
 
 /// Runs the cron's plan as the principal it runs as.
@@ -285,6 +375,23 @@ mod tests {
             "",
         ] {
             assert!(parse_expression(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn expressions_in_bk_jobs_answer_form() {
+        for (given, answered) in [
+            ("0/5 * * * ?", "0/5 * * * *"),
+            ("0/5  *  * * *", "0/5 * * * *"),
+            ("*/5 * * * *", "*/5 * * * *"),
+            ("0 0 ? * 1", "0 0 * * 1"),
+            ("15 10 * JAN,jul *", "15 10 * 1,7 *"),
+            ("0 12 * * MON-FRI", "0 12 * * 1-5"),
+            ("0 12 * * sun,7", "0 12 * * 0,0"),
+            ("0 12 * * MON-FRI/2", "0 12 * * 1-5/2"),
+            ("30 2 1-15 * *", "30 2 1-15 * *"),
+        ] {
+            assert_eq!(user_form(given), answered, "{given}");
         }
     }
 

@@ -633,3 +633,21 @@ pub async fn moto() -> Option<Moto> {
     .await;
     Some(m)
 }
+
+/// A callback receiver on 127.0.0.1: its URL and every JSON body posted to it.
+pub async fn callback_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let sink = sink.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            sink.lock().unwrap().push(v);
+            "ok"
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}/callback"), got)
+}

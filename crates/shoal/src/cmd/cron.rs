@@ -1,7 +1,8 @@
-//! `shoal cron list | show | create | enable | disable | delete`: cron jobs, a plan run on a
-//! crontab expression or once at a time, as their creator (JOB's `save_cron`,
-//! `update_cron_status`, `get_cron_list`, `get_cron_detail`, `delete_cron`). A cron is
-//! created disabled unless `--enable` is given.
+//! `shoal cron list | show | create | update | enable | disable | delete`: cron jobs, a plan
+//! run on a crontab expression or once at a time, as their creator (JOB's `save_cron`,
+//! `update_cron_status`, `get_cron_list`, `get_cron_detail`, `delete_cron`). Saving leaves a
+//! cron disabled, as JOB's `save_cron` does: `create` and `update` start it only with
+//! `--enable`.
 
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -52,6 +53,38 @@ pub enum CronCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Change a cron: name, plan, schedule, time zone or variable values (saving pauses it;
+    /// --enable starts it again).
+    Update {
+        /// The cron's id (see `shoal cron list`).
+        id: i64,
+        /// A new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Another plan to run (its values set before are dropped).
+        #[arg(long)]
+        plan: Option<i64>,
+        /// A new 5-field crontab: minute hour day month weekday (replaces a one-shot time).
+        #[arg(long, conflicts_with = "at")]
+        expression: Option<String>,
+        /// Run once at this time instead: Unix seconds, or +N for N seconds from now.
+        #[arg(long)]
+        at: Option<String>,
+        /// IANA time zone of the expression.
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// A plan variable's value, NAME=VALUE (repeatable); the values not named are kept.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// A fire missed while no server ran: run_once or skip.
+        #[arg(long)]
+        missed: Option<String>,
+        /// Start it once saved.
+        #[arg(long)]
+        enable: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Start a cron.
     Enable {
         /// The cron's id (see `shoal cron list`).
@@ -79,6 +112,36 @@ fn scoped(biz: i64, mut body: Value) -> Value {
     body["bk_scope_type"] = json!("biz");
     body["bk_scope_id"] = json!(biz.to_string());
     body
+}
+
+/// `--var NAME=VALUE` flags as `global_var_list` entries.
+fn var_list(vars: &[String]) -> anyhow::Result<Vec<Value>> {
+    vars.iter()
+        .map(|v| match v.split_once('=') {
+            Some((n, value)) => Ok(json!({"name": n, "value": value})),
+            None => anyhow::bail!("--var {v:?}: give NAME=VALUE"),
+        })
+        .collect()
+}
+
+/// The cron's values as read (`get_cron_detail`), with `given` replacing those of the same
+/// name: `save_cron` replaces the whole list. A password read back masked keeps its value.
+fn merged_vars(read: &Value, given: Vec<Value>) -> Vec<Value> {
+    let mut out: Vec<Value> = read["global_var_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| !given.iter().any(|g| g["name"] == v["name"]))
+        .map(|v| {
+            if v["server"].is_null() {
+                json!({"name": v["name"], "value": v["value"]})
+            } else {
+                json!({"name": v["name"], "server": v["server"]})
+            }
+        })
+        .collect();
+    out.extend(given);
+    out
 }
 
 /// `--at`: Unix seconds, or `+N` seconds from now.
@@ -181,11 +244,7 @@ pub async fn run(cmd: CronCommand) -> anyhow::Result<u8> {
             if let Some(m) = missed {
                 body["missed_policy"] = json!(m);
             }
-            let mut list = Vec::new();
-            for v in &vars {
-                let Some((n, value)) = v.split_once('=') else { anyhow::bail!("--var {v:?}: give NAME=VALUE") };
-                list.push(json!({"name": n, "value": value}));
-            }
+            let list = var_list(&vars)?;
             if !list.is_empty() {
                 body["global_var_list"] = json!(list);
             }
@@ -199,6 +258,52 @@ pub async fn run(cmd: CronCommand) -> anyhow::Result<u8> {
             } else {
                 println!(
                     "cron #{id} {} created ({})",
+                    c["name"].as_str().unwrap_or(""),
+                    if enable { "running" } else { "paused: shoal cron enable" }
+                );
+            }
+            Ok(0)
+        }
+        CronCommand::Update { id, name, plan, expression, at, time_zone, vars, missed, enable, client } => {
+            let changes = name.is_some()
+                || plan.is_some()
+                || expression.is_some()
+                || at.is_some()
+                || time_zone.is_some()
+                || !vars.is_empty()
+                || missed.is_some();
+            if !changes {
+                anyhow::bail!("nothing to change: give --name, --plan, --expression, --at, --time-zone, --var or --missed");
+            }
+            let given = var_list(&vars)?;
+            let r = client_config::resolve(&client)?;
+            let mut body = scoped(r.biz, json!({"id": id}));
+            for (k, v) in [("name", name), ("expression", expression), ("execute_time_zone", time_zone), ("missed_policy", missed)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            if let Some(p) = plan {
+                body["job_plan_id"] = json!(p);
+            }
+            if let Some(at) = at {
+                body["execute_time"] = json!(parse_at(&at)?);
+            }
+            if !given.is_empty() {
+                // Values of another plan do not carry over; of the same plan, the others are kept.
+                let read: Value =
+                    if plan.is_some() { Value::Null } else { r.client.call("get_cron_detail", scoped(r.biz, json!({"id": id}))).await? };
+                body["global_var_list"] = json!(merged_vars(&read, given));
+            }
+            let c: Value = r.client.call("save_cron", body).await?;
+            if enable {
+                let _: Value = r.client.call("update_cron_status", scoped(r.biz, json!({"id": id, "status": 1}))).await?;
+            }
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                println!(
+                    "cron #{id} {} updated ({})",
                     c["name"].as_str().unwrap_or(""),
                     if enable { "running" } else { "paused: shoal cron enable" }
                 );

@@ -4,16 +4,18 @@
 //! ip_logs: [{start_time, end_time, total_time, execute_count, error_code, exit_code,
 //! log_content, bk_cloud_id, ip}]}]}]`, the log HTML-escaped (`&`, `<`, `>`) as bk-job does.
 //!
-//! Password values of a plan job are masked, as in v3's logs. The answer carries at most
+//! A file step's host log is its file logs as text, one line per file (v3's
+//! `file_logs[].log_content`). Password values of a plan job are masked, as in v3's logs. The answer carries at most
 //! `log_read_budget_bytes` of log text; past it a host's `log_content` says so instead.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shoal_proto::agent::FileHost;
 use shoal_proto::jobv3::ScopeReq;
 use shoal_proto::lenient;
-use shoal_proto::status::RunStatus;
+use shoal_proto::status::{step_type, RunStatus};
 use shoal_store::HostTaskRow;
 
 use super::status::job_of;
@@ -27,6 +29,13 @@ struct Req {
     scope: ScopeReq,
     #[serde(default, deserialize_with = "lenient::opt_i64")]
     job_instance_id: Option<i64>,
+}
+
+/// A file task's log as text, as bk-job's `FileExecuteObjectLogContent.getContent` joins
+/// its file logs: each file's line (v3's `file_logs[].log_content`), one per line.
+fn file_log_text(log: &str, h: &HostTaskRow) -> String {
+    let dest = FileHost { bk_host_id: h.bk_host_id, bk_cloud_id: h.bk_cloud_id, ip: h.ip.clone() };
+    crate::files::logs::file_logs(log, &dest).iter().filter_map(|l| l["log_content"].as_str()).map(|l| format!("{l}\n")).collect()
 }
 
 /// bk-job's `Utils.htmlEncode`: a blank log is `""`; `&`, `>` and `<` become entities.
@@ -60,7 +69,12 @@ pub async fn handle(ctx: &Ctx, params: Value) -> ApiResult {
                     let mut read = store.read_logs(step.id, step.execute_count, &[h.bk_host_id]).await.map_err(internal("read logs"))?;
                     let bytes = crate::engine::variables::mask_bytes(read.pop().map(|(_, b)| b).unwrap_or_default(), &secrets);
                     spent += bytes.len();
-                    html_encode(&text(bytes))
+                    let log = text(bytes);
+                    if step.step_type == step_type::FILE {
+                        html_encode(&file_log_text(&log, h))
+                    } else {
+                        html_encode(&log)
+                    }
                 } else {
                     format!("[log omitted: this answer reached its {budget}-byte budget; read it with batch_get_job_instance_ip_log]\n")
                 };

@@ -4,11 +4,14 @@
 //! A cron runs one of the scope's plans, on a 5-field crontab `expression` or once at
 //! `execute_time` (Unix seconds), in `execute_time_zone`, as the principal that created it —
 //! or, once another saved or started it, as that one (an edit never borrows the rights of the
-//! cron's creator); the scheduler is `engine::cron`. A new cron is always saved disabled (`update_cron_status` 1 starts it).
-//! Answers are bk-job's `EsbCronInfoV3DTO`, times in seconds; bk-job writes `status` 1 for
-//! a running cron and 0 for a paused one. Shoal adds `execute_time`, `missed_policy` (what a
-//! fire missed while no server ran does: `run_once`, the default, or `skip`),
-//! `next_fire_time`, and in the detail the latest fires (`fire_list`).
+//! cron's creator); the scheduler is `engine::cron`. Every save leaves the cron disabled, a
+//! new one and an edited one alike, as bk-job's `saveCron` does (`update_cron_status` 1
+//! starts it). Answers are bk-job's `EsbCronInfoV3DTO`, times in seconds, `expression` in
+//! bk-job's form ([`sched::user_form`]); `status` is 1 for a running cron, and for a paused
+//! one 2 in `save_cron`'s answer but 0 in `get_cron_list` and `get_cron_detail`, as bk-job's
+//! code writes them. Shoal adds `execute_time`, `missed_policy` (what a fire missed while no
+//! server ran does: `run_once`, the default, or `skip`), `next_fire_time`, and in the detail
+//! the latest fires (`fire_list`).
 //!
 //! Each `*_in` function takes parsed parameters and a resolved scope, so other path shapes
 //! (JOB v2) can share them.
@@ -181,7 +184,7 @@ async fn resolve_vars(ctx: &Ctx, scope: &Scope, job_plan_id: i64, given: &[Globa
     serde_json::to_string(&out).map_err(internal("encode cron variables"))
 }
 
-/// `save_cron`: create (always disabled) or update (`id`) a cron.
+/// `save_cron`: create or update (`id`) a cron; either way it is left disabled.
 pub async fn save_in(ctx: &Ctx, scope: &Scope, req: SaveCronReq) -> ApiResult {
     authorize(ctx, scope, Role::Manage).await?;
     let updating = req.id.is_some_and(|i| i > 0);
@@ -273,24 +276,24 @@ pub async fn save_in(ctx: &Ctx, scope: &Scope, req: SaveCronReq) -> ApiResult {
     c.last_modify_user = me.name.clone();
     c.last_modify_time = now;
     c.run_as = me;
+    // An edit pauses a running cron, as bk-job's saveCron does: starting it again is a
+    // separate decision (and needs the right to run jobs).
+    c.enabled = false;
+    c.next_fire = None;
     let store = &ctx.shared.store;
     let id = if updating {
-        // A running cron keeps running, on its new schedule.
-        c.next_fire = if c.enabled { Some(sched::first_due(&c, now)?) } else { None };
         let event = ctx.audit_event(scope, "save_cron", c.id, json!({"update": true, "job_plan_id": c.job_plan_id}));
         if !store.update_cron(&c, &event).await.map_err(internal("update cron"))? {
             return Err(JobError::new(ErrorCode::CRON_JOB_NOT_EXIST));
         }
         c.id
     } else {
-        c.enabled = false;
-        c.next_fire = None;
         let event = ctx.audit_event(scope, "save_cron", "", json!({"job_plan_id": c.job_plan_id}));
         store.create_cron(&c, &event).await.map_err(internal("create cron"))?
     };
     tracing::info!(cron_id = id, job_plan_id = c.job_plan_id, updating, "cron saved");
     let saved = store.get_cron(id).await.map_err(internal("get cron"))?.ok_or_else(|| JobError::new(ErrorCode::UPDATE_CRON_JOB_FAILED))?;
-    cron_info(ctx, scope, &saved, true).await
+    cron_info(ctx, scope, &saved, Shape::Saved).await
 }
 
 /// `update_cron_status`: start (with its first due time) or pause a cron. Starting needs
@@ -320,7 +323,7 @@ pub async fn list_in(ctx: &Ctx, scope: &Scope, req: CronListReq) -> ApiResult {
     let (start, length) = page(req.start, req.length);
     if let Some(id) = req.id.filter(|i| *i > 0) {
         let c = cron_in_scope(ctx, scope, Some(id)).await?;
-        let data = if start == 0 { vec![cron_info(ctx, scope, &c, false).await?] } else { vec![] };
+        let data = if start == 0 { vec![cron_info(ctx, scope, &c, Shape::Listed).await?] } else { vec![] };
         return serde_json::to_value(Page { start, length, total: 1, data }).map_err(internal("encode cron page"));
     }
     let both = |a: Option<i64>, b: Option<i64>| a.zip(b).map(|(a, b)| (a.saturating_mul(1000), b.saturating_mul(1000)));
@@ -340,7 +343,7 @@ pub async fn list_in(ctx: &Ctx, scope: &Scope, req: CronListReq) -> ApiResult {
     let (total, rows) = ctx.shared.store.list_crons(&q).await.map_err(internal("list crons"))?;
     let mut data = Vec::with_capacity(rows.len());
     for c in &rows {
-        data.push(cron_info(ctx, scope, c, false).await?);
+        data.push(cron_info(ctx, scope, c, Shape::Listed).await?);
     }
     serde_json::to_value(Page { start, length, total, data }).map_err(internal("encode cron page"))
 }
@@ -352,7 +355,7 @@ pub async fn detail_in(ctx: &Ctx, scope: &Scope, id: Option<i64>) -> ApiResult {
         return Err(JobError::new(ErrorCode::ILLEGAL_PARAM));
     }
     let c = cron_in_scope(ctx, scope, id).await?;
-    let mut out = cron_info(ctx, scope, &c, true).await?;
+    let mut out = cron_info(ctx, scope, &c, Shape::Detail).await?;
     let fires = ctx.shared.store.cron_fires(c.id, FIRES_SHOWN).await.map_err(internal("cron fires"))?;
     out["fire_list"] = fires
         .iter()
@@ -376,13 +379,28 @@ pub async fn delete_in(ctx: &Ctx, scope: &Scope, id: Option<i64>) -> ApiResult {
     Ok(Value::Null)
 }
 
-/// `EsbCronInfoV3DTO` (times in seconds), with the variables when `with_vars` (bk-job's
-/// list leaves them null).
-async fn cron_info(ctx: &Ctx, scope: &Scope, c: &CronRow, with_vars: bool) -> ApiResult {
-    let global_var_list = if with_vars { vars_json(ctx, scope, c).await? } else { Value::Null };
+/// Which of bk-job's two writers of `EsbCronInfoV3DTO` an answer follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// `save_cron` (`toEsbCronInfoV3Response`): a paused cron's status is 2.
+    Saved,
+    /// `get_cron_list` (`toEsbCronInfoV3` with the variables left out): paused is 0.
+    Listed,
+    /// `get_cron_detail` (`toEsbCronInfoV3`): paused is 0.
+    Detail,
+}
+
+/// `EsbCronInfoV3DTO` (times in seconds) in the `shape` bk-job writes it.
+async fn cron_info(ctx: &Ctx, scope: &Scope, c: &CronRow, shape: Shape) -> ApiResult {
+    let global_var_list = if shape == Shape::Listed { Value::Null } else { vars_json(ctx, scope, c).await? };
+    let status = match (c.enabled, shape) {
+        (true, _) => 1,
+        (false, Shape::Saved) => 2,
+        (false, _) => 0,
+    };
     Ok(json!({
         "bk_scope_type": c.scope_type, "bk_scope_id": c.scope_id, "id": c.id, "name": c.name,
-        "status": if c.enabled { 1 } else { 0 }, "job_plan_id": c.job_plan_id, "expression": c.expression,
+        "status": status, "job_plan_id": c.job_plan_id, "expression": c.expression.as_deref().map(sched::user_form),
         "execute_time": c.execute_time, "execute_time_zone": c.time_zone, "global_var_list": global_var_list,
         "creator": c.creator, "create_time": c.create_time / 1000, "last_modify_user": c.last_modify_user,
         "last_modify_time": c.last_modify_time / 1000, "missed_policy": c.missed_policy,

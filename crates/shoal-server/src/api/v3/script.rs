@@ -113,16 +113,21 @@ fn version_error(op: &'static str) -> impl FnOnce(StoreError) -> JobError {
     }
 }
 
+/// The scope fields of a script's answers: a public script belongs to no scope, and
+/// bk-job's DTOs (`EsbAppScopeDTO`) carry them as null then.
+fn scope_fields(out: &mut Value, s: &ScriptRow, public: bool) {
+    let (scope_type, scope_id) = if public { (Value::Null, Value::Null) } else { (json!(s.scope_type), json!(s.scope_id)) };
+    out["bk_scope_type"] = scope_type;
+    out["bk_scope_id"] = scope_id;
+}
+
 fn script_json(s: &ScriptRow, public: bool) -> Value {
     let mut v = json!({
         "id": s.id, "name": s.name, "script_language": s.script_language, "online_script_version_id": s.online_version_id,
         "creator": s.creator, "create_time": s.create_time, "last_modify_user": s.last_modify_user,
         "last_modify_time": s.last_modify_time, "description": s.description,
     });
-    if !public {
-        v["bk_scope_type"] = json!(s.scope_type);
-        v["bk_scope_id"] = json!(s.scope_id);
-    }
+    scope_fields(&mut v, s, public);
     v
 }
 
@@ -135,10 +140,7 @@ pub fn version_json(s: &ScriptRow, v: &ScriptVersionRow, with_content: bool) -> 
         "last_modify_user": v.last_modify_user, "last_modify_time": v.last_modify_time,
         "script_language": s.script_language, "description": s.description, "public_script": public,
     });
-    if !public {
-        out["bk_scope_type"] = json!(s.scope_type);
-        out["bk_scope_id"] = json!(s.scope_id);
-    }
+    scope_fields(&mut out, s, public);
     out
 }
 
