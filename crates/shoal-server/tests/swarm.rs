@@ -74,6 +74,16 @@ async fn swarm_harness(backend: Backend) -> Option<Harness> {
     .await
 }
 
+/// [`swarm_harness`] with `n` agents at 127.0.0.`first`, 127.0.0.`first + 1`…, connected.
+async fn swarm_of(backend: Backend, first: usize, n: usize) -> Option<Harness> {
+    let mut h = swarm_harness(backend).await?;
+    for i in 0..n {
+        h.add_agent_with(&format!("127.0.0.{}", first + i), |_| {});
+    }
+    h.wait_connected(n).await;
+    Some(h)
+}
+
 fn content(size: usize) -> Vec<u8> {
     (0..size).map(|i| ((i * 31) ^ (i >> 11)) as u8).collect()
 }
@@ -81,11 +91,7 @@ fn content(size: usize) -> Vec<u8> {
 /// One target fetches from the server; the other four from it (and from each other), and
 /// every copy is the file.
 async fn targets_fetch_from_one_another(backend: Backend) {
-    let Some(mut h) = swarm_harness(backend).await else { return };
-    for i in 0..5 {
-        h.add_agent_with(&format!("127.0.0.{}", 51 + i), |_| {});
-    }
-    h.wait_connected(5).await;
+    let Some(h) = swarm_of(backend, 51, 5).await else { return };
     let data = content(12 * 1024 * 1024 + 777);
     let path = upload(&h, "big.bin", &data).await;
     let dir = h.dir.path().join("dest");
@@ -129,11 +135,7 @@ async fn unreachable_holders_send_targets_to_the_server(backend: Backend) {
 
 /// A terminate while targets fetch from their peers leaves no piece file behind.
 async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) {
-    let Some(mut h) = swarm_harness(backend).await else { return };
-    for i in 0..3 {
-        h.add_agent_with(&format!("127.0.0.{}", 71 + i), |_| {});
-    }
-    h.wait_connected(3).await;
+    let Some(h) = swarm_of(backend, 71, 3).await else { return };
     let data = content(6 * 1024 * 1024);
     let path = upload(&h, "t.bin", &data).await;
     // Every host holds the file after this; the next transfer comes from peers only.
@@ -174,11 +176,7 @@ async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) 
 /// A blob changed in the store after it was stored reaches no target, from the server or
 /// from a peer: the tracker names no peer for it, and every target fails saying why.
 async fn a_blob_changed_in_the_store_is_placed_nowhere(backend: Backend) {
-    let Some(mut h) = swarm_harness(backend).await else { return };
-    for i in 0..3 {
-        h.add_agent_with(&format!("127.0.0.{}", 81 + i), |_| {});
-    }
-    h.wait_connected(3).await;
+    let Some(h) = swarm_of(backend, 81, 3).await else { return };
     let data = content(2 * 1024 * 1024);
     let path = upload(&h, "c.bin", &data).await;
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
