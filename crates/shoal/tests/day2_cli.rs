@@ -82,7 +82,7 @@ fn day_two() {
             && t.contains("error 1243053: host 9999 is not registered in business 1 — list hosts with 'shoal host list --biz 1'"),
         "{t}"
     );
-    let o = run(port, &["--lang", "zh", "run", "--host", "9999", "-c", "true"]);
+    let o = run(port, &["--ui-lang", "zh", "run", "--host", "9999", "-c", "true"]);
     assert!(text(&o).contains("错误 1243053：主机 9999 未在业务 1 中注册"), "{}", text(&o));
     let o = cli(port).args(["run", "--host", "9999", "-c", "true"]).env("LANG", "zh_CN.UTF-8").output().unwrap();
     assert!(text(&o).contains("错误 1243053"), "{}", text(&o));
