@@ -306,7 +306,10 @@ mod tests {
     fn passwords_leave_store_urls() {
         let r = super::redact_url;
         assert_eq!(r("postgres://shoal:pw@db:5432/shoal"), "postgres://shoal:***@db:5432/shoal");
-        assert_eq!(r("postgres://shoal@db/shoal?sslmode=require&password=pw&x=1"), "postgres://shoal@db/shoal?sslmode=require&password=***&x=1");
+        assert_eq!(
+            r("postgres://shoal@db/shoal?sslmode=require&password=pw&x=1"),
+            "postgres://shoal@db/shoal?sslmode=require&password=***&x=1"
+        );
         assert_eq!(r("postgres://shoal@db/shoal?sslpassword=pw"), "postgres://shoal@db/shoal?sslpassword=***");
         assert_eq!(r("postgres://s:p@w@db/shoal"), "postgres://s:***@db/shoal");
         // Nothing secret: exactly as written.

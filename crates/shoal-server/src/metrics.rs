@@ -141,7 +141,11 @@ impl Metrics {
             m.jobs_running.clone(),
         );
         registry.register("ingest_queue_depth", "Host-task changes queued for the store's writer", m.ingest_queue_depth.clone());
-        registry.register("ingest_queue_bytes", "Output bytes queued for the store's writer or being committed", m.ingest_queue_bytes.clone());
+        registry.register(
+            "ingest_queue_bytes",
+            "Output bytes queued for the store's writer or being committed",
+            m.ingest_queue_bytes.clone(),
+        );
         registry.register(
             "dispatch_queue_depth",
             "Messages (tasks, cancels, acknowledgements) queued to this server's agent sessions, not yet written to their sockets",
@@ -197,9 +201,13 @@ impl Metrics {
         self.ingest_queue_bytes.set(g.ingest_queue_bytes() as i64);
         self.dispatch_queue_depth.set(g.dispatch_queue_depth() as i64);
         self.staging_queue_depth.set(shared.engine.staging_waiting() as i64);
-        let (running, callbacks) =
-            tokio::join!(tokio::time::timeout(SCRAPE_READ, shared.store.active_job_count()), tokio::time::timeout(SCRAPE_READ, shared.store.pending_callbacks()));
-        for (read, gauge, what) in [(running, &self.jobs_running, "jobs running"), (callbacks, &self.callback_queue_depth, "queued callbacks")] {
+        let (running, callbacks) = tokio::join!(
+            tokio::time::timeout(SCRAPE_READ, shared.store.active_job_count()),
+            tokio::time::timeout(SCRAPE_READ, shared.store.pending_callbacks())
+        );
+        for (read, gauge, what) in
+            [(running, &self.jobs_running, "jobs running"), (callbacks, &self.callback_queue_depth, "queued callbacks")]
+        {
             match read {
                 Ok(Ok(n)) => {
                     gauge.set(n);

@@ -56,17 +56,6 @@ fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
     terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn colour_on_a_terminal_unless_no_color() {
-        assert!(super::colour(true, None));
-        assert!(super::colour(true, Some("".into())));
-        assert!(!super::colour(true, Some("1".into())));
-        assert!(!super::colour(false, None));
-    }
-}
-
 /// `shoal … | head` ends quietly when the reader goes away: printing to a closed pipe makes
 /// `println!` panic (Rust ignores SIGPIPE), and that panic ends the process with the status
 /// of a SIGPIPE death (141) and no message. Every other panic is reported as usual.
@@ -84,4 +73,15 @@ fn quiet_on_broken_pipe() {
         }
         report(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_on_a_terminal_unless_no_color() {
+        assert!(super::colour(true, None));
+        assert!(super::colour(true, Some("".into())));
+        assert!(!super::colour(true, Some("1".into())));
+        assert!(!super::colour(false, None));
+    }
 }

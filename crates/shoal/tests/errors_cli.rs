@@ -56,10 +56,8 @@ fn tls_and_missing_roles_say_what_to_do() {
     assert!(o.status.success(), "{}", text(&o));
 
     // A user (token) without a role: the user grant.
-    let o = with_stdin(
-        as_app(ROOT.0, ROOT.1).args(["user", "create", "bob", "--password-stdin"]).env("SHOAL_CA", &ca),
-        "bobs-long-password\n",
-    );
+    let o =
+        with_stdin(as_app(ROOT.0, ROOT.1).args(["user", "create", "bob", "--password-stdin"]).env("SHOAL_CA", &ca), "bobs-long-password\n");
     assert!(o.status.success(), "{}", text(&o));
     let o = as_app(ROOT.0, ROOT.1).args(["user", "token", "create", "--user", "bob"]).env("SHOAL_CA", &ca).output().unwrap();
     let token = String::from_utf8_lossy(&o.stdout).trim().to_string();

@@ -114,22 +114,31 @@ pub async fn run(a: LoginArgs) -> anyhow::Result<u8> {
     };
     let session: Value = match client(None)?.shoal("login", false, json!({"username": username, "password": password})).await {
         Ok(v) => v,
-        Err(ClientError::Api { code, .. }) if code == ErrorCode::SERVICE_AUTH_FAIL.0 => anyhow::bail!(
-            "error {code}: {url} refused the login of {username:?}: wrong user name or password, or the user is disabled"
-        ),
+        Err(ClientError::Api { code, .. }) if code == ErrorCode::SERVICE_AUTH_FAIL.0 => {
+            anyhow::bail!("error {code}: {url} refused the login of {username:?}: wrong user name or password, or the user is disabled")
+        }
         Err(e) => return Err(e.into()),
     };
     let session = session["token"].as_str().context("the server's login answer has no token")?.to_string();
     let user = client(Some(session))?;
     let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "this machine".into());
-    let made: Value = user.shoal("users/tokens", false, json!({"name": format!("shoal login on {host}"), "expires_in": expires_in})).await?;
+    let made: Value =
+        user.shoal("users/tokens", false, json!({"name": format!("shoal login on {host}"), "expires_in": expires_in})).await?;
     // The session was only the way to the token.
     if let Err(e) = user.shoal::<Value>("logout", false, json!({})).await {
         tracing::warn!(error = %e, "ending the login session");
     }
     let token = made["token"].as_str().context("the server's answer has no token")?.to_string();
     let id = made["id"].as_str().unwrap_or("").to_string();
-    let file = FileConfig { url: Some(url.clone()), token: Some(token), username: Some(username.clone()), biz, ca, app_code: None, app_secret: None };
+    let file = FileConfig {
+        url: Some(url.clone()),
+        token: Some(token),
+        username: Some(username.clone()),
+        biz,
+        ca,
+        app_code: None,
+        app_secret: None,
+    };
     write_private(&path, &toml::to_string(&file)?)?;
     println!(
         "logged in to {url} as {username}: token {id} (valid for {}) written to {}; 'shoal user token revoke {id}' ends it",
