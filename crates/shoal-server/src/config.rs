@@ -252,17 +252,9 @@ impl ServerConfig {
         c
     }
 
-    /// The store URL without a password, for logs.
+    /// The store URL without a password, for logs and `--print-config`.
     pub fn redacted_store_url(&self) -> String {
-        let u = self.store_url();
-        match (u.find("://"), u.rfind('@')) {
-            (Some(s), Some(at)) if at > s => {
-                let creds = &u[s + 3..at];
-                let user = creds.split(':').next().unwrap_or("");
-                format!("{}{}:***{}", &u[..s + 3], user, &u[at..])
-            }
-            _ => u,
-        }
+        redact_url(&self.store_url())
     }
 
     pub fn replica_sweep(&self) -> Duration {
@@ -274,9 +266,63 @@ impl ServerConfig {
     }
 }
 
+/// Query parameters that carry a password (libpq's and sqlx's names).
+const SECRET_PARAMS: [&str; 2] = ["password", "sslpassword"];
+
+/// `raw` with its passwords replaced by `***`: the user info's, and those given as query
+/// parameters (`?password=…`, which PostgreSQL clients accept too). Anything else is kept
+/// as written.
+fn redact_url(raw: &str) -> String {
+    let Ok(mut u) = url::Url::parse(raw) else {
+        // Not a URL the parser takes: at least the user info's password goes.
+        return match (raw.find("://"), raw.rfind('@')) {
+            (Some(s), Some(at)) if at > s => {
+                let user = raw[s + 3..at].split(':').next().unwrap_or("");
+                format!("{}{user}:***{}", &raw[..s + 3], &raw[at..])
+            }
+            _ => raw.to_string(),
+        };
+    };
+    let mut changed = false;
+    if u.password().is_some() {
+        changed |= u.set_password(Some("***")).is_ok();
+    }
+    if u.query_pairs().any(|(k, _)| SECRET_PARAMS.contains(&k.as_ref())) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if SECRET_PARAMS.contains(&k.as_ref()) { "***".to_string() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed {
+        u.to_string()
+    } else {
+        raw.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ServerConfig;
+
+    #[test]
+    fn passwords_leave_store_urls() {
+        let r = super::redact_url;
+        assert_eq!(r("postgres://shoal:pw@db:5432/shoal"), "postgres://shoal:***@db:5432/shoal");
+        assert_eq!(
+            r("postgres://shoal@db/shoal?sslmode=require&password=pw&x=1"),
+            "postgres://shoal@db/shoal?sslmode=require&password=***&x=1"
+        );
+        assert_eq!(r("postgres://shoal@db/shoal?sslpassword=pw"), "postgres://shoal@db/shoal?sslpassword=***");
+        assert_eq!(r("postgres://s:p@w@db/shoal"), "postgres://s:***@db/shoal");
+        // Nothing secret: exactly as written.
+        assert_eq!(r("sqlite://shoal-data/shoal.db"), "sqlite://shoal-data/shoal.db");
+        assert_eq!(r("postgres://shoal@db/shoal?sslmode=require"), "postgres://shoal@db/shoal?sslmode=require");
+    }
 
     #[test]
     fn cron_settings_are_checked() {

@@ -423,14 +423,14 @@ async fn a_sealed_value_that_does_not_open_fails_the_fire(mut h: Harness) {
 /// Two replicas on one PostgreSQL, both looking for due crons every 20 ms: each cron's due
 /// time starts one job.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_fire_each_due_time_once() {
+async fn two_replicas_fire_each_due_time_once_on_postgres() {
     let Some(db) = postgres_url().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let config = |name: &str| shoal_server::ServerConfig {
         secret_key_file: Some(dir.path().join("secret-key")),
         audit_key_file: Some(dir.path().join("audit-key")),
         cron_poll_ms: 20,
-        ..test_config(dir.path().join(name), Some(db.clone()))
+        ..test_config(dir.path().join(name), Some(db.to_string()))
     };
     let a = Server::start(config("a")).await;
     let b = Server::start(config("b")).await;

@@ -387,7 +387,8 @@ async fn slow_transfer(h: &Harness, size: usize) -> (i64, i64, std::path::PathBu
 /// The server dies (no shutdown code runs) while a file is on its way and is out of reach for
 /// a while; started again, the agent's download goes on from the byte it had.
 async fn killed_mid_download(backend: Backend) {
-    let Some(Gated { dir, config, mut server, gate, api, agent: _agent, hosts }) = gated_agent(backend, "127.0.0.95", 20).await else {
+    let Some(Gated { dir, config, mut server, gate, api, agent: _agent, hosts, db: _db }) = gated_agent(backend, "127.0.0.95", 20).await
+    else {
         return;
     };
     let host = hosts[0];

@@ -8,7 +8,12 @@ use std::time::Duration;
 use common::*;
 use serde_json::json;
 
-on_both_stores!(jobs_requests_agents_and_store_errors_move_the_metrics, a_store_refusing_results_shows_as_blocked_ingest);
+on_both_stores!(
+    jobs_requests_agents_and_store_errors_move_the_metrics,
+    a_store_refusing_results_shows_as_blocked_ingest,
+    latencies_queues_and_running_jobs,
+    store_errors_of_the_engine_and_cron_are_counted
+);
 
 async fn scrape(h: &Harness) -> String {
     let r = h.http.get(format!("{}/metrics", h.url)).send().await.unwrap();
@@ -40,6 +45,15 @@ async fn jobs_requests_agents_and_store_errors_move_the_metrics(mut h: Harness) 
         "# TYPE shoal_connected_agents gauge",
         "# TYPE shoal_ingest_lag_seconds gauge",
         "# TYPE shoal_ingest_blocked gauge",
+        "# TYPE shoal_jobs_running gauge",
+        "# TYPE shoal_dispatch_latency_seconds histogram",
+        "# TYPE shoal_ingest_latency_seconds histogram",
+        "# TYPE shoal_ingest_queue_depth gauge",
+        "# TYPE shoal_ingest_queue_bytes gauge",
+        "# TYPE shoal_dispatch_queue_depth gauge",
+        "# TYPE shoal_callback_queue_depth gauge",
+        "# TYPE shoal_staging_queue_depth gauge",
+        "# TYPE shoal_blob_bytes_served counter",
     ] {
         assert!(before.contains(family), "{family} missing: {before}");
     }
@@ -111,4 +125,59 @@ async fn a_store_refusing_results_shows_as_blocked_ingest(mut h: Harness) {
     let m = scrape(&h).await;
     assert_eq!(value(&m, "shoal_host_tasks_finished_total{status=\"9\"}"), 1.0, "{m}");
     assert_eq!(value(&m, "shoal_jobs_finished_total{status=\"3\"}"), 1.0, "{m}");
+}
+
+/// What one real job moves: each task handed to its agent is a dispatch latency, each result
+/// an agent sent an ingest latency; while it runs it is counted as running; the queues are
+/// empty again once it is over, and a callback waiting for its receiver is a queued callback.
+async fn latencies_queues_and_running_jobs(mut h: Harness) {
+    h.add_agent("127.0.0.44", None, None, &[]).await;
+    h.add_agent("127.0.0.45", None, None, &[]).await;
+    h.wait_connected(2).await;
+    let hosts = h.host_ids().await;
+    let m = scrape(&h).await;
+    assert_eq!(value(&m, "shoal_dispatch_latency_seconds_count"), 0.0, "{m}");
+    assert_eq!(value(&m, "shoal_jobs_running"), 0.0, "{m}");
+
+    // A receiver that takes the callback's connection and never answers: the callback stays
+    // queued while the job has ended.
+    let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let callback = format!("http://{}/done", receiver.local_addr().unwrap());
+    let job = h.execute("echo one; sleep 2; echo two", &hosts, json!({"callback_url": callback})).await;
+    let id = job["job_instance_id"].as_i64().unwrap();
+    wait_value(&h, "shoal_jobs_running", 1.0).await;
+    wait_value(&h, "shoal_dispatch_latency_seconds_count", 2.0).await;
+    let m = scrape(&h).await;
+    assert_eq!(value(&m, "shoal_dispatch_latency_seconds_count"), 2.0, "one per task handed out: {m}");
+    let dispatch = value(&m, "shoal_dispatch_latency_seconds_sum");
+    assert!(dispatch > 0.0 && dispatch < 10.0, "{m}");
+    assert!(value(&m, "shoal_dispatch_latency_seconds_bucket{le=\"+Inf\"}") == 2.0, "{m}");
+    h.wait_finished(id, Duration::from_secs(20)).await;
+    wait_for("no job running", Duration::from_secs(20), || async { value(&scrape(&h).await, "shoal_jobs_running") == 0.0 }).await;
+    wait_value(&h, "shoal_callback_queue_depth", 1.0).await;
+    let m = scrape(&h).await;
+    // Two exits and at least two pieces of output each committed.
+    assert!(value(&m, "shoal_ingest_latency_seconds_count") >= 4.0, "{m}");
+    assert!(value(&m, "shoal_ingest_latency_seconds_sum") > 0.0, "{m}");
+    for idle in ["shoal_ingest_queue_depth", "shoal_ingest_queue_bytes", "shoal_dispatch_queue_depth", "shoal_staging_queue_depth"] {
+        assert_eq!(value(&m, idle), 0.0, "{idle}: {m}");
+    }
+    assert_eq!(value(&m, "shoal_dispatch_latency_seconds_count"), 2.0, "{m}");
+    drop(receiver);
+}
+
+/// A store error met by the engine (an agent's lost tasks cannot be read) or the cron
+/// scheduler (due crons cannot be read) is counted under its own source.
+async fn store_errors_of_the_engine_and_cron_are_counted(mut h: Harness) {
+    h.add_agent("127.0.0.46", None, None, &[]).await;
+    h.wait_connected(1).await;
+    let m = scrape(&h).await;
+    assert_eq!(value(&m, "shoal_store_errors_total{source=\"engine\"}"), 0.0, "{m}");
+    assert_eq!(value(&m, "shoal_store_errors_total{source=\"cron\"}"), 0.0, "{m}");
+    h.sql("ALTER TABLE step_instances RENAME TO step_instances_gone").await;
+    h.sql("ALTER TABLE crons RENAME TO crons_gone").await;
+    wait_value(&h, "shoal_store_errors_total{source=\"cron\"}", 1.0).await;
+    // The agent goes; after the grace period the engine reads its unfinished tasks.
+    h.stop_agent(0).await;
+    wait_value(&h, "shoal_store_errors_total{source=\"engine\"}", 1.0).await;
 }

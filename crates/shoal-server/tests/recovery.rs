@@ -60,7 +60,8 @@ mod a_killed_server_waits_for_its_agents_after_a_restart {
 /// grace period. Its script ends meanwhile, and a new job is dispatched to the host before
 /// it is back. Neither is failed as lost: both results arrive, once, when the agent is back.
 async fn killed_mid_job(backend: Backend) {
-    let Some(Gated { dir, config, mut server, gate, api, agent: _agent, hosts }) = gated_agent(backend, "127.0.0.94", 10).await else {
+    let Some(Gated { dir, config, mut server, gate, api, agent: _agent, hosts, db: _db }) = gated_agent(backend, "127.0.0.94", 10).await
+    else {
         return;
     };
 

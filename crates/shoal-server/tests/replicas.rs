@@ -29,7 +29,7 @@ fn replica_config(dir: &std::path::Path, name: &str, database_url: &str) -> Serv
 const AGENTS: usize = 6;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_job_survives_the_death_of_the_replica_that_started_it() {
+async fn a_job_survives_the_death_of_the_replica_that_started_it_on_postgres() {
     let Some(db) = postgres_url().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut a = Server::start(replica_config(dir.path(), "a", &db)).await;
@@ -128,7 +128,7 @@ async fn listed_alive(api: &Api, ip: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn any_replica_lists_a_host_held_by_another_as_alive() {
+async fn any_replica_lists_a_host_held_by_another_as_alive_on_postgres() {
     let Some(db) = postgres_url().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let mut a = Server::start(replica_config(dir.path(), "a", &db)).await;
@@ -168,7 +168,7 @@ async fn rows_with(db: &sqlx::PgPool, table: &str, column: &str, value: &str) ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost() {
+async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost_on_postgres() {
     let Some(url) = postgres_url().await else { return };
     let dir = tempfile::tempdir().unwrap();
     let quick = |name| ServerConfig { replica_sweep_secs: 1, ..replica_config(dir.path(), name, &url) };
@@ -235,7 +235,7 @@ async fn a_dead_replica_is_swept_away_and_its_hosts_still_end_lost() {
 /// staging request goes to b, the source uploads into the shared (S3) blob store through b,
 /// and b passes the answer back to a, which then sends the targets their tasks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn files_staged_through_another_replica_reach_the_targets() {
+async fn files_staged_through_another_replica_reach_the_targets_on_postgres() {
     let Some(db) = postgres_url().await else { return };
     let Some(m) = common::moto().await else { return };
     let client = shoal_server::files::s3::S3Client::new(&m.endpoint, "us-east-1", "AKREP", "rep-secret", reqwest::Client::new()).unwrap();

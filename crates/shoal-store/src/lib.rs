@@ -194,6 +194,10 @@ pub trait Store:
     /// claiming at once never get the same callback.
     async fn claim_callbacks(&self, claimer: &str, now: i64, stale_before: i64, limit: i64) -> Result<Vec<CallbackRow>>;
     async fn finish_callback(&self, id: i64, attempts: i64) -> Result<()>;
+    /// Callbacks not yet delivered (claimed or not).
+    async fn pending_callbacks(&self) -> Result<i64>;
+    /// Jobs started and not ended: running, waiting for a person or a batch, stopping.
+    async fn active_job_count(&self) -> Result<i64>;
 
     // --- audit ---
     async fn audit(&self, e: &AuditEvent) -> Result<()>;

@@ -1014,6 +1014,17 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            async fn pending_callbacks(&self) -> Result<i64> {
+                sqlx::query_scalar("SELECT COUNT(*) FROM callbacks WHERE done = 0").fetch_one(&self.pool).await.op("count pending callbacks")
+            }
+
+            async fn active_job_count(&self) -> Result<i64> {
+                sqlx::query_scalar("SELECT COUNT(*) FROM job_instances WHERE status IN (2, 7, 10, 15)")
+                    .fetch_one(&self.pool)
+                    .await
+                    .op("count active jobs")
+            }
+
             async fn audit(&self, e: &AuditEvent) -> Result<()> {
                 let mut tx = self.pool.begin().await.op("begin audit")?;
                 insert_audit(&mut *tx, &self.audit_key, e).await?;

@@ -332,6 +332,8 @@ pub trait TrustStore: Send + Sync {
     async fn issue_agent_credential(&self, agent_id: &str, salt: &str, secret_hash: &str, now: i64, event: &AuditEvent) -> Result<()>;
     /// `(salt, secret_hash, revoked)` of an agent.
     async fn agent_credential(&self, agent_id: &str) -> Result<Option<(String, String, bool)>>;
+    /// Revokes an agent's credential for good and retires its host (as `remove_host` does,
+    /// without the audit event, which the caller writes).
     async fn revoke_agent(&self, agent_id: &str, now: i64) -> Result<bool>;
     /// Agent ids registered at an address (to keep one address from being claimed twice).
     async fn agents_at(&self, bk_cloud_id: i64, ip: &str) -> Result<Vec<String>>;
@@ -896,6 +898,7 @@ macro_rules! impl_trust_store {
                 }
 
                 async fn revoke_agent(&self, agent_id: &str, now: i64) -> Result<bool> {
+                    let mut tx = self.pool.begin().await.op("begin agent revocation")?;
                     // A revoked agent id stays taken: re-enrolling under it is refused too.
                     let r = sqlx::query(
                         "INSERT INTO agent_credentials (agent_id, salt, secret_hash, created_at, revoked_at) VALUES ($1, '', '!revoked', $2, $3) \
@@ -904,9 +907,16 @@ macro_rules! impl_trust_store {
                     .bind(agent_id)
                     .bind(now)
                     .bind(now)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await
                     .op("revoke agent")?;
+                    // Its host leaves the fleet with it (no listing, no target, its address free).
+                    sqlx::query("UPDATE hosts SET state = 2, alive = 0 WHERE agent_id = $1 AND state <> 2")
+                        .bind(agent_id)
+                        .execute(&mut *tx)
+                        .await
+                        .op("retire revoked agent's host")?;
+                    tx.commit().await.op("commit agent revocation")?;
                     Ok(r.rows_affected() > 0)
                 }
 

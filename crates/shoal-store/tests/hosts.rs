@@ -15,9 +15,9 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
     (open(&url).await.unwrap(), dir)
 }
 
-async fn postgres() -> Option<Arc<dyn Store>> {
-    let url = shoal_store::testing::fresh_postgres("h").await?;
-    Some(open(&url).await.unwrap())
+async fn postgres() -> Option<(Arc<dyn Store>, shoal_store::testing::TestDb)> {
+    let db = shoal_store::testing::fresh_postgres("h").await?;
+    Some((open(&db).await.unwrap(), db))
 }
 
 macro_rules! suite {
@@ -30,7 +30,7 @@ macro_rules! suite {
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn postgres() {
-                if let Some(s) = super::postgres().await {
+                if let Some((s, _db)) = super::postgres().await {
                     super::$name(s).await;
                 }
             }

@@ -12,9 +12,9 @@ async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
 }
 
 /// A fresh PostgreSQL database (see `shoal_store::testing`).
-async fn postgres() -> Option<Arc<dyn Store>> {
-    let url = shoal_store::testing::fresh_postgres("s").await?;
-    Some(open(&url).await.unwrap())
+async fn postgres() -> Option<(Arc<dyn Store>, shoal_store::testing::TestDb)> {
+    let db = shoal_store::testing::fresh_postgres("s").await?;
+    Some((open(&db).await.unwrap(), db))
 }
 
 macro_rules! suite {
@@ -27,7 +27,7 @@ macro_rules! suite {
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some(s) = super::postgres().await {
+                if let Some((s, _db)) = super::postgres().await {
                     super::$name(s).await;
                 }
             }

@@ -46,14 +46,14 @@ mod leases_then_holders {
     }
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn postgres() {
-        if let Some(url) = shoal_store::testing::fresh_postgres("sw").await {
-            super::leases_then_holders(shoal_store::open(&url).await.unwrap()).await;
+        if let Some(db) = shoal_store::testing::fresh_postgres("sw").await {
+            super::leases_then_holders(shoal_store::open(&db).await.unwrap()).await;
         }
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn replicas_share_one_swarm() {
+async fn replicas_share_one_swarm_on_postgres() {
     let Some(url) = shoal_store::testing::fresh_postgres("sw2").await else { return };
     let (a, b) = (open(&url).await.unwrap(), open(&url).await.unwrap());
     let now = 1_000;

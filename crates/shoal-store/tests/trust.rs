@@ -95,10 +95,11 @@ async fn sqlite() -> (Arc<dyn Store>, Raw, tempfile::TempDir) {
     (store, raw, dir)
 }
 
-async fn postgres() -> Option<(Arc<dyn Store>, Raw)> {
-    let url = shoal_store::testing::fresh_postgres("tr").await?;
-    let store = open_keyed(&url, key()).await.unwrap();
-    Some((store, Raw::Pg(sqlx::PgPool::connect(&url).await.unwrap())))
+async fn postgres() -> Option<(Arc<dyn Store>, Raw, shoal_store::testing::TestDb)> {
+    let db = shoal_store::testing::fresh_postgres("tr").await?;
+    let store = open_keyed(&db, key()).await.unwrap();
+    let raw = Raw::Pg(sqlx::PgPool::connect(&db).await.unwrap());
+    Some((store, raw, db))
 }
 
 macro_rules! both {
@@ -111,7 +112,7 @@ macro_rules! both {
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some((s, raw)) = super::postgres().await {
+                if let Some((s, raw, _db)) = super::postgres().await {
                     super::$name(s, raw).await;
                 }
             }

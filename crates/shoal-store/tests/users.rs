@@ -22,8 +22,8 @@ macro_rules! both {
             }
             #[tokio::test]
             async fn postgres() {
-                if let Some(url) = shoal_store::testing::fresh_postgres("us").await {
-                    super::$name(shoal_store::open(&url).await.unwrap()).await;
+                if let Some(db) = shoal_store::testing::fresh_postgres("us").await {
+                    super::$name(shoal_store::open(&db).await.unwrap()).await;
                 }
             }
         }

@@ -7,9 +7,10 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "shoal", version, about = "Run scripts on fleets of hosts. Speaks the BlueKing JOB v3 API.")]
 pub struct Cli {
-    /// Language of the CLI's error messages: en or zh [default: zh when LC_ALL / LC_MESSAGES /
-    /// LANG starts with zh, else en].
-    #[arg(long = "lang", id = "ui_lang", value_name = "LANG")]
+    /// Language of the CLI's messages: en or zh, before or after the subcommand [env:
+    /// SHOAL_LANG; default: zh when LC_ALL / LC_MESSAGES / LANG starts with zh, else en].
+    /// (`shoal run --lang` is the script's language.)
+    #[arg(long = "ui-lang", id = "ui_lang", value_name = "LANG", global = true)]
     pub ui_lang: Option<String>,
     #[command(subcommand)]
     pub command: Command,
@@ -71,6 +72,9 @@ pub enum Command {
     /// The CLI's own settings file: write it (init), show the effective settings (show).
     #[command(subcommand)]
     Config(crate::cmd::config::ConfigCommand),
+    /// Log in as a Shoal user: the password (asked without echo, or --password-stdin) buys a
+    /// personal API token, written with the URL and CA into the CLI's settings file (0600).
+    Login(crate::cmd::login::LoginArgs),
     /// Print a shell completion script: shoal completions bash > /etc/bash_completion.d/shoal
     Completions(crate::cmd::manual::CompletionsArgs),
     /// Print the man page (roff): shoal man > /usr/local/share/man/man1/shoal.1, or write
@@ -263,8 +267,9 @@ pub struct RunArgs {
     /// Script file to run.
     #[arg(short = 'f', long)]
     pub file: Option<PathBuf>,
-    /// Language: shell, python, perl, powershell [default: from the file extension, else shell].
-    #[arg(long)]
+    /// The script's language: shell, python, perl, powershell [default: from the file
+    /// extension, else shell]. (The messages' language is --ui-lang.)
+    #[arg(long, visible_alias = "script-lang", value_name = "SCRIPT_LANG")]
     pub lang: Option<String>,
     /// Parameters passed to the script (split as a shell would), e.g. --param '--fast "a b"'.
     #[arg(long, allow_hyphen_values = true)]

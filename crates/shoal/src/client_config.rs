@@ -188,7 +188,7 @@ pub fn resolve(args: &ClientArgs) -> anyhow::Result<Resolved> {
             "no credentials: set SHOAL_TOKEN (shoal user token create), or SHOAL_APP_CODE and SHOAL_APP_SECRET (shoal dev prints them), or write the config file (shoal config init)"
         ),
     };
-    crate::errors::set_call(&e.url.0, e.biz.0);
+    crate::errors::set_call(&e.url.0, e.biz.0, (!app_code.is_empty()).then_some(app_code.as_str()));
     let client = Client::new(ClientConfig {
         url: e.url.0,
         app_code,

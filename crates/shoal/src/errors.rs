@@ -1,5 +1,5 @@
 //! Errors as an operator reads them: what went wrong and what to do next, in English, or in
-//! Chinese when `--lang zh` or the locale (`LC_ALL`, `LC_MESSAGES`, `LANG`) says so. A JOB
+//! Chinese when `--ui-lang zh`, `SHOAL_LANG=zh` or the locale (`LC_ALL`, `LC_MESSAGES`, `LANG`) says so. A JOB
 //! error keeps its code (`error 1243053: …`). The API itself answers JOB's own messages.
 
 use std::sync::{Mutex, OnceLock};
@@ -16,16 +16,27 @@ pub enum Lang {
 }
 
 static LANG: OnceLock<Lang> = OnceLock::new();
-/// The server URL and business of the last resolved client settings.
-static CALL: Mutex<Option<(String, i64)>> = Mutex::new(None);
+/// The server URL, business and app code (none for a user's token) of the last resolved
+/// client settings.
+static CALL: Mutex<Option<(String, i64, Option<String>)>> = Mutex::new(None);
 
-/// The language from the flag, else the first locale variable set (POSIX order).
+/// The language from the flag, else `SHOAL_LANG`, else the first locale variable set (POSIX
+/// order).
 pub fn pick_lang(flag: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Lang {
-    let v = flag.map(str::to_string).or_else(|| ["LC_ALL", "LC_MESSAGES", "LANG"].iter().find_map(|k| env(k).filter(|v| !v.is_empty())));
+    let v = flag
+        .map(str::to_string)
+        .or_else(|| ["SHOAL_LANG", "LC_ALL", "LC_MESSAGES", "LANG"].iter().find_map(|k| env(k).filter(|v| !v.is_empty())));
     match v {
         Some(v) if v.trim().to_ascii_lowercase().starts_with("zh") => Lang::Zh,
         _ => Lang::En,
     }
+}
+
+/// Whether `v` names a language of the messages (`zh`, `zh_CN`, `en-US`, …) rather than a
+/// script's.
+pub fn is_ui_lang(v: &str) -> bool {
+    let v = v.trim().to_ascii_lowercase();
+    ["zh", "en"].iter().any(|l| v == *l || v.starts_with(&format!("{l}_")) || v.starts_with(&format!("{l}-")))
 }
 
 pub fn set_lang(l: Lang) {
@@ -36,15 +47,18 @@ fn lang() -> Lang {
     LANG.get().copied().unwrap_or_default()
 }
 
-/// Remember where calls go, for the hints.
-pub fn set_call(url: &str, biz: i64) {
+/// Remember where calls go and as which app, for the hints.
+pub fn set_call(url: &str, biz: i64, app: Option<&str>) {
     if let Ok(mut c) = CALL.lock() {
-        *c = Some((url.trim_end_matches('/').to_string(), biz));
+        *c = Some((url.trim_end_matches('/').to_string(), biz, app.map(str::to_string)));
     }
 }
 
 fn call() -> (String, i64) {
-    CALL.lock().ok().and_then(|c| c.clone()).unwrap_or_else(|| (crate::client_config::DEFAULT_URL.to_string(), 1))
+    CALL.lock()
+        .ok()
+        .and_then(|c| c.as_ref().map(|(u, b, _)| (u.clone(), *b)))
+        .unwrap_or_else(|| (crate::client_config::DEFAULT_URL.to_string(), 1))
 }
 
 /// `[x]` in a JOB message: the first bracketed word.
@@ -52,6 +66,26 @@ fn bracketed(message: &str) -> Option<&str> {
     let start = message.find('[')? + 1;
     let end = start + message[start..].find(']')?;
     Some(&message[start..end])
+}
+
+/// Who a 9900403 names (`User (alice)`, or `User (app:ci)` for an app acting as itself), in
+/// English and Chinese, and the commands that grant them a role (the first, and another when
+/// it is not certain). A person named while calling with app credentials is one a trusted
+/// gateway app acts for: the grant is theirs if they are a Shoal user, else the app's.
+fn grantee(message: &str) -> (String, String, String, Option<String>) {
+    let name = message.split_once("User (").and_then(|(_, rest)| rest.split_once(')')).map(|(n, _)| n.trim()).unwrap_or("");
+    let app = CALL.lock().ok().and_then(|c| c.as_ref().and_then(|c| c.2.clone()));
+    match (name.strip_prefix("app:"), app) {
+        (Some(code), _) => (format!("app {code}"), format!("应用 {code} "), format!("shoal app grant {code}"), None),
+        (None, _) if name.is_empty() => ("the caller".into(), "调用方".into(), "shoal app grant APP".into(), None),
+        (None, Some(code)) => (
+            format!("user {name} (through app {code})"),
+            format!("用户 {name}（经应用 {code}）"),
+            format!("shoal user grant {name}"),
+            Some(format!("shoal app grant {code}")),
+        ),
+        (None, None) => (format!("user {name}"), format!("用户 {name} "), format!("shoal user grant {name}"), None),
+    }
 }
 
 /// The part after the last `: ` of a JOB message (the list it names).
@@ -164,10 +198,17 @@ fn api(code: i32, message: &str, biz: i64, zh: bool) -> String {
             "the server did not accept these credentials — check the app code and secret (SHOAL_APP_CODE, SHOAL_APP_SECRET) or the token (SHOAL_TOKEN); 'shoal config show' prints what is used".to_string(),
             "服务器不接受当前凭据 —— 检查应用编码和密钥（SHOAL_APP_CODE、SHOAL_APP_SECRET）或令牌（SHOAL_TOKEN）；'shoal config show' 显示当前设置".to_string(),
         ),
-        ErrorCode::BK_PERMISSION_DENIED | ErrorCode::USER_ACCESS_APP_FORBIDDEN => (
-            format!("this app has no role that allows this in business {biz} — an admin grants one with 'shoal app grant APP --role run --biz {biz}' (roles: run, manage, approve, admin)"),
-            format!("当前应用在业务 {biz} 中没有执行此操作的角色 —— 请管理员执行 'shoal app grant 应用 --role run --biz {biz}' 授权（角色：run、manage、approve、admin）"),
-        ),
+        ErrorCode::BK_PERMISSION_DENIED | ErrorCode::USER_ACCESS_APP_FORBIDDEN => {
+            let (who_en, who_zh, grant, other) = grantee(message);
+            let (or_en, or_zh) = match other {
+                Some(o) => (format!(" (or, if they are no Shoal user, '{o} --role run --biz {biz}')"), format!("（若其不是 Shoal 用户：'{o} --role run --biz {biz}'）")),
+                None => (String::new(), String::new()),
+            };
+            (
+                format!("{who_en} has no role that allows this in business {biz} — an admin grants one with '{grant} --role run --biz {biz}'{or_en} (roles: run, manage, approve, admin)"),
+                format!("{who_zh}在业务 {biz} 中没有执行此操作的角色 —— 请管理员执行 '{grant} --role run --biz {biz}'{or_zh} 授权（角色：run、manage、approve、admin）"),
+            )
+        }
         ErrorCode::APP_NOT_EXIST => (
             format!("business {biz} does not exist — give the business with --biz; 'shoal host list --all-biz' shows where hosts are"),
             format!("业务 {biz} 不存在 —— 用 --biz 指定业务；'shoal host list --all-biz' 显示主机所在业务"),
@@ -222,6 +263,8 @@ mod tests {
         assert_eq!(pick_lang(None, &env(&[("LANG", "zh_CN.UTF-8"), ("LC_ALL", "C")])), Lang::En);
         assert_eq!(pick_lang(Some("zh"), &env(&[("LANG", "en_US.UTF-8")])), Lang::Zh);
         assert_eq!(pick_lang(Some("en"), &env(&[("LC_ALL", "zh_TW")])), Lang::En);
+        assert_eq!(pick_lang(None, &env(&[("SHOAL_LANG", "zh"), ("LC_ALL", "C")])), Lang::Zh);
+        assert!(is_ui_lang("zh") && is_ui_lang("zh_CN") && is_ui_lang("en-US") && !is_ui_lang("python") && !is_ui_lang("zsh"));
     }
 
     #[test]

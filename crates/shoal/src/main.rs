@@ -24,8 +24,7 @@ fn main() -> std::process::ExitCode {
         // One JSON object per line, fields at the top level, for log shippers.
         cli::LogFormat::Json => logs.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
         cli::LogFormat::Text => {
-            // Colour only on a terminal: daemon logs in files and journals stay plain text.
-            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let ansi = colour(std::io::IsTerminal::is_terminal(&std::io::stderr()), std::env::var_os("NO_COLOR"));
             logs.with_ansi(ansi).init()
         }
     }
@@ -51,6 +50,12 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Colour only on a terminal (daemon logs in files and journals stay plain text), and not
+/// when `NO_COLOR` is set to anything but the empty string (no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// `shoal … | head` ends quietly when the reader goes away: printing to a closed pipe makes
 /// `println!` panic (Rust ignores SIGPIPE), and that panic ends the process with the status
 /// of a SIGPIPE death (141) and no message. Every other panic is reported as usual.
@@ -68,4 +73,15 @@ fn quiet_on_broken_pipe() {
         }
         report(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_on_a_terminal_unless_no_color() {
+        assert!(super::colour(true, None));
+        assert!(super::colour(true, Some("".into())));
+        assert!(!super::colour(true, Some("1".into())));
+        assert!(!super::colour(false, None));
+    }
 }

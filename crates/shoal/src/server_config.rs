@@ -173,6 +173,26 @@ mod tests {
         assert_eq!(shown, keys, "{text}");
     }
 
+    /// A password given in the database URL's query string (as libpq and sqlx accept it), or
+    /// the S3 secret key, never shows.
+    #[test]
+    fn passwords_in_the_url_query_and_the_s3_secret_are_redacted() {
+        let env = |k: &str| match k {
+            "SHOAL_DATABASE_URL" => Some("postgres://shoal@db/shoal?sslmode=require&password=qs-secret&application_name=x".to_string()),
+            "SHOAL_S3_SECRET_KEY" => Some("s3-secret".to_string()),
+            _ => None,
+        };
+        let args = ServerArgs { data_dir: Some("/var/lib/shoal".into()), ..Default::default() };
+        let cfg = load_from(&args, &env, NO_DEFAULT.as_ref()).unwrap();
+        let text = effective_toml(&cfg).unwrap();
+        for secret in ["qs-secret", "s3-secret"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        // What is not secret stays readable.
+        assert!(text.contains("sslmode=require") && text.contains("application_name=x") && text.contains("@db/shoal"), "{text}");
+        assert!(text.contains("s3_secret_key = \"<redacted>\""), "{text}");
+    }
+
     #[test]
     fn the_default_file_is_read_when_no_file_is_named() {
         let dir = tempfile::tempdir().unwrap();

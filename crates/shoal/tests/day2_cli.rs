@@ -82,7 +82,7 @@ fn day_two() {
             && t.contains("error 1243053: host 9999 is not registered in business 1 — list hosts with 'shoal host list --biz 1'"),
         "{t}"
     );
-    let o = run(port, &["--lang", "zh", "run", "--host", "9999", "-c", "true"]);
+    let o = run(port, &["--ui-lang", "zh", "run", "--host", "9999", "-c", "true"]);
     assert!(text(&o).contains("错误 1243053：主机 9999 未在业务 1 中注册"), "{}", text(&o));
     let o = cli(port).args(["run", "--host", "9999", "-c", "true"]).env("LANG", "zh_CN.UTF-8").output().unwrap();
     assert!(text(&o).contains("错误 1243053"), "{}", text(&o));
@@ -220,4 +220,64 @@ fn sets_and_modules_have_names() {
     // Named in the audit trail.
     let o = run(port, &["audit", "list", "--action", "name_topology"]);
     assert!(o.status.success() && stdout(&o).contains("name_topology"), "{}", text(&o));
+}
+
+/// A revoked agent's host leaves the fleet: no longer listed, no longer in `--all`, so the
+/// next `shoal run --all` succeeds on the hosts that are left.
+#[test]
+fn a_revoked_agent_leaves_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = server_cmd(port, &dir.path().join("data"), (APP, SECRET), TOKEN).spawn().unwrap();
+    let mut kids = Kids(vec![server]);
+    wait_until("the server", Duration::from_secs(30), || listening(port));
+    for ip in ["127.0.0.96", "127.0.0.97"] {
+        kids.0.push(agent_cmd(port, ip, &dir.path().join(ip), TOKEN).args(["--label", "role=web"]).spawn().unwrap());
+    }
+    wait_until("two agents", Duration::from_secs(30), || hosts(port).iter().filter(|h| h["alive"] == 1).count() == 2);
+    let o = run(port, &["account", "create", &whoami()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let gone = id_of(port, "127.0.0.97");
+    let o = run(port, &["agent-revoke", "--host-id", &gone]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    assert!(!hosts(port).iter().any(|h| h["ip"] == "127.0.0.97"), "{:?}", hosts(port));
+    assert!(!stdout(&run(port, &["host", "list"])).contains("127.0.0.97"));
+    let o = run(port, &["run", "--all", "--json", "--timeout", "20", "-c", "true"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(ips_of(&o), ["127.0.0.96"], "{}", text(&o));
+    // Named explicitly, it is no host of the business any more.
+    let o = run(port, &["run", "--host", &gone, "-c", "true"]);
+    assert!(!o.status.success() && text(&o).contains(&format!("host {gone} is not registered")), "{}", text(&o));
+
+    // A selector that matches nothing says so, and which labels there are.
+    let o = run(port, &["host", "list", "--selector", "role=db"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("no registered host of business 1 matches --selector \"role=db\""), "{}", text(&o));
+    assert!(text(&o).contains("role=web"), "the labels in use: {}", text(&o));
+}
+
+/// `--lang` of `shoal run` is the script's language; the messages' language has a flag of
+/// its own that works after any subcommand.
+#[test]
+fn the_script_language_and_the_message_language_do_not_clash() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = server_cmd(port, &dir.path().join("data"), (APP, SECRET), TOKEN).spawn().unwrap();
+    let _kids = Kids(vec![server]);
+    wait_until("the server", Duration::from_secs(30), || listening(port));
+    let o = run(port, &["account", "create", &whoami()]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Chinese messages from a flag after the subcommand.
+    let o = run(port, &["run", "--ui-lang", "zh", "--host", "9999", "-c", "true"]);
+    assert!(text(&o).contains("错误 1243053"), "{}", text(&o));
+    let o = cli(port).args(["run", "--host", "9999", "-c", "true"]).env("SHOAL_LANG", "zh").output().unwrap();
+    assert!(text(&o).contains("错误 1243053"), "SHOAL_LANG: {}", text(&o));
+    // `shoal run --lang zh`: not a script language; the error names the flag that was meant.
+    let o = run(port, &["run", "--lang", "zh", "--host", "9999", "-c", "true"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("\"zh\" is not a script language") && text(&o).contains("--ui-lang zh"), "{}", text(&o));
+    // The script's language still works as before.
+    let o = run(port, &["run", "--lang", "python", "--host", "9999", "-c", "print(1)"]);
+    assert!(text(&o).contains("error 1243053"), "{}", text(&o));
 }

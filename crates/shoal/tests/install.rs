@@ -106,10 +106,109 @@ fn dry_run_prints_the_steps_and_changes_nothing() {
     assert!(said.contains(&format!("+ install -m 0755 {BIN} {}/usr/local/bin/shoal", root.display())), "{said}");
     assert!(said.contains("shoal-agent.service"), "{said}");
     assert!(!root.exists(), "a dry run made {}", root.display());
-    // Without --binary it builds the release binary first.
+    // Without --binary it builds the release binary first, from the locked dependencies.
     let out = install(&["--root", root.to_str().unwrap(), "--dry-run"]);
-    assert!(text(&out).contains("+ cargo build --release -p shoal"), "{}", text(&out));
+    assert!(text(&out).contains("+ cargo build --release --locked -p shoal"), "{}", text(&out));
     assert!(!root.exists());
+}
+
+/// Everything under `root`, as paths relative to it.
+fn tree(root: &Path) -> Vec<String> {
+    let mut out = vec![];
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() && !p.is_symlink() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_client_gets_the_program_only_and_an_agent_no_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = dir.path().join("client");
+    let out = install(&["--root", client.to_str().unwrap(), "--binary", BIN, "--client-only"]);
+    let files = tree(&client);
+    assert!(files.contains(&"usr/local/bin/shoal".to_string()), "{files:#?}");
+    assert!(files.iter().any(|f| f.ends_with("man1/shoal.1")) && files.iter().any(|f| f.ends_with("completions/shoal")), "{files:#?}");
+    for absent in ["etc/shoal", "var/lib/shoal", "var/lib/shoal-agent", "etc/systemd", "usr/lib/sysusers.d", "etc/passwd"] {
+        assert!(!client.join(absent).exists(), "a client install made {absent}: {files:#?}");
+    }
+    assert!(!text(&out).contains("systemctl"), "{}", text(&out));
+
+    let agent = dir.path().join("agent");
+    let out = install(&["--root", agent.to_str().unwrap(), "--binary", BIN, "--agent-only"]);
+    assert!(agent.join("usr/local/bin/shoal").exists());
+    assert_eq!(read(&agent.join("etc/shoal/agent.toml")), read(&repo().join("dist/agent.example.toml")));
+    assert_eq!(mode(&agent.join("etc/shoal/agent.toml")), 0o600);
+    assert_eq!(mode(&agent.join("var/lib/shoal-agent")), 0o700);
+    assert!(agent.join("etc/systemd/system/shoal-agent.service").exists());
+    for absent in ["etc/shoal/server.toml", "var/lib/shoal", "etc/systemd/system/shoal-server.service", "usr/lib/sysusers.d/shoal.conf"] {
+        assert!(!agent.join(absent).exists(), "an agent install made {absent}: {:#?}", tree(&agent));
+    }
+    let passwd = std::fs::read_to_string(agent.join("etc/passwd")).unwrap_or_default();
+    assert!(!passwd.contains("shoal:"), "an agent needs no server user: {passwd}");
+    assert!(text(&out).contains("shoal-agent") && !text(&out).contains("shoal-server"), "{}", text(&out));
+    // Both at once makes no sense.
+    let both = Command::new(repo().join("scripts/install")).args(["--client-only", "--agent-only", "--dry-run"]).output().unwrap();
+    assert_eq!(both.status.code(), Some(2), "{}", text(&both));
+}
+
+/// `scripts/install` as a user who is not root (root's tests drop to `nobody`).
+fn as_a_user(args: &[&str], home: &Path) -> std::process::Output {
+    let script = repo().join("scripts/install");
+    let mut c = if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(&script);
+        c
+    } else {
+        Command::new(&script)
+    };
+    c.args(args).env("HOME", home).env_remove("XDG_DATA_HOME").output().unwrap()
+}
+
+#[test]
+fn a_user_is_told_to_become_root_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    if is_root() {
+        std::os::unix::fs::chown(&home, Some(65534), Some(65534)).unwrap();
+    }
+    // Into the running system, as a user: refused at once (nothing built, nothing written).
+    let out = as_a_user(&[], &home);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("root") && said.contains("sudo -E scripts/install") && said.contains("--root DIR"), "{said}");
+    assert!(said.contains("--client-only"), "a user install is offered: {said}");
+    assert!(!said.contains("building"), "{said}");
+    let out = as_a_user(&["--agent-only", "--binary", BIN], &home);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+
+    // A client for oneself: into ~/.local, no root needed.
+    let out = as_a_user(&["--client-only", "--binary", BIN], &home);
+    assert!(out.status.success(), "{}", text(&out));
+    let bin = home.join(".local/bin/shoal");
+    assert_eq!(mode(&bin), 0o755);
+    assert!(read(&home.join(".local/share/man/man1/shoal.1")).contains(".TH shoal 1"));
+    assert!(read(&home.join(".local/share/bash-completion/completions/shoal")).contains("complete -F _shoal"));
+    assert!(read(&home.join(".local/share/fish/vendor_completions.d/shoal.fish")).contains("complete -c shoal"));
+    assert!(text(&out).contains(".local/bin"), "{}", text(&out));
+}
+
+/// The release binary carries no symbols (`strip = true`): the README gives its size.
+#[test]
+fn the_release_profile_strips_the_binary() {
+    let root: toml::Table = toml::from_str(&read(&repo().join("Cargo.toml"))).unwrap();
+    let strip = &root["profile"]["release"]["strip"];
+    assert!(strip.as_bool() == Some(true) || strip.as_str() == Some("symbols"), "strip = {strip}");
 }
 
 #[test]
@@ -167,6 +266,17 @@ fn the_units_hold_what_the_services_need() {
     assert!(has(&server, "Service", "StateDirectory", "shoal"));
     assert!(has(&server, "Service", "ProtectSystem", "strict"));
     assert!(has(&server, "Service", "NoNewPrivileges", "yes"));
+    // /etc/shoal is made when missing (root's, the service may read it).
+    for unit in [&server, &agent] {
+        assert!(has(unit, "Service", "ConfigurationDirectory", "shoal"), "{unit}");
+    }
+    // The agent runs operators' scripts as root: what would confine the agent would confine
+    // every script (package installs, sudo, services, kernel modules), so it is left off —
+    // and the unit says why.
+    for key in ["NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp", "CapabilityBoundingSet", "RestrictSUIDSGID"] {
+        assert!(!section(&agent, "Service").iter().any(|(k, _)| k == key), "{key} would confine every script: {agent}");
+        assert!(agent.contains(&format!("# {key}")) || agent.contains(key), "the agent unit says why {key} is off: {agent}");
+    }
     for unit in [&server, &agent] {
         assert!(has(unit, "Install", "WantedBy", "multi-user.target"));
         assert!(

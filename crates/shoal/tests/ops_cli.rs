@@ -238,3 +238,41 @@ fn config_init_reads_secrets_from_stdin_or_asks_on_a_terminal() {
     );
     assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+/// On a terminal the daemons' log lines are coloured, unless NO_COLOR is set (no-color.org).
+#[test]
+fn no_color_turns_colour_off_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("script(1) is not installed: colour on a terminal is not tested");
+        return;
+    }
+    let logs = |no_color: Option<&str>| {
+        let port = free_port();
+        let data = dir.path().join(format!("data-{port}"));
+        let pidfile = dir.path().join(format!("pid-{port}"));
+        let cmd = format!("echo $$ > {}; exec {BIN} server --listen 127.0.0.1:{port} --data-dir {}", pidfile.display(), data.display());
+        let mut c = Command::new("script");
+        isolate(&mut c, dir.path());
+        c.args(["-qec", &cmd, "/dev/null"]).env("SHELL", "/bin/sh").env_remove("NO_COLOR").env_remove("RUST_LOG");
+        if let Some(v) = no_color {
+            c.env("NO_COLOR", v);
+        }
+        let child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // Stop it once it listens (the terminal has its lines by then).
+        wait_until("the server listens", Duration::from_secs(30), || listening(port));
+        std::thread::sleep(Duration::from_millis(300));
+        let pid = std::fs::read_to_string(&pidfile).unwrap().trim().to_string();
+        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let out = child.wait_with_output().unwrap();
+        text(&out)
+    };
+    let coloured = logs(None);
+    assert!(coloured.contains("shoal server listening") && coloured.contains('\u{1b}'), "colour on a terminal: {coloured:?}");
+    for v in ["1", "yes"] {
+        let plain = logs(Some(v));
+        assert!(plain.contains("shoal server listening") && !plain.contains('\u{1b}'), "NO_COLOR={v}: {plain:?}");
+    }
+    // An empty NO_COLOR counts as unset.
+    assert!(logs(Some("")).contains('\u{1b}'));
+}

@@ -177,6 +177,7 @@ fn random_kills_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_on_postgres() {
-    let Some(url) = shoal_store::testing::fresh_postgres("kills").await else { return };
+    let Some(db) = shoal_store::testing::fresh_postgres("kills").await else { return };
+    let url = db.to_string();
     tokio::task::spawn_blocking(move || run(Some(url))).await.unwrap();
 }

@@ -99,19 +99,30 @@ fn split_alternatives(line: &str) -> Vec<String> {
     parts
 }
 
-/// The fleet the README's commands run against: business 2, like the README's agent.
+/// The business the README's agent registers in (`shoal agent … --bk-biz-id N`).
+fn readme_biz() -> i64 {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "--bk-biz-id").expect("the README starts an agent with --bk-biz-id");
+    words[at + 1].parse().unwrap()
+}
+
+/// The fleet the README's commands run against: hosts in the business the README's agent
+/// registers in. The CLI gets no business but what the README's commands say, so a command
+/// that works only with a `--biz` or `SHOAL_BIZ` the README does not show fails here.
 struct World {
     port: u16,
     work: PathBuf,
     hosts: Vec<i64>,
     kids: Kids,
     pending_agent: bool,
+    biz: i64,
 }
 
 impl World {
     fn cli(&self) -> Command {
         let mut c = cli_cmd(self.port, (APP, SECRET));
-        c.env("SHOAL_BIZ", "2").current_dir(&self.work).stdin(Stdio::null());
+        c.current_dir(&self.work).stdin(Stdio::null());
         c
     }
 
@@ -123,7 +134,7 @@ impl World {
     fn api(&self, name: &str, body: Value) -> Value {
         let mut body = body;
         body["bk_scope_type"] = json!("biz");
-        body["bk_scope_id"] = json!("2");
+        body["bk_scope_id"] = json!(self.biz.to_string());
         let v = post_json(self.port, (APP, SECRET), &format!("/api/v3/{name}"), body);
         assert_eq!(v["result"], true, "{name}: {v}");
         v["data"].clone()
@@ -137,6 +148,11 @@ impl World {
         id
     }
 
+    /// [`TEMPLATE`] targeting this fleet's business.
+    fn template(&self) -> String {
+        TEMPLATE.replace("id: BIZ,", &format!("id: {},", self.biz))
+    }
+
     fn template_job(&self, plan: &str) -> i64 {
         let o = self.cli().args(["template", "run", "deploy-collector", "--plan", plan, "--no-wait"]).output().unwrap();
         let id: i64 =
@@ -148,10 +164,10 @@ impl World {
     }
 }
 
-/// `shoal agent` of business 2 at `ip` (output discarded).
-fn agent2(port: u16, ip: &str, state: &Path, token: &str) -> Command {
+/// `shoal agent` of business `biz` at `ip` (output discarded).
+fn agent_in(biz: i64, port: u16, ip: &str, state: &Path, token: &str) -> Command {
     let mut c = Command::new(BIN);
-    c.args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", "2", "--ip", ip, "--state-dir"])
+    c.args(["agent", "--server", &format!("http://127.0.0.1:{port}"), "--bk-biz-id", &biz.to_string(), "--ip", ip, "--state-dir"])
         .arg(state)
         .env("SHOAL_AGENT_TOKEN", token)
         .stdout(Stdio::null())
@@ -173,7 +189,7 @@ steps:
     script:
       content: echo "installing $VERSION"
       account: root
-      target: {topo_node_list: [{id: 2, node_type: biz}]}
+      target: {topo_node_list: [{id: BIZ, node_type: biz}]}
   - name: go-ahead
     confirm: {message: "Collector installed; restart?"}
 plans:
@@ -230,7 +246,7 @@ fn adapt(w: &mut World, cmd: &str) -> Result<String, &'static str> {
         ("host", "remove") => c = c.replace(" 13", &format!(" {d}")),
         ("agent-token", "revoke") => {
             // A token of its own to revoke (the README's pending token enrols an agent next).
-            let o = w.cli().args(["agent-token", "create", "--biz", "2"]).output().unwrap();
+            let o = w.cli().args(["agent-token", "create", "--biz", &w.biz.to_string()]).output().unwrap();
             assert!(o.status.success(), "{}", text(&o));
             let tokens = w.json(&["agent-token", "list"]);
             let id = tokens["data"].as_array().unwrap().iter().filter_map(|t| t["id"].as_i64()).max().unwrap().to_string();
@@ -252,7 +268,7 @@ fn adapt(w: &mut World, cmd: &str) -> Result<String, &'static str> {
         }
         ("template", "diff") if c.contains(" v3 v5") => {
             for v in 2..=5 {
-                let yaml = TEMPLATE.replace("1.4.2", &format!("1.4.{}", v + 2));
+                let yaml = w.template().replace("1.4.2", &format!("1.4.{}", v + 2));
                 write(&w.work, "deploy-v.yaml", &yaml);
                 let o = w.cli().args(["template", "apply", "-f", "deploy-v.yaml", "-m", "next"]).output().unwrap();
                 assert!(o.status.success(), "{}", text(&o));
@@ -301,7 +317,7 @@ fn adapt(w: &mut World, cmd: &str) -> Result<String, &'static str> {
         assert!(tokens["data"].as_array().is_some_and(|t| !t.is_empty()), "{tokens}");
         let token = std::fs::read_to_string(w.work.join("pending-token")).unwrap();
         let state = w.work.join("pending-agent");
-        let agent = agent2(w.port, "10.0.0.30", &state, token.trim()).spawn().unwrap();
+        let agent = agent_in(w.biz, w.port, "10.0.0.30", &state, token.trim()).spawn().unwrap();
         w.kids.0.push(agent);
         wait_until("the pending agent", Duration::from_secs(30), || {
             w.json(&["host", "list", "--pending"])["data"].as_array().is_some_and(|a| !a.is_empty())
@@ -351,10 +367,10 @@ fn every_readme_command_and_every_dev_hint_works_as_printed() {
         sh.push_str(line);
         sh.push('\n');
     }
+    // Run as printed, after `cargo run`: the built binary is not on the PATH.
     let o = Command::new("sh")
         .arg("-c")
         .arg(&sh)
-        .env("PATH", &path)
         .env("SHOAL_CLIENT_CONFIG", "/nonexistent")
         .env_remove("SHOAL_BIZ")
         .current_dir(&work)
@@ -362,7 +378,8 @@ fn every_readme_command_and_every_dev_hint_works_as_printed() {
         .unwrap();
     assert!(o.status.success() && text(&o).contains("\"result\":true"), "shoal dev's hints:\n{sh}\n{}", text(&o));
 
-    // The README's fleet: business 2, hosts with the README's addresses, set, module, labels.
+    // The README's fleet: its agent's business, hosts with the README's addresses, set, module, labels.
+    let biz = readme_biz();
     let port = free_port();
     let server = server_cmd(port, &dir.path().join("data"), (APP, SECRET), TOKEN).spawn().unwrap();
     let mut kids = Kids(vec![server]);
@@ -375,9 +392,9 @@ fn every_readme_command_and_every_dev_hint_works_as_printed() {
     ];
     for (ip, extra) in fleet {
         let state = dir.path().join(ip);
-        kids.0.push(agent2(port, ip, &state, TOKEN).args(extra).spawn().unwrap());
+        kids.0.push(agent_in(biz, port, ip, &state, TOKEN).args(extra).spawn().unwrap());
     }
-    let mut w = World { port, work: work.clone(), hosts: vec![], kids, pending_agent: false };
+    let mut w = World { port, work: work.clone(), hosts: vec![], kids, pending_agent: false, biz };
     wait_until("four agents", Duration::from_secs(30), || {
         w.json(&["host", "list"])["data"].as_array().is_some_and(|a| a.iter().filter(|h| h["alive"] == 1).count() == 4)
     });
@@ -402,7 +419,7 @@ fn every_readme_command_and_every_dev_hint_works_as_printed() {
     write(&work, "build.tar.gz", "tarball\n");
     write(&work, "app.conf", "key = value\n");
     write(&work, "deploy.sh", "#!/bin/bash\nsystemctl restart app\n");
-    write(&work, "deploy.yaml", TEMPLATE);
+    write(&work, "deploy.yaml", &w.template());
     write(&work, "sk.txt", "an-s3-secret-key\n");
     std::fs::create_dir_all(work.join("etc/app")).unwrap();
 

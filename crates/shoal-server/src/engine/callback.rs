@@ -201,6 +201,7 @@ pub async fn sender(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                             tracing::info!(job_instance_id = row.job_instance_id, attempts, ok, "callback sent");
                             if let Err(e) = engine.store.finish_callback(row.id, attempts.max(1)).await {
                                 tracing::error!(error = %e, "marking callback done");
+                                engine.gateway.metrics.store_error("callback");
                             }
                             drop(permit);
                             // A slot is free: look for more at once.
@@ -208,7 +209,10 @@ pub async fn sender(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
                         });
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "reading callbacks"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading callbacks");
+                    engine.gateway.metrics.store_error("callback");
+                }
             }
         }
         tokio::select! {

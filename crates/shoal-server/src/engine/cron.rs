@@ -174,6 +174,7 @@ pub fn spawn(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
             if let Err(e) = tick(&shared, shoal_core::time::now_ms()).await {
                 tracing::warn!(error = %e, "cron scheduler: reading due crons failed; trying again");
+                shared.gateway.metrics.store_error("cron");
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}

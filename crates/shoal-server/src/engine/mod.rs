@@ -218,12 +218,20 @@ impl Engine {
         if let Some(s) = self.steps.lock().expect("steps lock").get(&step_id) {
             return Some(s.clone());
         }
-        let s = self.store.get_step(step_id).await.ok()??;
+        let s = match self.store.get_step(step_id).await {
+            Ok(s) => s?,
+            Err(e) => {
+                tracing::error!(step_instance_id = step_id, error = %e, "reading a step");
+                self.gateway.metrics.store_error("engine");
+                return None;
+            }
+        };
         let running = s.status == RunStatus::Running as i32;
         let s = match self.prepare(s).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(step_instance_id = step_id, error = %e, "preparing a step");
+                self.gateway.metrics.store_error("engine");
                 return None;
             }
         };
@@ -403,9 +411,17 @@ impl Engine {
         // The start is queued before the tasks go out, so the writer sees it first.
         self.gateway.submit(changes).await;
         self.fanout.lock().expect("fanout lock").insert(step.id, to_send.len());
+        // When these tasks became due: a step's first run from its start (a job's first step
+        // starts as the job is accepted); a retry or a later batch now.
+        let due = match (step.execute_count, batch) {
+            (0, None | Some(1)) => step.start_time.unwrap_or(now).min(now),
+            _ => now,
+        };
         let mut lost = Vec::new();
         for key in to_send {
-            if !self.gateway.send(key.host_id, self.run_msg(key, step)).await && !returning.contains(&key.host_id) {
+            if self.gateway.send(key.host_id, self.run_msg(key, step)).await {
+                self.gateway.metrics.dispatched((shoal_core::time::now_ms() - due) as f64 / 1000.0);
+            } else if !returning.contains(&key.host_id) {
                 lost.push(finished(key, host_status::GSE_AGENT_ERROR, gse_code::OTHER, now));
             }
         }
@@ -421,6 +437,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(host_id, error = %e, "reading pending tasks");
+                self.gateway.metrics.store_error("engine");
                 return;
             }
         };
@@ -454,6 +471,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(host_id, error = %e, "reading pending tasks");
+                self.gateway.metrics.store_error("engine");
                 return;
             }
         };
@@ -579,12 +597,14 @@ impl Engine {
             Ok(steps) => steps.into_iter().find(|s| s.step_order > e.step_order),
             Err(err) => {
                 tracing::error!(job_instance_id, error = %err, "reading the next step");
+                self.gateway.metrics.store_error("engine");
                 return;
             }
         };
         if let Some(next) = next {
             if let Err(err) = self.start_step(next).await {
                 tracing::error!(job_instance_id, error = %err, "starting the next step");
+                self.gateway.metrics.store_error("engine");
             }
         }
     }
@@ -599,17 +619,24 @@ impl Engine {
                     Ok(Some(r)) => {
                         if let Err(e) = self.rolling_progress(step_id, r).await {
                             tracing::error!(step_instance_id = step_id, error = %e, "advancing rolling batches");
+                            self.gateway.metrics.store_error("engine");
                         }
                         continue;
                     }
                     Ok(None) => {}
-                    Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "reading rolling state"),
+                    Err(e) => {
+                        tracing::error!(step_instance_id = step_id, error = %e, "reading rolling state");
+                        self.gateway.metrics.store_error("engine");
+                    }
                 }
             }
             match self.store.any_unfinished(step_id, execute_count).await {
                 Ok(false) => self.finish_step(step_id).await,
                 Ok(true) => {}
-                Err(e) => tracing::error!(step_instance_id = step_id, error = %e, "looking for unfinished tasks"),
+                Err(e) => {
+                    tracing::error!(step_instance_id = step_id, error = %e, "looking for unfinished tasks");
+                    self.gateway.metrics.store_error("engine");
+                }
             }
         }
     }
@@ -617,6 +644,7 @@ impl Engine {
     async fn finish_step(&self, step_id: i64) {
         if let Err(e) = self.try_finish_step(step_id).await {
             tracing::error!(step_instance_id = step_id, error = %e, "finishing step");
+            self.gateway.metrics.store_error("engine");
         }
     }
 

@@ -107,6 +107,7 @@ pub async fn sweeper(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         wait = SWEEP_EVERY;
         if let Err(e) = engine.recover_stalled().await {
             tracing::error!(error = %e, "recovering stalled jobs");
+            engine.gateway.metrics.store_error("engine");
         }
     }
 }

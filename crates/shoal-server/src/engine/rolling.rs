@@ -69,6 +69,7 @@ impl Engine {
                         if let Some(me) = me {
                             if let Err(e) = me.dispatch_tasks(&step, mine, Some(batch)).await {
                                 tracing::error!(step_instance_id = step.id, batch, error = %e, "dispatching a staggered batch");
+                                me.gateway.metrics.store_error("engine");
                             }
                         }
                     });

@@ -27,6 +27,8 @@ use crate::gateway::IngestItem;
 pub struct Pending {
     /// By request id: the source host asked, and where its answer goes.
     waiting: Mutex<HashMap<u64, (i64, oneshot::Sender<StageResult>)>>,
+    /// File steps staging their sources now (their tasks wait for it).
+    steps: std::sync::atomic::AtomicUsize,
 }
 
 /// How a source failed.
@@ -68,13 +70,22 @@ impl Engine {
         None
     }
 
+    /// File steps staging their sources now.
+    pub fn staging_waiting(&self) -> usize {
+        self.staging.steps.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Stages `step`'s sources, then dispatches it (on its own task).
     pub(crate) fn stage_then_dispatch(&self, step: Arc<StepRow>, transfer: StepTransfer) {
         let Some(me) = self.me.upgrade() else { return };
+        use std::sync::atomic::Ordering;
+        me.staging.steps.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             if let Err(e) = me.stage(step.clone(), transfer).await {
                 tracing::error!(step_instance_id = step.id, error = %e, "staging the step's sources failed");
+                me.gateway.metrics.store_error("engine");
             }
+            me.staging.steps.fetch_sub(1, Ordering::Relaxed);
         });
     }
 

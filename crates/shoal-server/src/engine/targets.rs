@@ -13,6 +13,7 @@ use shoal_store::{HostRow, Store, TargetHost};
 
 fn internal(e: shoal_store::StoreError) -> JobError {
     tracing::error!(error = %e, "resolving targets");
+    crate::metrics::note_store_error(Some(&e));
     JobError::internal()
 }
 

@@ -165,6 +165,21 @@ impl Gateway {
         self.behind_since.lock().expect("behind lock").map_or(Duration::ZERO, |t| t.elapsed())
     }
 
+    /// Changes queued for the writer (not yet in a batch being committed).
+    pub fn ingest_queue_depth(&self) -> usize {
+        INGEST_QUEUE - self.ingest_tx.capacity()
+    }
+
+    /// Log bytes queued for the writer or being committed.
+    pub fn ingest_queue_bytes(&self) -> usize {
+        INGEST_BYTES - self.ingest_bytes.available_permits()
+    }
+
+    /// Messages queued to this server's agent sessions, not yet written to their sockets.
+    pub fn dispatch_queue_depth(&self) -> usize {
+        self.sessions.lock().expect("sessions lock").values().map(|s| s.tx.max_capacity() - s.tx.capacity()).sum()
+    }
+
     pub fn is_connected(&self, host_id: i64) -> bool {
         self.sessions.lock().expect("sessions lock").contains_key(&host_id)
     }
@@ -272,6 +287,8 @@ impl Gateway {
             let mut bytes = 0;
             let mut permits = Vec::new();
             let mut markers = Vec::new();
+            // When each agent's result in the batch was received (ingest latency).
+            let mut received = Vec::new();
             let mut item = Some(first);
             while let Some(i) = item.take() {
                 match i {
@@ -281,6 +298,9 @@ impl Gateway {
                             *self.behind_since.lock().expect("behind lock") = Some(queued);
                         }
                         bytes += log_bytes(&c);
+                        if c.ack.is_some() {
+                            received.push(queued);
+                        }
                         batch.push(c);
                         permits.extend(permit);
                     }
@@ -317,6 +337,9 @@ impl Gateway {
                     Ok(f) => {
                         if self.ingest_fault.lock().expect("ingest fault").take().is_some() {
                             tracing::info!("committing host-task changes again");
+                        }
+                        for at in &received {
+                            self.metrics.ingested(at.elapsed().as_secs_f64());
                         }
                         break f;
                     }

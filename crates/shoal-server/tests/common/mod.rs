@@ -70,9 +70,10 @@ pub enum Backend {
     Postgres,
 }
 
-/// A fresh PostgreSQL database for one test, or `None` (skip) when PostgreSQL is not
-/// reachable and not required (`SHOAL_REQUIRE_POSTGRES=1` / CI make that a failure).
-pub async fn postgres_url() -> Option<String> {
+/// A fresh PostgreSQL database for one test (dropped with the handle), or `None` (skip) when
+/// PostgreSQL is not reachable and not required (`SHOAL_REQUIRE_POSTGRES=1` / CI make that a
+/// failure).
+pub async fn postgres_url() -> Option<shoal_store::testing::TestDb> {
     shoal_store::testing::fresh_postgres("t").await
 }
 
@@ -130,6 +131,8 @@ pub struct Harness {
     server: Option<JoinHandle<anyhow::Result<()>>>,
     pub agents: Vec<Agent>,
     pub http: reqwest::Client,
+    /// The PostgreSQL database, dropped last (after the server is told to stop).
+    pub db: Option<shoal_store::testing::TestDb>,
 }
 
 async fn wait_stop(mut rx: watch::Receiver<bool>) {
@@ -178,11 +181,11 @@ impl Harness {
     /// [`Harness::start`] with settings changed by `tweak` first.
     pub async fn start_with(backend: Backend, tweak: impl FnOnce(&mut ServerConfig)) -> Option<Harness> {
         let dir = tempfile::tempdir().unwrap();
-        let database_url = match backend {
+        let db = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(postgres_url().await?),
         };
-        let mut config = test_config(dir.path().join("server"), database_url);
+        let mut config = test_config(dir.path().join("server"), db.as_ref().map(|d| d.to_string()));
         tweak(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -196,6 +199,7 @@ impl Harness {
             server: None,
             agents: vec![],
             http: reqwest::Client::new(),
+            db,
         };
         h.serve(listener);
         h.create_account(1, USER, &current_user()).await;
@@ -460,16 +464,18 @@ pub struct Gated {
     pub api: Api,
     pub agent: Agent,
     pub hosts: Vec<i64>,
+    /// The PostgreSQL database, dropped last.
+    pub db: Option<shoal_store::testing::TestDb>,
 }
 
 /// [`Gated`], or `None` (skip) when PostgreSQL is asked for and not reachable.
 pub async fn gated_agent(backend: Backend, ip: &str, agent_lost_grace_secs: u64) -> Option<Gated> {
-    let database_url = match backend {
+    let db = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => Some(postgres_url().await?),
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig { agent_lost_grace_secs, ..test_config(dir.path().join("server"), database_url) };
+    let config = ServerConfig { agent_lost_grace_secs, ..test_config(dir.path().join("server"), db.as_ref().map(|d| d.to_string())) };
     let server = Server::start(config.clone()).await;
     let gate = Gate::open_to(server.addr).await;
     let api = Api::new(&server.url);
@@ -481,7 +487,7 @@ pub async fn gated_agent(backend: Backend, ip: &str, agent_lost_grace_secs: u64)
     })
     .await;
     let hosts = api.hosts().await.iter().map(|h| h["bk_host_id"].as_i64().unwrap()).collect();
-    Some(Gated { dir, config, server, gate, api, agent, hosts })
+    Some(Gated { dir, config, server, gate, api, agent, hosts, db })
 }
 
 /// Every file under `dir`, however deep (the database files and the blob store among them).

@@ -43,6 +43,10 @@ pub struct InitArgs {
     /// Default business id [env: SHOAL_BIZ].
     #[arg(long)]
     pub biz: Option<i64>,
+    /// PEM CA bundle that signed the server's certificate (a private CA), written into the
+    /// file as an absolute path [env: SHOAL_CA].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
     /// Write this file instead [default: $XDG_CONFIG_HOME/shoal/config.toml].
     #[arg(long)]
     pub path: Option<PathBuf>,
@@ -67,7 +71,7 @@ pub fn run(cmd: ConfigCommand) -> anyhow::Result<u8> {
 }
 
 /// Asks on the terminal; `secret` turns echo off while the answer is typed.
-fn ask(question: &str, secret: bool) -> anyhow::Result<Option<String>> {
+pub(crate) fn ask(question: &str, secret: bool) -> anyhow::Result<Option<String>> {
     eprint!("{question}: ");
     std::io::stderr().flush()?;
     let stdin = std::io::stdin();
@@ -92,7 +96,7 @@ fn ask(question: &str, secret: bool) -> anyhow::Result<Option<String>> {
     Ok((!line.is_empty()).then_some(line))
 }
 
-fn read_stdin_line(what: &str) -> anyhow::Result<String> {
+pub(crate) fn read_stdin_line(what: &str) -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     let line = line.trim().to_string();
@@ -111,6 +115,7 @@ fn init(a: InitArgs, env: client_config::Env) -> anyhow::Result<u8> {
     let mut f = FileConfig {
         url: a.url.or_else(|| env("SHOAL_URL")),
         username: a.username.or_else(|| env("SHOAL_USERNAME")),
+        ca: a.ca.or_else(|| env("SHOAL_CA").map(PathBuf::from)).map(|p| ca_path(&p)).transpose()?,
         ..Default::default()
     };
     f.biz = match (a.biz, env("SHOAL_BIZ")) {
@@ -157,8 +162,16 @@ fn init(a: InitArgs, env: client_config::Env) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// A CA bundle's path as the file keeps it: absolute (the CLI runs from any directory), and
+/// there now (a wrong path is caught when the file is written, not at the next call).
+pub(crate) fn ca_path(p: &Path) -> anyhow::Result<PathBuf> {
+    let abs = std::fs::canonicalize(p).with_context(|| format!("the CA bundle {}", p.display()))?;
+    anyhow::ensure!(abs.is_file(), "the CA bundle {} is not a file", p.display());
+    Ok(abs)
+}
+
 /// Writes `text` to `path` readable by its owner only, making the directory (0700) if needed.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -75,6 +75,32 @@ async fn dev_console_user(shared: &shoal_server::Shared, dir: &std::path::Path) 
     Ok(format!("{NAME} / {password}"))
 }
 
+/// This binary as the reader should type it: `shoal` when that name on the PATH is this very
+/// binary, else its absolute path (after `cargo run` it is under target/, on no PATH), so
+/// every line printed to type next works as printed.
+fn me_as_typed(path: Option<&std::ffi::OsStr>) -> (String, bool) {
+    let me = std::env::current_exe().and_then(std::fs::canonicalize).ok();
+    let on_path = path
+        .into_iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("shoal"))
+        .find(|p| p.is_file())
+        .and_then(|p| std::fs::canonicalize(p).ok());
+    match me {
+        Some(me) if on_path.as_ref() != Some(&me) => (shell_quoted(&me.display().to_string()), false),
+        _ => ("shoal".into(), true),
+    }
+}
+
+/// `s` as one shell word.
+fn shell_quoted(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+:@%".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
@@ -177,14 +203,20 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
             // JOB's history query needs a creation-time range of at most 30 days.
             let day = 86_400_000;
             let (since, until) = (shoal_core::time::now_ms() - 29 * day, shoal_core::time::now_ms() + day);
+            let (shoal, on_path) = me_as_typed(std::env::var_os("PATH").as_deref());
+            let how = if on_path {
+                String::new()
+            } else {
+                " (shoal is not on your PATH, so by its path; scripts/install or `cargo install --locked --path crates/shoal` puts it there)".into()
+            };
             println!(
                 "\nShoal dev is up: server {url}, {} agents (hosts {host_ids:?}), business {DEV_BIZ}, account {user:?}.\n\n\
                  Web console: {url}/console/ (log in as {console_login}).\n\n\
-                 In another terminal:\n\n  \
+                 In another terminal{how}:\n\n  \
                  export SHOAL_URL={url} SHOAL_APP_CODE={DEV_APP} SHOAL_APP_SECRET={secret}\n  \
-                 shoal host list\n  \
-                 shoal run --all -c 'uptime'\n  \
-                 shoal run --selector role=web -c 'echo hi from $(hostname)'\n\n\
+                 {shoal} host list\n  \
+                 {shoal} run --all -c 'uptime'\n  \
+                 {shoal} run --selector role=web -c 'echo hi from $(hostname)'\n\n\
                  Or through the JOB v3 API, as a BlueKing caller would:\n\n  \
                  curl -s {url}/api/v3/get_job_instance_list -G -d bk_scope_type=biz -d bk_scope_id={DEV_BIZ} \\\n    \
                  -d create_time_start={since} -d create_time_end={until} \\\n    \
@@ -202,4 +234,22 @@ pub async fn run(a: DevArgs) -> anyhow::Result<u8> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_is_named_as_it_can_be_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        // Not on the PATH: its absolute path.
+        let (typed, on_path) = me_as_typed(Some(dir.path().as_os_str()));
+        assert!(!on_path && typed.starts_with('/'), "{typed}");
+        // On the PATH (a link to this very binary): its name.
+        std::os::unix::fs::symlink(std::env::current_exe().unwrap(), dir.path().join("shoal")).unwrap();
+        assert_eq!(me_as_typed(Some(dir.path().as_os_str())), ("shoal".to_string(), true));
+        assert_eq!(shell_quoted("/a b/it's"), "'/a b/it'\\''s'");
+        assert_eq!(shell_quoted("/usr/local/bin/shoal"), "/usr/local/bin/shoal");
+    }
 }

@@ -96,6 +96,26 @@ pub async fn run(cmd: HostCommand) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             let none = hosts["data"].as_array().is_none_or(|a| a.is_empty());
+            if let (true, Some(sel)) = (none, selector.as_deref()) {
+                // Say so, and which labels there are to select by.
+                let all: Value = r.client.hosts(biz, None).await.unwrap_or(Value::Null);
+                let mut labels: Vec<String> = all["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|h| h["labels"].as_object().into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))))
+                    .collect();
+                labels.sort();
+                labels.dedup();
+                let scope = biz.map_or_else(|| "of any business".to_string(), |b| format!("of business {b}"));
+                let known = match labels.len() {
+                    0 => "no host there has labels (agents set them with --label k=v)".to_string(),
+                    n if n > 20 => format!("labels in use: {} … ({n} in all)", labels[..20].join(", ")),
+                    _ => format!("labels in use: {}", labels.join(", ")),
+                };
+                eprintln!("no registered host {scope} matches --selector {sel:?}; {known}");
+                return Ok(0);
+            }
             if none && biz.is_some() && selector.is_none() {
                 // Say where the hosts are rather than print an empty table.
                 let all: Value = r.client.hosts(None, None).await.unwrap_or(Value::Null);

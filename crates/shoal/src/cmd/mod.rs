@@ -12,6 +12,7 @@ pub mod file_source;
 pub mod group;
 pub mod host;
 mod job;
+pub mod login;
 pub mod manual;
 pub mod push;
 mod run;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Danger(c) => danger::run(c).await,
         Command::Account(c) => account::run(c).await,
         Command::Config(c) => config::run(c),
+        Command::Login(a) => login::run(a).await,
         Command::Completions(a) => manual::completions(a),
         Command::Man(a) => manual::man(a),
         Command::Cron(c) => cron::run(c).await,

@@ -84,7 +84,12 @@ pub async fn target(a: &TargetArgs, client: &Client, biz: i64) -> anyhow::Result
 
 fn language(a: &RunArgs) -> anyhow::Result<ScriptLanguage> {
     if let Some(l) = &a.lang {
-        return ScriptLanguage::from_name(l).with_context(|| format!("unknown language {l:?}: use shell, python, perl or powershell"));
+        return ScriptLanguage::from_name(l).with_context(|| {
+            // `--lang zh` meant for the messages (as in tools whose --lang is the UI's).
+            let ui = crate::errors::is_ui_lang(l);
+            let hint = if ui { format!("; for messages in that language use --ui-lang {l} (or SHOAL_LANG={l})") } else { String::new() };
+            format!("{l:?} is not a script language: --lang takes shell, python, perl or powershell{hint}")
+        });
     }
     let ext = a.file.as_ref().and_then(|f| f.extension()).and_then(|e| e.to_str()).unwrap_or("");
     Ok(ScriptLanguage::from_name(ext).unwrap_or(ScriptLanguage::Shell))
@@ -134,6 +139,8 @@ fn rolling(a: &RunArgs) -> Option<Value> {
 }
 
 pub async fn run(a: RunArgs) -> anyhow::Result<u8> {
+    // A wrong flag is said before anything is asked of the server.
+    let lang = language(&a)?;
     let r = client_config::resolve(&a.client)?;
     let scope = Scope::biz(r.biz);
     let mut req = FastExecuteScriptReq {
@@ -149,7 +156,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<u8> {
         (None, None, None) => anyhow::bail!("nothing to run: give -c 'command', -f script or --script NAME"),
     }
     if req.script_content.is_some() {
-        req.script_language = Some(language(&a)? as i32);
+        req.script_language = Some(lang as i32);
     }
     req.target_server = Some(target(&a.targets, &r.client, r.biz).await?);
     req.account_alias = Some(a.account.clone().unwrap_or_else(current_os_user));

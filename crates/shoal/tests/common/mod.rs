@@ -111,3 +111,50 @@ pub fn cli_cmd(port: u16, (app, secret): (&str, &str)) -> std::process::Command 
         .env_remove("SHOAL_BIZ");
     c
 }
+
+/// A private CA and a certificate for 127.0.0.1 / localhost signed by it, written into `dir`
+/// as `ca.pem`, `cert.pem` and `key.pem`; answers the CA's path.
+pub fn private_ca(dir: &std::path::Path) -> std::path::PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    dir.join("ca.pem")
+}
+
+/// `shoal server` serving HTTPS with a certificate of [`private_ca`] from `pki` (see
+/// [`server_cmd`]).
+pub fn tls_server_cmd(port: u16, data: &std::path::Path, pki: &std::path::Path, app: (&str, &str), token: &str) -> std::process::Command {
+    let mut c = server_cmd(port, data, app, token);
+    c.arg("--tls-cert").arg(pki.join("cert.pem")).arg("--tls-key").arg(pki.join("key.pem"));
+    c
+}
+
+/// The CLI with nothing from the test's environment: a home of its own (`HOME`,
+/// `XDG_CONFIG_HOME` under `home`), no `SHOAL_*` settings, English messages.
+pub fn bare_cli(home: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("xdg"))
+        .env("LANG", "C.UTF-8");
+    c
+}
+
+/// Runs `c` with `input` on its standard input.
+pub fn with_stdin(c: &mut std::process::Command, input: &str) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -249,21 +249,22 @@ async fn remove_host(ctx: &Ctx, params: Value) -> ApiResult {
             host.bk_cloud_id, host.ip
         )));
     }
-    if !host.agent_id.is_empty() {
-        store.revoke_agent(&host.agent_id, shoal_core::time::now_ms()).await.map_err(internal("revoke agent"))?;
-    }
-    if alive {
-        let bye = Reject { message: "host removed from the registry".into(), retry: false };
-        ctx.shared.gateway.send(host_id, ServerMsg::Reject(bye)).await;
-    }
     let event = ctx.audit_event(
         &Scope::biz(host.bk_biz_id),
         "remove_host",
         host_id,
         json!({"bk_cloud_id": host.bk_cloud_id, "ip": host.ip, "agent_id": host.agent_id, "was_connected": alive}),
     );
+    // Retired first (with its audit event), then its agent revoked (which would retire it too).
     if !store.remove_host(host_id, &event).await.map_err(internal("remove host"))? {
         return Err(JobError::bad_request(format!("no host {host_id}")));
+    }
+    if !host.agent_id.is_empty() {
+        store.revoke_agent(&host.agent_id, shoal_core::time::now_ms()).await.map_err(internal("revoke agent"))?;
+    }
+    if alive {
+        let bye = Reject { message: "host removed from the registry".into(), retry: false };
+        ctx.shared.gateway.send(host_id, ServerMsg::Reject(bye)).await;
     }
     tracing::info!(host_id, ip = %host.ip, was_connected = alive, "host removed");
     Ok(json!({"bk_host_id": host_id, "bk_biz_id": host.bk_biz_id, "bk_cloud_id": host.bk_cloud_id, "ip": host.ip,
