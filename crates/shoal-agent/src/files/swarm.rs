@@ -41,6 +41,8 @@ pub const BLOCK: BlockSize = BlockSize::from_chunk_log(4);
 const PIECE: u64 = 4 << 20;
 /// Bytes handed at once between a peer connection and the thread encoding or checking them.
 const BATCH: usize = 256 * 1024;
+/// Longest a peer waits for one of a holder's upload slots (less than [`PEER_TIMEOUT`]).
+const SLOT_WAIT: Duration = Duration::from_secs(5);
 /// Peers one holder serves at once.
 pub const UPLOAD_SLOTS: usize = 4;
 /// Peers one receiver fetches from at once.
@@ -221,9 +223,11 @@ impl Peers {
                 return reply(&mut wr, Reply::Refused("this host does not serve that blob to you".into())).await;
             };
             if slot.is_none() {
-                match self.slots.clone().try_acquire_owned() {
-                    Ok(s) => slot = Some(s),
-                    Err(_) => return reply(&mut wr, Reply::Busy).await,
+                // A peer waits a little for a slot (so it starts the moment one frees) before
+                // it is told this host is busy and goes elsewhere.
+                match tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned()).await {
+                    Ok(Ok(s)) => slot = Some(s),
+                    _ => return reply(&mut wr, Reply::Busy).await,
                 }
             }
             let file = match open_same(&held) {
@@ -236,12 +240,12 @@ impl Peers {
             reply(&mut wr, Reply::Ok).await?;
             // Encoded on a blocking thread into a small queue; sent from here, where a peer
             // that stops reading is given up on (and the encoder with it).
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
             let ranges = ChunkRanges::from(ChunkNum(req.start)..ChunkNum(req.end));
             let limit = req.limit;
             let encode_held = held.clone();
             let encoder = tokio::task::spawn_blocking(move || {
-                let mut out = Throttled::new(ChanWriter { tx, buf: Vec::with_capacity(BATCH) }, limit);
+                let mut out = Throttled::new(ChanWriter { tx, buf: bytes::BytesMut::with_capacity(BATCH) }, limit);
                 let r = encode_ranges_validated(file, &encode_held.outboard, &ranges, &mut out);
                 r.and_then(|()| out.flush().map_err(bao_tree::io::EncodeError::Io))
             });
@@ -288,8 +292,8 @@ async fn reply<W: tokio::io::AsyncWrite + Unpin>(wr: &mut W, r: Reply) -> anyhow
 
 /// A blocking writer whose bytes an async task sends on; it fails once that task gave up.
 struct ChanWriter {
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    buf: bytes::BytesMut,
 }
 
 impl Write for ChanWriter {
@@ -303,7 +307,9 @@ impl Write for ChanWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buf.is_empty() {
-            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
+            let chunk = self.buf.split().freeze();
+            // Takes back the memory of batches already sent, rather than asking for more.
+            self.buf.reserve(BATCH);
             self.tx.blocking_send(chunk).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the peer is gone"))?;
         }
         Ok(())
@@ -332,33 +338,62 @@ impl Read for ChanReader {
     }
 }
 
-/// Checked bytes on their way to the file: runs of consecutive chunk groups go in one write.
+/// Checked chunk groups on their way to the file: runs of consecutive groups go in one
+/// vectored write, without copying them together first.
 struct Gather<'a> {
     file: &'a std::fs::File,
-    /// Offset of `buf`'s first byte in the file.
+    /// Offset of the first group's first byte in the file.
     at: u64,
-    buf: Vec<u8>,
+    groups: Vec<bytes::Bytes>,
+    len: usize,
     done: &'a std::sync::atomic::AtomicU64,
 }
 
 impl Gather<'_> {
-    fn put(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        if !self.buf.is_empty() && (self.at + self.buf.len() as u64 != offset || self.buf.len() + data.len() > BATCH) {
+    /// Groups written at once (16 KiB each).
+    const MAX: usize = 16;
+
+    fn put(&mut self, offset: u64, data: bytes::Bytes) -> std::io::Result<()> {
+        if !self.groups.is_empty() && (self.at + self.len as u64 != offset || self.groups.len() == Self::MAX) {
             self.flush()?;
         }
-        if self.buf.is_empty() {
+        if self.groups.is_empty() {
             self.at = offset;
         }
-        self.buf.extend_from_slice(data);
+        self.len += data.len();
+        self.groups.push(data);
         Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all_at(&self.buf, self.at)?;
-            self.done.fetch_add(self.buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            self.buf.clear();
+        let mut written = 0;
+        while written < self.len {
+            // The groups not yet wholly written, the first one from where it stopped.
+            let mut skip = written;
+            let slices: Vec<std::io::IoSlice> = self
+                .groups
+                .iter()
+                .filter_map(|g| {
+                    if skip >= g.len() {
+                        skip -= g.len();
+                        None
+                    } else {
+                        let part = &g[skip..];
+                        skip = 0;
+                        Some(std::io::IoSlice::new(part))
+                    }
+                })
+                .collect();
+            match nix::sys::uio::pwritev(self.file, &slices, (self.at + written as u64) as i64) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        self.done.fetch_add(self.len as u64, std::sync::atomic::Ordering::Relaxed);
+        self.groups.clear();
+        self.len = 0;
         Ok(())
     }
 }
@@ -704,10 +739,10 @@ impl Worker {
             let ranges = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
             let input = Throttled::new(ChanReader { rx, cur: bytes::Bytes::new() }, limit);
             // Checked chunk groups follow one another: written a batch at a time.
-            let mut out = Gather { file: &file, at: 0, buf: Vec::with_capacity(BATCH), done: &done };
+            let mut out = Gather { file: &file, at: 0, groups: Vec::with_capacity(Gather::MAX), len: 0, done: &done };
             for item in DecodeResponseIter::new(root, tree, input, &ranges) {
                 match item {
-                    Ok(BaoContentItem::Leaf(leaf)) => out.put(leaf.offset, &leaf.data).map_err(PeerError::Write)?,
+                    Ok(BaoContentItem::Leaf(leaf)) => out.put(leaf.offset, leaf.data).map_err(PeerError::Write)?,
                     // Checked against the hash above it before it is yielded.
                     Ok(BaoContentItem::Parent(p)) => {
                         use bao_tree::io::sync::OutboardMut;
@@ -734,8 +769,10 @@ impl Worker {
                     return Ok(());
                 }
             }
+            let mut buf = bytes::BytesMut::new();
             loop {
-                let mut buf = bytes::BytesMut::with_capacity(BATCH);
+                // Takes back the memory of batches already checked, rather than asking for more.
+                buf.reserve(BATCH);
                 let read = tokio::select! {
                     // The decoder has all it needs: the piece is done.
                     _ = tx.closed() => return Ok(()),
@@ -756,7 +793,7 @@ impl Worker {
                         _ => break,
                     }
                 }
-                if tx.send(buf.freeze()).await.is_err() {
+                if tx.send(buf.split().freeze()).await.is_err() {
                     return Ok(());
                 }
             }
