@@ -25,10 +25,9 @@ async fn upload(h: &Harness, name: &str, content: &[u8]) -> String {
     slot["path"].as_str().unwrap().to_string()
 }
 
-/// Sends `path` to every host into `dir` at `limit` MB/s; returns each host's last file-log
-/// line, after checking every host succeeded.
-async fn send_to_all(h: &Harness, path: &str, dir: &std::path::Path, limit: i64) -> Vec<String> {
-    let hosts = h.host_ids().await;
+/// Sends `path` to every host into `dir` at `limit` MB/s (0: no limit); the job, its step and
+/// its status once it ended.
+async fn send(h: &Harness, path: &str, dir: &std::path::Path, limit: i64) -> (i64, i64, Value) {
     let (_, v) = h
         .post(
             "fast_transfer_file",
@@ -36,7 +35,7 @@ async fn send_to_all(h: &Harness, path: &str, dir: &std::path::Path, limit: i64)
                 "account_alias": USER,
                 "file_target_path": dir.to_str().unwrap(),
                 "file_source_list": [{"file_list": [path], "file_type": 2}],
-                "target_server": {"host_id_list": hosts},
+                "target_server": {"host_id_list": h.host_ids().await},
                 "download_speed_limit": limit,
             })),
         )
@@ -44,11 +43,13 @@ async fn send_to_all(h: &Harness, path: &str, dir: &std::path::Path, limit: i64)
     assert_eq!(v["code"], 0, "{v}");
     let job = v["data"]["job_instance_id"].as_i64().unwrap();
     let step = v["data"]["step_instance_id"].as_i64().unwrap();
-    let st = h.wait_finished(job, Duration::from_secs(90)).await;
-    let statuses: Vec<i64> = hosts_of(&st).iter().map(|r| r["status"].as_i64().unwrap()).collect();
-    assert!(statuses.iter().all(|s| *s == 9), "{st}");
+    (job, step, h.wait_finished(job, Duration::from_secs(90)).await)
+}
+
+/// Each host's file-log lines of `step`, joined.
+async fn file_log_lines(h: &Harness, job: i64, step: i64) -> Vec<String> {
     let mut lines = Vec::new();
-    for host in hosts {
+    for host in h.host_ids().await {
         let q = format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}&step_instance_id={step}&bk_host_id={host}");
         let (_, v) = h.get("get_job_instance_ip_log", &q).await;
         let logs = v["data"]["file_logs"].as_array().unwrap();
@@ -56,6 +57,17 @@ async fn send_to_all(h: &Harness, path: &str, dir: &std::path::Path, limit: i64)
         lines.push(all.join(" | "));
     }
     lines
+}
+
+fn statuses(st: &Value) -> Vec<i64> {
+    hosts_of(st).iter().map(|r| r["status"].as_i64().unwrap()).collect()
+}
+
+/// [`send`], checking every host succeeded; each host's file-log lines.
+async fn send_to_all(h: &Harness, path: &str, dir: &std::path::Path, limit: i64) -> Vec<String> {
+    let (job, step, st) = send(h, path, dir, limit).await;
+    assert!(statuses(&st).iter().all(|s| *s == 9), "{st}");
+    file_log_lines(h, job, step).await
 }
 
 /// What the server's `shoal_blob_bytes_served_total` says.
@@ -184,29 +196,11 @@ async fn a_blob_changed_in_the_store_is_placed_nowhere(backend: Backend) {
     let mut fake = data.clone();
     fake[1_000_000] ^= 1;
     std::fs::write(&blob, &fake).unwrap();
-    let hosts = h.host_ids().await;
     let dir = h.dir.path().join("dest");
-    let (_, v) = h
-        .post(
-            "fast_transfer_file",
-            with_scope(json!({
-                "account_alias": USER,
-                "file_target_path": dir.to_str().unwrap(),
-                "file_source_list": [{"file_list": [path], "file_type": 2}],
-                "target_server": {"host_id_list": hosts},
-            })),
-        )
-        .await;
-    assert_eq!(v["code"], 0, "{v}");
-    let (job, step) = (v["data"]["job_instance_id"].as_i64().unwrap(), v["data"]["step_instance_id"].as_i64().unwrap());
-    let st = h.wait_finished(job, Duration::from_secs(60)).await;
-    let statuses: Vec<i64> = hosts_of(&st).iter().map(|r| r["status"].as_i64().unwrap()).collect();
-    assert_eq!(statuses, vec![202; 3], "{st}");
-    for host in hosts {
-        let q = format!("bk_scope_type=biz&bk_scope_id=1&job_instance_id={job}&step_instance_id={step}&bk_host_id={host}");
-        let (_, v) = h.get("get_job_instance_ip_log", &q).await;
-        assert!(v["data"]["file_logs"].to_string().contains("hash mismatch"), "{v}");
-    }
+    let (job, step, st) = send(&h, &path, &dir, 0).await;
+    assert_eq!(statuses(&st), vec![202; 3], "{st}");
+    let lines = file_log_lines(&h, job, step).await;
+    assert!(lines.iter().all(|l| l.contains("hash mismatch")), "{lines:#?}");
     assert!(!dir.join("c.bin").exists(), "the changed blob was placed");
 }
 
