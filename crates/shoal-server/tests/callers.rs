@@ -94,12 +94,7 @@ async fn sops_script_node(mut h: Harness) {
         .await;
         let job_id = job["job_instance_id"].as_i64().unwrap();
         assert!(job["job_instance_name"].is_string() && job["step_instance_id"].is_i64(), "{job}");
-        wait_for("the callback", Duration::from_secs(30), || {
-            let got = got.clone();
-            async move { got.lock().unwrap().iter().any(|c| c["job_instance_id"] == job_id) }
-        })
-        .await;
-        let cb = got.lock().unwrap().iter().find(|c| c["job_instance_id"] == job_id).cloned().unwrap();
+        let cb = callback_of(&got, job_id).await;
         assert_eq!(cb["status"], 3, "{cb}");
         let st = poll_until_done(&h, via, job_id).await;
         assert_eq!(st["job_instance"]["status"], 3, "{st}");

@@ -763,12 +763,7 @@ async fn v2_callback_url_is_called_back(mut h: Harness) {
     assert_eq!(v["code"], 0, "{v}");
     let job_id = v["data"]["job_instance_id"].as_i64().unwrap();
     let step_id = v["data"]["step_instance_id"].as_i64().unwrap();
-    wait_for("the callback", Duration::from_secs(30), || {
-        let got = got.clone();
-        async move { got.lock().unwrap().iter().any(|c| c["job_instance_id"] == job_id) }
-    })
-    .await;
-    let cb = got.lock().unwrap().iter().find(|c| c["job_instance_id"] == job_id).cloned().unwrap();
+    let cb = callback_of(&got, job_id).await;
     assert_eq!(cb["status"], 3, "{cb}");
     assert_eq!(cb["step_instances"], json!([{"step_instance_id": step_id, "status": 3}]), "{cb}");
 }

@@ -641,6 +641,16 @@ pub async fn moto() -> Option<Moto> {
 }
 
 /// A callback receiver on 127.0.0.1: its URL and every JSON body posted to it.
+/// The callback a [`callback_sink`] received for job `job`, once it came (within 30 s).
+pub async fn callback_of(got: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>, job: i64) -> Value {
+    wait_for("the callback", Duration::from_secs(30), || {
+        let got = got.clone();
+        async move { got.lock().unwrap().iter().any(|c| c["job_instance_id"] == job) }
+    })
+    .await;
+    got.lock().unwrap().iter().find(|c| c["job_instance_id"] == job).cloned().unwrap()
+}
+
 pub async fn callback_sink() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = got.clone();
