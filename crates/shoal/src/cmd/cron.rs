@@ -35,21 +35,8 @@ pub enum CronCommand {
         /// 5-field crontab: minute hour day month weekday, e.g. "30 2 * * *".
         #[arg(long, conflicts_with = "at", required_unless_present = "at")]
         expression: Option<String>,
-        /// Run once at this time: Unix seconds, or +N for N seconds from now.
-        #[arg(long)]
-        at: Option<String>,
-        /// IANA time zone of the expression [default: the server's].
-        #[arg(long)]
-        time_zone: Option<String>,
-        /// A plan variable's value, NAME=VALUE (repeatable).
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// A fire missed while no server ran: run_once (default) or skip.
-        #[arg(long)]
-        missed: Option<String>,
-        /// Start it at once.
-        #[arg(long)]
-        enable: bool,
+        #[command(flatten)]
+        settings: Settings,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -67,21 +54,8 @@ pub enum CronCommand {
         /// A new 5-field crontab: minute hour day month weekday (replaces a one-shot time).
         #[arg(long, conflicts_with = "at")]
         expression: Option<String>,
-        /// Run once at this time instead: Unix seconds, or +N for N seconds from now.
-        #[arg(long)]
-        at: Option<String>,
-        /// IANA time zone of the expression.
-        #[arg(long)]
-        time_zone: Option<String>,
-        /// A plan variable's value, NAME=VALUE (repeatable); the values not named are kept.
-        #[arg(long = "var", value_name = "NAME=VALUE")]
-        vars: Vec<String>,
-        /// A fire missed while no server ran: run_once or skip.
-        #[arg(long)]
-        missed: Option<String>,
-        /// Start it once saved.
-        #[arg(long)]
-        enable: bool,
+        #[command(flatten)]
+        settings: Settings,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -106,6 +80,62 @@ pub enum CronCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+}
+
+/// What `create` and `update` both set.
+#[derive(clap::Args, Debug)]
+pub struct Settings {
+    /// Run once at this time instead of on a crontab: Unix seconds, or +N for N seconds from now.
+    #[arg(long)]
+    at: Option<String>,
+    /// IANA time zone of the expression [default for a new cron: the server's].
+    #[arg(long)]
+    time_zone: Option<String>,
+    /// A plan variable's value, NAME=VALUE (repeatable); on update, the values not named are kept.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// A fire missed while no server ran: run_once (the default for a new cron) or skip.
+    #[arg(long)]
+    missed: Option<String>,
+    /// Start it once saved (saving leaves it paused).
+    #[arg(long)]
+    enable: bool,
+}
+
+impl Settings {
+    /// Writes the one-shot time, time zone and missed-fire policy given into `body`.
+    fn fill(&self, body: &mut Value) -> anyhow::Result<()> {
+        if let Some(at) = &self.at {
+            body["execute_time"] = json!(parse_at(at)?);
+        }
+        if let Some(tz) = &self.time_zone {
+            body["execute_time_zone"] = json!(tz);
+        }
+        if let Some(m) = &self.missed {
+            body["missed_policy"] = json!(m);
+        }
+        Ok(())
+    }
+
+    fn changes_something(&self) -> bool {
+        self.at.is_some() || self.time_zone.is_some() || !self.vars.is_empty() || self.missed.is_some()
+    }
+}
+
+/// Saves `body` (JOB's `save_cron`), starts the cron if asked, and says so.
+async fn save(r: &client_config::Resolved, client: &ClientArgs, body: Value, enable: bool, done: &str) -> anyhow::Result<u8> {
+    let c: Value = r.client.call("save_cron", body).await?;
+    let id = c["id"].as_i64().unwrap_or(0);
+    if enable {
+        let _: Value = r.client.call("update_cron_status", scoped(r.biz, json!({"id": id, "status": 1}))).await?;
+    }
+    if client.json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+    } else {
+        let state = if enable { "running" } else { "paused: shoal cron enable" };
+        println!("cron #{id} {} {done} ({state})", c["name"].as_str().unwrap_or(""));
+    }
+    Ok(0)
 }
 
 fn scoped(biz: i64, mut body: Value) -> Value {
@@ -229,86 +259,43 @@ pub async fn run(cmd: CronCommand) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        CronCommand::Create { plan, name, expression, at, time_zone, vars, missed, enable, client } => {
+        CronCommand::Create { plan, name, expression, settings, client } => {
             let r = client_config::resolve(&client)?;
             let mut body = scoped(r.biz, json!({"job_plan_id": plan, "name": name}));
             if let Some(e) = expression {
                 body["expression"] = json!(e);
             }
-            if let Some(at) = at {
-                body["execute_time"] = json!(parse_at(&at)?);
-            }
-            if let Some(tz) = time_zone {
-                body["execute_time_zone"] = json!(tz);
-            }
-            if let Some(m) = missed {
-                body["missed_policy"] = json!(m);
-            }
-            let list = var_list(&vars)?;
+            settings.fill(&mut body)?;
+            let list = var_list(&settings.vars)?;
             if !list.is_empty() {
                 body["global_var_list"] = json!(list);
             }
-            let c: Value = r.client.call("save_cron", body).await?;
-            let id = c["id"].as_i64().unwrap_or(0);
-            if enable {
-                let _: Value = r.client.call("update_cron_status", scoped(r.biz, json!({"id": id, "status": 1}))).await?;
-            }
-            if client.json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
-            } else {
-                println!(
-                    "cron #{id} {} created ({})",
-                    c["name"].as_str().unwrap_or(""),
-                    if enable { "running" } else { "paused: shoal cron enable" }
-                );
-            }
-            Ok(0)
+            save(&r, &client, body, settings.enable, "created").await
         }
-        CronCommand::Update { id, name, plan, expression, at, time_zone, vars, missed, enable, client } => {
-            let changes = name.is_some()
-                || plan.is_some()
-                || expression.is_some()
-                || at.is_some()
-                || time_zone.is_some()
-                || !vars.is_empty()
-                || missed.is_some();
-            if !changes {
+        CronCommand::Update { id, name, plan, expression, settings, client } => {
+            if name.is_none() && plan.is_none() && expression.is_none() && !settings.changes_something() {
                 anyhow::bail!("nothing to change: give --name, --plan, --expression, --at, --time-zone, --var or --missed");
             }
-            let given = var_list(&vars)?;
+            let given = var_list(&settings.vars)?;
             let r = client_config::resolve(&client)?;
             let mut body = scoped(r.biz, json!({"id": id}));
-            for (k, v) in [("name", name), ("expression", expression), ("execute_time_zone", time_zone), ("missed_policy", missed)] {
-                if let Some(v) = v {
-                    body[k] = json!(v);
-                }
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if let Some(e) = expression {
+                body["expression"] = json!(e);
             }
             if let Some(p) = plan {
                 body["job_plan_id"] = json!(p);
             }
-            if let Some(at) = at {
-                body["execute_time"] = json!(parse_at(&at)?);
-            }
+            settings.fill(&mut body)?;
             if !given.is_empty() {
                 // Values of another plan do not carry over; of the same plan, the others are kept.
                 let read: Value =
                     if plan.is_some() { Value::Null } else { r.client.call("get_cron_detail", scoped(r.biz, json!({"id": id}))).await? };
                 body["global_var_list"] = json!(merged_vars(&read, given));
             }
-            let c: Value = r.client.call("save_cron", body).await?;
-            if enable {
-                let _: Value = r.client.call("update_cron_status", scoped(r.biz, json!({"id": id, "status": 1}))).await?;
-            }
-            if client.json {
-                println!("{}", serde_json::to_string_pretty(&c)?);
-            } else {
-                println!(
-                    "cron #{id} {} updated ({})",
-                    c["name"].as_str().unwrap_or(""),
-                    if enable { "running" } else { "paused: shoal cron enable" }
-                );
-            }
-            Ok(0)
+            save(&r, &client, body, settings.enable, "updated").await
         }
         CronCommand::Enable { id, client } => set_status(id, client, true).await,
         CronCommand::Disable { id, client } => set_status(id, client, false).await,
