@@ -840,7 +840,7 @@ mod tests {
     /// wrong pin and a changed file get nothing.
     #[tokio::test]
     async fn pieces_come_verified_from_a_holder() {
-        let data = content(2 * 1024 * 1024 + 5000);
+        let data = content(9 * 1024 * 1024 + 5000);
         let dir = tempfile::tempdir().unwrap();
         let held = dir.path().join("held");
         std::fs::write(&held, &data).unwrap();
@@ -857,7 +857,7 @@ mod tests {
         assert_eq!((busy, failed.len()), (0, 0), "{failed:?}");
         assert!(d.complete());
         assert_eq!(std::fs::read(&part).unwrap(), data);
-        // The tree kept from the peer's parent hashes is the whole tree, as if read back.
+        // The tree kept from the parent hashes of three pieces is the whole tree, as if read back.
         let kept = d.finish().unwrap();
         let (_, read_back) = digest(&std::fs::File::open(&part).unwrap(), data.len() as u64).unwrap();
         assert_eq!((kept.root, &kept.data), (read_back.root, &read_back.data));
