@@ -3,10 +3,13 @@
 //! it placed), and optionally Ansible's `copy` module (local connection, forks 50). The
 //! server's peak RSS is sampled throughout.
 //!
-//! All agents share this machine's disk and the step's target directory: each writes its own
-//! partial file and renames it into place, so the disk does N full writes, as `cp` does. An
-//! agent that finds the file already in place with the same hash skips it; how many did is
-//! printed (the target directory is emptied before each run).
+//! All agents share this machine's disk, but each has a target directory of its own, as each
+//! host of a fleet has: the step's target directory is bind-mounted, in a mount namespace of
+//! the agent's own (`unshare`), over a directory of that agent. So the disk does N full
+//! writes and keeps N files, as `cp` does. Where namespaces cannot be made (not root), the
+//! agents share the one directory, each renaming its file over the others'. An agent that
+//! finds the file already in place with the same hash skips it; how many did is printed (the
+//! target directories are emptied before each run).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,11 +61,32 @@ async fn upload(server: &Child, file: &Path) -> anyhow::Result<String> {
     Ok(slot["path"].as_str().context("path")?.to_string())
 }
 
-fn start_agents(server: &Child, dir: &Path, n: usize) -> anyhow::Result<Vec<std::process::Child>> {
+/// Starts `n` agents, each seeing a directory of its own (`<dir>/hosts/<i>`) at `target`
+/// where it can (see the module's notes). Returns them and the directories files land in.
+fn start_agents(server: &Child, dir: &Path, n: usize, target: &Path) -> anyhow::Result<(Vec<std::process::Child>, Vec<PathBuf>)> {
+    std::fs::create_dir_all(target)?;
+    let own = own_namespaces(dir, target);
+    if !own {
+        println!("# agents share one target directory (no mount namespaces here)");
+    }
     let mut kids = Vec::with_capacity(n);
+    let mut dirs = Vec::with_capacity(n);
     for i in 0..n {
         let state = dir.join(format!("agent-{i}"));
-        let kid = std::process::Command::new(harness::shoal_bin()?)
+        let mut cmd = if own {
+            let mine = dir.join("hosts").join(i.to_string());
+            std::fs::create_dir_all(&mine)?;
+            let mut c = std::process::Command::new("unshare");
+            c.args(["--mount", "--propagation", "private", "--", "sh", "-c", r#"mount --bind "$1" "$2" && shift 2 && exec "$@""#, "sh"])
+                .arg(&mine)
+                .arg(target)
+                .arg(harness::shoal_bin()?);
+            dirs.push(mine);
+            c
+        } else {
+            std::process::Command::new(harness::shoal_bin()?)
+        };
+        let kid = cmd
             .args(["agent", "--server", &server.url, "--token", harness::TOKEN, "--bk-biz-id", "1"])
             .arg("--ip")
             .arg(format!("127.0.{}.{}", 3 + i / 250, 1 + i % 250))
@@ -75,7 +99,43 @@ fn start_agents(server: &Child, dir: &Path, n: usize) -> anyhow::Result<Vec<std:
             .context("starting shoal agent")?;
         kids.push(kid);
     }
-    Ok(kids)
+    if !own {
+        dirs.push(target.to_path_buf());
+    }
+    Ok((kids, dirs))
+}
+
+/// Whether a process here can be given a directory of its own at `target`.
+fn own_namespaces(dir: &Path, target: &Path) -> bool {
+    let probe = dir.join("probe");
+    let ok = std::fs::create_dir_all(&probe).is_ok()
+        && std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c", r#"mount --bind "$1" "$2" && touch "$2/seen""#, "sh"])
+            .arg(&probe)
+            .arg(target)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        && probe.join("seen").exists()
+        && !target.join("seen").exists();
+    let _ = std::fs::remove_dir_all(&probe);
+    ok
+}
+
+/// Empties each agent's target directory (never the mount point itself: removing it would
+/// take it away from the agents' namespaces).
+fn empty(dirs: &[PathBuf]) -> anyhow::Result<()> {
+    for d in dirs {
+        for e in std::fs::read_dir(d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How many hosts' file logs say the file was already in place.
@@ -114,19 +174,19 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool, p2p_dir
     let p2p = p2p_direct.map(|n| n.to_string());
     let env: Vec<(&str, &str)> = p2p.as_deref().map(|n| ("SHOAL_P2P_DIRECT", n)).into_iter().collect();
     let server = Child::start_with(dir.path(), None, &env).await?;
-    let mut kids = start_agents(&server, dir.path(), agents)?;
+    let target = dir.path().join("target");
+    let (mut kids, dirs) = start_agents(&server, dir.path(), agents, &target)?;
     let result = async {
         let hosts = server.wait_agents(agents, Duration::from_secs(120)).await?;
         let src = dir.path().join("source.bin");
         make_source(&src, mb)?;
         let path = upload(&server, &src).await?;
-        let target = dir.path().join("target");
         let mut shoal = Vec::new();
         let mut skips = Vec::new();
         let mut peak = 0;
         let mut served = Vec::new();
         for _ in 0..runs {
-            let _ = std::fs::remove_dir_all(&target);
+            empty(&dirs)?;
             // Each timed run, Shoal's and cp's, starts with nothing left to write back (the
             // source, the blob, an earlier run's files).
             std::process::Command::new("sync").status()?;
@@ -152,10 +212,16 @@ pub async fn files(agents: usize, mb: usize, runs: usize, ansible: bool, p2p_dir
             if ok != agents || total != agents {
                 bail!("job {job}: {ok} of {total} hosts succeeded");
             }
+            for d in &dirs {
+                let sizes: Vec<u64> = std::fs::read_dir(d)?.map(|e| Ok(e?.metadata()?.len())).collect::<std::io::Result<_>>()?;
+                if sizes != [(mb as u64) << 20] {
+                    bail!("job {job}: {} holds files of {sizes:?} bytes, not one of {mb} MiB", d.display());
+                }
+            }
             skips.push(skipped(&server, job, step, &hosts).await?);
             served.push((served_bytes(&server).await? - before) as f64 / (1024.0 * 1024.0));
         }
-        let _ = std::fs::remove_dir_all(&target);
+        empty(&dirs)?;
         // `cp` into as many directories, then `sync`.
         let mut cp = Vec::new();
         for _ in 0..runs {

@@ -1,21 +1,27 @@
 //! Peer-to-peer fan-out on the agent: fetching a blob's chunks from other targets that hold it,
 //! and serving the blobs this host holds to them.
 //!
-//! Verification is BLAKE3 verified streaming (`bao-tree`): a peer answers a request for a range
-//! of a blob with the range's chunk groups (16 KiB) interleaved with the tree's parent hashes,
-//! and the receiver checks each group against the root the server's tracker gave it before
-//! writing a byte. A peer that sends anything else is dropped at the first bad group. The
-//! whole file's SHA-256 is checked again before it is placed, as for a download from the
-//! server.
+//! Verification is BLAKE3 verified streaming (bao, with `bao-tree`'s tree layout): a peer
+//! answers a request for a range of a blob with the range's chunk groups (16 KiB)
+//! interleaved with the tree's parent hashes, and the receiver checks each group against
+//! the root the server's tracker gave it before writing a byte. A peer that sends anything
+//! else is dropped at the first bad group. The parent hashes that checked the groups make
+//! up the tree the receiver serves the blob with in turn, so nothing is read back.
 //!
 //! Peers talk TLS. A holder serves with a self-signed certificate made at start; the tracker
 //! names each holder with the SHA-256 of that certificate, and the receiver accepts no other
 //! (so only the announced holder can answer, and nothing on the wire is readable). The
 //! receiver proves it was given the blob by the server with the blob's swarm secret, which
 //! the holder got with its own copy. A holder serves at most [`UPLOAD_SLOTS`] peers at once
-//! (the others are told it is busy and go elsewhere), from the file it placed (a regular
-//! file, never through a link), checking the content against the tree as it reads: a file
-//! changed on disk since is never served.
+//! (the others wait a little, then are told it is busy and go elsewhere), from the file it
+//! placed (a regular file, never through a link). The file it placed, unchanged since
+//! (same inode, size, and write and change times), is sent as it is read; any other file at
+//! that name is checked against the tree as it is read, so a file changed on disk since is
+//! never served.
+//!
+//! Bytes are copied as little as the TLS library allows: a holder reads the file straight
+//! into the batch it hands to the connection, and a receiver checks and writes slices of
+//! the batches it reads.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -25,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bao_tree::io::outboard::PreOrderMemOutboard;
-use bao_tree::io::sync::{encode_ranges_validated, DecodeResponseIter};
-use bao_tree::io::BaoContentItem;
+use bao_tree::io::sync::encode_ranges_validated;
+use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
@@ -81,6 +87,8 @@ enum Reply {
 struct Held {
     path: PathBuf,
     size: u64,
+    /// The placed file as it was when this host started serving it.
+    placed: Identity,
     /// What [`Peers::withdrawals`] hands on when the file can no longer be served.
     withdrawal: Withdrawal,
     outboard: PreOrderMemOutboard,
@@ -170,6 +178,7 @@ impl Peers {
         let held = Held {
             path: path.to_path_buf(),
             size: m.len(),
+            placed: Identity::of(&m),
             withdrawal,
             outboard,
             secret: secret.to_string(),
@@ -230,7 +239,10 @@ impl Peers {
                     _ => return reply(&mut wr, Reply::Busy).await,
                 }
             }
-            let file = match open_same(&held) {
+            if !whole_groups(held.outboard.tree, req.start, req.end) {
+                return reply(&mut wr, Reply::Refused("not a range of whole chunk groups".into())).await;
+            }
+            let (file, unchanged) = match open_same(&held) {
                 Ok(f) => f,
                 Err(why) => {
                     self.drop_held(&req.blake3);
@@ -241,12 +253,16 @@ impl Peers {
             // Encoded on a blocking thread into a small queue; sent from here, where a peer
             // that stops reading is given up on (and the encoder with it).
             let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
-            let ranges = ChunkRanges::from(ChunkNum(req.start)..ChunkNum(req.end));
+            let ranges = piece_ranges(held.outboard.tree, req.start, req.end);
             let limit = req.limit;
             let encode_held = held.clone();
             let encoder = tokio::task::spawn_blocking(move || {
                 let mut out = Throttled::new(ChanWriter { tx, buf: bytes::BytesMut::with_capacity(BATCH) }, limit);
-                let r = encode_ranges_validated(file, &encode_held.outboard, &ranges, &mut out);
+                let r = if unchanged {
+                    encode(&file, &encode_held.outboard, &ranges, &mut out).map_err(bao_tree::io::EncodeError::Io)
+                } else {
+                    encode_ranges_validated(file, &encode_held.outboard, &ranges, &mut out)
+                };
                 r.and_then(|()| out.flush().map_err(bao_tree::io::EncodeError::Io))
             });
             while let Some(chunk) = rx.recv().await {
@@ -316,25 +332,98 @@ impl Write for ChanWriter {
     }
 }
 
-/// A blocking reader of what an async task reads from a peer; it ends (EOF) once that task
-/// stops, on a stall or the end of the connection.
-struct ChanReader {
-    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
-    cur: bytes::Bytes,
+impl ChanWriter {
+    /// Reads `size` bytes of `file` at `offset` into the batch.
+    fn read_into(&mut self, file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<()> {
+        let at = self.buf.len();
+        self.buf.resize(at + size, 0);
+        file.read_exact_at(&mut self.buf[at..], offset)?;
+        if self.buf.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
 }
 
-impl Read for ChanReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
+impl Throttled<ChanWriter> {
+    fn read_into(&mut self, file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<()> {
+        self.inner.read_into(file, offset, size)?;
+        self.account(size);
+        Ok(())
+    }
+}
+
+/// What an async task reads from a peer, handed over in batches and taken here a parent or
+/// a chunk group at a time: a slice of its batch, copied only when it spans two. It ends
+/// (an error) once that task stops, on a stall or the end of the connection.
+struct Incoming {
+    rx: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    cur: bytes::Bytes,
+    throttle: Throttled<()>,
+}
+
+impl Incoming {
+    fn take(&mut self, n: usize) -> std::io::Result<bytes::Bytes> {
+        self.throttle.account(n);
+        if self.cur.len() >= n {
+            return Ok(self.cur.split_to(n));
+        }
+        let mut joined = bytes::BytesMut::with_capacity(n);
+        loop {
+            let part = self.cur.split_to((n - joined.len()).min(self.cur.len()));
+            joined.extend_from_slice(&part);
+            if joined.len() == n {
+                return Ok(joined.freeze());
+            }
             match self.rx.blocking_recv() {
                 Some(b) => self.cur = b,
-                None => return Ok(0),
+                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
             }
         }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
+    }
+
+    /// Reads the bao response for chunks `ranges` of the blob of `tree` and `root`: each
+    /// parent hash pair is checked against the hash above it (and kept in `hashes`), each
+    /// chunk group against its hash before it goes to `out`.
+    fn decode(
+        &mut self,
+        root: blake3::Hash,
+        tree: BaoTree,
+        ranges: &ChunkRanges,
+        out: &mut Gather,
+        hashes: &Mutex<PreOrderMemOutboard>,
+    ) -> Result<(), PeerError> {
+        use bao_tree::io::sync::OutboardMut;
+        let cut = |what: String, e: std::io::Error| PeerError::Bad(format!("{what}: {e}"));
+        let mut stack = vec![root];
+        for item in bao_tree::iter::ResponseIterRef::new(tree, ranges) {
+            let expected = stack.pop().ok_or_else(|| PeerError::Bad("the tree ran out of hashes".into()))?;
+            match item {
+                BaoChunk::Parent { node, is_root, left, right, .. } => {
+                    let pair = self.take(64).map_err(|e| cut(format!("no parent hashes for node {node:?}"), e))?;
+                    let hash = |b: &[u8]| blake3::Hash::from(<[u8; 32]>::try_from(b).expect("32 bytes"));
+                    let (l, r) = (hash(&pair[..32]), hash(&pair[32..]));
+                    if parent_hash(&l, &r, is_root) != expected {
+                        return Err(PeerError::Bad(format!("parent hashes for node {node:?} do not match the tree")));
+                    }
+                    if right {
+                        stack.push(r);
+                    }
+                    if left {
+                        stack.push(l);
+                    }
+                    hashes.lock().expect("tree lock").save(node, &(l, r)).map_err(PeerError::Write)?;
+                }
+                BaoChunk::Leaf { start_chunk, size, is_root, .. } => {
+                    let data = self.take(size).map_err(|e| cut(format!("no chunk group at chunk {}", start_chunk.0), e))?;
+                    if group_hash(start_chunk.0, &data, is_root) != expected {
+                        return Err(PeerError::Bad(format!("the chunk group at chunk {} does not match the tree", start_chunk.0)));
+                    }
+                    out.put(start_chunk.to_bytes(), data).map_err(PeerError::Write)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -405,10 +494,15 @@ fn same_secret(a: &str, b: &str) -> bool {
 }
 
 /// The held file: a regular file of the blob's size, not reached through a link at its
-/// name. It may have been replaced since it was placed (another target sharing the file
-/// system placed the same file over it); what is sent is checked against the blob's tree as
-/// it is read, so only the blob's own bytes ever leave.
-fn open_same(h: &Held) -> Result<std::fs::File, String> {
+/// name, and whether it is still the file this host placed.
+///
+/// It may have been replaced since (another target sharing the file system placed the same
+/// file over it) or changed in place. The file this host placed, unchanged, was checked
+/// whole against the tree when it was placed and is sent as it is read; any other file is
+/// checked against the tree as it is read, so only the blob's own bytes ever leave. (Every
+/// receiver checks every chunk group anyway: this is about what a holder lets out, not
+/// what a receiver takes in.)
+fn open_same(h: &Held) -> Result<(std::fs::File, bool), String> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
@@ -418,7 +512,91 @@ fn open_same(h: &Held) -> Result<std::fs::File, String> {
     if !m.is_file() || m.len() != h.size {
         return Err("the held file was changed since it was placed".into());
     }
-    Ok(f)
+    let unchanged = Identity::of(&m) == h.placed;
+    Ok((f, unchanged))
+}
+
+/// What tells a file apart from any other, and from itself changed: its inode, size, and
+/// the times of its last write and last change (which a write, a truncation, a change of
+/// owner or mode, or a new link all move, and which no one but the kernel sets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Identity {
+    fn of(m: &std::fs::Metadata) -> Identity {
+        use std::os::unix::fs::MetadataExt;
+        Identity { dev: m.dev(), ino: m.ino(), len: m.len(), mtime: (m.mtime(), m.mtime_nsec()), ctime: (m.ctime(), m.ctime_nsec()) }
+    }
+}
+
+/// Whether chunks `[start, end)` are whole chunk groups of `tree` (what receivers ask for),
+/// so that each group is sent whole.
+fn whole_groups(tree: BaoTree, start: u64, end: u64) -> bool {
+    let (group, chunks) = (1u64 << BLOCK.chunk_log(), tree.chunks().0.max(1));
+    start < end && end <= chunks && start.is_multiple_of(group) && (end.is_multiple_of(group) || end == chunks)
+}
+
+/// Chunks `[start, end)` of the blob of `tree` as bao ranges: one that reaches the last chunk
+/// is left open, so that the last chunk group is sent whole (as it is, short) rather than
+/// split into its chunks.
+fn piece_ranges(tree: BaoTree, start: u64, end: u64) -> ChunkRanges {
+    if end >= tree.chunks().0 {
+        ChunkRanges::from(ChunkNum(start)..)
+    } else {
+        ChunkRanges::from(ChunkNum(start)..ChunkNum(end))
+    }
+}
+
+/// Chunks `ranges` (whole chunk groups) of `file` in the order of a bao response: each group
+/// after the parent hashes above it, taken from `outboard`. The file's bytes are read
+/// straight into the batch on its way out.
+fn encode(
+    file: &std::fs::File,
+    outboard: &PreOrderMemOutboard,
+    ranges: &ChunkRanges,
+    out: &mut Throttled<ChanWriter>,
+) -> std::io::Result<()> {
+    use bao_tree::io::sync::Outboard;
+    for item in bao_tree::iter::ResponseIterRef::new(outboard.tree, ranges) {
+        match item {
+            BaoChunk::Parent { node, .. } => {
+                let (left, right) = outboard.load(node)?.ok_or_else(|| std::io::Error::other("a parent hash is missing"))?;
+                out.write_all(left.as_bytes())?;
+                out.write_all(right.as_bytes())?;
+            }
+            BaoChunk::Leaf { start_chunk, size, .. } => out.read_into(file, start_chunk.to_bytes(), size)?,
+        }
+    }
+    Ok(())
+}
+
+/// The hash of a chunk group of `data` starting at chunk `start_chunk` (the whole blob's
+/// hash when it is the root), as the blob's tree has it.
+fn group_hash(start_chunk: u64, data: &[u8], is_root: bool) -> blake3::Hash {
+    use blake3::hazmat::HasherExt;
+    if is_root {
+        return blake3::hash(data);
+    }
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(start_chunk * 1024);
+    h.update(data);
+    blake3::Hash::from(h.finalize_non_root())
+}
+
+/// The hash of a parent node over hashes `left` and `right`.
+fn parent_hash(left: &blake3::Hash, right: &blake3::Hash, is_root: bool) -> blake3::Hash {
+    use blake3::hazmat::{merge_subtrees_non_root, merge_subtrees_root, Mode};
+    if is_root {
+        merge_subtrees_root(left.as_bytes(), right.as_bytes(), Mode::Hash)
+    } else {
+        blake3::Hash::from(merge_subtrees_non_root(left.as_bytes(), right.as_bytes(), Mode::Hash))
+    }
 }
 
 /// Accepts only the certificate whose SHA-256 the tracker named.
@@ -736,25 +914,14 @@ impl Worker {
         let (root, tree, file, done, limit) = (self.root, self.tree, self.file.clone(), self.done.clone(), self.limit);
         let tree_hashes = self.tree_hashes.clone();
         let decoder = tokio::task::spawn_blocking(move || {
-            let ranges = ChunkRanges::from(ChunkNum(start)..ChunkNum(end));
-            let input = Throttled::new(ChanReader { rx, cur: bytes::Bytes::new() }, limit);
+            let ranges = piece_ranges(tree, start, end);
+            let mut input = Incoming { rx, cur: bytes::Bytes::new(), throttle: Throttled::new((), limit) };
             // Checked chunk groups follow one another: written a batch at a time.
             let mut out = Gather { file: &file, at: 0, groups: Vec::with_capacity(Gather::MAX), len: 0, done: &done };
-            for item in DecodeResponseIter::new(root, tree, input, &ranges) {
-                match item {
-                    Ok(BaoContentItem::Leaf(leaf)) => out.put(leaf.offset, leaf.data).map_err(PeerError::Write)?,
-                    // Checked against the hash above it before it is yielded.
-                    Ok(BaoContentItem::Parent(p)) => {
-                        use bao_tree::io::sync::OutboardMut;
-                        tree_hashes.lock().expect("tree lock").save(p.node, &p.pair).map_err(PeerError::Write)?;
-                    }
-                    Err(e) => {
-                        out.flush().map_err(PeerError::Write)?;
-                        return Err(PeerError::Bad(e.to_string()));
-                    }
-                }
-            }
-            out.flush().map_err(PeerError::Write)
+            let decoded = input.decode(root, tree, &ranges, &mut out, &tree_hashes);
+            // The groups checked before anything went wrong are kept.
+            out.flush().map_err(PeerError::Write)?;
+            decoded
         });
         let pump = async {
             use futures_util::FutureExt;
@@ -872,15 +1039,65 @@ mod tests {
         let (_, failed) = pinned.from_seeds(&receiver, &[impostor]).await;
         assert!(failed.iter().any(|f| f.contains("certificate")), "{failed:?}");
 
-        // The held file changed in place (same inode): the first bad chunk group stops it.
+        // A holder whose file does not match the tree (its own placed file, as the holder
+        // sees it, but other bytes): the receiver stops at the first bad chunk group, and
+        // keeps the good ones before it.
         let mut changed = data.clone();
         changed[1_500_000] ^= 1;
-        std::fs::OpenOptions::new().write(true).open(&held).unwrap().write_all_at(&changed[1_500_000..1_500_001], 1_500_000).unwrap();
+        let lying = dir.path().join("lying");
+        std::fs::write(&lying, &changed).unwrap();
+        let liar = Peers::start("127.0.0.1:0").await.unwrap();
+        liar.hold(
+            &lying,
+            digest(&std::fs::File::open(&held).unwrap(), data.len() as u64).unwrap().1,
+            "s3cret",
+            Withdrawal { sha256: "x".into(), token: "t".into() },
+        )
+        .unwrap();
+        let liar_seed = Seed { addr: format!("127.0.0.1:{}", liar.port()), cert_sha256: liar.cert_sha256().to_string() };
         let bad = Download::open(&dir.path().join("p4"), data.len() as u64, root, "s3cret", 0).unwrap();
-        let (_, failed) = bad.from_seeds(&receiver, std::slice::from_ref(&seed)).await;
-        assert!(!failed.is_empty() && !bad.complete(), "a changed file was served");
+        let (_, failed) = bad.from_seeds(&receiver, std::slice::from_ref(&liar_seed)).await;
+        assert!(failed.iter().any(|f| f.contains("does not match the tree")), "{failed:?}");
+        assert!(!bad.complete(), "a file that is not the blob was taken");
         let got = std::fs::read(dir.path().join("p4")).unwrap();
         assert_eq!(&got[..1024 * 1024], &data[..1024 * 1024], "the pieces before the change are good");
         assert_ne!(got[1_500_000], changed[1_500_000], "the changed byte was written");
+
+        // The held file changed in place (same inode) after it was placed: its changed chunk
+        // group never leaves the holder, even for a receiver that would take anything.
+        std::fs::OpenOptions::new().write(true).open(&held).unwrap().write_all_at(&changed[1_500_000..1_500_001], 1_500_000).unwrap();
+        let group = 1_500_000 / 16384 * 16384;
+        let sent = raw_piece(&receiver, &seed, root, "s3cret", 0, 4096).await;
+        assert!((1024 * 1024..4 * 1024 * 1024).contains(&sent.len()), "the groups before the change, and no more: {} bytes", sent.len());
+        assert!(!sent.windows(16384).any(|w| w == &changed[group..group + 16384]), "the changed chunk group was sent");
+        let (_, failed) = bad.from_seeds(&receiver, std::slice::from_ref(&seed)).await;
+        assert!(!failed.is_empty() && !bad.complete(), "a changed file was served");
+    }
+
+    /// What a holder sends for chunks `[start, end)`, unchecked: everything up to the end
+    /// of the answer or of the connection.
+    async fn raw_piece(peers: &Peers, seed: &Seed, root: blake3::Hash, secret: &str, start: u64, end: u64) -> Vec<u8> {
+        let worker = Worker {
+            seed: seed.clone(),
+            config: Arc::new(peers.client_config(&seed.cert_sha256).unwrap()),
+            root,
+            tree: BaoTree::new(0, BLOCK),
+            secret: secret.into(),
+            limit: 0,
+            file: Arc::new(tempfile::tempfile().unwrap()),
+            missing: Default::default(),
+            tree_hashes: Arc::new(Mutex::new(PreOrderMemOutboard { root, tree: BaoTree::new(0, BLOCK), data: Vec::new() })),
+            done: Default::default(),
+        };
+        let mut c = worker.connect().await.unwrap();
+        let req = Request { blake3: root.to_hex().to_string(), secret: secret.into(), start, end, limit: 0 };
+        c.wr.write_all(format!("{}\n", serde_json::to_string(&req).unwrap()).as_bytes()).await.unwrap();
+        c.wr.flush().await.unwrap();
+        let mut answer = String::new();
+        c.rd.read_line(&mut answer).await.unwrap();
+        assert_eq!(serde_json::from_str::<Reply>(&answer).unwrap(), Reply::Ok);
+        let mut sent = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.rd.read_to_end(&mut sent)).await;
+        sent
     }
 }
