@@ -397,6 +397,11 @@ pub struct FileGet {
     pub swarm: Option<String>,
 }
 
+/// Header of the server's answer to a blob fetch: the BLAKE3 (hex) of the blob's bytes,
+/// computed when the blob was stored, which the target checks what it receives against (it
+/// costs a fraction of SHA-256). Absent where it was not recorded: the SHA-256 is checked.
+pub const BLOB_BLAKE3_HEADER: &str = "x-shoal-blake3";
+
 impl fmt::Debug for FileGet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileGet").field("sha256", &self.sha256).field("size", &self.size).field("name", &self.name).finish_non_exhaustive()

@@ -75,7 +75,11 @@ async fn unneeded_blobs_go_and_needed_ones_stay(mut h: Harness) {
     // C was relied on (a source host told not to upload it) ten minutes before: it stays.
     let put = h.shared.blobs.put(shoal_server::files::blobs::once(b"relied on".to_vec()), 1 << 20).await.unwrap();
     let later = t0 + 8 * DAY;
-    h.shared.store.note_blob_use(put.id.as_str(), put.size as i64, later - 600_000).await.unwrap();
+    h.shared.store.note_blob_use(put.id.as_str(), put.size as i64, None, later - 600_000).await.unwrap();
+    // Relying on a blob keeps the BLAKE3 recorded when it was stored.
+    let root = blake3::hash(b"relied on").to_hex().to_string();
+    assert_eq!(put.blake3.as_deref(), Some(root.as_str()));
+    assert_eq!(h.shared.blobs.blake3(&put.id).await.unwrap(), Some(root));
     let c = collected(&h, later).await;
     assert_eq!(c.deleted, 2, "{c:?}");
     assert_eq!(c.bytes, (b"pushed\n".len() + b"uploaded".len()) as u64);

@@ -87,8 +87,11 @@ pub trait FileStore: Send + Sync {
     /// Replaces a file step's transfer (its sources staged).
     async fn set_step_transfer(&self, step_id: i64, transfer: &str) -> Result<()>;
 
-    /// Blob `sha256` (of `size` bytes) was stored, or someone relies on it, at `at` (ms).
-    async fn note_blob_use(&self, sha256: &str, size: i64, at: i64) -> Result<()>;
+    /// Blob `sha256` (of `size` bytes) was stored, or someone relies on it, at `at` (ms);
+    /// `blake3`, when given, is the BLAKE3 of its bytes.
+    async fn note_blob_use(&self, sha256: &str, size: i64, blake3: Option<&str>, at: i64) -> Result<()>;
+    /// The BLAKE3 of blob `sha256`'s bytes, where it was recorded when the blob was stored.
+    async fn blob_blake3(&self, sha256: &str) -> Result<Option<String>>;
     /// Blobs found in the store, `(sha256, size, written at)`, recorded as used when written
     /// unless they are recorded already (a few statements, whatever their number).
     async fn note_blobs_found(&self, found: &[(String, i64, i64)]) -> Result<()>;
@@ -390,19 +393,30 @@ macro_rules! impl_file_store {
                     Ok(())
                 }
 
-                async fn note_blob_use(&self, sha256: &str, size: i64, at: i64) -> Result<()> {
+                async fn note_blob_use(&self, sha256: &str, size: i64, blake3: Option<&str>, at: i64) -> Result<()> {
                     sqlx::query(
-                        "INSERT INTO blobs (sha256, size, last_used) VALUES ($1, $2, $3) \
+                        "INSERT INTO blobs (sha256, size, last_used, blake3) VALUES ($1, $2, $3, $4) \
                          ON CONFLICT (sha256) DO UPDATE SET size = excluded.size, \
+                         blake3 = COALESCE(excluded.blake3, blobs.blake3), \
                          last_used = CASE WHEN excluded.last_used > blobs.last_used THEN excluded.last_used ELSE blobs.last_used END",
                     )
                     .bind(sha256)
                     .bind(size)
                     .bind(at)
+                    .bind(blake3)
                     .execute(&self.pool)
                     .await
                     .op("note blob use")?;
                     Ok(())
+                }
+
+                async fn blob_blake3(&self, sha256: &str) -> Result<Option<String>> {
+                    let row: Option<(Option<String>,)> = sqlx::query_as("SELECT blake3 FROM blobs WHERE sha256 = $1")
+                        .bind(sha256)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .op("read a blob's BLAKE3")?;
+                    Ok(row.and_then(|(b,)| b))
                 }
 
                 async fn note_blobs_found(&self, found: &[(String, i64, i64)]) -> Result<()> {

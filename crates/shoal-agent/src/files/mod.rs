@@ -444,11 +444,13 @@ async fn fetch_direct<S: ChunkSink>(
             }
         }
     }
-    let verified = part.finish(&f.sha256).await;
-    if let Err(why) = verified {
-        let _ = tokio::fs::remove_file(partial).await;
-        return Err(Failure::Transfer(why));
-    }
+    let checked = match part.finish(&f.sha256).await {
+        Ok(hash) => hash,
+        Err(why) => {
+            let _ = tokio::fs::remove_file(partial).await;
+            return Err(Failure::Transfer(why));
+        }
+    };
     if let Err(e) = place.install(partial, dest, f.mode).await {
         let _ = tokio::fs::remove_file(partial).await;
         return Err(Failure::Transfer(format!("cannot place {}: {e}", dest.display())));
@@ -456,8 +458,8 @@ async fn fetch_direct<S: ChunkSink>(
     let secs = started.elapsed().as_secs_f64().max(0.001);
     let speed = ((f.size - resumed_from) as f64 / secs) as u64;
     let mut done = match resumes {
-        0 => "done, SHA-256 verified".to_string(),
-        n => format!("done, SHA-256 verified; the download was interrupted and resumed {n} time(s)"),
+        0 => format!("done, {checked} verified"),
+        n => format!("done, {checked} verified; the download was interrupted and resumed {n} time(s)"),
     };
     if let Some(note) = note {
         done.push_str(&format!(" (from the server: {note})"));
@@ -725,6 +727,8 @@ async fn fetch_some<S: ChunkSink>(
                 continue;
             }
         }
+        let blake3 = resp.headers().get(shoal_proto::agent::BLOB_BLAKE3_HEADER).and_then(|v| v.to_str().ok());
+        part.answered(blake3.and_then(|b| blake3::Hash::from_hex(b).ok()));
         loop {
             let piece = tokio::select! {
                 k = &mut *kill => return Err(FetchError::Killed(k.unwrap_or(KillReason::Shutdown))),

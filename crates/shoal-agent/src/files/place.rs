@@ -204,7 +204,10 @@ pub async fn holds(dest: &Path, sha256: &str, size: u64) -> bool {
 pub struct Partial {
     path: PathBuf,
     /// The file and the hash so far, when no write is under way.
-    idle: Option<(std::fs::File, Sha256)>,
+    idle: Option<(std::fs::File, Check)>,
+    /// What the server's first answer said to check the download with, once it answered:
+    /// the BLAKE3 it recorded for the blob, or nothing (the SHA-256).
+    decided: Option<Option<blake3::Hash>>,
     /// The write under way; it gives back the file, the hash and its (emptied) buffer.
     busy: Option<tokio::task::JoinHandle<io::Result<Written>>>,
     buf: Aligned,
@@ -216,7 +219,70 @@ pub struct Partial {
 }
 
 /// The file, the hash, the emptied buffer, and whether writes are still direct.
-type Written = (std::fs::File, Sha256, Aligned, bool);
+type Written = (std::fs::File, Check, Aligned, bool);
+
+/// What a download is checked with. The blob's SHA-256 names it; the server also gives the
+/// BLAKE3 of its bytes where it recorded one when it stored the blob (computed in the pass
+/// that computed the SHA-256, so a file with that BLAKE3 is the blob the SHA-256 names), and
+/// BLAKE3 costs a fraction of SHA-256. Both are computed until the server's first answer
+/// says which one is needed.
+pub struct Check {
+    sha256: Option<Sha256>,
+    blake3: Option<blake3::Hasher>,
+    root: Option<blake3::Hash>,
+}
+
+impl Check {
+    fn new() -> Check {
+        Check { sha256: Some(Sha256::new()), blake3: Some(blake3::Hasher::new()), root: None }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        if let Some(h) = &mut self.sha256 {
+            h.update(bytes);
+        }
+        if let Some(h) = &mut self.blake3 {
+            h.update(bytes);
+        }
+    }
+
+    /// From now on, only what `decided` says (when the server has answered).
+    fn decide(&mut self, decided: Option<Option<blake3::Hash>>) {
+        match decided {
+            Some(Some(root)) if self.blake3.is_some() => {
+                self.sha256 = None;
+                self.root = Some(root);
+            }
+            Some(None) if self.sha256.is_some() => self.blake3 = None,
+            _ => {}
+        }
+    }
+
+    /// What was checked, or why the bytes are not blob `sha256`.
+    fn verify(self, sha256: &str) -> Result<&'static str, String> {
+        match (self.root, self.blake3, self.sha256) {
+            (Some(root), Some(h), _) => {
+                let got = h.finalize();
+                if got != root {
+                    return Err(format!(
+                        "hash mismatch: expected BLAKE3 {} (the blob whose SHA-256 is {sha256}), received {}; the file was not placed",
+                        root.to_hex(),
+                        got.to_hex()
+                    ));
+                }
+                Ok("BLAKE3")
+            }
+            (_, _, Some(h)) => {
+                let got = hex::encode(h.finalize());
+                if got != sha256 {
+                    return Err(format!("hash mismatch: expected SHA-256 {sha256}, received {got}; the file was not placed"));
+                }
+                Ok("SHA-256")
+            }
+            _ => Err("the download was not checked".into()),
+        }
+    }
+}
 
 /// Bytes gathered before a write.
 const WRITE_BUF: usize = 4 << 20;
@@ -259,7 +325,7 @@ impl Partial {
     pub async fn open(path: &Path, size: u64) -> io::Result<Partial> {
         let path = path.to_path_buf();
         let at = path.clone();
-        let (file, hash, len, direct) = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Sha256, u64, bool)> {
+        let (file, hash, len, direct) = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Check, u64, bool)> {
             let open = |flags: i32| {
                 std::fs::OpenOptions::new()
                     .read(true)
@@ -284,7 +350,7 @@ impl Partial {
                 len -= len % BLOCK as u64;
             }
             file.set_len(len)?;
-            let mut hash = Sha256::new();
+            let mut hash = Check::new();
             let mut reader = std::io::Read::take(std::fs::File::open(&at)?, len);
             let mut buf = vec![0u8; 256 * 1024];
             let mut read = 0u64;
@@ -300,7 +366,7 @@ impl Partial {
         })
         .await
         .map_err(io::Error::other)??;
-        Ok(Partial { path, idle: Some((file, hash)), busy: None, buf: Aligned::new(), written: len, direct, len })
+        Ok(Partial { path, idle: Some((file, hash)), decided: None, busy: None, buf: Aligned::new(), written: len, direct, len })
     }
 
     pub async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
@@ -347,7 +413,9 @@ impl Partial {
         self.written += n as u64;
         let (file, mut hash) = self.idle.take().ok_or_else(|| io::Error::other("an earlier write failed"))?;
         let mut direct = self.direct;
+        let decided = self.decided;
         self.busy = Some(tokio::task::spawn_blocking(move || {
+            hash.decide(decided);
             match std::os::unix::fs::FileExt::write_all_at(&file, data.data(), at) {
                 // A file system that took the flag but not the write: through the cache
                 // from now on.
@@ -371,12 +439,19 @@ impl Partial {
         self.settle().await.map(drop)
     }
 
-    /// Writes the rest, flushes to disk and checks the hash.
-    pub async fn finish(mut self, sha256: &str) -> Result<(), String> {
+    /// The server answered: `blake3` is the BLAKE3 it gave for the blob, if any. Only its
+    /// first answer counts.
+    pub fn answered(&mut self, blake3: Option<blake3::Hash>) {
+        self.decided.get_or_insert(blake3);
+    }
+
+    /// Writes the rest, flushes to disk and checks the hash; says which hash it checked.
+    pub async fn finish(mut self, sha256: &str) -> Result<&'static str, String> {
         let written = async {
             self.persist().await?;
             let (file, mut hash) = self.idle.take().ok_or_else(|| io::Error::other("an earlier write failed"))?;
             let (tail, at, path) = (self.buf.data().to_vec(), self.written, self.path.clone());
+            hash.decide(self.decided);
             tokio::task::spawn_blocking(move || {
                 if !tail.is_empty() {
                     // The last partial block, through the page cache.
@@ -391,11 +466,7 @@ impl Partial {
             .map_err(io::Error::other)?
         };
         let hash = written.await.map_err(|e| format!("cannot write the file: {e}"))?;
-        let got = hex::encode(hash.finalize());
-        if got != sha256 {
-            return Err(format!("hash mismatch: expected SHA-256 {sha256}, received {got}; the file was not placed"));
-        }
-        Ok(())
+        hash.verify(sha256)
     }
 }
 
@@ -455,6 +526,44 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), content);
         let p = Partial::open(&path, size).await.unwrap();
         let err = p.finish(&"0".repeat(64)).await.unwrap_err();
+        assert!(err.contains("hash mismatch"), "{err}");
+    }
+
+    /// Where the server gives the blob's BLAKE3, the download is checked against it (and
+    /// only it); where it does not, against the SHA-256. Either way a wrong byte fails it,
+    /// also when the answer comes after a resumed part.
+    #[tokio::test]
+    async fn a_download_is_checked_against_the_blake3_the_server_gives_or_else_the_sha256() {
+        let tmp = tempfile::tempdir().unwrap();
+        let content: Vec<u8> = (0..(WRITE_BUF + 3 * BLOCK + 77)).map(|i| (i % 253) as u8).collect();
+        let sha = hex::encode(Sha256::digest(&content));
+        let root = blake3::hash(&content);
+        let mut wrong = content.clone();
+        wrong[WRITE_BUF + 5] ^= 1;
+        let run = |name: &'static str, bytes: Vec<u8>, answer: Option<blake3::Hash>| {
+            let path = tmp.path().join(name);
+            let sha = sha.clone();
+            async move {
+                // A part first (as a resumed download has), then the server's answer.
+                let mut p = Partial::open(&path, bytes.len() as u64).await.unwrap();
+                p.write(&bytes[..2 * BLOCK]).await.unwrap();
+                p.persist().await.unwrap();
+                drop(p);
+                let mut p = Partial::open(&path, bytes.len() as u64).await.unwrap();
+                p.answered(answer);
+                p.answered(None);
+                p.write(&bytes[p.len as usize..]).await.unwrap();
+                p.finish(&sha).await
+            }
+        };
+        assert_eq!(run("a", content.clone(), Some(root)).await, Ok("BLAKE3"));
+        assert_eq!(run("b", content.clone(), None).await, Ok("SHA-256"));
+        let err = run("c", wrong.clone(), Some(root)).await.unwrap_err();
+        assert!(err.contains("hash mismatch: expected BLAKE3"), "{err}");
+        let err = run("d", wrong, None).await.unwrap_err();
+        assert!(err.contains("hash mismatch: expected SHA-256"), "{err}");
+        // A BLAKE3 the server gives that is not the content's fails it too.
+        let err = run("e", content, Some(blake3::hash(b"other"))).await.unwrap_err();
         assert!(err.contains("hash mismatch"), "{err}");
     }
 

@@ -39,11 +39,47 @@ impl std::fmt::Display for BlobId {
     }
 }
 
-/// A stored blob: its name and size.
+/// A stored blob: its name and size, and the BLAKE3 of its bytes (hex) where it was
+/// computed as the blob was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
     pub id: BlobId,
     pub size: u64,
+    pub blake3: Option<String>,
+}
+
+/// The hashes of bytes on their way into the store, in one pass: the SHA-256 that names the
+/// blob, and the BLAKE3 targets check a download against.
+pub struct Naming {
+    sha256: Sha256,
+    blake3: blake3::Hasher,
+    size: u64,
+}
+
+impl Naming {
+    pub fn new() -> Naming {
+        Naming { sha256: Sha256::new(), blake3: blake3::Hasher::new(), size: 0 }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        self.blake3.update(bytes);
+        self.size += bytes.len() as u64;
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn finish(self) -> Blob {
+        Blob { id: BlobId(hex::encode(self.sha256.finalize())), size: self.size, blake3: Some(self.blake3.finalize().to_hex().to_string()) }
+    }
+}
+
+impl Default for Naming {
+    fn default() -> Self {
+        Naming::new()
+    }
 }
 
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<axum::body::Bytes>> + Send>>;
@@ -72,6 +108,10 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Every stored blob with its size and when it was written (ms), where the store can
     /// list them cheaply; `None` where it cannot.
     async fn list(&self) -> Result<Option<Vec<(BlobId, u64, i64)>>, BlobError> {
+        Ok(None)
+    }
+    /// The BLAKE3 of a stored blob's bytes (hex), where it was recorded when it was stored.
+    async fn blake3(&self, _id: &BlobId) -> Result<Option<String>, BlobError> {
         Ok(None)
     }
     /// Size of a stored blob that a caller is about to rely on without storing it again (a
@@ -110,19 +150,17 @@ impl BlobStore for LocalBlobs {
         let tmp = self.root.join("tmp").join(uuid::Uuid::new_v4().simple().to_string());
         let written = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
-            let mut hash = Sha256::new();
-            let mut size = 0u64;
+            let mut naming = Naming::new();
             while let Some(piece) = body.next().await {
                 let piece = piece?;
-                size += piece.len() as u64;
-                if size > limit {
+                naming.update(&piece);
+                if naming.size() > limit {
                     return Err(BlobError::TooLarge(limit));
                 }
-                hash.update(&piece);
                 file.write_all(&piece).await?;
             }
             file.sync_all().await?;
-            Ok::<_, BlobError>(Blob { id: BlobId(hex::encode(hash.finalize())), size })
+            Ok::<_, BlobError>(naming.finish())
         }
         .await;
         let blob = match written {

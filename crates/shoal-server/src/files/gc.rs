@@ -36,8 +36,8 @@ impl Tracked {
         Tracked { inner, store }
     }
 
-    async fn note(&self, id: &BlobId, size: u64) {
-        if let Err(e) = self.store.note_blob_use(id.as_str(), size as i64, shoal_core::time::now_ms()).await {
+    async fn note(&self, id: &BlobId, size: u64, blake3: Option<&str>) {
+        if let Err(e) = self.store.note_blob_use(id.as_str(), size as i64, blake3, shoal_core::time::now_ms()).await {
             // Unrecorded blobs are never collected; the write itself succeeded.
             tracing::warn!(sha256 = %id, error = %e, "recording a blob's use failed");
         }
@@ -48,7 +48,7 @@ impl Tracked {
 impl BlobStore for Tracked {
     async fn put(&self, body: ByteStream, limit: u64) -> Result<Blob, BlobError> {
         let blob = self.inner.put(body, limit).await?;
-        self.note(&blob.id, blob.size).await;
+        self.note(&blob.id, blob.size, blob.blake3.as_deref()).await;
         Ok(blob)
     }
 
@@ -68,9 +68,13 @@ impl BlobStore for Tracked {
         self.inner.list().await
     }
 
+    async fn blake3(&self, id: &BlobId) -> Result<Option<String>, BlobError> {
+        self.store.blob_blake3(id.as_str()).await.map_err(|e| BlobError::Io(std::io::Error::other(e)))
+    }
+
     async fn keep(&self, id: &BlobId) -> Result<Option<u64>, BlobError> {
         let Some(size) = self.inner.stat(id).await? else { return Ok(None) };
-        self.note(id, size).await;
+        self.note(id, size, None).await;
         // Looked at again after the use is recorded: a collection that removed the record
         // just before has deleted the content by now, or will find the new record.
         self.inner.stat(id).await

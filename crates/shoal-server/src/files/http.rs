@@ -98,6 +98,11 @@ pub async fn blob(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, he
             return error(StatusCode::INTERNAL_SERVER_ERROR, "blob read failed");
         }
     };
+    // A store that cannot say only costs the target a SHA-256.
+    let blake3 = shared.blobs.blake3(&id).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, blob = %id, "a blob's BLAKE3 cannot be read");
+        None
+    });
     let from = start.unwrap_or(0);
     if from > size {
         return error(StatusCode::RANGE_NOT_SATISFIABLE, format!("the blob has {size} bytes"));
@@ -122,6 +127,9 @@ pub async fn blob(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, he
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, (size - from).into());
     h.insert(header::ACCEPT_RANGES, header::HeaderValue::from_static("bytes"));
+    if let Some(v) = blake3.and_then(|b| header::HeaderValue::from_str(&b).ok()) {
+        h.insert(shoal_proto::agent::BLOB_BLAKE3_HEADER, v);
+    }
     if start.is_some() {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
         let last = size.saturating_sub(1);

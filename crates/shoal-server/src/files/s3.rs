@@ -15,7 +15,7 @@ use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::blobs::{Blob, BlobError, BlobId, BlobReader, BlobStore, ByteStream};
+use super::blobs::{Blob, BlobError, BlobId, BlobReader, BlobStore, ByteStream, Naming};
 
 /// Longest body of one `PUT`; larger blobs go up in parts of [`PART_BYTES`].
 const SINGLE_PUT_MAX: u64 = 256 << 20;
@@ -324,19 +324,18 @@ impl BlobStore for S3Blobs {
         let tmp = self.spool.join(uuid::Uuid::new_v4().simple().to_string());
         let result = async {
             let mut file = tokio::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).await?;
-            let mut hash = Sha256::new();
-            let mut size = 0u64;
+            let mut naming = Naming::new();
             while let Some(piece) = body.next().await {
                 let piece = piece?;
-                size += piece.len() as u64;
-                if size > limit {
+                naming.update(&piece);
+                if naming.size() > limit {
                     return Err(BlobError::TooLarge(limit));
                 }
-                hash.update(&piece);
                 file.write_all(&piece).await?;
             }
             file.flush().await?;
-            let blob = Blob { id: BlobId::parse(&hex::encode(hash.finalize())).expect("a SHA-256 is a blob id"), size };
+            let blob = naming.finish();
+            let size = blob.size;
             let key = self.key(&blob.id);
             if self.client.head(&self.bucket, &key).await? == Some(size) {
                 return Ok(blob);
