@@ -22,7 +22,7 @@ use super::blobs::{BlobError, BlobId};
 use crate::Shared;
 
 /// Bytes per piece of a blob response.
-const PIECE: usize = 256 * 1024;
+const PIECE: usize = 128 * 1024;
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({"code": status.as_u16(), "message": message.into(), "data": null}))).into_response()
@@ -108,18 +108,19 @@ pub async fn blob(State(shared): State<Arc<Shared>>, Path(sha): Path<String>, he
         return error(StatusCode::RANGE_NOT_SATISFIABLE, format!("the blob has {size} bytes"));
     }
     let counted = shared.clone();
-    let stream = futures_util::stream::unfold(reader, move |mut r| {
+    // One buffer per response, taken back once the connection has sent what it held (read
+    // into without being zeroed first).
+    let stream = futures_util::stream::unfold((reader, bytes::BytesMut::new()), move |(mut r, mut buf)| {
         let counted = counted.clone();
         async move {
-            let mut buf = vec![0u8; PIECE];
-            match r.read(&mut buf).await {
+            buf.reserve(PIECE);
+            match r.read_buf(&mut buf).await {
                 Ok(0) => None,
                 Ok(n) => {
-                    buf.truncate(n);
                     counted.gateway.metrics.blob_bytes_served(n as u64);
-                    Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), r))
+                    Some((Ok::<_, std::io::Error>(buf.split().freeze()), (r, buf)))
                 }
-                Err(e) => Some((Err(e), r)),
+                Err(e) => Some((Err(e), (r, buf))),
             }
         }
     });
