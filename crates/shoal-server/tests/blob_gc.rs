@@ -78,7 +78,7 @@ async fn unneeded_blobs_go_and_needed_ones_stay(mut h: Harness) {
     h.shared.store.note_blob_use(put.id.as_str(), put.size as i64, None, later - 600_000).await.unwrap();
     // Relying on a blob keeps the BLAKE3 recorded when it was stored.
     let root = blake3::hash(b"relied on").to_hex().to_string();
-    assert_eq!(put.blake3.as_deref(), Some(root.as_str()));
+    assert_eq!(put.blake3, root);
     assert_eq!(h.shared.blobs.blake3(&put.id).await.unwrap(), Some(root));
     let c = collected(&h, later).await;
     assert_eq!(c.deleted, 2, "{c:?}");

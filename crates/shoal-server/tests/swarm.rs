@@ -188,22 +188,32 @@ async fn a_terminate_while_fetching_from_peers_leaves_nothing(backend: Backend) 
 }
 
 /// A blob changed in the store after it was stored reaches no target, from the server or
-/// from a peer: the tracker names no peer for it, and every target fails saying why.
+/// from a peer: the tracker names no peer for it, and every target fails saying why. So
+/// with the BLAKE3 recorded when the blob was stored (targets check it), and without one (a
+/// blob an older server stored: the tracker reads the blob and finds its SHA-256 changed,
+/// and targets check the SHA-256).
 async fn a_blob_changed_in_the_store_is_placed_nowhere(backend: Backend) {
     let Some(h) = swarm_of(backend, 81, 3).await else { return };
-    let data = content(2 * 1024 * 1024);
-    let path = upload(&h, "c.bin", &data).await;
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
-    let blob = h.config.data_dir.clone().unwrap().join("blobs").join(&sha[..2]).join(&sha);
-    let mut fake = data.clone();
-    fake[1_000_000] ^= 1;
-    std::fs::write(&blob, &fake).unwrap();
-    let dir = h.dir.path().join("dest");
-    let (job, step, st) = send(&h, &path, &dir, 0).await;
-    assert_eq!(statuses(&st), vec![202; 3], "{st}");
-    let lines = file_log_lines(&h, job, step).await;
-    assert!(lines.iter().all(|l| l.contains("hash mismatch")), "{lines:#?}");
-    assert!(!dir.join("c.bin").exists(), "the changed blob was placed");
+    for (round, recorded) in [(0u8, true), (1, false)] {
+        let mut data = content(2 * 1024 * 1024);
+        data[0] = round;
+        let path = upload(&h, "c.bin", &data).await;
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+        if !recorded {
+            h.sql(&format!("UPDATE blobs SET blake3 = NULL WHERE sha256 = '{sha}'")).await;
+        }
+        let blob = h.config.data_dir.clone().unwrap().join("blobs").join(&sha[..2]).join(&sha);
+        let mut fake = data.clone();
+        fake[1_000_000] ^= 1;
+        std::fs::write(&blob, &fake).unwrap();
+        let dir = h.dir.path().join(format!("dest{round}"));
+        let (job, step, st) = send(&h, &path, &dir, 0).await;
+        assert_eq!(statuses(&st), vec![202; 3], "{st}");
+        let lines = file_log_lines(&h, job, step).await;
+        let checked = if recorded { "hash mismatch: expected BLAKE3" } else { "hash mismatch: expected SHA-256" };
+        assert!(lines.iter().all(|l| l.contains(checked)), "{lines:#?}");
+        assert!(!dir.join("c.bin").exists(), "the changed blob was placed");
+    }
 }
 
 on_both_backends!(

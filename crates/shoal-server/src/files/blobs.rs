@@ -39,13 +39,12 @@ impl std::fmt::Display for BlobId {
     }
 }
 
-/// A stored blob: its name and size, and the BLAKE3 of its bytes (hex) where it was
-/// computed as the blob was stored.
+/// A stored blob: its name and size, and the BLAKE3 of its bytes (hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
     pub id: BlobId,
     pub size: u64,
-    pub blake3: Option<String>,
+    pub blake3: String,
 }
 
 /// The hashes of bytes on their way into the store, in one pass: the SHA-256 that names the
@@ -72,7 +71,7 @@ impl Naming {
     }
 
     pub fn finish(self) -> Blob {
-        Blob { id: BlobId(hex::encode(self.sha256.finalize())), size: self.size, blake3: Some(self.blake3.finalize().to_hex().to_string()) }
+        Blob { id: BlobId(hex::encode(self.sha256.finalize())), size: self.size, blake3: self.blake3.finalize().to_hex().to_string() }
     }
 }
 

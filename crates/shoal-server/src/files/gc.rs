@@ -48,7 +48,7 @@ impl Tracked {
 impl BlobStore for Tracked {
     async fn put(&self, body: ByteStream, limit: u64) -> Result<Blob, BlobError> {
         let blob = self.inner.put(body, limit).await?;
-        self.note(&blob.id, blob.size, blob.blake3.as_deref()).await;
+        self.note(&blob.id, blob.size, Some(&blob.blake3)).await;
         Ok(blob)
     }
 

@@ -168,33 +168,36 @@ impl Tracker {
         swarms.retain(|_, s| s.seeds.values().any(|x| x.until > now) || s.direct.values().any(|u| *u > now));
     }
 
-    /// BLAKE3 of blob `id` and its size, read once from the blob store.
+    /// BLAKE3 of blob `id` and its size: the one recorded when the blob was stored, or else
+    /// read once from the blob store.
     ///
-    /// The same read checks the blob's SHA-256 against its name: targets fetching from peers
-    /// check every byte against this root and nothing else, so the root must be that of the
-    /// bytes the SHA-256 names (a blob changed in the store is refused here, as a target
-    /// fetching from the server refuses it).
+    /// Targets fetching from peers check every byte against this root and nothing else, so
+    /// the root must be that of the bytes the SHA-256 names: a recorded one was computed in
+    /// the pass that named the blob; a read checks the blob's SHA-256 against its name in the
+    /// same pass (a blob changed in the store is refused here, as a target fetching from the
+    /// server refuses it).
     async fn root(&self, shared: &Shared, id: &BlobId) -> anyhow::Result<(String, u64)> {
         let cell = self.roots.lock().expect("tracker lock").entry(id.as_str().to_string()).or_default().clone();
         let got = cell
             .get_or_try_init(|| async {
-                use sha2::Digest;
-                let (mut reader, size) = shared.blobs.read_from(id, 0).await?;
-                let (mut blake, mut sha) = (blake3::Hasher::new(), sha2::Sha256::new());
+                if let (Some(root), Some(size)) = (shared.blobs.blake3(id).await?, shared.blobs.stat(id).await?) {
+                    return anyhow::Ok((root, size));
+                }
+                let (mut reader, _) = shared.blobs.read_from(id, 0).await?;
+                let mut naming = super::blobs::Naming::new();
                 let mut buf = vec![0u8; 256 * 1024];
                 loop {
                     let n = reader.read(&mut buf).await?;
                     if n == 0 {
                         break;
                     }
-                    blake.update(&buf[..n]);
-                    sha.update(&buf[..n]);
+                    naming.update(&buf[..n]);
                 }
-                let sha = hex::encode(sha.finalize());
-                if sha != id.as_str() {
-                    return Err(anyhow::Error::new(Changed(sha)));
+                let read = naming.finish();
+                if read.id != *id {
+                    return Err(anyhow::Error::new(Changed(read.id.as_str().to_string())));
                 }
-                anyhow::Ok((blake.finalize().to_hex().to_string(), size))
+                anyhow::Ok((read.blake3, read.size))
             })
             .await?;
         Ok(got.clone())
