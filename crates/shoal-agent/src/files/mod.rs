@@ -6,6 +6,7 @@
 //! The task's output is its file log: one JSON [`FileEvent`] per line (queued, progress,
 //! done or failed), which the server folds into JOB's `file_logs`.
 
+mod direct;
 mod place;
 pub mod stage;
 pub mod swarm;

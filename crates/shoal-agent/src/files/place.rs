@@ -12,6 +12,7 @@ use nix::unistd::{Gid, Uid};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use super::direct::{self, Aligned, BLOCK};
 use crate::exec::account::Account;
 
 /// The target directory of a file step, checked for the step's account.
@@ -286,37 +287,6 @@ impl Check {
 
 /// Bytes gathered before a write.
 const WRITE_BUF: usize = 4 << 20;
-/// Alignment of direct writes: their memory, offset and length.
-const BLOCK: usize = 4096;
-
-/// A buffer whose data starts at a [`BLOCK`]-aligned address (direct writes need one).
-struct Aligned {
-    raw: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl Aligned {
-    fn new() -> Aligned {
-        let raw = vec![0u8; WRITE_BUF + 2 * BLOCK];
-        let start = (BLOCK - raw.as_ptr() as usize % BLOCK) % BLOCK;
-        Aligned { raw, start, len: 0 }
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.raw[self.start..self.start + self.len]
-    }
-
-    fn room(&self) -> usize {
-        WRITE_BUF + BLOCK - self.len
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        let at = self.start + self.len;
-        self.raw[at..at + bytes.len()].copy_from_slice(bytes);
-        self.len += bytes.len();
-    }
-}
 
 impl Partial {
     /// Opens (or makes) the partial file and hashes what it already holds, so a download
@@ -326,21 +296,7 @@ impl Partial {
         let path = path.to_path_buf();
         let at = path.clone();
         let (file, hash, len, direct) = tokio::task::spawn_blocking(move || -> io::Result<(std::fs::File, Check, u64, bool)> {
-            let open = |flags: i32| {
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .mode(0o600)
-                    .custom_flags(nix::libc::O_NOFOLLOW | flags)
-                    .open(&at)
-            };
-            // File systems without direct I/O (tmpfs on older kernels) refuse the flag.
-            let (file, direct) = match open(nix::libc::O_DIRECT) {
-                Ok(f) => (f, true),
-                Err(e) if e.raw_os_error() == Some(nix::libc::EINVAL) => (open(0)?, false),
-                Err(e) => return Err(e),
-            };
+            let (file, direct) = direct::open(&at)?;
             let mut len = file.metadata()?.len();
             if len > size {
                 len = 0;
@@ -366,7 +322,16 @@ impl Partial {
         })
         .await
         .map_err(io::Error::other)??;
-        Ok(Partial { path, idle: Some((file, hash)), decided: None, busy: None, buf: Aligned::new(), written: len, direct, len })
+        Ok(Partial {
+            path,
+            idle: Some((file, hash)),
+            decided: None,
+            busy: None,
+            buf: Aligned::with_capacity(WRITE_BUF + BLOCK),
+            written: len,
+            direct,
+            len,
+        })
     }
 
     pub async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
@@ -385,7 +350,7 @@ impl Partial {
     /// Waits for the write under way, if any; gives back its buffer, emptied.
     async fn settle(&mut self) -> io::Result<Aligned> {
         match self.busy.take() {
-            None => Ok(Aligned::new()),
+            None => Ok(Aligned::with_capacity(WRITE_BUF + BLOCK)),
             Some(job) => {
                 let (file, hash, mut spare, direct) = job.await.map_err(io::Error::other)??;
                 spare.len = 0;
@@ -416,16 +381,7 @@ impl Partial {
         let decided = self.decided;
         self.busy = Some(tokio::task::spawn_blocking(move || {
             hash.decide(decided);
-            match std::os::unix::fs::FileExt::write_all_at(&file, data.data(), at) {
-                // A file system that took the flag but not the write: through the cache
-                // from now on.
-                Err(e) if direct && e.raw_os_error() == Some(nix::libc::EINVAL) => {
-                    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty())).map_err(io::Error::from)?;
-                    direct = false;
-                    std::os::unix::fs::FileExt::write_all_at(&file, data.data(), at)?;
-                }
-                other => other?,
-            }
+            direct::write_at(&file, data.data(), at, &mut direct)?;
             hash.update(data.data());
             Ok((file, hash, data, direct))
         }));

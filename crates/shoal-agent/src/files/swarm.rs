@@ -34,6 +34,8 @@ use bao_tree::io::outboard::PreOrderMemOutboard;
 use bao_tree::io::sync::encode_ranges_validated;
 use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
+
+use super::direct::{self, Aligned};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
@@ -53,6 +55,8 @@ const SLOT_WAIT: Duration = Duration::from_secs(5);
 pub const UPLOAD_SLOTS: usize = 4;
 /// Peers one receiver fetches from at once.
 const DOWNLOAD_WORKERS: usize = 4;
+/// Bytes of checked chunk groups a receiver writes at once.
+const GATHER: usize = 1 << 20;
 /// How long a holder serves a blob after placing it.
 pub const SEED_TTL: Duration = Duration::from_secs(15 * 60);
 /// TLS name of every peer (the certificate is pinned, the name is not checked).
@@ -216,6 +220,7 @@ impl Peers {
         let (rd, mut wr) = tokio::io::split(tls);
         let mut rd = tokio::io::BufReader::new(rd);
         let mut slot = None;
+        let mut window = Some(Window::new());
         loop {
             let mut line = String::new();
             let wait = if slot.is_some() { IDLE } else { PEER_TIMEOUT };
@@ -256,14 +261,19 @@ impl Peers {
             let ranges = piece_ranges(held.outboard.tree, req.start, req.end);
             let limit = req.limit;
             let encode_held = held.clone();
+            // The window's memory is kept from one request to the next; its bytes are read afresh.
+            let mut win = window.take().unwrap_or_else(Window::new);
+            if let Some(b) = win.buf.as_mut() {
+                b.len = 0;
+            }
             let encoder = tokio::task::spawn_blocking(move || {
                 let mut out = Throttled::new(ChanWriter { tx, buf: bytes::BytesMut::with_capacity(BATCH) }, limit);
                 let r = if unchanged {
-                    encode(&file, &encode_held.outboard, &ranges, &mut out).map_err(bao_tree::io::EncodeError::Io)
+                    encode(&file, &encode_held.outboard, &ranges, &mut out, &mut win).map_err(bao_tree::io::EncodeError::Io)
                 } else {
                     encode_ranges_validated(file, &encode_held.outboard, &ranges, &mut out)
                 };
-                r.and_then(|()| out.flush().map_err(bao_tree::io::EncodeError::Io))
+                (r.and_then(|()| out.flush().map_err(bao_tree::io::EncodeError::Io)), win)
             });
             while let Some(chunk) = rx.recv().await {
                 if tokio::time::timeout(STALL, wr.write_all(&chunk)).await.is_err() {
@@ -272,7 +282,9 @@ impl Peers {
             }
             wr.flush().await?;
             use bao_tree::io::EncodeError as E;
-            match encoder.await? {
+            let (encoded, kept) = encoder.await?;
+            window = Some(kept);
+            match encoded {
                 Ok(()) => {}
                 Err(e @ (E::LeafHashMismatch(_) | E::ParentHashMismatch(_) | E::SizeMismatch)) => {
                     tracing::warn!(error = %e, blob = %req.blake3, "a held file no longer matches its tree; not served again");
@@ -314,6 +326,10 @@ struct ChanWriter {
 
 impl Write for ChanWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        // A batch is sent before it would outgrow its memory (growing it copies it whole).
+        if !self.buf.is_empty() && self.buf.len() + data.len() > BATCH {
+            self.flush()?;
+        }
         self.buf.extend_from_slice(data);
         if self.buf.len() >= BATCH {
             self.flush()?;
@@ -335,6 +351,9 @@ impl Write for ChanWriter {
 impl ChanWriter {
     /// Reads `size` bytes of `file` at `offset` into the batch.
     fn read_into(&mut self, file: &std::fs::File, offset: u64, size: usize) -> std::io::Result<()> {
+        if !self.buf.is_empty() && self.buf.len() + size > BATCH {
+            self.flush()?;
+        }
         let at = self.buf.len();
         self.buf.resize(at + size, 0);
         file.read_exact_at(&mut self.buf[at..], offset)?;
@@ -419,7 +438,7 @@ impl Incoming {
                     if group_hash(start_chunk.0, &data, is_root) != expected {
                         return Err(PeerError::Bad(format!("the chunk group at chunk {} does not match the tree", start_chunk.0)));
                     }
-                    out.put(start_chunk.to_bytes(), data).map_err(PeerError::Write)?;
+                    out.put(start_chunk.to_bytes(), &data).map_err(PeerError::Write)?;
                 }
             }
         }
@@ -427,63 +446,70 @@ impl Incoming {
     }
 }
 
-/// Checked chunk groups on their way to the file: runs of consecutive groups go in one
-/// vectored write, without copying them together first.
+/// Checked chunk groups on their way to the file: runs of consecutive groups are gathered
+/// into one aligned buffer and written at once, directly (past the page cache) where the file
+/// takes it.
 struct Gather<'a> {
-    file: &'a std::fs::File,
-    /// Offset of the first group's first byte in the file.
+    to: &'a Target,
+    /// Offset of the first gathered byte in the file.
     at: u64,
-    groups: Vec<bytes::Bytes>,
-    len: usize,
+    buf: &'a mut Aligned,
     done: &'a std::sync::atomic::AtomicU64,
 }
 
 impl Gather<'_> {
-    /// Groups written at once (16 KiB each).
-    const MAX: usize = 16;
-
-    fn put(&mut self, offset: u64, data: bytes::Bytes) -> std::io::Result<()> {
-        if !self.groups.is_empty() && (self.at + self.len as u64 != offset || self.groups.len() == Self::MAX) {
+    fn put(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        if self.buf.len > 0 && (self.at + self.buf.len as u64 != offset || self.buf.room() < data.len()) {
             self.flush()?;
         }
-        if self.groups.is_empty() {
+        if self.buf.len == 0 {
             self.at = offset;
         }
-        self.len += data.len();
-        self.groups.push(data);
+        self.buf.push(data);
         Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        let mut written = 0;
-        while written < self.len {
-            // The groups not yet wholly written, the first one from where it stopped.
-            let mut skip = written;
-            let slices: Vec<std::io::IoSlice> = self
-                .groups
-                .iter()
-                .filter_map(|g| {
-                    if skip >= g.len() {
-                        skip -= g.len();
-                        None
-                    } else {
-                        let part = &g[skip..];
-                        skip = 0;
-                        Some(std::io::IoSlice::new(part))
-                    }
-                })
-                .collect();
-            match nix::sys::uio::pwritev(self.file, &slices, (self.at + written as u64) as i64) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => written += n,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
+        if self.buf.len == 0 {
+            return Ok(());
         }
-        self.done.fetch_add(self.len as u64, std::sync::atomic::Ordering::Relaxed);
-        self.groups.clear();
-        self.len = 0;
+        self.to.write(self.buf.data(), self.at)?;
+        self.done.fetch_add(self.buf.len as u64, std::sync::atomic::Ordering::Relaxed);
+        self.buf.len = 0;
         Ok(())
+    }
+}
+
+/// The file a download writes: one handle for direct writes of whole blocks (while the file
+/// system takes them), one through the page cache for the rest (the end of the file).
+struct Target {
+    file: std::fs::File,
+    cached: std::fs::File,
+    direct: std::sync::atomic::AtomicBool,
+}
+
+impl Target {
+    fn open(partial: &Path) -> std::io::Result<Target> {
+        let (file, direct) = direct::open(partial)?;
+        let cached = std::fs::OpenOptions::new().write(true).custom_flags(nix::libc::O_NOFOLLOW).open(partial)?;
+        Ok(Target { file, cached, direct: direct.into() })
+    }
+
+    /// Writes `data` (from an [`Aligned`] buffer) at `at`.
+    fn write(&self, data: &[u8], at: u64) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut direct = self.direct.load(Relaxed);
+        if !direct {
+            return direct::write_at(&self.file, data, at, &mut direct);
+        }
+        if !direct::whole_blocks(at, data.len()) {
+            return direct::write_at(&self.cached, data, at, &mut false);
+        }
+        let r = direct::write_at(&self.file, data, at, &mut direct);
+        if !direct {
+            self.direct.store(false, Relaxed);
+        }
+        r
     }
 }
 
@@ -554,15 +580,18 @@ fn piece_ranges(tree: BaoTree, start: u64, end: u64) -> ChunkRanges {
 }
 
 /// Chunks `ranges` (whole chunk groups) of `file` in the order of a bao response: each group
-/// after the parent hashes above it, taken from `outboard`. The file's bytes are read
-/// straight into the batch on its way out.
+/// after the parent hashes above it, taken from `outboard`. The file is read directly (past
+/// the page cache) a window at a time where the file system allows, else straight into the
+/// batch on its way out.
 fn encode(
     file: &std::fs::File,
     outboard: &PreOrderMemOutboard,
     ranges: &ChunkRanges,
     out: &mut Throttled<ChanWriter>,
+    window: &mut Window,
 ) -> std::io::Result<()> {
     use bao_tree::io::sync::Outboard;
+    let mut direct = direct::set_direct(file);
     for item in bao_tree::iter::ResponseIterRef::new(outboard.tree, ranges) {
         match item {
             BaoChunk::Parent { node, .. } => {
@@ -570,10 +599,47 @@ fn encode(
                 out.write_all(left.as_bytes())?;
                 out.write_all(right.as_bytes())?;
             }
+            BaoChunk::Leaf { start_chunk, size, .. } if direct => {
+                let at = start_chunk.to_bytes();
+                let group = window.get(file, at, size, &mut direct)?;
+                out.write_all(group)?;
+            }
             BaoChunk::Leaf { start_chunk, size, .. } => out.read_into(file, start_chunk.to_bytes(), size)?,
         }
     }
     Ok(())
+}
+
+/// Bytes of a held file read at once.
+const WINDOW: usize = 1 << 20;
+
+/// Part of a held file, read at once; kept by a holder's connection from one piece to the
+/// next.
+struct Window {
+    buf: Option<Aligned>,
+    /// Offset of the first byte held.
+    at: u64,
+}
+
+impl Window {
+    fn new() -> Window {
+        Window { buf: None, at: 0 }
+    }
+
+    /// Bytes `[at, at + size)` of `file` (`at` a chunk group's start), read first if need be.
+    fn get(&mut self, file: &std::fs::File, at: u64, size: usize, direct: &mut bool) -> std::io::Result<&[u8]> {
+        let buf = self.buf.get_or_insert_with(|| Aligned::with_capacity(WINDOW));
+        let held = |buf: &Aligned, from: u64| from <= at && at + size as u64 <= from + buf.len as u64;
+        if !held(buf, self.at) {
+            buf.fill(file, at, direct)?;
+            self.at = at;
+            if !held(buf, at) {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        let from = (at - self.at) as usize;
+        Ok(&buf.data()[from..from + size])
+    }
 }
 
 /// The hash of a chunk group of `data` starting at chunk `start_chunk` (the whole blob's
@@ -716,7 +782,7 @@ pub struct Download {
     pub secret: String,
     /// Bytes per second for the whole download (0: no limit).
     pub limit: u64,
-    file: Arc<std::fs::File>,
+    file: Arc<Target>,
     missing: Arc<Mutex<VecDeque<u64>>>,
     /// The blob's tree, filled from the parent hashes peers send (each checked before it is
     /// kept): once every piece is here, it is the whole tree this host serves the blob with.
@@ -728,15 +794,9 @@ pub struct Download {
 impl Download {
     /// Starts (over) the download into `partial`, a file made `size` bytes long.
     pub fn open(partial: &Path, size: u64, root: blake3::Hash, secret: &str, limit: u64) -> std::io::Result<Download> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(partial)?;
-        file.set_len(0)?;
-        file.set_len(size)?;
+        let file = Target::open(partial)?;
+        file.file.set_len(0)?;
+        file.file.set_len(size)?;
         let pieces = size.div_ceil(PIECE).max(1);
         let tree = BaoTree::new(size, BLOCK);
         let hashes = PreOrderMemOutboard { root, tree, data: vec![0; tree.outboard_size() as usize] };
@@ -802,7 +862,7 @@ impl Download {
     /// it holds after checking that blob's SHA-256, so a file that matches the root is the
     /// blob the SHA-256 names.
     pub fn finish(&self) -> std::io::Result<PreOrderMemOutboard> {
-        self.file.sync_all()?;
+        self.file.file.sync_all()?;
         let tree = self.tree_hashes.lock().expect("tree lock");
         Ok(PreOrderMemOutboard { root: tree.root, tree: tree.tree, data: tree.data.clone() })
     }
@@ -839,7 +899,7 @@ struct Worker {
     tree: BaoTree,
     secret: String,
     limit: u64,
-    file: Arc<std::fs::File>,
+    file: Arc<Target>,
     missing: Arc<Mutex<VecDeque<u64>>>,
     tree_hashes: Arc<Mutex<PreOrderMemOutboard>>,
     done: Arc<std::sync::atomic::AtomicU64>,
@@ -853,10 +913,10 @@ struct Conn {
 
 impl Worker {
     async fn run(self) -> Result<(), PeerError> {
-        let mut conn = None;
+        let (mut conn, mut buf) = (None, None);
         loop {
             let Some(piece) = self.missing.lock().expect("pieces lock").pop_front() else { return Ok(()) };
-            if let Err(e) = self.piece(&mut conn, piece).await {
+            if let Err(e) = self.piece(&mut conn, &mut buf, piece).await {
                 self.missing.lock().expect("pieces lock").push_back(piece);
                 return Err(e);
             }
@@ -880,8 +940,8 @@ impl Worker {
     }
 
     /// Fetches piece `n` over `conn` (connecting first if need be), checking every chunk
-    /// group before writing it.
-    async fn piece(&self, conn: &mut Option<Conn>, n: u64) -> Result<(), PeerError> {
+    /// group before writing it (gathered in `buf`, kept from one piece to the next).
+    async fn piece(&self, conn: &mut Option<Conn>, buf: &mut Option<Aligned>, n: u64) -> Result<(), PeerError> {
         let bad = |e: String| PeerError::Bad(format!("{}: {e}", self.seed.addr));
         let chunks = self.tree.chunks().0;
         let per = PIECE / 1024;
@@ -913,15 +973,16 @@ impl Worker {
         let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
         let (root, tree, file, done, limit) = (self.root, self.tree, self.file.clone(), self.done.clone(), self.limit);
         let tree_hashes = self.tree_hashes.clone();
+        let mut gathered = buf.take().unwrap_or_else(|| Aligned::with_capacity(GATHER));
         let decoder = tokio::task::spawn_blocking(move || {
             let ranges = piece_ranges(tree, start, end);
             let mut input = Incoming { rx, cur: bytes::Bytes::new(), throttle: Throttled::new((), limit) };
             // Checked chunk groups follow one another: written a batch at a time.
-            let mut out = Gather { file: &file, at: 0, groups: Vec::with_capacity(Gather::MAX), len: 0, done: &done };
+            let mut out = Gather { to: &file, at: 0, buf: &mut gathered, done: &done };
             let decoded = input.decode(root, tree, &ranges, &mut out, &tree_hashes);
             // The groups checked before anything went wrong are kept.
-            out.flush().map_err(PeerError::Write)?;
-            decoded
+            let r = out.flush().map_err(PeerError::Write).and(decoded);
+            (r, gathered)
         });
         let pump = async {
             use futures_util::FutureExt;
@@ -966,7 +1027,8 @@ impl Worker {
             }
         };
         let pumped = pump.await;
-        let decoded = decoder.await.map_err(|e| PeerError::Bad(e.to_string()))?;
+        let (decoded, gathered) = decoder.await.map_err(|e| PeerError::Bad(e.to_string()))?;
+        *buf = Some(gathered);
         match (decoded, pumped) {
             (Ok(()), _) => Ok(()),
             (Err(PeerError::Bad(why)), Err(link)) => {
@@ -1084,7 +1146,7 @@ mod tests {
             tree: BaoTree::new(0, BLOCK),
             secret: secret.into(),
             limit: 0,
-            file: Arc::new(tempfile::tempfile().unwrap()),
+            file: Arc::new(Target::open(&tempfile::tempdir().unwrap().path().join("raw")).unwrap()),
             missing: Default::default(),
             tree_hashes: Arc::new(Mutex::new(PreOrderMemOutboard { root, tree: BaoTree::new(0, BLOCK), data: Vec::new() })),
             done: Default::default(),
