@@ -52,6 +52,33 @@ pub fn set_direct(file: &File) -> bool {
     fcntl(file, FcntlArg::F_SETFL(OFlag::from_bits_truncate(flags) | OFlag::O_DIRECT)).is_ok()
 }
 
+/// Reads what it can of `buf` from `file` at `at`. With `direct`, what the page cache holds
+/// (a file this host just read or wrote through it) is copied from there and the rest is
+/// read from the disk; a file system that took the flag but refuses the read gets this read,
+/// and every later one, through the cache, and `direct` turns false.
+fn read_at(file: &File, buf: &mut [u8], at: u64, direct: &mut bool) -> io::Result<usize> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    loop {
+        if *direct {
+            fcntl(file, FcntlArg::F_SETFL(OFlag::empty()))?;
+            let cached = rustix::io::preadv2(file, &mut [io::IoSliceMut::new(buf)], at, rustix::io::ReadWriteFlags::NOWAIT);
+            fcntl(file, FcntlArg::F_SETFL(OFlag::O_DIRECT))?;
+            // Nothing there (or a file system that cannot say): from the disk.
+            if let Ok(n) = cached {
+                return Ok(n);
+            }
+        }
+        match file.read_at(buf, at) {
+            Err(e) if *direct && e.raw_os_error() == Some(nix::libc::EINVAL) => {
+                fcntl(file, FcntlArg::F_SETFL(OFlag::empty()))?;
+                *direct = false;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
 /// Whether a write of `len` bytes at `at` from an [`Aligned`] buffer may be direct.
 pub fn whole_blocks(at: u64, len: usize) -> bool {
     at.is_multiple_of(BLOCK as u64) && len.is_multiple_of(BLOCK)
@@ -82,21 +109,12 @@ impl Aligned {
     }
 
     /// Replaces the content with up to its capacity of `file` from `at` (a block offset,
-    /// when `direct`); fewer bytes only at the end of the file. A file system that took the
-    /// flag but refuses the read gets this read, and every later one, through the cache.
+    /// when `direct`); fewer bytes only at the end of the file.
     pub fn fill(&mut self, file: &File, at: u64, direct: &mut bool) -> io::Result<()> {
         self.len = 0;
         while self.len < self.cap {
             let window = &mut self.raw[self.start + self.len..self.start + self.cap];
-            let n = match file.read_at(window, at + self.len as u64) {
-                Err(e) if *direct && e.raw_os_error() == Some(nix::libc::EINVAL) => {
-                    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty())).map_err(io::Error::from)?;
-                    *direct = false;
-                    continue;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => r?,
-            };
+            let n = read_at(file, window, at + self.len as u64, direct)?;
             self.len += n;
             // The end of the file (a direct read goes on only from a block).
             if n == 0 || !self.len.is_multiple_of(BLOCK) {
@@ -156,5 +174,14 @@ mod tests {
         assert_eq!(w.data(), &got[2 * BLOCK..]);
         w.fill(&reader, 4 * BLOCK as u64, &mut direct).unwrap();
         assert_eq!(w.len, 0);
+
+        // A file just written through the cache: read from there, up to its end.
+        let cached: Vec<u8> = (0..3 * BLOCK + 100).map(|i| (i % 249) as u8).collect();
+        std::fs::write(dir.path().join("c"), &cached).unwrap();
+        let reader = std::fs::File::open(dir.path().join("c")).unwrap();
+        let mut direct = set_direct(&reader);
+        let mut w = Aligned::with_capacity(4 * BLOCK);
+        w.fill(&reader, BLOCK as u64, &mut direct).unwrap();
+        assert_eq!(w.data(), &cached[BLOCK..]);
     }
 }

@@ -331,14 +331,22 @@ async fn one_file<S: ChunkSink>(
         // The lease this host had for the server is given back either way: as a holder, or
         // so that another target takes it.
         let placed = match &fetched {
-            Ok(()) => {
-                let path = dest.clone();
+            Ok(checked) => {
+                // Read back for the tree to serve it with, and checked again (the file may
+                // have changed since it was placed): against the BLAKE3 it was checked
+                // against, else its SHA-256.
+                let (path, checked, f_sha) = (dest.clone(), *checked, f.sha256.clone());
                 match tokio::task::spawn_blocking(move || {
-                    std::fs::File::open(&path).and_then(|file| swarm::digest(&file, file.metadata()?.len()))
+                    let file = std::fs::File::open(&path)?;
+                    let size = file.metadata()?.len();
+                    match checked {
+                        place::Checked::Blake3(root) => swarm::tree(&file, size).map(|tree| (tree.root == root, tree)),
+                        place::Checked::Sha256 => swarm::digest(&file, size).map(|(sha, tree)| (sha == f_sha, tree)),
+                    }
                 })
                 .await
                 {
-                    Ok(Ok((sha, outboard))) if sha == f.sha256 => Some(outboard),
+                    Ok(Ok((true, outboard))) => Some(outboard),
                     Ok(Ok(_)) => {
                         tracing::warn!(dest = %dest.display(), "the placed file changed before it could be served to peers");
                         None
@@ -360,10 +368,11 @@ async fn one_file<S: ChunkSink>(
             None => fetcher.release(f).await,
         }
     }
-    fetched
+    fetched.map(drop)
 }
 
-/// Fetches `f` from the server into `partial` (resuming what it holds), verifies and places it.
+/// Fetches `f` from the server into `partial` (resuming what it holds), verifies and places
+/// it; says what it was checked against.
 #[allow(clippy::too_many_arguments)]
 async fn fetch_direct<S: ChunkSink>(
     fetcher: &Fetcher,
@@ -375,7 +384,7 @@ async fn fetch_direct<S: ChunkSink>(
     note: Option<&str>,
     logs: &mut LogStream<S>,
     kill: &mut oneshot::Receiver<KillReason>,
-) -> Result<(), Failure> {
+) -> Result<place::Checked, Failure> {
     let mut part =
         place::Partial::open(partial, f.size).await.map_err(|e| Failure::Transfer(format!("cannot write {}: {e}", partial.display())))?;
     let started = Instant::now();
@@ -466,7 +475,7 @@ async fn fetch_direct<S: ChunkSink>(
         done.push_str(&format!(" (from the server: {note})"));
     }
     emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, speed, &done)).await;
-    Ok(())
+    Ok(checked)
 }
 
 /// How a file came (or is to come) when peers may serve it.

@@ -260,7 +260,7 @@ impl Check {
     }
 
     /// What was checked, or why the bytes are not blob `sha256`.
-    fn verify(self, sha256: &str) -> Result<&'static str, String> {
+    fn verify(self, sha256: &str) -> Result<Checked, String> {
         match (self.root, self.blake3, self.sha256) {
             (Some(root), Some(h), _) => {
                 let got = h.finalize();
@@ -271,17 +271,35 @@ impl Check {
                         got.to_hex()
                     ));
                 }
-                Ok("BLAKE3")
+                Ok(Checked::Blake3(root))
             }
             (_, _, Some(h)) => {
                 let got = hex::encode(h.finalize());
                 if got != sha256 {
                     return Err(format!("hash mismatch: expected SHA-256 {sha256}, received {got}; the file was not placed"));
                 }
-                Ok("SHA-256")
+                Ok(Checked::Sha256)
             }
             _ => Err("the download was not checked".into()),
         }
+    }
+}
+
+/// What a download was checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The BLAKE3 the server gave for the blob.
+    Blake3(blake3::Hash),
+    /// The blob's SHA-256.
+    Sha256,
+}
+
+impl std::fmt::Display for Checked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Checked::Blake3(_) => "BLAKE3",
+            Checked::Sha256 => "SHA-256",
+        })
     }
 }
 
@@ -402,7 +420,7 @@ impl Partial {
     }
 
     /// Writes the rest, flushes to disk and checks the hash; says which hash it checked.
-    pub async fn finish(mut self, sha256: &str) -> Result<&'static str, String> {
+    pub async fn finish(mut self, sha256: &str) -> Result<Checked, String> {
         let written = async {
             self.persist().await?;
             let (file, mut hash) = self.idle.take().ok_or_else(|| io::Error::other("an earlier write failed"))?;
@@ -512,8 +530,8 @@ mod tests {
                 p.finish(&sha).await
             }
         };
-        assert_eq!(run("a", content.clone(), Some(root)).await, Ok("BLAKE3"));
-        assert_eq!(run("b", content.clone(), None).await, Ok("SHA-256"));
+        assert_eq!(run("a", content.clone(), Some(root)).await, Ok(Checked::Blake3(root)));
+        assert_eq!(run("b", content.clone(), None).await, Ok(Checked::Sha256));
         let err = run("c", wrong.clone(), Some(root)).await.unwrap_err();
         assert!(err.contains("hash mismatch: expected BLAKE3"), "{err}");
         let err = run("d", wrong, None).await.unwrap_err();

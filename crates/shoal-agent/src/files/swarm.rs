@@ -19,9 +19,12 @@
 //! that name is checked against the tree as it is read, so a file changed on disk since is
 //! never served.
 //!
-//! Bytes are copied as little as the TLS library allows: a holder reads the file straight
-//! into the batch it hands to the connection, and a receiver checks and writes slices of
-//! the batches it reads.
+//! Files move past the page cache where the file system allows ([`super::direct`]): a
+//! receiver gathers checked chunk groups into an aligned buffer and writes it directly, and
+//! a holder reads its file a window at a time, from the page cache for what it holds (a file
+//! this host just fetched from the server and read back) and directly from the disk for the
+//! rest. Filling the cache with every received byte, to be read by peers once or not at
+//! all, was the largest single cost of a peer download.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
@@ -866,6 +869,15 @@ impl Download {
         let tree = self.tree_hashes.lock().expect("tree lock");
         Ok(PreOrderMemOutboard { root: tree.root, tree: tree.tree, data: tree.data.clone() })
     }
+}
+
+/// The BLAKE3 tree of the first `size` bytes of `file`.
+pub fn tree(file: &std::fs::File, size: u64) -> std::io::Result<PreOrderMemOutboard> {
+    let tree = BaoTree::new(size, BLOCK);
+    let mut outboard = PreOrderMemOutboard { root: blake3::Hash::from([0; 32]), tree, data: vec![0; tree.outboard_size() as usize] };
+    let reader = std::io::BufReader::with_capacity(256 * 1024, file.take(size));
+    outboard.root = bao_tree::io::sync::outboard(reader, tree, &mut outboard)?;
+    Ok(outboard)
 }
 
 /// The SHA-256 and BLAKE3 tree of the first `size` bytes of `file`, in one read.
