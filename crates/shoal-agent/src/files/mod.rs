@@ -332,22 +332,10 @@ async fn one_file<S: ChunkSink>(
         // so that another target takes it.
         let placed = match &fetched {
             Ok(checked) => {
-                // Read back for the tree to serve it with, and checked again (the file may
-                // have changed since it was placed): against the BLAKE3 it was checked
-                // against, else its SHA-256.
-                let (path, checked, f_sha) = (dest.clone(), *checked, f.sha256.clone());
-                match tokio::task::spawn_blocking(move || {
-                    let file = std::fs::File::open(&path)?;
-                    let size = file.metadata()?.len();
-                    match checked {
-                        place::Checked::Blake3(root) => swarm::tree(&file, size).map(|tree| (tree.root == root, tree)),
-                        place::Checked::Sha256 => swarm::digest(&file, size).map(|(sha, tree)| (sha == f_sha, tree)),
-                    }
-                })
-                .await
-                {
-                    Ok(Ok((true, outboard))) => Some(outboard),
-                    Ok(Ok(_)) => {
+                let (path, checked, sha256) = (dest.clone(), *checked, f.sha256.clone());
+                match tokio::task::spawn_blocking(move || read_back(&path, checked, &sha256)).await {
+                    Ok(Ok(Some(outboard))) => Some(outboard),
+                    Ok(Ok(None)) => {
                         tracing::warn!(dest = %dest.display(), "the placed file changed before it could be served to peers");
                         None
                     }
@@ -476,6 +464,21 @@ async fn fetch_direct<S: ChunkSink>(
     }
     emit(logs, &event(t, f, FILE_STATUS_SUCCESS, f.size, speed, &done)).await;
     Ok(checked)
+}
+
+/// The tree to serve the placed file at `path` with, read back and checked again (it may have
+/// changed since it was placed) against what its download was checked against: the blob's
+/// BLAKE3, or else its SHA-256. `None` if it is no longer the blob.
+fn read_back(path: &Path, checked: place::Checked, sha256: &str) -> std::io::Result<Option<bao_tree::io::outboard::PreOrderMemOutboard>> {
+    let file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
+    Ok(match checked {
+        place::Checked::Blake3(root) => Some(swarm::tree(&file, size)?).filter(|tree| tree.root == root),
+        place::Checked::Sha256 => {
+            let (sha, tree) = swarm::digest(&file, size)?;
+            (sha == sha256).then_some(tree)
+        }
+    })
 }
 
 /// How a file came (or is to come) when peers may serve it.
@@ -804,5 +807,26 @@ mod tests {
         let wait = t.take(2000).expect("2000 bytes at 1000 B/s need a wait");
         assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2), "{wait:?}");
         assert_eq!(Throttle::new(0).take(1 << 30), None);
+    }
+
+    /// A file fetched from the server is served to peers only while it is still the blob: its
+    /// read-back is checked against the BLAKE3 the download was checked against, or the SHA-256.
+    #[test]
+    fn a_placed_file_is_served_only_while_it_is_the_blob() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let content: Vec<u8> = (0..5 * 1024 * 1024 + 7).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let (root, sha) = (blake3::hash(&content), hex::encode(sha2::Sha256::digest(&content)));
+        let tree = read_back(&path, place::Checked::Blake3(root), &sha).unwrap().expect("the blob");
+        assert_eq!(tree.root, root);
+        assert!(read_back(&path, place::Checked::Sha256, &sha).unwrap().is_some());
+
+        let mut changed = content.clone();
+        changed[4 * 1024 * 1024] ^= 1;
+        std::fs::write(&path, &changed).unwrap();
+        assert!(read_back(&path, place::Checked::Blake3(root), &sha).unwrap().is_none());
+        assert!(read_back(&path, place::Checked::Sha256, &sha).unwrap().is_none());
     }
 }
