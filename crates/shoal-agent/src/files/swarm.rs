@@ -37,14 +37,14 @@ use bao_tree::io::outboard::PreOrderMemOutboard;
 use bao_tree::io::sync::encode_ranges_validated;
 use bao_tree::iter::BaoChunk;
 use bao_tree::{BaoTree, BlockSize, ChunkNum, ChunkRanges};
-
-use super::direct::{self, Aligned};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+
+use super::direct::{self, Aligned};
 
 /// Chunk groups of 16 KiB: the unit a peer's data is checked in.
 pub const BLOCK: BlockSize = BlockSize::from_chunk_log(4);
