@@ -38,6 +38,10 @@ use crate::Shared;
 const SEEDS_PER_ANSWER: usize = 6;
 /// How long a target waits before asking again when there is nothing to fetch from yet.
 const RETRY_MS: u64 = 300;
+/// Roots the tracker keeps whatever their age.
+const ROOTS_KEPT: usize = 1024;
+/// Beyond [`ROOTS_KEPT`], how long a root not asked for is kept.
+const ROOT_IDLE: Duration = Duration::from_secs(3600);
 /// Longest a seed is named after its announcement, whatever it asks.
 const MAX_SEED_TTL: Duration = Duration::from_secs(3600);
 
@@ -47,8 +51,15 @@ type RootCell = tokio::sync::OnceCell<(String, u64)>;
 #[derive(Default)]
 pub struct Tracker {
     swarms: Mutex<HashMap<String, Swarm>>,
-    /// BLAKE3 roots of blobs, computed once each.
-    roots: Mutex<HashMap<String, Arc<RootCell>>>,
+    roots: Mutex<Roots>,
+}
+
+/// BLAKE3 roots of blobs, computed once each, and when each was last asked for.
+#[derive(Default)]
+struct Roots {
+    cells: HashMap<String, (Arc<RootCell>, Instant)>,
+    /// When roots not asked for lately were last forgotten.
+    trimmed: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -177,7 +188,7 @@ impl Tracker {
     /// same pass (a blob changed in the store is refused here, as a target fetching from the
     /// server refuses it).
     async fn root(&self, shared: &Shared, id: &BlobId) -> anyhow::Result<(String, u64)> {
-        let cell = self.roots.lock().expect("tracker lock").entry(id.as_str().to_string()).or_default().clone();
+        let cell = self.root_cell(id.as_str(), Instant::now());
         let got = cell
             .get_or_try_init(|| async {
                 if let (Some(root), Some(size)) = (shared.blobs.blake3(id).await?, shared.blobs.stat(id).await?) {
@@ -201,6 +212,23 @@ impl Tracker {
             })
             .await?;
         Ok(got.clone())
+    }
+}
+
+impl Tracker {
+    /// The root cell of blob `sha256`, asked for at `now`. Beyond [`ROOTS_KEPT`] roots, those
+    /// not asked for in [`ROOT_IDLE`] are forgotten (at most once a minute): a root is cheap to
+    /// have again (recorded with the blob), and one blob asked for leaves no entry forever.
+    fn root_cell(&self, sha256: &str, now: Instant) -> Arc<RootCell> {
+        let mut roots = self.roots.lock().expect("tracker lock");
+        let due = roots.trimmed.is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60));
+        if roots.cells.len() >= ROOTS_KEPT && due {
+            roots.cells.retain(|_, (_, used)| now.saturating_duration_since(*used) < ROOT_IDLE);
+            roots.trimmed = Some(now);
+        }
+        let (cell, used) = roots.cells.entry(sha256.to_string()).or_insert_with(|| (Arc::default(), now));
+        *used = now;
+        cell.clone()
     }
 }
 
@@ -352,5 +380,27 @@ mod tests {
         // Expired seeds are not named.
         t.announce("c", 1, Seed { addr: "x".into(), cert_sha256: "c".into(), until: Instant::now() });
         assert!(t.ask("c", 2, 10, 1, false).1.is_empty());
+    }
+
+    /// The roots kept are those of blobs asked about lately: a server that serves many blobs
+    /// over months does not keep one entry for each.
+    #[test]
+    fn roots_not_asked_for_are_forgotten() {
+        let t = Tracker::default();
+        let start = Instant::now();
+        for i in 0..3 * ROOTS_KEPT {
+            let cell = t.root_cell(&format!("old{i}"), start);
+            cell.set((String::new(), 0)).unwrap();
+        }
+        let later = start + ROOT_IDLE + Duration::from_secs(1);
+        let recent = t.root_cell("recent", later);
+        recent.set(("r".into(), 1)).unwrap();
+        for i in 0..ROOTS_KEPT {
+            t.root_cell(&format!("new{i}"), later);
+        }
+        let kept = t.roots.lock().unwrap().cells.len();
+        assert!(kept <= ROOTS_KEPT + 1, "{kept} roots kept");
+        // One asked for lately is still there, computed.
+        assert_eq!(t.root_cell("recent", later).get(), Some(&("r".to_string(), 1)));
     }
 }
