@@ -155,9 +155,26 @@ impl Placement {
     pub async fn install(&self, partial: &Path, dest: &Path, mode: Option<u32>) -> io::Result<()> {
         let (partial, dest, uid, gid) = (partial.to_path_buf(), dest.to_path_buf(), self.uid, self.gid);
         tokio::task::spawn_blocking(move || {
-            std::os::unix::fs::lchown(&partial, Some(uid.as_raw()), Some(gid.as_raw()))?;
-            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(mode.unwrap_or(0o644) & 0o7777))?;
+            // Owner and mode are set through a handle on the partial file itself, never
+            // through a name someone who may write in the directory could have swapped for a
+            // link; and the name placed must still be that file.
+            let not_regular = || io::Error::other(format!("{} is not a regular file", partial.display()));
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+                .open(&partial)
+                .map_err(|e| if e.raw_os_error() == Some(nix::libc::ELOOP) { not_regular() } else { e })?;
+            let m = file.metadata()?;
+            if !m.is_file() {
+                return Err(not_regular());
+            }
+            std::os::unix::fs::fchown(&file, Some(uid.as_raw()), Some(gid.as_raw()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode.unwrap_or(0o644) & 0o7777))?;
             std::fs::rename(&partial, &dest)?;
+            let placed = std::fs::symlink_metadata(&dest)?;
+            if (placed.dev(), placed.ino()) != (m.dev(), m.ino()) {
+                return Err(io::Error::other(format!("{} was replaced before it was placed", partial.display())));
+            }
             if let Some(parent) = dest.parent() {
                 std::fs::File::open(parent)?.sync_all()?;
             }
@@ -450,6 +467,30 @@ mod tests {
 
     fn me() -> Account {
         crate::exec::account::resolve(&nix::unistd::User::from_uid(Uid::effective()).unwrap().unwrap().name).unwrap()
+    }
+
+    /// A partial file swapped for a link (by someone who may write in the target directory)
+    /// is not placed, and nothing is done to what the link names.
+    #[tokio::test]
+    async fn a_partial_swapped_for_a_link_is_not_placed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"s").unwrap();
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let p = Placement::prepare(tmp.path(), false, &me()).unwrap();
+        let (partial, dest) = (tmp.path().join(".f.part"), tmp.path().join("f"));
+        std::os::unix::fs::symlink(&secret, &partial).unwrap();
+        let err = p.install(&partial, &dest, Some(0o644)).await.unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert_eq!(std::fs::metadata(&secret).unwrap().permissions().mode() & 0o7777, 0o600, "the link was followed");
+        assert!(std::fs::symlink_metadata(&dest).is_err(), "the link was placed");
+
+        // A regular partial is placed, with its mode.
+        std::fs::remove_file(&partial).unwrap();
+        std::fs::write(&partial, b"data").unwrap();
+        p.install(&partial, &dest, Some(0o640)).await.unwrap();
+        assert_eq!(std::fs::metadata(&dest).unwrap().permissions().mode() & 0o7777, 0o640);
     }
 
     #[test]
