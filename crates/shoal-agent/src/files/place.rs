@@ -157,7 +157,8 @@ impl Placement {
         tokio::task::spawn_blocking(move || {
             // Owner and mode are set through a handle on the partial file itself, never
             // through a name someone who may write in the directory could have swapped for a
-            // link; and the name placed must still be that file.
+            // link. (The name placed is not checked to be that file afterwards: targets
+            // sharing a file system place the same file at the same name at once.)
             let not_regular = || io::Error::other(format!("{} is not a regular file", partial.display()));
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -171,10 +172,6 @@ impl Placement {
             std::os::unix::fs::fchown(&file, Some(uid.as_raw()), Some(gid.as_raw()))?;
             file.set_permissions(std::fs::Permissions::from_mode(mode.unwrap_or(0o644) & 0o7777))?;
             std::fs::rename(&partial, &dest)?;
-            let placed = std::fs::symlink_metadata(&dest)?;
-            if (placed.dev(), placed.ino()) != (m.dev(), m.ino()) {
-                return Err(io::Error::other(format!("{} was replaced before it was placed", partial.display())));
-            }
             if let Some(parent) = dest.parent() {
                 std::fs::File::open(parent)?.sync_all()?;
             }
